@@ -1,0 +1,1 @@
+//! Field selectors (owned by helper A, in progress).

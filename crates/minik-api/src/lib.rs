@@ -1,0 +1,16 @@
+//! The Kubernetes object model as minik serves it: types, defaults, validation, selectors and
+//! patches. Pure logic: no I/O, no clocks, no randomness (callers pass those in).
+
+pub mod defaults;
+pub mod error;
+pub mod fields;
+pub mod names;
+pub mod patch;
+pub mod quantity;
+pub mod selector;
+pub mod status;
+pub mod validation;
+
+pub use error::{ErrorList, FieldError, FieldErrorKind, FieldPath};
+pub use k8s_openapi;
+pub use status::{ApiError, ObjectRef};

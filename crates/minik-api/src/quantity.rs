@@ -1,0 +1,1 @@
+//! Resource quantities (owned by helper A, in progress).

@@ -1,0 +1,1 @@
+//! Label selectors: parsing, matching and validation (owned by helper A, in progress).

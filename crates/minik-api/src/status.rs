@@ -1,0 +1,237 @@
+//! The one error type of the API, and its rendering as a Kubernetes `Status` object.
+//! Every failure a client can see goes through [`ApiError::to_status`], so codes, reasons and
+//! messages are the same whichever part of minik produced them.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Status, StatusCause, StatusDetails};
+
+use crate::error::FieldError;
+
+/// Names the object an error is about: `pods "web"` in messages, `details` in the Status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectRef {
+    /// API group, empty for the core group.
+    pub group: String,
+    /// The resource's plural name (`pods`), as Kubernetes puts it in `details.kind` for these errors.
+    pub resource: String,
+    pub name: String,
+}
+
+impl ObjectRef {
+    pub fn new(group: &str, resource: &str, name: &str) -> Self {
+        ObjectRef {
+            group: group.into(),
+            resource: resource.into(),
+            name: name.into(),
+        }
+    }
+
+    /// `pods "web"` or `deployments.apps "web"`.
+    fn qualified(&self) -> String {
+        if self.group.is_empty() {
+            format!("{} {:?}", self.resource, self.name)
+        } else {
+            format!("{}.{} {:?}", self.resource, self.group, self.name)
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{} not found", .0.qualified())]
+    NotFound(ObjectRef),
+    /// A path or resource that does not exist at all (no object name to report).
+    #[error("{0}")]
+    NoSuchPath(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    NotAcceptable(String),
+    #[error("{} already exists", .0.qualified())]
+    AlreadyExists(ObjectRef),
+    #[error("Operation cannot be fulfilled on {}: {detail}", .target.qualified())]
+    Conflict { target: ObjectRef, detail: String },
+    /// A watch or list from a resourceVersion older than the kept history.
+    #[error("{0}")]
+    Gone(String),
+    #[error("{0}")]
+    RequestEntityTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{kind} {name:?} is invalid: {}", render_causes(.errors))]
+    Invalid {
+        /// The object's kind, `Pod`.
+        kind: String,
+        group: String,
+        name: String,
+        errors: Vec<FieldError>,
+    },
+    #[error("{0}")]
+    TooManyRequests(String),
+    #[error("{0}")]
+    Internal(String),
+    #[error("{0}")]
+    ServiceUnavailable(String),
+    #[error("{0}")]
+    Timeout(String),
+}
+
+fn render_causes(errors: &[FieldError]) -> String {
+    match errors {
+        [one] => one.to_string(),
+        many => {
+            let all: Vec<String> = many.iter().map(|e| e.to_string()).collect();
+            format!("[{}]", all.join(", "))
+        }
+    }
+}
+
+/// The message Kubernetes gives for a write that carried a stale resourceVersion.
+pub const CONFLICT_MODIFIED: &str =
+    "the object has been modified; please apply your changes to the latest version and try again";
+
+impl ApiError {
+    pub fn conflict(target: ObjectRef) -> Self {
+        ApiError::Conflict {
+            target,
+            detail: CONFLICT_MODIFIED.into(),
+        }
+    }
+
+    /// The HTTP status code.
+    pub fn code(&self) -> u16 {
+        match self {
+            ApiError::BadRequest(_) => 400,
+            ApiError::Unauthorized(_) => 401,
+            ApiError::Forbidden(_) => 403,
+            ApiError::NotFound(_) | ApiError::NoSuchPath(_) => 404,
+            ApiError::MethodNotAllowed(_) => 405,
+            ApiError::NotAcceptable(_) => 406,
+            ApiError::AlreadyExists(_) | ApiError::Conflict { .. } => 409,
+            ApiError::Gone(_) => 410,
+            ApiError::RequestEntityTooLarge(_) => 413,
+            ApiError::UnsupportedMediaType(_) => 415,
+            ApiError::Invalid { .. } => 422,
+            ApiError::TooManyRequests(_) => 429,
+            ApiError::Internal(_) => 500,
+            ApiError::ServiceUnavailable(_) => 503,
+            ApiError::Timeout(_) => 504,
+        }
+    }
+
+    /// The `Status.reason`, a `StatusReason` of Kubernetes.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "BadRequest",
+            ApiError::Unauthorized(_) => "Unauthorized",
+            ApiError::Forbidden(_) => "Forbidden",
+            ApiError::NotFound(_) | ApiError::NoSuchPath(_) => "NotFound",
+            ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
+            ApiError::NotAcceptable(_) => "NotAcceptable",
+            ApiError::AlreadyExists(_) => "AlreadyExists",
+            ApiError::Conflict { .. } => "Conflict",
+            ApiError::Gone(_) => "Expired",
+            ApiError::RequestEntityTooLarge(_) => "RequestEntityTooLarge",
+            ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            ApiError::Invalid { .. } => "Invalid",
+            ApiError::TooManyRequests(_) => "TooManyRequests",
+            ApiError::Internal(_) => "InternalError",
+            ApiError::ServiceUnavailable(_) => "ServiceUnavailable",
+            ApiError::Timeout(_) => "Timeout",
+        }
+    }
+
+    /// Whether the error is the server's fault (worth logging as an error) rather than the
+    /// client's (answered, not logged).
+    pub fn is_server_error(&self) -> bool {
+        self.code() >= 500
+    }
+
+    /// The Kubernetes `Status` object for this error.
+    pub fn to_status(&self) -> Status {
+        let details = match self {
+            ApiError::NotFound(r) | ApiError::AlreadyExists(r) | ApiError::Conflict { target: r, .. } => {
+                Some(StatusDetails {
+                    name: Some(r.name.clone()),
+                    group: (!r.group.is_empty()).then(|| r.group.clone()),
+                    kind: Some(r.resource.clone()),
+                    ..Default::default()
+                })
+            }
+            ApiError::Invalid {
+                kind,
+                group,
+                name,
+                errors,
+            } => Some(StatusDetails {
+                name: Some(name.clone()),
+                group: (!group.is_empty()).then(|| group.clone()),
+                kind: Some(kind.clone()),
+                causes: Some(
+                    errors
+                        .iter()
+                        .map(|e| StatusCause {
+                            field: Some(e.field.to_string()),
+                            message: Some(e.message()),
+                            reason: Some(e.reason().into()),
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            _ => None,
+        };
+        Status {
+            status: Some("Failure".into()),
+            message: Some(self.to_string()),
+            reason: Some(self.reason().into()),
+            code: Some(self.code().into()),
+            details,
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::FieldPath;
+
+    #[test]
+    fn not_found_reads_like_kubernetes() {
+        let e = ApiError::NotFound(ObjectRef::new("", "pods", "web"));
+        assert_eq!(e.to_string(), "pods \"web\" not found");
+        assert_eq!(e.code(), 404);
+        let e = ApiError::AlreadyExists(ObjectRef::new("apps", "deployments", "web"));
+        assert_eq!(e.to_string(), "deployments.apps \"web\" already exists");
+        let s = e.to_status();
+        assert_eq!(s.reason.as_deref(), Some("AlreadyExists"));
+        assert_eq!(s.details.unwrap().group.as_deref(), Some("apps"));
+    }
+
+    #[test]
+    fn invalid_lists_every_cause() {
+        let p = FieldPath::new("spec").child("containers").index(0);
+        let e = ApiError::Invalid {
+            kind: "Pod".into(),
+            group: String::new(),
+            name: "web".into(),
+            errors: vec![
+                FieldError::required(&p.child("name"), ""),
+                FieldError::required(&p.child("image"), ""),
+            ],
+        };
+        assert_eq!(
+            e.to_string(),
+            "Pod \"web\" is invalid: [spec.containers[0].name: Required value, spec.containers[0].image: Required value]"
+        );
+        let causes = e.to_status().details.unwrap().causes.unwrap();
+        assert_eq!(causes[1].field.as_deref(), Some("spec.containers[0].image"));
+        assert_eq!(causes[1].reason.as_deref(), Some("FieldValueRequired"));
+    }
+}

@@ -1,0 +1,1 @@
+//! Validation of each served kind (owned by helper C, in progress).
