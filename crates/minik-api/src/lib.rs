@@ -1,6 +1,7 @@
 //! The Kubernetes object model as minik serves it: types, defaults, validation, selectors and
 //! patches. Pure logic: no I/O, no clocks, no randomness (callers pass those in).
 
+pub mod decode;
 pub mod defaults;
 pub mod error;
 pub mod fields;

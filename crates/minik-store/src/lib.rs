@@ -1,1 +1,131 @@
-//! minik-store
+//! minik's object store: a versioned key-value store of JSON objects with watch, kept durable in
+//! sled. Only this crate touches sled; everything above it sees the [`Store`] trait.
+//!
+//! The model is etcd's, which is what Kubernetes' API machinery expects:
+//! - one cluster-wide revision counter; every successful write takes the next revision, which
+//!   becomes the object's `metadata.resourceVersion`;
+//! - writes are compare-and-swap on that revision and are acknowledged only once on disk;
+//! - a watch from revision N sees every change after N exactly once, in order, as long as N is
+//!   inside the kept history window.
+
+mod hub;
+mod sled_store;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::Bytes;
+
+pub use hub::{WatchEvent, WatchStream};
+pub use sled_store::{SledStore, StoreConfig};
+
+/// A revision of the store: the value of the cluster-wide counter after some write.
+pub type Revision = u64;
+
+/// What a watch event reports about a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    /// The Kubernetes watch event type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// An object as stored: its key, the revision of its last change, and its JSON bytes (whose
+/// `metadata.resourceVersion` is that revision).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stored {
+    pub key: String,
+    pub revision: Revision,
+    pub value: Bytes,
+}
+
+/// A list of objects under a prefix, consistent as of `revision`.
+#[derive(Clone, Debug)]
+pub struct Listing {
+    pub items: Vec<Stored>,
+    pub revision: Revision,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StoreError {
+    #[error("{key} already exists")]
+    AlreadyExists { key: String },
+    #[error("{key} not found")]
+    NotFound { key: String },
+    #[error("{key} has revision {actual}, the write expected {expected}")]
+    Conflict {
+        key: String,
+        expected: Revision,
+        actual: Revision,
+    },
+    /// A watch from a revision older than the kept history; the client must list again.
+    #[error("too old resource version: {requested} ({oldest})")]
+    Compacted {
+        requested: Revision,
+        oldest: Revision,
+    },
+    /// A watcher fell too far behind the writers and was dropped; it must list again.
+    #[error("the watch fell too far behind and was closed; list again")]
+    Lagged,
+    #[error("the value for {key} is not a JSON object")]
+    NotAnObject { key: String },
+    #[error("storage failure: {0}")]
+    Backend(String),
+    #[error("the store is shut down")]
+    Closed,
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A write's future: resolves once the write is durable (or has failed).
+pub type WriteFuture = Pin<Box<dyn Future<Output = Result<Stored>> + Send>>;
+
+/// A durable, versioned store of JSON objects with watch.
+///
+/// Writes take the object as a JSON value; the store sets `metadata.resourceVersion` to the
+/// revision the write gets, so the bytes it keeps and hands out are final.
+pub trait Store: Send + Sync + 'static {
+    /// Creates `key`; fails with [`StoreError::AlreadyExists`] if it is there.
+    fn create(&self, key: &str, object: serde_json::Value) -> WriteFuture;
+
+    /// Replaces `key`, which must exist; with `expected` set, only if its revision is that one.
+    fn update(
+        &self,
+        key: &str,
+        object: serde_json::Value,
+        expected: Option<Revision>,
+    ) -> WriteFuture;
+
+    /// Removes `key`; with `expected` set, only if its revision is that one. Resolves to the
+    /// last state of the object, stamped with the revision of the deletion.
+    fn delete(&self, key: &str, expected: Option<Revision>) -> WriteFuture;
+
+    /// Reads `key`.
+    fn get(&self, key: &str) -> Pin<Box<dyn Future<Output = Result<Option<Stored>>> + Send>>;
+
+    /// Lists every key under `prefix`, as of one revision.
+    fn list(&self, prefix: &str) -> Pin<Box<dyn Future<Output = Result<Listing>> + Send>>;
+
+    /// Streams every change under `prefix` after revision `from`.
+    fn watch(&self, prefix: &str, from: Revision) -> Result<WatchStream>;
+
+    /// The newest durable revision.
+    fn revision(&self) -> Revision;
+}
