@@ -54,7 +54,10 @@ pub enum FieldErrorKind {
     /// `Invalid value: "x": detail`.
     Invalid { value: Value, detail: String },
     /// `Unsupported value: "x": supported values: "a", "b"`.
-    NotSupported { value: Value, supported: Vec<String> },
+    NotSupported {
+        value: Value,
+        supported: Vec<String>,
+    },
     /// `Duplicate value: "x"`.
     Duplicate { value: Value },
     /// `Forbidden: detail`.
@@ -155,7 +158,8 @@ impl FieldError {
         match &self.kind {
             FieldErrorKind::Required { detail } if detail.is_empty() => "Required value".into(),
             FieldErrorKind::Required { detail } => format!("Required value: {detail}"),
-            FieldErrorKind::Invalid { value, detail } | FieldErrorKind::TypeInvalid { value, detail } => {
+            FieldErrorKind::Invalid { value, detail }
+            | FieldErrorKind::TypeInvalid { value, detail } => {
                 if detail.is_empty() {
                     format!("Invalid value: {}", render_value(value))
                 } else {
@@ -204,15 +208,27 @@ mod tests {
 
     #[test]
     fn paths_render_like_kubernetes() {
-        let p = FieldPath::new("spec").child("containers").index(0).child("ports");
+        let p = FieldPath::new("spec")
+            .child("containers")
+            .index(0)
+            .child("ports");
         assert_eq!(p.as_str(), "spec.containers[0].ports");
-        assert_eq!(FieldPath::new("metadata").child("labels").key("app").as_str(), "metadata.labels[app]");
+        assert_eq!(
+            FieldPath::new("metadata")
+                .child("labels")
+                .key("app")
+                .as_str(),
+            "metadata.labels[app]"
+        );
     }
 
     #[test]
     fn messages_render_like_kubernetes() {
         let p = FieldPath::new("metadata").child("name");
-        assert_eq!(FieldError::required(&p, "").to_string(), "metadata.name: Required value");
+        assert_eq!(
+            FieldError::required(&p, "").to_string(),
+            "metadata.name: Required value"
+        );
         assert_eq!(
             FieldError::invalid(&p, "Foo", "must be lowercase").to_string(),
             "metadata.name: Invalid value: \"Foo\": must be lowercase"

@@ -8,6 +8,7 @@ pub mod fields;
 pub mod names;
 pub mod patch;
 pub mod quantity;
+pub mod resources;
 pub mod selector;
 pub mod status;
 pub mod validation;

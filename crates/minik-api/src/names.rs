@@ -165,7 +165,12 @@ mod tests {
 
     #[test]
     fn label_keys_and_values() {
-        for ok in ["app", "app.kubernetes.io/name", "A_b.c-d", "kubernetes.io/hostname"] {
+        for ok in [
+            "app",
+            "app.kubernetes.io/name",
+            "A_b.c-d",
+            "kubernetes.io/hostname",
+        ] {
             assert!(qualified_name(ok).is_empty(), "{ok}");
         }
         for bad in ["", "/a", "a/", "a/b/c", "-a", "Ex.com/a", &"a".repeat(64)] {

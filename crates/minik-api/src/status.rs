@@ -155,14 +155,14 @@ impl ApiError {
     /// The Kubernetes `Status` object for this error.
     pub fn to_status(&self) -> Status {
         let details = match self {
-            ApiError::NotFound(r) | ApiError::AlreadyExists(r) | ApiError::Conflict { target: r, .. } => {
-                Some(StatusDetails {
-                    name: Some(r.name.clone()),
-                    group: (!r.group.is_empty()).then(|| r.group.clone()),
-                    kind: Some(r.resource.clone()),
-                    ..Default::default()
-                })
-            }
+            ApiError::NotFound(r)
+            | ApiError::AlreadyExists(r)
+            | ApiError::Conflict { target: r, .. } => Some(StatusDetails {
+                name: Some(r.name.clone()),
+                group: (!r.group.is_empty()).then(|| r.group.clone()),
+                kind: Some(r.resource.clone()),
+                ..Default::default()
+            }),
             ApiError::Invalid {
                 kind,
                 group,

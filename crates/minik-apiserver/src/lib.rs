@@ -1,1 +1,75 @@
-//! minik-apiserver
+//! minik's API server: the Kubernetes REST API (paths, verbs, watch, discovery, `Status`
+//! errors) over a [`minik_store::Store`]. [`app`] builds the axum router; [`Registry`] is the
+//! same set of operations for in-process callers.
+
+mod discovery;
+mod http;
+mod registry;
+mod watch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::{any, get};
+use axum::Router;
+use minik_store::Store;
+
+pub use registry::{
+    DeleteOptions, Deleted, Filter, ListResult, Patch, PatchKind, Propagation, Registry,
+    ScaleChange, Scope, WriteOptions, SYSTEM_NAMESPACES,
+};
+pub use watch::{WatchOptions, WatchStart};
+
+/// Settings of the API server.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The largest request body accepted (Kubernetes: 3 MiB).
+    pub max_body_bytes: usize,
+    /// How often a watch that allows bookmarks gets one.
+    pub bookmark_interval: Duration,
+    /// How long a watch lasts when the client does not say (`timeoutSeconds`).
+    pub watch_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_body_bytes: 3 << 20,
+            bookmark_interval: Duration::from_secs(60),
+            watch_timeout: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// The API server's state, shared by every request.
+pub struct ApiServer {
+    pub registry: Registry,
+    pub config: Config,
+}
+
+impl ApiServer {
+    /// An API server over `store`; call [`Registry::bootstrap`] once before serving.
+    pub fn new(store: Arc<dyn Store>, config: Config) -> Arc<ApiServer> {
+        Arc::new(ApiServer {
+            registry: Registry::new(store),
+            config,
+        })
+    }
+}
+
+/// The router of the whole API.
+pub fn app(server: Arc<ApiServer>) -> Router {
+    Router::new()
+        .route("/healthz", get(discovery::ok))
+        .route("/livez", get(discovery::ok))
+        .route("/readyz", get(discovery::ok))
+        .route("/version", get(discovery::version))
+        .route("/api", get(discovery::api_versions))
+        .route("/api/", get(discovery::api_versions))
+        .route("/apis", get(discovery::api_groups))
+        .route("/apis/", get(discovery::api_groups))
+        .route("/api/{*rest}", any(http::resource_handler))
+        .route("/apis/{*rest}", any(http::resource_handler))
+        .fallback(discovery::not_found)
+        .with_state(server)
+}

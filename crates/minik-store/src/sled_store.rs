@@ -69,6 +69,13 @@ struct WriteRequest {
     reply: oneshot::Sender<Result<Stored>>,
 }
 
+/// What the writer thread is asked to do.
+enum Message {
+    Write(WriteRequest),
+    /// Finish the writes queued before this and stop.
+    Close,
+}
+
 /// State shared by the handles and the writer thread.
 struct Shared {
     db: sled::Db,
@@ -87,7 +94,7 @@ struct Shared {
 #[derive(Clone)]
 pub struct SledStore {
     shared: Arc<Shared>,
-    writes: mpsc::Sender<WriteRequest>,
+    writes: mpsc::Sender<Message>,
     durable: watch::Receiver<Revision>,
     writer: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
@@ -133,12 +140,14 @@ impl SledStore {
     }
 
     /// Stops the writer after the writes already queued and waits for it, so the directory can
-    /// be opened again. Other clones of this store fail their writes afterwards.
-    pub fn close(self) {
+    /// be opened again. Writes through other clones of this store fail with
+    /// [`StoreError::Closed`] afterwards.
+    pub async fn close(self) {
         let writer = self.writer.lock().ok().and_then(|mut w| w.take());
-        drop(self.writes);
         if let Some(writer) = writer {
-            let _ = writer.join();
+            if self.writes.send(Message::Close).await.is_ok() {
+                let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+            }
         }
     }
 
@@ -153,7 +162,7 @@ impl SledStore {
         Box::pin(async move {
             let (reply, answer) = oneshot::channel();
             writes
-                .send(WriteRequest { key, kind, reply })
+                .send(Message::Write(WriteRequest { key, kind, reply }))
                 .await
                 .map_err(|_| StoreError::Closed)?;
             answer.await.map_err(|_| StoreError::Closed)?
@@ -281,22 +290,32 @@ fn stamp(key: &str, mut object: Value, revision: Revision) -> Result<Bytes> {
 
 fn run_writer(
     shared: Arc<Shared>,
-    mut requests: mpsc::Receiver<WriteRequest>,
+    mut messages: mpsc::Receiver<Message>,
     durable: watch::Sender<Revision>,
     mut revision: Revision,
     max_group: usize,
 ) {
     let mut group = Vec::with_capacity(max_group);
-    while let Some(first) = requests.blocking_recv() {
-        group.push(first);
+    let mut open = true;
+    while open {
+        match messages.blocking_recv() {
+            Some(Message::Write(first)) => group.push(first),
+            Some(Message::Close) | None => break,
+        }
         while group.len() < max_group {
-            match requests.try_recv() {
-                Ok(request) => group.push(request),
+            match messages.try_recv() {
+                Ok(Message::Write(request)) => group.push(request),
+                Ok(Message::Close) => {
+                    open = false;
+                    break;
+                }
                 Err(_) => break,
             }
         }
         revision = write_group(&shared, &mut group, &durable, revision);
     }
+    // Dropping the receiver makes later writes fail with Closed instead of waiting forever.
+    drop(messages);
     if let Err(e) = shared.db.flush() {
         tracing::error!(error = %e, "the store's final flush failed");
     }

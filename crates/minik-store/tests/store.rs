@@ -137,7 +137,7 @@ async fn data_and_revisions_survive_reopen() {
         .delete("/registry/pods/default/b", None)
         .await
         .unwrap();
-    store.close();
+    store.close().await;
 
     let store = open(&dir);
     assert_eq!(store.revision(), 3);

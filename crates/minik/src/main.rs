@@ -1,1 +1,40 @@
-fn main() {}
+//! The `minik` binary: parses the command line and runs one role (server, ...).
+
+mod server;
+
+use clap::{Parser, Subcommand};
+
+/// minik: a container orchestrator in one binary, speaking the Kubernetes API.
+#[derive(Parser)]
+#[command(name = "minik", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control plane: API server, store (and, as they land, scheduler and controllers).
+    Server(server::ServerArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Server(args) => server::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,503 @@
+//! The kinds minik serves: their names in the API (group, version, plural, short names), their
+//! scope, their subresources, and the admission steps each goes through on a write (strict
+//! decode, defaults, validation).
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{
+    Endpoints, Event, Namespace, Node, Pod, ReplicationController, ResourceQuota, Service,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::Metadata;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::decode::{self, DecodeError};
+use crate::error::ErrorList;
+use crate::status::ApiError;
+use crate::{defaults, validation};
+
+/// How strictly a write's body is decoded (`fieldValidation`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FieldValidation {
+    /// Unknown fields fail the request. minik's default, as kubectl's `--validate=strict`.
+    #[default]
+    Strict,
+    /// Unknown fields are dropped; Kubernetes would add a warning header.
+    Warn,
+    /// Unknown fields are dropped silently.
+    Ignore,
+}
+
+/// One served kind and what the API server needs to know to serve it.
+#[derive(Debug)]
+pub struct ResourceInfo {
+    /// API group, empty for the core group.
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    /// The plural, lower-case name used in paths: `pods`.
+    pub plural: &'static str,
+    pub singular: &'static str,
+    pub short_names: &'static [&'static str],
+    pub namespaced: bool,
+    /// Subresources served, as they appear in paths: `status`, `scale`, `binding`.
+    pub subresources: &'static [&'static str],
+    /// Kubernetes' `categories`; `all` makes `get all` include the kind.
+    pub categories: &'static [&'static str],
+    admit_create: fn(&Value, FieldValidation) -> Result<Value, AdmitError>,
+    admit_update: fn(&Value, &Value, FieldValidation) -> Result<Value, AdmitError>,
+}
+
+/// Why a write was refused by admission, before the owner of the object is known for messages.
+#[derive(Debug)]
+enum AdmitError {
+    Decode(DecodeError),
+    Invalid(ErrorList),
+}
+
+impl ResourceInfo {
+    /// `v1` or `apps/v1`.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_owned()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// `pods` or `deployments.apps`: how kubectl names the resource.
+    pub fn qualified_plural(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.to_owned()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    pub fn has_subresource(&self, name: &str) -> bool {
+        self.subresources.contains(&name)
+    }
+
+    /// The storage key of an object: `/registry/{plural}/{namespace}/{name}`, or
+    /// `/registry/{plural}/{name}` for cluster-scoped kinds.
+    pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
+        match namespace {
+            Some(ns) if self.namespaced => format!("/registry/{}/{ns}/{name}", self.plural),
+            _ => format!("/registry/{}/{name}", self.plural),
+        }
+    }
+
+    /// The storage prefix of a collection: one namespace's, or all of them.
+    pub fn prefix(&self, namespace: Option<&str>) -> String {
+        match namespace {
+            Some(ns) if self.namespaced => format!("/registry/{}/{ns}/", self.plural),
+            _ => format!("/registry/{}/", self.plural),
+        }
+    }
+
+    /// Decodes, defaults and validates an object to be created; returns it in canonical JSON.
+    pub fn admit_create(&self, object: &Value, fv: FieldValidation) -> Result<Value, ApiError> {
+        (self.admit_create)(object, fv).map_err(|e| self.admit_error(object, e))
+    }
+
+    /// Decodes, defaults and validates a replacement of `old`; returns it in canonical JSON.
+    pub fn admit_update(
+        &self,
+        object: &Value,
+        old: &Value,
+        fv: FieldValidation,
+    ) -> Result<Value, ApiError> {
+        (self.admit_update)(object, old, fv).map_err(|e| self.admit_error(object, e))
+    }
+
+    fn admit_error(&self, object: &Value, e: AdmitError) -> ApiError {
+        match e {
+            AdmitError::Decode(e) => ApiError::BadRequest(format!(
+                "{} in version {:?} cannot be handled as a {}: {}{e}",
+                self.kind,
+                self.version,
+                self.kind,
+                if matches!(e, DecodeError::UnknownFields(_)) {
+                    "strict decoding error: "
+                } else {
+                    ""
+                }
+            )),
+            AdmitError::Invalid(errors) => ApiError::Invalid {
+                kind: self.kind.into(),
+                group: self.group.into(),
+                name: object
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .into(),
+                errors,
+            },
+        }
+    }
+}
+
+/// What admission needs of a kind's type. Validation includes the object's metadata.
+trait Kind: Serialize + DeserializeOwned + Metadata<Ty = ObjectMeta> {
+    fn set_defaults(&mut self);
+    /// Carries over from the stored object what a replacement may leave out (allocated
+    /// addresses, server-set metadata), before defaults and validation.
+    fn carry_over(&mut self, old: &Self) {
+        defaults::object_meta_update(self.metadata_mut(), old.metadata());
+    }
+    fn validate(&self) -> ErrorList;
+    fn validate_update(&self, old: &Self) -> ErrorList;
+}
+
+fn decode<K: Kind>(value: &Value, fv: FieldValidation) -> Result<K, AdmitError> {
+    match fv {
+        FieldValidation::Strict => decode::from_value_strict(value),
+        FieldValidation::Warn | FieldValidation::Ignore => decode::from_value_lenient(value),
+    }
+    .map_err(AdmitError::Decode)
+}
+
+fn encode<K: Kind>(object: &K) -> Result<Value, AdmitError> {
+    serde_json::to_value(object).map_err(|e| AdmitError::Decode(DecodeError::Syntax(e.to_string())))
+}
+
+fn admit_create<K: Kind>(value: &Value, fv: FieldValidation) -> Result<Value, AdmitError> {
+    let mut object: K = decode(value, fv)?;
+    object.set_defaults();
+    let errors = object.validate();
+    if !errors.is_empty() {
+        return Err(AdmitError::Invalid(errors));
+    }
+    encode(&object)
+}
+
+fn admit_update<K: Kind>(
+    value: &Value,
+    old: &Value,
+    fv: FieldValidation,
+) -> Result<Value, AdmitError> {
+    let mut object: K = decode(value, fv)?;
+    // The stored object was admitted before; a lenient decode cannot fail on it unless the
+    // store is damaged, which is worth a clear error rather than a panic.
+    let old: K = decode(old, FieldValidation::Ignore)?;
+    object.carry_over(&old);
+    object.set_defaults();
+    let errors = object.validate_update(&old);
+    if !errors.is_empty() {
+        return Err(AdmitError::Invalid(errors));
+    }
+    encode(&object)
+}
+
+macro_rules! kind {
+    ($ty:ty, $defaults:path, $validate:path, $validate_update:path) => {
+        impl Kind for $ty {
+            fn set_defaults(&mut self) {
+                $defaults(self)
+            }
+            fn validate(&self) -> ErrorList {
+                $validate(self)
+            }
+            fn validate_update(&self, old: &Self) -> ErrorList {
+                $validate_update(self, old)
+            }
+        }
+    };
+}
+
+kind!(Pod, defaults::pod, validation::pod, validation::pod_update);
+kind!(
+    ReplicaSet,
+    defaults::replica_set,
+    validation::replica_set,
+    validation::replica_set_update
+);
+kind!(
+    ReplicationController,
+    defaults::replication_controller,
+    validation::replication_controller,
+    validation::replication_controller_update
+);
+kind!(
+    Deployment,
+    defaults::deployment,
+    validation::deployment,
+    validation::deployment_update
+);
+impl Kind for Service {
+    fn set_defaults(&mut self) {
+        defaults::service(self)
+    }
+    fn carry_over(&mut self, old: &Self) {
+        defaults::object_meta_update(self.metadata_mut(), old.metadata());
+        defaults::service_update(self, old);
+    }
+    fn validate(&self) -> ErrorList {
+        validation::service(self)
+    }
+    fn validate_update(&self, old: &Self) -> ErrorList {
+        validation::service_update(self, old)
+    }
+}
+kind!(
+    Endpoints,
+    defaults::endpoints,
+    validation::endpoints,
+    validation::endpoints_update
+);
+kind!(
+    Namespace,
+    defaults::namespace,
+    validation::namespace,
+    validation::namespace_update
+);
+kind!(
+    Node,
+    defaults::node,
+    validation::node,
+    validation::node_update
+);
+kind!(
+    Event,
+    defaults::event,
+    validation::event,
+    validation::event_update
+);
+kind!(
+    ResourceQuota,
+    defaults::resource_quota,
+    validation::resource_quota,
+    validation::resource_quota_update
+);
+
+macro_rules! info {
+    ($ty:ty, $group:expr, $plural:expr, $singular:expr, $short:expr, $namespaced:expr, $sub:expr, $cat:expr) => {
+        ResourceInfo {
+            group: $group,
+            version: "v1",
+            kind: <$ty as k8s_openapi::Resource>::KIND,
+            plural: $plural,
+            singular: $singular,
+            short_names: $short,
+            namespaced: $namespaced,
+            subresources: $sub,
+            categories: $cat,
+            admit_create: admit_create::<$ty>,
+            admit_update: admit_update::<$ty>,
+        }
+    };
+}
+
+/// Every served kind, in the order discovery lists them.
+pub static RESOURCES: &[ResourceInfo] = &[
+    info!(
+        Namespace,
+        "",
+        "namespaces",
+        "namespace",
+        &["ns"],
+        false,
+        &["status"],
+        &[]
+    ),
+    info!(Node, "", "nodes", "node", &["no"], false, &["status"], &[]),
+    info!(
+        Pod,
+        "",
+        "pods",
+        "pod",
+        &["po"],
+        true,
+        &["status", "binding"],
+        &["all"]
+    ),
+    info!(
+        ReplicationController,
+        "",
+        "replicationcontrollers",
+        "replicationcontroller",
+        &["rc"],
+        true,
+        &["status", "scale"],
+        &["all"]
+    ),
+    info!(
+        Service,
+        "",
+        "services",
+        "service",
+        &["svc"],
+        true,
+        &["status"],
+        &["all"]
+    ),
+    info!(
+        Endpoints,
+        "",
+        "endpoints",
+        "endpoints",
+        &["ep"],
+        true,
+        &[],
+        &[]
+    ),
+    info!(Event, "", "events", "event", &["ev"], true, &[], &[]),
+    info!(
+        ResourceQuota,
+        "",
+        "resourcequotas",
+        "resourcequota",
+        &["quota"],
+        true,
+        &["status"],
+        &[]
+    ),
+    info!(
+        Deployment,
+        "apps",
+        "deployments",
+        "deployment",
+        &["deploy"],
+        true,
+        &["status", "scale"],
+        &["all"]
+    ),
+    info!(
+        ReplicaSet,
+        "apps",
+        "replicasets",
+        "replicaset",
+        &["rs"],
+        true,
+        &["status", "scale"],
+        &["all"]
+    ),
+];
+
+/// The resource at `/{api|apis/group}/{version}/.../{plural}`.
+pub fn by_plural(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+/// The resource for a manifest's `apiVersion` and `kind`; the error names what is served.
+pub fn by_kind(api_version: &str, kind: &str) -> Result<&'static ResourceInfo, String> {
+    if let Some(r) = RESOURCES
+        .iter()
+        .find(|r| r.kind == kind && r.api_version() == api_version)
+    {
+        return Ok(r);
+    }
+    let served: Vec<String> = RESOURCES
+        .iter()
+        .map(|r| format!("{} {}", r.api_version(), r.kind))
+        .collect();
+    let hint = match RESOURCES.iter().find(|r| r.kind == kind) {
+        Some(r) => format!("; {kind} is served as {}", r.api_version()),
+        None => String::new(),
+    };
+    Err(format!(
+        "no kind {kind:?} is registered for version {api_version:?}{hint} (minik serves: {})",
+        served.join(", ")
+    ))
+}
+
+/// The resource a user names on the command line: plural, singular, short name or kind, with
+/// an optional `.group` suffix (`deployments.apps`), case-insensitive.
+pub fn by_user_name(name: &str) -> Option<&'static ResourceInfo> {
+    let lower = name.to_ascii_lowercase();
+    let (name, group) = match lower.split_once('.') {
+        Some((n, g)) => (n.to_owned(), Some(g.to_owned())),
+        None => (lower, None),
+    };
+    RESOURCES.iter().find(|r| {
+        group.as_deref().is_none_or(|g| g == r.group)
+            && (r.plural == name
+                || r.singular == name
+                || r.kind.eq_ignore_ascii_case(&name)
+                || r.short_names.contains(&name.as_str()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unknown_versions_are_refused_naming_what_is_served() {
+        let err = by_kind("apps/v1beta2", "Deployment").unwrap_err();
+        assert!(err.starts_with("no kind \"Deployment\" is registered for version \"apps/v1beta2\"; Deployment is served as apps/v1"), "{err}");
+        assert!(err.contains("apps/v1 ReplicaSet"));
+        assert!(by_kind("v1", "ConfigMap").is_err());
+        assert_eq!(
+            by_kind("apps/v1", "ReplicaSet").unwrap().plural,
+            "replicasets"
+        );
+    }
+
+    #[test]
+    fn user_names_resolve_like_kubectl() {
+        for (name, plural) in [
+            ("po", "pods"),
+            ("pod", "pods"),
+            ("Pods", "pods"),
+            ("deploy", "deployments"),
+            ("deployments.apps", "deployments"),
+            ("svc", "services"),
+            ("quota", "resourcequotas"),
+            ("rc", "replicationcontrollers"),
+            ("ev", "events"),
+        ] {
+            assert_eq!(by_user_name(name).map(|r| r.plural), Some(plural), "{name}");
+        }
+        assert!(by_user_name("deployments.batch").is_none());
+    }
+
+    #[test]
+    fn keys_follow_the_registry_layout() {
+        let pods = by_plural("", "v1", "pods").unwrap();
+        assert_eq!(
+            pods.key(Some("default"), "web"),
+            "/registry/pods/default/web"
+        );
+        assert_eq!(pods.prefix(None), "/registry/pods/");
+        let nodes = by_plural("", "v1", "nodes").unwrap();
+        assert_eq!(nodes.key(Some("ignored"), "n1"), "/registry/nodes/n1");
+    }
+
+    #[test]
+    fn admission_defaults_and_reports_every_problem() {
+        let pods = by_plural("", "v1", "pods").unwrap();
+        let ok = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "default"},
+                        "spec": {"containers": [{"name": "c", "image": "nginx:1.25"}]}});
+        let admitted = pods.admit_create(&ok, FieldValidation::Strict).unwrap();
+        assert_eq!(admitted["spec"]["restartPolicy"], "Always");
+        let bad = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "Web", "namespace": "default"},
+                         "spec": {"containers": [{"name": "c"}]}});
+        let err = pods
+            .admit_create(&bad, FieldValidation::Strict)
+            .unwrap_err();
+        assert_eq!(err.code(), 422);
+        let causes = err.to_status().details.unwrap().causes.unwrap();
+        let fields: Vec<_> = causes.iter().filter_map(|c| c.field.clone()).collect();
+        assert!(fields.contains(&"metadata.name".to_string()), "{fields:?}");
+        assert!(
+            fields.contains(&"spec.containers[0].image".to_string()),
+            "{fields:?}"
+        );
+        let unknown = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "default"},
+                             "spec": {"containers": [{"name": "c", "image": "x", "imagee": "y"}]}});
+        let err = pods
+            .admit_create(&unknown, FieldValidation::Strict)
+            .unwrap_err();
+        assert_eq!(err.code(), 400);
+        assert_eq!(
+            err.to_string(),
+            "Pod in version \"v1\" cannot be handled as a Pod: strict decoding error: unknown field \"spec.containers[0].imagee\""
+        );
+        assert!(pods.admit_create(&unknown, FieldValidation::Ignore).is_ok());
+    }
+}

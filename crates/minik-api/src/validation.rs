@@ -1,1 +1,0 @@
-//! Validation of each served kind (owned by helper C, in progress).

@@ -1,0 +1,651 @@
+//! The HTTP edge: Kubernetes paths to registry calls, query parameters and content types to
+//! options, and every error to a `Status` answer with the right code.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::StreamExt;
+use minik_api::decode;
+use minik_api::resources::{self, FieldValidation, ResourceInfo};
+use minik_api::ApiError;
+use serde_json::Value;
+
+use crate::registry::{
+    DeleteOptions, Deleted, Filter, Patch, PatchKind, Propagation, ScaleChange, Scope, WriteOptions,
+};
+use crate::watch::{WatchOptions, WatchStart};
+use crate::ApiServer;
+
+/// An [`ApiError`] on its way out as an HTTP answer.
+pub struct HttpError(pub ApiError);
+
+impl From<ApiError> for HttpError {
+    fn from(e: ApiError) -> Self {
+        HttpError(e)
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        if self.0.is_server_error() {
+            tracing::error!(error = %self.0, "request failed");
+        }
+        let mut status = serde_json::to_value(self.0.to_status()).unwrap_or(Value::Null);
+        status["kind"] = "Status".into();
+        status["apiVersion"] = "v1".into();
+        status["metadata"] = serde_json::json!({});
+        let code = StatusCode::from_u16(self.0.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        json_response(code, Bytes::from(status.to_string()))
+    }
+}
+
+pub(crate) fn json_response(code: StatusCode, body: Bytes) -> Response {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = code;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// What a request path names.
+#[derive(Debug)]
+struct Target {
+    info: &'static ResourceInfo,
+    namespace: Option<String>,
+    name: Option<String>,
+    subresource: Option<String>,
+    /// The deprecated `/watch/` path prefix was used.
+    watch_path: bool,
+}
+
+fn not_found_path() -> ApiError {
+    ApiError::NoSuchPath("the server could not find the requested resource".into())
+}
+
+/// Parses `/api/v1/...` and `/apis/{group}/{version}/...`.
+fn parse_path(path: &str) -> Result<Target, ApiError> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, version, mut rest) = match segments.as_slice() {
+        ["api", version, rest @ ..] => ("", *version, rest),
+        ["apis", group, version, rest @ ..] => (*group, *version, rest),
+        _ => return Err(not_found_path()),
+    };
+    let mut watch_path = false;
+    if rest.first() == Some(&"watch") {
+        watch_path = true;
+        rest = &rest[1..];
+    }
+    let find = |plural: &str| resources::by_plural(group, version, plural);
+    let namespaced_collection = match rest {
+        ["namespaces", _, plural, ..] => find(plural).filter(|i| i.namespaced),
+        _ => None,
+    };
+    let (info, namespace, rest) = match (namespaced_collection, rest) {
+        (Some(info), [_, ns, _, rest @ ..]) => (info, Some(ns.to_string()), rest),
+        (_, [plural, rest @ ..]) => (find(plural).ok_or_else(not_found_path)?, None, rest),
+        _ => return Err(not_found_path()),
+    };
+    let (name, subresource) = match rest {
+        [] => (None, None),
+        [name] => (Some(name.to_string()), None),
+        [name, sub] if info.has_subresource(sub) => (Some(name.to_string()), Some(sub.to_string())),
+        _ => return Err(not_found_path()),
+    };
+    if name.as_deref() == Some("") {
+        return Err(not_found_path());
+    }
+    Ok(Target {
+        info,
+        namespace,
+        name,
+        subresource,
+        watch_path,
+    })
+}
+
+/// Query parameters, last value wins.
+struct Query(HashMap<String, String>);
+
+impl Query {
+    fn parse(raw: Option<&str>) -> Result<Query, ApiError> {
+        let pairs: Vec<(String, String)> = serde_urlencoded_pairs(raw.unwrap_or(""))?;
+        Ok(Query(pairs.into_iter().collect()))
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    fn flag(&self, key: &str) -> bool {
+        matches!(self.get(key), Some("true" | "1" | ""))
+    }
+
+    fn dry_run(&self) -> Result<bool, ApiError> {
+        match self.get("dryRun") {
+            None | Some("") => Ok(false),
+            Some("All") => Ok(true),
+            Some(other) => Err(ApiError::BadRequest(format!(
+                "invalid dry run option {other:?}: the only supported value is \"All\""
+            ))),
+        }
+    }
+
+    fn field_validation(&self) -> Result<FieldValidation, ApiError> {
+        match self.get("fieldValidation") {
+            None | Some("") | Some("Strict") => Ok(FieldValidation::Strict),
+            Some("Warn") => Ok(FieldValidation::Warn),
+            Some("Ignore") => Ok(FieldValidation::Ignore),
+            Some(other) => Err(ApiError::BadRequest(format!(
+                "fieldValidation {other:?} is not valid: use Strict, Warn or Ignore"
+            ))),
+        }
+    }
+
+    fn write_options(&self) -> Result<WriteOptions, ApiError> {
+        Ok(WriteOptions {
+            dry_run: self.dry_run()?,
+            field_validation: self.field_validation()?,
+        })
+    }
+
+    fn i64(&self, key: &str) -> Result<Option<i64>, ApiError> {
+        self.get(key)
+            .filter(|v| !v.is_empty())
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| ApiError::BadRequest(format!("{key}: {v:?} is not an integer")))
+            })
+            .transpose()
+    }
+}
+
+fn serde_urlencoded_pairs(raw: &str) -> Result<Vec<(String, String)>, ApiError> {
+    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(
+        &format!("/?{raw}")
+            .parse()
+            .map_err(|_| ApiError::BadRequest("the query string is malformed".into()))?,
+    )
+    .map(|q| q.0)
+    .map_err(|e| ApiError::BadRequest(format!("the query string is malformed: {e}")))
+}
+
+/// The media type of a request body, without parameters.
+fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// How the answer is encoded.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Json,
+    Yaml,
+}
+
+fn negotiate(headers: &HeaderMap) -> Result<Encoding, ApiError> {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return Ok(Encoding::Json);
+    };
+    for item in accept.split(',') {
+        let media = item
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match media.as_str() {
+            "" | "*/*" | "application/*" | "application/json" => return Ok(Encoding::Json),
+            "application/yaml" => return Ok(Encoding::Yaml),
+            _ => {}
+        }
+    }
+    Err(ApiError::NotAcceptable(format!(
+        "only the following media types are accepted: application/json, application/yaml (asked for {accept})"
+    )))
+}
+
+fn encode(encoding: Encoding, code: StatusCode, body: Bytes) -> Result<Response, ApiError> {
+    match encoding {
+        Encoding::Json => Ok(json_response(code, body)),
+        Encoding::Yaml => {
+            let value: Value =
+                serde_json::from_slice(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
+            let yaml =
+                serde_yaml::to_string(&value).map_err(|e| ApiError::Internal(e.to_string()))?;
+            let mut response = Response::new(Body::from(yaml));
+            *response.status_mut() = code;
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/yaml"),
+            );
+            Ok(response)
+        }
+    }
+}
+
+/// Reads the request body up to the configured limit and parses it as JSON or YAML.
+async fn read_body(
+    body: Body,
+    limit: usize,
+    headers: &HeaderMap,
+    patch: bool,
+) -> Result<Value, ApiError> {
+    let media = content_type(headers);
+    if !patch
+        && !matches!(
+            media.as_str(),
+            "" | "application/json" | "application/yaml" | "*/*"
+        )
+    {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "the body of the request was in an unknown format ({media}) - accepted media types include: application/json, application/yaml"
+        )));
+    }
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::RequestEntityTooLarge(format!("the request body is larger than {limit} bytes"))
+    })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::BadRequest("the request body is empty".into()));
+    }
+    decode::parse_document(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("the request body is not valid: {e}")))
+}
+
+fn patch_kind(headers: &HeaderMap) -> Result<PatchKind, ApiError> {
+    match content_type(headers).as_str() {
+        "application/merge-patch+json" => Ok(PatchKind::Merge),
+        "application/strategic-merge-patch+json" => Ok(PatchKind::Strategic),
+        "application/json-patch+json" => Ok(PatchKind::Json),
+        "application/apply-patch+yaml" => Err(ApiError::UnsupportedMediaType(
+            "server-side apply is not supported by minik; use client-side apply (minik apply, or kubectl apply without --server-side)".into(),
+        )),
+        other => Err(ApiError::UnsupportedMediaType(format!(
+            "the body of the request was in an unknown format ({other}) - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json"
+        ))),
+    }
+}
+
+/// `{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"N"},"items":[...]}`,
+/// assembled from the stored bytes without decoding them.
+fn list_body(info: &ResourceInfo, revision: u64, items: &[Bytes]) -> Bytes {
+    let size: usize = items.iter().map(|i| i.len() + 1).sum::<usize>() + 128;
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(
+        format!(
+            "{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{{\"resourceVersion\":\"{revision}\"}},\"items\":[",
+            info.kind,
+            info.api_version()
+        )
+        .as_bytes(),
+    );
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(item);
+    }
+    out.extend_from_slice(b"]}");
+    Bytes::from(out)
+}
+
+fn to_bytes(v: &Value) -> Bytes {
+    Bytes::from(v.to_string())
+}
+
+fn success_status(code: u16) -> Bytes {
+    to_bytes(&serde_json::json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": code
+    }))
+}
+
+/// Every request under `/api` and `/apis` that names a resource.
+pub async fn resource_handler(State(server): State<Arc<ApiServer>>, request: Request) -> Response {
+    match handle(&server, request).await {
+        Ok(response) => response,
+        Err(e) => HttpError(e).into_response(),
+    }
+}
+
+async fn handle(server: &ApiServer, request: Request) -> Result<Response, ApiError> {
+    if let Some(document) = crate::discovery::document(request.uri().path()) {
+        if request.method() != Method::GET {
+            return Err(ApiError::MethodNotAllowed(format!(
+                "{} is not supported on discovery documents",
+                request.method()
+            )));
+        }
+        return encode(
+            negotiate(request.headers())?,
+            StatusCode::OK,
+            to_bytes(&document?),
+        );
+    }
+    let (parts, body) = request.into_parts();
+    let target = parse_path(parts.uri.path())?;
+    let query = Query::parse(parts.uri.query())?;
+    let encoding = negotiate(&parts.headers)?;
+    let registry = &server.registry;
+    let info = target.info;
+    let ns = target.namespace.as_deref();
+    if info.namespaced && target.name.is_some() && ns.is_none() {
+        return Err(not_found_path());
+    }
+    let watch = target.watch_path || query.flag("watch") && query.get("watch").is_some();
+    let limit = server.config.max_body_bytes;
+    let headers = &parts.headers;
+
+    match (
+        &parts.method,
+        target.name.as_deref(),
+        target.subresource.as_deref(),
+    ) {
+        (&Method::GET, None, None) if watch => watch_response(server, info, ns, &query).await,
+        (&Method::GET, None, None) => {
+            let filter =
+                Filter::parse(info, query.get("labelSelector"), query.get("fieldSelector"))?;
+            let listed = registry.list(info, ns, &filter).await?;
+            encode(
+                encoding,
+                StatusCode::OK,
+                list_body(info, listed.revision, &listed.items),
+            )
+        }
+        (&Method::GET, Some(name), None) if watch => {
+            let selector = format!("metadata.name={name}");
+            let fields = match query.get("fieldSelector").filter(|f| !f.is_empty()) {
+                Some(f) => format!("{f},{selector}"),
+                None => selector,
+            };
+            let mut query = query;
+            query.0.insert("fieldSelector".into(), fields);
+            watch_response(server, info, ns, &query).await
+        }
+        (&Method::GET, Some(name), None) => {
+            let stored = registry.get(info, ns, name).await?;
+            encode(encoding, StatusCode::OK, stored.value)
+        }
+        (&Method::POST, None, None) => {
+            let body = read_body(body, limit, headers, false).await?;
+            let created = registry
+                .create(info, ns, body, query.write_options()?)
+                .await?;
+            encode(encoding, StatusCode::CREATED, created)
+        }
+        (&Method::PUT, Some(name), sub @ (None | Some("status"))) => {
+            let body = read_body(body, limit, headers, false).await?;
+            let scope = if sub.is_some() {
+                Scope::Status
+            } else {
+                Scope::Main
+            };
+            let updated = registry
+                .update(info, ns, name, body, scope, query.write_options()?)
+                .await?;
+            encode(encoding, StatusCode::OK, updated)
+        }
+        (&Method::PATCH, Some(name), sub @ (None | Some("status"))) => {
+            let kind = patch_kind(headers)?;
+            let body = read_body(body, limit, headers, true).await?;
+            let scope = if sub.is_some() {
+                Scope::Status
+            } else {
+                Scope::Main
+            };
+            let patched = registry
+                .patch(
+                    info,
+                    ns,
+                    name,
+                    &Patch { kind, body },
+                    scope,
+                    query.write_options()?,
+                )
+                .await?;
+            encode(encoding, StatusCode::OK, patched)
+        }
+        (&Method::GET, Some(name), Some("status")) => {
+            let stored = registry.get(info, ns, name).await?;
+            encode(encoding, StatusCode::OK, stored.value)
+        }
+        (&Method::DELETE, Some(name), None) => {
+            let opts = delete_options(&query, body, limit, headers).await?;
+            match registry.delete(info, ns, name, &opts).await? {
+                Deleted::Gone(object) => encode(encoding, StatusCode::OK, object),
+                Deleted::Pending(object) => encode(encoding, StatusCode::ACCEPTED, object),
+            }
+        }
+        (&Method::DELETE, None, None) => {
+            let opts = delete_options(&query, body, limit, headers).await?;
+            let filter =
+                Filter::parse(info, query.get("labelSelector"), query.get("fieldSelector"))?;
+            let listed = registry.list(info, ns, &filter).await?;
+            let mut deleted = Vec::new();
+            for item in &listed.items {
+                let object: Value =
+                    serde_json::from_slice(item).map_err(|e| ApiError::Internal(e.to_string()))?;
+                let name = object
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let item_ns = object
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str);
+                match registry.delete(info, item_ns, name, &opts).await {
+                    Ok(Deleted::Gone(b) | Deleted::Pending(b)) => deleted.push(b),
+                    Err(ApiError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            encode(
+                encoding,
+                StatusCode::OK,
+                list_body(info, registry.store().revision(), &deleted),
+            )
+        }
+        (&Method::GET, Some(name), Some("scale")) => encode(
+            encoding,
+            StatusCode::OK,
+            to_bytes(&registry.get_scale(info, ns, name).await?),
+        ),
+        (&Method::PUT, Some(name), Some("scale")) => {
+            let body = read_body(body, limit, headers, false).await?;
+            let scale = registry
+                .update_scale(
+                    info,
+                    ns,
+                    name,
+                    ScaleChange::Replace(body),
+                    query.write_options()?,
+                )
+                .await?;
+            encode(encoding, StatusCode::OK, to_bytes(&scale))
+        }
+        (&Method::PATCH, Some(name), Some("scale")) => {
+            let kind = patch_kind(headers)?;
+            let body = read_body(body, limit, headers, true).await?;
+            let scale = registry
+                .update_scale(
+                    info,
+                    ns,
+                    name,
+                    ScaleChange::Patch(kind, body),
+                    query.write_options()?,
+                )
+                .await?;
+            encode(encoding, StatusCode::OK, to_bytes(&scale))
+        }
+        (&Method::POST, Some(name), Some("binding")) => {
+            let body = read_body(body, limit, headers, false).await?;
+            registry
+                .bind(ns.unwrap_or_default(), name, &body, query.dry_run()?)
+                .await?;
+            encode(encoding, StatusCode::CREATED, success_status(201))
+        }
+        (method, name, sub) => Err(ApiError::MethodNotAllowed(format!(
+            "{method} is not supported on {}{}{}",
+            info.plural,
+            name.map(|_| "/{name}").unwrap_or(""),
+            sub.map(|s| format!("/{s}")).unwrap_or_default()
+        ))),
+    }
+}
+
+async fn delete_options(
+    query: &Query,
+    body: Body,
+    limit: usize,
+    headers: &HeaderMap,
+) -> Result<DeleteOptions, ApiError> {
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::RequestEntityTooLarge(format!("the request body is larger than {limit} bytes"))
+    })?;
+    let _ = headers;
+    let body: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        decode::parse_document(&bytes)
+            .map_err(|e| ApiError::BadRequest(format!("DeleteOptions: {e}")))?
+    };
+    let propagation = |s: &str| match s {
+        "Background" => Ok(Propagation::Background),
+        "Foreground" => Ok(Propagation::Foreground),
+        "Orphan" => Ok(Propagation::Orphan),
+        other => Err(ApiError::BadRequest(format!(
+            "propagationPolicy {other:?} is not valid: use Background, Foreground or Orphan"
+        ))),
+    };
+    let mut opts = DeleteOptions {
+        grace_period_seconds: body.get("gracePeriodSeconds").and_then(Value::as_i64),
+        propagation: body
+            .get("propagationPolicy")
+            .and_then(Value::as_str)
+            .map(propagation)
+            .transpose()?,
+        precondition_uid: body
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        precondition_resource_version: body
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        dry_run: query.dry_run()?
+            || body
+                .get("dryRun")
+                .and_then(Value::as_array)
+                .is_some_and(|d| d.iter().any(|v| v == "All")),
+    };
+    if body.get("orphanDependents").and_then(Value::as_bool) == Some(true)
+        || query.get("orphanDependents") == Some("true")
+    {
+        opts.propagation = Some(Propagation::Orphan);
+    }
+    if let Some(grace) = query.i64("gracePeriodSeconds")? {
+        opts.grace_period_seconds = Some(grace);
+    }
+    if let Some(p) = query.get("propagationPolicy").filter(|p| !p.is_empty()) {
+        opts.propagation = Some(propagation(p)?);
+    }
+    Ok(opts)
+}
+
+async fn watch_response(
+    server: &ApiServer,
+    info: &'static ResourceInfo,
+    ns: Option<&str>,
+    query: &Query,
+) -> Result<Response, ApiError> {
+    let filter = Filter::parse(info, query.get("labelSelector"), query.get("fieldSelector"))?;
+    let start = match query.get("resourceVersion") {
+        None | Some("") | Some("0") => WatchStart::Now,
+        Some(rv) => WatchStart::After(rv.parse().map_err(|_| {
+            ApiError::BadRequest(format!(
+                "resourceVersion {rv:?} is not a valid resource version"
+            ))
+        })?),
+    };
+    let timeout = match query.i64("timeoutSeconds")? {
+        Some(t) if t > 0 => Duration::from_secs(t as u64),
+        _ => server.config.watch_timeout,
+    };
+    let bookmarks = query
+        .flag("allowWatchBookmarks")
+        .then_some(server.config.bookmark_interval);
+    let stream = server
+        .registry
+        .watch(
+            info,
+            ns,
+            WatchOptions {
+                start,
+                filter,
+                bookmarks,
+                timeout,
+            },
+        )
+        .await?;
+    let body = Body::from_stream(stream.map(Ok::<_, Infallible>));
+    let mut response = Response::new(body);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_resolve_like_kubernetes() {
+        let t = parse_path("/api/v1/namespaces/default/pods/web/status").unwrap();
+        assert_eq!(
+            (
+                t.info.plural,
+                t.namespace.as_deref(),
+                t.name.as_deref(),
+                t.subresource.as_deref()
+            ),
+            ("pods", Some("default"), Some("web"), Some("status"))
+        );
+        let t = parse_path("/api/v1/namespaces/default").unwrap();
+        assert_eq!(
+            (t.info.plural, t.name.as_deref()),
+            ("namespaces", Some("default"))
+        );
+        let t = parse_path("/api/v1/namespaces/default/status").unwrap();
+        assert_eq!(
+            (t.info.plural, t.name.as_deref(), t.subresource.as_deref()),
+            ("namespaces", Some("default"), Some("status"))
+        );
+        let t = parse_path("/apis/apps/v1/deployments").unwrap();
+        assert_eq!((t.info.plural, t.namespace), ("deployments", None));
+        let t = parse_path("/api/v1/watch/namespaces/kube-system/pods").unwrap();
+        assert!(t.watch_path);
+        assert_eq!(t.namespace.as_deref(), Some("kube-system"));
+        for bad in [
+            "/api/v2/pods",
+            "/apis/apps/v1/pods",
+            "/api/v1/widgets",
+            "/api/v1/namespaces/a/pods/b/c/d",
+            "/api/v1/nodes/n/binding",
+            "/x",
+        ] {
+            assert!(parse_path(bad).is_err(), "{bad}");
+        }
+    }
+}

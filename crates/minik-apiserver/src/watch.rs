@@ -1,0 +1,185 @@
+//! Watch streams as Kubernetes serves them: newline-delimited `{"type": ..., "object": ...}`
+//! events, filtered by label and field selectors (an object that stops matching is reported
+//! DELETED, one that starts matching ADDED), with optional BOOKMARK events, and ERROR events
+//! carrying a `Status` when the watch cannot go on (410 Gone: list again).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use minik_api::resources::ResourceInfo;
+use minik_api::ApiError;
+use minik_store::{EventType, Revision, WatchStream};
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::registry::{store_error, Filter, Registry};
+
+/// Where a watch starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatchStart {
+    /// No resourceVersion (or "0"): the current objects as ADDED events, then every change.
+    Now,
+    /// Every change after this revision.
+    After(Revision),
+}
+
+/// Options of one watch request.
+#[derive(Clone, Debug)]
+pub struct WatchOptions {
+    pub start: WatchStart,
+    pub filter: Filter,
+    /// Send BOOKMARK events at this interval when the client allows them.
+    pub bookmarks: Option<Duration>,
+    /// Close the stream after this long (`timeoutSeconds`).
+    pub timeout: Duration,
+}
+
+/// One encoded line of a watch stream.
+fn frame(event_type: &str, object: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(object.len() + 32);
+    out.put_slice(b"{\"type\":\"");
+    out.put_slice(event_type.as_bytes());
+    out.put_slice(b"\",\"object\":");
+    out.put_slice(object);
+    out.put_slice(b"}\n");
+    out.freeze()
+}
+
+/// The ERROR event that ends a watch, with the error as a `Status`.
+pub fn error_frame(error: &ApiError) -> Bytes {
+    let mut status = serde_json::to_value(error.to_status()).unwrap_or(Value::Null);
+    status["kind"] = "Status".into();
+    status["apiVersion"] = "v1".into();
+    frame("ERROR", status.to_string().as_bytes())
+}
+
+struct Session {
+    info: &'static ResourceInfo,
+    initial: VecDeque<Bytes>,
+    stream: Option<WatchStream>,
+    filter: Filter,
+    bookmarks: Option<tokio::time::Interval>,
+    deadline: Instant,
+}
+
+impl Session {
+    async fn next_frame(&mut self) -> Option<Bytes> {
+        if let Some(frame) = self.initial.pop_front() {
+            return Some(frame);
+        }
+        loop {
+            let stream = self.stream.as_mut()?;
+            let bookmark_tick = async {
+                match self.bookmarks.as_mut() {
+                    Some(interval) => interval.tick().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                event = stream.next() => match event {
+                    Some(Ok(event)) => {
+                        if let Some(frame) = self.translate(event.kind, &event.object, event.prev.as_deref()) {
+                            return Some(frame);
+                        }
+                    }
+                    Some(Err(e)) => {
+                        self.stream = None;
+                        return Some(error_frame(&store_error(self.info, "", e)));
+                    }
+                    None => {
+                        self.stream = None;
+                        return None;
+                    }
+                },
+                _ = bookmark_tick => {
+                    if let Some(revision) = self.stream.as_ref().and_then(WatchStream::progress) {
+                        return Some(self.bookmark(revision));
+                    }
+                }
+                _ = tokio::time::sleep_until(self.deadline) => {
+                    self.stream = None;
+                    return None;
+                }
+            }
+        }
+    }
+
+    fn bookmark(&self, revision: Revision) -> Bytes {
+        let object = serde_json::json!({
+            "kind": self.info.kind,
+            "apiVersion": self.info.api_version(),
+            "metadata": {"resourceVersion": revision.to_string()},
+        });
+        frame("BOOKMARK", object.to_string().as_bytes())
+    }
+
+    /// Applies the filter to one change: the event to send, if any.
+    fn translate(&self, kind: EventType, object: &Bytes, prev: Option<&[u8]>) -> Option<Bytes> {
+        if self.filter.is_everything() {
+            return Some(frame(kind.as_str(), object));
+        }
+        let selected = |bytes: &[u8]| {
+            serde_json::from_slice::<Value>(bytes)
+                .map(|v| self.filter.matches(self.info.kind, &v))
+                .unwrap_or(false)
+        };
+        let now = selected(object);
+        let before = prev.is_some_and(selected);
+        let reported = match (kind, before, now) {
+            (EventType::Deleted, true, _) => EventType::Deleted,
+            (EventType::Deleted, false, _) => return None,
+            (_, false, true) => EventType::Added,
+            (_, true, true) => kind,
+            (_, true, false) => EventType::Deleted,
+            (_, false, false) => return None,
+        };
+        Some(frame(reported.as_str(), object))
+    }
+}
+
+impl Registry {
+    /// Starts a watch of one namespace (or all) of a resource.
+    pub async fn watch(
+        &self,
+        info: &'static ResourceInfo,
+        ns: Option<&str>,
+        opts: WatchOptions,
+    ) -> Result<impl Stream<Item = Bytes> + Send + 'static, ApiError> {
+        let mut initial = VecDeque::new();
+        let from = match opts.start {
+            WatchStart::After(revision) => revision,
+            WatchStart::Now => {
+                let listing = self.list(info, ns, &opts.filter).await?;
+                initial.extend(listing.items.iter().map(|item| frame("ADDED", item)));
+                listing.revision
+            }
+        };
+        let stream = match self.store().watch(&info.prefix(ns), from) {
+            Ok(stream) => Some(stream),
+            // Kubernetes answers a watch from a compacted revision with 200 and an ERROR event,
+            // which is what clients such as client-go expect before they list again.
+            Err(e) => {
+                initial.push_back(error_frame(&store_error(info, "", e)));
+                None
+            }
+        };
+        let bookmarks = opts.bookmarks.map(|period| {
+            let mut interval = tokio::time::interval_at(Instant::now() + period, period);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            interval
+        });
+        let session = Session {
+            info,
+            initial,
+            stream,
+            filter: opts.filter,
+            bookmarks,
+            deadline: Instant::now() + opts.timeout,
+        };
+        Ok(futures::stream::unfold(session, |mut s| async move {
+            s.next_frame().await.map(|f| (f, s))
+        }))
+    }
+}

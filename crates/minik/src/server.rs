@@ -1,0 +1,112 @@
+//! `minik server`: opens the store, serves the API, and shuts down cleanly on SIGINT/SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use minik_apiserver::{app, ApiServer, Config};
+use minik_store::{SledStore, StoreConfig};
+
+/// Flags of `minik server`.
+#[derive(clap::Args, Debug)]
+pub struct ServerArgs {
+    /// Address to serve the API on.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// Directory of the store (created if missing).
+    #[arg(long, default_value = "./minik-data")]
+    data_dir: PathBuf,
+    /// How many recent changes a watch can resume from before it gets 410 Gone.
+    #[arg(long, default_value_t = 10_000)]
+    watch_history: usize,
+    /// Seconds between BOOKMARK events on watches that allow them.
+    #[arg(long, default_value_t = 60)]
+    bookmark_interval_seconds: u64,
+}
+
+/// The validated settings `run` works from.
+struct Settings {
+    listen: SocketAddr,
+    store: StoreConfig,
+    api: Config,
+}
+
+impl ServerArgs {
+    fn settings(self) -> anyhow::Result<Settings> {
+        anyhow::ensure!(self.watch_history > 0, "--watch-history must be at least 1");
+        anyhow::ensure!(
+            self.bookmark_interval_seconds > 0,
+            "--bookmark-interval-seconds must be at least 1"
+        );
+        let mut store = StoreConfig::new(self.data_dir.join("store"));
+        store.history_size = self.watch_history;
+        Ok(Settings {
+            listen: self.listen,
+            store,
+            api: Config {
+                bookmark_interval: Duration::from_secs(self.bookmark_interval_seconds),
+                ..Config::default()
+            },
+        })
+    }
+}
+
+pub fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let settings = args.settings()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(settings))
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let path = settings.store.path.clone();
+    std::fs::create_dir_all(&path)
+        .with_context(|| format!("cannot create the data directory {}", path.display()))?;
+    let store = SledStore::open(settings.store)
+        .with_context(|| format!("cannot open the store in {}", path.display()))?;
+    let server = ApiServer::new(Arc::new(store.clone()), settings.api);
+    server
+        .registry
+        .bootstrap()
+        .await
+        .context("cannot create the system namespaces")?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, data = %path.display(), revision = store_revision(&store), "minik server is serving");
+    // Tests and `minik up` read this line to learn the port when listening on port 0.
+    println!("minik server listening on http://{addr}");
+    axum::serve(listener, app(server))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the API server failed")?;
+    tracing::info!("minik server stopped");
+    store.close().await;
+    Ok(())
+}
+
+fn store_revision(store: &SledStore) -> u64 {
+    use minik_store::Store;
+    store.revision()
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the server");
+            let _ = ctrl_c.await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,68 @@
+//! Helpers for end-to-end tests: start the real `minik` binary, learn its address, and make
+//! sure every process a test starts is killed, even when the test fails.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A child process that is killed (SIGKILL) and reaped when dropped.
+pub struct Running {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Running {
+    /// Sends SIGKILL and waits for the process to be gone.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Starts `minik server` on an ephemeral loopback port over `data_dir` and waits (with a
+/// deadline) for the line that gives its address.
+pub fn start_server(data_dir: &Path, extra: &[&str]) -> Running {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_minik"))
+        .arg("server")
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start minik server");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(addr) = line.strip_prefix("minik server listening on ") {
+                let _ = tx.send(addr.to_owned());
+            }
+        }
+    });
+    let mut running = Running {
+        child,
+        base: String::new(),
+    };
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(base) => running.base = base,
+        Err(_) => panic!("minik server did not report its address within 30s"),
+    }
+    running
+}
