@@ -8,6 +8,7 @@ pub mod fields;
 pub mod names;
 pub mod patch;
 pub mod quantity;
+pub mod request;
 pub mod resources;
 pub mod selector;
 pub mod status;

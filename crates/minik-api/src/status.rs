@@ -79,6 +79,14 @@ pub enum ApiError {
     ServiceUnavailable(String),
     #[error("{0}")]
     Timeout(String),
+    /// An error a remote server answered that has no variant of its own here (for example a
+    /// 422 whose causes are kept only as the message). Keeps the server's words verbatim.
+    #[error("{message}")]
+    Other {
+        code: u16,
+        reason: String,
+        message: String,
+    },
 }
 
 fn render_causes(errors: &[FieldError]) -> String {
@@ -121,11 +129,12 @@ impl ApiError {
             ApiError::Internal(_) => 500,
             ApiError::ServiceUnavailable(_) => 503,
             ApiError::Timeout(_) => 504,
+            ApiError::Other { code, .. } => *code,
         }
     }
 
     /// The `Status.reason`, a `StatusReason` of Kubernetes.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> &str {
         match self {
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Unauthorized(_) => "Unauthorized",
@@ -143,6 +152,68 @@ impl ApiError {
             ApiError::Internal(_) => "InternalError",
             ApiError::ServiceUnavailable(_) => "ServiceUnavailable",
             ApiError::Timeout(_) => "Timeout",
+            ApiError::Other { reason, .. } => reason,
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.code() == 404
+    }
+
+    pub fn is_already_exists(&self) -> bool {
+        self.reason() == "AlreadyExists"
+    }
+
+    /// A stale resourceVersion (or another precondition) made the write fail: read and retry.
+    pub fn is_conflict(&self) -> bool {
+        self.reason() == "Conflict"
+    }
+
+    /// A watch or list from a revision older than the kept history: list again.
+    pub fn is_gone(&self) -> bool {
+        self.code() == 410
+    }
+
+    /// Rebuilds the error a server answered with this `Status` and HTTP code: the client side of
+    /// [`ApiError::to_status`]. Messages are kept verbatim.
+    pub fn from_status(code: u16, status: &Status) -> ApiError {
+        let message = status.message.clone().unwrap_or_default();
+        let reason = status.reason.clone().unwrap_or_default();
+        let code = status
+            .code
+            .and_then(|c| u16::try_from(c).ok())
+            .unwrap_or(code);
+        let target = status.details.as_ref().map(|d| ObjectRef {
+            group: d.group.clone().unwrap_or_default(),
+            resource: d.kind.clone().unwrap_or_default(),
+            name: d.name.clone().unwrap_or_default(),
+        });
+        match (code, reason.as_str(), target) {
+            (404, "NotFound", Some(t)) if !t.name.is_empty() => ApiError::NotFound(t),
+            (409, "AlreadyExists", Some(t)) if !t.name.is_empty() => ApiError::AlreadyExists(t),
+            (409, "Conflict", Some(t)) => {
+                let prefix = format!("Operation cannot be fulfilled on {}: ", t.qualified());
+                let detail = message.strip_prefix(&prefix).unwrap_or(&message).to_owned();
+                ApiError::Conflict { target: t, detail }
+            }
+            (400, "BadRequest", _) => ApiError::BadRequest(message),
+            (401, _, _) => ApiError::Unauthorized(message),
+            (403, _, _) => ApiError::Forbidden(message),
+            (404, _, _) => ApiError::NoSuchPath(message),
+            (405, _, _) => ApiError::MethodNotAllowed(message),
+            (406, _, _) => ApiError::NotAcceptable(message),
+            (410, _, _) => ApiError::Gone(message),
+            (413, _, _) => ApiError::RequestEntityTooLarge(message),
+            (415, _, _) => ApiError::UnsupportedMediaType(message),
+            (429, _, _) => ApiError::TooManyRequests(message),
+            (500, _, _) => ApiError::Internal(message),
+            (503, _, _) => ApiError::ServiceUnavailable(message),
+            (504, _, _) => ApiError::Timeout(message),
+            (code, _, _) => ApiError::Other {
+                code,
+                reason,
+                message,
+            },
         }
     }
 
@@ -212,6 +283,33 @@ mod tests {
         let s = e.to_status();
         assert_eq!(s.reason.as_deref(), Some("AlreadyExists"));
         assert_eq!(s.details.unwrap().group.as_deref(), Some("apps"));
+    }
+
+    #[test]
+    fn statuses_round_trip_through_the_client_side() {
+        let errors = [
+            ApiError::NotFound(ObjectRef::new("", "pods", "web")),
+            ApiError::AlreadyExists(ObjectRef::new("apps", "deployments", "web")),
+            ApiError::conflict(ObjectRef::new("", "pods", "web")),
+            ApiError::BadRequest("bad".into()),
+            ApiError::Gone("too old resource version: 1 (5)".into()),
+            ApiError::Forbidden("no".into()),
+        ];
+        for e in errors {
+            let back = ApiError::from_status(e.code(), &e.to_status());
+            assert_eq!(back, e);
+        }
+        let invalid = ApiError::Invalid {
+            kind: "Pod".into(),
+            group: String::new(),
+            name: "web".into(),
+            errors: vec![FieldError::required(&FieldPath::new("spec"), "")],
+        };
+        let back = ApiError::from_status(422, &invalid.to_status());
+        assert_eq!(
+            (back.code(), back.reason(), back.to_string()),
+            (422, "Invalid", invalid.to_string())
+        );
     }
 
     #[test]

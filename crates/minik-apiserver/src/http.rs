@@ -17,11 +17,10 @@ use minik_api::resources::{self, FieldValidation, ResourceInfo};
 use minik_api::ApiError;
 use serde_json::Value;
 
-use crate::registry::{
-    DeleteOptions, Deleted, Filter, Patch, PatchKind, Propagation, ScaleChange, Scope, WriteOptions,
-};
+use crate::registry::{Deleted, Filter, ScaleChange, Scope};
 use crate::watch::{WatchOptions, WatchStart};
 use crate::ApiServer;
+use minik_api::request::{DeleteOptions, Patch, PatchKind, Propagation, WriteOptions};
 
 /// An [`ApiError`] on its way out as an HTTP answer.
 pub struct HttpError(pub ApiError);
@@ -265,10 +264,11 @@ async fn read_body(
 }
 
 fn patch_kind(headers: &HeaderMap) -> Result<PatchKind, ApiError> {
-    match content_type(headers).as_str() {
-        "application/merge-patch+json" => Ok(PatchKind::Merge),
-        "application/strategic-merge-patch+json" => Ok(PatchKind::Strategic),
-        "application/json-patch+json" => Ok(PatchKind::Json),
+    let media = content_type(headers);
+    if let Some(kind) = PatchKind::from_content_type(&media) {
+        return Ok(kind);
+    }
+    match media.as_str() {
         "application/apply-patch+yaml" => Err(ApiError::UnsupportedMediaType(
             "server-side apply is not supported by minik; use client-side apply (minik apply, or kubectl apply without --server-side)".into(),
         )),
@@ -343,7 +343,7 @@ async fn handle(server: &ApiServer, request: Request) -> Result<Response, ApiErr
     if info.namespaced && target.name.is_some() && ns.is_none() {
         return Err(not_found_path());
     }
-    let watch = target.watch_path || query.flag("watch") && query.get("watch").is_some();
+    let watch = target.watch_path || query.flag("watch");
     let limit = server.config.max_body_bytes;
     let headers = &parts.headers;
 
@@ -421,14 +421,14 @@ async fn handle(server: &ApiServer, request: Request) -> Result<Response, ApiErr
             encode(encoding, StatusCode::OK, stored.value)
         }
         (&Method::DELETE, Some(name), None) => {
-            let opts = delete_options(&query, body, limit, headers).await?;
+            let opts = delete_options(&query, body, limit).await?;
             match registry.delete(info, ns, name, &opts).await? {
                 Deleted::Gone(object) => encode(encoding, StatusCode::OK, object),
                 Deleted::Pending(object) => encode(encoding, StatusCode::ACCEPTED, object),
             }
         }
         (&Method::DELETE, None, None) => {
-            let opts = delete_options(&query, body, limit, headers).await?;
+            let opts = delete_options(&query, body, limit).await?;
             let filter =
                 Filter::parse(info, query.get("labelSelector"), query.get("fieldSelector"))?;
             let listed = registry.list(info, ns, &filter).await?;
@@ -507,25 +507,22 @@ async fn delete_options(
     query: &Query,
     body: Body,
     limit: usize,
-    headers: &HeaderMap,
 ) -> Result<DeleteOptions, ApiError> {
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
         ApiError::RequestEntityTooLarge(format!("the request body is larger than {limit} bytes"))
     })?;
-    let _ = headers;
     let body: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
         Value::Null
     } else {
         decode::parse_document(&bytes)
             .map_err(|e| ApiError::BadRequest(format!("DeleteOptions: {e}")))?
     };
-    let propagation = |s: &str| match s {
-        "Background" => Ok(Propagation::Background),
-        "Foreground" => Ok(Propagation::Foreground),
-        "Orphan" => Ok(Propagation::Orphan),
-        other => Err(ApiError::BadRequest(format!(
-            "propagationPolicy {other:?} is not valid: use Background, Foreground or Orphan"
-        ))),
+    let propagation = |s: &str| {
+        Propagation::parse(s).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "propagationPolicy {s:?} is not valid: use Background, Foreground or Orphan"
+            ))
+        })
     };
     let mut opts = DeleteOptions {
         grace_period_seconds: body.get("gracePeriodSeconds").and_then(Value::as_i64),

@@ -4,6 +4,7 @@
 
 mod discovery;
 mod http;
+mod local;
 mod registry;
 mod watch;
 
@@ -14,10 +15,8 @@ use axum::routing::{any, get};
 use axum::Router;
 use minik_store::Store;
 
-pub use registry::{
-    DeleteOptions, Deleted, Filter, ListResult, Patch, PatchKind, Propagation, Registry,
-    ScaleChange, Scope, WriteOptions, SYSTEM_NAMESPACES,
-};
+pub use minik_api::request::{DeleteOptions, Patch, PatchKind, Propagation, WriteOptions};
+pub use registry::{Deleted, Filter, ListResult, Registry, ScaleChange, Scope, SYSTEM_NAMESPACES};
 pub use watch::{WatchOptions, WatchStart};
 
 /// Settings of the API server.

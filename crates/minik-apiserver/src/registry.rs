@@ -8,7 +8,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use minik_api::fields::{self, FieldSelector};
 use minik_api::patch;
-use minik_api::resources::{self, FieldValidation, ResourceInfo};
+use minik_api::request::{DeleteOptions, Patch, PatchKind, Propagation, WriteOptions};
+use minik_api::resources::{self, ResourceInfo};
 use minik_api::selector::Selector;
 use minik_api::{ApiError, FieldError, FieldPath, ObjectRef};
 use minik_store::{Listing, Revision, Store, StoreError, Stored};
@@ -36,50 +37,6 @@ pub enum Scope {
     Main,
     /// The `status` subresource: only the status changes.
     Status,
-}
-
-/// Options every write takes.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct WriteOptions {
-    /// `dryRun=All`: admit and answer, but store nothing.
-    pub dry_run: bool,
-    pub field_validation: FieldValidation,
-}
-
-/// A patch as a client sent it.
-#[derive(Clone, Debug)]
-pub struct Patch {
-    pub kind: PatchKind,
-    pub body: Value,
-}
-
-/// The kinds of patch a client can send, by content type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PatchKind {
-    /// `application/merge-patch+json` (RFC 7386).
-    Merge,
-    /// `application/strategic-merge-patch+json`, what kubectl sends.
-    Strategic,
-    /// `application/json-patch+json` (RFC 6902).
-    Json,
-}
-
-/// How dependents of a deleted object are treated (`propagationPolicy`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Propagation {
-    Background,
-    Foreground,
-    Orphan,
-}
-
-/// Options of a delete.
-#[derive(Clone, Debug, Default)]
-pub struct DeleteOptions {
-    pub grace_period_seconds: Option<i64>,
-    pub propagation: Option<Propagation>,
-    pub precondition_uid: Option<String>,
-    pub precondition_resource_version: Option<String>,
-    pub dry_run: bool,
 }
 
 /// What a delete did: the object is gone, or it is marked and will go later (graceful deletion

@@ -1,0 +1,392 @@
+//! [`Api`] over HTTP, for processes other than the server: node agents and the command line.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use minik_api::request::{DeleteOptions, Patch, WriteOptions};
+use minik_api::resources::{FieldValidation, ResourceInfo};
+use minik_api::ApiError;
+use serde_json::{json, Value};
+
+use crate::api::{Api, BoxFuture, EventStream, ListParams, ObjectList, WatchEvent};
+
+/// The API of a minik server at a base URL such as `http://127.0.0.1:6443`.
+#[derive(Clone)]
+pub struct HttpApi {
+    base: String,
+    /// For ordinary requests: bounded in time.
+    client: reqwest::Client,
+    /// For watches, which last as long as the server keeps them open.
+    streaming: reqwest::Client,
+    token: Option<String>,
+}
+
+impl HttpApi {
+    pub fn new(base: &str) -> Result<HttpApi, ApiError> {
+        let base = base.trim_end_matches('/').to_owned();
+        let parsed = reqwest::Url::parse(&base).map_err(|e| {
+            ApiError::BadRequest(format!("the server address {base:?} is not a URL: {e}"))
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(ApiError::BadRequest(format!(
+                "the server address {base:?} must start with http:// or https://"
+            )));
+        }
+        let build = |timeout: Option<Duration>| {
+            let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+            if let Some(t) = timeout {
+                builder = builder.timeout(t);
+            }
+            builder
+                .build()
+                .map_err(|e| ApiError::Internal(format!("cannot build the HTTP client: {e}")))
+        };
+        Ok(HttpApi {
+            base,
+            client: build(Some(Duration::from_secs(60)))?,
+            streaming: build(None)?,
+            token: None,
+        })
+    }
+
+    /// Sends `Authorization: Bearer TOKEN` with every request.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// `/api/v1/namespaces/ns/pods/name/sub`, or the cluster-scoped or all-namespaces forms.
+    fn path(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: Option<&str>,
+        sub: Option<&str>,
+    ) -> String {
+        let mut path = self.base.clone();
+        if info.group.is_empty() {
+            path.push_str(&format!("/api/{}", info.version));
+        } else {
+            path.push_str(&format!("/apis/{}/{}", info.group, info.version));
+        }
+        if let Some(ns) = ns.filter(|_| info.namespaced) {
+            path.push_str(&format!("/namespaces/{ns}"));
+        }
+        path.push('/');
+        path.push_str(info.plural);
+        if let Some(name) = name {
+            path.push('/');
+            path.push_str(name);
+        }
+        if let Some(sub) = sub {
+            path.push('/');
+            path.push_str(sub);
+        }
+        path
+    }
+
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        method: reqwest::Method,
+        url: &str,
+    ) -> reqwest::RequestBuilder {
+        let request = client
+            .request(method, url)
+            .header("accept", "application/json");
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    fn unreachable(&self, e: &reqwest::Error) -> ApiError {
+        // The innermost cause says what happened ("Connection refused (os error 111)").
+        let mut cause: &dyn std::error::Error = e;
+        while let Some(next) = cause.source() {
+            cause = next;
+        }
+        let cause = cause.to_string();
+        let cause = cause
+            .split(" (os error")
+            .next()
+            .unwrap_or(&cause)
+            .to_lowercase();
+        if e.is_timeout() {
+            return ApiError::Timeout(format!(
+                "the minik server at {} did not answer in time",
+                self.base
+            ));
+        }
+        ApiError::ServiceUnavailable(format!(
+            "cannot reach the minik server at {} ({cause}): is 'minik server' or 'minik up' running?",
+            self.base
+        ))
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, ApiError> {
+        let response = request.send().await.map_err(|e| self.unreachable(&e))?;
+        let code = response.status().as_u16();
+        let body = response.bytes().await.map_err(|e| self.unreachable(&e))?;
+        let value: Value = serde_json::from_slice(&body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+        if (200..300).contains(&code) {
+            return Ok(value);
+        }
+        Err(match serde_json::from_value(value.clone()) {
+            Ok(status) if value.get("kind").and_then(Value::as_str) == Some("Status") => {
+                ApiError::from_status(code, &status)
+            }
+            _ => ApiError::Other {
+                code,
+                reason: String::new(),
+                message: format!(
+                    "the server answered {code}: {}",
+                    value
+                        .as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| value.to_string())
+                ),
+            },
+        })
+    }
+
+    fn write_query(opts: WriteOptions) -> Vec<(&'static str, &'static str)> {
+        let mut query = vec![(
+            "fieldValidation",
+            match opts.field_validation {
+                FieldValidation::Strict => "Strict",
+                FieldValidation::Warn => "Warn",
+                FieldValidation::Ignore => "Ignore",
+            },
+        )];
+        if opts.dry_run {
+            query.push(("dryRun", "All"));
+        }
+        query
+    }
+}
+
+fn list_query(params: &ListParams) -> Vec<(&'static str, String)> {
+    let mut query = Vec::new();
+    if let Some(l) = params.label_selector.as_ref().filter(|s| !s.is_empty()) {
+        query.push(("labelSelector", l.clone()));
+    }
+    if let Some(f) = params.field_selector.as_ref().filter(|s| !s.is_empty()) {
+        query.push(("fieldSelector", f.clone()));
+    }
+    query
+}
+
+impl Api for HttpApi {
+    fn get<'a>(
+        &'a self,
+        info: &'static ResourceInfo,
+        ns: Option<&'a str>,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Value, ApiError>> {
+        Box::pin(async move {
+            let url = self.path(info, ns, Some(name), None);
+            self.send(self.request(&self.client, reqwest::Method::GET, &url))
+                .await
+        })
+    }
+
+    fn list<'a>(
+        &'a self,
+        info: &'static ResourceInfo,
+        ns: Option<&'a str>,
+        params: &'a ListParams,
+    ) -> BoxFuture<'a, Result<ObjectList, ApiError>> {
+        Box::pin(async move {
+            let url = self.path(info, ns, None, None);
+            let mut list = self
+                .send(
+                    self.request(&self.client, reqwest::Method::GET, &url)
+                        .query(&list_query(params)),
+                )
+                .await?;
+            let resource_version = list
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let items = match list.get_mut("items").map(Value::take) {
+                Some(Value::Array(items)) => items,
+                _ => Vec::new(),
+            };
+            Ok(ObjectList {
+                items,
+                resource_version,
+            })
+        })
+    }
+
+    fn watch<'a>(
+        &'a self,
+        info: &'static ResourceInfo,
+        ns: Option<&'a str>,
+        params: &'a ListParams,
+        resource_version: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<EventStream, ApiError>> {
+        Box::pin(async move {
+            let url = self.path(info, ns, None, None);
+            let mut query = list_query(params);
+            query.push(("watch", "true".into()));
+            query.push(("allowWatchBookmarks", "true".into()));
+            if let Some(rv) = resource_version {
+                query.push(("resourceVersion", rv.to_owned()));
+            }
+            let response = self
+                .request(&self.streaming, reqwest::Method::GET, &url)
+                .query(&query)
+                .send()
+                .await
+                .map_err(|e| self.unreachable(&e))?;
+            if !response.status().is_success() {
+                let code = response.status().as_u16();
+                let body: Value = response.json().await.unwrap_or(Value::Null);
+                let status = serde_json::from_value(body).unwrap_or_default();
+                return Err(ApiError::from_status(code, &status));
+            }
+            let base = self.base.clone();
+            let lines = futures::stream::unfold(
+                (response.bytes_stream(), Vec::<u8>::new(), false),
+                move |(mut body, mut buffer, mut done)| {
+                    let base = base.clone();
+                    async move {
+                        loop {
+                            if done {
+                                return None;
+                            }
+                            if let Some(pos) = buffer.iter().position(|b| *b == b'\n') {
+                                let line: Vec<u8> = buffer.drain(..=pos).collect();
+                                if line.iter().all(u8::is_ascii_whitespace) {
+                                    continue;
+                                }
+                                let event = WatchEvent::from_line(&line);
+                                done = event.is_err();
+                                return Some((event, (body, buffer, done)));
+                            }
+                            match body.next().await {
+                                Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
+                                Some(Err(e)) => {
+                                    let error = ApiError::ServiceUnavailable(format!(
+                                        "the watch from {base} broke: {e}"
+                                    ));
+                                    return Some((Err(error), (body, buffer, true)));
+                                }
+                                None => return None,
+                            }
+                        }
+                    }
+                },
+            );
+            Ok(lines.boxed())
+        })
+    }
+
+    fn create<'a>(
+        &'a self,
+        info: &'static ResourceInfo,
+        ns: Option<&'a str>,
+        object: Value,
+        opts: WriteOptions,
+    ) -> BoxFuture<'a, Result<Value, ApiError>> {
+        Box::pin(async move {
+            let url = self.path(info, ns, None, None);
+            self.send(
+                self.request(&self.client, reqwest::Method::POST, &url)
+                    .query(&Self::write_query(opts))
+                    .json(&object),
+            )
+            .await
+        })
+    }
+
+    fn replace<'a>(
+        &'a self,
+        info: &'static ResourceInfo,
+        ns: Option<&'a str>,
+        name: &'a str,
+        object: Value,
+        status: bool,
+        opts: WriteOptions,
+    ) -> BoxFuture<'a, Result<Value, ApiError>> {
+        Box::pin(async move {
+            let url = self.path(info, ns, Some(name), status.then_some("status"));
+            self.send(
+                self.request(&self.client, reqwest::Method::PUT, &url)
+                    .query(&Self::write_query(opts))
+                    .json(&object),
+            )
+            .await
+        })
+    }
+
+    fn patch<'a>(
+        &'a self,
+        info: &'static ResourceInfo,
+        ns: Option<&'a str>,
+        name: &'a str,
+        patch: Patch,
+        status: bool,
+        opts: WriteOptions,
+    ) -> BoxFuture<'a, Result<Value, ApiError>> {
+        Box::pin(async move {
+            let url = self.path(info, ns, Some(name), status.then_some("status"));
+            self.send(
+                self.request(&self.client, reqwest::Method::PATCH, &url)
+                    .query(&Self::write_query(opts))
+                    .header("content-type", patch.kind.content_type())
+                    .body(patch.body.to_string()),
+            )
+            .await
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        info: &'static ResourceInfo,
+        ns: Option<&'a str>,
+        name: &'a str,
+        opts: DeleteOptions,
+    ) -> BoxFuture<'a, Result<Value, ApiError>> {
+        Box::pin(async move {
+            let url = self.path(info, ns, Some(name), None);
+            self.send(
+                self.request(&self.client, reqwest::Method::DELETE, &url)
+                    .header("content-type", "application/json")
+                    .body(opts.to_body().to_string()),
+            )
+            .await
+        })
+    }
+
+    fn bind<'a>(
+        &'a self,
+        ns: &'a str,
+        pod: &'a str,
+        node: &'a str,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async move {
+            let info = crate::api::resource_of::<minik_api::k8s_openapi::api::core::v1::Pod>();
+            let url = self.path(info, Some(ns), Some(pod), Some("binding"));
+            let body = json!({
+                "apiVersion": "v1", "kind": "Binding",
+                "metadata": {"name": pod, "namespace": ns},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+            });
+            self.send(
+                self.request(&self.client, reqwest::Method::POST, &url)
+                    .json(&body),
+            )
+            .await
+            .map(|_| ())
+        })
+    }
+}
