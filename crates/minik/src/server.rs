@@ -74,6 +74,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .bootstrap()
         .await
         .context("cannot create the system namespaces")?;
+    // The components that run inside the server reach the API through the same registry the
+    // HTTP handlers use.
+    let api: Arc<dyn minik_client::Api> = Arc::new(server.registry.clone());
+    let components = start_components(api);
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -85,9 +89,19 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("the API server failed")?;
+    for component in components {
+        component.abort();
+    }
     tracing::info!("minik server stopped");
     store.close().await;
     Ok(())
+}
+
+/// Starts the control loops that run in the server process; each runs until aborted.
+fn start_components(api: Arc<dyn minik_client::Api>) -> Vec<tokio::task::JoinHandle<()>> {
+    let components = Vec::new();
+    let _ = api;
+    components
 }
 
 fn store_revision(store: &SledStore) -> u64 {
