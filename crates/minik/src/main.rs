@@ -1,5 +1,6 @@
 //! The `minik` binary: parses the command line and runs one role (server, ...).
 
+mod node;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -16,6 +17,8 @@ struct Cli {
 enum Command {
     /// Run the control plane: API server, store (and, as they land, scheduler and controllers).
     Server(server::ServerArgs),
+    /// Run a node agent: register this host as a Node and run the pods bound to it.
+    Node(node::NodeArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -29,6 +32,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let result = match cli.command {
         Command::Server(args) => server::run(args),
+        Command::Node(args) => node::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -66,3 +66,61 @@ pub fn start_server(data_dir: &Path, extra: &[&str]) -> Running {
     }
     running
 }
+
+/// Starts `minik node` against `server` with short timings for tests.
+pub fn start_node(server: &str, name: &str, data_dir: &Path, extra: &[&str]) -> Running {
+    let child = Command::new(env!("CARGO_BIN_EXE_minik"))
+        .arg("node")
+        .args(["--server", server, "--name", name, "--data-dir"])
+        .arg(data_dir)
+        .args([
+            "--heartbeat-seconds",
+            "1",
+            "--sync-seconds",
+            "1",
+            "--restart-backoff-ms",
+            "300",
+        ])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start minik node");
+    Running {
+        child,
+        base: server.to_owned(),
+    }
+}
+
+/// Waits until `check` returns `Some`, polling every 20ms, for at most `seconds`.
+pub async fn eventually<T, F, Fut>(what: &str, seconds: u64, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {seconds}s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether any process's command line contains `marker`.
+pub fn process_with(marker: &str) -> bool {
+    std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries.flatten().any(|e| {
+                std::fs::read(e.path().join("cmdline"))
+                    .map(|c| String::from_utf8_lossy(&c).contains(marker))
+                    .unwrap_or(false)
+            })
+        })
+        .unwrap_or(false)
+}

@@ -1,0 +1,550 @@
+//! The agent's plumbing: register the Node, heartbeat, watch the pods bound to this node and
+//! drive each to its spec, level-triggered — every pass compares what the API says with what
+//! the runtime runs, whatever event caused it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use minik_api::k8s_openapi::api::core::v1::{Node, Pod};
+use minik_api::request::{DeleteOptions, Patch, PatchKind, WriteOptions};
+use minik_api::ApiError;
+use minik_client::{
+    resource_of, Api, Change, Informer, InformerCache, InformerConfig, ListParams, WorkQueue,
+};
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use crate::pod::{self, Backoff, PodRecord};
+use crate::runtime::{ContainerSpec, Runtime};
+use crate::spec::{self, Placement, PortBinding};
+
+/// Settings of a node agent, validated.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    pub name: String,
+    /// The address the node advertises (and its pods get as their IP).
+    pub address: String,
+    pub labels: BTreeMap<String, String>,
+    /// Taints as Kubernetes JSON (`{"key":..,"value":..,"effect":..}`).
+    pub taints: Vec<Value>,
+    /// Capacity: cpu as a quantity string, memory in bytes.
+    pub cpu: String,
+    pub memory_bytes: u64,
+    pub max_pods: u32,
+    pub data_dir: PathBuf,
+    pub heartbeat: Duration,
+    pub sync_period: Duration,
+    pub backoff: Backoff,
+    /// Name of the runtime, reported in nodeInfo.
+    pub runtime_name: String,
+    /// How many pods are worked on at once.
+    pub workers: usize,
+}
+
+/// The state the workers share.
+struct Agent {
+    api: Arc<dyn Api>,
+    runtime: Arc<dyn Runtime>,
+    config: AgentConfig,
+    pods: InformerCache<Pod>,
+    records: Mutex<HashMap<String, PodRecord>>,
+    /// The host ports of each container of each pod, given once for the pod's life.
+    ports: Mutex<HashMap<String, Vec<Vec<PortBinding>>>>,
+    queue: WorkQueue<String>,
+}
+
+/// Runs the agent until `shutdown` resolves; then stops every pod's containers.
+pub async fn run(
+    api: Arc<dyn Api>,
+    runtime: Arc<dyn Runtime>,
+    config: AgentConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    register(api.as_ref(), &config).await;
+    let informer = Informer::<Pod>::spawn(
+        api.clone(),
+        InformerConfig {
+            params: ListParams::fields(format!("spec.nodeName={}", config.name)),
+            resync: config.sync_period,
+            ..Default::default()
+        },
+    );
+    let agent = Arc::new(Agent {
+        api: api.clone(),
+        runtime,
+        pods: informer.cache(),
+        records: Mutex::default(),
+        ports: Mutex::default(),
+        queue: WorkQueue::new(
+            config.backoff.initial.min(Duration::from_secs(1)),
+            Duration::from_secs(30),
+        ),
+        config,
+    });
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(heartbeat(agent.clone())));
+    tasks.push(tokio::spawn(feed(agent.clone(), informer.subscribe())));
+    for _ in 0..agent.config.workers.max(1) {
+        tasks.push(tokio::spawn(work(agent.clone())));
+    }
+    shutdown.await;
+    for task in &tasks {
+        task.abort();
+    }
+    drop(informer);
+    agent.stop_everything().await;
+}
+
+fn node_object(config: &AgentConfig) -> Value {
+    let mut labels = config.labels.clone();
+    labels.insert("kubernetes.io/hostname".into(), config.name.clone());
+    labels.insert("kubernetes.io/os".into(), std::env::consts::OS.into());
+    labels.insert("kubernetes.io/arch".into(), go_arch().into());
+    let resources = json!({
+        "cpu": config.cpu,
+        "memory": format!("{}Ki", config.memory_bytes / 1024),
+        "pods": config.max_pods.to_string(),
+    });
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": config.name, "labels": labels},
+        "spec": {"taints": if config.taints.is_empty() { Value::Null } else { json!(config.taints) }},
+        "status": {
+            "capacity": resources,
+            "allocatable": resources,
+            "conditions": [ready_condition()],
+            "addresses": [
+                {"type": "InternalIP", "address": config.address},
+                {"type": "Hostname", "address": config.name},
+            ],
+            "nodeInfo": {
+                "machineID": "", "systemUUID": "", "bootID": "",
+                "kernelVersion": kernel_version(),
+                "osImage": std::env::consts::OS,
+                "containerRuntimeVersion": format!("{}://minik-{}", config.runtime_name, env!("CARGO_PKG_VERSION")),
+                "kubeletVersion": format!("v1.33.0-minik.{}", env!("CARGO_PKG_VERSION")),
+                "kubeProxyVersion": "",
+                "operatingSystem": std::env::consts::OS,
+                "architecture": go_arch(),
+            },
+        },
+    })
+}
+
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+fn kernel_version() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn now_rfc3339() -> String {
+    let secs = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    minik_api::k8s_openapi::jiff::Timestamp::from_second(secs)
+        .unwrap_or(minik_api::k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+fn ready_condition() -> Value {
+    let now = now_rfc3339();
+    json!({
+        "type": "Ready", "status": "True", "reason": "KubeletReady",
+        "message": "minik node agent is posting ready status",
+        "lastHeartbeatTime": now, "lastTransitionTime": now,
+    })
+}
+
+/// Registers the Node, retrying until the server answers. A Node that exists already (the
+/// agent restarted) keeps what administrators set (unschedulable, their labels and taints) and
+/// gets fresh status.
+async fn register(api: &dyn Api, config: &AgentConfig) {
+    let nodes = resource_of::<Node>();
+    let object = node_object(config);
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let attempt = async {
+            match api
+                .create(nodes, None, object.clone(), WriteOptions::default())
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(e) if e.is_already_exists() => {
+                    let status = Patch {
+                        kind: PatchKind::Merge,
+                        body: json!({"status": object["status"]}),
+                    };
+                    api.patch(
+                        nodes,
+                        None,
+                        &config.name,
+                        status,
+                        true,
+                        WriteOptions::default(),
+                    )
+                    .await
+                    .map(|_| ())
+                }
+                Err(e) => Err(e),
+            }
+        };
+        match attempt.await {
+            Ok(()) => {
+                tracing::info!(node = %config.name, "registered");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot register the node yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Keeps the Node's Ready condition fresh; registers again if the Node disappeared.
+async fn heartbeat(agent: Arc<Agent>) {
+    let nodes = resource_of::<Node>();
+    let mut tick = tokio::time::interval(agent.config.heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_transition = now_rfc3339();
+    let mut was_ready = true;
+    loop {
+        tick.tick().await;
+        let now = now_rfc3339();
+        if !was_ready {
+            last_transition = now.clone();
+        }
+        let body = json!({"status": {"conditions": [{
+            "type": "Ready", "status": "True", "reason": "KubeletReady",
+            "message": "minik node agent is posting ready status",
+            "lastHeartbeatTime": now, "lastTransitionTime": last_transition,
+        }]}});
+        let patch = Patch {
+            kind: PatchKind::Merge,
+            body,
+        };
+        match agent
+            .api
+            .patch(
+                nodes,
+                None,
+                &agent.config.name,
+                patch,
+                true,
+                WriteOptions::default(),
+            )
+            .await
+        {
+            Ok(_) => was_ready = true,
+            Err(e) if e.is_not_found() => {
+                tracing::warn!("the Node object is gone; registering again");
+                register(agent.api.as_ref(), &agent.config).await;
+            }
+            Err(e) => {
+                was_ready = false;
+                tracing::warn!(error = %e, "heartbeat failed");
+            }
+        }
+    }
+}
+
+/// Turns informer changes into work: every change names a pod to look at again.
+async fn feed(agent: Arc<Agent>, mut changes: minik_client::Subscription<Pod>) {
+    while let Some(change) = changes.next().await {
+        match change {
+            Change::Applied(pod) | Change::Deleted(pod) => {
+                agent.queue.add(minik_client::cache_key(&pod.metadata))
+            }
+            Change::Resync => {
+                for pod in agent.pods.list() {
+                    agent.queue.add(minik_client::cache_key(&pod.metadata));
+                }
+                let known: Vec<String> = agent.records().keys().cloned().collect();
+                for key in known {
+                    agent.queue.add(key);
+                }
+            }
+        }
+    }
+}
+
+async fn work(agent: Arc<Agent>) {
+    loop {
+        let key = agent.queue.next().await;
+        match agent.sync(&key).await {
+            Ok(requeue) => {
+                agent.queue.forget(&key);
+                if let Some(after) = requeue {
+                    agent.queue.add_after(key.clone(), after);
+                }
+            }
+            Err(e) => {
+                if !e.is_conflict() {
+                    tracing::warn!(pod = %key, error = %e, "sync failed; retrying");
+                }
+                agent.queue.retry(key.clone());
+            }
+        }
+        agent.queue.done(&key);
+    }
+}
+
+/// A free TCP port on this host, for a container port without a hostPort.
+fn free_port(address: &str) -> Option<u16> {
+    TcpListener::bind((address, 0))
+        .or_else(|_| TcpListener::bind(("127.0.0.1", 0)))
+        .ok()?
+        .local_addr()
+        .ok()
+        .map(|a| a.port())
+}
+
+impl Agent {
+    fn records(&self) -> MutexGuard<'_, HashMap<String, PodRecord>> {
+        self.records.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn log_path(&self, pod: &Pod, container: &str, attempt: &str) -> PathBuf {
+        let meta = &pod.metadata;
+        self.config
+            .data_dir
+            .join("pods")
+            .join(format!(
+                "{}_{}_{}",
+                meta.namespace.as_deref().unwrap_or_default(),
+                meta.name.as_deref().unwrap_or_default(),
+                meta.uid.as_deref().unwrap_or_default()
+            ))
+            .join(container)
+            .join(format!("{attempt}.log"))
+    }
+
+    /// The host ports of each container of a pod, given once and kept for the pod's life.
+    fn ports_of(&self, key: &str, pod: &Pod) -> Vec<Vec<PortBinding>> {
+        let mut ports = self.ports.lock().unwrap_or_else(|p| p.into_inner());
+        ports
+            .entry(key.to_owned())
+            .or_insert_with(|| {
+                let containers = pod
+                    .spec
+                    .as_ref()
+                    .map(|s| s.containers.as_slice())
+                    .unwrap_or_default();
+                containers
+                    .iter()
+                    .map(|c| {
+                        c.ports
+                            .iter()
+                            .flatten()
+                            .map(|p| {
+                                let host = p
+                                    .host_port
+                                    .and_then(|h| u16::try_from(h).ok())
+                                    .or_else(|| free_port(&self.config.address))
+                                    .unwrap_or(0);
+                                PortBinding {
+                                    name: p.name.clone(),
+                                    container_port: p.container_port,
+                                    host_port: host,
+                                }
+                            })
+                            .collect()
+                    })
+                    .collect()
+            })
+            .clone()
+    }
+
+    /// One pass over one pod. Returns when to look again.
+    async fn sync(&self, key: &str) -> Result<Option<Duration>, ApiError> {
+        let pod = self.pods.get(key);
+        let record_uid = self.records().get(key).map(|r| r.uid.clone());
+        let pod_uid = pod.as_ref().and_then(|p| p.metadata.uid.clone());
+        // Gone from the API, or replaced by a new pod of the same name: stop what ran.
+        if record_uid.is_some() && record_uid != pod_uid {
+            self.tear_down(key, Duration::from_secs(2)).await;
+        }
+        let Some(pod) = pod else { return Ok(None) };
+        if pod.metadata.deletion_timestamp.is_some() {
+            let grace = pod
+                .metadata
+                .deletion_grace_period_seconds
+                .unwrap_or(30)
+                .max(0) as u64;
+            self.tear_down(key, Duration::from_secs(grace)).await;
+            let opts = DeleteOptions {
+                grace_period_seconds: Some(0),
+                precondition_uid: pod.metadata.uid.clone(),
+                ..Default::default()
+            };
+            let name = pod.metadata.name.as_deref().unwrap_or_default();
+            return match self
+                .api
+                .delete(
+                    resource_of::<Pod>(),
+                    pod.metadata.namespace.as_deref(),
+                    name,
+                    opts,
+                )
+                .await
+            {
+                Ok(_) => Ok(None),
+                Err(e) if e.is_not_found() || e.is_conflict() => Ok(None),
+                Err(e) => Err(e),
+            };
+        }
+
+        let now = Instant::now();
+        let mut record = self.records().remove(key).unwrap_or_else(|| {
+            PodRecord::new(pod_uid.as_deref().unwrap_or_default(), SystemTime::now())
+        });
+        let plan = pod::reconcile(
+            &pod,
+            &mut record,
+            self.runtime.as_ref(),
+            now,
+            &self.config.backoff,
+        );
+        let mut requeue = plan.requeue_after;
+        let ports = self.ports_of(key, &pod);
+        let containers = pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers.clone())
+            .unwrap_or_default();
+        for name in &plan.start {
+            let Some((index, container)) =
+                containers.iter().enumerate().find(|(_, c)| &c.name == name)
+            else {
+                continue;
+            };
+            let placement = Placement {
+                node_name: self.config.name.clone(),
+                host_ip: self.config.address.clone(),
+                pod_ip: self.config.address.clone(),
+                ports: ports.get(index).cloned().unwrap_or_default(),
+            };
+            let previous = record
+                .containers
+                .get(name.as_str())
+                .and_then(|c| c.instance.clone());
+            let id = pod::begin_start(&mut record, name, now);
+            if let Some(previous) = previous {
+                // The run that ended is in the status as lastState; the runtime can forget it.
+                self.runtime.remove(&previous);
+            }
+            let started = spec::environment(&pod, container, &placement).and_then(|env| {
+                let (program, args) = spec::command_line(container, &env)?;
+                Ok(ContainerSpec {
+                    log_path: self.log_path(&pod, name, id.rsplit('/').next().unwrap_or("0")),
+                    id: id.clone(),
+                    program,
+                    args,
+                    env,
+                    working_dir: container.working_dir.as_ref().map(PathBuf::from),
+                    memory_limit: None,
+                    annotations: pod
+                        .metadata
+                        .annotations
+                        .clone()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .collect(),
+                })
+            });
+            let outcome = match started {
+                Ok(spec) => self
+                    .runtime
+                    .start(&spec)
+                    .map_err(|e| (e.reason(), e.to_string())),
+                Err(message) => Err(("CreateContainerConfigError", message)),
+            };
+            if let Err((reason, message)) = outcome {
+                let delay = pod::start_failed(
+                    &mut record,
+                    name,
+                    reason,
+                    &message,
+                    now,
+                    &self.config.backoff,
+                );
+                requeue = Some(requeue.map_or(delay, |r| r.min(delay)));
+            }
+        }
+        let status = pod::status(
+            &pod,
+            &record,
+            self.runtime.as_ref(),
+            &self.config.address,
+            &self.config.address,
+            &|_| true,
+        );
+        self.records().insert(key.to_owned(), record);
+        let new_status =
+            serde_json::to_value(&status).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let old_status = serde_json::to_value(&pod.status).unwrap_or(Value::Null);
+        if new_status != old_status {
+            let patch = Patch {
+                kind: PatchKind::Merge,
+                body: json!({"status": new_status}),
+            };
+            let name = pod.metadata.name.as_deref().unwrap_or_default();
+            self.api
+                .patch(
+                    resource_of::<Pod>(),
+                    pod.metadata.namespace.as_deref(),
+                    name,
+                    patch,
+                    true,
+                    WriteOptions::default(),
+                )
+                .await?;
+        }
+        Ok(Some(requeue.map_or(self.config.sync_period, |r| {
+            r.min(self.config.sync_period)
+        })))
+    }
+
+    /// Stops every container of a pod and forgets it.
+    async fn tear_down(&self, key: &str, grace: Duration) {
+        let record = self.records().remove(key);
+        self.ports
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+        let Some(record) = record else { return };
+        let stops = record
+            .containers
+            .values()
+            .filter_map(|c| c.instance.clone())
+            .map(|id| async move {
+                self.runtime.stop(&id, grace).await;
+                self.runtime.remove(&id);
+            });
+        futures::future::join_all(stops).await;
+    }
+
+    async fn stop_everything(&self) {
+        let keys: Vec<String> = self.records().keys().cloned().collect();
+        futures::future::join_all(
+            keys.iter()
+                .map(|k| self.tear_down(k, Duration::from_secs(10))),
+        )
+        .await;
+    }
+}

@@ -1,0 +1,235 @@
+//! `minik node`: the node agent. Parses and validates its flags, detects the host's capacity,
+//! and runs the agent until SIGINT/SIGTERM, then stops the pods' processes.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use minik_api::quantity::Quantity;
+use minik_client::HttpApi;
+use minik_node::pod::Backoff;
+use minik_node::runtime::{FakeRuntime, ProcessRuntime, Runtime};
+use minik_node::AgentConfig;
+use serde_json::{json, Value};
+
+/// Flags of `minik node`.
+#[derive(clap::Args, Debug)]
+pub struct NodeArgs {
+    /// The API server.
+    #[arg(long, env = "MINIK_SERVER", default_value = "http://127.0.0.1:6443")]
+    server: String,
+    /// The node's name (default: this host's name, lower-cased).
+    #[arg(long)]
+    name: Option<String>,
+    /// How containers run: `process` (host processes) or `fake` (simulated, for tests and scale).
+    #[arg(long, default_value = "process", value_parser = ["process", "fake"])]
+    runtime: String,
+    /// Where logs and pod state go (default: ./minik-node-data/NAME).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Labels of the node: k=v,k2=v2.
+    #[arg(long, default_value = "")]
+    labels: String,
+    /// Taints of the node: key=value:Effect,key:Effect.
+    #[arg(long, default_value = "")]
+    taints: String,
+    /// CPU capacity, overriding what the host has (e.g. 4, 500m).
+    #[arg(long)]
+    cpu: Option<String>,
+    /// Memory capacity, overriding what the host has (e.g. 8Gi).
+    #[arg(long)]
+    memory: Option<String>,
+    /// The address the node advertises; pods are reached on it.
+    #[arg(long, default_value = "127.0.0.1")]
+    address: std::net::IpAddr,
+    /// The most pods the node takes.
+    #[arg(long, default_value_t = 110)]
+    max_pods: u32,
+    /// Seconds between heartbeats.
+    #[arg(long, default_value_t = 10)]
+    heartbeat_seconds: u64,
+    /// Seconds between full passes over every pod.
+    #[arg(long, default_value_t = 10)]
+    sync_seconds: u64,
+    /// Delay before the second restart of a crashing container, doubling after (Kubernetes: 10s).
+    #[arg(long, default_value_t = 10_000)]
+    restart_backoff_ms: u64,
+    /// The longest restart delay (Kubernetes: 5m).
+    #[arg(long, default_value_t = 300_000)]
+    restart_backoff_max_ms: u64,
+}
+
+fn parse_labels(s: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut labels = BTreeMap::new();
+    for item in s.split(',').filter(|i| !i.trim().is_empty()) {
+        let (k, v) = item
+            .split_once('=')
+            .with_context(|| format!("--labels: {item:?} is not key=value"))?;
+        let problems: Vec<String> = minik_api::names::qualified_name(k)
+            .into_iter()
+            .chain(minik_api::names::label_value(v))
+            .collect();
+        if !problems.is_empty() {
+            bail!("--labels: {item:?}: {}", problems.join("; "));
+        }
+        labels.insert(k.to_owned(), v.to_owned());
+    }
+    Ok(labels)
+}
+
+fn parse_taints(s: &str) -> anyhow::Result<Vec<Value>> {
+    let mut taints = Vec::new();
+    for item in s.split(',').filter(|i| !i.trim().is_empty()) {
+        let (kv, effect) = item
+            .rsplit_once(':')
+            .with_context(|| format!("--taints: {item:?} is not key=value:Effect"))?;
+        if !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+            bail!(
+                "--taints: {item:?}: the effect must be NoSchedule, PreferNoSchedule or NoExecute"
+            );
+        }
+        let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
+        if let Some(problem) = minik_api::names::qualified_name(key).into_iter().next() {
+            bail!("--taints: {item:?}: {problem}");
+        }
+        taints.push(json!({"key": key, "value": value, "effect": effect}));
+    }
+    Ok(taints)
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_lowercase())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn host_memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+impl NodeArgs {
+    fn config(self) -> anyhow::Result<(AgentConfig, String)> {
+        let name = self.name.unwrap_or_else(host_name);
+        if let Some(problem) = minik_api::names::dns1123_subdomain(&name)
+            .into_iter()
+            .next()
+        {
+            bail!("--name {name:?}: {problem}");
+        }
+        let cpu = match self.cpu {
+            Some(c) => Quantity::parse(&c)
+                .map_err(|e| anyhow::anyhow!("--cpu {c:?}: {e}"))?
+                .to_string(),
+            None => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .to_string(),
+        };
+        let memory_bytes = match self.memory {
+            Some(m) => {
+                let q = Quantity::parse(&m).map_err(|e| anyhow::anyhow!("--memory {m:?}: {e}"))?;
+                u64::try_from(q.value())
+                    .map_err(|_| anyhow::anyhow!("--memory {m:?} must not be negative"))?
+            }
+            None => host_memory_bytes(),
+        };
+        anyhow::ensure!(
+            self.heartbeat_seconds > 0,
+            "--heartbeat-seconds must be at least 1"
+        );
+        anyhow::ensure!(self.sync_seconds > 0, "--sync-seconds must be at least 1");
+        let data_dir = self
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from("minik-node-data").join(&name));
+        Ok((
+            AgentConfig {
+                labels: parse_labels(&self.labels)?,
+                taints: parse_taints(&self.taints)?,
+                cpu,
+                memory_bytes,
+                max_pods: self.max_pods,
+                address: self.address.to_string(),
+                data_dir,
+                heartbeat: Duration::from_secs(self.heartbeat_seconds),
+                sync_period: Duration::from_secs(self.sync_seconds),
+                backoff: Backoff {
+                    initial: Duration::from_millis(self.restart_backoff_ms),
+                    max: Duration::from_millis(
+                        self.restart_backoff_max_ms.max(self.restart_backoff_ms),
+                    ),
+                    ..Backoff::default()
+                },
+                runtime_name: self.runtime,
+                workers: 8,
+                name,
+            },
+            self.server,
+        ))
+    }
+}
+
+pub fn run(args: NodeArgs) -> anyhow::Result<()> {
+    let (config, server) = args.config()?;
+    let api = HttpApi::new(&server).map_err(|e| anyhow::anyhow!("--server: {e}"))?;
+    let runtime: Arc<dyn Runtime> = match config.runtime_name.as_str() {
+        "fake" => Arc::new(FakeRuntime::new()),
+        _ => Arc::new(ProcessRuntime::new()),
+    };
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    tokio.block_on(async move {
+        tracing::info!(node = %config.name, server = %server, runtime = %config.runtime_name, "minik node starting");
+        minik_node::run(Arc::new(api), runtime, config, crate::server::shutdown_signal()).await;
+        tracing::info!("minik node stopped");
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_and_taints_parse_or_name_the_problem() {
+        assert!(parse_labels("a=b, c=d")
+            .unwrap_err()
+            .to_string()
+            .contains("c=d"));
+        assert_eq!(parse_labels("a=b,disk=ssd").unwrap().len(), 2);
+        assert!(parse_labels("novalue").is_err());
+        let taints = parse_taints("dedicated=db:NoSchedule,gpu:NoExecute").unwrap();
+        assert_eq!(
+            taints[0],
+            json!({"key": "dedicated", "value": "db", "effect": "NoSchedule"})
+        );
+        assert_eq!(
+            taints[1],
+            json!({"key": "gpu", "value": "", "effect": "NoExecute"})
+        );
+        assert!(parse_taints("a=b:Sometimes")
+            .unwrap_err()
+            .to_string()
+            .contains("effect"));
+    }
+}

@@ -1,0 +1,264 @@
+//! The node agent with the real process runtime, end to end: registration and heartbeat, a pod
+//! that runs, logs, crashes and restarts with back-off, one that cannot start, graceful deletion
+//! that stops the whole process group, and an agent stop that leaves no process behind.
+
+mod support;
+
+use serde_json::{json, Value};
+
+fn pod(name: &str, script: &str, marker: &str, policy: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "nodeName": "n1",
+            "restartPolicy": policy,
+            "terminationGracePeriodSeconds": 5,
+            "containers": [{"name": "main", "image": "busybox", "command": ["sh", "-c", script, marker]}]
+        }
+    })
+}
+
+struct Cluster {
+    client: reqwest::Client,
+    base: String,
+    _server: support::Running,
+    node: support::Running,
+    node_dir: tempfile::TempDir,
+    _server_dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let server_dir = tempfile::tempdir().unwrap();
+        let node_dir = tempfile::tempdir().unwrap();
+        let server = support::start_server(server_dir.path(), &[]);
+        let node = support::start_node(&server.base, "n1", node_dir.path(), &[]);
+        let cluster = Cluster {
+            client: reqwest::Client::new(),
+            base: server.base.clone(),
+            _server: server,
+            node,
+            node_dir,
+            _server_dir: server_dir,
+        };
+        support::eventually("node n1 to be Ready", 30, || async {
+            let node = cluster.get("/api/v1/nodes/n1").await?;
+            let ready = node["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            ready.then_some(())
+        })
+        .await;
+        cluster
+    }
+
+    async fn get(&self, path: &str) -> Option<Value> {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        response.json().await.ok()
+    }
+
+    async fn create(&self, pod: &Value) {
+        let response = self
+            .client
+            .post(format!("{}/api/v1/namespaces/default/pods", self.base))
+            .json(pod)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 201);
+    }
+
+    async fn pod_until(&self, name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        support::eventually(what, 30, || async {
+            let pod = self
+                .get(&format!("/api/v1/namespaces/default/pods/{name}"))
+                .await?;
+            check(&pod).then_some(pod)
+        })
+        .await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registers_with_capacity_labels_and_heartbeats() {
+    let c = Cluster::start().await;
+    let node = c.get("/api/v1/nodes/n1").await.unwrap();
+    assert_eq!(node["metadata"]["labels"]["kubernetes.io/hostname"], "n1");
+    assert_eq!(node["metadata"]["labels"]["kubernetes.io/os"], "linux");
+    assert!(node["status"]["capacity"]["cpu"].is_string());
+    assert!(node["status"]["allocatable"]["memory"]
+        .as_str()
+        .unwrap()
+        .ends_with("Ki"));
+    assert_eq!(node["status"]["addresses"][0]["address"], "127.0.0.1");
+    let first = node["status"]["conditions"][0]["lastHeartbeatTime"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    support::eventually("a newer heartbeat", 10, || async {
+        let node = c.get("/api/v1/nodes/n1").await?;
+        (node["status"]["conditions"][0]["lastHeartbeatTime"].as_str()? != first).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_runs_logs_and_stops_gracefully_with_its_process_group() {
+    let c = Cluster::start().await;
+    let marker = format!("marker-{}", std::process::id());
+    c.create(&pod(
+        "web",
+        "echo hello from $POD_NAME on $NODE_NAME; sleep 300 & wait",
+        &marker,
+        "Always",
+    ))
+    .await;
+    let running = c
+        .pod_until("web", "web to run", |p| {
+            p["status"]["phase"] == "Running"
+                && p["status"]["containerStatuses"][0]["ready"] == true
+        })
+        .await;
+    assert_eq!(running["status"]["podIP"], "127.0.0.1");
+    let ready = running["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap();
+    assert_eq!(ready["status"], "True");
+    assert!(support::process_with(&marker));
+    let log = support::eventually("the log line", 10, || async {
+        let mut found = None;
+        for entry in walk(c.node_dir.path()) {
+            if entry.extension().is_some_and(|e| e == "log") {
+                let text = std::fs::read_to_string(&entry).unwrap_or_default();
+                if !text.is_empty() {
+                    found = Some(text);
+                }
+            }
+        }
+        found
+    })
+    .await;
+    assert_eq!(log, "hello from web on n1\n");
+
+    let response = c
+        .client
+        .delete(format!("{}/api/v1/namespaces/default/pods/web", c.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    support::eventually("the pod to be removed by its node", 30, || async {
+        c.get("/api/v1/namespaces/default/pods/web")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    support::eventually("the processes to be gone", 10, || async {
+        (!support::process_with(&marker)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashing_pod_restarts_with_back_off_and_a_broken_one_says_why() {
+    let c = Cluster::start().await;
+    c.create(&pod(
+        "crash",
+        "echo crashing; exit 3",
+        "crash-marker",
+        "Always",
+    ))
+    .await;
+    let crashed = c
+        .pod_until("crash", "restarts", |p| {
+            p["status"]["containerStatuses"][0]["restartCount"]
+                .as_i64()
+                .unwrap_or(0)
+                >= 2
+        })
+        .await;
+    let status = &crashed["status"]["containerStatuses"][0];
+    assert_eq!(status["lastState"]["terminated"]["exitCode"], 3);
+    assert_eq!(status["lastState"]["terminated"]["reason"], "Error");
+    c.pod_until("crash", "CrashLoopBackOff", |p| {
+        p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    })
+    .await;
+
+    let mut missing = pod("missing", "", "", "Always");
+    missing["spec"]["containers"][0]["command"] = json!(["no-such-program-xyz"]);
+    c.create(&missing).await;
+    let waiting = c
+        .pod_until("missing", "a waiting reason", |p| {
+            p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"]
+                == "CreateContainerError"
+        })
+        .await;
+    assert_eq!(waiting["status"]["phase"], "Pending");
+    assert_eq!(
+        waiting["status"]["containerStatuses"][0]["state"]["waiting"]["message"],
+        "executable file not found in $PATH: \"no-such-program-xyz\""
+    );
+
+    let mut completes = pod("job", "exit 0", "job-marker", "Never");
+    completes["metadata"]["name"] = json!("job");
+    c.create(&completes).await;
+    let done = c
+        .pod_until("job", "success", |p| p["status"]["phase"] == "Succeeded")
+        .await;
+    assert_eq!(
+        done["status"]["containerStatuses"][0]["state"]["terminated"]["reason"],
+        "Completed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_the_agent_stops_its_pods() {
+    let mut c = Cluster::start().await;
+    let marker = format!("agent-stop-{}", std::process::id());
+    c.create(&pod("long", "sleep 300 & wait", &marker, "Always"))
+        .await;
+    c.pod_until("long", "long to run", |p| p["status"]["phase"] == "Running")
+        .await;
+    assert!(support::process_with(&marker));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(c.node.pid() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = c.node.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        !support::process_with(&marker),
+        "a pod process outlived its agent"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
