@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use crate::pod::{self, Backoff, PodRecord};
+use crate::probe::{self, Checker};
 use crate::runtime::{ContainerSpec, Runtime};
 use crate::spec::{self, Placement, PortBinding};
 
@@ -54,12 +55,16 @@ struct Agent {
     /// The host ports of each container of each pod, given once for the pod's life.
     ports: Mutex<HashMap<String, Vec<Vec<PortBinding>>>>,
     queue: WorkQueue<String>,
+    checker: Arc<dyn Checker>,
+    /// The probes of each running container instance.
+    probes: Mutex<HashMap<String, probe::Probes>>,
 }
 
 /// Runs the agent until `shutdown` resolves; then stops every pod's containers.
 pub async fn run(
     api: Arc<dyn Api>,
     runtime: Arc<dyn Runtime>,
+    checker: Arc<dyn Checker>,
     config: AgentConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
@@ -82,6 +87,8 @@ pub async fn run(
             config.backoff.initial.min(Duration::from_secs(1)),
             Duration::from_secs(30),
         ),
+        checker,
+        probes: Mutex::default(),
         config,
     });
     let mut tasks = Vec::new();
@@ -319,6 +326,15 @@ impl Agent {
         self.records.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn probes(&self) -> MutexGuard<'_, HashMap<String, probe::Probes>> {
+        self.probes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn drop_probes(&self, instance: &str) {
+        // Dropping them stops them.
+        self.probes().remove(instance);
+    }
+
     fn log_path(&self, pod: &Pod, container: &str, attempt: &str) -> PathBuf {
         let meta = &pod.metadata;
         self.config
@@ -409,10 +425,28 @@ impl Agent {
             };
         }
 
-        let now = Instant::now();
         let mut record = self.records().remove(key).unwrap_or_else(|| {
             PodRecord::new(pod_uid.as_deref().unwrap_or_default(), SystemTime::now())
         });
+        let grace = Duration::from_secs(
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+                .unwrap_or(30)
+                .max(0) as u64,
+        );
+        for (name, container) in &record.containers {
+            let Some(instance) = &container.instance else {
+                continue;
+            };
+            let verdict = self.probes().get(instance).map(|p| p.verdict.clone());
+            if let Some(why) = verdict.and_then(|v| v.take_restart()) {
+                tracing::info!(pod = %key, container = %name, reason = %why, "restarting a container whose probe failed");
+                self.drop_probes(instance);
+                self.runtime.stop(instance, grace).await;
+            }
+        }
+        let now = Instant::now();
         let plan = pod::reconcile(
             &pod,
             &mut record,
@@ -446,6 +480,7 @@ impl Agent {
             let id = pod::begin_start(&mut record, name, now);
             if let Some(previous) = previous {
                 // The run that ended is in the status as lastState; the runtime can forget it.
+                self.drop_probes(&previous);
                 self.runtime.remove(&previous);
             }
             let started = spec::environment(&pod, container, &placement).and_then(|env| {
@@ -471,9 +506,25 @@ impl Agent {
                 Ok(spec) => self
                     .runtime
                     .start(&spec)
+                    .map(|()| spec)
                     .map_err(|e| (e.reason(), e.to_string())),
                 Err(message) => Err(("CreateContainerConfigError", message)),
             };
+            let outcome = outcome.map(|spec| {
+                let target = probe::Target {
+                    host: self.config.address.clone(),
+                    ports: ports.get(index).cloned().unwrap_or_default(),
+                    env: spec.env,
+                    working_dir: spec.working_dir,
+                    annotations: spec.annotations,
+                };
+                let queue = self.queue.clone();
+                let pod_key = key.to_owned();
+                let changed: Arc<dyn Fn() + Send + Sync> =
+                    Arc::new(move || queue.add(pod_key.clone()));
+                let probes = probe::spawn(container, target, self.checker.clone(), changed);
+                self.probes().insert(id.clone(), probes);
+            });
             if let Err((reason, message)) = outcome {
                 let delay = pod::start_failed(
                     &mut record,
@@ -486,13 +537,32 @@ impl Agent {
                 requeue = Some(requeue.map_or(delay, |r| r.min(delay)));
             }
         }
+        // Probes of instances that ended are of no more use.
+        for container in record.containers.values() {
+            if let Some(instance) = &container.instance {
+                if matches!(
+                    self.runtime.state(instance),
+                    crate::runtime::State::Exited { .. }
+                ) {
+                    self.drop_probes(instance);
+                }
+            }
+        }
+        let probed = |name: &str| {
+            record
+                .containers
+                .get(name)
+                .and_then(|c| c.instance.as_ref())
+                .and_then(|i| self.probes().get(i).map(|p| p.verdict.get()))
+                .map_or((true, true), |v| (v.started, v.ready))
+        };
         let status = pod::status(
             &pod,
             &record,
             self.runtime.as_ref(),
             &self.config.address,
             &self.config.address,
-            &|_| true,
+            &probed,
         );
         self.records().insert(key.to_owned(), record);
         let new_status =
@@ -533,6 +603,7 @@ impl Agent {
             .values()
             .filter_map(|c| c.instance.clone())
             .map(|id| async move {
+                self.drop_probes(&id);
                 self.runtime.stop(&id, grace).await;
                 self.runtime.remove(&id);
             });

@@ -3,6 +3,7 @@
 
 mod agent;
 pub mod pod;
+pub mod probe;
 pub mod runtime;
 pub mod spec;
 

@@ -292,15 +292,16 @@ fn time(t: SystemTime) -> Time {
 }
 
 /// The pod status the agent reports: phase, conditions and container statuses, computed from
-/// the record and the runtime as Kubernetes' kubelet does. `ready` says which containers pass
-/// their readiness checks (a running container without a readiness probe is ready).
+/// the record and the runtime as Kubernetes' kubelet does. `probed` says, per container name,
+/// whether its startup probe passed and whether its readiness probe passes (a running
+/// container without probes is both).
 pub fn status(
     pod: &Pod,
     record: &PodRecord,
     runtime: &dyn Runtime,
     host_ip: &str,
     pod_ip: &str,
-    ready: &dyn Fn(&str) -> bool,
+    probed: &dyn Fn(&str) -> (bool, bool),
 ) -> PodStatus {
     let previous = pod.status.clone().unwrap_or_default();
     let containers = pod
@@ -377,14 +378,15 @@ pub fn status(
         } else {
             pending += 1;
         }
-        let is_ready = is_running && ready(&container.name);
+        let (started, ready) = probed(&container.name);
+        let is_ready = is_running && started && ready;
         statuses.push(ContainerStatus {
             name: container.name.clone(),
             image: container.image.clone().unwrap_or_default(),
             image_id: String::new(),
             container_id: rec.instance.as_deref().map(container_id),
             ready: is_ready,
-            started: Some(is_running),
+            started: Some(is_running && started),
             restart_count: rec.restart_count,
             state: Some(state),
             last_state: Some(last_state.unwrap_or_default()),
@@ -532,7 +534,7 @@ mod tests {
         record: &PodRecord,
         rt: &FakeRuntime,
     ) -> (String, ContainerStatus) {
-        let status = status(pod, record, rt, "127.0.0.1", "127.0.0.1", &|_| true);
+        let status = status(pod, record, rt, "127.0.0.1", "127.0.0.1", &|_| (true, true));
         (
             status.phase.unwrap(),
             status.container_statuses.unwrap().remove(0),
@@ -676,7 +678,9 @@ mod tests {
         let pod = pod("Always", json!({}));
         let mut record = PodRecord::new("u1", SystemTime::now());
         pass(&pod, &mut record, &rt, &Backoff::default());
-        let not_ready = status(&pod, &record, &rt, "10.0.0.1", "10.0.0.1", &|_| false);
+        let not_ready = status(&pod, &record, &rt, "10.0.0.1", "10.0.0.1", &|_| {
+            (true, false)
+        });
         let cond = |s: &PodStatus, t: &str| {
             s.conditions
                 .as_ref()
@@ -689,7 +693,9 @@ mod tests {
         };
         assert_eq!(cond(&not_ready, "Ready"), "False");
         assert_eq!(not_ready.phase.as_deref(), Some("Running"));
-        let ready = status(&pod, &record, &rt, "10.0.0.1", "10.0.0.1", &|_| true);
+        let ready = status(&pod, &record, &rt, "10.0.0.1", "10.0.0.1", &|_| {
+            (true, true)
+        });
         assert_eq!(cond(&ready, "Ready"), "True");
         assert_eq!(cond(&ready, "ContainersReady"), "True");
         assert_eq!(ready.host_ip.as_deref(), Some("10.0.0.1"));

@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use minik_api::quantity::Quantity;
 use minik_client::HttpApi;
 use minik_node::pod::Backoff;
+use minik_node::probe::{Checker, FakeChecker, HostChecker};
 use minik_node::runtime::{FakeRuntime, ProcessRuntime, Runtime};
 use minik_node::AgentConfig;
 use serde_json::{json, Value};
@@ -184,10 +185,11 @@ impl NodeArgs {
 pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     let (config, server) = args.config()?;
     let api = HttpApi::new(&server).map_err(|e| anyhow::anyhow!("--server: {e}"))?;
-    let runtime: Arc<dyn Runtime> = match config.runtime_name.as_str() {
-        "fake" => Arc::new(FakeRuntime::new()),
-        _ => Arc::new(ProcessRuntime::new()),
-    };
+    let (runtime, checker): (Arc<dyn Runtime>, Arc<dyn Checker>) =
+        match config.runtime_name.as_str() {
+            "fake" => (Arc::new(FakeRuntime::new()), Arc::new(FakeChecker)),
+            _ => (Arc::new(ProcessRuntime::new()), Arc::new(HostChecker)),
+        };
     std::fs::create_dir_all(&config.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}",
@@ -200,7 +202,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     tokio.block_on(async move {
         tracing::info!(node = %config.name, server = %server, runtime = %config.runtime_name, "minik node starting");
-        minik_node::run(Arc::new(api), runtime, config, crate::server::shutdown_signal()).await;
+        minik_node::run(Arc::new(api), runtime, checker, config, crate::server::shutdown_signal()).await;
         tracing::info!("minik node stopped");
     });
     Ok(())

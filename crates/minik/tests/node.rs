@@ -19,11 +19,12 @@ fn pod(name: &str, script: &str, marker: &str, policy: &str) -> Value {
     })
 }
 
+/// Fields drop in order: the node stops before the server it talks to.
 struct Cluster {
     client: reqwest::Client,
     base: String,
-    _server: support::Running,
     node: support::Running,
+    _server: support::Running,
     node_dir: tempfile::TempDir,
     _server_dir: tempfile::TempDir,
 }
@@ -261,4 +262,85 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_gate_readiness_and_restart_a_hung_process() {
+    let c = Cluster::start().await;
+    // Serves HTTP on the port minik gives it; ready once the server answers.
+    let web = json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
+        "spec": {"nodeName": "n1", "containers": [{
+            "name": "web", "image": "python:3",
+            "command": ["sh", "-c", "echo port=$PORT; exec python3 -m http.server $PORT --bind 127.0.0.1"],
+            "ports": [{"name": "http", "containerPort": 8000}],
+            "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1}
+        }]}
+    });
+    c.create(&web).await;
+    let ready = c
+        .pod_until("web", "web to be ready", |p| {
+            p["status"]["containerStatuses"][0]["ready"] == true
+        })
+        .await;
+    assert_eq!(ready["status"]["phase"], "Running");
+    let log = support::eventually("the port in the log", 10, || async {
+        walk(c.node_dir.path())
+            .into_iter()
+            .filter(|p| p.to_string_lossy().contains("_web_"))
+            .find_map(|p| {
+                std::fs::read_to_string(p)
+                    .ok()
+                    .filter(|t| t.starts_with("port="))
+            })
+    })
+    .await;
+    let port: u16 = log
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("port=")
+        .parse()
+        .unwrap();
+    let answer = c
+        .client
+        .get(format!("http://127.0.0.1:{port}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+
+    // Running but never ready: its readiness endpoint answers 404.
+    let mut not_ready = web.clone();
+    not_ready["metadata"]["name"] = json!("not-ready");
+    not_ready["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"] = json!("/missing");
+    c.create(&not_ready).await;
+    let p = c
+        .pod_until("not-ready", "not-ready to run", |p| {
+            p["status"]["phase"] == "Running"
+                && p["status"]["containerStatuses"][0]["state"]["running"].is_object()
+        })
+        .await;
+    assert_eq!(p["status"]["containerStatuses"][0]["ready"], false);
+
+    // Hung: nothing answers on its port, so the liveness probe fails and it is restarted.
+    let hung = json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hung"},
+        "spec": {"nodeName": "n1", "terminationGracePeriodSeconds": 2, "containers": [{
+            "name": "hung", "image": "busybox", "command": ["sleep", "300"],
+            "ports": [{"containerPort": 8080}],
+            "livenessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1, "failureThreshold": 2}
+        }]}
+    });
+    c.create(&hung).await;
+    let restarted = c
+        .pod_until("hung", "a liveness restart", |p| {
+            p["status"]["containerStatuses"][0]["restartCount"]
+                .as_i64()
+                .unwrap_or(0)
+                >= 1
+        })
+        .await;
+    let last = &restarted["status"]["containerStatuses"][0]["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 143, "{last}");
 }

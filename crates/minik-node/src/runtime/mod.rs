@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 pub use fake::FakeRuntime;
-pub use process::ProcessRuntime;
+pub use process::{resolve_program, ProcessRuntime};
 
 use crate::BoxFuture;
 
