@@ -98,6 +98,7 @@ fn resource_docs(info: &ResourceInfo) -> Vec<Value> {
     for sub in info.subresources {
         let (kind, group, verbs): (&str, Option<&str>, &[&str]) = match *sub {
             "binding" => ("Binding", None, &["create"]),
+            "log" => ("Pod", None, &["get"]),
             "scale" => ("Scale", Some("autoscaling"), &["get", "patch", "update"]),
             _ => (info.kind, None, &["get", "patch", "update"]),
         };

@@ -206,7 +206,10 @@ fn negotiate(headers: &HeaderMap) -> Result<Encoding, ApiError> {
             .trim()
             .to_ascii_lowercase();
         match media.as_str() {
-            "" | "*/*" | "application/*" | "application/json" => return Ok(Encoding::Json),
+            // text/plain is what log readers ask for; everything else is answered as JSON.
+            "" | "*/*" | "application/*" | "application/json" | "text/plain" => {
+                return Ok(Encoding::Json)
+            }
             "application/yaml" => return Ok(Encoding::Yaml),
             _ => {}
         }
@@ -486,6 +489,9 @@ async fn handle(server: &ApiServer, request: Request) -> Result<Response, ApiErr
                 )
                 .await?;
             encode(encoding, StatusCode::OK, to_bytes(&scale))
+        }
+        (&Method::GET, Some(name), Some("log")) => {
+            crate::logs::pod_log(server, ns.unwrap_or_default(), name, &query.0).await
         }
         (&Method::POST, Some(name), Some("binding")) => {
             let body = read_body(body, limit, headers, false).await?;

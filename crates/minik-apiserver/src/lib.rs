@@ -5,6 +5,7 @@
 mod discovery;
 mod http;
 mod local;
+mod logs;
 mod registry;
 mod watch;
 
@@ -44,14 +45,21 @@ impl Default for Config {
 pub struct ApiServer {
     pub registry: Registry,
     pub config: Config,
+    /// For calls to node agents (logs); no overall timeout, as logs may be followed.
+    pub(crate) nodes: reqwest::Client,
 }
 
 impl ApiServer {
     /// An API server over `store`; call [`Registry::bootstrap`] once before serving.
     pub fn new(store: Arc<dyn Store>, config: Config) -> Arc<ApiServer> {
+        let nodes = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default();
         Arc::new(ApiServer {
             registry: Registry::new(store),
             config,
+            nodes,
         })
     }
 }

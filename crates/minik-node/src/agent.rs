@@ -43,6 +43,8 @@ pub struct AgentConfig {
     pub runtime_name: String,
     /// How many pods are worked on at once.
     pub workers: usize,
+    /// The port of the agent's own endpoint (logs), on `address`; 0 picks a free one.
+    pub port: u16,
 }
 
 /// The state the workers share.
@@ -67,8 +69,20 @@ pub async fn run(
     checker: Arc<dyn Checker>,
     config: AgentConfig,
     shutdown: impl std::future::Future<Output = ()>,
-) {
-    register(api.as_ref(), &config).await;
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind((config.address.as_str(), config.port))
+        .await
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot listen on {}:{} for the agent endpoint: {e}",
+                    config.address, config.port
+                ),
+            )
+        })?;
+    let port = listener.local_addr()?.port();
+    register(api.as_ref(), &config, port).await;
     let informer = Informer::<Pod>::spawn(
         api.clone(),
         InformerConfig {
@@ -92,7 +106,13 @@ pub async fn run(
         config,
     });
     let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(heartbeat(agent.clone())));
+    let endpoint = crate::endpoint::router(agent.clone());
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, endpoint).await {
+            tracing::error!(error = %e, "the agent endpoint failed");
+        }
+    }));
+    tasks.push(tokio::spawn(heartbeat(agent.clone(), port)));
     tasks.push(tokio::spawn(feed(agent.clone(), informer.subscribe())));
     for _ in 0..agent.config.workers.max(1) {
         tasks.push(tokio::spawn(work(agent.clone())));
@@ -103,9 +123,10 @@ pub async fn run(
     }
     drop(informer);
     agent.stop_everything().await;
+    Ok(())
 }
 
-fn node_object(config: &AgentConfig) -> Value {
+fn node_object(config: &AgentConfig, port: u16) -> Value {
     let mut labels = config.labels.clone();
     labels.insert("kubernetes.io/hostname".into(), config.name.clone());
     labels.insert("kubernetes.io/os".into(), std::env::consts::OS.into());
@@ -128,6 +149,7 @@ fn node_object(config: &AgentConfig) -> Value {
                 {"type": "InternalIP", "address": config.address},
                 {"type": "Hostname", "address": config.name},
             ],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
             "nodeInfo": {
                 "machineID": "", "systemUUID": "", "bootID": "",
                 "kernelVersion": kernel_version(),
@@ -179,9 +201,9 @@ fn ready_condition() -> Value {
 /// Registers the Node, retrying until the server answers. A Node that exists already (the
 /// agent restarted) keeps what administrators set (unschedulable, their labels and taints) and
 /// gets fresh status.
-async fn register(api: &dyn Api, config: &AgentConfig) {
+async fn register(api: &dyn Api, config: &AgentConfig, port: u16) {
     let nodes = resource_of::<Node>();
-    let object = node_object(config);
+    let object = node_object(config, port);
     let mut delay = Duration::from_millis(100);
     loop {
         let attempt = async {
@@ -224,7 +246,7 @@ async fn register(api: &dyn Api, config: &AgentConfig) {
 }
 
 /// Keeps the Node's Ready condition fresh; registers again if the Node disappeared.
-async fn heartbeat(agent: Arc<Agent>) {
+async fn heartbeat(agent: Arc<Agent>, port: u16) {
     let nodes = resource_of::<Node>();
     let mut tick = tokio::time::interval(agent.config.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -260,7 +282,7 @@ async fn heartbeat(agent: Arc<Agent>) {
             Ok(_) => was_ready = true,
             Err(e) if e.is_not_found() => {
                 tracing::warn!("the Node object is gone; registering again");
-                register(agent.api.as_ref(), &agent.config).await;
+                register(agent.api.as_ref(), &agent.config, port).await;
             }
             Err(e) => {
                 was_ready = false;
@@ -486,7 +508,7 @@ impl Agent {
             let started = spec::environment(&pod, container, &placement).and_then(|env| {
                 let (program, args) = spec::command_line(container, &env)?;
                 Ok(ContainerSpec {
-                    log_path: self.log_path(&pod, name, id.rsplit('/').next().unwrap_or("0")),
+                    log_path: self.log_path(&pod, name, attempt_of(&id)),
                     id: id.clone(),
                     program,
                     args,
@@ -617,5 +639,68 @@ impl Agent {
                 .map(|k| self.tear_down(k, Duration::from_secs(10))),
         )
         .await;
+    }
+}
+
+/// The attempt number at the end of an instance id (`uid/name/3`) or container id.
+fn attempt_of(id: &str) -> &str {
+    id.rsplit('/').next().unwrap_or("0")
+}
+
+impl crate::endpoint::LogSource for Agent {
+    fn locate(
+        &self,
+        ns: &str,
+        name: &str,
+        container: &str,
+        previous: bool,
+    ) -> Result<crate::endpoint::Located, (u16, String)> {
+        let key = format!("{ns}/{name}");
+        let pod = self.pods.get(&key).ok_or_else(|| {
+            (
+                404,
+                format!("pod {name:?} in namespace {ns:?} is not on this node"),
+            )
+        })?;
+        let records = self.records();
+        let record = records
+            .get(&key)
+            .and_then(|r| r.containers.get(container))
+            .ok_or_else(|| (400, format!("container {container:?} in pod {name:?} is waiting to start: ContainerCreating")))?;
+        if previous {
+            let last = record.last_terminated.as_ref().ok_or_else(|| {
+                (
+                    400,
+                    format!(
+                        "previous terminated container {container:?} in pod {name:?} not found"
+                    ),
+                )
+            })?;
+            return Ok(crate::endpoint::Located {
+                path: self.log_path(&pod, container, attempt_of(&last.container_id)),
+                instance: None,
+            });
+        }
+        let instance = record.instance.clone().ok_or_else(|| {
+            let reason = record
+                .waiting
+                .as_ref()
+                .map_or("ContainerCreating", |(r, _)| r.as_str());
+            (
+                400,
+                format!("container {container:?} in pod {name:?} is waiting to start: {reason}"),
+            )
+        })?;
+        Ok(crate::endpoint::Located {
+            path: self.log_path(&pod, container, attempt_of(&instance)),
+            instance: Some(instance),
+        })
+    }
+
+    fn is_running(&self, instance: &str) -> bool {
+        matches!(
+            self.runtime.state(instance),
+            crate::runtime::State::Running { .. }
+        )
     }
 }

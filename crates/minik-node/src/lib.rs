@@ -2,6 +2,7 @@
 //! bound to it to their spec through a [`runtime::Runtime`].
 
 mod agent;
+pub mod endpoint;
 pub mod pod;
 pub mod probe;
 pub mod runtime;

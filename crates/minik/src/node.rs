@@ -45,6 +45,9 @@ pub struct NodeArgs {
     /// The address the node advertises; pods are reached on it.
     #[arg(long, default_value = "127.0.0.1")]
     address: std::net::IpAddr,
+    /// The port of the agent's log endpoint (the API server calls it); 0 picks a free one.
+    #[arg(long, default_value_t = 10250)]
+    port: u16,
     /// The most pods the node takes.
     #[arg(long, default_value_t = 110)]
     max_pods: u32,
@@ -175,6 +178,7 @@ impl NodeArgs {
                 },
                 runtime_name: self.runtime,
                 workers: 8,
+                port: self.port,
                 name,
             },
             self.server,
@@ -202,10 +206,12 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     tokio.block_on(async move {
         tracing::info!(node = %config.name, server = %server, runtime = %config.runtime_name, "minik node starting");
-        minik_node::run(Arc::new(api), runtime, checker, config, crate::server::shutdown_signal()).await;
+        minik_node::run(Arc::new(api), runtime, checker, config, crate::server::shutdown_signal())
+            .await
+            .context("the node agent failed")?;
         tracing::info!("minik node stopped");
-    });
-    Ok(())
+        anyhow::Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -68,6 +68,22 @@ impl Cluster {
         response.json().await.ok()
     }
 
+    /// The code and Status message of a failing GET.
+    async fn get_status(&self, path: &str) -> (u16, String) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let code = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        (
+            code,
+            body["message"].as_str().unwrap_or_default().to_owned(),
+        )
+    }
+
     async fn create(&self, pod: &Value) {
         let response = self
             .client
@@ -153,6 +169,21 @@ async fn a_pod_runs_logs_and_stops_gracefully_with_its_process_group() {
     })
     .await;
     assert_eq!(log, "hello from web on n1\n");
+    let through_api = c
+        .client
+        .get(format!("{}/api/v1/namespaces/default/pods/web/log", c.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(through_api.status().as_u16(), 200);
+    assert_eq!(through_api.text().await.unwrap(), "hello from web on n1\n");
+    let bad = c
+        .get_status("/api/v1/namespaces/default/pods/web/log?container=nope")
+        .await;
+    assert_eq!(
+        bad,
+        (400, "container nope is not valid for pod web".to_string())
+    );
 
     let response = c
         .client
@@ -195,6 +226,16 @@ async fn a_crashing_pod_restarts_with_back_off_and_a_broken_one_says_why() {
     let status = &crashed["status"]["containerStatuses"][0];
     assert_eq!(status["lastState"]["terminated"]["exitCode"], 3);
     assert_eq!(status["lastState"]["terminated"]["reason"], "Error");
+    let previous = c
+        .client
+        .get(format!(
+            "{}/api/v1/namespaces/default/pods/crash/log?previous=true",
+            c.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(previous.text().await.unwrap(), "crashing\n");
     c.pod_until("crash", "CrashLoopBackOff", |p| {
         p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CrashLoopBackOff"
     })
@@ -343,4 +384,61 @@ async fn probes_gate_readiness_and_restart_a_hung_process() {
         .await;
     let last = &restarted["status"]["containerStatuses"][0]["lastState"]["terminated"];
     assert_eq!(last["exitCode"], 143, "{last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_follow_and_tail_through_the_api() {
+    let c = Cluster::start().await;
+    let script = "for i in 1 2 3; do echo line $i; done; while true; do echo tick; sleep 0.2; done";
+    c.create(&pod("talker", script, "talker-marker", "Always"))
+        .await;
+    c.pod_until("talker", "talker to run", |p| {
+        p["status"]["phase"] == "Running"
+    })
+    .await;
+    let unbound = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "unbound"},
+                         "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+    c.create(&unbound).await;
+    assert_eq!(
+        c.get_status("/api/v1/namespaces/default/pods/unbound/log")
+            .await,
+        (400, "pod unbound does not have a host assigned".to_string())
+    );
+    let tail = support::eventually("three lines", 10, || async {
+        let text = c
+            .client
+            .get(format!(
+                "{}/api/v1/namespaces/default/pods/talker/log?tailLines=2",
+                c.base
+            ))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        (text.lines().count() == 2).then_some(text)
+    })
+    .await;
+    assert_eq!(tail.lines().count(), 2);
+    // Following: more arrives after the first chunk, on the same connection.
+    let mut follow = c
+        .client
+        .get(format!(
+            "{}/api/v1/namespaces/default/pods/talker/log?follow=true",
+            c.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    while seen.matches("tick").count() < 3 {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), follow.chunk())
+            .await
+            .expect("more log within 10s")
+            .unwrap()
+            .expect("the stream stays open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.starts_with("line 1\nline 2\nline 3\n"), "{seen}");
 }

@@ -80,6 +80,8 @@ pub fn start_node(server: &str, name: &str, data_dir: &Path, extra: &[&str]) -> 
             "1",
             "--restart-backoff-ms",
             "300",
+            "--port",
+            "0",
         ])
         .args(extra)
         .env("RUST_LOG", "warn")

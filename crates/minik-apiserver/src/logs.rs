@@ -1,0 +1,123 @@
+//! `pods/{name}/log`: the API server finds the pod's node and streams the log from that node's
+//! agent, as Kubernetes' API server does with the kubelet.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::http::{header, HeaderValue};
+use axum::response::Response;
+use futures::StreamExt;
+use minik_api::resources;
+use minik_api::ApiError;
+use serde_json::Value;
+
+use crate::ApiServer;
+
+/// The query parameters passed on to the agent.
+const PASSED_ON: &[&str] = &[
+    "follow",
+    "tailLines",
+    "previous",
+    "limitBytes",
+    "timestamps",
+];
+
+fn stored(bytes: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::Internal(format!("a stored object is not JSON: {e}")))
+}
+
+/// Streams the log of a container of a pod from its node's agent.
+pub async fn pod_log(
+    server: &ApiServer,
+    ns: &str,
+    name: &str,
+    query: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let pods = resources::by_plural("", "v1", "pods")
+        .ok_or_else(|| ApiError::Internal("pods are not served".into()))?;
+    let nodes = resources::by_plural("", "v1", "nodes")
+        .ok_or_else(|| ApiError::Internal("nodes are not served".into()))?;
+    let pod = stored(&server.registry.get(pods, Some(ns), name).await?.value)?;
+    let containers: Vec<&str> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map(|cs| cs.iter().filter_map(|c| c["name"].as_str()).collect())
+        .unwrap_or_default();
+    let container = match query.get("container").filter(|c| !c.is_empty()) {
+        Some(c) if containers.contains(&c.as_str()) => c.clone(),
+        Some(c) => {
+            return Err(ApiError::BadRequest(format!(
+                "container {c} is not valid for pod {name}"
+            )))
+        }
+        None if containers.len() == 1 => containers[0].to_owned(),
+        None => {
+            return Err(ApiError::BadRequest(format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                containers.join(" ")
+            )))
+        }
+    };
+    let node_name = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::BadRequest(format!("pod {name} does not have a host assigned")))?;
+    let node = stored(&server.registry.get(nodes, None, node_name).await?.value)?;
+    let address = node
+        .pointer("/status/addresses")
+        .and_then(Value::as_array)
+        .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
+        .and_then(|a| a["address"].as_str())
+        .ok_or_else(|| {
+            ApiError::ServiceUnavailable(format!("node {node_name} has no InternalIP address"))
+        })?;
+    let port = node
+        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
+        .and_then(Value::as_u64)
+        .filter(|p| *p > 0)
+        .ok_or_else(|| {
+            ApiError::ServiceUnavailable(format!("node {node_name} reports no agent endpoint"))
+        })?;
+    let host = if address.contains(':') {
+        format!("[{address}]")
+    } else {
+        address.to_owned()
+    };
+    let url = format!("http://{host}:{port}/containerLogs/{ns}/{name}/{container}");
+    let passed: Vec<(&str, &str)> = PASSED_ON
+        .iter()
+        .filter_map(|k| query.get(*k).map(|v| (*k, v.as_str())))
+        .collect();
+    let answer = server
+        .nodes
+        .get(&url)
+        .query(&passed)
+        .send()
+        .await
+        .map_err(|e| {
+            ApiError::ServiceUnavailable(format!(
+                "cannot reach the agent of node {node_name} at {host}:{port}: {e}"
+            ))
+        })?;
+    let code = answer.status().as_u16();
+    if !answer.status().is_success() {
+        let message = answer.text().await.unwrap_or_default();
+        return Err(match code {
+            400 => ApiError::BadRequest(message),
+            404 => ApiError::NoSuchPath(message),
+            _ => ApiError::Internal(format!("node {node_name} answered {code}: {message}")),
+        });
+    }
+    let body = Body::from_stream(
+        answer
+            .bytes_stream()
+            .map(|chunk| chunk.map_err(std::io::Error::other)),
+    );
+    let mut response = Response::new(body);
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    Ok(response)
+}
