@@ -99,7 +99,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
 /// Starts the control loops that run in the server process; each runs until aborted.
 fn start_components(api: Arc<dyn minik_client::Api>) -> Vec<tokio::task::JoinHandle<()>> {
-    let components = Vec::new();
+    let mut components = Vec::new();
+    components.push(tokio::spawn(minik_controllers::run(
+        api.clone(),
+        minik_controllers::Config::default(),
+    )));
     let _ = api;
     components
 }

@@ -1,0 +1,246 @@
+//! The machinery every controller shares: one informer per kind (so a pod is cached once, not
+//! once per controller), work queues of keys with de-duplicated delayed requeues, and workers
+//! that run a reconcile per key, retrying failures with rate-limited back-off.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::future::Future;
+use std::hash::Hash;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::FutureExt;
+use minik_api::k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use minik_api::k8s_openapi::api::core::v1::{Pod, ReplicationController};
+use minik_api::ApiError;
+use minik_client::{Api, Informer, InformerCache, InformerConfig, WorkQueue};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+/// The informers of the kinds the controllers watch, each shared by all of them.
+pub(crate) struct Informers {
+    pub pods: Informer<Pod>,
+    pub replica_sets: Informer<ReplicaSet>,
+    pub replication_controllers: Informer<ReplicationController>,
+    pub deployments: Informer<Deployment>,
+}
+
+/// Read-only views of the shared informers. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Caches {
+    pub pods: InformerCache<Pod>,
+    pub replica_sets: InformerCache<ReplicaSet>,
+    pub replication_controllers: InformerCache<ReplicationController>,
+    pub deployments: InformerCache<Deployment>,
+}
+
+impl Informers {
+    pub(crate) fn start(api: Arc<dyn Api>, resync: Duration) -> Informers {
+        let config = InformerConfig {
+            resync,
+            ..InformerConfig::default()
+        };
+        Informers {
+            pods: Informer::spawn(api.clone(), config.clone()),
+            replica_sets: Informer::spawn(api.clone(), config.clone()),
+            replication_controllers: Informer::spawn(api.clone(), config.clone()),
+            deployments: Informer::spawn(api, config),
+        }
+    }
+
+    pub(crate) fn caches(&self) -> Caches {
+        Caches {
+            pods: self.pods.cache(),
+            replica_sets: self.replica_sets.cache(),
+            replication_controllers: self.replication_controllers.cache(),
+            deployments: self.deployments.cache(),
+        }
+    }
+}
+
+impl Caches {
+    /// Waits until every cache holds its first list: before that, "no pods" means "not known
+    /// yet", and a controller acting on it would create duplicates.
+    pub(crate) async fn wait_synced(&self) {
+        self.pods.wait_synced().await;
+        self.replica_sets.wait_synced().await;
+        self.replication_controllers.wait_synced().await;
+        self.deployments.wait_synced().await;
+    }
+}
+
+/// A work queue plus de-duplicated delayed requeues: asking to look at a key in 10 s and then
+/// in 5 s waits 5 s, and asking again for later than an earlier pending wake-up does nothing.
+pub(crate) struct Queue<K> {
+    queue: WorkQueue<K>,
+    wakeups: Arc<Mutex<HashMap<K, Instant>>>,
+}
+
+impl<K> Clone for Queue<K> {
+    fn clone(&self) -> Self {
+        Queue {
+            queue: self.queue.clone(),
+            wakeups: self.wakeups.clone(),
+        }
+    }
+}
+
+impl<K: Clone + Eq + Hash + Send + Sync + Debug + 'static> Queue<K> {
+    pub(crate) fn new(retry_base: Duration, retry_max: Duration) -> Self {
+        Queue {
+            queue: WorkQueue::new(retry_base, retry_max),
+            wakeups: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    pub(crate) fn add(&self, key: K) {
+        self.queue.add(key);
+    }
+
+    pub(crate) fn add_after(&self, key: K, delay: Duration) {
+        if delay.is_zero() {
+            return self.add(key);
+        }
+        let deadline = Instant::now() + delay;
+        {
+            let mut wakeups = self.wakeups.lock().unwrap_or_else(|p| p.into_inner());
+            if wakeups.get(&key).is_some_and(|at| *at <= deadline) {
+                return;
+            }
+            wakeups.insert(key.clone(), deadline);
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(deadline).await;
+            // A wake-up superseded by an earlier one has nothing left to do.
+            let current = {
+                let mut wakeups = this.wakeups.lock().unwrap_or_else(|p| p.into_inner());
+                let current = wakeups.get(&key) == Some(&deadline);
+                if current {
+                    wakeups.remove(&key);
+                }
+                current
+            };
+            if current {
+                this.queue.add(key);
+            }
+        });
+    }
+
+    /// Runs `workers` workers that call `sync` for each key until the task is aborted. `sync`
+    /// answers when to look at the key again; an error retries it after a back-off that grows
+    /// with each consecutive failure of that key.
+    pub(crate) async fn run_workers<F, Fut>(
+        &self,
+        controller: &'static str,
+        workers: usize,
+        sync: F,
+    ) where
+        F: Fn(K) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Option<Duration>, ApiError>> + Send + 'static,
+    {
+        let sync = Arc::new(sync);
+        let mut set = JoinSet::new();
+        for _ in 0..workers.max(1) {
+            let this = self.clone();
+            let sync = sync.clone();
+            set.spawn(async move {
+                loop {
+                    let key = this.queue.next().await;
+                    // A panic in one reconcile must not take the key (or the worker) with it.
+                    let outcome = AssertUnwindSafe(sync(key.clone())).catch_unwind().await;
+                    match outcome {
+                        Ok(Ok(requeue)) => {
+                            this.queue.forget(&key);
+                            if let Some(after) = requeue {
+                                this.add_after(key.clone(), after);
+                            }
+                        }
+                        Ok(Err(e)) => {
+                            // A conflict means the cache was behind, and a namespace being
+                            // deleted refuses new objects until it is gone: both are expected,
+                            // and the retry sees more.
+                            let expected = e.is_conflict()
+                                || e.is_already_exists()
+                                || matches!(&e, ApiError::Forbidden(m) if m.contains("being terminated"));
+                            if expected {
+                                tracing::debug!(controller, ?key, error = %e, "sync failed; retrying");
+                            } else {
+                                tracing::warn!(controller, ?key, error = %e, "sync failed; retrying");
+                            }
+                            this.queue.retry(key.clone());
+                        }
+                        Err(_) => {
+                            tracing::error!(controller, ?key, "sync panicked; retrying");
+                            this.queue.retry(key.clone());
+                        }
+                    }
+                    this.queue.done(&key);
+                }
+            });
+        }
+        while set.join_next().await.is_some() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn delayed_requeues_keep_the_earliest() {
+        let queue: Queue<&str> = Queue::new(Duration::from_millis(5), Duration::from_secs(1));
+        let start = Instant::now();
+        queue.add_after("k", Duration::from_secs(10));
+        queue.add_after("k", Duration::from_secs(5));
+        queue.add_after("k", Duration::from_secs(20));
+        assert_eq!(queue.queue.next().await, "k");
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
+        queue.queue.done(&"k");
+        // The 10 s wake-up was superseded, the 20 s one never scheduled: nothing else comes
+        // until a new request.
+        queue.add_after("k", Duration::from_secs(30));
+        assert_eq!(queue.queue.next().await, "k");
+        assert_eq!(start.elapsed(), Duration::from_secs(35));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn workers_retry_failures_with_back_off_and_survive_panics() {
+        let queue: Queue<&'static str> =
+            Queue::new(Duration::from_millis(100), Duration::from_secs(10));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        let start = Instant::now();
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+        let runner = queue.clone();
+        let workers = tokio::spawn(async move {
+            runner
+                .run_workers("test", 2, move |key| {
+                    let seen = seen.clone();
+                    let done_tx = done_tx.clone();
+                    async move {
+                        match seen.fetch_add(1, Ordering::SeqCst) {
+                            0 => Err(ApiError::conflict(minik_api::ObjectRef::new(
+                                "", "pods", key,
+                            ))),
+                            1 => panic!("a bug in a reconciler"),
+                            _ => {
+                                let _ = done_tx.send(Instant::now());
+                                Ok(None)
+                            }
+                        }
+                    }
+                })
+                .await
+        });
+        queue.add("k");
+        let finished = done_rx.recv().await.expect("the key is synced at last");
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        // One failure (100 ms), then one panic (200 ms): back-off doubles per failure.
+        assert_eq!(finished - start, Duration::from_millis(300));
+        workers.abort();
+    }
+}

@@ -1,0 +1,243 @@
+//! The ReplicaSet (apps/v1) and ReplicationController (v1) controllers: one controller written
+//! once for both kinds. Changes of owners and of their pods queue the owner's key; a worker
+//! reads the caches, asks the pure reconciler for a plan, records expectations and executes it.
+
+mod reconcile;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use minik_api::k8s_openapi::api::apps::v1::ReplicaSet;
+use minik_api::k8s_openapi::api::core::v1::{Pod, ReplicationController};
+use minik_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use minik_api::k8s_openapi::{self, Metadata};
+use minik_api::ApiError;
+use minik_client::{Change, Informer, InformerCache, Subscription};
+use serde::de::DeserializeOwned;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::executor::Executor;
+use crate::expectations::Expectations;
+use crate::kinds::{self, controller_ref, key_of, Kind};
+use crate::machinery::{Caches, Informers, Queue};
+use crate::names::random_suffix;
+use crate::pods::is_active;
+use crate::Config;
+
+pub(crate) use reconcile::{reconcile, Inputs, Owner};
+
+/// A kind of owner of pods this controller manages.
+pub(crate) trait Managed:
+    k8s_openapi::Resource + Metadata<Ty = ObjectMeta> + DeserializeOwned + Send + Sync + 'static
+{
+    const OWNER_KIND: Kind;
+    const CONTROLLER: &'static str;
+    fn owner(&self) -> Result<Owner<'_>, String>;
+    fn cache(caches: &Caches) -> &InformerCache<Self>;
+}
+
+impl Managed for ReplicaSet {
+    const OWNER_KIND: Kind = Kind::ReplicaSet;
+    const CONTROLLER: &'static str = "replicaset";
+    fn owner(&self) -> Result<Owner<'_>, String> {
+        Owner::of_replica_set(self)
+    }
+    fn cache(caches: &Caches) -> &InformerCache<Self> {
+        &caches.replica_sets
+    }
+}
+
+impl Managed for ReplicationController {
+    const OWNER_KIND: Kind = Kind::ReplicationController;
+    const CONTROLLER: &'static str = "replicationcontroller";
+    fn owner(&self) -> Result<Owner<'_>, String> {
+        Owner::of_replication_controller(self)
+    }
+    fn cache(caches: &Caches) -> &InformerCache<Self> {
+        &caches.replication_controllers
+    }
+}
+
+struct Context {
+    caches: Caches,
+    executor: Executor,
+    expectations: Expectations,
+    burst: usize,
+}
+
+/// The controller of owners of kind `M`. Subscribes now, so that no change after this call is
+/// missed, and runs when the returned future is polled.
+pub(crate) fn controller<M: Managed>(
+    informers: &Informers,
+    owners: &Informer<M>,
+    executor: Executor,
+    config: &Config,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let owner_changes = owners.subscribe();
+    let pod_changes = informers.pods.subscribe();
+    let ctx = Arc::new(Context {
+        caches: informers.caches(),
+        executor,
+        expectations: Expectations::new(config.expectations_timeout),
+        burst: config.burst_replicas.max(1),
+    });
+    let queue: Queue<String> = Queue::new(config.retry_base, config.retry_max);
+    let workers = config.workers;
+    async move {
+        let mut tasks = JoinSet::new();
+        tasks.spawn(watch_owners::<M>(owner_changes, queue.clone(), ctx.clone()));
+        tasks.spawn(watch_pods::<M>(pod_changes, queue.clone(), ctx.clone()));
+        ctx.caches.wait_synced().await;
+        for owner in M::cache(&ctx.caches).list() {
+            queue.add(key_of(owner.metadata()));
+        }
+        let sync_ctx = ctx.clone();
+        tasks.spawn(async move {
+            queue
+                .run_workers(M::CONTROLLER, workers, move |key| {
+                    let ctx = sync_ctx.clone();
+                    async move { sync::<M>(&ctx, &key).await }
+                })
+                .await
+        });
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+async fn watch_owners<M: Managed>(
+    mut changes: Subscription<M>,
+    queue: Queue<String>,
+    ctx: Arc<Context>,
+) {
+    while let Some(change) = changes.next().await {
+        match change {
+            Change::Applied(owner) => queue.add(key_of(owner.metadata())),
+            Change::Deleted(owner) => {
+                let key = key_of(owner.metadata());
+                ctx.expectations.forget(&key);
+                queue.add(key);
+            }
+            Change::Resync => {
+                for owner in M::cache(&ctx.caches).list() {
+                    queue.add(key_of(owner.metadata()));
+                }
+            }
+        }
+    }
+}
+
+/// The key of the owner of kind `M` that controls `pod`, if any.
+fn owner_key<M: Managed>(pod: &Pod) -> Option<String> {
+    let r = controller_ref(&pod.metadata)?;
+    (r.kind == M::OWNER_KIND.name())
+        .then(|| format!("{}/{}", kinds::namespace(&pod.metadata), r.name))
+}
+
+async fn watch_pods<M: Managed>(
+    mut changes: Subscription<Pod>,
+    queue: Queue<String>,
+    ctx: Arc<Context>,
+) {
+    while let Some(change) = changes.next().await {
+        match change {
+            Change::Applied(pod) => match owner_key::<M>(&pod) {
+                Some(key) => {
+                    ctx.expectations.created(&key, kinds::name(&pod.metadata));
+                    if !is_active(&pod) {
+                        ctx.expectations.deleted(&key, kinds::uid(&pod.metadata));
+                    }
+                    queue.add(key);
+                }
+                // An orphan: the owners that select it may adopt it.
+                None if controller_ref(&pod.metadata).is_none() && is_active(&pod) => {
+                    for owner in M::cache(&ctx.caches).filter(|o| {
+                        o.metadata().namespace == pod.metadata.namespace
+                            && o.owner()
+                                .is_ok_and(|o| o.selector.matches(kinds::labels(&pod.metadata)))
+                    }) {
+                        queue.add(key_of(owner.metadata()));
+                    }
+                }
+                None => {}
+            },
+            Change::Deleted(pod) => {
+                if let Some(key) = owner_key::<M>(&pod) {
+                    ctx.expectations.created(&key, kinds::name(&pod.metadata));
+                    ctx.expectations.deleted(&key, kinds::uid(&pod.metadata));
+                    queue.add(key);
+                }
+            }
+            // Pod changes were missed: every owner may be affected.
+            Change::Resync => {
+                for owner in M::cache(&ctx.caches).list() {
+                    queue.add(key_of(owner.metadata()));
+                }
+            }
+        }
+    }
+}
+
+/// One pass over the owner at `key`: observe, decide, act.
+async fn sync<M: Managed>(ctx: &Context, key: &str) -> Result<Option<Duration>, ApiError> {
+    let Some(object) = M::cache(&ctx.caches).get(key) else {
+        ctx.expectations.forget(key);
+        return Ok(None);
+    };
+    let owner = match object.owner() {
+        Ok(owner) => owner,
+        Err(e) => {
+            // The API server validated the object; if it still cannot be read there is
+            // nothing a retry would change.
+            tracing::warn!(kind = M::OWNER_KIND.name(), %key, error = %e, "cannot manage this object");
+            return Ok(None);
+        }
+    };
+    let namespace = owner.meta.namespace.clone();
+    let pods: Vec<Arc<Pod>> = ctx
+        .caches
+        .pods
+        .filter(|p| p.metadata.namespace == namespace);
+    let pod_refs: Vec<&Pod> = pods.iter().map(Arc::as_ref).collect();
+    let names: HashSet<&str> = pod_refs.iter().map(|p| kinds::name(&p.metadata)).collect();
+    let active_uids: HashSet<&str> = pod_refs
+        .iter()
+        .filter(|p| is_active(p))
+        .map(|p| kinds::uid(&p.metadata))
+        .collect();
+    let started = Instant::now();
+    let may_size = ctx.expectations.satisfied(
+        key,
+        started,
+        |name| names.contains(name),
+        |uid| !active_uids.contains(uid),
+    );
+    let inputs = Inputs {
+        pods: &pod_refs,
+        may_size,
+        now: kinds::now(),
+        burst: ctx.burst,
+    };
+    let plan = reconcile(&owner, &inputs, &mut random_suffix);
+    ctx.expectations.expect(
+        key,
+        plan.created(Kind::Pod),
+        plan.deleted(Kind::Pod).into_iter().map(|t| t.uid.clone()),
+        started,
+    );
+    let requeue = plan.requeue_after;
+    let report = ctx.executor.apply(plan.actions).await;
+    for name in &report.not_created {
+        ctx.expectations.created(key, name);
+    }
+    for uid in &report.not_deleted {
+        ctx.expectations.deleted(key, uid);
+    }
+    match report.error {
+        Some(e) => Err(e),
+        None => Ok(requeue),
+    }
+}
