@@ -2,6 +2,7 @@
 
 mod node;
 mod server;
+mod up;
 
 use clap::{Parser, Subcommand};
 
@@ -15,10 +16,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the control plane: API server, store (and, as they land, scheduler and controllers).
+    /// Run the control plane: API server, store, controllers (and, as it lands, the scheduler).
     Server(server::ServerArgs),
     /// Run a node agent: register this host as a Node and run the pods bound to it.
     Node(node::NodeArgs),
+    /// Run a whole cluster on this machine: the control plane and N node agents.
+    Up(up::UpArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -33,6 +36,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Server(args) => server::run(args),
         Command::Node(args) => node::run(args),
+        Command::Up(args) => up::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

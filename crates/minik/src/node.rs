@@ -111,7 +111,16 @@ fn host_name() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-fn host_memory_bytes() -> u64 {
+/// The host's cores, as a quantity.
+pub fn host_cpu() -> String {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .to_string()
+}
+
+/// The host's memory in bytes (0 when it cannot be read).
+pub fn host_memory_bytes() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {
@@ -137,10 +146,7 @@ impl NodeArgs {
             Some(c) => Quantity::parse(&c)
                 .map_err(|e| anyhow::anyhow!("--cpu {c:?}: {e}"))?
                 .to_string(),
-            None => std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-                .to_string(),
+            None => host_cpu(),
         };
         let memory_bytes = match self.memory {
             Some(m) => {

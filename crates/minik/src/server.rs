@@ -26,11 +26,22 @@ pub struct ServerArgs {
     bookmark_interval_seconds: u64,
 }
 
-/// The validated settings `run` works from.
-struct Settings {
-    listen: SocketAddr,
-    store: StoreConfig,
-    api: Config,
+/// The validated settings a server runs from.
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub store: StoreConfig,
+    pub api: Config,
+}
+
+impl Settings {
+    /// The defaults, listening on `listen` with the store under `data_dir`.
+    pub fn new(listen: SocketAddr, data_dir: &std::path::Path) -> Settings {
+        Settings {
+            listen,
+            store: StoreConfig::new(data_dir.join("store")),
+            api: Config::default(),
+        }
+    }
 }
 
 impl ServerArgs {
@@ -59,10 +70,18 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(settings))
+    runtime.block_on(serve(settings, shutdown_signal(), |addr| {
+        // Tests and scripts read this line to learn the port when listening on port 0.
+        println!("minik server listening on http://{addr}");
+    }))
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
+/// Serves until `shutdown` resolves; `on_ready` learns the address once it listens.
+pub async fn serve(
+    settings: Settings,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    on_ready: impl FnOnce(SocketAddr),
+) -> anyhow::Result<()> {
     let path = settings.store.path.clone();
     std::fs::create_dir_all(&path)
         .with_context(|| format!("cannot create the data directory {}", path.display()))?;
@@ -83,10 +102,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data = %path.display(), revision = store_revision(&store), "minik server is serving");
-    // Tests and `minik up` read this line to learn the port when listening on port 0.
-    println!("minik server listening on http://{addr}");
+    on_ready(addr);
     axum::serve(listener, app(server))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await
         .context("the API server failed")?;
     for component in components {
@@ -99,13 +117,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
 /// Starts the control loops that run in the server process; each runs until aborted.
 fn start_components(api: Arc<dyn minik_client::Api>) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut components = Vec::new();
-    components.push(tokio::spawn(minik_controllers::run(
-        api.clone(),
+    vec![tokio::spawn(minik_controllers::run(
+        api,
         minik_controllers::Config::default(),
-    )));
-    let _ = api;
-    components
+    ))]
 }
 
 fn store_revision(store: &SledStore) -> u64 {

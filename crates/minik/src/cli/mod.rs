@@ -1,0 +1,288 @@
+//! `minik <verb>`: the command-line client. Each verb parses its flags (clap) into validated
+//! settings, talks to the API server through `minik_client::HttpApi`, and prints what kubectl
+//! prints for the same thing. Failures are one line on stderr and a non-zero exit.
+
+mod apply;
+mod config;
+mod describe;
+mod get;
+mod http;
+mod logs;
+mod manifest;
+mod misc;
+mod printers;
+mod tabwriter;
+mod time;
+
+use std::process::ExitCode;
+
+use minik_api::resources::{self, ResourceInfo};
+use minik_api::ApiError;
+use minik_client::HttpApi;
+
+pub use config::ClientFlags;
+
+/// The client verbs, flattened into the top-level `minik` command.
+#[derive(clap::Subcommand, Debug)]
+pub enum ClientCommand {
+    /// Create or update objects from manifests (client-side apply, as `kubectl apply`).
+    Apply(apply::ApplyArgs),
+    /// Create objects from manifests; fails if one already exists.
+    Create(apply::CreateArgs),
+    /// List objects or show some in a table, YAML, JSON or by name.
+    Get(get::GetArgs),
+    /// Show an object in detail, with its conditions and recent events.
+    Describe(describe::DescribeArgs),
+    /// Delete objects by name, by label selector, or as named in manifests.
+    Delete(apply::DeleteArgs),
+    /// Print the log of a container of a pod.
+    Logs(logs::LogsArgs),
+    /// Set the number of replicas of a deployment, replica set or replication controller.
+    Scale(misc::ScaleArgs),
+    /// Print the client's and the server's versions.
+    Version(misc::VersionArgs),
+    /// List the kinds the server serves, with their short names.
+    ApiResources(misc::ApiResourcesArgs),
+}
+
+/// An error the user sees as one line. API errors the server answered are shown in kubectl's
+/// `Error from server (Reason): message` form; everything else as `error: message`.
+#[derive(Debug)]
+pub enum CliError {
+    Server(ApiError),
+    Other(anyhow::Error),
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::Server(e) if is_transport(e) => write!(f, "error: {e}"),
+            // kubectl shows validation failures without the "Error from server" prefix.
+            CliError::Server(e) if e.reason() == "Invalid" => write!(f, "The {e}"),
+            CliError::Server(e) => write!(f, "Error from server ({}): {e}", e.reason()),
+            CliError::Other(e) => write!(f, "error: {e:#}"),
+        }
+    }
+}
+
+/// Whether an error is about reaching the server rather than an answer from it: `HttpApi`
+/// reports those with its own wording, which names the address and how to start a server.
+fn is_transport(e: &ApiError) -> bool {
+    let message = e.to_string();
+    message.starts_with("cannot reach the minik server")
+        || message.contains("did not answer in time")
+        || message.starts_with("the watch from")
+        || e.reason().is_empty()
+}
+
+impl From<ApiError> for CliError {
+    fn from(e: ApiError) -> Self {
+        CliError::Server(e)
+    }
+}
+
+impl From<anyhow::Error> for CliError {
+    fn from(e: anyhow::Error) -> Self {
+        CliError::Other(e)
+    }
+}
+
+/// Makes an `error: ...` from a message.
+macro_rules! fail {
+    ($($arg:tt)*) => {
+        $crate::cli::CliError::Other(anyhow::anyhow!($($arg)*))
+    };
+}
+pub(crate) use fail;
+
+pub type CliResult<T = ()> = Result<T, CliError>;
+
+/// What a verb needs to talk to the cluster.
+pub struct Client {
+    pub api: HttpApi,
+    pub settings: config::Settings,
+}
+
+impl Client {
+    fn new(flags: &ClientFlags) -> CliResult<Client> {
+        let settings = flags.settings()?;
+        let api = HttpApi::new(&settings.server).map_err(|e| fail!("{e}"))?;
+        Ok(Client { api, settings })
+    }
+
+    /// The namespace a namespaced request goes to; `None` for cluster-scoped kinds.
+    pub fn ns_for<'a>(&'a self, info: &ResourceInfo) -> Option<&'a str> {
+        info.namespaced.then_some(self.settings.namespace.as_str())
+    }
+}
+
+/// Runs a client verb and turns its outcome into an exit status, printing any error.
+pub fn run(command: ClientCommand) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: ClientCommand) -> CliResult<ExitCode> {
+    match command {
+        ClientCommand::Apply(args) => apply::apply(args).await,
+        ClientCommand::Create(args) => apply::create(args).await,
+        ClientCommand::Get(args) => get::run(args).await,
+        ClientCommand::Describe(args) => describe::run(args).await,
+        ClientCommand::Delete(args) => apply::delete(args).await,
+        ClientCommand::Logs(args) => logs::run(args).await.map(|()| ExitCode::SUCCESS),
+        ClientCommand::Scale(args) => misc::scale(args).await.map(|()| ExitCode::SUCCESS),
+        ClientCommand::Version(args) => misc::version(args).await.map(|()| ExitCode::SUCCESS),
+        ClientCommand::ApiResources(args) => {
+            misc::api_resources(args).map(|()| ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The kind a user names on the command line, with kubectl's error for an unknown one.
+pub fn resource(name: &str) -> CliResult<&'static ResourceInfo> {
+    resources::by_user_name(name).ok_or_else(|| {
+        fail!("the server doesn't have a resource type \"{name}\"")
+    })
+}
+
+/// The kinds `get all` shows, as kubectl: those in the `all` category.
+pub fn all_kinds() -> Vec<&'static ResourceInfo> {
+    resources::RESOURCES
+        .iter()
+        .filter(|r| r.categories.contains(&"all"))
+        .collect()
+}
+
+/// `pod/web` or `deployment.apps/web`: how kubectl names one object in messages.
+pub fn kind_slash_name(info: &ResourceInfo, name: &str) -> String {
+    format!("{}/{name}", qualified_singular(info))
+}
+
+/// `pod` or `deployment.apps`.
+pub fn qualified_singular(info: &ResourceInfo) -> String {
+    if info.group.is_empty() {
+        info.singular.to_owned()
+    } else {
+        format!("{}.{}", info.singular, info.group)
+    }
+}
+
+/// What a verb was asked to act on: `KIND NAME...`, `KIND/NAME...`, or `KIND[,KIND...]`.
+#[derive(Debug, PartialEq)]
+pub struct Targets {
+    /// Each kind with the names asked for (empty: all of that kind).
+    pub groups: Vec<(&'static ResourceInfo, Vec<String>)>,
+    /// Whether several kinds were named, so output names carry their kind (as kubectl).
+    pub several_kinds: bool,
+}
+
+/// Parses `KIND[,KIND] [NAME...]` or `KIND/NAME [KIND/NAME...]`.
+pub fn parse_targets(words: &[String]) -> CliResult<Targets> {
+    let Some(first) = words.first() else {
+        return Err(fail!(
+            "you must specify the type of resource to get. Use \"minik api-resources\" for a complete list of supported resources"
+        ));
+    };
+    if first.contains('/') {
+        let mut groups: Vec<(&'static ResourceInfo, Vec<String>)> = Vec::new();
+        for word in words {
+            let Some((kind, name)) = word.split_once('/') else {
+                return Err(fail!(
+                    "there is no need to specify a resource type as a separate argument when passing arguments in resource/name form (e.g. 'minik get resource/<resource_name>' instead of 'minik get resource resource/<resource_name>'"
+                ));
+            };
+            if name.is_empty() {
+                return Err(fail!("arguments in resource/name form must have a single resource and name"));
+            }
+            let info = resource(kind)?;
+            match groups.iter_mut().find(|(i, _)| std::ptr::eq(*i, info)) {
+                Some((_, names)) => names.push(name.to_owned()),
+                None => groups.push((info, vec![name.to_owned()])),
+            }
+        }
+        let several_kinds = groups.len() > 1 || words.len() > 1;
+        return Ok(Targets {
+            groups,
+            several_kinds,
+        });
+    }
+    let mut kinds: Vec<&'static ResourceInfo> = Vec::new();
+    for kind in first.split(',').filter(|k| !k.is_empty()) {
+        let found = if kind.eq_ignore_ascii_case("all") {
+            all_kinds()
+        } else {
+            vec![resource(kind)?]
+        };
+        for info in found {
+            if !kinds.iter().any(|k| std::ptr::eq(*k, info)) {
+                kinds.push(info);
+            }
+        }
+    }
+    let names: Vec<String> = words[1..].to_vec();
+    if names.iter().any(|n| n.contains('/')) {
+        return Err(fail!(
+            "there is no need to specify a resource type as a separate argument when passing arguments in resource/name form (e.g. 'minik get resource/<resource_name>' instead of 'minik get resource resource/<resource_name>'"
+        ));
+    }
+    let several_kinds = kinds.len() > 1 || first.eq_ignore_ascii_case("all");
+    Ok(Targets {
+        groups: kinds.into_iter().map(|k| (k, names.clone())).collect(),
+        several_kinds,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn targets_parse_in_every_kubectl_form() {
+        let t = parse_targets(&words("po web db")).unwrap();
+        assert_eq!(t.groups.len(), 1);
+        assert_eq!(t.groups[0].0.plural, "pods");
+        assert_eq!(t.groups[0].1, vec!["web", "db"]);
+        assert!(!t.several_kinds);
+        let t = parse_targets(&words("deploy,svc")).unwrap();
+        assert_eq!(t.groups.len(), 2);
+        assert!(t.several_kinds);
+        let t = parse_targets(&words("deployments.apps/web pod/db")).unwrap();
+        assert_eq!(t.groups[0].0.plural, "deployments");
+        assert_eq!(t.groups[1].1, vec!["db"]);
+        assert!(parse_targets(&words("pods/web rs")).is_err());
+        assert!(parse_targets(&words("widgets")).is_err());
+        assert!(parse_targets(&[]).is_err());
+        let t = parse_targets(&words("all")).unwrap();
+        assert!(t.groups.iter().any(|(i, _)| i.plural == "pods"));
+        assert!(t.groups.iter().all(|(i, _)| i.plural != "events"));
+    }
+
+    #[test]
+    fn errors_read_like_kubectl() {
+        let e = CliError::Server(ApiError::NotFound(minik_api::ObjectRef::new("", "pods", "web")));
+        assert_eq!(e.to_string(), "Error from server (NotFound): pods \"web\" not found");
+        let e = CliError::Server(ApiError::ServiceUnavailable(
+            "cannot reach the minik server at http://x (connection refused): is 'minik server' or 'minik up' running?".into(),
+        ));
+        assert!(e.to_string().starts_with("error: cannot reach"));
+    }
+}

@@ -1,0 +1,203 @@
+//! `minik up`: a whole cluster on this machine in one command — the control plane and N node
+//! agents in one process. It waits until the nodes are Ready, writes the client config, and on
+//! Ctrl-C/SIGTERM stops every pod process, then the agents, then the server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use minik_api::k8s_openapi::api::core::v1::Node;
+use minik_client::{Api, ApiExt, HttpApi, ListParams};
+use minik_node::pod::Backoff;
+use minik_node::probe::{Checker, FakeChecker, HostChecker};
+use minik_node::runtime::{FakeRuntime, ProcessRuntime, Runtime};
+use minik_node::AgentConfig;
+use tokio::sync::watch;
+
+use crate::server::{self, Settings};
+
+/// Flags of `minik up`.
+#[derive(clap::Args, Debug)]
+pub struct UpArgs {
+    /// How many node agents to run.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// Where the cluster keeps its state: the store, and each node's logs.
+    #[arg(long, default_value = "./minik-data")]
+    data_dir: PathBuf,
+    /// Address to serve the API on.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// How the nodes run containers: `process` or `fake`.
+    #[arg(long, default_value = "process", value_parser = ["process", "fake"])]
+    runtime: String,
+    /// Do not write the client configuration (~/.minik/config).
+    #[arg(long)]
+    no_config: bool,
+}
+
+/// Resolves when `stop` turns true.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+fn agent_config(name: &str, data_dir: &std::path::Path, runtime: &str) -> AgentConfig {
+    AgentConfig {
+        name: name.to_owned(),
+        address: "127.0.0.1".into(),
+        labels: Default::default(),
+        taints: Vec::new(),
+        cpu: crate::node::host_cpu(),
+        memory_bytes: crate::node::host_memory_bytes(),
+        max_pods: 110,
+        data_dir: data_dir.join("nodes").join(name),
+        heartbeat: Duration::from_secs(10),
+        sync_period: Duration::from_secs(10),
+        backoff: Backoff::default(),
+        runtime_name: runtime.to_owned(),
+        workers: 8,
+        port: 0,
+    }
+}
+
+/// Writes `~/.minik/config`, so client commands find this cluster without flags.
+fn write_client_config(server: &str) -> anyhow::Result<PathBuf> {
+    let home = std::env::var_os("HOME").context("$HOME is not set")?;
+    let dir = PathBuf::from(home).join(".minik");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join("config");
+    std::fs::write(&path, format!("server: {server}\nnamespace: default\n"))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+pub fn run(args: UpArgs) -> anyhow::Result<()> {
+    if args.nodes == 0 || args.nodes > 64 {
+        bail!("--nodes must be between 1 and 64");
+    }
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    tokio.block_on(up(args))
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let began = Instant::now();
+    std::fs::create_dir_all(&args.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            args.data_dir.display()
+        )
+    })?;
+    let (stop_server, server_stop) = watch::channel(false);
+    let (stop_nodes, nodes_stop) = watch::channel(false);
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let settings = Settings::new(args.listen, &args.data_dir);
+    let server = tokio::spawn(server::serve(settings, stopped(server_stop), move |addr| {
+        let _ = addr_tx.send(addr);
+    }));
+    let addr = match addr_rx.await {
+        Ok(addr) => addr,
+        Err(_) => {
+            // The server ended before it listened: its error says why.
+            return match server.await {
+                Ok(Err(e)) => Err(e),
+                _ => Err(anyhow::anyhow!(
+                    "the API server stopped before it was serving"
+                )),
+            };
+        }
+    };
+    let url = format!("http://{addr}");
+    let api: Arc<dyn Api> = Arc::new(HttpApi::new(&url).map_err(|e| anyhow::anyhow!("{e}"))?);
+
+    let mut agents = Vec::new();
+    let names: Vec<String> = (1..=args.nodes).map(|i| format!("node-{i}")).collect();
+    for name in &names {
+        let config = agent_config(name, &args.data_dir, &args.runtime);
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+        let (runtime, checker): (Arc<dyn Runtime>, Arc<dyn Checker>) = match args.runtime.as_str() {
+            "fake" => (Arc::new(FakeRuntime::new()), Arc::new(FakeChecker)),
+            _ => (Arc::new(ProcessRuntime::new()), Arc::new(HostChecker)),
+        };
+        agents.push(tokio::spawn(minik_node::run(
+            api.clone(),
+            runtime,
+            checker,
+            config,
+            stopped(nodes_stop.clone()),
+        )));
+    }
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let nodes: Vec<Node> = api
+            .list_as(None, &ListParams::default())
+            .await
+            .map(|(n, _)| n)
+            .unwrap_or_default();
+        let ready = nodes
+            .iter()
+            .filter(|n| {
+                names
+                    .iter()
+                    .any(|name| n.metadata.name.as_deref() == Some(name))
+            })
+            .filter(|n| {
+                n.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            })
+            .count();
+        if ready == names.len() {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "only {ready} of {} nodes became Ready within 30s",
+                names.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let took = began.elapsed();
+
+    let config_note = if args.no_config {
+        String::new()
+    } else {
+        match write_client_config(&url) {
+            Ok(path) => format!("client config: {}\n", path.display()),
+            Err(e) => format!("client config not written: {e:#}\n"),
+        }
+    };
+    println!(
+        "minik is up at {url}: {} node(s) Ready in {:.2}s",
+        names.len(),
+        took.as_secs_f64()
+    );
+    print!(
+        "{config_note}data: {}\nnodes: {}\n\ntry:  curl {url}/api/v1/namespaces/default/pods\nstop: Ctrl-C (stops every pod process)\n",
+        args.data_dir.display(),
+        names.join(", ")
+    );
+
+    server::shutdown_signal().await;
+    println!("stopping: pods, then nodes, then the API server");
+    stop_nodes.send_replace(true);
+    for agent in agents {
+        match agent.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "a node agent failed"),
+            Err(e) => tracing::warn!(error = %e, "a node agent task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    stop_server.send_replace(true);
+    server.await.context("the API server task failed")??;
+    println!("stopped");
+    Ok(())
+}
