@@ -298,7 +298,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         "namespace",
         &["ns"],
         false,
-        &["status"],
+        &["status", "finalize"],
         &[]
     ),
     info!(Node, "", "nodes", "node", &["no"], false, &["status"], &[]),

@@ -16,6 +16,20 @@ pub async fn ok() -> &'static str {
     "ok"
 }
 
+/// Ready unless the store failed a write (then only a restart recovers).
+pub async fn readyz(
+    axum::extract::State(server): axum::extract::State<std::sync::Arc<crate::ApiServer>>,
+) -> Response {
+    if server.registry.store().failed() {
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "the store failed to write to disk; restart the server",
+        )
+            .into_response();
+    }
+    "ok".into_response()
+}
+
 pub async fn not_found() -> Response {
     HttpError(ApiError::NoSuchPath(
         "the server could not find the requested resource".into(),
@@ -98,6 +112,7 @@ fn resource_docs(info: &ResourceInfo) -> Vec<Value> {
     for sub in info.subresources {
         let (kind, group, verbs): (&str, Option<&str>, &[&str]) = match *sub {
             "binding" => ("Binding", None, &["create"]),
+            "finalize" => ("Namespace", None, &["update"]),
             "log" => ("Pod", None, &["get"]),
             "scale" => ("Scale", Some("autoscaling"), &["get", "patch", "update"]),
             _ => (info.kind, None, &["get", "patch", "update"]),

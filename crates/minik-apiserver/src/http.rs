@@ -22,6 +22,9 @@ use crate::watch::{WatchOptions, WatchStart};
 use crate::ApiServer;
 use minik_api::request::{DeleteOptions, Patch, PatchKind, Propagation, WriteOptions};
 
+/// The longest a single watch request lasts.
+const MAX_WATCH_SECONDS: u64 = 24 * 3600;
+
 /// An [`ApiError`] on its way out as an HTTP answer.
 pub struct HttpError(pub ApiError);
 
@@ -355,6 +358,12 @@ async fn handle(server: &ApiServer, request: Request) -> Result<Response, ApiErr
         target.name.as_deref(),
         target.subresource.as_deref(),
     ) {
+        (&Method::POST | &Method::DELETE, None, None) if info.namespaced && ns.is_none() => {
+            Err(ApiError::MethodNotAllowed(format!(
+                "{} {} across all namespaces is not supported: name a namespace",
+                parts.method, info.plural
+            )))
+        }
         (&Method::GET, None, None) if watch => watch_response(server, info, ns, &query).await,
         (&Method::GET, None, None) => {
             let filter =
@@ -425,10 +434,25 @@ async fn handle(server: &ApiServer, request: Request) -> Result<Response, ApiErr
         }
         (&Method::DELETE, Some(name), None) => {
             let opts = delete_options(&query, body, limit).await?;
+            // Kubernetes answers 200 whether the object is gone or only marked (graceful
+            // deletion, finalizers): the body tells which.
             match registry.delete(info, ns, name, &opts).await? {
-                Deleted::Gone(object) => encode(encoding, StatusCode::OK, object),
-                Deleted::Pending(object) => encode(encoding, StatusCode::ACCEPTED, object),
+                Deleted::Gone(object) | Deleted::Pending(object) => {
+                    encode(encoding, StatusCode::OK, object)
+                }
             }
+        }
+        (&Method::DELETE, None, None) if info.kind == "Namespace" => {
+            Err(ApiError::MethodNotAllowed(
+                "deleting every namespace at once is not supported: delete them by name".into(),
+            ))
+        }
+        (&Method::PUT, Some(name), Some("finalize")) => {
+            let body = read_body(body, limit, headers, false).await?;
+            let done = registry
+                .finalize_namespace(name, &body, query.dry_run()?)
+                .await?;
+            encode(encoding, StatusCode::OK, done)
         }
         (&Method::DELETE, None, None) => {
             let opts = delete_options(&query, body, limit).await?;
@@ -580,8 +604,9 @@ async fn watch_response(
             ))
         })?),
     };
+    // A watch lasts at most a day, whatever it asks: the client re-watches from its revision.
     let timeout = match query.i64("timeoutSeconds")? {
-        Some(t) if t > 0 => Duration::from_secs(t as u64),
+        Some(t) if t > 0 => Duration::from_secs((t as u64).min(MAX_WATCH_SECONDS)),
         _ => server.config.watch_timeout,
     };
     let bookmarks = query
@@ -597,6 +622,7 @@ async fn watch_response(
                 filter,
                 bookmarks,
                 timeout,
+                closing: Some(server.closing()),
             },
         )
         .await?;

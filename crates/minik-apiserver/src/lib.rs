@@ -47,6 +47,8 @@ pub struct ApiServer {
     pub config: Config,
     /// For calls to node agents (logs); no overall timeout, as logs may be followed.
     pub(crate) nodes: reqwest::Client,
+    /// Turns true when the server shuts down, to end long requests such as watches.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl ApiServer {
@@ -60,7 +62,17 @@ impl ApiServer {
             registry: Registry::new(store),
             config,
             nodes,
+            closing: tokio::sync::watch::channel(false).0,
         })
+    }
+
+    /// Ends every watch now; call when shutting down, before waiting for connections to close.
+    pub fn close_watches(&self) {
+        self.closing.send_replace(true);
+    }
+
+    pub(crate) fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.subscribe()
     }
 }
 
@@ -69,7 +81,7 @@ pub fn app(server: Arc<ApiServer>) -> Router {
     Router::new()
         .route("/healthz", get(discovery::ok))
         .route("/livez", get(discovery::ok))
-        .route("/readyz", get(discovery::ok))
+        .route("/readyz", get(discovery::readyz))
         .route("/version", get(discovery::version))
         .route("/api", get(discovery::api_versions))
         .route("/api/", get(discovery::api_versions))

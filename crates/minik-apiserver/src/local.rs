@@ -83,6 +83,7 @@ impl Api for Registry {
                 filter: filter(info, params)?,
                 bookmarks: Some(LOCAL_BOOKMARK_INTERVAL),
                 timeout: LOCAL_WATCH_TIMEOUT,
+                closing: None,
             };
             let frames = Registry::watch(self, info, ns, opts).await?;
             Ok(frames.map(|frame| WatchEvent::from_line(&frame)).boxed())

@@ -161,7 +161,8 @@ fn timestamp_after(seconds: i64) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    let t = Timestamp::from_second(now.saturating_add(seconds)).unwrap_or(Timestamp::UNIX_EPOCH);
+    // Past the end of the calendar (a huge grace period) the latest time will do.
+    let t = Timestamp::from_second(now.saturating_add(seconds)).unwrap_or(Timestamp::MAX);
     t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
@@ -609,6 +610,57 @@ impl Registry {
         .map(|_| ())
     }
 
+    /// `namespaces/{name}/finalize`: replaces a namespace's `spec.finalizers` (what the
+    /// namespace controller removes once the namespace is empty). A namespace being deleted
+    /// goes as soon as nothing holds it.
+    pub async fn finalize_namespace(
+        &self,
+        name: &str,
+        body: &Value,
+        dry_run: bool,
+    ) -> Result<Bytes, ApiError> {
+        let info = namespaces();
+        let finalizers = match body.pointer("/spec/finalizers") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|f| {
+                    f.as_str().map(str::to_owned).ok_or_else(|| {
+                        ApiError::BadRequest(
+                            "spec.finalizers: every finalizer must be a string".into(),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(_) => {
+                return Err(ApiError::BadRequest(
+                    "spec.finalizers: must be a list of strings".into(),
+                ))
+            }
+        };
+        let done = self
+            .write_loop(info, None, name, dry_run, |current, _| {
+                let mut namespace = current.clone();
+                if !namespace["spec"].is_object() {
+                    namespace["spec"] = json!({});
+                }
+                namespace["spec"]["finalizers"] = json!(finalizers);
+                if &namespace == current {
+                    return Ok(Outcome::Unchanged);
+                }
+                if namespace.pointer("/metadata/deletionTimestamp").is_some()
+                    && nothing_holds(info, &namespace)
+                {
+                    return Ok(Outcome::Delete);
+                }
+                Ok(Outcome::Write(namespace))
+            })
+            .await?;
+        Ok(match done {
+            Deleted::Gone(b) | Deleted::Pending(b) => b,
+        })
+    }
+
     /// Deletes an object: at once, or by marking it (graceful pod deletion, finalizers).
     pub async fn delete(
         &self,
@@ -841,19 +893,26 @@ fn admit_update(
     if &admitted == current {
         return Ok(Outcome::Unchanged);
     }
-    // An object marked for deletion goes once its last finalizer is removed (and, for a pod,
-    // once its grace period has been cut to zero by its node).
-    let grace = admitted
-        .pointer("/metadata/deletionGracePeriodSeconds")
-        .and_then(Value::as_i64)
-        .unwrap_or(0);
-    if admitted.pointer("/metadata/deletionTimestamp").is_some()
-        && !has_finalizers(&admitted)
-        && grace == 0
-    {
+    if admitted.pointer("/metadata/deletionTimestamp").is_some() && nothing_holds(info, &admitted) {
         return Ok(Outcome::Delete);
     }
     Ok(Outcome::Write(admitted))
+}
+
+/// Whether an object marked for deletion may go now: no finalizer is left, its grace period
+/// is over (a pod's node cuts it to zero once the containers stopped), and, for a namespace,
+/// the namespace controller has emptied it and removed its `spec.finalizers`.
+fn nothing_holds(info: &ResourceInfo, object: &Value) -> bool {
+    let grace = object
+        .pointer("/metadata/deletionGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let namespace_held = info.kind == "Namespace"
+        && object
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty());
+    grace == 0 && !has_finalizers(object) && !namespace_held
 }
 
 /// Decides what a delete does with the object as it is now.
@@ -904,18 +963,15 @@ fn decide_delete(
 
     if info.kind == "Namespace" {
         // The namespace controller empties the namespace, then removes its `kubernetes`
-        // finalizer; the namespace goes when nothing holds it any more.
-        let holds = object
-            .pointer("/spec/finalizers")
-            .and_then(Value::as_array)
-            .is_some_and(|f| !f.is_empty());
-        if !holds && !has_finalizers(&object) {
+        // finalizer through `namespaces/{name}/finalize`; the namespace goes when nothing
+        // holds it any more.
+        meta_mut(&mut object)?.insert("deletionGracePeriodSeconds".into(), json!(0));
+        if nothing_holds(info, &object) {
             return Ok(Outcome::Delete);
         }
         if object.pointer("/metadata/deletionTimestamp").is_none() {
             meta_mut(&mut object)?
                 .insert("deletionTimestamp".into(), Value::String(now_timestamp()));
-            meta_mut(&mut object)?.insert("deletionGracePeriodSeconds".into(), json!(0));
             changed = true;
         }
         if str_at(&object, "/status/phase") != Some("Terminating") {

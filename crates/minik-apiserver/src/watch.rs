@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use minik_api::resources::ResourceInfo;
 use minik_api::ApiError;
 use minik_store::{EventType, Revision, WatchStream};
@@ -34,6 +34,8 @@ pub struct WatchOptions {
     pub bookmarks: Option<Duration>,
     /// Close the stream after this long (`timeoutSeconds`).
     pub timeout: Duration,
+    /// Close the stream when this turns true (the server is shutting down).
+    pub closing: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// One encoded line of a watch stream.
@@ -62,6 +64,7 @@ struct Session {
     filter: Filter,
     bookmarks: Option<tokio::time::Interval>,
     deadline: Instant,
+    closing: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Session {
@@ -77,10 +80,18 @@ impl Session {
                     None => std::future::pending().await,
                 }
             };
+            let closing = async {
+                match self.closing.as_mut() {
+                    Some(closing) => {
+                        let _ = closing.wait_for(|c| *c).await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 event = stream.next() => match event {
                     Some(Ok(event)) => {
-                        if let Some(frame) = self.translate(event.kind, &event.object, event.prev.as_deref()) {
+                        if let Some(frame) = self.translate(event.kind, event.revision, &event.object, event.prev.as_deref()) {
                             return Some(frame);
                         }
                     }
@@ -102,6 +113,10 @@ impl Session {
                     self.stream = None;
                     return None;
                 }
+                _ = closing => {
+                    self.stream = None;
+                    return None;
+                }
             }
         }
     }
@@ -116,7 +131,13 @@ impl Session {
     }
 
     /// Applies the filter to one change: the event to send, if any.
-    fn translate(&self, kind: EventType, object: &Bytes, prev: Option<&[u8]>) -> Option<Bytes> {
+    fn translate(
+        &self,
+        kind: EventType,
+        revision: Revision,
+        object: &Bytes,
+        prev: Option<&[u8]>,
+    ) -> Option<Bytes> {
         if self.filter.is_everything() {
             return Some(frame(kind.as_str(), object));
         }
@@ -132,7 +153,16 @@ impl Session {
             (EventType::Deleted, false, _) => return None,
             (_, false, true) => EventType::Added,
             (_, true, true) => kind,
-            (_, true, false) => EventType::Deleted,
+            (_, true, false) => {
+                // As Kubernetes does: the object as the watcher last saw it (it no longer
+                // matches now), stamped with the revision of the change that took it away.
+                let mut last: Value = prev.and_then(|p| serde_json::from_slice(p).ok())?;
+                last["metadata"]["resourceVersion"] = Value::String(revision.to_string());
+                return Some(frame(
+                    EventType::Deleted.as_str(),
+                    last.to_string().as_bytes(),
+                ));
+            }
             (_, false, false) => return None,
         };
         Some(frame(reported.as_str(), object))
@@ -146,9 +176,20 @@ impl Registry {
         info: &'static ResourceInfo,
         ns: Option<&str>,
         opts: WatchOptions,
-    ) -> Result<impl Stream<Item = Bytes> + Send + 'static, ApiError> {
+    ) -> Result<futures::stream::BoxStream<'static, Bytes>, ApiError> {
         let mut initial = VecDeque::new();
         let from = match opts.start {
+            // A revision the store has not reached: the client's state is from another store
+            // (wiped or restored). Kubernetes refuses such watches; minik answers 410 so the
+            // client lists again instead of waiting blind for the counter to catch up.
+            WatchStart::After(revision) if revision > self.store().revision() => {
+                let error = ApiError::Gone(format!(
+                    "too large resource version: {revision}, current: {}",
+                    self.store().revision()
+                ));
+                let frames = futures::stream::iter(vec![error_frame(&error)]);
+                return Ok(frames.boxed());
+            }
             WatchStart::After(revision) => revision,
             WatchStart::Now => {
                 let listing = self.list(info, ns, &opts.filter).await?;
@@ -176,10 +217,14 @@ impl Registry {
             stream,
             filter: opts.filter,
             bookmarks,
-            deadline: Instant::now() + opts.timeout,
+            deadline: Instant::now()
+                .checked_add(opts.timeout)
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(24 * 3600)),
+            closing: opts.closing,
         };
         Ok(futures::stream::unfold(session, |mut s| async move {
             s.next_frame().await.map(|f| (f, s))
-        }))
+        })
+        .boxed())
     }
 }

@@ -603,7 +603,7 @@ async fn deleting_pods_is_graceful_once_they_are_on_a_node() {
     )
     .await;
     let marked = s.delete(&format!("{PODS}/running")).await;
-    assert_eq!(marked.code, 202, "{:#}", marked.body);
+    assert_eq!(marked.code, 200, "{:#}", marked.body);
     assert!(marked.body["metadata"]["deletionTimestamp"].is_string());
     assert_eq!(marked.body["metadata"]["deletionGracePeriodSeconds"], 30);
     let shorter = s
@@ -632,7 +632,7 @@ async fn delete_propagation_is_kept_for_the_garbage_collector() {
     let answer = s
         .delete(&format!("{DEPLOYMENTS}/fg?propagationPolicy=Foreground"))
         .await;
-    assert_eq!(answer.code, 202, "{:#}", answer.body);
+    assert_eq!(answer.code, 200, "{:#}", answer.body);
     assert_eq!(
         answer.body["metadata"]["finalizers"],
         json!(["foregroundDeletion"])
@@ -691,7 +691,7 @@ async fn a_terminating_namespace_refuses_new_objects() {
     )
     .await;
     let answer = s.delete("/api/v1/namespaces/old").await;
-    assert_eq!(answer.code, 202, "{:#}", answer.body);
+    assert_eq!(answer.code, 200, "{:#}", answer.body);
     assert_eq!(answer.body["status"]["phase"], "Terminating");
     let refused = s.post("/api/v1/namespaces/old/pods", &pod("web")).await;
     assert_status(&refused, 403, "Forbidden");
@@ -734,4 +734,76 @@ impl StoreRevision for common::TestServer {
         use minik_store::Store;
         self.store.revision()
     }
+}
+
+#[tokio::test]
+async fn a_terminating_namespace_survives_updates_and_goes_when_finalized() {
+    let s = start().await;
+    s.post(
+        "/api/v1/namespaces",
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns1"}}),
+    )
+    .await;
+    s.delete("/api/v1/namespaces/ns1").await;
+    // Regression: any update of a namespace being deleted used to delete it at once.
+    let patched = s
+        .patch(
+            "/api/v1/namespaces/ns1",
+            "application/merge-patch+json",
+            &json!({"metadata": {"labels": {"x": "y"}}}),
+        )
+        .await;
+    assert_eq!(patched.code, 200, "{:#}", patched.body);
+    let status = s
+        .patch(
+            "/api/v1/namespaces/ns1/status",
+            "application/merge-patch+json",
+            &json!({"status": {"phase": "Terminating"}}),
+        )
+        .await;
+    assert_eq!(status.code, 200, "{:#}", status.body);
+    assert_eq!(s.get("/api/v1/namespaces/ns1").await.code, 200);
+    let mut finalize = s.get("/api/v1/namespaces/ns1").await.body;
+    assert_eq!(finalize["spec"]["finalizers"], json!(["kubernetes"]));
+    finalize["spec"]["finalizers"] = json!([]);
+    let done = s.put("/api/v1/namespaces/ns1/finalize", &finalize).await;
+    assert_eq!(done.code, 200, "{:#}", done.body);
+    assert_status(&s.get("/api/v1/namespaces/ns1").await, 404, "NotFound");
+}
+
+#[tokio::test]
+async fn collections_across_namespaces_take_no_writes() {
+    let s = start().await;
+    s.post(PODS, &pod("web")).await;
+    assert_status(
+        &s.post("/api/v1/pods", &pod("x")).await,
+        405,
+        "MethodNotAllowed",
+    );
+    assert_status(&s.delete("/api/v1/pods").await, 405, "MethodNotAllowed");
+    assert_status(
+        &s.delete("/api/v1/namespaces").await,
+        405,
+        "MethodNotAllowed",
+    );
+    assert_eq!(s.get(&format!("{PODS}/web")).await.code, 200);
+}
+
+#[tokio::test]
+async fn a_huge_grace_period_does_not_travel_back_in_time() {
+    let s = start().await;
+    s.post(PODS, &pod("g")).await;
+    s.post(
+        &format!("{PODS}/g/binding"),
+        &json!({"metadata": {"name": "g"}, "target": {"name": "n1"}}),
+    )
+    .await;
+    let marked = s
+        .delete(&format!("{PODS}/g?gracePeriodSeconds=9223372036854775807"))
+        .await;
+    let at = marked.body["metadata"]["deletionTimestamp"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(at.as_str() > "2100", "{at}");
 }

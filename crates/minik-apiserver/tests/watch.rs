@@ -209,12 +209,15 @@ async fn a_selector_watch_sees_objects_enter_and_leave_the_selection() {
         p
     })
     .await;
-    let got: Vec<(String, String)> = vec![
-        summary(&watch.next().await.unwrap()),
-        summary(&watch.next().await.unwrap()),
-        summary(&watch.next().await.unwrap()),
-        summary(&watch.next().await.unwrap()),
+    let events: Vec<Value> = vec![
+        watch.next().await.unwrap(),
+        watch.next().await.unwrap(),
+        watch.next().await.unwrap(),
+        watch.next().await.unwrap(),
     ];
+    // Leaving the selection: the object as it was last selected, at the revision of the change.
+    assert_eq!(events[2]["object"]["metadata"]["labels"]["tier"], "front");
+    let got: Vec<(String, String)> = events.iter().map(summary).collect();
     assert_eq!(
         got,
         vec![
@@ -251,4 +254,32 @@ async fn watch_ends_after_timeout_seconds() {
     let s = start().await;
     let mut watch = Lines::open(&s, &format!("{PODS}?watch=true&timeoutSeconds=1")).await;
     assert!(watch.next().await.is_none());
+}
+
+#[tokio::test]
+async fn a_watch_from_a_revision_the_store_never_reached_gets_410() {
+    let s = start().await;
+    let mut watch = Lines::open(&s, &format!("{PODS}?watch=true&resourceVersion=999999")).await;
+    let event = watch.next().await.unwrap();
+    assert_eq!(event["type"], "ERROR");
+    assert_eq!(event["object"]["code"], 410);
+    assert!(event["object"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("too large resource version: 999999"));
+}
+
+#[tokio::test]
+async fn a_huge_timeout_is_capped_not_a_panic() {
+    let s = start().await;
+    let mut watch = Lines::open(
+        &s,
+        &format!("{PODS}?watch=true&timeoutSeconds=9223372036854775807"),
+    )
+    .await;
+    s.post(PODS, &pod("a")).await;
+    assert_eq!(
+        summary(&watch.next().await.unwrap()),
+        ("ADDED".into(), "a".into())
+    );
 }

@@ -32,6 +32,7 @@ pub struct WatchEvent {
 }
 
 struct Watcher {
+    id: u64,
     prefix: String,
     from: Revision,
     tx: mpsc::Sender<Arc<WatchEvent>>,
@@ -46,6 +47,9 @@ fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
 
 struct Inner {
     history: VecDeque<Arc<WatchEvent>>,
+    /// Bytes held by `history` (objects and previous objects).
+    history_bytes: usize,
+    next_id: u64,
     /// The revision of the newest published change.
     last: Revision,
     watchers: Vec<Watcher>,
@@ -54,18 +58,32 @@ struct Inner {
 pub(crate) struct Hub {
     inner: Arc<Mutex<Inner>>,
     history_size: usize,
+    history_budget: usize,
     watcher_buffer: usize,
 }
 
+fn event_bytes(e: &WatchEvent) -> usize {
+    e.object.len() + e.prev.as_ref().map_or(0, |p| p.len()) + e.key.len()
+}
+
 impl Hub {
-    pub(crate) fn new(last: Revision, history_size: usize, watcher_buffer: usize) -> Self {
+    /// A hub whose window keeps at most `history_size` events and `history_budget` bytes.
+    pub(crate) fn new(
+        last: Revision,
+        history_size: usize,
+        history_budget: usize,
+        watcher_buffer: usize,
+    ) -> Self {
         Hub {
             inner: Arc::new(Mutex::new(Inner {
                 history: VecDeque::with_capacity(history_size.min(4096)),
+                history_bytes: 0,
+                next_id: 0,
                 last,
                 watchers: Vec::new(),
             })),
             history_size: history_size.max(1),
+            history_budget,
             watcher_buffer: watcher_buffer.max(1),
         }
     }
@@ -93,10 +111,16 @@ impl Hub {
                     Err(mpsc::error::TrySendError::Closed(_)) => false,
                 }
             });
-            if inner.history.len() == self.history_size {
-                inner.history.pop_front();
-            }
+            inner.history_bytes += event_bytes(&event);
             inner.history.push_back(event);
+            // What falls out of the window is compacted: a watch from before it gets 410.
+            while inner.history.len() > self.history_size
+                || (inner.history_bytes > self.history_budget && inner.history.len() > 1)
+            {
+                if let Some(old) = inner.history.pop_front() {
+                    inner.history_bytes -= event_bytes(&old);
+                }
+            }
         }
     }
 
@@ -134,7 +158,10 @@ impl Hub {
         }
         let (tx, rx) = mpsc::channel(self.watcher_buffer);
         let lagged = Arc::new(AtomicBool::new(false));
+        let id = inner.next_id;
+        inner.next_id += 1;
         inner.watchers.push(Watcher {
+            id,
             prefix: prefix.to_owned(),
             from,
             tx,
@@ -147,6 +174,7 @@ impl Hub {
             done: false,
             hub: self.inner.clone(),
             delivered: from,
+            id,
         })
     }
 
@@ -165,6 +193,15 @@ pub struct WatchStream {
     hub: Arc<Mutex<Inner>>,
     /// The revision of the newest event handed out, or the starting revision.
     delivered: Revision,
+    id: u64,
+}
+
+impl Drop for WatchStream {
+    fn drop(&mut self) {
+        // Leave the hub now rather than at the next publish, which may be long in coming.
+        let id = self.id;
+        lock(&self.hub).watchers.retain(|w| w.id != id);
+    }
 }
 
 impl WatchStream {
@@ -175,7 +212,8 @@ impl WatchStream {
         // Read the hub's revision first: every change up to it was queued to this watcher
         // before the read, so an empty queue after it means all of them were handed out.
         let published = lock(&self.hub).last;
-        if !self.replay.is_empty() || !self.rx.is_empty() {
+        // A watcher that fell behind lost events: it must not claim progress past them.
+        if self.lagged.load(Ordering::Acquire) || !self.replay.is_empty() || !self.rx.is_empty() {
             return None;
         }
         Some(published.max(self.delivered))
@@ -235,7 +273,7 @@ mod tests {
 
     #[tokio::test]
     async fn replay_then_live_without_gap_or_repeat() {
-        let hub = Hub::new(0, 100, 100);
+        let hub = Hub::new(0, 100, usize::MAX, 100);
         hub.publish((1..=5).map(|r| event(r, "/a/x")).collect());
         let mut stream = hub.subscribe("/a/", 2).unwrap();
         hub.publish(vec![event(6, "/a/y"), event(7, "/b/z"), event(8, "/a/x")]);
@@ -248,7 +286,7 @@ mod tests {
 
     #[tokio::test]
     async fn progress_is_reported_only_when_nothing_is_queued() {
-        let hub = Hub::new(0, 100, 100);
+        let hub = Hub::new(0, 100, usize::MAX, 100);
         let mut stream = hub.subscribe("/a/", 0).unwrap();
         assert_eq!(stream.progress(), Some(0));
         hub.publish(vec![event(1, "/a/x"), event(2, "/b/x")]);
@@ -262,8 +300,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_window_is_bounded_in_bytes_too() {
+        let hub = Hub::new(0, 100, 20, 100);
+        // Each event is 4 bytes of key plus its rendered revision.
+        hub.publish((1..=10).map(|r| event(r, "/a/x")).collect());
+        assert!(hub.subscribe("/a/", 7).is_ok());
+        assert!(matches!(
+            hub.subscribe("/a/", 5),
+            Err(StoreError::Compacted { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn dropped_watchers_leave_at_once_and_lagged_ones_claim_no_progress() {
+        let hub = Hub::new(0, 100, usize::MAX, 1);
+        let a = hub.subscribe("/", 0).unwrap();
+        let mut b = hub.subscribe("/", 0).unwrap();
+        drop(a);
+        assert_eq!(hub.watcher_count(), 1);
+        hub.publish(vec![event(1, "/k"), event(2, "/k")]);
+        assert_eq!(b.next().await.unwrap().unwrap().revision, 1);
+        assert_eq!(b.progress(), None, "event 2 was lost to this watcher");
+    }
+
+    #[tokio::test]
     async fn too_old_revision_is_compacted() {
-        let hub = Hub::new(0, 3, 100);
+        let hub = Hub::new(0, 3, usize::MAX, 100);
         hub.publish((1..=10).map(|r| event(r, "/a/x")).collect());
         assert!(hub.subscribe("/a/", 7).is_ok());
         assert_eq!(
@@ -277,7 +339,7 @@ mod tests {
 
     #[tokio::test]
     async fn restart_with_empty_window_serves_only_the_current_revision() {
-        let hub = Hub::new(42, 3, 100);
+        let hub = Hub::new(42, 3, usize::MAX, 100);
         assert!(hub.subscribe("/", 42).is_ok());
         assert!(matches!(
             hub.subscribe("/", 41),
@@ -287,7 +349,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_watcher_is_dropped_without_blocking_others() {
-        let hub = Hub::new(0, 100, 2);
+        let hub = Hub::new(0, 100, usize::MAX, 2);
         let mut slow = hub.subscribe("/", 0).unwrap();
         let mut fast = hub.subscribe("/", 0).unwrap();
         for r in 1..=3 {

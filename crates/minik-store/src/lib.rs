@@ -128,4 +128,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// The newest durable revision.
     fn revision(&self) -> Revision;
+
+    /// Whether a write failed on disk: the store refuses writes until a restart.
+    fn failed(&self) -> bool;
 }

@@ -37,6 +37,8 @@ pub struct StoreConfig {
     pub path: PathBuf,
     /// How many recent events a watch can resume from.
     pub history_size: usize,
+    /// How many bytes of recent events are kept, at most.
+    pub history_bytes: usize,
     /// How many events a watcher may have queued before it is dropped as too slow.
     pub watcher_buffer: usize,
     /// sled's page cache, in bytes.
@@ -50,6 +52,7 @@ impl StoreConfig {
         StoreConfig {
             path: path.into(),
             history_size: 10_000,
+            history_bytes: 64 << 20,
             watcher_buffer: 1_000,
             cache_bytes: 64 << 20,
             max_group: 1_024,
@@ -116,7 +119,12 @@ impl SledStore {
         };
         let shared = Arc::new(Shared {
             db,
-            hub: Hub::new(revision, config.history_size, config.watcher_buffer),
+            hub: Hub::new(
+                revision,
+                config.history_size,
+                config.history_bytes,
+                config.watcher_buffer,
+            ),
             snapshot: RwLock::new(()),
             applied: AtomicU64::new(revision),
             failed: AtomicBool::new(false),
@@ -170,16 +178,26 @@ impl SledStore {
     }
 }
 
-/// Waits until `revision` is durable.
-async fn wait_durable(mut durable: watch::Receiver<Revision>, revision: Revision) -> Result<()> {
+/// Waits until `revision` is durable, or the store failed (then it never will be).
+async fn wait_durable(
+    shared: &Shared,
+    mut durable: watch::Receiver<Revision>,
+    revision: Revision,
+) -> Result<()> {
     if *durable.borrow() >= revision {
         return Ok(());
     }
     durable
-        .wait_for(|d| *d >= revision)
+        .wait_for(|d| *d >= revision || shared.failed.load(Ordering::Acquire))
         .await
-        .map(|_| ())
-        .map_err(|_| StoreError::Closed)
+        .map_err(|_| StoreError::Closed)?;
+    if *durable.borrow() >= revision {
+        Ok(())
+    } else {
+        Err(StoreError::Backend(
+            "the store failed to write to disk; restart the server".into(),
+        ))
+    }
 }
 
 impl Store for SledStore {
@@ -196,6 +214,9 @@ impl Store for SledStore {
     }
 
     fn get(&self, key: &str) -> Pin<Box<dyn Future<Output = Result<Option<Stored>>> + Send>> {
+        // Read the applied revision first: if the key is absent, a deletion of it may be applied
+        // but not yet on disk, and must not be reported before it is.
+        let applied = self.shared.applied.load(Ordering::Acquire);
         let found = self
             .shared
             .db
@@ -203,11 +224,11 @@ impl Store for SledStore {
             .map_err(StoreError::from)
             .and_then(|v| v.map(|v| decode_stored(key, &v)).transpose());
         let durable = self.durable.clone();
+        let shared = self.shared.clone();
         Box::pin(async move {
             let found = found?;
-            if let Some(stored) = &found {
-                wait_durable(durable, stored.revision).await?;
-            }
+            let needed = found.as_ref().map_or(applied, |s| s.revision);
+            wait_durable(&shared, durable, needed).await?;
             Ok(found)
         })
     }
@@ -217,10 +238,11 @@ impl Store for SledStore {
         let durable = self.durable.clone();
         let prefix = prefix.to_owned();
         Box::pin(async move {
-            let listing = tokio::task::spawn_blocking(move || scan(&shared, &prefix))
+            let scanned = shared.clone();
+            let listing = tokio::task::spawn_blocking(move || scan(&scanned, &prefix))
                 .await
                 .map_err(|e| StoreError::Backend(format!("list task failed: {e}")))??;
-            wait_durable(durable, listing.revision).await?;
+            wait_durable(&shared, durable, listing.revision).await?;
             Ok(listing)
         })
     }
@@ -231,6 +253,10 @@ impl Store for SledStore {
 
     fn revision(&self) -> Revision {
         *self.durable.borrow()
+    }
+
+    fn failed(&self) -> bool {
+        self.shared.failed.load(Ordering::Acquire)
     }
 }
 
@@ -415,6 +441,8 @@ fn write_group(
     if let Err(e) = written {
         tracing::error!(error = %e, "a write to the store failed; refusing further writes");
         shared.failed.store(true, Ordering::Release);
+        // Wake readers waiting for this group: it will never be durable.
+        durable.send_modify(|_| {});
         for p in pending {
             let _ = p.reply.send(Err(StoreError::Backend(e.to_string())));
         }

@@ -9,6 +9,9 @@ use anyhow::Context;
 use minik_apiserver::{app, ApiServer, Config};
 use minik_store::{SledStore, StoreConfig};
 
+/// How long open requests may finish after shutdown began.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// Flags of `minik server`.
 #[derive(clap::Args, Debug)]
 pub struct ServerArgs {
@@ -103,10 +106,27 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data = %path.display(), revision = store_revision(&store), "minik server is serving");
     on_ready(addr);
-    axum::serve(listener, app(server))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("the API server failed")?;
+    // On shutdown, end the watches first (they would hold graceful shutdown for up to their
+    // timeout), then give the other requests a few seconds.
+    let closing = server.clone();
+    let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
+    let graceful = async move {
+        shutdown.await;
+        closing.close_watches();
+        let _ = began_tx.send(());
+    };
+    let serving = axum::serve(listener, app(server)).with_graceful_shutdown(graceful);
+    let grace_over = async {
+        if began_rx.await.is_ok() {
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = serving => served.context("the API server failed")?,
+        _ = grace_over => tracing::warn!("requests still open {}s after shutdown began; closing them", SHUTDOWN_GRACE.as_secs()),
+    }
     for component in components {
         component.abort();
     }

@@ -169,3 +169,35 @@ async fn acknowledged_writes_survive_kill_9_mid_load() {
         "resourceVersions keep increasing after a restart"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_server_even_with_watches_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = support::start_server(dir.path(), &[]);
+    let client = reqwest::Client::new();
+    let mut watch = client
+        .get(format!("{}/api/v1/pods?watch=true", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(watch.status().as_u16(), 200);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.pid() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            assert!(status.success(), "{status:?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not stop with a watch open"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The watch ended cleanly rather than hanging.
+    while let Ok(Some(_)) = watch.chunk().await {}
+}

@@ -191,7 +191,7 @@ async fn a_pod_runs_logs_and_stops_gracefully_with_its_process_group() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status().as_u16(), 202);
+    assert_eq!(response.status().as_u16(), 200);
     support::eventually("the pod to be removed by its node", 30, || async {
         c.get("/api/v1/namespaces/default/pods/web")
             .await
