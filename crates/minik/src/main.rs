@@ -1,5 +1,6 @@
 //! The `minik` binary: parses the command line and runs one role (server, ...).
 
+mod cli;
 mod node;
 mod server;
 mod up;
@@ -20,6 +21,9 @@ enum Command {
     Server(server::ServerArgs),
     /// Run a node agent: register this host as a Node and run the pods bound to it.
     Node(node::NodeArgs),
+    /// The client verbs: apply, get, describe, delete, logs, ...
+    #[command(flatten)]
+    Client(cli::ClientCommand),
     /// Run a whole cluster on this machine: the control plane and N node agents.
     Up(up::UpArgs),
 }
@@ -36,6 +40,8 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Server(args) => server::run(args),
         Command::Node(args) => node::run(args),
+        // Client verbs print their own errors, in kubectl's forms.
+        Command::Client(command) => return cli::run(command),
         Command::Up(args) => up::run(args),
     };
     match result {

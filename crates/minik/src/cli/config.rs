@@ -66,7 +66,10 @@ fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
         }
     };
     if !value.is_object() {
-        anyhow::bail!("{}: expected a map with server: and namespace:", path.display());
+        anyhow::bail!(
+            "{}: expected a map with server: and namespace:",
+            path.display()
+        );
     }
     Ok(FileConfig {
         server: field("server")?,
@@ -142,15 +145,30 @@ mod tests {
         assert_eq!(s.namespace, "default");
         assert!(!s.namespace_explicit);
         let s = resolve(&none, None, None, file()).unwrap();
-        assert_eq!((s.server.as_str(), s.namespace.as_str()), ("http://file:1", "filens"));
-        let s = resolve(&none, Some("http://env:2".into()), Some("envns".into()), file()).unwrap();
-        assert_eq!((s.server.as_str(), s.namespace.as_str()), ("http://env:2", "envns"));
+        assert_eq!(
+            (s.server.as_str(), s.namespace.as_str()),
+            ("http://file:1", "filens")
+        );
+        let s = resolve(
+            &none,
+            Some("http://env:2".into()),
+            Some("envns".into()),
+            file(),
+        )
+        .unwrap();
+        assert_eq!(
+            (s.server.as_str(), s.namespace.as_str()),
+            ("http://env:2", "envns")
+        );
         let flags = ClientFlags {
             server: Some("http://flag:3/".into()),
             namespace: Some("flagns".into()),
         };
         let s = resolve(&flags, Some("http://env:2".into()), None, file()).unwrap();
-        assert_eq!((s.server.as_str(), s.namespace.as_str()), ("http://flag:3", "flagns"));
+        assert_eq!(
+            (s.server.as_str(), s.namespace.as_str()),
+            ("http://flag:3", "flagns")
+        );
         assert!(s.namespace_explicit);
     }
 

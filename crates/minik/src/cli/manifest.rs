@@ -21,8 +21,6 @@ use super::{fail, CliResult};
 pub struct Manifest {
     /// `examples/web.yaml` or `STDIN`.
     pub source: String,
-    /// 1-based document number within its file.
-    pub document: usize,
     pub info: &'static ResourceInfo,
     pub name: String,
     /// The namespace it goes to (`None` for cluster-scoped kinds).
@@ -51,8 +49,7 @@ fn expand(files: &[String], recursive: bool) -> CliResult<Vec<String>> {
             continue;
         }
         let path = Path::new(f);
-        let meta = std::fs::metadata(path)
-            .map_err(|_| fail!("the path \"{f}\" does not exist"))?;
+        let meta = std::fs::metadata(path).map_err(|_| fail!("the path \"{f}\" does not exist"))?;
         if meta.is_dir() {
             let mut found = Vec::new();
             walk(path, recursive, &mut found)
@@ -97,8 +94,8 @@ pub fn read(flags: &FileFlags, settings: &super::config::Settings) -> CliResult<
                 .map_err(|e| fail!("cannot read stdin: {e}"))?;
             ("STDIN".to_owned(), text)
         } else {
-            let text = std::fs::read_to_string(&file)
-                .map_err(|e| fail!("cannot read {file}: {e}"))?;
+            let text =
+                std::fs::read_to_string(&file).map_err(|e| fail!("cannot read {file}: {e}"))?;
             (file.clone(), text)
         };
         let documents = decode::parse_documents(&text)
@@ -144,10 +141,18 @@ fn check(
 ) -> CliResult<Manifest> {
     let at = |e: String| fail!("{source}: document {document}: {e}");
     if !object.is_object() {
-        return Err(at("a manifest must be a map with apiVersion, kind and metadata".into()));
+        return Err(at(
+            "a manifest must be a map with apiVersion, kind and metadata".into(),
+        ));
     }
-    let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
-    let kind = object.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let api_version = object
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let kind = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let mut missing = Vec::new();
     if api_version.is_empty() {
         missing.push("apiVersion not set");
@@ -156,7 +161,10 @@ fn check(
         missing.push("kind not set");
     }
     if !missing.is_empty() {
-        return Err(at(format!("error validating data: [{}]", missing.join(", "))));
+        return Err(at(format!(
+            "error validating data: [{}]",
+            missing.join(", ")
+        )));
     }
     let info = resources::by_kind(api_version, kind).map_err(at)?;
     strict_decode(info, &object).map_err(|e| at(e.to_string()))?;
@@ -169,7 +177,10 @@ fn check(
         return Err(at("metadata.name: Required value: name is required".into()));
     }
     let namespace = if info.namespaced {
-        let ns = match object.pointer("/metadata/namespace").and_then(Value::as_str) {
+        let ns = match object
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+        {
             Some(ns) if !ns.is_empty() => {
                 if settings.namespace_explicit && ns != settings.namespace {
                     return Err(at(format!(
@@ -188,7 +199,6 @@ fn check(
     };
     Ok(Manifest {
         source: source.to_owned(),
-        document,
         info,
         name,
         namespace,

@@ -49,7 +49,13 @@ pub enum ClientCommand {
 /// `Error from server (Reason): message` form; everything else as `error: message`.
 #[derive(Debug)]
 pub enum CliError {
-    Server(ApiError),
+    Server(Box<ApiError>),
+    /// A server's answer about an object from a manifest: kubectl names the file.
+    InFile {
+        error: Box<ApiError>,
+        doing: &'static str,
+        source: String,
+    },
     Other(anyhow::Error),
 }
 
@@ -60,6 +66,21 @@ impl std::fmt::Display for CliError {
             // kubectl shows validation failures without the "Error from server" prefix.
             CliError::Server(e) if e.reason() == "Invalid" => write!(f, "The {e}"),
             CliError::Server(e) => write!(f, "Error from server ({}): {e}", e.reason()),
+            CliError::InFile { error, .. } if is_transport(error) => write!(f, "error: {error}"),
+            CliError::InFile {
+                error,
+                doing,
+                source,
+            } => write!(
+                f,
+                "Error from server ({}): error when {doing} \"{source}\": {}{error}",
+                error.reason(),
+                if error.reason() == "Invalid" {
+                    "The "
+                } else {
+                    ""
+                }
+            ),
             CliError::Other(e) => write!(f, "error: {e:#}"),
         }
     }
@@ -77,7 +98,7 @@ fn is_transport(e: &ApiError) -> bool {
 
 impl From<ApiError> for CliError {
     fn from(e: ApiError) -> Self {
-        CliError::Server(e)
+        CliError::Server(Box::new(e))
     }
 }
 
@@ -147,17 +168,14 @@ async fn dispatch(command: ClientCommand) -> CliResult<ExitCode> {
         ClientCommand::Logs(args) => logs::run(args).await.map(|()| ExitCode::SUCCESS),
         ClientCommand::Scale(args) => misc::scale(args).await.map(|()| ExitCode::SUCCESS),
         ClientCommand::Version(args) => misc::version(args).await.map(|()| ExitCode::SUCCESS),
-        ClientCommand::ApiResources(args) => {
-            misc::api_resources(args).map(|()| ExitCode::SUCCESS)
-        }
+        ClientCommand::ApiResources(args) => misc::api_resources(args).map(|()| ExitCode::SUCCESS),
     }
 }
 
 /// The kind a user names on the command line, with kubectl's error for an unknown one.
 pub fn resource(name: &str) -> CliResult<&'static ResourceInfo> {
-    resources::by_user_name(name).ok_or_else(|| {
-        fail!("the server doesn't have a resource type \"{name}\"")
-    })
+    resources::by_user_name(name)
+        .ok_or_else(|| fail!("the server doesn't have a resource type \"{name}\""))
 }
 
 /// The kinds `get all` shows, as kubectl: those in the `all` category.
@@ -183,7 +201,7 @@ pub fn qualified_singular(info: &ResourceInfo) -> String {
 }
 
 /// What a verb was asked to act on: `KIND NAME...`, `KIND/NAME...`, or `KIND[,KIND...]`.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub struct Targets {
     /// Each kind with the names asked for (empty: all of that kind).
     pub groups: Vec<(&'static ResourceInfo, Vec<String>)>,
@@ -207,7 +225,9 @@ pub fn parse_targets(words: &[String]) -> CliResult<Targets> {
                 ));
             };
             if name.is_empty() {
-                return Err(fail!("arguments in resource/name form must have a single resource and name"));
+                return Err(fail!(
+                    "arguments in resource/name form must have a single resource and name"
+                ));
             }
             let info = resource(kind)?;
             match groups.iter_mut().find(|(i, _)| std::ptr::eq(*i, info)) {
@@ -278,9 +298,14 @@ mod tests {
 
     #[test]
     fn errors_read_like_kubectl() {
-        let e = CliError::Server(ApiError::NotFound(minik_api::ObjectRef::new("", "pods", "web")));
-        assert_eq!(e.to_string(), "Error from server (NotFound): pods \"web\" not found");
-        let e = CliError::Server(ApiError::ServiceUnavailable(
+        let e = CliError::from(ApiError::NotFound(minik_api::ObjectRef::new(
+            "", "pods", "web",
+        )));
+        assert_eq!(
+            e.to_string(),
+            "Error from server (NotFound): pods \"web\" not found"
+        );
+        let e = CliError::from(ApiError::ServiceUnavailable(
             "cannot reach the minik server at http://x (connection refused): is 'minik server' or 'minik up' running?".into(),
         ));
         assert!(e.to_string().starts_with("error: cannot reach"));

@@ -9,11 +9,15 @@ use serde_json::Value;
 use super::time::{age, human_duration, parse_rfc3339};
 
 fn s<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 fn n(v: &Value, pointer: &str) -> i64 {
-    v.pointer(pointer).and_then(Value::as_i64).unwrap_or_default()
+    v.pointer(pointer)
+        .and_then(Value::as_i64)
+        .unwrap_or_default()
 }
 
 fn arr<'a>(v: &'a Value, pointer: &str) -> &'a [Value] {
@@ -63,8 +67,17 @@ pub fn headers(info: &ResourceInfo, opts: TableOptions) -> Vec<String> {
     let mut h: Vec<&str> = match info.kind {
         "Pod" => vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
         "Deployment" => vec!["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
-        "ReplicaSet" | "ReplicationController" => vec!["NAME", "DESIRED", "CURRENT", "READY", "AGE"],
-        "Service" => vec!["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"],
+        "ReplicaSet" | "ReplicationController" => {
+            vec!["NAME", "DESIRED", "CURRENT", "READY", "AGE"]
+        }
+        "Service" => vec![
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE",
+        ],
         "Node" => vec!["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
         "Namespace" => vec!["NAME", "STATUS", "AGE"],
         "Endpoints" => vec!["NAME", "ENDPOINTS", "AGE"],
@@ -86,7 +99,14 @@ pub fn headers(info: &ResourceInfo, opts: TableOptions) -> Vec<String> {
                 "KERNEL-VERSION",
                 "CONTAINER-RUNTIME",
             ][..],
-            "Event" => &["SUBOBJECT", "SOURCE", "MESSAGE", "FIRST SEEN", "COUNT", "NAME"][..],
+            "Event" => &[
+                "SUBOBJECT",
+                "SOURCE",
+                "MESSAGE",
+                "FIRST SEEN",
+                "COUNT",
+                "NAME",
+            ][..],
             _ => &[][..],
         });
         if info.kind == "Event" {
@@ -113,7 +133,9 @@ pub fn row(info: &ResourceInfo, obj: &Value, opts: TableOptions, now: i64) -> Ve
     } else {
         name
     };
-    let created = obj.pointer("/metadata/creationTimestamp").and_then(Value::as_str);
+    let created = obj
+        .pointer("/metadata/creationTimestamp")
+        .and_then(Value::as_str);
     let age = age(created, now);
     let mut r: Vec<String> = match info.kind {
         "Pod" => {
@@ -204,7 +226,9 @@ pub fn row(info: &ResourceInfo, obj: &Value, opts: TableOptions, now: i64) -> Ve
 
 fn replicas(obj: &Value) -> i64 {
     // An absent spec.replicas means 1, as the API defaults it.
-    obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1)
+    obj.pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1)
 }
 
 fn workload_wide(obj: &Value) -> Vec<String> {
@@ -249,9 +273,9 @@ fn readiness_gates(obj: &Value) -> String {
     let ready = gates
         .iter()
         .filter(|g| {
-            conditions.iter().any(|c| {
-                s(c, "/type") == s(g, "/conditionType") && s(c, "/status") == "True"
-            })
+            conditions
+                .iter()
+                .any(|c| s(c, "/type") == s(g, "/conditionType") && s(c, "/status") == "True")
         })
         .count();
     format!("{ready}/{}", gates.len())
@@ -341,7 +365,10 @@ pub fn pod_summary(pod: &Value, now: i64) -> PodSummary {
             reason = if ready { "Running" } else { "NotReady" }.into();
         }
     }
-    if pod.pointer("/metadata/deletionTimestamp").is_some_and(|d| !d.is_null()) {
+    if pod
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|d| !d.is_null())
+    {
         reason = if s(pod, "/status/reason") == "NodeLost" {
             "Unknown".into()
         } else {
@@ -354,7 +381,11 @@ pub fn pod_summary(pod: &Value, now: i64) -> PodSummary {
     };
     PodSummary {
         ready: format!("{n_ready}/{total}"),
-        status: if reason.is_empty() { "Pending".into() } else { reason },
+        status: if reason.is_empty() {
+            "Pending".into()
+        } else {
+            reason
+        },
         restarts,
     }
 }
@@ -364,7 +395,11 @@ fn service_external_ip(svc: &Value) -> String {
     let kind = s(svc, "/spec/type");
     if kind == "LoadBalancer" {
         for i in arr(svc, "/status/loadBalancer/ingress") {
-            let ip = if s(i, "/ip").is_empty() { s(i, "/hostname") } else { s(i, "/ip") };
+            let ip = if s(i, "/ip").is_empty() {
+                s(i, "/hostname")
+            } else {
+                s(i, "/ip")
+            };
             if !ip.is_empty() {
                 ips.push(ip.to_owned());
             }
@@ -380,7 +415,12 @@ fn service_external_ip(svc: &Value) -> String {
         return s(svc, "/spec/externalName").to_owned();
     }
     if ips.is_empty() {
-        if kind == "LoadBalancer" { "<pending>" } else { "<none>" }.into()
+        if kind == "LoadBalancer" {
+            "<pending>"
+        } else {
+            "<none>"
+        }
+        .into()
     } else {
         ips.join(",")
     }
@@ -460,7 +500,11 @@ fn endpoints(ep: &Value) -> String {
             }
         }
         if arr(subset, "/ports").is_empty() {
-            all.extend(arr(subset, "/addresses").iter().map(|a| s(a, "/ip").to_owned()));
+            all.extend(
+                arr(subset, "/addresses")
+                    .iter()
+                    .map(|a| s(a, "/ip").to_owned()),
+            );
         }
     }
     // kubectl shows three and counts the rest.
@@ -472,9 +516,17 @@ fn endpoints(ep: &Value) -> String {
 }
 
 fn event_time(ev: &Value) -> Option<&str> {
-    ["/lastTimestamp", "/eventTime", "/metadata/creationTimestamp"]
-        .iter()
-        .find_map(|p| ev.pointer(p).and_then(Value::as_str).filter(|t| !t.is_empty()))
+    [
+        "/lastTimestamp",
+        "/eventTime",
+        "/metadata/creationTimestamp",
+    ]
+    .iter()
+    .find_map(|p| {
+        ev.pointer(p)
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+    })
 }
 
 fn event_row(ev: &Value, opts: TableOptions, now: i64) -> Vec<String> {
@@ -502,7 +554,11 @@ fn event_row(ev: &Value, opts: TableOptions, now: i64) -> Vec<String> {
         r.push(s(ev, "/involvedObject/fieldPath").to_owned());
         let host = s(ev, "/source/host");
         let source = s(ev, "/source/component");
-        r.push(if host.is_empty() { source.to_owned() } else { format!("{source}, {host}") });
+        r.push(if host.is_empty() {
+            source.to_owned()
+        } else {
+            format!("{source}, {host}")
+        });
         r.push(message);
         r.push(age(first.or(event_time(ev)), now));
         r.push(count.max(1).to_string());
@@ -514,7 +570,8 @@ fn event_row(ev: &Value, opts: TableOptions, now: i64) -> Vec<String> {
 }
 
 fn quota_columns(q: &Value) -> (String, String) {
-    let hard: BTreeMap<String, String> = string_map(q.pointer("/status/hard").or(q.pointer("/spec/hard")));
+    let hard: BTreeMap<String, String> =
+        string_map(q.pointer("/status/hard").or(q.pointer("/spec/hard")));
     let used = string_map(q.pointer("/status/used"));
     let mut request = Vec::new();
     let mut limit = Vec::new();
@@ -534,7 +591,14 @@ fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
     v.and_then(Value::as_object)
         .map(|m| {
             m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str()
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| v.to_string()),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -649,7 +713,13 @@ fn yaml_string(s: &str) -> String {
             "true" | "false" | "yes" | "no" | "on" | "off" | "y" | "n" | "null" | "~"
         )
         || s.parse::<f64>().is_ok()
-        || s.starts_with(|c: char| "-?:,[]{}#&*!|>'\"%@`".contains(c))
+        || s.starts_with(|c: char| ",[]{}#&*!|>'\"%@`".contains(c))
+        // `-`, `?` and `:` start a plain scalar only when a non-space follows (`-c` is fine).
+        || matches!(s, "-" | "?" | ":")
+        || s.starts_with("- ")
+        || s.starts_with("? ")
+        || s.starts_with(": ")
+        || s.starts_with("---")
         || s.contains(": ")
         || s.contains(" #")
         || s.ends_with(':')
@@ -675,30 +745,60 @@ mod tests {
             "spec": {"containers": [{"name": "c", "args": ["-c", "true"], "ports": [{"containerPort": 80}]}], "empty": [], "none": {}},
             "list": [[1, 2], {"x": null}]});
         let yaml = to_yaml(&v);
-        assert!(yaml.contains("  containers:\n  - args:\n    - -c\n"), "{yaml}");
+        assert!(
+            yaml.contains("  containers:\n  - args:\n    - -c\n"),
+            "{yaml}"
+        );
         let back = minik_api::decode::parse_document(yaml.as_bytes()).unwrap();
         assert_eq!(back, v, "{yaml}");
     }
 
     #[test]
     fn pod_status_follows_kubectl() {
-        let pod = |status: Value| json!({"spec": {"containers": [{"name": "c"}]}, "status": status});
+        let pod =
+            |status: Value| json!({"spec": {"containers": [{"name": "c"}]}, "status": status});
         let cases = [
             (json!({"phase": "Pending"}), "0/1", "Pending"),
-            (json!({"phase": "Pending", "containerStatuses": [{"ready": false, "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}}]}), "0/1", "ContainerCreating"),
-            (json!({"phase": "Running", "containerStatuses": [{"ready": true, "restartCount": 0, "state": {"running": {}}}]}), "1/1", "Running"),
-            (json!({"phase": "Running", "containerStatuses": [{"ready": false, "restartCount": 2, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}), "0/1", "CrashLoopBackOff"),
-            (json!({"phase": "Succeeded", "containerStatuses": [{"ready": false, "restartCount": 0, "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}), "0/1", "Completed"),
-            (json!({"phase": "Failed", "containerStatuses": [{"ready": false, "restartCount": 0, "state": {"terminated": {"exitCode": 3}}}]}), "0/1", "ExitCode:3"),
+            (
+                json!({"phase": "Pending", "containerStatuses": [{"ready": false, "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}}]}),
+                "0/1",
+                "ContainerCreating",
+            ),
+            (
+                json!({"phase": "Running", "containerStatuses": [{"ready": true, "restartCount": 0, "state": {"running": {}}}]}),
+                "1/1",
+                "Running",
+            ),
+            (
+                json!({"phase": "Running", "containerStatuses": [{"ready": false, "restartCount": 2, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}),
+                "0/1",
+                "CrashLoopBackOff",
+            ),
+            (
+                json!({"phase": "Succeeded", "containerStatuses": [{"ready": false, "restartCount": 0, "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}),
+                "0/1",
+                "Completed",
+            ),
+            (
+                json!({"phase": "Failed", "containerStatuses": [{"ready": false, "restartCount": 0, "state": {"terminated": {"exitCode": 3}}}]}),
+                "0/1",
+                "ExitCode:3",
+            ),
         ];
         for (status, ready, want) in cases {
             let p = pod_summary(&pod(status.clone()), 0);
-            assert_eq!((p.ready.as_str(), p.status.as_str()), (ready, want), "{status}");
+            assert_eq!(
+                (p.ready.as_str(), p.status.as_str()),
+                (ready, want),
+                "{status}"
+            );
         }
         let mut deleting = pod(json!({"phase": "Running"}));
         deleting["metadata"] = json!({"deletionTimestamp": "2024-01-01T00:00:00Z"});
         assert_eq!(pod_summary(&deleting, 0).status, "Terminating");
-        let restarted = pod(json!({"phase": "Running", "containerStatuses": [{"ready": true, "restartCount": 3, "state": {"running": {}}, "lastState": {"terminated": {"exitCode": 1, "finishedAt": "1970-01-01T00:00:10Z"}}}]}));
+        let restarted = pod(
+            json!({"phase": "Running", "containerStatuses": [{"ready": true, "restartCount": 3, "state": {"running": {}}, "lastState": {"terminated": {"exitCode": 1, "finishedAt": "1970-01-01T00:00:10Z"}}}]}),
+        );
         assert_eq!(pod_summary(&restarted, 70).restarts, "3 (60s ago)");
     }
 

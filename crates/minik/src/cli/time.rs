@@ -14,7 +14,12 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let num = |range: std::ops::Range<usize>| -> Option<i64> { s.get(range)?.parse().ok() };
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
         return None;
     }
     // Skip a fraction, then read the zone: Z or ±HH:MM.
@@ -105,14 +110,22 @@ pub fn human_duration(seconds: i64) -> String {
     }
     if minutes < 10 {
         let s = seconds % 60;
-        return if s == 0 { format!("{minutes}m") } else { format!("{minutes}m{s}s") };
+        return if s == 0 {
+            format!("{minutes}m")
+        } else {
+            format!("{minutes}m{s}s")
+        };
     }
     if minutes < 60 * 3 {
         return format!("{minutes}m");
     }
     if hours < 8 {
         let m = minutes % 60;
-        return if m == 0 { format!("{hours}h") } else { format!("{hours}h{m}m") };
+        return if m == 0 {
+            format!("{hours}h")
+        } else {
+            format!("{hours}h{m}m")
+        };
     }
     if hours < 48 {
         return format!("{hours}h");
@@ -176,8 +189,14 @@ mod tests {
     #[test]
     fn timestamps_parse_and_print() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_rfc3339("2024-02-29T12:30:15.123456Z"), Some(1_709_209_815));
-        assert_eq!(parse_rfc3339("2024-02-29T13:30:15+01:00"), Some(1_709_209_815));
+        assert_eq!(
+            parse_rfc3339("2024-02-29T12:30:15.123456Z"),
+            Some(1_709_209_815)
+        );
+        assert_eq!(
+            parse_rfc3339("2024-02-29T13:30:15+01:00"),
+            Some(1_709_209_815)
+        );
         assert_eq!(parse_rfc3339("yesterday"), None);
         assert_eq!(rfc1123(1_709_209_815), "Thu, 29 Feb 2024 12:30:15 +0000");
         assert_eq!(age(Some("1970-01-01T00:00:00Z"), 65), "65s");
