@@ -36,6 +36,9 @@ pub struct UpArgs {
     /// Do not write the client configuration (~/.minik/config).
     #[arg(long)]
     no_config: bool,
+    /// Manifests to apply once the cluster is up (files or directories, as `minik apply -f`).
+    #[arg(short = 'f', long = "filename")]
+    files: Vec<PathBuf>,
 }
 
 /// Resolves when `stop` turns true.
@@ -71,6 +74,28 @@ fn write_client_config(server: &str) -> anyhow::Result<PathBuf> {
     std::fs::write(&path, format!("server: {server}\nnamespace: default\n"))
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
+}
+
+/// Applies manifests with this binary's own `apply`, so they are read, checked and reported
+/// exactly as `minik apply -f` does. A failure is reported and the cluster stays up.
+async fn apply(server: &str, files: &[PathBuf]) {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            eprintln!("error: cannot find the minik binary to apply manifests: {e}");
+            return;
+        }
+    };
+    let mut command = tokio::process::Command::new(exe);
+    command.args(["apply", "--server", server]);
+    for f in files {
+        command.arg("-f").arg(f);
+    }
+    match command.status().await {
+        Ok(status) if status.success() => {}
+        Ok(_) => eprintln!("some manifests were not applied (see above); the cluster stays up"),
+        Err(e) => eprintln!("error: cannot run minik apply: {e}"),
+    }
 }
 
 pub fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -185,6 +210,10 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         args.data_dir.display(),
         names.join(", ")
     );
+
+    if !args.files.is_empty() {
+        apply(&url, &args.files).await;
+    }
 
     server::shutdown_signal().await;
     println!("stopping: pods, then nodes, then the API server");

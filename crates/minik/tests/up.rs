@@ -12,6 +12,15 @@ use serde_json::{json, Value};
 
 /// Starts `minik up` and waits for the line that says it is up; returns it and the address.
 fn start_up(home: &std::path::Path, data: &std::path::Path) -> (support::Running, String) {
+    start_up_with(home, data, &[]).0
+}
+
+/// Like `start_up`, with extra arguments; also returns the rest of stdout, line by line.
+fn start_up_with(
+    home: &std::path::Path,
+    data: &std::path::Path,
+    extra: &[&str],
+) -> ((support::Running, String), mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_minik"))
         .args([
             "up",
@@ -22,6 +31,7 @@ fn start_up(home: &std::path::Path, data: &std::path::Path) -> (support::Running
             "--data-dir",
         ])
         .arg(data)
+        .args(extra)
         .env("HOME", home)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -53,7 +63,7 @@ fn start_up(home: &std::path::Path, data: &std::path::Path) -> (support::Running
         .collect::<Vec<_>>()
         .join(":");
     running.base = base.clone();
-    (running, base)
+    ((running, base), rx)
 }
 
 async fn get(client: &reqwest::Client, url: String) -> Option<Value> {
@@ -120,6 +130,36 @@ async fn up_runs_pods_stops_them_all_and_brings_them_back() {
     support::eventually("the pod to run again", 30, || async {
         let p = get(&client, url.clone()).await?;
         (p["status"]["phase"] == "Running" && support::process_with(&marker)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_applies_the_manifests_it_is_given() {
+    let home = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let manifest = home.path().join("pod.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: from-file\nspec:\n  nodeName: node-1\n  containers:\n  - name: c\n    image: busybox\n    command: [sleep, '300']\n",
+    )
+    .unwrap();
+    let ((_up, base), lines) = start_up_with(
+        home.path(),
+        data.path(),
+        &["-f", manifest.to_str().unwrap()],
+    );
+    let applied = lines
+        .recv_timeout(Duration::from_secs(30))
+        .into_iter()
+        .chain(lines.iter())
+        .find(|l| l.starts_with("pod/"));
+    assert_eq!(applied.as_deref(), Some("pod/from-file created"));
+    let client = reqwest::Client::new();
+    let url = format!("{base}/api/v1/namespaces/default/pods/from-file");
+    support::eventually("the applied pod to run", 30, || async {
+        let p = get(&client, url.clone()).await?;
+        (p["status"]["phase"] == "Running").then_some(())
     })
     .await;
 }
