@@ -17,7 +17,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the control plane: API server, store, controllers (and, as it lands, the scheduler).
+    /// Run the control plane: API server, store, scheduler and controllers.
     Server(server::ServerArgs),
     /// Run a node agent: register this host as a Node and run the pods bound to it.
     Node(node::NodeArgs),

@@ -137,10 +137,16 @@ pub async fn serve(
 
 /// Starts the control loops that run in the server process; each runs until aborted.
 fn start_components(api: Arc<dyn minik_client::Api>) -> Vec<tokio::task::JoinHandle<()>> {
-    vec![tokio::spawn(minik_controllers::run(
-        api,
-        minik_controllers::Config::default(),
-    ))]
+    vec![
+        tokio::spawn(minik_scheduler::run(
+            api.clone(),
+            minik_scheduler::Config::default(),
+        )),
+        tokio::spawn(minik_controllers::run(
+            api,
+            minik_controllers::Config::default(),
+        )),
+    ]
 }
 
 fn store_revision(store: &SledStore) -> u64 {

@@ -1,0 +1,493 @@
+//! The plumbing around the decision: informers on pods and nodes feed the bookkeeping, pending
+//! pods are tried one at a time, bindings go out concurrently, and the status conditions and
+//! events are written by a separate task so that a slow write never holds up a decision.
+
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::FutureExt;
+use futures::StreamExt;
+use minik_api::k8s_openapi::api::core::v1::{Event, Node, Pod};
+use minik_api::k8s_openapi::jiff::Timestamp;
+use minik_api::request::{Patch, PatchKind, WriteOptions};
+use minik_api::ApiError;
+use minik_client::{resource_of, Api, Change, Informer, InformerConfig};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::queue::Backoff;
+use crate::score::Weights;
+use crate::state::{Action, Clock, State, DEFAULT_SCHEDULER_NAME};
+
+/// Settings of the scheduler.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The `schedulerName` this scheduler serves (pods with an empty one count as the default).
+    pub scheduler_name: String,
+    pub backoff: Backoff,
+    pub weights: Weights,
+    /// How many bindings may be in flight at once; the scheduler decides ahead of the binding
+    /// writes (it counts what it has decided on) as long as fewer are outstanding.
+    pub max_binds_in_flight: usize,
+    /// How often everything is looked at again, as a safety net for missed changes.
+    pub resync: Duration,
+    /// How many watch changes the scheduler may fall behind before it relists from the cache.
+    pub informer_buffer: usize,
+    /// Status and event writes outstanding before new ones are dropped (with a warning).
+    pub write_queue: usize,
+    /// Status and event writes made at once.
+    pub write_concurrency: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            scheduler_name: DEFAULT_SCHEDULER_NAME.to_owned(),
+            backoff: Backoff::default(),
+            weights: Weights::default(),
+            max_binds_in_flight: 256,
+            resync: Duration::from_secs(30),
+            informer_buffer: 1 << 16,
+            write_queue: 1 << 15,
+            write_concurrency: 32,
+        }
+    }
+}
+
+/// How many watch changes are taken in before the next decision, so that neither starves.
+const CHANGES_PER_ROUND: usize = 1024;
+/// How many decisions are made before changes are looked at again.
+const DECISIONS_PER_ROUND: usize = 128;
+/// How many times a status or event write is tried when the server fails.
+const WRITE_ATTEMPTS: u32 = 3;
+/// Deferred events go out once no more than this many bindings are in flight: during a burst
+/// the bindings, which start pods, have the API server to themselves.
+const DEFERRED_EVENTS_BELOW: usize = 8;
+
+/// The result of one binding.
+struct BindDone {
+    key: String,
+    uid: String,
+    node: String,
+    result: Result<(), ApiError>,
+}
+
+/// A status or event write.
+enum Write {
+    Status {
+        namespace: String,
+        name: String,
+        patch: Value,
+    },
+    CreateEvent {
+        namespace: String,
+        event: Value,
+    },
+    BumpEvent {
+        namespace: String,
+        name: String,
+        patch: Value,
+        event: Value,
+    },
+}
+
+/// Aborts a task when dropped, so that aborting the scheduler stops everything it started.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn clock() -> Clock {
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let seconds = i64::try_from(wall.as_secs()).unwrap_or(0);
+    let timestamp = Timestamp::from_second(seconds)
+        .unwrap_or(Timestamp::UNIX_EPOCH)
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    Clock {
+        now: tokio::time::Instant::now().into_std(),
+        timestamp,
+        unix_nanos: wall.as_nanos(),
+    }
+}
+
+/// Runs the scheduler until the task is aborted. It never returns an error: API failures are
+/// retried (the informers relist and rewatch; failed bindings go back to the queue).
+pub async fn run(api: Arc<dyn Api>, config: Config) {
+    let informer_config = InformerConfig {
+        resync: config.resync,
+        buffer: config.informer_buffer,
+        ..InformerConfig::default()
+    };
+    let pods = Informer::<Pod>::spawn(api.clone(), informer_config.clone());
+    let nodes = Informer::<Node>::spawn(api.clone(), informer_config);
+    let mut pod_changes = pods.subscribe();
+    let mut node_changes = nodes.subscribe();
+    let (writes, write_rx) = mpsc::channel(config.write_queue.max(1));
+    let _writer = AbortOnDrop(tokio::spawn(write_all(
+        api.clone(),
+        write_rx,
+        config.write_concurrency.max(1),
+    )));
+
+    pods.cache().wait_synced().await;
+    nodes.cache().wait_synced().await;
+    let mut runner = Runner {
+        api,
+        state: State::new(&config.scheduler_name, config.backoff, config.weights),
+        binds: JoinSet::new(),
+        writes,
+        deferred: VecDeque::new(),
+        max_deferred: config.write_queue.max(1),
+    };
+    runner.resync(&pods, &nodes);
+    tracing::info!(
+        nodes = runner.state.snapshot.len(),
+        pending = runner.state.pending(),
+        "scheduler started"
+    );
+
+    let max_in_flight = config.max_binds_in_flight.max(1);
+    loop {
+        let mut busy = false;
+        for _ in 0..CHANGES_PER_ROUND {
+            match pod_changes.next().now_or_never() {
+                Some(Some(change)) => runner.on_pod_change(change, &pods, &nodes),
+                Some(None) => return,
+                None => break,
+            }
+            busy = true;
+        }
+        for _ in 0..CHANGES_PER_ROUND {
+            match node_changes.next().now_or_never() {
+                Some(Some(change)) => runner.on_node_change(change, &pods, &nodes),
+                Some(None) => return,
+                None => break,
+            }
+            busy = true;
+        }
+        while let Some(done) = runner.binds.try_join_next() {
+            runner.on_bind_done(done);
+            busy = true;
+        }
+        for _ in 0..DECISIONS_PER_ROUND {
+            if runner.binds.len() >= max_in_flight {
+                break;
+            }
+            let Some(actions) = runner.state.schedule_next(&clock()) else {
+                break;
+            };
+            runner.execute(actions);
+            busy = true;
+        }
+        runner.flush_deferred();
+        if busy {
+            // Let the bindings, the informers and everything else on the runtime move on.
+            tokio::task::yield_now().await;
+            continue;
+        }
+
+        let wake = runner
+            .state
+            .queue
+            .next_wake()
+            .map(tokio::time::Instant::from_std);
+        let writes = runner.writes.clone();
+        let flush = runner.may_flush() && !runner.deferred.is_empty();
+        tokio::select! {
+            change = pod_changes.next() => match change {
+                Some(change) => runner.on_pod_change(change, &pods, &nodes),
+                None => return,
+            },
+            change = node_changes.next() => match change {
+                Some(change) => runner.on_node_change(change, &pods, &nodes),
+                None => return,
+            },
+            Some(done) = runner.binds.join_next(), if !runner.binds.is_empty() => {
+                runner.on_bind_done(done);
+            }
+            _ = sleep_until(wake), if wake.is_some() => {}
+            // The write queue was full: go on when it has room.
+            Ok(permit) = writes.reserve(), if flush => {
+                if let Some(write) = runner.deferred.pop_front() {
+                    permit.send(write);
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+struct Runner {
+    api: Arc<dyn Api>,
+    state: State,
+    binds: JoinSet<BindDone>,
+    writes: mpsc::Sender<Write>,
+    /// Events that wait for the bindings in flight to be few.
+    deferred: VecDeque<Write>,
+    max_deferred: usize,
+}
+
+impl Runner {
+    fn resync(&mut self, pods: &Informer<Pod>, nodes: &Informer<Node>) {
+        let now = clock().now;
+        self.state
+            .resync(&pods.cache().list(), &nodes.cache().list(), now);
+    }
+
+    fn on_pod_change(&mut self, change: Change<Pod>, pods: &Informer<Pod>, nodes: &Informer<Node>) {
+        match change {
+            Change::Applied(pod) => self.state.on_pod(pod, clock().now),
+            Change::Deleted(pod) => self.state.on_pod_deleted(&pod, clock().now),
+            Change::Resync => self.resync(pods, nodes),
+        }
+    }
+
+    fn on_node_change(
+        &mut self,
+        change: Change<Node>,
+        pods: &Informer<Pod>,
+        nodes: &Informer<Node>,
+    ) {
+        match change {
+            Change::Applied(node) => self.state.on_node(&node, clock().now),
+            Change::Deleted(node) => self.state.on_node_deleted(&node),
+            Change::Resync => self.resync(pods, nodes),
+        }
+    }
+
+    fn on_bind_done(&mut self, done: Result<BindDone, tokio::task::JoinError>) {
+        match done {
+            Ok(done) => {
+                let actions = self.state.on_bind_result(
+                    &done.key,
+                    &done.uid,
+                    &done.node,
+                    done.result,
+                    &clock(),
+                );
+                self.execute(actions);
+            }
+            // Binding tasks catch their panics and are only cancelled when the scheduler
+            // stops, so this is not expected; the pod's assumption is cleared by the next
+            // resync at the latest.
+            Err(e) => tracing::error!(error = %e, "a binding task failed"),
+        }
+    }
+
+    fn execute(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Bind {
+                    key,
+                    namespace,
+                    name,
+                    uid,
+                    node,
+                } => {
+                    let api = self.api.clone();
+                    self.binds.spawn(async move {
+                        let bind = AssertUnwindSafe(api.bind(&namespace, &name, &node));
+                        let result = match bind.catch_unwind().await {
+                            Ok(result) => result,
+                            Err(_) => Err(ApiError::Internal("the binding panicked".into())),
+                        };
+                        BindDone {
+                            key,
+                            uid,
+                            node,
+                            result,
+                        }
+                    });
+                }
+                Action::PatchStatus {
+                    key,
+                    namespace,
+                    name,
+                    patch,
+                } => {
+                    let write = Write::Status {
+                        namespace,
+                        name,
+                        patch,
+                    };
+                    if self.writes.try_send(write).is_err() {
+                        tracing::warn!(pod = key, "too many writes outstanding; the pod's status is written on its next attempt");
+                        self.state.status_not_written(&key);
+                    }
+                }
+                Action::CreateEvent {
+                    namespace,
+                    event,
+                    deferrable: true,
+                } => self.defer_event(Write::CreateEvent { namespace, event }),
+                Action::CreateEvent {
+                    namespace,
+                    event,
+                    deferrable: false,
+                } => self.send_event(Write::CreateEvent { namespace, event }),
+                Action::BumpEvent {
+                    namespace,
+                    name,
+                    patch,
+                    event,
+                } => self.send_event(Write::BumpEvent {
+                    namespace,
+                    name,
+                    patch,
+                    event,
+                }),
+            }
+        }
+    }
+
+    fn defer_event(&mut self, write: Write) {
+        if self.deferred.len() >= self.max_deferred {
+            // Events are best effort, as in Kubernetes: under pressure the oldest go.
+            self.deferred.pop_front();
+            tracing::warn!("too many events outstanding; dropping one");
+        }
+        self.deferred.push_back(write);
+    }
+
+    fn may_flush(&self) -> bool {
+        self.binds.len() < DEFERRED_EVENTS_BELOW
+    }
+
+    /// Hands the deferred events to the writer when few bindings are in flight, as many as the
+    /// write queue takes.
+    fn flush_deferred(&mut self) {
+        if !self.may_flush() {
+            return;
+        }
+        while let Some(write) = self.deferred.pop_front() {
+            match self.writes.try_send(write) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(write)) => {
+                    self.deferred.push_front(write);
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        }
+    }
+
+    fn send_event(&mut self, write: Write) {
+        // Events are best effort, as in Kubernetes: under pressure they are dropped.
+        if self.writes.try_send(write).is_err() {
+            tracing::warn!("too many writes outstanding; dropping an event");
+        }
+    }
+}
+
+/// Makes the status and event writes, several at a time, until the scheduler stops.
+async fn write_all(api: Arc<dyn Api>, mut writes: mpsc::Receiver<Write>, concurrency: usize) {
+    futures::stream::poll_fn(|cx| writes.poll_recv(cx))
+        .for_each_concurrent(concurrency, |write| {
+            let api = api.clone();
+            async move { write_one(api.as_ref(), write).await }
+        })
+        .await;
+}
+
+async fn write_one(api: &dyn Api, write: Write) {
+    for attempt in 1..=WRITE_ATTEMPTS {
+        let result = match &write {
+            Write::Status {
+                namespace,
+                name,
+                patch,
+            } => {
+                let patch = Patch {
+                    kind: PatchKind::Strategic,
+                    body: patch.clone(),
+                };
+                let info = resource_of::<Pod>();
+                api.patch(
+                    info,
+                    Some(namespace),
+                    name,
+                    patch,
+                    true,
+                    WriteOptions::default(),
+                )
+                .await
+                .map(drop)
+            }
+            Write::CreateEvent { namespace, event } => {
+                create_event(api, namespace, event.clone()).await
+            }
+            Write::BumpEvent {
+                namespace,
+                name,
+                patch,
+                event,
+            } => {
+                let patch = Patch {
+                    kind: PatchKind::Merge,
+                    body: patch.clone(),
+                };
+                let info = resource_of::<Event>();
+                match api
+                    .patch(
+                        info,
+                        Some(namespace),
+                        name,
+                        patch,
+                        false,
+                        WriteOptions::default(),
+                    )
+                    .await
+                {
+                    Err(e) if e.is_not_found() => create_event(api, namespace, event.clone()).await,
+                    other => other.map(drop),
+                }
+            }
+        };
+        match result {
+            Ok(()) => return,
+            // The pod changed (or went) since the decision: the next attempt sees it as it is.
+            Err(e) if e.is_conflict() || e.is_not_found() => {
+                tracing::debug!(error = %e, "a scheduler write no longer applies");
+                return;
+            }
+            Err(e) if e.is_server_error() && attempt < WRITE_ATTEMPTS => {
+                tokio::time::sleep(Duration::from_millis(200) * attempt).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "a scheduler status or event write failed");
+                return;
+            }
+        }
+    }
+}
+
+async fn create_event(api: &dyn Api, namespace: &str, event: Value) -> Result<(), ApiError> {
+    match api
+        .create(
+            resource_of::<Event>(),
+            Some(namespace),
+            event,
+            WriteOptions::default(),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_already_exists() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
