@@ -1,0 +1,40 @@
+//! `minik-bench`: load tools that measure minik end to end against its release binary.
+
+mod api;
+mod cpu;
+mod machine;
+mod report;
+mod server;
+mod sled_baseline;
+mod stats;
+mod workload;
+
+use clap::{Parser, Subcommand};
+
+/// Measures minik from the outside: spawns the real binary and drives it over loopback HTTP.
+#[derive(Parser)]
+#[command(name = "minik-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The API server and store: durable creates, GETs, LIST, watch delivery, memory, start-up.
+    Api(api::ApiArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Api(args) => args.config().and_then(api::run),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
