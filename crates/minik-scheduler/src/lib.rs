@@ -17,6 +17,7 @@
 
 mod decide;
 mod filter;
+mod limit;
 mod pod;
 mod queue;
 mod resources;

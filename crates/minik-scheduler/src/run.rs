@@ -18,6 +18,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use crate::limit::RateLimit;
 use crate::queue::Backoff;
 use crate::score::Weights;
 use crate::state::{Action, Clock, State, DEFAULT_SCHEDULER_NAME};
@@ -40,6 +41,13 @@ pub struct Config {
     pub write_queue: usize,
     /// Status and event writes made at once.
     pub write_concurrency: usize,
+    /// Status and event writes per second on average (0: no limit), as kube-scheduler's API
+    /// client limits its own (50/s there by default): thousands of pods that fit nowhere, or
+    /// retried at once after a node change, must not crowd out the writes of everyone else.
+    /// Bindings are not limited.
+    pub write_rate: u32,
+    /// How many status and event writes may go at once before the rate applies.
+    pub write_burst: u32,
 }
 
 impl Default for Config {
@@ -53,6 +61,8 @@ impl Default for Config {
             informer_buffer: 1 << 16,
             write_queue: 1 << 15,
             write_concurrency: 32,
+            write_rate: 200,
+            write_burst: 200,
         }
     }
 }
@@ -136,6 +146,7 @@ pub async fn run(api: Arc<dyn Api>, config: Config) {
         api.clone(),
         write_rx,
         config.write_concurrency.max(1),
+        RateLimit::new(config.write_rate, config.write_burst),
     )));
 
     pods.cache().wait_synced().await;
@@ -394,9 +405,25 @@ impl Runner {
     }
 }
 
-/// Makes the status and event writes, several at a time, until the scheduler stops.
-async fn write_all(api: Arc<dyn Api>, mut writes: mpsc::Receiver<Write>, concurrency: usize) {
+/// Makes the status and event writes, several at a time and no faster than `limit`, until the
+/// scheduler stops.
+async fn write_all(
+    api: Arc<dyn Api>,
+    mut writes: mpsc::Receiver<Write>,
+    concurrency: usize,
+    mut limit: RateLimit,
+) {
     futures::stream::poll_fn(|cx| writes.poll_recv(cx))
+        .then(|write| {
+            // Taken in order, one write at a time: each waits for its token.
+            let wait = limit.reserve(tokio::time::Instant::now().into_std());
+            async move {
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+                write
+            }
+        })
         .for_each_concurrent(concurrency, |write| {
             let api = api.clone();
             async move { write_one(api.as_ref(), write).await }

@@ -396,8 +396,10 @@ async fn logs_follow_and_tail_through_the_api() {
         p["status"]["phase"] == "Running"
     })
     .await;
+    // No node has this label, so the scheduler leaves the pod unbound.
     let unbound = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "unbound"},
-                         "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+                         "spec": {"nodeSelector": {"minik.test/none": "x"},
+                                  "containers": [{"name": "c", "image": "busybox"}]}});
     c.create(&unbound).await;
     assert_eq!(
         c.get_status("/api/v1/namespaces/default/pods/unbound/log")
