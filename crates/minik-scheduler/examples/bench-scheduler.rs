@@ -132,6 +132,32 @@ fn bench_decisions(nodes: usize, decisions: usize) -> Result<f64, String> {
     Ok(decisions as f64 / start.elapsed().as_secs_f64())
 }
 
+/// Runs every job as its own task (as the scheduler runs each binding), `concurrency` at a time;
+/// the first error ends it.
+async fn spawn_all<F>(jobs: impl Iterator<Item = F>, concurrency: usize) -> Result<(), String>
+where
+    F: std::future::Future<Output = Result<(), minik_api::ApiError>> + Send + 'static,
+{
+    let mut running = tokio::task::JoinSet::new();
+    let finish = |done: Option<Result<Result<(), minik_api::ApiError>, tokio::task::JoinError>>| {
+        match done {
+            Some(Ok(Err(e))) => Err(e.to_string()),
+            Some(Err(e)) => Err(e.to_string()),
+            _ => Ok(()),
+        }
+    };
+    for job in jobs {
+        if running.len() >= concurrency {
+            finish(running.join_next().await)?;
+        }
+        running.spawn(job);
+    }
+    while !running.is_empty() {
+        finish(running.join_next().await)?;
+    }
+    Ok(())
+}
+
 /// A fresh API server over a store in `dir`, with `nodes` nodes and `pods` pending pods.
 async fn loaded_server(
     dir: &std::path::Path,
@@ -151,18 +177,18 @@ async fn loaded_server(
     let pod_info = resource_of::<Pod>();
     let creates = (0..nodes)
         .map(|i| (node_info, None, node_json(i)))
-        .chain((0..pods).map(|i| (pod_info, Some("default"), pod_json(i))));
-    let results: Vec<Result<Value, _>> = futures::stream::iter(creates)
+        .chain((0..pods).map(|i| (pod_info, Some("default"), pod_json(i))))
         .map(|(info, ns, body)| {
             let api = api.clone();
-            async move { api.create(info, ns, body, WriteOptions::default()).await }
-        })
-        .buffer_unordered(LOAD_CONCURRENCY)
-        .collect()
-        .await;
-    if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
-        return Err(format!("loading the cluster failed: {e}"));
-    }
+            async move {
+                api.create(info, ns, body, WriteOptions::default())
+                    .await
+                    .map(drop)
+            }
+        });
+    spawn_all(creates, LOAD_CONCURRENCY)
+        .await
+        .map_err(|e| format!("loading the cluster failed: {e}"))?;
     eprintln!(
         "  loaded {nodes} nodes and {pods} pods in {:.1}s",
         start.elapsed().as_secs_f64()
@@ -260,30 +286,26 @@ async fn bench_scheduler(nodes: usize, pods: usize) -> Result<EndToEnd, String> 
 }
 
 /// The baseline: the same server binds every pod when told where, `LOAD_CONCURRENCY` at a time,
-/// with no decision, no informer and no events.
+/// each binding a task of its own as in the scheduler, with no decision, informer or event.
 async fn bench_raw_binds(nodes: usize, pods: usize) -> Result<Duration, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let (api, store) = loaded_server(dir.path(), nodes, pods).await?;
     let start = Instant::now();
-    let results: Vec<Result<(), _>> = futures::stream::iter(0..pods)
-        .map(|i| {
-            let api = api.clone();
-            async move {
-                let name = pod_json(i)["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                let node = format!("node-{:05}", i % nodes);
-                api.bind("default", &name, &node).await
-            }
-        })
-        .buffer_unordered(LOAD_CONCURRENCY)
-        .collect()
-        .await;
+    let binds = (0..pods).map(|i| {
+        let api = api.clone();
+        async move {
+            let name = pod_json(i)["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let node = format!("node-{:05}", i % nodes);
+            api.bind("default", &name, &node).await
+        }
+    });
+    spawn_all(binds, LOAD_CONCURRENCY)
+        .await
+        .map_err(|e| format!("a raw binding failed: {e}"))?;
     let elapsed = start.elapsed();
-    if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
-        return Err(format!("a raw binding failed: {e}"));
-    }
     store.close().await;
     Ok(elapsed)
 }
