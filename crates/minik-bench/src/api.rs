@@ -469,17 +469,19 @@ async fn list_phase(
     })
 }
 
-/// Durable creates with `--clients` concurrent clients.
+/// Durable creates with `--clients` concurrent clients; also returns the store's revision from
+/// just before them.
 async fn create_phase(
     config: &ApiConfig,
     ctx: &Ctx,
     server: &Server,
-) -> anyhow::Result<(Load, CpuUse)> {
+) -> anyhow::Result<(Load, CpuUse, u64)> {
     progress!(
         "creating {} pods with {} clients",
         config.creates,
         config.clients
     );
+    let revision = workload::current_revision(ctx).await?;
     let (creates, cpu) = metered(
         server,
         workload::create_pods(ctx, "default", "bench", 0..config.creates),
@@ -496,7 +498,7 @@ async fn create_phase(
         ms(latency.p99),
         creates.error_note()
     );
-    Ok((creates, cpu))
+    Ok((creates, cpu, revision))
 }
 
 /// What the GET test measured.
@@ -619,6 +621,8 @@ struct Results {
     list: ListResults,
     creates: Load,
     creates_cpu: CpuUse,
+    /// Store revisions used from just before the creates to just after the GETs.
+    writes_during_creates: u64,
     gets: GetResults,
     watch: WatchOutcome,
     watch_cpu: CpuUse,
@@ -710,9 +714,20 @@ async fn measure(config: &ApiConfig) -> anyhow::Result<Outcome> {
     // 4 and 6b. LIST, and memory with the pods stored.
     let list = list_phase(config, &ctx, &server, scratch).await?;
     // 2. Durable creates.
-    let (creates, creates_cpu) = create_phase(config, &ctx, &server).await?;
+    let (creates, creates_cpu, revision_before_creates) =
+        create_phase(config, &ctx, &server).await?;
     // 3. GETs.
     let gets = get_phase(config, &ctx, &server, &creates.succeeded).await?;
+    // Every durable write moves the revision by one; GETs write nothing, so the writes between
+    // here and before the creates are the creates' own and whatever the server's components
+    // wrote because of them (a scheduler's status update or event per unschedulable pod).
+    let writes_during_creates = workload::current_revision(&ctx)
+        .await?
+        .saturating_sub(revision_before_creates);
+    progress!(
+        "store writes from the creates until after the GETs: {writes_during_creates} ({:.2} per pod created)",
+        writes_during_creates as f64 / creates.ok.max(1) as f64
+    );
     // 5. Watch delivery.
     let (watch, watch_cpu) = watch_phase(config, &ctx, &server).await?;
     let end_memory = server.memory()?;
@@ -737,6 +752,7 @@ async fn measure(config: &ApiConfig) -> anyhow::Result<Outcome> {
         list,
         creates,
         creates_cpu,
+        writes_during_creates,
         gets,
         watch,
         watch_cpu,
@@ -863,6 +879,11 @@ impl Results {
             )
             .baseline("raw sled insert+flush/s, sequential", sled_seq)
             .target(Target::AtLeast(5_000.0)),
+            Row::new(
+                "store writes per pod created",
+                self.writes_during_creates as f64 / self.creates.ok.max(1) as f64,
+                Unit::Count,
+            ),
             Row::new("create latency p50", ms(creates.p50), Unit::Millis),
             Row::new("create latency p99", ms(creates.p99), Unit::Millis),
             Row::new(
@@ -964,6 +985,7 @@ impl Results {
                 "bytes": self.list.scan_bytes,
             },
             "creates": load_json(&self.creates),
+            "writes_during_creates": self.writes_during_creates,
             "get_healthz": load_json(&self.gets.healthz),
             "get_pods": load_json(&self.gets.pods),
             "watch": {

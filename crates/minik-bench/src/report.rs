@@ -10,6 +10,8 @@ pub enum Unit {
     Millis,
     /// Megabytes (10^6 bytes).
     Megabytes,
+    /// A plain number.
+    Count,
 }
 
 impl Unit {
@@ -19,6 +21,7 @@ impl Unit {
             Unit::Millis if value < 10.0 => format!("{value:.2} ms"),
             Unit::Millis => format!("{value:.1} ms"),
             Unit::Megabytes => format!("{value:.1} MB"),
+            Unit::Count => format!("{value:.2}"),
         }
     }
 
@@ -27,6 +30,7 @@ impl Unit {
             Unit::PerSec => "per_second",
             Unit::Millis => "ms",
             Unit::Megabytes => "MB",
+            Unit::Count => "count",
         }
     }
 }
