@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use minik_api::k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use minik_api::k8s_openapi::api::core::v1::{Pod, ReplicationController};
+use minik_api::k8s_openapi::api::core::v1::{
+    Endpoints, Namespace, Node, Pod, ReplicationController, ResourceQuota, Service,
+};
 use minik_api::ApiError;
 use minik_client::{Api, Informer, InformerCache, InformerConfig, WorkQueue};
 use tokio::task::JoinSet;
@@ -24,6 +26,11 @@ pub(crate) struct Informers {
     pub replica_sets: Informer<ReplicaSet>,
     pub replication_controllers: Informer<ReplicationController>,
     pub deployments: Informer<Deployment>,
+    pub services: Informer<Service>,
+    pub endpoints: Informer<Endpoints>,
+    pub nodes: Informer<Node>,
+    pub namespaces: Informer<Namespace>,
+    pub resource_quotas: Informer<ResourceQuota>,
 }
 
 /// Read-only views of the shared informers. Cheap to clone.
@@ -33,6 +40,11 @@ pub(crate) struct Caches {
     pub replica_sets: InformerCache<ReplicaSet>,
     pub replication_controllers: InformerCache<ReplicationController>,
     pub deployments: InformerCache<Deployment>,
+    pub services: InformerCache<Service>,
+    pub endpoints: InformerCache<Endpoints>,
+    pub nodes: InformerCache<Node>,
+    pub namespaces: InformerCache<Namespace>,
+    pub resource_quotas: InformerCache<ResourceQuota>,
 }
 
 impl Informers {
@@ -45,7 +57,12 @@ impl Informers {
             pods: Informer::spawn(api.clone(), config.clone()),
             replica_sets: Informer::spawn(api.clone(), config.clone()),
             replication_controllers: Informer::spawn(api.clone(), config.clone()),
-            deployments: Informer::spawn(api, config),
+            deployments: Informer::spawn(api.clone(), config.clone()),
+            services: Informer::spawn(api.clone(), config.clone()),
+            endpoints: Informer::spawn(api.clone(), config.clone()),
+            nodes: Informer::spawn(api.clone(), config.clone()),
+            namespaces: Informer::spawn(api.clone(), config.clone()),
+            resource_quotas: Informer::spawn(api, config),
         }
     }
 
@@ -55,6 +72,11 @@ impl Informers {
             replica_sets: self.replica_sets.cache(),
             replication_controllers: self.replication_controllers.cache(),
             deployments: self.deployments.cache(),
+            services: self.services.cache(),
+            endpoints: self.endpoints.cache(),
+            nodes: self.nodes.cache(),
+            namespaces: self.namespaces.cache(),
+            resource_quotas: self.resource_quotas.cache(),
         }
     }
 }
@@ -67,6 +89,11 @@ impl Caches {
         self.replica_sets.wait_synced().await;
         self.replication_controllers.wait_synced().await;
         self.deployments.wait_synced().await;
+        self.services.wait_synced().await;
+        self.endpoints.wait_synced().await;
+        self.nodes.wait_synced().await;
+        self.namespaces.wait_synced().await;
+        self.resource_quotas.wait_synced().await;
     }
 }
 
