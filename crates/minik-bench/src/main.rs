@@ -1,6 +1,7 @@
 //! `minik-bench`: load tools that measure minik end to end against its release binary.
 
 mod api;
+mod controllers;
 mod cpu;
 mod machine;
 mod report;
@@ -23,12 +24,15 @@ struct Cli {
 enum Command {
     /// The API server and store: durable creates, GETs, LIST, watch delivery, memory, start-up.
     Api(api::ApiArgs),
+    /// The workload controllers: a 1,000-replica Deployment, its rolling update, 200 real pods.
+    Controllers(controllers::ControllersArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Api(args) => args.config().and_then(api::run),
+        Command::Controllers(args) => controllers::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

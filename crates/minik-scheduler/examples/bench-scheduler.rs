@@ -20,6 +20,10 @@ use minik_scheduler::{schedule, PlacedPod, PodRequirements, Snapshot};
 use minik_store::{SledStore, Store, StoreConfig};
 use serde_json::{json, Value};
 
+/// The allocator of the `minik` binary, so the in-process server is measured as it runs there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// How many ReplicaSets the pods belong to (spreading has work to do).
 const OWNERS: usize = 100;
 /// How many creates or binds the loaders keep in flight.

@@ -7,6 +7,11 @@ mod up;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc malloc: allocation was a quarter of the server's CPU time under
+/// load (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// minik: a container orchestrator in one binary, speaking the Kubernetes API.
 #[derive(Parser)]
 #[command(name = "minik", version, about)]
