@@ -186,18 +186,7 @@ impl Ctx {
 }
 
 pub fn run(args: ControllersArgs) -> anyhow::Result<()> {
-    let minik = match args.minik.clone() {
-        Some(path) => path,
-        None => std::env::current_exe()?
-            .parent()
-            .context("minik-bench has no parent directory")?
-            .join("minik"),
-    };
-    ensure!(
-        minik.is_file(),
-        "the minik binary is not at {}: build it with `cargo build --release -p minik`, or pass --minik PATH",
-        minik.display()
-    );
+    let minik = crate::up::minik_path(args.minik.clone())?;
     ensure!(
         args.replicas > 0 && args.fake_nodes > 0,
         "--replicas and --fake-nodes must be positive"

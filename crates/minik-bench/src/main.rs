@@ -8,6 +8,7 @@ mod report;
 mod server;
 mod sled_baseline;
 mod stats;
+mod up;
 mod workload;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +27,8 @@ enum Command {
     Api(api::ApiArgs),
     /// The workload controllers: a 1,000-replica Deployment, its rolling update, 200 real pods.
     Controllers(controllers::ControllersArgs),
+    /// `minik up`: cold start to nodes Ready, and `minik apply` of the example to pods Running.
+    Up(up::UpArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -33,6 +36,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Api(args) => args.config().and_then(api::run),
         Command::Controllers(args) => controllers::run(args),
+        Command::Up(args) => up::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
