@@ -1,10 +1,12 @@
 //! `minik-bench`: load tools that measure minik end to end against its release binary.
 
+mod all;
 mod api;
 mod controllers;
 mod cpu;
 mod machine;
 mod report;
+mod scheduler;
 mod server;
 mod sled_baseline;
 mod stats;
@@ -12,6 +14,11 @@ mod up;
 mod workload;
 
 use clap::{Parser, Subcommand};
+
+/// The allocator of the `minik` binary, so that what runs in process here (the scheduler
+/// benchmark's API server) runs as it does in `minik server`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Measures minik from the outside: spawns the real binary and drives it over loopback HTTP.
 #[derive(Parser)]
@@ -25,6 +32,10 @@ struct Cli {
 enum Command {
     /// The API server and store: durable creates, GETs, LIST, watch delivery, memory, start-up.
     Api(api::ApiArgs),
+    /// Every suite, one after another, merged into one markdown and one JSON report.
+    All(all::AllArgs),
+    /// The scheduler: decisions/s, and pods bound/s end to end through an in-process server.
+    Scheduler(scheduler::SchedulerArgs),
     /// The workload controllers: a 1,000-replica Deployment, its rolling update, 200 real pods.
     Controllers(controllers::ControllersArgs),
     /// `minik up`: cold start to nodes Ready, and `minik apply` of the example to pods Running.
@@ -35,6 +46,8 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Api(args) => args.config().and_then(api::run),
+        Command::All(args) => all::run(args),
+        Command::Scheduler(args) => scheduler::run(args),
         Command::Controllers(args) => controllers::run(args),
         Command::Up(args) => up::run(args),
     };

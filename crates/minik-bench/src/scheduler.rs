@@ -1,16 +1,15 @@
-//! Benchmark of the scheduler. Measures the pure decision function alone (decisions per second
-//! at 1,000 and 5,000 nodes) and the whole scheduler end to end through an in-process API server
-//! over a temporary store (pods bound per second with 1,000 nodes and 10,000 pending pods),
-//! printing next to it the baseline: the same server's raw binding rate, without decisions.
-//!
-//! ```text
-//! cargo run --release -p minik-scheduler --example bench-scheduler
-//! cargo run --release -p minik-scheduler --example bench-scheduler -- --nodes 1000 --pods 10000
-//! ```
+//! `minik-bench scheduler`: the scheduler (issue 4). The pure decision function alone
+//! (decisions per second at 1,000 and 5,000 nodes), and the whole scheduler end to end through
+//! an in-process API server over a temporary store (pods bound per second with 1,000 nodes and
+//! 10,000 pending pods), against the baseline of the same server's raw binding rate, without
+//! decisions. In process, as inside `minik server`, so that the figure is the scheduler's and
+//! the API server's, not the loopback's.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use futures::StreamExt;
 use minik_api::k8s_openapi::api::core::v1::{Node, Pod};
 use minik_api::request::WriteOptions;
@@ -20,53 +19,28 @@ use minik_scheduler::{schedule, PlacedPod, PodRequirements, Snapshot};
 use minik_store::{SledStore, Store, StoreConfig};
 use serde_json::{json, Value};
 
-/// The allocator of the `minik` binary, so the in-process server is measured as it runs there.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use crate::report::{self, Row, Target, Unit};
 
 /// How many ReplicaSets the pods belong to (spreading has work to do).
 const OWNERS: usize = 100;
 /// How many creates or binds the loaders keep in flight.
 const LOAD_CONCURRENCY: usize = 256;
 
-struct Args {
+/// Flags of `minik-bench scheduler`.
+#[derive(clap::Args, Debug)]
+pub struct SchedulerArgs {
+    /// Nodes of the end-to-end run.
+    #[arg(long, default_value_t = 1000)]
     nodes: usize,
+    /// Pending pods of the end-to-end run.
+    #[arg(long, default_value_t = 10_000)]
     pods: usize,
+    /// Cluster sizes the pure decision function is timed at.
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
     decision_nodes: Vec<usize>,
-    /// `decisions`, `e2e`, or both when absent.
-    only: Option<String>,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        nodes: 1000,
-        pods: 10_000,
-        decision_nodes: vec![1000, 5000],
-        only: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .ok_or_else(|| format!("{flag} needs a value"))
-                .and_then(|v| v.parse::<usize>().map_err(|e| format!("{flag}: {e}")))
-        };
-        match flag.as_str() {
-            "--nodes" => args.nodes = value()?,
-            "--pods" => args.pods = value()?,
-            "--decision-nodes" => args.decision_nodes = vec![value()?],
-            "--only" => match it.next().as_deref() {
-                Some(part @ ("decisions" | "e2e")) => args.only = Some(part.to_owned()),
-                _ => return Err("--only takes decisions or e2e".into()),
-            },
-            other => {
-                return Err(format!(
-                    "unknown flag {other}; flags: --nodes N --pods N --decision-nodes N --only decisions|e2e"
-                ))
-            }
-        }
-    }
-    Ok(args)
+    /// Write every figure as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 fn node_json(i: usize) -> Value {
@@ -194,7 +168,7 @@ async fn loaded_server(
         .await
         .map_err(|e| format!("loading the cluster failed: {e}"))?;
     eprintln!(
-        "  loaded {nodes} nodes and {pods} pods in {:.1}s",
+        "[minik-bench] loaded {nodes} nodes and {pods} pods in {:.1}s",
         start.elapsed().as_secs_f64()
     );
     Ok((api, store))
@@ -314,96 +288,84 @@ async fn bench_raw_binds(nodes: usize, pods: usize) -> Result<Duration, String> 
     Ok(elapsed)
 }
 
-async fn bench(args: Args) -> Result<(), String> {
-    println!(
-        "Scheduler benchmark ({} cores)",
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+pub fn run(args: SchedulerArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.nodes > 0 && args.pods > 0 && args.decision_nodes.iter().all(|n| *n > 0),
+        "--nodes, --pods and --decision-nodes must be positive"
     );
-    if args.only.as_deref() != Some("e2e") {
-        println!();
-        println!("Pure decision function (filter + score every node, then place the pod):");
-    }
-    for nodes in args
-        .decision_nodes
-        .iter()
-        .filter(|_| args.only.as_deref() != Some("e2e"))
-    {
-        let decisions = (20_000_000 / nodes).clamp(1000, 50_000);
-        let rate = bench_decisions(*nodes, decisions)?;
-        println!("  {nodes:>6} nodes: {rate:>9.0} decisions/s ({decisions} decisions)");
-    }
-    if args.only.as_deref() == Some("decisions") {
-        return Ok(());
-    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let rows = runtime.block_on(measure(&args))?;
     println!();
-    println!(
-        "End to end, in-process API server over a temp store, {} nodes, {} pending pods:",
-        args.nodes, args.pods
-    );
-    // The baseline runs before and after the scheduler, and the ratio uses their mean: the
-    // machine is shared, and its load drifts.
-    let raw_before = bench_raw_binds(args.nodes, args.pods).await?;
-    let e2e = bench_scheduler(args.nodes, args.pods).await?;
-    let raw_after = bench_raw_binds(args.nodes, args.pods).await?;
-    let rate = |d: Duration| args.pods as f64 / d.as_secs_f64().max(1e-9);
-    let raw_rate = (rate(raw_before) + rate(raw_after)) / 2.0;
-    let total_rate = rate(e2e.total);
-    let binding_rate = rate(e2e.binding);
-    println!(
-        "  baseline, raw binding writes (no decisions): {:>7.0} binds/s before ({:.2}s), {:.0} after ({:.2}s)",
-        rate(raw_before),
-        raw_before.as_secs_f64(),
-        rate(raw_after),
-        raw_after.as_secs_f64()
-    );
-    println!(
-        "  scheduler, start to last bind:               {total_rate:>7.0} pods/s ({:.2}s, includes the informers' initial list)",
-        e2e.total.as_secs_f64()
-    );
-    println!(
-        "  scheduler, first to last bind:               {binding_rate:>7.0} pods/s ({:.2}s)",
-        e2e.binding.as_secs_f64()
-    );
-    println!(
-        "  scheduler, start to last Scheduled event:    {:>7.0} pods/s ({:.2}s; events are written after a burst's bindings)",
-        args.pods as f64 / e2e.events.as_secs_f64(),
-        e2e.events.as_secs_f64()
-    );
-    println!(
-        "  ratio scheduler/baseline (mean {raw_rate:.0}): {:.2} (start to last), {:.2} (first to last)",
-        total_rate / raw_rate,
-        binding_rate / raw_rate
-    );
+    println!("{}", report::table(&rows));
+    if let Some(path) = &args.json {
+        let document = json!({
+            "benchmark": "minik-bench scheduler",
+            "figures": rows.iter().map(Row::to_json).collect::<Vec<_>>(),
+            "markdown_table": report::markdown(&rows),
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&document)? + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!("\nwrote {}", path.display());
+    }
     Ok(())
 }
 
-fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::exit(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            std::process::exit(1);
-        }
-    };
-    if let Err(e) = runtime.block_on(bench(args)) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
+async fn measure(args: &SchedulerArgs) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for &nodes in &args.decision_nodes {
+        let decisions = (20_000_000 / nodes).clamp(1000, 50_000);
+        let rate = bench_decisions(nodes, decisions).map_err(anyhow::Error::msg)?;
+        eprintln!("[minik-bench] {nodes} nodes: {rate:.0} decisions/s ({decisions} decisions)");
+        rows.push(Row::new(
+            format!("decisions/s, {nodes} nodes (pure function)"),
+            rate,
+            Unit::PerSec,
+        ));
     }
+    // The baseline runs before and after the scheduler, and the ratio uses their mean: the
+    // machine is shared, and its load drifts.
+    let raw_before = bench_raw_binds(args.nodes, args.pods)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let e2e = bench_scheduler(args.nodes, args.pods)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let raw_after = bench_raw_binds(args.nodes, args.pods)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let rate = |d: Duration| args.pods as f64 / d.as_secs_f64().max(1e-9);
+    let raw_rate = (rate(raw_before) + rate(raw_after)) / 2.0;
+    eprintln!(
+        "[minik-bench] raw binds: {:.0}/s before, {:.0}/s after",
+        rate(raw_before),
+        rate(raw_after)
+    );
+    let baseline = "raw binding writes, no decisions (mean of before/after)";
+    let (nodes, pods) = (args.nodes, args.pods);
+    rows.push(
+        Row::new(
+            format!("pods bound/s, {nodes} nodes, {pods} pods, start to last bind"),
+            rate(e2e.total),
+            Unit::PerSec,
+        )
+        .baseline(baseline, raw_rate)
+        .target(Target::AtLeast(3000.0)),
+    );
+    rows.push(
+        Row::new(
+            "pods bound/s, first to last bind",
+            rate(e2e.binding),
+            Unit::PerSec,
+        )
+        .baseline(baseline, raw_rate),
+    );
+    rows.push(Row::new(
+        "Scheduled events/s (rate-limited to 200/s)",
+        rate(e2e.events),
+        Unit::PerSec,
+    ));
+    Ok(rows)
 }
