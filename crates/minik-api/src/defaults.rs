@@ -341,6 +341,41 @@ fn host_network_ports(containers: &mut [Container]) {
 /// toleration with an empty key or an empty effect counts as tolerating it.
 fn default_tolerations(spec: &mut PodSpec) {
     let tolerations = spec.tolerations.get_or_insert_with(Vec::new);
+    add_default_tolerations(tolerations, DEFAULT_TOLERATION_SECONDS);
+}
+
+/// What [`default_tolerations`] does, with another number of seconds, on a pod as a request
+/// body: the API server runs it before admission when its `--pod-eviction-timeout` is not the
+/// default (Kubernetes' `--default-not-ready-toleration-seconds` and
+/// `--default-unreachable-toleration-seconds`). A body whose tolerations do not decode is left
+/// for validation to refuse.
+pub fn pod_tolerations_json(pod: &mut serde_json::Value, seconds: i64) {
+    if seconds == DEFAULT_TOLERATION_SECONDS {
+        return;
+    }
+    let Some(spec) = pod
+        .get_mut("spec")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return;
+    };
+    let mut tolerations: Vec<Toleration> = match spec.get("tolerations") {
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(list) => match serde_json::from_value(list.clone()) {
+            Ok(t) => t,
+            Err(_) => return,
+        },
+    };
+    let before = tolerations.len();
+    add_default_tolerations(&mut tolerations, seconds);
+    if tolerations.len() != before {
+        if let Ok(list) = serde_json::to_value(tolerations) {
+            spec.insert("tolerations".into(), list);
+        }
+    }
+}
+
+fn add_default_tolerations(tolerations: &mut Vec<Toleration>, seconds: i64) {
     let tolerates = |key: &str| {
         tolerations.iter().any(|t| {
             let key_matches = unset(&t.key) || t.key.as_deref() == Some(key);
@@ -357,7 +392,7 @@ fn default_tolerations(spec: &mut PodSpec) {
             key: Some(key.to_owned()),
             operator: Some("Exists".to_owned()),
             effect: Some("NoExecute".to_owned()),
-            toleration_seconds: Some(DEFAULT_TOLERATION_SECONDS),
+            toleration_seconds: Some(seconds),
             value: None,
         });
     }

@@ -309,7 +309,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         "pod",
         &["po"],
         true,
-        &["status", "binding", "log"],
+        &["status", "binding", "log", "portforward"],
         &["all"]
     ),
     info!(

@@ -114,6 +114,7 @@ fn resource_docs(info: &ResourceInfo) -> Vec<Value> {
             "binding" => ("Binding", None, &["create"]),
             "finalize" => ("Namespace", None, &["update"]),
             "log" => ("Pod", None, &["get"]),
+            "portforward" => ("PodPortForwardOptions", None, &["create", "get"]),
             "scale" => ("Scale", Some("autoscaling"), &["get", "patch", "update"]),
             _ => (info.kind, None, &["get", "patch", "update"]),
         };

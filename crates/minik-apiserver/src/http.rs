@@ -343,6 +343,7 @@ async fn handle(server: &ApiServer, request: Request) -> Result<Response, ApiErr
     let target = parse_path(parts.uri.path())?;
     let query = Query::parse(parts.uri.query())?;
     let encoding = negotiate(&parts.headers)?;
+    let table = crate::table::requested(&parts.headers);
     let registry = &server.registry;
     let info = target.info;
     let ns = target.namespace.as_deref();
@@ -364,11 +365,16 @@ async fn handle(server: &ApiServer, request: Request) -> Result<Response, ApiErr
                 parts.method, info.plural
             )))
         }
-        (&Method::GET, None, None) if watch => watch_response(server, info, ns, &query).await,
+        (&Method::GET, None, None) if watch => watch_response(server, info, ns, &query)
+            .await
+            .and_then(|r| crate::table::maybe_watch(info, r, table, &query.0)),
         (&Method::GET, None, None) => {
             let filter =
                 Filter::parse(info, query.get("labelSelector"), query.get("fieldSelector"))?;
             let listed = registry.list(info, ns, &filter).await?;
+            if let Some(t) = table {
+                return crate::table::list(info, listed.revision, &listed.items, t, &query.0);
+            }
             encode(
                 encoding,
                 StatusCode::OK,
@@ -383,10 +389,15 @@ async fn handle(server: &ApiServer, request: Request) -> Result<Response, ApiErr
             };
             let mut query = query;
             query.0.insert("fieldSelector".into(), fields);
-            watch_response(server, info, ns, &query).await
+            watch_response(server, info, ns, &query)
+                .await
+                .and_then(|r| crate::table::maybe_watch(info, r, table, &query.0))
         }
         (&Method::GET, Some(name), None) => {
             let stored = registry.get(info, ns, name).await?;
+            if let Some(t) = table {
+                return crate::table::object(info, &stored.value, t, &query.0);
+            }
             encode(encoding, StatusCode::OK, stored.value)
         }
         (&Method::POST, None, None) => {
@@ -516,6 +527,12 @@ async fn handle(server: &ApiServer, request: Request) -> Result<Response, ApiErr
         }
         (&Method::GET, Some(name), Some("log")) => {
             crate::logs::pod_log(server, ns.unwrap_or_default(), name, &query.0).await
+        }
+        (&Method::GET | &Method::POST, Some(name), Some("portforward")) => {
+            let on_upgrade = parts.extensions.get::<hyper::upgrade::OnUpgrade>().cloned();
+            let ns = ns.unwrap_or_default();
+            crate::portforward::pod_port_forward(server, ns, name, &query.0, headers, on_upgrade)
+                .await
         }
         (&Method::POST, Some(name), Some("binding")) => {
             let body = read_body(body, limit, headers, false).await?;

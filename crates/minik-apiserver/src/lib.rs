@@ -3,10 +3,16 @@
 //! same set of operations for in-process callers.
 
 mod discovery;
+mod events;
 mod http;
 mod local;
 mod logs;
+mod openapi;
+mod portforward;
+mod quota;
 mod registry;
+mod services;
+mod table;
 mod watch;
 
 use std::sync::Arc;
@@ -16,6 +22,7 @@ use axum::routing::{any, get};
 use axum::Router;
 use minik_store::Store;
 
+pub use events::{expire_events, sweep_events};
 pub use minik_api::request::{DeleteOptions, Patch, PatchKind, Propagation, WriteOptions};
 pub use registry::{Deleted, Filter, ListResult, Registry, ScaleChange, Scope, SYSTEM_NAMESPACES};
 pub use watch::{WatchOptions, WatchStart};
@@ -29,6 +36,9 @@ pub struct Config {
     pub bookmark_interval: Duration,
     /// How long a watch lasts when the client does not say (`timeoutSeconds`).
     pub watch_timeout: Duration,
+    /// The `tolerationSeconds` pods get for their node being not-ready or unreachable when
+    /// they do not tolerate it themselves (Kubernetes' `--default-unreachable-toleration-seconds`).
+    pub default_toleration_seconds: i64,
 }
 
 impl Default for Config {
@@ -37,6 +47,7 @@ impl Default for Config {
             max_body_bytes: 3 << 20,
             bookmark_interval: Duration::from_secs(60),
             watch_timeout: Duration::from_secs(30 * 60),
+            default_toleration_seconds: minik_api::defaults::DEFAULT_TOLERATION_SECONDS,
         }
     }
 }
@@ -59,7 +70,8 @@ impl ApiServer {
             .build()
             .unwrap_or_default();
         Arc::new(ApiServer {
-            registry: Registry::new(store),
+            registry: Registry::new(store)
+                .with_pod_toleration_seconds(config.default_toleration_seconds),
             config,
             nodes,
             closing: tokio::sync::watch::channel(false).0,
@@ -87,6 +99,9 @@ pub fn app(server: Arc<ApiServer>) -> Router {
         .route("/api/", get(discovery::api_versions))
         .route("/apis", get(discovery::api_groups))
         .route("/apis/", get(discovery::api_groups))
+        .route("/openapi/v2", get(openapi::v2))
+        .route("/openapi/v3", get(openapi::index))
+        .route("/openapi/v3/{*path}", get(openapi::group_version))
         .route("/api/{*rest}", any(http::resource_handler))
         .route("/apis/{*rest}", any(http::resource_handler))
         .fallback(discovery::not_found)

@@ -154,4 +154,15 @@ impl Api for Registry {
             Registry::bind(self, ns, pod, &binding, false).await
         })
     }
+
+    fn finalize_namespace<'a>(
+        &'a self,
+        name: &'a str,
+        finalizers: Vec<String>,
+    ) -> BoxFuture<'a, Result<Value, ApiError>> {
+        Box::pin(async move {
+            let body = json!({"spec": {"finalizers": finalizers}});
+            parse(&Registry::finalize_namespace(self, name, &body, false).await?)
+        })
+    }
 }

@@ -28,6 +28,12 @@ const UNDELETABLE_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public
 #[derive(Clone)]
 pub struct Registry {
     store: Arc<dyn Store>,
+    services: Arc<crate::services::Allocator>,
+    quota_locks: Arc<crate::quota::QuotaLocks>,
+    events: Arc<crate::events::EventCache>,
+    /// The `tolerationSeconds` of the not-ready and unreachable tolerations pods get when they
+    /// have none (`--pod-eviction-timeout`).
+    pod_toleration_seconds: i64,
 }
 
 /// Which part of an object a write may change.
@@ -230,7 +236,28 @@ fn has_finalizers(object: &Value) -> bool {
 
 impl Registry {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Registry { store }
+        Registry {
+            services: Arc::new(crate::services::Allocator::new(store.clone())),
+            store,
+            quota_locks: Arc::default(),
+            events: Arc::default(),
+            pod_toleration_seconds: minik_api::defaults::DEFAULT_TOLERATION_SECONDS,
+        }
+    }
+
+    /// Pods that do not tolerate their node being not-ready or unreachable get tolerations
+    /// for `seconds` (Kubernetes' DefaultTolerationSeconds admission).
+    pub fn with_pod_toleration_seconds(mut self, seconds: i64) -> Self {
+        self.pod_toleration_seconds = seconds;
+        self
+    }
+
+    pub(crate) fn quota_locks(&self) -> &crate::quota::QuotaLocks {
+        &self.quota_locks
+    }
+
+    pub(crate) fn event_cache(&self) -> &crate::events::EventCache {
+        &self.events
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -257,6 +284,9 @@ impl Registry {
         ns: Option<&str>,
         name: &str,
     ) -> Result<Stored, ApiError> {
+        if let (Some(ns), "ResourceQuota") = (ns, info.kind) {
+            self.quota_barrier(ns).await;
+        }
         self.store
             .get(&info.key(ns, name))
             .await
@@ -364,6 +394,15 @@ impl Registry {
                 .unwrap_or("");
             self.check_namespace_open(info, ns, name).await?;
         }
+        if info.kind == "Pod" {
+            minik_api::defaults::pod_tolerations_json(&mut body, self.pod_toleration_seconds);
+        }
+        let event_key = (info.kind == "Event").then(|| crate::events::event_key(&body));
+        if let (Some(key), Some(ns), false) = (&event_key, ns, opts.dry_run) {
+            if let Some(bumped) = self.bump_event(ns, key, &body).await? {
+                return Ok(bumped);
+            }
+        }
 
         let attempts = if named || generate_name.is_none() {
             1
@@ -383,17 +422,35 @@ impl Registry {
                 "uid".into(),
                 Value::String(uuid::Uuid::new_v4().to_string()),
             );
-            let admitted = info.admit_create(&object, opts.field_validation)?;
+            let mut admitted = info.admit_create(&object, opts.field_validation)?;
+            let allocation = self.services.begin(info, ns, None, true).await?;
+            if let Some(allocation) = &allocation {
+                allocation.assign(&mut admitted, None)?;
+            }
             let name = str_at(&admitted, "/metadata/name")
                 .unwrap_or_default()
                 .to_owned();
+            let charge = self
+                .charge_quota(info, ns, &mut admitted, opts.dry_run)
+                .await?;
             if opts.dry_run {
                 return serde_json::to_vec(&admitted)
                     .map(Bytes::from)
                     .map_err(|e| ApiError::Internal(e.to_string()));
             }
-            match self.store.create(&info.key(ns, &name), admitted).await {
-                Ok(stored) => return Ok(stored.value),
+            let created = self.store.create(&info.key(ns, &name), admitted).await;
+            if created.is_err() {
+                self.refund_quota(charge).await;
+            } else {
+                drop(charge);
+            }
+            match created {
+                Ok(stored) => {
+                    if let (Some(key), Some(ns)) = (&event_key, ns) {
+                        self.event_cache().remember(key.clone(), ns, &name);
+                    }
+                    return Ok(stored.value);
+                }
                 Err(e @ StoreError::AlreadyExists { .. }) if !named => {
                     last_err = Some(store_error(info, &name, e));
                 }
@@ -483,9 +540,15 @@ impl Registry {
         scope: Scope,
         opts: WriteOptions,
     ) -> Result<Bytes, ApiError> {
+        let allocation = self
+            .services
+            .begin(info, ns, Some(name), scope == Scope::Main)
+            .await?;
         let done = self
             .write_loop(info, ns, name, opts.dry_run, |current, revision| {
-                admit_update(info, ns, name, current, revision, body.clone(), scope, opts)
+                let outcome =
+                    admit_update(info, ns, name, current, revision, body.clone(), scope, opts)?;
+                allocated(allocation.as_ref(), outcome, current)
             })
             .await?;
         Ok(match done {
@@ -503,10 +566,16 @@ impl Registry {
         scope: Scope,
         opts: WriteOptions,
     ) -> Result<Bytes, ApiError> {
+        let allocation = self
+            .services
+            .begin(info, ns, Some(name), scope == Scope::Main)
+            .await?;
         let done = self
             .write_loop(info, ns, name, opts.dry_run, |current, revision| {
                 let patched = apply_patch(info, patch.kind, current, &patch.body)?;
-                admit_update(info, ns, name, current, revision, patched, scope, opts)
+                let outcome =
+                    admit_update(info, ns, name, current, revision, patched, scope, opts)?;
+                allocated(allocation.as_ref(), outcome, current)
             })
             .await?;
         Ok(match done {
@@ -690,6 +759,21 @@ impl Registry {
             decide_delete(info, name, current, revision, opts)
         })
         .await
+    }
+}
+
+/// Fills in the cluster IP and node ports of a Service being replaced (nothing for other kinds).
+fn allocated(
+    allocation: Option<&crate::services::Allocation<'_>>,
+    outcome: Outcome,
+    current: &Value,
+) -> Result<Outcome, ApiError> {
+    match (allocation, outcome) {
+        (Some(allocation), Outcome::Write(mut new)) => {
+            allocation.assign(&mut new, Some(current))?;
+            Ok(Outcome::Write(new))
+        }
+        (_, outcome) => Ok(outcome),
     }
 }
 

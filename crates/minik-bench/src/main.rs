@@ -5,6 +5,8 @@ mod api;
 mod controllers;
 mod cpu;
 mod machine;
+mod node;
+mod proxy;
 mod report;
 mod scheduler;
 mod server;
@@ -40,6 +42,10 @@ enum Command {
     Controllers(controllers::ControllersArgs),
     /// `minik up`: cold start to nodes Ready, and `minik apply` of the example to pods Running.
     Up(up::UpArgs),
+    /// The node agent: pod start latency one at a time and in a burst, agent memory.
+    Node(node::NodeArgs),
+    /// The Service proxy: HTTP requests/s and latency through a ClusterIP versus direct.
+    Proxy(proxy::ProxyArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -50,6 +56,8 @@ fn main() -> std::process::ExitCode {
         Command::Scheduler(args) => scheduler::run(args),
         Command::Controllers(args) => controllers::run(args),
         Command::Up(args) => up::run(args),
+        Command::Node(args) => node::run(args),
+        Command::Proxy(args) => proxy::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

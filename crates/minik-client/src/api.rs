@@ -169,6 +169,22 @@ pub trait Api: Send + Sync + 'static {
         pod: &'a str,
         node: &'a str,
     ) -> BoxFuture<'a, Result<(), ApiError>>;
+
+    /// Replaces a namespace's `spec.finalizers` through its `finalize` subresource (what the
+    /// namespace controller does once the namespace is empty). Only the in-process API of the
+    /// server implements it; other clients answer 405.
+    fn finalize_namespace<'a>(
+        &'a self,
+        name: &'a str,
+        finalizers: Vec<String>,
+    ) -> BoxFuture<'a, Result<Value, ApiError>> {
+        let _ = finalizers;
+        Box::pin(async move {
+            Err(ApiError::MethodNotAllowed(format!(
+                "this client cannot finalize namespace {name}"
+            )))
+        })
+    }
 }
 
 /// The served resource of a k8s-openapi type.

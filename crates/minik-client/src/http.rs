@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use futures::stream::BoxStream;
 use futures::StreamExt;
 use minik_api::request::{DeleteOptions, Patch, WriteOptions};
 use minik_api::resources::{FieldValidation, ResourceInfo};
@@ -137,22 +138,46 @@ impl HttpApi {
         if (200..300).contains(&code) {
             return Ok(value);
         }
-        Err(match serde_json::from_value(value.clone()) {
-            Ok(status) if value.get("kind").and_then(Value::as_str) == Some("Status") => {
-                ApiError::from_status(code, &status)
-            }
-            _ => ApiError::Other {
-                code,
-                reason: String::new(),
-                message: format!(
-                    "the server answered {code}: {}",
-                    value
-                        .as_str()
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| value.to_string())
-                ),
-            },
-        })
+        Err(error_of(code, value))
+    }
+
+    /// GET of a path that is not an object, such as `/version`, answered as JSON.
+    pub async fn get_path(&self, path: &str) -> Result<Value, ApiError> {
+        let url = format!("{}{path}", self.base);
+        self.send(self.request(&self.client, reqwest::Method::GET, &url))
+            .await
+    }
+
+    /// GET of a byte stream, such as a pod's log (`follow=true` keeps it open), read as it
+    /// arrives; a refusal is the server's `Status` as an error.
+    pub async fn get_stream(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<BoxStream<'static, Result<Vec<u8>, ApiError>>, ApiError> {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .request(&self.streaming, reqwest::Method::GET, &url)
+            .query(query)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        let code = response.status().as_u16();
+        if !(200..300).contains(&code) {
+            let body = response.bytes().await.map_err(|e| self.unreachable(&e))?;
+            let value = serde_json::from_slice(&body)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+            return Err(error_of(code, value));
+        }
+        let base = self.base.clone();
+        Ok(response
+            .bytes_stream()
+            .map(move |chunk| {
+                chunk.map(|b| b.to_vec()).map_err(|e| {
+                    ApiError::ServiceUnavailable(format!("the stream from {base} broke: {e}"))
+                })
+            })
+            .boxed())
     }
 
     fn write_query(opts: WriteOptions) -> Vec<(&'static str, &'static str)> {
@@ -168,6 +193,26 @@ impl HttpApi {
             query.push(("dryRun", "All"));
         }
         query
+    }
+}
+
+/// The error a non-2xx answer stands for: the server's `Status` when it sent one.
+fn error_of(code: u16, value: Value) -> ApiError {
+    match serde_json::from_value(value.clone()) {
+        Ok(status) if value.get("kind").and_then(Value::as_str) == Some("Status") => {
+            ApiError::from_status(code, &status)
+        }
+        _ => ApiError::Other {
+            code,
+            reason: String::new(),
+            message: format!(
+                "the server answered {code}: {}",
+                value
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| value.to_string())
+            ),
+        },
     }
 }
 

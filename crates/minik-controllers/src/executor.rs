@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 use minik_api::request::{DeleteOptions, Patch, PatchKind, WriteOptions};
+use minik_api::resources::ResourceInfo;
 use minik_api::ApiError;
 use minik_client::Api;
 use serde_json::{json, Value};
@@ -247,6 +248,81 @@ impl Executor {
         }
     }
 
+    /// Merge-patches an object of any served kind, or its status (the controllers of cluster
+    /// objects: nodes, namespaces, quotas). A vanished object is not an error.
+    pub(crate) async fn patch_resource(
+        &self,
+        info: &'static ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        body: Value,
+        status: bool,
+    ) -> Result<(), ApiError> {
+        let patch = Patch {
+            kind: PatchKind::Merge,
+            body,
+        };
+        match self
+            .api
+            .patch(info, ns, name, patch, status, WriteOptions::default())
+            .await
+        {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// Deletes an object of any served kind, only if it is still the one with `uid` (when
+    /// given), in the background. A vanished object is not an error.
+    pub(crate) async fn delete_resource(
+        &self,
+        info: &'static ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        uid: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let opts = DeleteOptions {
+            precondition_uid: uid.map(str::to_owned),
+            propagation: Some(minik_api::request::Propagation::Background),
+            ..DeleteOptions::default()
+        };
+        match self.api.delete(info, ns, name, opts).await {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// Replaces an object's status; the `metadata.resourceVersion` of `object` makes it apply
+    /// only to that version. A vanished object is not an error.
+    pub(crate) async fn replace_status(
+        &self,
+        info: &'static ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        object: Value,
+    ) -> Result<(), ApiError> {
+        match self
+            .api
+            .replace(info, ns, name, object, true, WriteOptions::default())
+            .await
+        {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// Sets a namespace's `spec.finalizers` through its `finalize` subresource.
+    pub(crate) async fn finalize_namespace(
+        &self,
+        name: &str,
+        finalizers: Vec<String>,
+    ) -> Result<(), ApiError> {
+        match self.api.finalize_namespace(name, finalizers).await {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
     /// Records an event as Kubernetes' event recorder does (one object per occurrence, named
     /// `<object>.<hex time>`). A failure is only logged: events are for people, and losing one
     /// must not hold up a control loop.
@@ -305,7 +381,6 @@ mod tests {
     use std::collections::HashSet;
     use std::sync::Mutex;
 
-    use minik_api::resources::ResourceInfo;
     use minik_api::ObjectRef;
     use minik_client::{BoxFuture, EventStream, ListParams, ObjectList};
 

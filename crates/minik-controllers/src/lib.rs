@@ -6,13 +6,17 @@
 
 mod action;
 mod deployment;
+mod endpoints;
 mod executor;
 mod expectations;
 mod gc;
 mod kinds;
 mod machinery;
 mod names;
+mod namespace;
+mod nodelifecycle;
 mod pods;
+mod quota;
 mod replicaset;
 
 use std::sync::Arc;
@@ -39,6 +43,25 @@ pub struct Config {
     pub retry_base: Duration,
     /// The longest retry delay.
     pub retry_max: Duration,
+    /// How often the node lifecycle controller looks at every node (Kubernetes'
+    /// `--node-monitor-period`).
+    pub node_monitor_period: Duration,
+    /// How long a node's agent may stay silent before the node is marked Unknown and tainted
+    /// unreachable (`--node-monitor-grace-period`).
+    pub node_monitor_grace_period: Duration,
+    /// How long pods without a toleration of their node being unreachable or not ready stay on
+    /// it (`--pod-eviction-timeout`); a pod's `tolerationSeconds` wins.
+    pub pod_eviction_timeout: Duration,
+    /// Nodes per second whose pods start being evicted, per zone (`--node-eviction-rate`).
+    pub node_eviction_rate: f64,
+    /// The same when much of a large zone is down (`--secondary-node-eviction-rate`).
+    pub secondary_node_eviction_rate: f64,
+    /// The share of a zone's nodes down (with more than two down) that makes it partially
+    /// disrupted (`--unhealthy-zone-threshold`).
+    pub unhealthy_zone_threshold: f64,
+    /// A partially disrupted zone of at most this many nodes evicts nothing; a larger one goes
+    /// at the secondary rate (`--large-cluster-size-threshold`).
+    pub large_cluster_size_threshold: usize,
 }
 
 impl Default for Config {
@@ -50,6 +73,13 @@ impl Default for Config {
             expectations_timeout: Duration::from_secs(5 * 60),
             retry_base: Duration::from_millis(5),
             retry_max: Duration::from_secs(60),
+            node_monitor_period: Duration::from_secs(5),
+            node_monitor_grace_period: Duration::from_secs(40),
+            pod_eviction_timeout: Duration::from_secs(5 * 60),
+            node_eviction_rate: 0.1,
+            secondary_node_eviction_rate: 0.01,
+            unhealthy_zone_threshold: 0.55,
+            large_cluster_size_threshold: 50,
         }
     }
 }
@@ -76,7 +106,15 @@ pub async fn run(api: Arc<dyn Api>, config: Config) {
         executor.clone(),
         &config,
     ));
-    tasks.spawn(gc::controller(&informers, executor, &config));
+    tasks.spawn(gc::controller(&informers, executor.clone(), &config));
+    tasks.spawn(endpoints::controller(&informers, executor.clone(), &config));
+    tasks.spawn(nodelifecycle::controller(
+        &informers,
+        executor.clone(),
+        &config,
+    ));
+    tasks.spawn(namespace::controller(&informers, executor.clone(), &config));
+    tasks.spawn(quota::controller(&informers, executor, &config));
     tracing::info!("controllers started");
     while let Some(done) = tasks.join_next().await {
         if let Err(e) = done {

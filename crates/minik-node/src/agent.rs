@@ -17,9 +17,11 @@ use minik_client::{
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
+use crate::events::{Kind, Recorder};
 use crate::pod::{self, Backoff, PodRecord};
 use crate::probe::{self, Checker};
-use crate::runtime::{ContainerSpec, Runtime};
+use crate::runtime::{ContainerSpec, Runtime, StartError};
+use crate::saved::SavedPod;
 use crate::spec::{self, Placement, PortBinding};
 
 /// Settings of a node agent, validated.
@@ -45,6 +47,9 @@ pub struct AgentConfig {
     pub workers: usize,
     /// The port of the agent's own endpoint (logs), on `address`; 0 picks a free one.
     pub port: u16,
+    /// On shutdown, leave the pods' processes running (for an upgrade: the next agent adopts
+    /// them) instead of stopping them.
+    pub leave_running: bool,
 }
 
 /// The state the workers share.
@@ -60,6 +65,11 @@ struct Agent {
     checker: Arc<dyn Checker>,
     /// The probes of each running container instance.
     probes: Mutex<HashMap<String, probe::Probes>>,
+    /// Services as pods see them (environment variables).
+    services: crate::proxy::Services,
+    events: Recorder,
+    /// What was last written to each pod's state file, to write only changes.
+    saved: Mutex<HashMap<String, SavedPod>>,
 }
 
 /// Runs the agent until `shutdown` resolves; then stops every pod's containers.
@@ -91,22 +101,44 @@ pub async fn run(
             ..Default::default()
         },
     );
+    let (events, write_events) = Recorder::new(api.clone(), &config.name);
+    // What an earlier run of the agent left: its pods' records (the runtime adopted their
+    // processes already).
+    let mut records = HashMap::new();
+    let mut ports = HashMap::new();
+    let mut saved = HashMap::new();
+    let known = runtime.containers();
+    for pod in SavedPod::load_all(&config.data_dir) {
+        let mut record = pod.record();
+        pod::adopt_instances(&mut record, &known);
+        records.insert(pod.key.clone(), record);
+        ports.insert(pod.key.clone(), pod.port_bindings());
+        saved.insert(pod.key.clone(), pod);
+    }
+    if !records.is_empty() {
+        tracing::info!(pods = records.len(), "found the pods of an earlier run");
+    }
+    let (services, _proxy) = crate::proxy::start(api.clone(), &config.address, informer.cache());
     let agent = Arc::new(Agent {
         api: api.clone(),
         runtime,
         pods: informer.cache(),
-        records: Mutex::default(),
-        ports: Mutex::default(),
+        records: Mutex::new(records),
+        ports: Mutex::new(ports),
         queue: WorkQueue::new(
             config.backoff.initial.min(Duration::from_secs(1)),
             Duration::from_secs(30),
         ),
         checker,
         probes: Mutex::default(),
+        services: services.clone(),
+        events,
+        saved: Mutex::new(saved),
         config,
     });
     let mut tasks = Vec::new();
-    let endpoint = crate::endpoint::router(agent.clone());
+    let endpoint = crate::endpoint::router(agent.clone())
+        .merge(crate::endpoint::forward_router(Arc::new(services)));
     tasks.push(tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, endpoint).await {
             tracing::error!(error = %e, "the agent endpoint failed");
@@ -114,15 +146,23 @@ pub async fn run(
     }));
     tasks.push(tokio::spawn(heartbeat(agent.clone(), port)));
     tasks.push(tokio::spawn(feed(agent.clone(), informer.subscribe())));
+    tasks.push(tokio::spawn(write_events));
     for _ in 0..agent.config.workers.max(1) {
         tasks.push(tokio::spawn(work(agent.clone())));
     }
+    tasks.push(tokio::spawn(adopt(agent.clone())));
     shutdown.await;
     for task in &tasks {
         task.abort();
     }
     drop(informer);
-    agent.stop_everything().await;
+    if agent.config.leave_running {
+        tracing::info!("leaving the pods running for the next agent to adopt");
+        // Stop the probes; the processes, their state and their records stay.
+        agent.probes().clear();
+    } else {
+        agent.stop_everything().await;
+    }
     Ok(())
 }
 
@@ -292,6 +332,17 @@ async fn heartbeat(agent: Arc<Agent>, port: u16) {
     }
 }
 
+/// Once the pods bound to this node are known: looks again at every pod an earlier agent ran
+/// (a pod deleted meanwhile is stopped then), and stops what runs for no pod at all.
+async fn adopt(agent: Arc<Agent>) {
+    agent.pods.wait_synced().await;
+    let known: Vec<String> = agent.records().keys().cloned().collect();
+    for key in known {
+        agent.queue.add(key);
+    }
+    agent.stop_orphans().await;
+}
+
 /// Turns informer changes into work: every change names a pod to look at again.
 async fn feed(agent: Arc<Agent>, mut changes: minik_client::Subscription<Pod>) {
     while let Some(change) = changes.next().await {
@@ -306,6 +357,9 @@ async fn feed(agent: Arc<Agent>, mut changes: minik_client::Subscription<Pod>) {
                 let known: Vec<String> = agent.records().keys().cloned().collect();
                 for key in known {
                     agent.queue.add(key);
+                }
+                if agent.pods.is_synced() {
+                    agent.stop_orphans().await;
                 }
             }
         }
@@ -415,7 +469,7 @@ impl Agent {
         let pod_uid = pod.as_ref().and_then(|p| p.metadata.uid.clone());
         // Gone from the API, or replaced by a new pod of the same name: stop what ran.
         if record_uid.is_some() && record_uid != pod_uid {
-            self.tear_down(key, Duration::from_secs(2)).await;
+            self.tear_down(key, Duration::from_secs(2), true).await;
         }
         let Some(pod) = pod else { return Ok(None) };
         if pod.metadata.deletion_timestamp.is_some() {
@@ -424,7 +478,7 @@ impl Agent {
                 .deletion_grace_period_seconds
                 .unwrap_or(30)
                 .max(0) as u64;
-            self.tear_down(key, Duration::from_secs(grace)).await;
+            self.tear_down(key, Duration::from_secs(grace), true).await;
             let opts = DeleteOptions {
                 grace_period_seconds: Some(0),
                 precondition_uid: pod.metadata.uid.clone(),
@@ -448,8 +502,18 @@ impl Agent {
         }
 
         let mut record = self.records().remove(key).unwrap_or_else(|| {
-            PodRecord::new(pod_uid.as_deref().unwrap_or_default(), SystemTime::now())
+            let mut record =
+                PodRecord::new(pod_uid.as_deref().unwrap_or_default(), SystemTime::now());
+            // Containers an earlier agent started for this pod before it could record them.
+            pod::adopt_instances(&mut record, &self.runtime.containers());
+            record
         });
+        let in_back_off: Vec<String> = record
+            .containers
+            .iter()
+            .filter(|(_, c)| is_back_off(c))
+            .map(|(name, _)| name.clone())
+            .collect();
         let grace = Duration::from_secs(
             pod.spec
                 .as_ref()
@@ -462,8 +526,27 @@ impl Agent {
                 continue;
             };
             let verdict = self.probes().get(instance).map(|p| p.verdict.clone());
+            if let Some(verdict) = &verdict {
+                for (kind, message) in verdict.take_unreported() {
+                    let text = format!("{} probe failed: {message}", kind.name());
+                    self.events
+                        .pod(&pod, Some(name), Kind::Warning, "Unhealthy", &text);
+                }
+            }
             if let Some(why) = verdict.and_then(|v| v.take_restart()) {
                 tracing::info!(pod = %key, container = %name, reason = %why, "restarting a container whose probe failed");
+                let probe = if why.starts_with("Startup") {
+                    "startup"
+                } else {
+                    "liveness"
+                };
+                self.events.pod(
+                    &pod,
+                    Some(name),
+                    Kind::Normal,
+                    "Killing",
+                    &format!("Container {name} failed {probe} probe, will be restarted"),
+                );
                 self.drop_probes(instance);
                 self.runtime.stop(instance, grace).await;
             }
@@ -478,6 +561,7 @@ impl Agent {
         );
         let mut requeue = plan.requeue_after;
         let ports = self.ports_of(key, &pod);
+        crate::proxy::publish_host_ports(self.api.as_ref(), &pod, &ports).await?;
         let containers = pod
             .spec
             .as_ref()
@@ -494,6 +578,7 @@ impl Agent {
                 host_ip: self.config.address.clone(),
                 pod_ip: self.config.address.clone(),
                 ports: ports.get(index).cloned().unwrap_or_default(),
+                services: self.services.env_for(&pod).await,
             };
             let previous = record
                 .containers
@@ -505,8 +590,10 @@ impl Agent {
                 self.drop_probes(&previous);
                 self.runtime.remove(&previous);
             }
+            let binds = ports.get(index).cloned().unwrap_or_default();
             let started = spec::environment(&pod, container, &placement).and_then(|env| {
                 let (program, args) = spec::command_line(container, &env)?;
+                probe_problem(container, &self.config.address, &binds, &env)?;
                 Ok(ContainerSpec {
                     log_path: self.log_path(&pod, name, attempt_of(&id)),
                     id: id.clone(),
@@ -514,7 +601,8 @@ impl Agent {
                     args,
                     env,
                     working_dir: container.working_dir.as_ref().map(PathBuf::from),
-                    memory_limit: None,
+                    memory_limit: memory_limit(container)?,
+                    host_ports: declared_host_ports(container, &self.config.address),
                     annotations: pod
                         .metadata
                         .annotations
@@ -525,11 +613,13 @@ impl Agent {
                 })
             });
             let outcome = match started {
-                Ok(spec) => self
-                    .runtime
-                    .start(&spec)
-                    .map(|()| spec)
-                    .map_err(|e| (e.reason(), e.to_string())),
+                Ok(spec) => match self.runtime.start(&spec) {
+                    Ok(info) => {
+                        self.report_start(&pod, container, &spec, &info);
+                        Ok(spec)
+                    }
+                    Err(e) => Err((e.reason(), start_message(&e))),
+                },
                 Err(message) => Err(("CreateContainerConfigError", message)),
             };
             let outcome = outcome.map(|spec| {
@@ -548,6 +638,13 @@ impl Agent {
                 self.probes().insert(id.clone(), probes);
             });
             if let Err((reason, message)) = outcome {
+                self.events.pod(
+                    &pod,
+                    Some(name),
+                    Kind::Warning,
+                    "Failed",
+                    &format!("Error: {message}"),
+                );
                 let delay = pod::start_failed(
                     &mut record,
                     name,
@@ -559,15 +656,59 @@ impl Agent {
                 requeue = Some(requeue.map_or(delay, |r| r.min(delay)));
             }
         }
-        // Probes of instances that ended are of no more use.
-        for container in record.containers.values() {
-            if let Some(instance) = &container.instance {
-                if matches!(
-                    self.runtime.state(instance),
-                    crate::runtime::State::Exited { .. }
-                ) {
-                    self.drop_probes(instance);
+        // Probes of instances that ended are of no more use; running instances adopted from
+        // an earlier agent get theirs.
+        for (index, container) in containers.iter().enumerate() {
+            let Some(instance) = record
+                .containers
+                .get(&container.name)
+                .and_then(|c| c.instance.clone())
+            else {
+                continue;
+            };
+            match self.runtime.state(&instance) {
+                crate::runtime::State::Exited { .. } => self.drop_probes(&instance),
+                crate::runtime::State::Running { .. } if !self.probes().contains_key(&instance) => {
+                    let binds = ports.get(index).cloned().unwrap_or_default();
+                    let placement = Placement {
+                        node_name: self.config.name.clone(),
+                        host_ip: self.config.address.clone(),
+                        pod_ip: self.config.address.clone(),
+                        ports: binds.clone(),
+                        ..Default::default()
+                    };
+                    let env = spec::environment(&pod, container, &placement).unwrap_or_default();
+                    let target = probe::Target {
+                        host: self.config.address.clone(),
+                        ports: binds,
+                        env,
+                        working_dir: container.working_dir.as_ref().map(PathBuf::from),
+                        annotations: pod
+                            .metadata
+                            .annotations
+                            .clone()
+                            .unwrap_or_default()
+                            .into_iter()
+                            .collect(),
+                    };
+                    let queue = self.queue.clone();
+                    let pod_key = key.to_owned();
+                    let changed: Arc<dyn Fn() + Send + Sync> =
+                        Arc::new(move || queue.add(pod_key.clone()));
+                    let probes = probe::spawn(container, target, self.checker.clone(), changed);
+                    self.probes().insert(instance, probes);
                 }
+                _ => {}
+            }
+        }
+        for (name, c) in &record.containers {
+            if is_back_off(c) && !in_back_off.contains(name) {
+                let message = format!(
+                    "Back-off restarting failed container {name} in pod {}",
+                    pod::pod_ref(&pod)
+                );
+                self.events
+                    .pod(&pod, Some(name), Kind::Warning, "BackOff", &message);
             }
         }
         let probed = |name: &str| {
@@ -586,6 +727,7 @@ impl Agent {
             &self.config.address,
             &probed,
         );
+        self.save(key, &record, &ports);
         self.records().insert(key.to_owned(), record);
         let new_status =
             serde_json::to_value(&status).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -612,34 +754,240 @@ impl Agent {
         })))
     }
 
-    /// Stops every container of a pod and forgets it.
-    async fn tear_down(&self, key: &str, grace: Duration) {
+    /// Stops every container of a pod and forgets it; with `forget`, the pod is gone for
+    /// good and its state and logs on disk go too.
+    async fn tear_down(&self, key: &str, grace: Duration, forget: bool) {
         let record = self.records().remove(key);
         self.ports
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(key);
         let Some(record) = record else { return };
+        let pod = self.pods.get(key);
         let stops = record
             .containers
-            .values()
-            .filter_map(|c| c.instance.clone())
-            .map(|id| async move {
-                self.drop_probes(&id);
-                self.runtime.stop(&id, grace).await;
-                self.runtime.remove(&id);
+            .iter()
+            .filter_map(|(name, c)| Some((name, c.instance.clone()?)))
+            .map(|(name, id)| {
+                let pod = pod.clone();
+                async move {
+                    self.drop_probes(&id);
+                    let running = matches!(
+                        self.runtime.state(&id),
+                        crate::runtime::State::Running { .. }
+                    );
+                    if let (true, Some(pod)) = (running && forget, &pod) {
+                        let message = format!("Stopping container {name}");
+                        self.events
+                            .pod(pod, Some(name), Kind::Normal, "Killing", &message);
+                    }
+                    self.runtime.stop(&id, grace).await;
+                    self.runtime.remove(&id);
+                }
             });
         futures::future::join_all(stops).await;
+        if forget {
+            self.saved
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(key);
+            let dir = self.pod_dir(key, &record.uid);
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a pod's files");
+                }
+            }
+        }
     }
 
     async fn stop_everything(&self) {
         let keys: Vec<String> = self.records().keys().cloned().collect();
         futures::future::join_all(
             keys.iter()
-                .map(|k| self.tear_down(k, Duration::from_secs(10))),
+                .map(|k| self.tear_down(k, Duration::from_secs(10), false)),
         )
         .await;
     }
+
+    /// Stops and forgets containers that belong to no pod this agent knows: started by an
+    /// earlier agent for a pod that was deleted before it could record it.
+    async fn stop_orphans(&self) {
+        let mut uids: std::collections::HashSet<String> = self
+            .pods
+            .list()
+            .iter()
+            .filter_map(|p| p.metadata.uid.clone())
+            .collect();
+        uids.extend(self.records().values().map(|r| r.uid.clone()));
+        let orphans: Vec<String> = self
+            .runtime
+            .containers()
+            .into_iter()
+            .filter(|id| !uids.contains(id.split('/').next().unwrap_or_default()))
+            .collect();
+        for id in orphans {
+            tracing::info!(container = %id, "stopping a container whose pod is gone");
+            self.runtime.stop(&id, Duration::from_secs(2)).await;
+            self.runtime.remove(&id);
+        }
+    }
+
+    /// The directory of a pod's logs and state.
+    fn pod_dir(&self, key: &str, uid: &str) -> PathBuf {
+        let (ns, name) = key.split_once('/').unwrap_or(("", key));
+        self.config
+            .data_dir
+            .join("pods")
+            .join(format!("{ns}_{name}_{uid}"))
+    }
+
+    /// Writes the pod's state file when what it would hold changed.
+    fn save(&self, key: &str, record: &PodRecord, ports: &[Vec<PortBinding>]) {
+        let now = SavedPod::of(key, record, ports);
+        let mut saved = self.saved.lock().unwrap_or_else(|p| p.into_inner());
+        if saved.get(key) == Some(&now) {
+            return;
+        }
+        let path = self.pod_dir(key, &record.uid).join("pod.json");
+        match now.save(&path) {
+            Ok(()) => {
+                saved.insert(key.to_owned(), now);
+            }
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "cannot write a pod's state")
+            }
+        }
+    }
+
+    /// The events of a successful start: Pulled, Created, Started (and a warning when the
+    /// memory limit cannot be enforced).
+    fn report_start(
+        &self,
+        pod: &Pod,
+        container: &minik_api::k8s_openapi::api::core::v1::Container,
+        spec: &ContainerSpec,
+        info: &crate::runtime::Started,
+    ) {
+        let name = container.name.as_str();
+        let image = container.image.as_deref().unwrap_or_default();
+        let pulled = format!(
+            "Container image {image:?} is not pulled by minik's process runtime: {:?} resolved to {} on the node",
+            spec.program,
+            info.program.display()
+        );
+        self.events
+            .pod(pod, Some(name), Kind::Normal, "Pulled", &pulled);
+        if let Some(why) = &info.limit_not_enforced {
+            let message = format!(
+                "resources.limits.memory of container {name} is not enforced on this node: {why}"
+            );
+            self.events.pod(
+                pod,
+                Some(name),
+                Kind::Warning,
+                "MemoryLimitNotEnforced",
+                &message,
+            );
+        }
+        self.events.pod(
+            pod,
+            Some(name),
+            Kind::Normal,
+            "Created",
+            &format!("Created container: {name}"),
+        );
+        self.events.pod(
+            pod,
+            Some(name),
+            Kind::Normal,
+            "Started",
+            &format!("Started container {name}"),
+        );
+    }
+}
+
+fn is_back_off(c: &pod::ContainerRecord) -> bool {
+    c.waiting
+        .as_ref()
+        .is_some_and(|(reason, _)| reason == "CrashLoopBackOff")
+}
+
+/// The waiting message of a failed start.
+fn start_message(e: &StartError) -> String {
+    e.to_string()
+}
+
+/// `resources.limits.memory` in bytes.
+fn memory_limit(
+    container: &minik_api::k8s_openapi::api::core::v1::Container,
+) -> Result<Option<u64>, String> {
+    let Some(q) = container
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.as_ref())
+        .and_then(|l| l.get("memory"))
+    else {
+        return Ok(None);
+    };
+    let parsed = minik_api::quantity::Quantity::parse(&q.0)
+        .map_err(|e| format!("resources.limits.memory {:?}: {e}", q.0))?;
+    u64::try_from(parsed.value())
+        .ok()
+        .filter(|b| *b > 0)
+        .map(Some)
+        .ok_or_else(|| format!("resources.limits.memory {:?} must be positive", q.0))
+}
+
+/// The declared `hostPort`s of a container, on the address each asks for (the node's address
+/// by default): they must be free on the node.
+fn declared_host_ports(
+    container: &minik_api::k8s_openapi::api::core::v1::Container,
+    address: &str,
+) -> Vec<(String, u16)> {
+    container
+        .ports
+        .iter()
+        .flatten()
+        .filter(|p| p.protocol.as_deref().unwrap_or("TCP") == "TCP")
+        .filter_map(|p| {
+            let port = u16::try_from(p.host_port?).ok().filter(|p| *p > 0)?;
+            let ip = p
+                .host_ip
+                .clone()
+                .filter(|ip| !ip.is_empty() && ip != "0.0.0.0")
+                .unwrap_or_else(|| address.to_owned());
+            Some((ip, port))
+        })
+        .collect()
+}
+
+/// A probe the agent cannot run (a port name the container does not declare, a scheme or
+/// handler minik does not support): said before the container starts, rather than failing
+/// every check once it runs.
+fn probe_problem(
+    container: &minik_api::k8s_openapi::api::core::v1::Container,
+    host: &str,
+    ports: &[PortBinding],
+    env: &[(String, String)],
+) -> Result<(), String> {
+    let target = probe::Target {
+        host: host.to_owned(),
+        ports: ports.to_vec(),
+        env: env.to_vec(),
+        ..Default::default()
+    };
+    for (field, p) in [
+        ("startupProbe", &container.startup_probe),
+        ("livenessProbe", &container.liveness_probe),
+        ("readinessProbe", &container.readiness_probe),
+    ] {
+        if let Some(p) = p {
+            if let probe::Check::Unsupported(why) = probe::check_of(p, &target) {
+                return Err(format!("{field} of container {}: {why}", container.name));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The attempt number at the end of an instance id (`uid/name/3`) or container id.

@@ -1,9 +1,10 @@
 //! The agent's own HTTP endpoint, which the API server calls to serve `pods/{name}/log`:
-//! `GET /containerLogs/{namespace}/{pod}/{container}?follow&tailLines&previous&limitBytes`.
-//! Logs are the files the runtime writes, one per container run.
+//! `GET /containerLogs/{namespace}/{pod}/{container}?follow&tailLines&previous&limitBytes&timestamps`.
+//! Logs are the files the agent writes from each container run's output (`logs.rs`), read
+//! across their rotations. Port-forward tunnels come in
+//! on `POST /portForward/{namespace}/{pod}?port=N` (see [`forward_router`]).
 
 use std::convert::Infallible;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,6 +83,112 @@ pub fn tail_offset(text: &[u8], n: usize) -> usize {
     0
 }
 
+/// The `Upgrade` protocol of minik's raw port-forward tunnel: after `101 Switching Protocols`
+/// the connection carries the bytes of one TCP connection to the pod's port (docs/api.md).
+pub const PORT_FORWARD_PROTOCOL: &str = "minik-portforward";
+
+/// Where a port-forward to a pod on this node connects.
+pub trait ForwardTarget: Send + Sync + 'static {
+    /// The address of `port` of the pod (its host port under the process runtime). Errors are
+    /// (HTTP code, message).
+    fn resolve(
+        &self,
+        ns: &str,
+        pod: &str,
+        port: u16,
+    ) -> Result<std::net::SocketAddr, (u16, String)>;
+}
+
+/// The port-forward route: `POST /portForward/{ns}/{pod}?port=N` with `Connection: Upgrade`
+/// and `Upgrade: minik-portforward`. The agent connects to the pod first, so a refusal is an
+/// HTTP answer; then it switches protocols and relays bytes until either side closes.
+pub fn forward_router(target: Arc<dyn ForwardTarget>) -> Router {
+    Router::new()
+        .route("/portForward/{ns}/{pod}", axum::routing::post(port_forward))
+        .with_state(target)
+}
+
+#[derive(Debug, Deserialize)]
+struct ForwardQuery {
+    port: Option<String>,
+}
+
+async fn port_forward(
+    State(target): State<Arc<dyn ForwardTarget>>,
+    Path((ns, pod)): Path<(String, String)>,
+    Query(query): Query<ForwardQuery>,
+    mut request: axum::extract::Request,
+) -> Response {
+    let upgrade = request
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !upgrade.eq_ignore_ascii_case(PORT_FORWARD_PROTOCOL) {
+        return error(
+            400,
+            format!(
+                "port-forward needs `Connection: Upgrade` and `Upgrade: {PORT_FORWARD_PROTOCOL}`"
+            ),
+        );
+    }
+    let port = match query.port.as_deref().map(str::parse::<u16>) {
+        Some(Ok(p)) if p > 0 => p,
+        _ => {
+            return error(
+                400,
+                "port: must be a port number between 1 and 65535".into(),
+            )
+        }
+    };
+    let address = match target.resolve(&ns, &pod, port) {
+        Ok(a) => a,
+        Err((code, message)) => return error(code, message),
+    };
+    let connect = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::TcpStream::connect(address),
+    );
+    let mut upstream = match connect.await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            return error(
+                502,
+                format!("cannot connect to port {port} of pod {pod:?} at {address}: {e}"),
+            )
+        }
+        Err(_) => {
+            return error(
+                504,
+                format!("port {port} of pod {pod:?} at {address} did not answer in time"),
+            )
+        }
+    };
+    let _ = upstream.set_nodelay(true);
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let mut client = hyper_util::rt::TokioIo::new(upgraded);
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "port-forward upgrade failed"),
+        }
+    });
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("Upgrade"),
+    );
+    headers.insert(
+        header::UPGRADE,
+        header::HeaderValue::from_static(PORT_FORWARD_PROTOCOL),
+    );
+    response
+}
+
 /// The endpoint's router.
 pub fn router(source: Arc<dyn LogSource>) -> Router {
     Router::new()
@@ -95,13 +202,6 @@ async fn container_logs(
     Path((ns, pod, container)): Path<(String, String, String)>,
     Query(query): Query<LogQuery>,
 ) -> Response {
-    if flag(&query.timestamps) {
-        return error(
-            400,
-            "timestamps are not recorded by minik's process runtime yet; ask without timestamps"
-                .into(),
-        );
-    }
     let parse = |name: &str, v: &Option<String>| -> Result<Option<u64>, String> {
         v.as_deref()
             .filter(|s| !s.is_empty())
@@ -122,57 +222,54 @@ async fn container_logs(
         Ok(l) => l,
         Err((code, message)) => return error(code, message),
     };
-    let mut file = match std::fs::File::open(&located.path) {
-        Ok(f) => f,
-        // The run started but wrote nothing yet.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return plain(Body::empty()),
+    // The run may have started without writing anything yet: then there is nothing to read.
+    let files = crate::logs::files(&located.path);
+    let start = match crate::logs::tail_start(&files, tail) {
+        Ok(s) => s,
         Err(e) => return error(500, format!("cannot read the log: {e}")),
     };
-    let mut start = 0u64;
-    if let Some(n) = tail {
-        let mut text = Vec::new();
-        if let Err(e) = file.read_to_end(&mut text) {
-            return error(500, format!("cannot read the log: {e}"));
-        }
-        start = tail_offset(&text, n as usize) as u64;
-    }
-    if let Err(e) = file.seek(SeekFrom::Start(start)) {
-        return error(500, format!("cannot read the log: {e}"));
-    }
+    let reader = match crate::logs::Reader::open(&located.path, start) {
+        Ok(r) => r,
+        Err(e) => return error(500, format!("cannot read the log: {e}")),
+    };
     let follow = flag(&query.follow);
+    let renderer = crate::logs::Renderer::new(flag(&query.timestamps));
     let instance = located.instance;
-    let state = (file, limit, false);
-    let stream = futures::stream::unfold(state, move |(mut file, mut left, done)| {
-        let source = source.clone();
-        let instance = instance.clone();
-        async move {
-            if done || left == Some(0) {
-                return None;
-            }
-            let mut buffer = vec![0u8; 64 * 1024];
-            loop {
-                let want = left.map_or(buffer.len(), |l| (l as usize).min(buffer.len()));
-                match file.read(&mut buffer[..want]) {
-                    Ok(0) => {
-                        let running = instance.as_deref().is_some_and(|i| source.is_running(i));
-                        if !follow || !running {
-                            return None;
-                        }
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+    let state = (reader, renderer, limit, false);
+    let stream =
+        futures::stream::unfold(state, move |(mut reader, mut renderer, mut left, done)| {
+            let source = source.clone();
+            let instance = instance.clone();
+            async move {
+                if done || left == Some(0) {
+                    return None;
+                }
+                loop {
+                    // Whether the run was over before this read: then what the read finds is
+                    // the last of it.
+                    let running = instance.as_deref().is_some_and(|i| source.is_running(i));
+                    let mut out = Vec::new();
+                    let read = reader.read_available(&mut |entry| renderer.render(entry, &mut out));
+                    if read.is_err() {
+                        return None;
                     }
-                    Ok(n) => {
-                        left = left.map(|l| l - n as u64);
-                        buffer.truncate(n);
+                    if !out.is_empty() {
+                        if let Some(l) = left {
+                            out.truncate(l.min(out.len() as u64) as usize);
+                            left = Some(l - out.len() as u64);
+                        }
                         return Some((
-                            Ok::<_, Infallible>(Bytes::from(buffer)),
-                            (file, left, false),
+                            Ok::<_, Infallible>(Bytes::from(out)),
+                            (reader, renderer, left, false),
                         ));
                     }
-                    Err(_) => return None,
+                    if !follow || !running {
+                        return None;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
-        }
-    });
+        });
     plain(Body::from_stream(stream))
 }
 

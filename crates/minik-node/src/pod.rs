@@ -46,6 +46,8 @@ impl Terminated {
     fn reason(&self) -> &'static str {
         if self.exit.oom_killed {
             "OOMKilled"
+        } else if self.exit.status_unknown {
+            "ContainerStatusUnknown"
         } else if self.exit.code == 0 {
             "Completed"
         } else {
@@ -62,7 +64,11 @@ impl Terminated {
                 started_at: Some(time(self.started_at)),
                 finished_at: Some(time(self.exit.finished_at)),
                 container_id: Some(self.container_id.clone()),
-                message: None,
+                message: self.exit.status_unknown.then(|| {
+                    "The container could not be located when the node agent restarted: it \
+                     ended while the agent was not watching it, so its exit code is unknown"
+                        .to_owned()
+                }),
             }),
             ..Default::default()
         }
@@ -131,7 +137,8 @@ fn restart_policy(pod: &Pod) -> &str {
         .unwrap_or("Always")
 }
 
-fn pod_ref(pod: &Pod) -> String {
+/// How the kubelet names a pod in messages: `name_namespace(uid)`.
+pub fn pod_ref(pod: &Pod) -> String {
     format!(
         "{}_{}({})",
         pod.metadata.name.as_deref().unwrap_or_default(),
@@ -229,6 +236,40 @@ pub fn reconcile(
         }
     }
     plan
+}
+
+/// Takes into the record the instances the runtime has of this pod (ids `uid/name/attempt`)
+/// that are newer than what the record knows: started by an earlier agent that died before it
+/// recorded them. The newest becomes current, so nothing is started twice.
+pub fn adopt_instances(record: &mut PodRecord, runtime_ids: &[String]) {
+    for id in runtime_ids {
+        let mut parts = id.split('/');
+        let (Some(uid), Some(name), Some(attempt), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let Ok(attempt) = attempt.parse::<u32>() else {
+            continue;
+        };
+        if uid != record.uid {
+            continue;
+        }
+        let c = record.containers.entry(name.to_owned()).or_default();
+        if attempt <= c.attempts {
+            continue;
+        }
+        if let Some(ended) = c.terminated.take() {
+            c.last_terminated = Some(ended);
+            c.restart_count += 1;
+        } else if c.instance.is_some() {
+            // The recorded instance ended unseen and was replaced.
+            c.restart_count += 1;
+        }
+        c.attempts = attempt;
+        c.instance = Some(id.clone());
+        c.waiting = None;
+    }
 }
 
 /// Records that a start of `name` is being attempted; returns the new instance's id.
@@ -520,6 +561,7 @@ mod tests {
                 working_dir: None,
                 log_path: "/dev/null".into(),
                 memory_limit: None,
+                host_ports: vec![],
                 annotations,
             };
             if let Err(e) = rt.start(&spec) {

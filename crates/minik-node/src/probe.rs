@@ -266,6 +266,8 @@ pub struct Verdict {
     pub restart: Option<String>,
     /// The last failure message of each probe, for events.
     pub last_failure: Option<(ProbeKind, String)>,
+    /// Failures not yet reported as `Unhealthy` events (the latest few).
+    pub unreported: Vec<(ProbeKind, String)>,
 }
 
 /// The shared, changing verdict of one container.
@@ -284,6 +286,11 @@ impl Shared {
     /// Takes the restart request, so it is acted on once.
     pub fn take_restart(&self) -> Option<String> {
         self.lock().restart.take()
+    }
+
+    /// Takes the failures not reported yet, to report them once.
+    pub fn take_unreported(&self) -> Vec<(ProbeKind, String)> {
+        std::mem::take(&mut self.lock().unreported)
     }
 }
 
@@ -451,6 +458,13 @@ async fn run_probe(
                     successes = 0;
                     failures += 1;
                     v.last_failure = Some((kind, message.clone()));
+                    // Every failure is an event, as in Kubernetes; a few are kept until the
+                    // agent reports them (the server aggregates repeats).
+                    if v.unreported.len() >= 8 {
+                        v.unreported.remove(0);
+                    }
+                    v.unreported.push((kind, message.clone()));
+                    notify = true;
                     if failures >= t.failure_threshold {
                         match kind {
                             ProbeKind::Startup | ProbeKind::Liveness => {
@@ -617,7 +631,12 @@ mod tests {
         assert!(!verdict.get().ready, "two failures make it not ready");
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert!(verdict.get().ready);
-        assert_eq!(changes.load(Ordering::SeqCst), 3);
+        // Ready, each failure (for its event; the second also unready), ready again.
+        assert_eq!(changes.load(Ordering::SeqCst), 4);
+        let failures = verdict.take_unreported();
+        assert_eq!(failures.len(), 2, "{failures:?}");
+        assert!(failures.iter().all(|(k, _)| *k == ProbeKind::Readiness));
+        assert!(verdict.take_unreported().is_empty(), "reported once");
     }
 
     #[tokio::test(start_paused = true)]

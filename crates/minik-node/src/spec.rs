@@ -1,10 +1,12 @@
 //! From a pod's container to what the runtime runs: the program (command, or the image's
 //! name), arguments and environment with Kubernetes' `$(VAR)` expansion, the downward API
-//! (`fieldRef`), and minik's own variables (`POD_NAME`, `PORT`, ...). Pure functions.
+//! (`fieldRef`), minik's own variables (`POD_NAME`, `PORT`, ...) and Kubernetes' service
+//! variables (`{SVC}_SERVICE_HOST`, ...); and the `minik.io/host-ports` annotation that tells
+//! the cluster which host port each declared container port got. Pure functions.
 
 use std::collections::BTreeMap;
 
-use minik_api::k8s_openapi::api::core::v1::{Container, Pod};
+use minik_api::k8s_openapi::api::core::v1::{Container, Pod, Service};
 
 /// The executable the process runtime runs for an image with no command: the repository's
 /// last path element, without tag or digest (`docker.io/library/nginx:1.16` → `nginx`).
@@ -70,6 +72,80 @@ pub struct Placement {
     pub pod_ip: String,
     /// Host ports given to this container's declared ports.
     pub ports: Vec<PortBinding>,
+    /// The service variables of the pod's namespace ([`service_variables`]), when the pod
+    /// enables service links.
+    pub services: Vec<(String, String)>,
+}
+
+pub use minik_api::hostports::{host_port_of, HOST_PORTS_ANNOTATION};
+
+/// The value of [`HOST_PORTS_ANNOTATION`] for a pod's port bindings, `None` when it declares no
+/// port. The first binding of a container port wins, as a host network has one socket per port.
+pub fn host_ports_annotation(ports: &[Vec<PortBinding>]) -> Option<String> {
+    let mut map: BTreeMap<i32, u16> = BTreeMap::new();
+    for binding in ports.iter().flatten().filter(|b| b.host_port != 0) {
+        map.entry(binding.container_port)
+            .or_insert(binding.host_port);
+    }
+    if map.is_empty() {
+        return None;
+    }
+    let object: serde_json::Map<String, serde_json::Value> = map
+        .into_iter()
+        .map(|(container, host)| (container.to_string(), serde_json::json!(host)))
+        .collect();
+    Some(serde_json::Value::Object(object).to_string())
+}
+
+/// The name part of service variables: upper case, `-` as `_` (`my-svc` → `MY_SVC`).
+fn service_var_name(name: &str) -> String {
+    name.to_ascii_uppercase().replace('-', "_")
+}
+
+/// Kubernetes' service variables for the given Services (those of the pod's namespace): for
+/// each one with a cluster IP, `{SVC}_SERVICE_HOST`, `{SVC}_SERVICE_PORT` (first port),
+/// `{SVC}_SERVICE_PORT_{NAME}` per named port, and the Docker-link style `{SVC}_PORT`,
+/// `{SVC}_PORT_{port}_{PROTO}[_PROTO|_PORT|_ADDR]`. Headless and ExternalName services have none.
+pub fn service_variables(services: &[&Service]) -> Vec<(String, String)> {
+    let mut sorted: Vec<&&Service> = services.iter().collect();
+    sorted.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let mut vars = Vec::new();
+    for service in sorted {
+        let Some(spec) = service.spec.as_ref() else {
+            continue;
+        };
+        let ip = spec.cluster_ip.as_deref().unwrap_or_default();
+        if ip.is_empty() || ip == "None" {
+            continue;
+        }
+        let name = service_var_name(service.metadata.name.as_deref().unwrap_or_default());
+        let ports = spec.ports.as_deref().unwrap_or_default();
+        vars.push((format!("{name}_SERVICE_HOST"), ip.to_owned()));
+        if let Some(first) = ports.first() {
+            vars.push((format!("{name}_SERVICE_PORT"), first.port.to_string()));
+        }
+        for p in ports {
+            if let Some(port_name) = p.name.as_deref().filter(|n| !n.is_empty()) {
+                vars.push((
+                    format!("{name}_SERVICE_PORT_{}", service_var_name(port_name)),
+                    p.port.to_string(),
+                ));
+            }
+        }
+        for (i, p) in ports.iter().enumerate() {
+            let protocol = p.protocol.as_deref().unwrap_or("TCP");
+            let url = format!("{}://{ip}:{}", protocol.to_ascii_lowercase(), p.port);
+            let prefix = format!("{name}_PORT_{}_{}", p.port, protocol.to_ascii_uppercase());
+            if i == 0 {
+                vars.push((format!("{name}_PORT"), url.clone()));
+            }
+            vars.push((prefix.clone(), url));
+            vars.push((format!("{prefix}_PROTO"), protocol.to_ascii_lowercase()));
+            vars.push((format!("{prefix}_PORT"), p.port.to_string()));
+            vars.push((format!("{prefix}_ADDR"), ip.to_owned()));
+        }
+    }
+    vars
 }
 
 /// The value of a `fieldRef` path, as Kubernetes' downward API gives it.
@@ -140,8 +216,9 @@ fn port_var(name: &str) -> String {
     )
 }
 
-/// The environment of a container: minik's variables first, then the container's `env` in
-/// order, each value expanded against the ones before it, as Kubernetes does.
+/// The environment of a container: the service variables, then minik's variables, then the
+/// container's `env` in order, each value expanded against the ones before it, as Kubernetes
+/// does (a container's own `env` wins over both).
 pub fn environment(
     pod: &Pod,
     container: &Container,
@@ -154,6 +231,16 @@ pub fn environment(
             order.push(name);
         }
     };
+    let links = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.enable_service_links)
+        .unwrap_or(true);
+    if links {
+        for (name, value) in &placement.services {
+            set(&mut vars, name.clone(), value.clone());
+        }
+    }
     set(
         &mut vars,
         "POD_NAME".into(),
@@ -312,6 +399,7 @@ mod tests {
                 container_port: 8000,
                 host_port: 31000,
             }],
+            services: vec![],
         };
         let env = environment(&pod, container, &placement).unwrap();
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
@@ -327,6 +415,105 @@ mod tests {
         let (program, args) = command_line(container, &env).unwrap();
         assert_eq!(program, "python3");
         assert_eq!(args, ["-m", "http.server", "31000", "--bind", "127.0.0.1"]);
+    }
+
+    fn svc(value: serde_json::Value) -> Service {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn service_variables_follow_kubernetes() {
+        let web = svc(json!({"metadata": {"name": "web-front"}, "spec": {
+            "clusterIP": "127.96.0.7",
+            "ports": [{"name": "http", "port": 80, "protocol": "TCP"}, {"name": "dns-udp", "port": 53, "protocol": "UDP"}]
+        }}));
+        let headless = svc(
+            json!({"metadata": {"name": "db"}, "spec": {"clusterIP": "None", "ports": [{"port": 5432}]}}),
+        );
+        let vars = service_variables(&[&headless, &web]);
+        let expected: Vec<(String, String)> = [
+            ("WEB_FRONT_SERVICE_HOST", "127.96.0.7"),
+            ("WEB_FRONT_SERVICE_PORT", "80"),
+            ("WEB_FRONT_SERVICE_PORT_HTTP", "80"),
+            ("WEB_FRONT_SERVICE_PORT_DNS_UDP", "53"),
+            ("WEB_FRONT_PORT", "tcp://127.96.0.7:80"),
+            ("WEB_FRONT_PORT_80_TCP", "tcp://127.96.0.7:80"),
+            ("WEB_FRONT_PORT_80_TCP_PROTO", "tcp"),
+            ("WEB_FRONT_PORT_80_TCP_PORT", "80"),
+            ("WEB_FRONT_PORT_80_TCP_ADDR", "127.96.0.7"),
+            ("WEB_FRONT_PORT_53_UDP", "udp://127.96.0.7:53"),
+            ("WEB_FRONT_PORT_53_UDP_PROTO", "udp"),
+            ("WEB_FRONT_PORT_53_UDP_PORT", "53"),
+            ("WEB_FRONT_PORT_53_UDP_ADDR", "127.96.0.7"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(vars, expected);
+
+        // In the environment, before the container's own env, which may use and override them.
+        let mut pod = pod();
+        let container = &mut pod.spec.as_mut().unwrap().containers[0];
+        container.env = Some(vec![
+            serde_json::from_value(
+                json!({"name": "URL", "value": "http://$(WEB_FRONT_SERVICE_HOST)"}),
+            )
+            .unwrap(),
+            serde_json::from_value(json!({"name": "WEB_FRONT_SERVICE_PORT", "value": "8080"}))
+                .unwrap(),
+        ]);
+        let container = container.clone();
+        let placement = Placement {
+            services: vars,
+            ..Placement::default()
+        };
+        let env = environment(&pod, &container, &placement).unwrap();
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(env[0].0, "WEB_FRONT_SERVICE_HOST");
+        assert_eq!(get("URL"), Some("http://127.96.0.7"));
+        assert_eq!(get("WEB_FRONT_SERVICE_PORT"), Some("8080"));
+        // enableServiceLinks: false leaves them out.
+        pod.spec.as_mut().unwrap().enable_service_links = Some(false);
+        let env = environment(&pod, &container, &placement).unwrap();
+        assert!(env.iter().all(|(n, _)| n != "WEB_FRONT_SERVICE_HOST"));
+    }
+
+    #[test]
+    fn host_ports_are_recorded_and_read_back() {
+        let bindings = vec![
+            vec![
+                PortBinding {
+                    name: Some("http".into()),
+                    container_port: 8000,
+                    host_port: 31000,
+                },
+                PortBinding {
+                    name: None,
+                    container_port: 9090,
+                    host_port: 31001,
+                },
+            ],
+            vec![PortBinding {
+                name: None,
+                container_port: 8000,
+                host_port: 31002,
+            }],
+        ];
+        let value = host_ports_annotation(&bindings).unwrap();
+        assert_eq!(value, r#"{"8000":31000,"9090":31001}"#);
+        assert_eq!(host_ports_annotation(&[vec![]]), None);
+        let mut pod = pod();
+        pod.metadata.annotations = Some([(HOST_PORTS_ANNOTATION.to_owned(), value)].into());
+        assert_eq!(host_port_of(&pod, 8000), 31000);
+        assert_eq!(host_port_of(&pod, 9090), 31001);
+        // Not recorded: a declared hostPort, else the port itself.
+        assert_eq!(host_port_of(&pod, 7000), 7000);
+        pod.metadata.annotations = None;
+        pod.spec.as_mut().unwrap().containers[0].ports = Some(vec![serde_json::from_value(
+            json!({"containerPort": 8000, "hostPort": 8443}),
+        )
+        .unwrap()]);
+        assert_eq!(host_port_of(&pod, 8000), 8443);
     }
 
     #[test]

@@ -9,9 +9,10 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use minik_api::quantity::Quantity;
 use minik_client::HttpApi;
+use minik_node::logs::LogLimits;
 use minik_node::pod::Backoff;
 use minik_node::probe::{Checker, FakeChecker, HostChecker};
-use minik_node::runtime::{FakeRuntime, ProcessRuntime, Runtime};
+use minik_node::runtime::{FakeRuntime, ProcessOptions, ProcessRuntime, Runtime};
 use minik_node::AgentConfig;
 use serde_json::{json, Value};
 
@@ -63,6 +64,26 @@ pub struct NodeArgs {
     /// The longest restart delay (Kubernetes: 5m).
     #[arg(long, default_value_t = 300_000)]
     restart_backoff_max_ms: u64,
+    /// The size at which a container's log file is rotated (kubelet: containerLogMaxSize).
+    #[arg(long, default_value = "10Mi")]
+    container_log_max_size: String,
+    /// How many log files of a container are kept, the current one included, at least 2
+    /// (kubelet: containerLogMaxFiles).
+    #[arg(long, default_value_t = 5)]
+    container_log_max_files: u32,
+    /// On SIGTERM/Ctrl-C, leave the pods' processes running (for an upgrade: the next
+    /// `minik node` with the same --data-dir adopts them). By default they are stopped.
+    #[arg(long)]
+    leave_running: bool,
+    /// Do not enforce `resources.limits.memory` with cgroups, even where the host allows it.
+    #[arg(long)]
+    no_memory_limits: bool,
+}
+
+/// Settings of the process runtime, validated.
+struct RuntimeSettings {
+    logs: LogLimits,
+    memory_limits: bool,
 }
 
 fn parse_labels(s: &str) -> anyhow::Result<BTreeMap<String, String>> {
@@ -134,7 +155,7 @@ pub fn host_memory_bytes() -> u64 {
 }
 
 impl NodeArgs {
-    fn config(self) -> anyhow::Result<(AgentConfig, String)> {
+    fn config(self) -> anyhow::Result<(AgentConfig, String, RuntimeSettings)> {
         let name = self.name.unwrap_or_else(host_name);
         if let Some(problem) = minik_api::names::dns1123_subdomain(&name)
             .into_iter()
@@ -164,6 +185,30 @@ impl NodeArgs {
         let data_dir = self
             .data_dir
             .unwrap_or_else(|| PathBuf::from("minik-node-data").join(&name));
+        let max_size = Quantity::parse(&self.container_log_max_size)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "--container-log-max-size {:?}: {e}",
+                    self.container_log_max_size
+                )
+            })?
+            .value();
+        anyhow::ensure!(
+            max_size >= 1024,
+            "--container-log-max-size {:?} must be at least 1Ki",
+            self.container_log_max_size
+        );
+        anyhow::ensure!(
+            self.container_log_max_files >= 2,
+            "--container-log-max-files must be at least 2 (the current file and one rotated)"
+        );
+        let settings = RuntimeSettings {
+            logs: LogLimits {
+                max_bytes: max_size as u64,
+                max_files: self.container_log_max_files,
+            },
+            memory_limits: !self.no_memory_limits,
+        };
         Ok((
             AgentConfig {
                 labels: parse_labels(&self.labels)?,
@@ -185,21 +230,19 @@ impl NodeArgs {
                 runtime_name: self.runtime,
                 workers: 8,
                 port: self.port,
+                leave_running: self.leave_running,
                 name,
             },
             self.server,
+            settings,
         ))
     }
 }
 
 pub fn run(args: NodeArgs) -> anyhow::Result<()> {
-    let (config, server) = args.config()?;
+    let (config, server, settings) = args.config()?;
+    minik_node::without_huge_pages();
     let api = HttpApi::new(&server).map_err(|e| anyhow::anyhow!("--server: {e}"))?;
-    let (runtime, checker): (Arc<dyn Runtime>, Arc<dyn Checker>) =
-        match config.runtime_name.as_str() {
-            "fake" => (Arc::new(FakeRuntime::new()), Arc::new(FakeChecker)),
-            _ => (Arc::new(ProcessRuntime::new()), Arc::new(HostChecker)),
-        };
     std::fs::create_dir_all(&config.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}",
@@ -212,6 +255,24 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     tokio.block_on(async move {
         tracing::info!(node = %config.name, server = %server, runtime = %config.runtime_name, "minik node starting");
+        let (runtime, checker): (Arc<dyn Runtime>, Arc<dyn Checker>) =
+            match config.runtime_name.as_str() {
+                "fake" => (Arc::new(FakeRuntime::new()), Arc::new(FakeChecker)),
+                _ => {
+                    // Opening the runtime adopts the processes an earlier agent left running.
+                    let state_dir = config.data_dir.join("containers");
+                    let runtime = ProcessRuntime::open(ProcessOptions {
+                        state_dir: state_dir.clone(),
+                        logs: settings.logs,
+                        memory_limits: settings.memory_limits,
+                    })
+                    .with_context(|| format!("cannot open the runtime state in {}", state_dir.display()))?;
+                    if let Err(why) = runtime.memory_cgroups() {
+                        tracing::warn!(reason = %why, "memory limits will not be enforced on this node");
+                    }
+                    (Arc::new(runtime), Arc::new(HostChecker))
+                }
+            };
         minik_node::run(Arc::new(api), runtime, checker, config, crate::server::shutdown_signal())
             .await
             .context("the node agent failed")?;

@@ -9,6 +9,9 @@ use anyhow::Context;
 use minik_apiserver::{app, ApiServer, Config};
 use minik_store::{SledStore, StoreConfig};
 
+/// How long events are kept after they were last seen (Kubernetes' `--event-ttl`).
+const DEFAULT_EVENT_TTL: Duration = Duration::from_secs(60 * 60);
+
 /// How long open requests may finish after shutdown began.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -27,6 +30,17 @@ pub struct ServerArgs {
     /// Seconds between BOOKMARK events on watches that allow them.
     #[arg(long, default_value_t = 60)]
     bookmark_interval_seconds: u64,
+    /// How long a node's agent may stay silent before the node is marked Unknown and tainted
+    /// unreachable (a Go duration: 40s, 1m).
+    #[arg(long, default_value = "40s", value_parser = crate::cli::time::parse_duration)]
+    node_monitor_grace_period: Duration,
+    /// How long pods stay on a node that is unreachable or not ready before they are evicted,
+    /// unless their own tolerationSeconds say otherwise.
+    #[arg(long, default_value = "5m", value_parser = crate::cli::time::parse_duration)]
+    pod_eviction_timeout: Duration,
+    /// How long events are kept after they were last seen.
+    #[arg(long, default_value = "1h", value_parser = crate::cli::time::parse_duration)]
+    event_ttl: Duration,
 }
 
 /// The validated settings a server runs from.
@@ -34,6 +48,9 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub store: StoreConfig,
     pub api: Config,
+    pub controllers: minik_controllers::Config,
+    /// How long events are kept after they were last seen.
+    pub event_ttl: Duration,
 }
 
 impl Settings {
@@ -43,6 +60,8 @@ impl Settings {
             listen,
             store: StoreConfig::new(data_dir.join("store")),
             api: Config::default(),
+            controllers: minik_controllers::Config::default(),
+            event_ttl: DEFAULT_EVENT_TTL,
         }
     }
 }
@@ -54,6 +73,22 @@ impl ServerArgs {
             self.bookmark_interval_seconds > 0,
             "--bookmark-interval-seconds must be at least 1"
         );
+        anyhow::ensure!(
+            self.node_monitor_grace_period >= Duration::from_secs(1),
+            "--node-monitor-grace-period must be at least 1s"
+        );
+        anyhow::ensure!(
+            self.event_ttl >= Duration::from_secs(1),
+            "--event-ttl must be at least 1s"
+        );
+        let controllers = minik_controllers::Config {
+            node_monitor_grace_period: self.node_monitor_grace_period,
+            // Look often enough that a short grace period is noticed soon after it passes.
+            node_monitor_period: (self.node_monitor_grace_period / 8)
+                .clamp(Duration::from_millis(100), Duration::from_secs(5)),
+            pod_eviction_timeout: self.pod_eviction_timeout,
+            ..minik_controllers::Config::default()
+        };
         let mut store = StoreConfig::new(self.data_dir.join("store"));
         store.history_size = self.watch_history;
         Ok(Settings {
@@ -61,8 +96,13 @@ impl ServerArgs {
             store,
             api: Config {
                 bookmark_interval: Duration::from_secs(self.bookmark_interval_seconds),
+                // Pods tolerate their node being unreachable or not ready for the eviction
+                // timeout unless they say otherwise.
+                default_toleration_seconds: self.pod_eviction_timeout.as_secs() as i64,
                 ..Config::default()
             },
+            controllers,
+            event_ttl: self.event_ttl,
         })
     }
 }
@@ -99,7 +139,11 @@ pub async fn serve(
     // The components that run inside the server reach the API through the same registry the
     // HTTP handlers use.
     let api: Arc<dyn minik_client::Api> = Arc::new(server.registry.clone());
-    let components = start_components(api);
+    let mut components = start_components(api, settings.controllers);
+    components.push(tokio::spawn(minik_apiserver::sweep_events(
+        server.registry.clone(),
+        settings.event_ttl,
+    )));
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -136,16 +180,16 @@ pub async fn serve(
 }
 
 /// Starts the control loops that run in the server process; each runs until aborted.
-fn start_components(api: Arc<dyn minik_client::Api>) -> Vec<tokio::task::JoinHandle<()>> {
+fn start_components(
+    api: Arc<dyn minik_client::Api>,
+    controllers: minik_controllers::Config,
+) -> Vec<tokio::task::JoinHandle<()>> {
     vec![
         tokio::spawn(minik_scheduler::run(
             api.clone(),
             minik_scheduler::Config::default(),
         )),
-        tokio::spawn(minik_controllers::run(
-            api,
-            minik_controllers::Config::default(),
-        )),
+        tokio::spawn(minik_controllers::run(api, controllers)),
     ]
 }
 

@@ -62,6 +62,7 @@ fn agent_config(name: &str, data_dir: &std::path::Path, runtime: &str) -> AgentC
         runtime_name: runtime.to_owned(),
         workers: 8,
         port: 0,
+        leave_running: false,
     }
 }
 
@@ -73,6 +74,18 @@ fn write_client_config(server: &str) -> anyhow::Result<PathBuf> {
     let path = dir.join("config");
     std::fs::write(&path, format!("server: {server}\nnamespace: default\n"))
         .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+/// Writes `~/.minik/kubeconfig`, a kubeconfig with one context (`minik`) for this cluster, so
+/// kubectl and the Kubernetes client libraries reach it with `KUBECONFIG` set to it.
+fn write_kubeconfig(server: &str) -> anyhow::Result<PathBuf> {
+    let home = std::env::var_os("HOME").context("$HOME is not set")?;
+    let path = PathBuf::from(home).join(".minik").join("kubeconfig");
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: minik\n  cluster:\n    server: {server}\nusers:\n- name: minik\n  user: {{}}\ncontexts:\n- name: minik\n  context:\n    cluster: minik\n    user: minik\n    namespace: default\ncurrent-context: minik\npreferences: {{}}\n"
+    );
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
 }
 
@@ -195,10 +208,15 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let config_note = if args.no_config {
         String::new()
     } else {
-        match write_client_config(&url) {
+        let client = match write_client_config(&url) {
             Ok(path) => format!("client config: {}\n", path.display()),
             Err(e) => format!("client config not written: {e:#}\n"),
-        }
+        };
+        let kubeconfig = match write_kubeconfig(&url) {
+            Ok(path) => format!("kubectl: export KUBECONFIG={}\n", path.display()),
+            Err(e) => format!("kubeconfig not written: {e:#}\n"),
+        };
+        client + &kubeconfig
     };
     println!(
         "minik is up at {url}: {} node(s) Ready in {:.2}s",

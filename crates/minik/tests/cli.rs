@@ -4,205 +4,11 @@
 
 mod support;
 
-use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use expect_test::{expect, Expect};
-use serde_json::Value;
-use support::{start_node, start_server, Running};
-
-/// What one client command did.
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-/// A server (and maybe a node) in a temp dir, and a `HOME` of its own so no config leaks in.
-struct Cluster {
-    server: Running,
-    _node: Option<Running>,
-    dir: tempfile::TempDir,
-}
-
-impl Cluster {
-    fn new() -> Cluster {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let server = start_server(&dir.path().join("server"), &[]);
-        Cluster {
-            server,
-            _node: None,
-            dir,
-        }
-    }
-
-    /// A cluster with one node agent, `n1`, on the given runtime.
-    fn with_node(runtime: &str) -> Cluster {
-        let mut c = Cluster::new();
-        let node_dir = c.dir.path().join("node");
-        c._node = Some(start_node(
-            &c.server.base,
-            "n1",
-            &node_dir,
-            &["--runtime", runtime],
-        ));
-        wait_for("node n1 to be Ready", 30, || {
-            let out = c.minik(&["get", "no", "n1"]);
-            (out.code == 0 && out.stdout.contains(" Ready ")).then_some(())
-        });
-        c
-    }
-
-    fn home(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn minik(&self, args: &[&str]) -> Out {
-        self.minik_in(args, None, &[])
-    }
-
-    fn minik_in(&self, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Out {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_minik"));
-        cmd.args(args)
-            .env("MINIK_SERVER", &self.server.base)
-            .env_remove("MINIK_NAMESPACE")
-            .env("HOME", self.home())
-            .env("RUST_LOG", "warn")
-            .current_dir(self.home())
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("run minik");
-        if let Some(text) = stdin {
-            let mut pipe = child.stdin.take().expect("stdin");
-            pipe.write_all(text.as_bytes()).expect("write stdin");
-        }
-        let out = child.wait_with_output().expect("wait for minik");
-        Out {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    /// Runs a command that must succeed and returns its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.minik(args);
-        assert_eq!(
-            out.code, 0,
-            "minik {args:?} failed: {}{}",
-            out.stdout, out.stderr
-        );
-        out.stdout
-    }
-
-    fn write(&self, name: &str, text: &str) -> String {
-        let path = self.home().join(name);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).expect("mkdir");
-        }
-        std::fs::write(&path, text).expect("write manifest");
-        path.display().to_string()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.extend(["-o", "json"]);
-        serde_json::from_str(&self.ok(&all)).expect("json output")
-    }
-}
-
-/// Polls `check` every 50ms until it answers, for at most `seconds`.
-fn wait_for<T>(what: &str, seconds: u64, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {seconds}s waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn is_age(token: &str) -> bool {
-    let mut rest = token;
-    let mut parts = 0;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return false;
-        }
-        match rest[digits..].chars().next() {
-            Some('s' | 'm' | 'h' | 'd' | 'y') => rest = &rest[digits + 1..],
-            _ => return false,
-        }
-        parts += 1;
-    }
-    (1..=2).contains(&parts)
-}
-
-/// Replaces ages (`5s`, `3m2s`) with `<age>` padded to the column's width, and the values of
-/// time lines of `describe` with `<time>`, so snapshots do not depend on when they ran.
-fn normalise(text: &str) -> String {
-    let mut out = String::new();
-    for line in text.lines() {
-        let trimmed = line.trim_start();
-        let varying = [
-            ("Start Time:", "<time>"),
-            ("Started:", "<time>"),
-            ("Finished:", "<time>"),
-            ("CreationTimestamp:", "<time>"),
-            ("Container ID:", "<id>"),
-        ];
-        if let Some((key, placeholder)) = varying.iter().find(|(k, _)| trimmed.starts_with(*k)) {
-            let indent = line.len() - trimmed.len();
-            let after = &trimmed[key.len()..];
-            let pad = after.len() - after.trim_start().len();
-            out.push_str(&format!(
-                "{}{key}{}{placeholder}\n",
-                &line[..indent],
-                " ".repeat(pad)
-            ));
-            continue;
-        }
-        let mut rest = line;
-        while !rest.is_empty() {
-            let token_len = rest.find(' ').unwrap_or(rest.len());
-            let token = &rest[..token_len];
-            let after = &rest[token_len..];
-            let spaces = after.len() - after.trim_start_matches(' ').len();
-            if is_age(token) {
-                if spaces == 0 {
-                    out.push_str("<age>");
-                } else {
-                    let width = (token_len + spaces).max(6);
-                    out.push_str(&format!("{:<width$}", "<age>"));
-                }
-            } else {
-                out.push_str(&rest[..token_len + spaces]);
-            }
-            rest = &rest[token_len + spaces..];
-        }
-        out.push('\n');
-    }
-    out
-}
-
-fn check(actual: &str, expect: Expect) {
-    expect.assert_eq(&normalise(actual));
-}
+use expect_test::expect;
+use support::client::{check, realign, wait_for, Cluster};
 
 const POD: &str = "apiVersion: v1
 kind: Pod
@@ -453,18 +259,16 @@ fn get_prints_kubectl_tables_and_formats() {
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let tables = c
-        .ok(&["get", "deploy,svc"])
-        .replace(&cluster_ip, "CLUSTER_IP");
+    assert!(!cluster_ip.is_empty(), "{svc}");
+    let tables = realign(&c.ok(&["get", "deploy,svc"]), &cluster_ip, "<cluster-ip>");
     check(
         &tables,
         expect![[r#"
-            CLUSTER_IPNCLUSTER_IPACLUSTER_IPMCLUSTER_IPECLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IPRCLUSTER_IPECLUSTER_IPACLUSTER_IPDCLUSTER_IPYCLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IPUCLUSTER_IPPCLUSTER_IP-CLUSTER_IPTCLUSTER_IPOCLUSTER_IP-CLUSTER_IPDCLUSTER_IPACLUSTER_IPTCLUSTER_IPECLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IPACLUSTER_IPVCLUSTER_IPACLUSTER_IPICLUSTER_IPLCLUSTER_IPACLUSTER_IPBCLUSTER_IPLCLUSTER_IPECLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IPACLUSTER_IPGCLUSTER_IPECLUSTER_IP
-            CLUSTER_IPdCLUSTER_IPeCLUSTER_IPpCLUSTER_IPlCLUSTER_IPoCLUSTER_IPyCLUSTER_IPmCLUSTER_IPeCLUSTER_IPnCLUSTER_IPtCLUSTER_IP.CLUSTER_IPaCLUSTER_IPpCLUSTER_IPpCLUSTER_IPsCLUSTER_IP/CLUSTER_IPwCLUSTER_IPeCLUSTER_IPbCLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP0CLUSTER_IP/CLUSTER_IP0CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP0CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP0CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP0CLUSTER_IPsCLUSTER_IP
-            CLUSTER_IP
-            CLUSTER_IPNCLUSTER_IPACLUSTER_IPMCLUSTER_IPECLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IPTCLUSTER_IPYCLUSTER_IPPCLUSTER_IPECLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IPCCLUSTER_IPLCLUSTER_IPUCLUSTER_IPSCLUSTER_IPTCLUSTER_IPECLUSTER_IPRCLUSTER_IP-CLUSTER_IPICLUSTER_IPPCLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IPECLUSTER_IPXCLUSTER_IPTCLUSTER_IPECLUSTER_IPRCLUSTER_IPNCLUSTER_IPACLUSTER_IPLCLUSTER_IP-CLUSTER_IPICLUSTER_IPPCLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IPPCLUSTER_IPOCLUSTER_IPRCLUSTER_IPTCLUSTER_IP(CLUSTER_IPSCLUSTER_IP)CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IPACLUSTER_IPGCLUSTER_IPECLUSTER_IP
-            CLUSTER_IPsCLUSTER_IPeCLUSTER_IPrCLUSTER_IPvCLUSTER_IPiCLUSTER_IPcCLUSTER_IPeCLUSTER_IP/CLUSTER_IPwCLUSTER_IPeCLUSTER_IPbCLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IPNCLUSTER_IPoCLUSTER_IPdCLUSTER_IPeCLUSTER_IPPCLUSTER_IPoCLUSTER_IPrCLUSTER_IPtCLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP<CLUSTER_IPnCLUSTER_IPoCLUSTER_IPnCLUSTER_IPeCLUSTER_IP>CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP<CLUSTER_IPnCLUSTER_IPoCLUSTER_IPnCLUSTER_IPeCLUSTER_IP>CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP8CLUSTER_IP0CLUSTER_IP:CLUSTER_IP3CLUSTER_IP0CLUSTER_IP0CLUSTER_IP8CLUSTER_IP0CLUSTER_IP/CLUSTER_IPTCLUSTER_IPCCLUSTER_IPPCLUSTER_IP CLUSTER_IP CLUSTER_IP CLUSTER_IP0CLUSTER_IPsCLUSTER_IP
-            CLUSTER_IP
+            NAME                  READY   UP-TO-DATE   AVAILABLE   AGE
+            deployment.apps/web   0/0     0            0           <age>
+
+            NAME          TYPE       CLUSTER-IP     EXTERNAL-IP   PORT(S)        AGE
+            service/web   NodePort   <cluster-ip>   <none>        80:30080/TCP   <age>
         "#]],
     );
     check(
@@ -572,7 +376,9 @@ source:
         .lines()
         .skip_while(|l| !l.starts_with("Events:"))
         .collect();
-    assert_eq!(events.len(), 4, "{text}");
+    // The agent's own events (Pulled, Created, Started) come after the one made here, which
+    // is the oldest.
+    assert!(events.len() >= 4, "{text}");
     assert_eq!(
         events[1].split_whitespace().collect::<Vec<_>>(),
         ["Type", "Reason", "Age", "From", "Message"]
@@ -644,35 +450,7 @@ fn delete_scale_and_watch() {
     assert_eq!(c.json(&["get", "deploy/web"])["spec"]["replicas"], 3);
 
     // A watch prints the existing pods, then each change.
-    let mut watch = Command::new(env!("CARGO_BIN_EXE_minik"))
-        .args([
-            "get",
-            "pods",
-            "-w",
-            "-l",
-            "tier=front",
-            "-o",
-            "name",
-            "--server",
-            &c.server.base,
-        ])
-        .env("HOME", c.home())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start watch");
-    let watch_out = watch.stdout.take().expect("stdout");
-    let killer = KillOnDrop(watch);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(watch_out)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
+    let (killer, rx) = c.spawn_lines(&["get", "pods", "-w", "-l", "tier=front", "-o", "name"]);
     assert_eq!(
         rx.recv_timeout(Duration::from_secs(20)).ok().as_deref(),
         Some("pod/web")
@@ -697,16 +475,6 @@ fn delete_scale_and_watch() {
     );
     let out = c.minik(&["delete", "pods", "--cascade=sideways", "--all"]);
     assert_eq!(out.stderr, "error: invalid cascade value (sideways). Must be \"background\", \"foreground\", or \"orphan\"\n");
-}
-
-/// Kills a child process when dropped, so a failing test leaves nothing behind.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]

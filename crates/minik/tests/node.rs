@@ -29,6 +29,26 @@ struct Cluster {
     _server_dir: tempfile::TempDir,
 }
 
+/// Stops the agent with SIGTERM, so it stops its pods' processes (SIGKILL, which the fields
+/// get when dropped, would leave them running, as it should in production).
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Ok(None) = self.node.child.try_wait() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.node.pid() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while std::time::Instant::now() < deadline {
+                if !matches!(self.node.child.try_wait(), Ok(None)) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    }
+}
+
 impl Cluster {
     async fn start() -> Cluster {
         let server_dir = tempfile::tempdir().unwrap();
@@ -168,7 +188,23 @@ async fn a_pod_runs_logs_and_stops_gracefully_with_its_process_group() {
         found
     })
     .await;
-    assert_eq!(log, "hello from web on n1\n");
+    // On disk, in the kubelet's CRI format: timestamp, stream, full-line tag, the line.
+    let (stamp, rest) = log.split_once(' ').unwrap();
+    assert_eq!(rest, "stdout F hello from web on n1\n");
+    assert!(stamp.ends_with('Z') && stamp.len() == 30, "{stamp}");
+    let stamped = c
+        .client
+        .get(format!(
+            "{}/api/v1/namespaces/default/pods/web/log?timestamps=true",
+            c.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(stamped, format!("{stamp} hello from web on n1\n"));
     let through_api = c
         .client
         .get(format!("{}/api/v1/namespaces/default/pods/web/log", c.base))
@@ -326,14 +362,16 @@ async fn probes_gate_readiness_and_restart_a_hung_process() {
         .await;
     assert_eq!(ready["status"]["phase"], "Running");
     let log = support::eventually("the port in the log", 10, || async {
-        walk(c.node_dir.path())
-            .into_iter()
-            .filter(|p| p.to_string_lossy().contains("_web_"))
-            .find_map(|p| {
-                std::fs::read_to_string(p)
-                    .ok()
-                    .filter(|t| t.starts_with("port="))
-            })
+        let text = c
+            .client
+            .get(format!("{}/api/v1/namespaces/default/pods/web/log", c.base))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.starts_with("port=").then_some(text)
     })
     .await;
     let port: u16 = log
@@ -443,4 +481,228 @@ async fn logs_follow_and_tail_through_the_api() {
         seen.push_str(&String::from_utf8_lossy(&chunk));
     }
     assert!(seen.starts_with("line 1\nline 2\nline 3\n"), "{seen}");
+}
+
+impl Cluster {
+    /// The events about pod `name`, as (reason, message, type, fieldPath, source host).
+    async fn events_of(&self, name: &str) -> Vec<(String, String, String, String, String)> {
+        let list = self
+            .get("/api/v1/namespaces/default/events")
+            .await
+            .unwrap_or(Value::Null);
+        list["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter(|e| e["involvedObject"]["name"] == name)
+                    .map(|e| {
+                        let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+                        (
+                            s(&e["reason"]),
+                            s(&e["message"]),
+                            s(&e["type"]),
+                            s(&e["involvedObject"]["fieldPath"]),
+                            s(&e["source"]["host"]),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Waits for an event about `pod` with `reason` whose message passes `check`.
+    async fn event(
+        &self,
+        pod: &str,
+        reason: &str,
+        check: impl Fn(&str) -> bool,
+    ) -> (String, String, String, String, String) {
+        support::eventually(&format!("a {reason} event about {pod}"), 30, || async {
+            self.events_of(pod)
+                .await
+                .into_iter()
+                .find(|e| e.0 == reason && check(&e.1))
+        })
+        .await
+    }
+
+    async fn waiting(&self, name: &str, reason: &str) -> String {
+        let pod = self
+            .pod_until(name, &format!("{name} to wait with {reason}"), |p| {
+                p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == reason
+            })
+            .await;
+        pod["status"]["containerStatuses"][0]["state"]["waiting"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_records_kubelet_events() {
+    let c = Cluster::start().await;
+    c.create(&pod(
+        "evented",
+        "sleep 300 & wait",
+        "evented-marker",
+        "Always",
+    ))
+    .await;
+    c.pod_until("evented", "evented to run", |p| {
+        p["status"]["phase"] == "Running"
+    })
+    .await;
+    let pulled = c.event("evented", "Pulled", |_| true).await;
+    assert!(
+        pulled.1.contains("\"sh\" resolved to /") && pulled.1.contains("\"busybox\""),
+        "{pulled:?}"
+    );
+    assert_eq!(
+        (pulled.2.as_str(), pulled.3.as_str(), pulled.4.as_str()),
+        ("Normal", "spec.containers{main}", "n1")
+    );
+    c.event("evented", "Created", |m| m == "Created container: main")
+        .await;
+    c.event("evented", "Started", |m| m == "Started container main")
+        .await;
+
+    c.create(&pod("crashes", "exit 1", "crashes-marker", "Always"))
+        .await;
+    let backoff = c
+        .event("crashes", "BackOff", |m| {
+            m.starts_with("Back-off restarting failed container main in pod crashes_default(")
+        })
+        .await;
+    assert_eq!(backoff.2, "Warning");
+
+    let hung = json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "unhealthy"},
+        "spec": {"nodeName": "n1", "terminationGracePeriodSeconds": 1, "containers": [{
+            "name": "main", "image": "busybox", "command": ["sleep", "300"],
+            "ports": [{"containerPort": 8080}],
+            "livenessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1, "failureThreshold": 2}
+        }]}
+    });
+    c.create(&hung).await;
+    let unhealthy = c
+        .event("unhealthy", "Unhealthy", |m| {
+            m.starts_with("Liveness probe failed: ")
+        })
+        .await;
+    assert_eq!(unhealthy.2, "Warning");
+    c.event("unhealthy", "Killing", |m| {
+        m == "Container main failed liveness probe, will be restarted"
+    })
+    .await;
+
+    let response = c
+        .client
+        .delete(format!("{}/api/v1/namespaces/default/pods/evented", c.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    c.event("evented", "Killing", |m| m == "Stopping container main")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_waits_with_a_reason_an_event_and_back_off() {
+    let c = Cluster::start().await;
+
+    let mut no_dir = pod("no-dir", "true", "", "Always");
+    no_dir["spec"]["containers"][0]["workingDir"] = json!("/no/such/dir-xyz");
+    c.create(&no_dir).await;
+    let message = c.waiting("no-dir", "CreateContainerError").await;
+    assert_eq!(
+        message,
+        "working directory \"/no/such/dir-xyz\" does not exist"
+    );
+    let failed = c
+        .event("no-dir", "Failed", |m| m.contains("/no/such/dir-xyz"))
+        .await;
+    assert_eq!(
+        (failed.1.as_str(), failed.2.as_str()),
+        (
+            "Error: working directory \"/no/such/dir-xyz\" does not exist",
+            "Warning"
+        )
+    );
+
+    let mut missing = pod("no-program", "", "", "Always");
+    missing["spec"]["containers"][0]["command"] = json!(["no-such-program-xyz"]);
+    c.create(&missing).await;
+    c.event("no-program", "Failed", |m| {
+        m == "Error: executable file not found in $PATH: \"no-such-program-xyz\""
+    })
+    .await;
+
+    // Someone else holds the host port.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let mut wants_port = pod("port-held", "sleep 300", "port-held-marker", "Always");
+    wants_port["spec"]["containers"][0]["ports"] =
+        json!([{"containerPort": 8080, "hostPort": port}]);
+    c.create(&wants_port).await;
+    let message = c.waiting("port-held", "RunContainerError").await;
+    assert!(
+        message.starts_with(&format!(
+            "hostPort {port} is already in use on the node (address 127.0.0.1): "
+        )),
+        "{message}"
+    );
+    c.event("port-held", "Failed", |m| {
+        m.contains(&format!("hostPort {port}"))
+    })
+    .await;
+    assert!(!support::process_with("port-held-marker"));
+    // Freed, it starts on the next try (back-off is short in tests).
+    drop(held);
+    c.pod_until("port-held", "port-held to run once the port is free", |p| {
+        p["status"]["containerStatuses"][0]["state"]["running"].is_object()
+    })
+    .await;
+
+    // A probe on a port the container does not declare.
+    let mut bad_probe = pod("bad-probe", "sleep 300", "bad-probe-marker", "Always");
+    bad_probe["spec"]["containers"][0]["readinessProbe"] =
+        json!({"httpGet": {"path": "/", "port": "nope"}});
+    c.create(&bad_probe).await;
+    let message = c.waiting("bad-probe", "CreateContainerConfigError").await;
+    assert_eq!(
+        message,
+        "readinessProbe of container main: port name \"nope\" is not a port of the container"
+    );
+
+    // The agent is alive and well through all of it.
+    let node = c.get("/api/v1/nodes/n1").await.unwrap();
+    assert!(node["status"]["conditions"][0]["status"] == "True");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_hog_is_oom_killed_where_cgroups_allow() {
+    if let Err(why) = minik_node::runtime::MemoryCgroups::detect() {
+        eprintln!("skipped: memory limits cannot be enforced on this host: {why}");
+        return;
+    }
+    let c = Cluster::start().await;
+    let hog = json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hog"},
+        "spec": {"nodeName": "n1", "restartPolicy": "Never", "containers": [{
+            "name": "hog", "image": "python:3",
+            "command": ["python3", "-c", "a = []\nwhile True: a.append(bytearray(1 << 20))"],
+            "resources": {"limits": {"memory": "50Mi"}}
+        }]}
+    });
+    c.create(&hog).await;
+    let done = c
+        .pod_until("hog", "the hog to be killed", |p| {
+            p["status"]["phase"] == "Failed"
+        })
+        .await;
+    let terminated = &done["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(terminated["reason"], "OOMKilled", "{terminated}");
+    assert_eq!(terminated["exitCode"], 137);
 }

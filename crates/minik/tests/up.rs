@@ -3,68 +3,9 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-
-/// Starts `minik up` and waits for the line that says it is up; returns it and the address.
-fn start_up(home: &std::path::Path, data: &std::path::Path) -> (support::Running, String) {
-    start_up_with(home, data, &[]).0
-}
-
-/// Like `start_up`, with extra arguments; also returns the rest of stdout, line by line.
-fn start_up_with(
-    home: &std::path::Path,
-    data: &std::path::Path,
-    extra: &[&str],
-) -> ((support::Running, String), mpsc::Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_minik"))
-        .args([
-            "up",
-            "--nodes",
-            "2",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(data)
-        .args(extra)
-        .env("HOME", home)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start minik up");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut running = support::Running {
-        child,
-        base: String::new(),
-    };
-    let line = loop {
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) if line.starts_with("minik is up at ") => break line,
-            Ok(_) => continue,
-            Err(_) => panic!("minik up did not come up within 30s"),
-        }
-    };
-    let base = line
-        .trim_start_matches("minik is up at ")
-        .split(':')
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(":");
-    running.base = base.clone();
-    ((running, base), rx)
-}
 
 async fn get(client: &reqwest::Client, url: String) -> Option<Value> {
     let response = client.get(url).send().await.ok()?;
@@ -77,7 +18,8 @@ async fn up_runs_pods_stops_them_all_and_brings_them_back() {
     let home = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
-    let (mut up, base) = start_up(home.path(), data.path());
+    let mut up = support::start_up(home.path(), data.path(), 2, &[]);
+    let base = up.base.clone();
     assert!(up.base.starts_with("http://127.0.0.1:"), "{}", up.base);
 
     let nodes = get(&client, format!("{base}/api/v1/nodes")).await.unwrap();
@@ -113,11 +55,11 @@ async fn up_runs_pods_stops_them_all_and_brings_them_back() {
     assert!(support::process_with(&marker));
 
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(up.pid() as i32),
+        nix::unistd::Pid::from_raw(up.running.pid() as i32),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let status = up.child.wait().unwrap();
+    let status = up.running.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
     assert!(
         !support::process_with(&marker),
@@ -125,7 +67,8 @@ async fn up_runs_pods_stops_them_all_and_brings_them_back() {
     );
 
     // Same data dir: the pod is still in the store and runs again.
-    let (_up, base) = start_up(home.path(), data.path());
+    let up = support::start_up(home.path(), data.path(), 2, &[]);
+    let base = up.base.clone();
     let url = format!("{base}/api/v1/namespaces/default/pods/sleeper");
     support::eventually("the pod to run again", 30, || async {
         let p = get(&client, url.clone()).await?;
@@ -144,11 +87,13 @@ async fn up_applies_the_manifests_it_is_given() {
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: from-file\nspec:\n  nodeName: node-1\n  containers:\n  - name: c\n    image: busybox\n    command: [sleep, '300']\n",
     )
     .unwrap();
-    let ((_up, base), lines) = start_up_with(
+    let up = support::start_up(
         home.path(),
         data.path(),
+        2,
         &["-f", manifest.to_str().unwrap()],
     );
+    let (base, lines) = (up.base.clone(), &up.lines);
     let applied = lines
         .recv_timeout(Duration::from_secs(30))
         .into_iter()

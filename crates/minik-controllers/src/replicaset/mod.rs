@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use minik_api::k8s_openapi::api::apps::v1::ReplicaSet;
-use minik_api::k8s_openapi::api::core::v1::{Pod, ReplicationController};
+use minik_api::k8s_openapi::api::core::v1::{Pod, ReplicationController, ResourceQuota};
 use minik_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use minik_api::k8s_openapi::{self, Metadata};
 use minik_api::ApiError;
@@ -20,6 +20,7 @@ use serde::de::DeserializeOwned;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::action::{Action, Note};
 use crate::executor::Executor;
 use crate::expectations::Expectations;
 use crate::kinds::{self, controller_ref, key_of, Kind};
@@ -28,7 +29,7 @@ use crate::names::random_suffix;
 use crate::pods::is_active;
 use crate::Config;
 
-pub(crate) use reconcile::{reconcile, Inputs, Owner};
+pub(crate) use reconcile::{failure_conditions, reconcile, Inputs, Owner};
 
 /// A kind of owner of pods this controller manages.
 pub(crate) trait Managed:
@@ -79,6 +80,7 @@ pub(crate) fn controller<M: Managed>(
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let owner_changes = owners.subscribe();
     let pod_changes = informers.pods.subscribe();
+    let quota_changes = informers.resource_quotas.subscribe();
     let ctx = Arc::new(Context {
         caches: informers.caches(),
         executor,
@@ -91,6 +93,7 @@ pub(crate) fn controller<M: Managed>(
         let mut tasks = JoinSet::new();
         tasks.spawn(watch_owners::<M>(owner_changes, queue.clone(), ctx.clone()));
         tasks.spawn(watch_pods::<M>(pod_changes, queue.clone(), ctx.clone()));
+        tasks.spawn(watch_quotas::<M>(quota_changes, queue.clone(), ctx.clone()));
         ctx.caches.wait_synced().await;
         for owner in M::cache(&ctx.caches).list() {
             queue.add(key_of(owner.metadata()));
@@ -126,6 +129,32 @@ async fn watch_owners<M: Managed>(
                     queue.add(key_of(owner.metadata()));
                 }
             }
+        }
+    }
+}
+
+/// A quota that changed may let the creates of its namespace's owners through now: look again
+/// at those that reported failing to create.
+async fn watch_quotas<M: Managed>(
+    mut changes: Subscription<ResourceQuota>,
+    queue: Queue<String>,
+    ctx: Arc<Context>,
+) {
+    while let Some(change) = changes.next().await {
+        let ns = match &change {
+            Change::Applied(q) | Change::Deleted(q) => kinds::namespace(&q.metadata).to_owned(),
+            Change::Resync => continue,
+        };
+        for owner in M::cache(&ctx.caches).filter(|o| {
+            kinds::namespace(o.metadata()) == ns
+                && o.owner().is_ok_and(|o| {
+                    o.status_json
+                        .get("conditions")
+                        .and_then(serde_json::Value::as_array)
+                        .is_some_and(|c| c.iter().any(|c| c["type"] == "ReplicaFailure"))
+                })
+        }) {
+            queue.add(key_of(owner.metadata()));
         }
     }
 }
@@ -235,6 +264,42 @@ async fn sync<M: Managed>(ctx: &Context, key: &str) -> Result<Option<Duration>, 
     }
     for uid in &report.not_deleted {
         ctx.expectations.deleted(key, uid);
+    }
+    // Kubernetes reports failing creates on the owner: an event per failure and the
+    // ReplicaFailure condition while they last.
+    let failure = report
+        .error
+        .as_ref()
+        .filter(|_| !report.not_created.is_empty())
+        .map(|e| e.to_string());
+    let mut after = Vec::new();
+    if let Some(message) = &failure {
+        after.push(Action::Record(Note {
+            involved: owner.reference(),
+            component: match M::OWNER_KIND {
+                Kind::ReplicationController => "replication-controller",
+                _ => "replicaset-controller",
+            },
+            type_: "Warning",
+            reason: "FailedCreate",
+            message: format!("Error creating: {message}"),
+        }));
+    }
+    if let Some(conditions) = failure_conditions(&owner.status_json, failure.as_deref(), inputs.now)
+    {
+        after.push(Action::Patch {
+            kind: M::OWNER_KIND,
+            namespace: kinds::namespace(owner.meta).to_owned(),
+            name: kinds::name(owner.meta).to_owned(),
+            body: serde_json::json!({"status": {"conditions": conditions}}),
+            status: true,
+        });
+    }
+    if !after.is_empty() {
+        let written = ctx.executor.apply(after).await;
+        if let (Some(e), None) = (written.error, &report.error) {
+            return Err(e);
+        }
     }
     match report.error {
         Some(e) => Err(e),

@@ -339,3 +339,84 @@ fn pod_from_template(
         }
     }
 }
+
+/// The status conditions after a pass whose creates failed with `failure` (or succeeded, when
+/// `None`): Kubernetes' `ReplicaFailure` condition, reason `FailedCreate`, set while creates fail
+/// and removed once they stop failing. `None` when the conditions stay as they are.
+pub(crate) fn failure_conditions(
+    status: &Value,
+    failure: Option<&str>,
+    now: Timestamp,
+) -> Option<Value> {
+    let conditions: Vec<Value> = status
+        .get("conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let existing = conditions
+        .iter()
+        .find(|c| c["type"] == "ReplicaFailure" && c["status"] == "True");
+    let others = || {
+        conditions
+            .iter()
+            .filter(|c| c["type"] != "ReplicaFailure")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    match failure {
+        Some(message) => {
+            if existing.is_some_and(|c| c["message"] == message) {
+                return None;
+            }
+            let since = existing
+                .map(|c| c["lastTransitionTime"].clone())
+                .unwrap_or_else(|| json!(kinds::whole_seconds(now).to_string()));
+            let mut list = others();
+            list.push(json!({
+                "type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+                "message": message, "lastTransitionTime": since,
+            }));
+            Some(json!(list))
+        }
+        None => {
+            existing?;
+            let list = others();
+            Some(if list.is_empty() {
+                Value::Null
+            } else {
+                json!(list)
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod failure_tests {
+    use super::*;
+
+    #[test]
+    fn replica_failure_is_set_while_creates_fail_and_removed_after() {
+        let now: Timestamp = "2024-01-01T00:00:00Z".parse().unwrap();
+        let msg = "pods \"web-x\" is forbidden: exceeded quota: q, requested: pods=1, used: pods=1, limited: pods=1";
+        let set = failure_conditions(&json!({"replicas": 1}), Some(msg), now).unwrap();
+        assert_eq!(
+            set,
+            json!([{"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+                    "message": msg, "lastTransitionTime": "2024-01-01T00:00:00Z"}])
+        );
+        let status = json!({"conditions": set});
+        assert_eq!(
+            failure_conditions(&status, Some(msg), now),
+            None,
+            "unchanged"
+        );
+        let later: Timestamp = "2024-01-01T00:05:00Z".parse().unwrap();
+        let other = failure_conditions(&status, Some("another"), later).unwrap();
+        assert_eq!(
+            other[0]["lastTransitionTime"], "2024-01-01T00:00:00Z",
+            "still failing since"
+        );
+        assert_eq!(failure_conditions(&status, None, now), Some(Value::Null));
+        assert_eq!(failure_conditions(&json!({}), None, now), None);
+    }
+}

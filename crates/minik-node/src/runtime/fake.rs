@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use super::{ContainerSpec, Exit, Runtime, StartError, State};
+use super::{ContainerSpec, Exit, Runtime, StartError, Started, State};
 use crate::BoxFuture;
 
 pub const RUN_SECONDS: &str = "minik.io/fake-run-seconds";
@@ -58,7 +58,7 @@ fn annotation<'a>(spec: &'a ContainerSpec, key: &str) -> Option<&'a str> {
 }
 
 impl Runtime for FakeRuntime {
-    fn start(&self, spec: &ContainerSpec) -> Result<(), StartError> {
+    fn start(&self, spec: &ContainerSpec) -> Result<Started, StartError> {
         if let Some(message) = annotation(spec, START_ERROR) {
             return Err(StartError::Failed(message.to_owned()));
         }
@@ -79,7 +79,10 @@ impl Runtime for FakeRuntime {
                 stopped: None,
             },
         );
-        Ok(())
+        Ok(Started {
+            program: spec.program.clone().into(),
+            limit_not_enforced: None,
+        })
     }
 
     fn stop(&self, id: &str, _grace: Duration) -> BoxFuture<'_, ()> {
@@ -88,12 +91,7 @@ impl Runtime for FakeRuntime {
             if let Some(fake) = self.lock().get_mut(&id) {
                 if fake.stopped.is_none() && !finished(fake) {
                     // A fake container honours SIGTERM at once, as a well-behaved process does.
-                    fake.stopped = Some(Exit {
-                        code: 143,
-                        signal: Some(15),
-                        oom_killed: false,
-                        finished_at: SystemTime::now(),
-                    });
+                    fake.stopped = Some(Exit::code(143, Some(15), SystemTime::now()));
                 }
             }
         })
@@ -112,12 +110,7 @@ impl Runtime for FakeRuntime {
                 match fake.run_for {
                     Some(run_for) if finished(fake) => State::Exited {
                         started_at: fake.started_at,
-                        exit: Exit {
-                            code: fake.exit_code,
-                            signal: None,
-                            oom_killed: false,
-                            finished_at: fake.started_at + run_for,
-                        },
+                        exit: Exit::code(fake.exit_code, None, fake.started_at + run_for),
                     },
                     _ => State::Running {
                         started_at: fake.started_at,

@@ -3,14 +3,18 @@
 //! decisions — what to start, when to restart, what to report — live above it, in the agent,
 //! and are shared by both.
 
+mod cgroup;
 mod fake;
 mod process;
+mod state;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+pub use cgroup::MemoryCgroups;
 pub use fake::FakeRuntime;
-pub use process::{resolve_program, ProcessRuntime};
+pub use process::{resolve_program, ProcessOptions, ProcessRuntime};
+pub(crate) use state::{from_nanos, nanos, ExitState};
 
 use crate::BoxFuture;
 
@@ -28,6 +32,8 @@ pub struct ContainerSpec {
     pub log_path: PathBuf,
     /// `resources.limits.memory`, in bytes.
     pub memory_limit: Option<u64>,
+    /// The declared `hostPort`s (address, port) the container needs free on the node.
+    pub host_ports: Vec<(String, u16)>,
     /// Annotations of the pod, for runtimes that take instructions from them (the fake one).
     pub annotations: Vec<(String, String)>,
 }
@@ -39,6 +45,12 @@ pub enum StartError {
     NotFound(String),
     #[error("working directory {0:?} does not exist")]
     WorkingDir(PathBuf),
+    #[error("hostPort {port} is already in use on the node (address {address}): {error}")]
+    PortInUse {
+        address: String,
+        port: u16,
+        error: String,
+    },
     #[error("{0}")]
     Failed(String),
 }
@@ -48,7 +60,7 @@ impl StartError {
     pub fn reason(&self) -> &'static str {
         match self {
             StartError::NotFound(_) | StartError::WorkingDir(_) => "CreateContainerError",
-            StartError::Failed(_) => "RunContainerError",
+            StartError::PortInUse { .. } | StartError::Failed(_) => "RunContainerError",
         }
     }
 }
@@ -60,7 +72,33 @@ pub struct Exit {
     /// The signal that ended it, if any.
     pub signal: Option<i32>,
     pub oom_killed: bool,
+    /// The runtime saw the container end but cannot say how: it was adopted from an earlier
+    /// run of the agent and so was not the agent's child, or it ended while no agent ran.
+    /// Reported as Kubernetes does for a container it lost track of: `ContainerStatusUnknown`.
+    pub status_unknown: bool,
     pub finished_at: SystemTime,
+}
+
+impl Exit {
+    /// An exit with a known code.
+    pub fn code(code: i32, signal: Option<i32>, finished_at: SystemTime) -> Exit {
+        Exit {
+            code,
+            signal,
+            oom_killed: false,
+            status_unknown: false,
+            finished_at,
+        }
+    }
+}
+
+/// What a successful start tells the agent, for its events.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Started {
+    /// The executable that runs, resolved on the node (`Pulled` event).
+    pub program: PathBuf,
+    /// Set when the container asked for a memory limit that this node cannot enforce: why.
+    pub limit_not_enforced: Option<String>,
 }
 
 /// What the runtime knows of a container it started.
@@ -80,7 +118,7 @@ pub enum State {
 /// A container runtime.
 pub trait Runtime: Send + Sync + 'static {
     /// Starts a container; returns once it runs (or failed to).
-    fn start(&self, spec: &ContainerSpec) -> Result<(), StartError>;
+    fn start(&self, spec: &ContainerSpec) -> Result<Started, StartError>;
 
     /// Stops a container: SIGTERM (or the runtime's equivalent), then SIGKILL after `grace`.
     /// Resolves once it is gone.

@@ -1,42 +1,305 @@
-//! The `process` runtime: each container is a host process in its own process group, with
-//! stdout and stderr appended to its log file. Stopping sends SIGTERM to the whole group, then
-//! SIGKILL after the grace period, so nothing a container started outlives it.
+//! The `process` runtime: each container is a host process in its own process group.
+//!
+//! - Output: the container's stdout and stderr are named pipes (FIFOs) in the state directory,
+//!   opened read-write by the container so that it never gets SIGPIPE, even while no agent
+//!   reads them; the agent drains them into size-capped, rotated log files in the CRI format
+//!   (`logs.rs`). An agent that restarts opens the pipes again and goes on; what the container
+//!   wrote meanwhile waited in the pipe.
+//! - Adoption: a state file per container (`state.rs`) names its pid and the pid's start time.
+//!   [`ProcessRuntime::open`] reads them: live processes are watched again (they are no longer
+//!   the agent's children, so their end is seen through a pidfd, or by polling `/proc`), dead
+//!   ones are recorded as ended with an unknown status.
+//! - Memory limits: a cgroup per container (`cgroup.rs`), joined before `exec`.
+//! - Stop: SIGTERM to the whole group, SIGKILL after the grace period, so nothing a container
+//!   started outlives it.
 
 use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use nix::sys::signal::{killpg, Signal};
+use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
+use tokio::net::unix::pipe;
 use tokio::sync::watch;
 
-use super::{ContainerSpec, Exit, Runtime, StartError, State};
+use super::cgroup::{Cgroup, MemoryCgroups, Version};
+use super::state::{self, ContainerState, ExitState};
+use super::{ContainerSpec, Exit, Runtime, StartError, Started, State};
+use crate::logs::{LogLimits, LogWriter, Stream};
 use crate::BoxFuture;
+
+/// How much a container may write while no agent drains its output (the pipe's buffer).
+const PIPE_BUFFER: i32 = 256 * 1024;
+/// How long the agent waits, once a container ended, for the last of its output.
+const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
+/// Settings of the process runtime.
+#[derive(Clone, Debug)]
+pub struct ProcessOptions {
+    /// Where container state files and output pipes are kept; read at start to adopt the
+    /// containers an earlier agent started.
+    pub state_dir: PathBuf,
+    pub logs: LogLimits,
+    /// Enforce `resources.limits.memory` with cgroups where the host allows it.
+    pub memory_limits: bool,
+}
 
 struct Process {
     pgid: Pid,
     started_at: SystemTime,
     /// Set once the process has exited.
     exit: watch::Receiver<Option<Exit>>,
+    cgroup: Option<Cgroup>,
+}
+
+struct Inner {
+    options: ProcessOptions,
+    /// The state directory is this runtime's own scratch directory, removed with it.
+    scratch: bool,
+    /// Where memory cgroups go, or why there are none.
+    cgroups: Result<MemoryCgroups, String>,
+    warned: AtomicBool,
+    processes: Mutex<HashMap<String, Process>>,
 }
 
 /// The process runtime. Cheap to clone; clones share their processes.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct ProcessRuntime {
-    processes: Arc<Mutex<HashMap<String, Process>>>,
+    inner: Arc<Inner>,
+}
+
+impl Default for ProcessRuntime {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl ProcessRuntime {
+    /// A runtime whose state lives in a scratch directory of this process: nothing to adopt.
     pub fn new() -> Self {
-        Self::default()
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let state_dir =
+            std::env::temp_dir().join(format!("minik-process-{}-{n}", std::process::id()));
+        Self::with_options(
+            ProcessOptions {
+                state_dir,
+                logs: LogLimits::default(),
+                memory_limits: true,
+            },
+            true,
+        )
+    }
+
+    fn with_options(options: ProcessOptions, scratch: bool) -> Self {
+        let cgroups = if options.memory_limits {
+            MemoryCgroups::detect()
+        } else {
+            Err("memory limits are turned off for this node".into())
+        };
+        ProcessRuntime {
+            inner: Arc::new(Inner {
+                options,
+                scratch,
+                cgroups,
+                warned: AtomicBool::new(false),
+                processes: Mutex::default(),
+            }),
+        }
+    }
+
+    /// Opens the runtime over `options.state_dir` and adopts the containers recorded there: live
+    /// ones are watched again, dead ones are recorded as ended. Must run inside Tokio.
+    pub fn open(options: ProcessOptions) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&options.state_dir)?;
+        let runtime = Self::with_options(options, false);
+        let states = ContainerState::load_all(&runtime.inner.options.state_dir);
+        for state in states {
+            runtime.adopt(state);
+        }
+        Ok(runtime)
+    }
+
+    /// Where memory cgroups are created, or why memory limits are not enforced here.
+    pub fn memory_cgroups(&self) -> Result<&MemoryCgroups, &str> {
+        self.inner.cgroups.as_ref().map_err(String::as_str)
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Process>> {
-        self.processes.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner
+            .processes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
+
+    fn state_dir(&self) -> &Path {
+        &self.inner.options.state_dir
+    }
+
+    /// Takes back one container recorded by an earlier run of the agent.
+    fn adopt(&self, mut saved: ContainerState) {
+        let cgroup = saved.cgroup.clone().map(|path| Cgroup {
+            version: saved
+                .cgroup_version
+                .as_deref()
+                .and_then(Version::parse)
+                .unwrap_or(Version::V1),
+            path,
+        });
+        let started_at = state::from_nanos(saved.started_at_ns);
+        if let Some(exit) = &saved.exit {
+            // It ended while this agent's predecessor watched it: the exit is known.
+            let (_tx, rx) = watch::channel(Some(Exit::from(exit)));
+            let pgid = Pid::from_raw(saved.pid.unwrap_or(0));
+            self.lock().insert(
+                saved.id.clone(),
+                Process {
+                    pgid,
+                    started_at,
+                    exit: rx,
+                    cgroup,
+                },
+            );
+            return;
+        }
+        let live = match (saved.pid, saved.start_ticks) {
+            (Some(pid), Some(ticks)) => (state::start_ticks(pid) == Some(ticks)).then_some(pid),
+            // The agent died between starting the process and recording its pid: the process
+            // is the one whose stdout is this container's pipe.
+            _ => find_by_output(&saved.stdout_fifo),
+        };
+        let Some(pid) = live else {
+            tracing::info!(container = %saved.id, "a container ended while the agent was down");
+            if let Some(pid) = saved.pid {
+                // The leader is gone; what is left of its group is ours (a pid that names a
+                // living group is never given to a new process).
+                if state::start_ticks(pid).is_none() {
+                    let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+            }
+            let exit = unknown_exit(cgroup.as_ref());
+            saved.exit = Some(ExitState::from(&exit));
+            if let Err(e) = saved.save(self.state_dir()) {
+                tracing::warn!(container = %saved.id, error = %e, "cannot record a container's end");
+            }
+            let (_tx, rx) = watch::channel(Some(exit));
+            self.lock().insert(
+                saved.id.clone(),
+                Process {
+                    pgid: Pid::from_raw(saved.pid.unwrap_or(0)),
+                    started_at,
+                    exit: rx,
+                    cgroup,
+                },
+            );
+            return;
+        };
+        tracing::info!(container = %saved.id, pid, "adopted a running container");
+        if saved.pid != Some(pid) {
+            saved.pid = Some(pid);
+            saved.start_ticks = state::start_ticks(pid);
+            let _ = saved.save(self.state_dir());
+        }
+        let pgid = Pid::from_raw(pid);
+        let pumps = match LogWriter::open(&saved.log_path, self.inner.options.logs) {
+            Ok(writer) => {
+                let writer = Arc::new(Mutex::new(writer));
+                [
+                    (&saved.stdout_fifo, Stream::Stdout),
+                    (&saved.stderr_fifo, Stream::Stderr),
+                ]
+                .into_iter()
+                .filter_map(|(fifo, stream)| {
+                    let rx = pipe::OpenOptions::new().open_receiver(fifo).ok()?;
+                    Some(tokio::spawn(pump(rx, stream, writer.clone())))
+                })
+                .collect()
+            }
+            Err(e) => {
+                tracing::warn!(container = %saved.id, error = %e, "cannot open an adopted container's log");
+                Vec::new()
+            }
+        };
+        let (exit_tx, exit_rx) = watch::channel(None);
+        let id = saved.id.clone();
+        let ticks = saved.start_ticks;
+        let dir = self.state_dir().to_owned();
+        let watched_cgroup = cgroup.clone();
+        tokio::spawn(async move {
+            wait_for_end(pid, ticks).await;
+            let _ = killpg(pgid, Signal::SIGKILL);
+            let _ = tokio::time::timeout(DRAIN_LIMIT, futures::future::join_all(pumps)).await;
+            let exit = unknown_exit(watched_cgroup.as_ref());
+            saved.exit = Some(ExitState::from(&exit));
+            if let Err(e) = saved.save(&dir) {
+                tracing::warn!(container = %saved.id, error = %e, "cannot record a container's end");
+            }
+            exit_tx.send_replace(Some(exit));
+        });
+        self.lock().insert(
+            id,
+            Process {
+                pgid,
+                started_at,
+                exit: exit_rx,
+                cgroup,
+            },
+        );
+    }
+}
+
+/// How an adopted container ended: its exit code is lost (it was not this agent's child),
+/// unless the kernel killed it for memory.
+fn unknown_exit(cgroup: Option<&Cgroup>) -> Exit {
+    let oom = cgroup.is_some_and(|c| c.oom_kills() > 0);
+    Exit {
+        code: 137,
+        signal: None,
+        oom_killed: oom,
+        status_unknown: !oom,
+        finished_at: SystemTime::now(),
+    }
+}
+
+/// Waits until process `pid` (started at `ticks`) is gone: through a pidfd where the kernel
+/// has them, else by polling `/proc`.
+async fn wait_for_end(pid: i32, ticks: Option<u64>) {
+    let same = || ticks.is_none_or(|t| state::start_ticks(pid) == Some(t));
+    // SAFETY: pidfd_open takes a pid and flags and returns a new file descriptor or -1.
+    let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
+    if fd >= 0 {
+        // SAFETY: the syscall returned a new descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        // Checked after opening: the pidfd now pins this very process.
+        if !same() {
+            return;
+        }
+        // SAFETY: an OwnedFd stays open, and the same descriptor, for as long as it is owned.
+        let registered = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+        };
+        if let Ok(fd) = registered {
+            let _ = fd.readable().await;
+            return;
+        }
+    }
+    while same() {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The process whose stdout is `fifo`, if any.
+fn find_by_output(fifo: &Path) -> Option<i32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let target = std::fs::read_link(e.path().join("fd/1")).ok()?;
+        (target == fifo).then_some(pid)
+    })
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -65,83 +328,246 @@ pub fn resolve_program(program: &str) -> Result<PathBuf, StartError> {
 fn exit_of(status: std::process::ExitStatus) -> Exit {
     use std::os::unix::process::ExitStatusExt;
     let signal = status.signal();
-    Exit {
-        // A process killed by a signal exits, as a shell reports it, with 128 + the signal.
-        code: status.code().unwrap_or_else(|| 128 + signal.unwrap_or(0)),
+    // A process killed by a signal exits, as a shell reports it, with 128 + the signal.
+    Exit::code(
+        status.code().unwrap_or_else(|| 128 + signal.unwrap_or(0)),
         signal,
-        oom_killed: false,
-        finished_at: SystemTime::now(),
+        SystemTime::now(),
+    )
+}
+
+/// Copies what a container writes on one stream into its log until no one writes any more.
+async fn pump(rx: pipe::Receiver, stream: Stream, writer: Arc<Mutex<LogWriter>>) {
+    let mut failed = false;
+    loop {
+        if rx.readable().await.is_err() {
+            return;
+        }
+        // The buffer lives between awaits only, so idle containers cost no buffer memory.
+        let mut buffer = [0u8; 8192];
+        loop {
+            match rx.try_read(&mut buffer) {
+                Ok(0) => return,
+                Ok(n) => {
+                    let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Err(e) = w.write(stream, &buffer[..n], SystemTime::now()) {
+                        if !failed {
+                            tracing::warn!(error = %e, "cannot write a container's log");
+                            failed = true;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// Creates the named pipe of one output stream and opens both ends: the agent's (reading) and
+/// the container's (read-write, so that the pipe always has a reader and the container never
+/// gets SIGPIPE, whether or not an agent runs).
+fn output_pipe(path: &Path) -> std::io::Result<(pipe::Receiver, std::fs::File)> {
+    let _ = std::fs::remove_file(path);
+    nix::unistd::mkfifo(
+        path,
+        nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+    )
+    .map_err(std::io::Error::from)?;
+    let container_end = OpenOptions::new().read(true).write(true).open(path)?;
+    let _ = nix::fcntl::fcntl(
+        &container_end,
+        nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_BUFFER),
+    );
+    let agent_end = pipe::OpenOptions::new().open_receiver(path)?;
+    Ok((agent_end, container_end))
+}
+
+fn failed(what: &str, e: impl std::fmt::Display) -> StartError {
+    StartError::Failed(format!("{what}: {e}"))
+}
+
+impl ProcessRuntime {
+    fn remove_files(&self, id: &str) {
+        let stem = state::file_stem(id);
+        let dir = self.state_dir();
+        for suffix in ["json", "stdout", "stderr"] {
+            let _ = std::fs::remove_file(dir.join(format!("{stem}.{suffix}")));
+        }
+    }
+
+    /// The memory cgroup for a container, when it asks for a limit: `Ok(None)` when it asks
+    /// for none, `Err(why)` when the limit cannot be enforced on this host.
+    fn cgroup_for(&self, spec: &ContainerSpec) -> Result<Option<Cgroup>, String> {
+        let Some(limit) = spec.memory_limit else {
+            return Ok(None);
+        };
+        let cgroups = self.inner.cgroups.as_ref().map_err(|why| {
+            if !self.inner.warned.swap(true, Ordering::Relaxed) {
+                tracing::warn!(reason = %why, "memory limits are not enforced on this node");
+            }
+            why.clone()
+        })?;
+        cgroups
+            .create(&state::file_stem(&spec.id), limit)
+            .map(Some)
+            .map_err(|e| {
+                tracing::warn!(error = %e, "cannot create a memory cgroup");
+                format!("cannot create a memory cgroup: {e}")
+            })
     }
 }
 
 impl Runtime for ProcessRuntime {
-    fn start(&self, spec: &ContainerSpec) -> Result<(), StartError> {
+    fn start(&self, spec: &ContainerSpec) -> Result<Started, StartError> {
         let program = resolve_program(&spec.program)?;
         if let Some(dir) = &spec.working_dir {
             if !dir.is_dir() {
                 return Err(StartError::WorkingDir(dir.clone()));
             }
         }
-        if let Some(parent) = spec.log_path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                StartError::Failed(format!(
-                    "cannot create the log directory {}: {e}",
-                    parent.display()
-                ))
-            })?;
+        for (address, port) in &spec.host_ports {
+            if let Err(e) = std::net::TcpListener::bind((address.as_str(), *port)) {
+                return Err(StartError::PortInUse {
+                    address: address.clone(),
+                    port: *port,
+                    error: e.to_string(),
+                });
+            }
         }
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&spec.log_path)
-            .map_err(|e| {
-                StartError::Failed(format!(
-                    "cannot open the log file {}: {e}",
-                    spec.log_path.display()
-                ))
-            })?;
-        let log_err = log.try_clone().map_err(|e| {
-            StartError::Failed(format!(
-                "cannot open the log file {}: {e}",
-                spec.log_path.display()
-            ))
+        let writer = LogWriter::open(&spec.log_path, self.inner.options.logs).map_err(|e| {
+            failed(
+                &format!("cannot open the log file {}", spec.log_path.display()),
+                e,
+            )
         })?;
+        let stem = state::file_stem(&spec.id);
+        let dir = self.state_dir().to_owned();
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            failed(
+                &format!("cannot create the state directory {}", dir.display()),
+                e,
+            )
+        })?;
+        let stdout_fifo = dir.join(format!("{stem}.stdout"));
+        let stderr_fifo = dir.join(format!("{stem}.stderr"));
+        let (out_rx, out_w) =
+            output_pipe(&stdout_fifo).map_err(|e| failed("cannot create the output pipe", e))?;
+        let (err_rx, err_w) =
+            output_pipe(&stderr_fifo).map_err(|e| failed("cannot create the output pipe", e))?;
+        let (cgroup, limit_not_enforced) = match self.cgroup_for(spec) {
+            Ok(c) => (c, None),
+            Err(why) => (None, Some(why)),
+        };
+        let mut saved = ContainerState {
+            id: spec.id.clone(),
+            pid: None,
+            start_ticks: None,
+            started_at_ns: state::nanos(SystemTime::now()),
+            log_path: spec.log_path.clone(),
+            stdout_fifo,
+            stderr_fifo,
+            cgroup: cgroup.as_ref().map(|c| c.path.clone()),
+            cgroup_version: cgroup.as_ref().map(|c| c.version.name().to_owned()),
+            exit: None,
+        };
+        let cleanup = |cgroup: &Option<Cgroup>| {
+            if let Some(c) = cgroup {
+                c.remove();
+            }
+            self.remove_files(&spec.id);
+        };
+        if let Err(e) = saved.save(&dir) {
+            cleanup(&cgroup);
+            return Err(failed("cannot write the container's state", e));
+        }
         let mut command = tokio::process::Command::new(&program);
         command
             .args(&spec.args)
             .env_clear()
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
+            .stdin(std::process::Stdio::null())
+            .stdout(out_w)
+            .stderr(err_w)
             .process_group(0)
             .kill_on_drop(false);
         if let Some(dir) = &spec.working_dir {
             command.current_dir(dir);
         }
-        let mut child = command
-            .spawn()
-            .map_err(|e| StartError::Failed(format!("cannot start {}: {e}", program.display())))?;
-        let pid = child.id().ok_or_else(|| {
-            StartError::Failed("the process exited before it could be tracked".into())
-        })?;
-        let pgid = Pid::from_raw(pid as i32);
+        let procs = match &cgroup {
+            Some(c) => match OpenOptions::new().write(true).open(c.procs_file()) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    cleanup(&cgroup);
+                    return Err(failed("cannot open the container's cgroup", e));
+                }
+            },
+            None => None,
+        };
+        if let Some(procs) = &procs {
+            let fd = procs.as_raw_fd();
+            // SAFETY: between fork and exec only async-signal-safe calls are allowed; this
+            // is one write(2) on a descriptor opened before the fork. "0" means the writer.
+            unsafe {
+                command.pre_exec(move || {
+                    if nix::libc::write(fd, b"0".as_ptr().cast(), 1) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let spawned = command.spawn();
+        // The agent keeps no write end of the pipes: they end when the container's processes do.
+        drop(command);
+        drop(procs);
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                cleanup(&cgroup);
+                return Err(failed(&format!("cannot start {}", program.display()), e));
+            }
+        };
+        let Some(pid) = child.id() else {
+            cleanup(&cgroup);
+            return Err(StartError::Failed(
+                "the process exited before it could be tracked".into(),
+            ));
+        };
+        let pid = pid as i32;
+        saved.pid = Some(pid);
+        saved.start_ticks = state::start_ticks(pid);
+        if let Err(e) = saved.save(&dir) {
+            tracing::warn!(container = %spec.id, error = %e, "cannot record a container's pid");
+        }
+        let pgid = Pid::from_raw(pid);
+        let writer = Arc::new(Mutex::new(writer));
+        let pumps = [
+            tokio::spawn(pump(out_rx, Stream::Stdout, writer.clone())),
+            tokio::spawn(pump(err_rx, Stream::Stderr, writer)),
+        ];
         let (exit_tx, exit_rx) = watch::channel(None);
+        let watched_cgroup = cgroup.clone();
         tokio::spawn(async move {
-            let exit = match child.wait().await {
+            let status = child.wait().await;
+            // What the main process left running in its group goes with it.
+            let _ = killpg(pgid, Signal::SIGKILL);
+            let _ = tokio::time::timeout(DRAIN_LIMIT, futures::future::join_all(pumps)).await;
+            let mut exit = match status {
                 Ok(status) => exit_of(status),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot wait for a container process");
-                    Exit {
-                        code: 255,
-                        signal: None,
-                        oom_killed: false,
-                        finished_at: SystemTime::now(),
-                    }
+                    Exit::code(255, None, SystemTime::now())
                 }
             };
-            // What the main process left running in its group goes with it.
-            let _ = killpg(pgid, Signal::SIGKILL);
+            if watched_cgroup.as_ref().is_some_and(|c| c.oom_kills() > 0) {
+                exit.oom_killed = true;
+            }
+            saved.exit = Some(ExitState::from(&exit));
+            if let Err(e) = saved.save(&dir) {
+                tracing::warn!(container = %saved.id, error = %e, "cannot record a container's end");
+            }
             exit_tx.send_replace(Some(exit));
         });
         self.lock().insert(
@@ -150,9 +576,13 @@ impl Runtime for ProcessRuntime {
                 pgid,
                 started_at: SystemTime::now(),
                 exit: exit_rx,
+                cgroup,
             },
         );
-        Ok(())
+        Ok(Started {
+            program,
+            limit_not_enforced,
+        })
     }
 
     fn stop(&self, id: &str, grace: Duration) -> BoxFuture<'_, ()> {
@@ -191,11 +621,50 @@ impl Runtime for ProcessRuntime {
     }
 
     fn remove(&self, id: &str) {
-        self.lock().remove(id);
+        let removed = self.lock().remove(id);
+        if let Some(process) = removed {
+            if process.exit.borrow().is_none() {
+                // Removing a running container: it must not outlive its record.
+                let _ = kill(process.pgid, None).map(|_| killpg(process.pgid, Signal::SIGKILL));
+            }
+            if let Some(cgroup) = process.cgroup {
+                remove_cgroup(cgroup);
+            }
+        }
+        self.remove_files(id);
     }
 
     fn containers(&self) -> Vec<String> {
         self.lock().keys().cloned().collect()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if self.scratch {
+            let _ = std::fs::remove_dir_all(&self.options.state_dir);
+        }
+    }
+}
+
+/// Removes a cgroup once its last process is gone (which may be a moment after the exit).
+fn remove_cgroup(cgroup: Cgroup) {
+    if !cgroup.is_populated() {
+        cgroup.remove();
+        return;
+    }
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        handle.spawn(async move {
+            for _ in 0..50 {
+                if !cgroup.is_populated() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            cgroup.remove();
+        });
+    } else {
+        cgroup.remove();
     }
 }
 
@@ -212,12 +681,32 @@ mod tests {
             working_dir: None,
             log_path: dir.join(format!("{}.log", id.replace('/', "_"))),
             memory_limit: None,
+            host_ports: vec![],
             annotations: vec![],
         }
     }
 
+    fn options(dir: &Path) -> ProcessOptions {
+        ProcessOptions {
+            state_dir: dir.join("state"),
+            logs: LogLimits::default(),
+            memory_limits: true,
+        }
+    }
+
+    /// The container's output as `kubectl logs` shows it.
+    fn output(path: &Path) -> String {
+        let mut reader = crate::logs::Reader::open(path, (0, 0)).unwrap();
+        let mut renderer = crate::logs::Renderer::new(false);
+        let mut out = Vec::new();
+        reader
+            .read_available(&mut |e| renderer.render(e, &mut out))
+            .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
     async fn wait_exit(rt: &ProcessRuntime, id: &str) -> Exit {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             if let State::Exited { exit, .. } = rt.state(id) {
                 return exit;
@@ -227,29 +716,50 @@ mod tests {
         }
     }
 
+    async fn wait_file(path: &Path) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !path.exists() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{path:?} never appeared"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     #[tokio::test]
     async fn runs_with_only_the_given_environment_and_logs_output() {
         let dir = tempfile::tempdir().unwrap();
-        let rt = ProcessRuntime::new();
+        let rt = ProcessRuntime::open(options(dir.path())).unwrap();
         let s = spec(
             dir.path(),
             "p/c/0",
             "sh",
             &["-c", "echo $GREETING; echo ${HOME:-nohome} >&2; exit 3"],
         );
-        rt.start(&s).unwrap();
+        let started = rt.start(&s).unwrap();
+        assert!(started.program.ends_with("sh"), "{started:?}");
         let exit = wait_exit(&rt, "p/c/0").await;
         assert_eq!(exit.code, 3);
-        assert_eq!(
-            std::fs::read_to_string(&s.log_path).unwrap(),
-            "hello\nnohome\n"
-        );
+        assert!(!exit.status_unknown);
+        assert_eq!(output(&s.log_path), "hello\nnohome\n");
+        let raw = std::fs::read_to_string(&s.log_path).unwrap();
+        assert!(raw.contains(" stdout F hello\n"), "{raw}");
+        assert!(raw.contains(" stderr F nohome\n"), "{raw}");
+        // The exit is on disk: a new runtime over the same directory knows it.
+        let again = ProcessRuntime::open(options(dir.path())).unwrap();
+        assert_eq!(wait_exit(&again, "p/c/0").await.code, 3);
+        again.remove("p/c/0");
+        assert!(std::fs::read_dir(dir.path().join("state"))
+            .unwrap()
+            .next()
+            .is_none());
     }
 
     #[tokio::test]
-    async fn missing_programs_and_directories_are_start_errors() {
+    async fn missing_programs_directories_and_held_ports_are_start_errors() {
         let dir = tempfile::tempdir().unwrap();
-        let rt = ProcessRuntime::new();
+        let rt = ProcessRuntime::open(options(dir.path())).unwrap();
         let err = rt
             .start(&spec(dir.path(), "p/c/0", "no-such-program-xyz", &[]))
             .unwrap_err();
@@ -257,12 +767,25 @@ mod tests {
         let mut s = spec(dir.path(), "p/c/1", "sh", &[]);
         s.working_dir = Some(dir.path().join("missing"));
         assert!(matches!(rt.start(&s), Err(StartError::WorkingDir(_))));
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        let mut s = spec(dir.path(), "p/c/2", "sh", &[]);
+        s.host_ports = vec![("127.0.0.1".into(), port)];
+        let err = rt.start(&s).unwrap_err();
+        assert!(matches!(err, StartError::PortInUse { port: p, .. } if p == port));
+        assert!(
+            err.to_string().starts_with(&format!(
+                "hostPort {port} is already in use on the node (address 127.0.0.1): "
+            )),
+            "{err}"
+        );
+        assert!(rt.containers().is_empty());
     }
 
     #[tokio::test]
     async fn stop_terminates_the_whole_process_group() {
         let dir = tempfile::tempdir().unwrap();
-        let rt = ProcessRuntime::new();
+        let rt = ProcessRuntime::open(options(dir.path())).unwrap();
         let pidfile = dir.path().join("child.pid");
         // The shell starts a background sleeper and waits; both must go.
         let script = format!("sleep 300 & echo $! > {}; wait", pidfile.display());
@@ -284,8 +807,7 @@ mod tests {
         rt.stop("p/c/0", Duration::from_secs(5)).await;
         let exit = wait_exit(&rt, "p/c/0").await;
         assert_eq!(exit.signal, Some(15));
-        while nix::sys::signal::kill(Pid::from_raw(child), None).is_ok() {
-            // A zombie that init has not reaped yet still answers; give it a moment.
+        while state::start_ticks(child).is_some() {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "the background child survived"
@@ -297,7 +819,7 @@ mod tests {
     #[tokio::test]
     async fn a_process_that_ignores_sigterm_is_killed_after_the_grace_period() {
         let dir = tempfile::tempdir().unwrap();
-        let rt = ProcessRuntime::new();
+        let rt = ProcessRuntime::open(options(dir.path())).unwrap();
         let ready = dir.path().join("ready");
         let script = format!(
             "trap '' TERM; touch {}; while true; do sleep 0.05; done",
@@ -305,15 +827,147 @@ mod tests {
         );
         rt.start(&spec(dir.path(), "p/c/0", "sh", &["-c", &script]))
             .unwrap();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while !ready.exists() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the trap was never set"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_file(&ready).await;
         rt.stop("p/c/0", Duration::from_millis(300)).await;
         assert_eq!(wait_exit(&rt, "p/c/0").await.signal, Some(9));
+    }
+
+    /// An agent that dies leaves its containers running; the next one adopts them, drains
+    /// what they wrote meanwhile, can stop them, and sees them end.
+    #[test]
+    fn a_new_runtime_adopts_running_containers_and_their_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let go = dir.path().join("go");
+        let script = format!(
+            "echo before; while [ ! -e {} ]; do sleep 0.02; done; echo after; exec sleep 300",
+            go.display()
+        );
+        let s = spec(dir.path(), "u/c/1", "sh", &["-c", &script]);
+        let first = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let pid = first.block_on(async {
+            let rt = ProcessRuntime::open(options(dir.path())).unwrap();
+            rt.start(&s).unwrap();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while output(&s.log_path) != "before\n" {
+                assert!(tokio::time::Instant::now() < deadline, "no output");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let pid = rt.lock()["u/c/1"].pgid.as_raw();
+            pid
+        });
+        // The agent "dies": its tasks (and its ends of the pipes) are gone, the process stays.
+        first.shutdown_background();
+        std::fs::write(&go, "").unwrap();
+
+        let second = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        second.block_on(async {
+            let rt = ProcessRuntime::open(options(dir.path())).unwrap();
+            assert_eq!(rt.containers(), ["u/c/1"]);
+            assert!(matches!(rt.state("u/c/1"), State::Running { .. }));
+            assert!(state::start_ticks(pid).is_some());
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while output(&s.log_path) != "before\nafter\n" {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the output written while no agent ran was lost: {:?}",
+                    output(&s.log_path)
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            rt.stop("u/c/1", Duration::from_secs(5)).await;
+            let exit = wait_exit(&rt, "u/c/1").await;
+            assert!(exit.status_unknown, "{exit:?}");
+            assert_eq!(exit.code, 137);
+            assert_eq!(state::start_ticks(pid), None);
+        });
+    }
+
+    #[tokio::test]
+    async fn a_container_that_died_while_no_agent_ran_is_recorded_as_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = dir.path().join("state");
+        std::fs::create_dir_all(&state_dir).unwrap();
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        let pid = gone.id() as i32;
+        gone.wait().unwrap();
+        ContainerState {
+            id: "u/c/3".into(),
+            pid: Some(pid),
+            start_ticks: Some(1),
+            log_path: dir.path().join("3.log"),
+            ..Default::default()
+        }
+        .save(&state_dir)
+        .unwrap();
+        let rt = ProcessRuntime::open(options(dir.path())).unwrap();
+        let exit = wait_exit(&rt, "u/c/3").await;
+        assert!(exit.status_unknown);
+        assert!(!exit.oom_killed);
+    }
+
+    #[tokio::test]
+    async fn a_memory_hog_is_oom_killed_where_cgroups_allow() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = ProcessRuntime::open(options(dir.path())).unwrap();
+        if let Err(why) = rt.memory_cgroups() {
+            eprintln!("skipped: memory limits cannot be enforced here: {why}");
+            return;
+        }
+        let mut s = spec(
+            dir.path(),
+            "u/hog/1",
+            "python3",
+            &["-c", "a = []\nwhile True: a.append(bytearray(1 << 20))"],
+        );
+        s.memory_limit = Some(50 * 1024 * 1024);
+        let started = rt.start(&s).unwrap();
+        assert_eq!(started.limit_not_enforced, None);
+        let cgroup = rt.lock()["u/hog/1"].cgroup.clone().unwrap();
+        assert!(cgroup.path.exists());
+        let exit = wait_exit(&rt, "u/hog/1").await;
+        assert!(exit.oom_killed, "{exit:?}");
+        assert_eq!(exit.code, 137);
+        rt.remove("u/hog/1");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while cgroup.path.exists() {
+            assert!(tokio::time::Instant::now() < deadline, "the cgroup stayed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_scratch_runtime_leaves_no_directory_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = ProcessRuntime::new();
+        let state_dir = rt.state_dir().to_owned();
+        rt.start(&spec(dir.path(), "u/c/1", "true", &[])).unwrap();
+        assert!(state_dir.is_dir());
+        wait_exit(&rt, "u/c/1").await;
+        drop(rt);
+        assert!(!state_dir.exists());
+    }
+
+    #[tokio::test]
+    async fn without_cgroups_a_limit_is_reported_as_not_enforced() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = options(dir.path());
+        opts.memory_limits = false;
+        let rt = ProcessRuntime::open(opts).unwrap();
+        let mut s = spec(dir.path(), "u/c/1", "true", &[]);
+        s.memory_limit = Some(1 << 20);
+        let started = rt.start(&s).unwrap();
+        assert_eq!(
+            started.limit_not_enforced.as_deref(),
+            Some("memory limits are turned off for this node")
+        );
+        assert_eq!(wait_exit(&rt, "u/c/1").await.code, 0);
     }
 }

@@ -11,8 +11,8 @@ use serde_json::{json, Map, Value};
 
 use super::manifest::{self, FileFlags, Manifest};
 use super::{
-    fail, kind_slash_name, parse_targets, qualified_singular, CliError, CliResult, Client,
-    ClientFlags,
+    exit, fail, kind_slash_name, parse_targets, qualified_singular, report, CliError, CliResult,
+    Client, ClientFlags,
 };
 
 /// The annotation kubectl keeps the last applied manifest in.
@@ -32,6 +32,9 @@ pub struct CreateArgs {
     client: ClientFlags,
     #[command(flatten)]
     files: FileFlags,
+    /// Or an object made from flags: `create namespace NAME`, `create deployment NAME --image I`.
+    #[command(subcommand)]
+    what: Option<super::run::CreateWhat>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -103,21 +106,6 @@ impl DeleteArgs {
             ignore_not_found: self.ignore_not_found,
         })
     }
-}
-
-/// Prints an error for one object and remembers that the command failed, so the other objects
-/// are still tried, as kubectl does.
-fn report(failed: &mut bool, e: CliError) {
-    eprintln!("{e}");
-    *failed = true;
-}
-
-fn exit(failed: bool) -> CliResult<ExitCode> {
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
 }
 
 pub async fn apply(args: ApplyArgs) -> CliResult<ExitCode> {
@@ -356,6 +344,14 @@ fn diff_keyed_list(
 }
 
 pub async fn create(args: CreateArgs) -> CliResult<ExitCode> {
+    if let Some(what) = args.what {
+        if !args.files.files.is_empty() {
+            return Err(fail!(
+                "objects cannot be named both with -f and as a kind and name"
+            ));
+        }
+        return super::run::create_from_flags(&args.client, what).await;
+    }
     let client = Client::new(&args.client)?;
     let manifests = manifest::read(&args.files, &client.settings)?;
     let mut failed = false;

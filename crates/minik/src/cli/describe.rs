@@ -8,7 +8,10 @@ use minik_api::resources::ResourceInfo;
 use minik_client::{Api, ListParams};
 use serde_json::Value;
 
-use super::printers::{labels_string, node_roles, pod_summary, selector_string};
+use super::printers::{
+    arr, event_time, labels_string, n, node_roles, or_none, pod_summary, s, selector_string,
+    string_map,
+};
 use super::tabwriter::align;
 use super::time::{age, parse_rfc3339, rfc1123};
 use super::{parse_targets, CliError, CliResult, Client, ClientFlags};
@@ -23,27 +26,6 @@ pub struct DescribeArgs {
     /// Label selector, when no name is given.
     #[arg(short = 'l', long)]
     selector: Option<String>,
-}
-
-fn s<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-}
-
-fn arr<'a>(v: &'a Value, pointer: &str) -> &'a [Value] {
-    v.pointer(pointer)
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-}
-
-fn or_none(s: String) -> String {
-    if s.is_empty() {
-        "<none>".into()
-    } else {
-        s
-    }
 }
 
 pub async fn run(args: DescribeArgs) -> CliResult<ExitCode> {
@@ -75,13 +57,21 @@ pub async fn run(args: DescribeArgs) -> CliResult<ExitCode> {
             }
             objects
         };
+        if objects.is_empty() && names.is_empty() {
+            match client.ns_for(info) {
+                Some(ns) => eprintln!("No resources found in {ns} namespace."),
+                None => eprintln!("No resources found"),
+            }
+        }
         for object in objects {
             let events = events_of(&client, info, &object).await;
+            let related = related_of(&client, info, &object).await;
             if !first {
                 println!("\n");
             }
             first = false;
-            print!("{}", describe(info, &object, &events, super::time::now()));
+            let text = describe(info, &object, &related, &events, super::time::now());
+            print!("{text}");
         }
     }
     Ok(if failed {
@@ -89,6 +79,33 @@ pub async fn run(args: DescribeArgs) -> CliResult<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// What `describe` shows beside an object: a Deployment's ReplicaSets, or the pods of a
+/// ReplicaSet or ReplicationController (those it controls). None when they cannot be listed.
+async fn related_of(client: &Client, info: &ResourceInfo, object: &Value) -> Vec<Value> {
+    let kind = match info.kind {
+        "Deployment" => "replicasets",
+        "ReplicaSet" | "ReplicationController" => "pods",
+        _ => return Vec::new(),
+    };
+    let Ok(related) = super::resource(kind) else {
+        return Vec::new();
+    };
+    let uid = s(object, "/metadata/uid");
+    client
+        .api
+        .list(related, client.ns_for(related), &ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| {
+            arr(r, "/metadata/ownerReferences")
+                .iter()
+                .any(|o| s(o, "/uid") == uid && o.get("controller") == Some(&Value::Bool(true)))
+        })
+        .collect()
 }
 
 /// The events about an object, oldest first; none when they cannot be listed (describe still
@@ -126,22 +143,14 @@ async fn events_of(client: &Client, info: &ResourceInfo, object: &Value) -> Vec<
     items
 }
 
-fn event_time(ev: &Value) -> Option<&str> {
-    [
-        "/lastTimestamp",
-        "/eventTime",
-        "/metadata/creationTimestamp",
-    ]
-    .iter()
-    .find_map(|p| {
-        ev.pointer(p)
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-    })
-}
-
-/// The text of `describe` for one object, at `now`.
-pub fn describe(info: &ResourceInfo, obj: &Value, events: &[Value], now: i64) -> String {
+/// The text of `describe` for one object, at `now`; `related` is what [`related_of`] found.
+pub fn describe(
+    info: &ResourceInfo,
+    obj: &Value,
+    related: &[Value],
+    events: &[Value],
+    now: i64,
+) -> String {
     let mut out = String::new();
     let w = &mut out;
     let _ = writeln!(w, "Name:\t{}", s(obj, "/metadata/name"));
@@ -150,7 +159,8 @@ pub fn describe(info: &ResourceInfo, obj: &Value, events: &[Value], now: i64) ->
     }
     match info.kind {
         "Pod" => pod(w, obj, now),
-        "Deployment" | "ReplicaSet" | "ReplicationController" => workload(w, info, obj),
+        "Deployment" => deployment(w, obj, related),
+        "ReplicaSet" | "ReplicationController" => replica_set(w, obj, related),
         "Node" => node(w, obj),
         "Service" => service(w, obj),
         _ => {
@@ -165,22 +175,8 @@ pub fn describe(info: &ResourceInfo, obj: &Value, events: &[Value], now: i64) ->
 }
 
 fn map_lines(w: &mut String, title: &str, map: Option<&Value>) {
-    let entries: Vec<(String, String)> = map
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter(|(k, _)| k.as_str() != super::apply::LAST_APPLIED)
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        v.as_str()
-                            .map(str::to_owned)
-                            .unwrap_or_else(|| v.to_string()),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut entries = string_map(map);
+    entries.remove(super::apply::LAST_APPLIED);
     if entries.is_empty() {
         let _ = writeln!(w, "{title}:\t<none>");
         return;
@@ -191,7 +187,11 @@ fn map_lines(w: &mut String, title: &str, map: Option<&Value>) {
         } else {
             String::new()
         };
-        let sep = if title == "Annotations" { ": " } else { "=" };
+        let sep = if title.trim() == "Annotations" {
+            ": "
+        } else {
+            "="
+        };
         let _ = writeln!(w, "{label}\t{k}{sep}{v}");
     }
 }
@@ -304,7 +304,7 @@ fn pod(w: &mut String, pod: &Value, now: i64) {
                 .find(|st| s(st, "/name") == name)
                 .cloned()
                 .unwrap_or(Value::Null);
-            container(w, c, &status);
+            container(w, "  ", c, Some(&status));
         }
     }
     let conditions = arr(pod, "/status/conditions");
@@ -317,7 +317,12 @@ fn pod(w: &mut String, pod: &Value, now: i64) {
     }
     let node_selector = labels_string(pod.pointer("/spec/nodeSelector"));
     let _ = writeln!(w, "Node-Selectors:\t{}", or_none(node_selector));
-    let tolerations: Vec<String> = arr(pod, "/spec/tolerations")
+    list_lines(w, "Tolerations", &tolerations(pod));
+}
+
+/// A pod spec's tolerations as kubectl lists them: `key=value:Effect op=Exists for 300s`.
+fn tolerations(obj: &Value) -> Vec<String> {
+    arr(obj, "/spec/tolerations")
         .iter()
         .map(|t| {
             let mut text = s(t, "/key").to_owned();
@@ -339,8 +344,7 @@ fn pod(w: &mut String, pod: &Value, now: i64) {
                 text
             }
         })
-        .collect();
-    list_lines(w, "Tolerations", &tolerations);
+        .collect()
 }
 
 fn list_lines(w: &mut String, title: &str, items: &[String]) {
@@ -408,9 +412,11 @@ fn state_lines(w: &mut String, title: &str, state: &Value) {
     }
 }
 
-fn container(w: &mut String, c: &Value, status: &Value) {
-    let _ = writeln!(w, "  {}:", s(c, "/name"));
-    if !s(status, "/containerID").is_empty() {
+/// A container, with its state when `status` is given (a pod's) and without for templates;
+/// `indent` goes before the name line.
+fn container(w: &mut String, indent: &str, c: &Value, status: Option<&Value>) {
+    let _ = writeln!(w, "{indent}{}:", s(c, "/name"));
+    if let Some(status) = status.filter(|st| !s(st, "/containerID").is_empty()) {
         let _ = writeln!(w, "    Container ID:\t{}", s(status, "/containerID"));
     }
     let _ = writeln!(w, "    Image:\t{}", s(c, "/image"));
@@ -447,31 +453,33 @@ fn container(w: &mut String, c: &Value, status: &Value) {
             let _ = writeln!(w, "      {part}");
         }
     }
-    if let Some(state) = status.get("state") {
-        state_lines(w, "State", state);
-    } else {
-        let _ = writeln!(w, "    State:\tWaiting");
+    if let Some(status) = status {
+        if let Some(state) = status.get("state") {
+            state_lines(w, "State", state);
+        } else {
+            let _ = writeln!(w, "    State:\tWaiting");
+        }
+        if let Some(last) = status
+            .get("lastState")
+            .filter(|l| l.as_object().is_some_and(|m| !m.is_empty()))
+        {
+            state_lines(w, "Last State", last);
+        }
+        let ready = if status.get("ready") == Some(&Value::Bool(true)) {
+            "True"
+        } else {
+            "False"
+        };
+        let _ = writeln!(w, "    Ready:\t{ready}");
+        let _ = writeln!(
+            w,
+            "    Restart Count:\t{}",
+            status
+                .get("restartCount")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+        );
     }
-    if let Some(last) = status
-        .get("lastState")
-        .filter(|l| l.as_object().is_some_and(|m| !m.is_empty()))
-    {
-        state_lines(w, "Last State", last);
-    }
-    let ready = if status.get("ready") == Some(&Value::Bool(true)) {
-        "True"
-    } else {
-        "False"
-    };
-    let _ = writeln!(w, "    Ready:\t{ready}");
-    let _ = writeln!(
-        w,
-        "    Restart Count:\t{}",
-        status
-            .get("restartCount")
-            .and_then(Value::as_i64)
-            .unwrap_or(0)
-    );
     let env: Vec<String> = arr(c, "/env")
         .iter()
         .map(|e| match e.get("valueFrom") {
@@ -495,48 +503,209 @@ fn container(w: &mut String, c: &Value, status: &Value) {
     }
 }
 
-fn workload(w: &mut String, info: &ResourceInfo, obj: &Value) {
-    let selector = match obj.pointer("/spec/selector/matchLabels") {
+fn selector_of(obj: &Value) -> String {
+    match obj.pointer("/spec/selector/matchLabels") {
         Some(m) => selector_string(obj.pointer("/spec/selector"), m),
+        None if obj.pointer("/spec/selector/matchExpressions").is_some() => {
+            selector_string(obj.pointer("/spec/selector"), &Value::Null)
+        }
         None => labels_string(obj.pointer("/spec/selector")),
-    };
-    let _ = writeln!(w, "Selector:\t{}", or_none(selector));
-    meta(w, obj);
-    let n = |p: &str| obj.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+    }
+}
+
+fn creation_timestamp(w: &mut String, obj: &Value) {
+    if let Some(t) = obj
+        .pointer("/metadata/creationTimestamp")
+        .and_then(Value::as_str)
+        .and_then(parse_rfc3339)
+    {
+        let _ = writeln!(w, "CreationTimestamp:\t{}", rfc1123(t));
+    }
+}
+
+/// An int-or-percent field (`maxSurge`) as written, or kubectl's default.
+fn int_or_percent(obj: &Value, pointer: &str, default: &str) -> String {
+    match obj.pointer(pointer) {
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(t)) => t.clone(),
+        _ => default.to_owned(),
+    }
+}
+
+/// `web-7d9c (3/3 replicas created)`, as kubectl lists a Deployment's ReplicaSets.
+fn replica_sets_line(sets: &[&Value]) -> String {
+    let names: Vec<String> = sets
+        .iter()
+        .map(|rs| {
+            format!(
+                "{} ({}/{} replicas created)",
+                s(rs, "/metadata/name"),
+                n(rs, "/status/replicas"),
+                rs.pointer("/spec/replicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1)
+            )
+        })
+        .collect();
+    or_none(names.join(", "))
+}
+
+/// A template without the `pod-template-hash` label, to find a Deployment's current ReplicaSet.
+fn template_without_hash(obj: &Value) -> Value {
+    let mut t = obj
+        .pointer("/spec/template")
+        .cloned()
+        .unwrap_or(Value::Null);
+    if let Some(labels) = t
+        .pointer_mut("/metadata/labels")
+        .and_then(Value::as_object_mut)
+    {
+        labels.remove("pod-template-hash");
+    }
+    t
+}
+
+/// kubectl's `DescribeDeployment`.
+fn deployment(w: &mut String, obj: &Value, replica_sets: &[Value]) {
+    creation_timestamp(w, obj);
+    map_lines(w, "Labels", obj.pointer("/metadata/labels"));
+    map_lines(w, "Annotations", obj.pointer("/metadata/annotations"));
+    let _ = writeln!(w, "Selector:\t{}", or_none(selector_of(obj)));
     let desired = obj
         .pointer("/spec/replicas")
         .and_then(Value::as_i64)
         .unwrap_or(1);
-    if info.kind == "Deployment" {
-        let total = n("/status/replicas");
+    let _ = writeln!(
+        w,
+        "Replicas:\t{desired} desired | {} updated | {} total | {} available | {} unavailable",
+        n(obj, "/status/updatedReplicas"),
+        n(obj, "/status/replicas"),
+        n(obj, "/status/availableReplicas"),
+        n(obj, "/status/unavailableReplicas"),
+    );
+    let strategy = match s(obj, "/spec/strategy/type") {
+        "" => "RollingUpdate",
+        t => t,
+    };
+    let _ = writeln!(w, "StrategyType:\t{strategy}");
+    let _ = writeln!(w, "MinReadySeconds:\t{}", n(obj, "/spec/minReadySeconds"));
+    if strategy == "RollingUpdate" {
         let _ = writeln!(
             w,
-            "Replicas:\t{desired} desired | {} updated | {total} total | {} available | {} unavailable",
-            n("/status/updatedReplicas"),
-            n("/status/availableReplicas"),
-            n("/status/unavailableReplicas"),
-        );
-        let strategy = match s(obj, "/spec/strategy/type") {
-            "" => "RollingUpdate",
-            t => t,
-        };
-        let _ = writeln!(w, "StrategyType:\t{strategy}");
-        let _ = writeln!(w, "MinReadySeconds:\t{}", n("/spec/minReadySeconds"));
-    } else {
-        let _ = writeln!(
-            w,
-            "Replicas:\t{} current / {desired} desired",
-            n("/status/replicas")
+            "RollingUpdateStrategy:\t{} max unavailable, {} max surge",
+            int_or_percent(obj, "/spec/strategy/rollingUpdate/maxUnavailable", "25%"),
+            int_or_percent(obj, "/spec/strategy/rollingUpdate/maxSurge", "25%"),
         );
     }
-    let _ = writeln!(w, "Pod Template:");
-    map_lines(w, "  Labels", obj.pointer("/spec/template/metadata/labels"));
-    let _ = writeln!(w, "  Containers:");
-    for c in arr(obj, "/spec/template/spec/containers") {
-        let _ = writeln!(w, "   {}:", s(c, "/name"));
-        let _ = writeln!(w, "    Image:\t{}", s(c, "/image"));
+    if let Some(template) = obj.pointer("/spec/template") {
+        pod_template(w, template);
     }
     conditions_table(w, obj, &["Type", "Status", "Reason"]);
+    let current = template_without_hash(obj);
+    let (new, old): (Vec<&Value>, Vec<&Value>) = replica_sets
+        .iter()
+        .partition(|rs| template_without_hash(rs) == current);
+    // kubectl lists the old ReplicaSets that still have replicas.
+    let old: Vec<&Value> = old
+        .into_iter()
+        .filter(|rs| n(rs, "/spec/replicas") > 0)
+        .collect();
+    let _ = writeln!(w, "OldReplicaSets:\t{}", replica_sets_line(&old));
+    let _ = writeln!(
+        w,
+        "NewReplicaSet:\t{}",
+        replica_sets_line(&new[..new.len().min(1)])
+    );
+}
+
+/// kubectl's `DescribeReplicaSet` (and `DescribeReplicationController`).
+fn replica_set(w: &mut String, obj: &Value, pods: &[Value]) {
+    let _ = writeln!(w, "Selector:\t{}", or_none(selector_of(obj)));
+    map_lines(w, "Labels", obj.pointer("/metadata/labels"));
+    map_lines(w, "Annotations", obj.pointer("/metadata/annotations"));
+    if let Some(owner) = arr(obj, "/metadata/ownerReferences")
+        .iter()
+        .find(|o| o.get("controller") == Some(&Value::Bool(true)))
+    {
+        let _ = writeln!(
+            w,
+            "Controlled By:\t{}/{}",
+            s(owner, "/kind"),
+            s(owner, "/name")
+        );
+    }
+    let desired = obj
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let _ = writeln!(
+        w,
+        "Replicas:\t{} current / {desired} desired",
+        n(obj, "/status/replicas")
+    );
+    let phase_count = |phase: &str| {
+        pods.iter()
+            .filter(|p| s(p, "/status/phase") == phase)
+            .count()
+    };
+    let _ = writeln!(
+        w,
+        "Pods Status:\t{} Running / {} Waiting / {} Succeeded / {} Failed",
+        phase_count("Running"),
+        phase_count("Pending"),
+        phase_count("Succeeded"),
+        phase_count("Failed"),
+    );
+    if let Some(template) = obj.pointer("/spec/template") {
+        pod_template(w, template);
+    }
+    conditions_table(w, obj, &["Type", "Status", "Reason"]);
+}
+
+/// A pod template as kubectl's `DescribePodTemplate` shows it (in `describe` of workloads and
+/// in `rollout history --revision`).
+pub fn pod_template(w: &mut String, template: &Value) {
+    let _ = writeln!(w, "Pod Template:");
+    map_lines(w, "  Labels", template.pointer("/metadata/labels"));
+    if template
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+        .is_some_and(|a| !a.is_empty())
+    {
+        map_lines(
+            w,
+            "  Annotations",
+            template.pointer("/metadata/annotations"),
+        );
+    }
+    let sa = s(template, "/spec/serviceAccountName");
+    if !sa.is_empty() {
+        let _ = writeln!(w, "  Service Account:\t{sa}");
+    }
+    for (title, key) in [
+        ("Init Containers", "/spec/initContainers"),
+        ("Containers", "/spec/containers"),
+    ] {
+        let containers = arr(template, key);
+        if containers.is_empty() && title == "Init Containers" {
+            continue;
+        }
+        let _ = writeln!(w, "  {title}:");
+        for c in containers {
+            container(w, "   ", c, None);
+        }
+    }
+    let volumes: Vec<String> = arr(template, "/spec/volumes")
+        .iter()
+        .map(|v| s(v, "/name").to_owned())
+        .collect();
+    list_lines(w, "  Volumes", &volumes);
+    map_lines(
+        w,
+        "  Node-Selectors",
+        template.pointer("/spec/nodeSelector"),
+    );
+    list_lines(w, "  Tolerations", &tolerations(template));
 }
 
 fn conditions_table(w: &mut String, obj: &Value, columns: &[&str]) {

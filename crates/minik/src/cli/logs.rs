@@ -1,136 +1,453 @@
-//! `logs`: a container's log through the API server (`pods/{name}/log`), optionally followed.
-//! `deploy/NAME` (or `rs/`, `rc/`) picks a pod of the workload's selector, as kubectl does.
+//! `logs`: containers' logs through the API server (`pods/{name}/log`), optionally followed.
+//! `deploy/NAME` (or `rs/`, `rc/`, `svc/`) picks a pod of the workload's selector and `-l`
+//! prints the logs of every pod that matches, as kubectl does.
 
 use std::io::Write;
 
+use futures::StreamExt;
 use minik_client::{Api, ListParams};
 use serde_json::Value;
 
 use super::printers::{labels_string, selector_string};
-use super::{fail, http, resource, CliResult, Client, ClientFlags};
+use super::{fail, resource, CliError, CliResult, Client, ClientFlags};
+
+/// The annotation that names the container `logs` (and kubectl's exec) use by default.
+const DEFAULT_CONTAINER: &str = "kubectl.kubernetes.io/default-container";
 
 #[derive(clap::Args, Debug)]
 pub struct LogsArgs {
     #[command(flatten)]
     client: ClientFlags,
-    /// POD, pod/NAME, or deploy/NAME (a pod of the deployment).
-    target: String,
-    /// The container (needed when the pod has several).
+    /// POD, pod/NAME, or deploy|rs|rc|svc/NAME (a pod of the workload); not with -l.
+    target: Option<String>,
+    /// The container (default: the pod's default-container annotation, else its first).
     #[arg(short = 'c', long)]
     container: Option<String>,
+    /// Every container of the pod(s).
+    #[arg(long)]
+    all_containers: bool,
     /// Keeps printing as the log grows.
     #[arg(short = 'f', long)]
     follow: bool,
-    /// Only the last N lines (-1: all).
-    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
-    tail: i64,
+    /// Only the last N lines (default: all, or 10 with -l).
+    #[arg(long, allow_negative_numbers = true)]
+    tail: Option<i64>,
     /// The log of the previous, terminated instance of the container.
     #[arg(short = 'p', long)]
     previous: bool,
     /// Prefixes each line with its timestamp.
     #[arg(long)]
     timestamps: bool,
+    /// The logs of every pod whose labels match this selector.
+    #[arg(short = 'l', long)]
+    selector: Option<String>,
+    /// Prefixes each line with where it comes from: `[pod/NAME/CONTAINER] `.
+    #[arg(long)]
+    prefix: bool,
+    /// With -f, how many logs may be followed at once.
+    #[arg(long, default_value_t = 5)]
+    max_log_requests: usize,
 }
 
-/// The query of the log request, from validated flags.
-fn query(args: &LogsArgs) -> CliResult<String> {
-    if args.tail < -1 {
-        return Err(fail!("--tail must be -1 or more"));
-    }
-    let mut q = Vec::new();
-    if let Some(c) = &args.container {
-        q.push(format!("container={}", http::encode(c)));
-    }
-    if args.follow {
-        q.push("follow=true".to_owned());
-    }
-    if args.tail >= 0 {
-        q.push(format!("tailLines={}", args.tail));
-    }
-    if args.previous {
-        q.push("previous=true".to_owned());
-    }
-    if args.timestamps {
-        q.push("timestamps=true".to_owned());
-    }
-    Ok(if q.is_empty() {
-        String::new()
-    } else {
-        format!("?{}", q.join("&"))
-    })
+/// Which pods `logs` shows.
+enum Pick {
+    /// `POD` or `KIND/NAME`.
+    Target(String),
+    /// `-l SELECTOR`.
+    Selector(String),
 }
 
-/// The pod a target names: itself, or the first (by name) pod a workload selects.
-async fn pod_name(client: &Client, target: &str) -> CliResult<String> {
-    let Some((kind, name)) = target.split_once('/') else {
-        return Ok(target.to_owned());
+/// The validated settings of `logs`.
+struct LogsSettings {
+    pick: Pick,
+    /// The query every log request carries (the container is added per stream).
+    query: Vec<(&'static str, String)>,
+    prefix: bool,
+}
+
+impl LogsArgs {
+    fn settings(&self) -> CliResult<LogsSettings> {
+        let pick = match (&self.target, &self.selector) {
+            (Some(_), Some(_)) => {
+                return Err(fail!(
+                    "only a selector (-l) or a POD name is allowed, not both"
+                ))
+            }
+            (None, None) => {
+                return Err(fail!(
+                    "expected POD, TYPE/NAME or -l selector: minik logs POD [-c CONTAINER]"
+                ))
+            }
+            (Some(target), None) => Pick::Target(target.clone()),
+            (None, Some(selector)) => Pick::Selector(selector.clone()),
+        };
+        if self.all_containers && self.container.is_some() {
+            return Err(fail!(
+                "--all-containers=true should not be specified with container name {}",
+                self.container.as_deref().unwrap_or_default()
+            ));
+        }
+        // kubectl shows the last 10 lines of each pod when a selector picks them.
+        let tail = match self.tail {
+            Some(n) if n < -1 => return Err(fail!("--tail must be -1 or more, not {n}")),
+            Some(n) => n,
+            None if self.selector.is_some() => 10,
+            None => -1,
+        };
+        let mut query = Vec::new();
+        if self.follow {
+            query.push(("follow", "true".to_owned()));
+        }
+        if tail >= 0 {
+            query.push(("tailLines", tail.to_string()));
+        }
+        if self.previous {
+            query.push(("previous", "true".to_owned()));
+        }
+        if self.timestamps {
+            query.push(("timestamps", "true".to_owned()));
+        }
+        Ok(LogsSettings {
+            pick,
+            query,
+            prefix: self.prefix,
+        })
+    }
+}
+
+/// One log to print: a container of a pod.
+struct LogSource {
+    pod: String,
+    container: String,
+}
+
+fn name_of(obj: &Value) -> &str {
+    obj.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+fn containers_of(pod: &Value) -> Vec<String> {
+    pod.pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| c.get("name").and_then(Value::as_str))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The selector of a workload or Service, as a label selector string.
+fn selector_of(obj: &Value) -> String {
+    match obj.pointer("/spec/selector/matchLabels") {
+        Some(m) => selector_string(obj.pointer("/spec/selector"), m),
+        None => match obj.pointer("/spec/selector/matchExpressions") {
+            Some(_) => selector_string(obj.pointer("/spec/selector"), &Value::Null),
+            // ReplicationControllers and Services have a plain map.
+            None => labels_string(obj.pointer("/spec/selector")),
+        },
+    }
+}
+
+/// How kubectl ranks the pods of a workload to pick one: running and ready first, then the
+/// ones created earliest (kubectl's `ActivePods` order, simplified to what minik reports).
+fn pod_rank(pod: &Value) -> (u8, String, String) {
+    let phase = pod
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let ready = pod
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.get("type").and_then(Value::as_str) == Some("Ready")
+                    && c.get("status").and_then(Value::as_str) == Some("True")
+            })
+        });
+    let rank = match (phase, ready) {
+        ("Running", true) => 0,
+        ("Running", false) => 1,
+        ("Pending", _) => 2,
+        _ => 3,
     };
-    let info = resource(kind)?;
-    if info.kind == "Pod" {
-        return Ok(name.to_owned());
+    let created = pod
+        .pointer("/metadata/creationTimestamp")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    (rank, created, name_of(pod).to_owned())
+}
+
+/// The pods a target names: itself, or the pod kubectl would pick from a workload.
+async fn pods_of_target(client: &Client, target: &str) -> CliResult<Vec<Value>> {
+    let pods = resource("pods")?;
+    let ns = client.ns_for(pods);
+    let (kind, name) = match target.split_once('/') {
+        Some((kind, name)) => (resource(kind)?, name),
+        None => (pods, target),
+    };
+    if name.is_empty() {
+        return Err(if target.contains('/') {
+            fail!("arguments in resource/name form must have a single resource and name")
+        } else {
+            fail!("expected POD, TYPE/NAME or -l selector: the pod name is empty")
+        });
+    }
+    if kind.kind == "Pod" {
+        return Ok(vec![client.api.get(pods, ns, name).await?]);
     }
     if !matches!(
-        info.kind,
-        "Deployment" | "ReplicaSet" | "ReplicationController"
+        kind.kind,
+        "Deployment" | "ReplicaSet" | "ReplicationController" | "Service"
     ) {
-        return Err(fail!("cannot get the logs of a {}", info.singular));
+        return Err(fail!(
+            "cannot get the logs of a {}: name a pod, deployment, replica set, replication controller or service",
+            kind.singular
+        ));
     }
-    let workload = client.api.get(info, client.ns_for(info), name).await?;
-    let selector = match workload.pointer("/spec/selector/matchLabels") {
-        Some(m) => selector_string(workload.pointer("/spec/selector"), m),
-        None => labels_string(workload.pointer("/spec/selector")),
-    };
-    let pods = super::resource("pods")?;
+    let owner = client.api.get(kind, client.ns_for(kind), name).await?;
+    let selector = selector_of(&owner);
+    if selector.is_empty() {
+        return Err(fail!(
+            "{}/{name} has no selector, so it has no pods to show the logs of",
+            super::qualified_singular(kind)
+        ));
+    }
     let mut list = client
         .api
-        .list(pods, client.ns_for(pods), &ListParams::labels(selector))
+        .list(pods, ns, &ListParams::labels(selector))
         .await?
         .items;
-    list.sort_by_key(|p| {
-        p.pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    });
-    list.first()
-        .and_then(|p| p.pointer("/metadata/name").and_then(Value::as_str))
-        .map(str::to_owned)
-        .ok_or_else(|| {
-            fail!(
-                "no pods found for {}/{name}",
-                super::qualified_singular(info)
-            )
-        })
+    list.sort_by_key(pod_rank);
+    let Some(first) = list.first().cloned() else {
+        return Err(fail!(
+            "no pods found for {}/{name}",
+            super::qualified_singular(kind)
+        ));
+    };
+    if list.len() > 1 {
+        eprintln!("Found {} pods, using pod/{}", list.len(), name_of(&first));
+    }
+    Ok(vec![first])
+}
+
+/// The container logs to print for the chosen pods.
+fn sources(args: &LogsArgs, pods: &[Value]) -> CliResult<Vec<LogSource>> {
+    let mut out = Vec::new();
+    for pod in pods {
+        let name = name_of(pod).to_owned();
+        let containers = containers_of(pod);
+        let chosen: Vec<String> = if args.all_containers {
+            containers
+        } else if let Some(c) = &args.container {
+            // The server says which containers exist when this one does not.
+            vec![c.clone()]
+        } else {
+            let default = pod
+                .pointer("/metadata/annotations")
+                .and_then(|a| a.get(DEFAULT_CONTAINER))
+                .and_then(Value::as_str)
+                .filter(|d| containers.iter().any(|c| c == d))
+                .map(str::to_owned);
+            let Some(first) = default.clone().or_else(|| containers.first().cloned()) else {
+                return Err(fail!("pod {name} has no containers"));
+            };
+            if containers.len() > 1 && default.is_none() && args.selector.is_none() {
+                eprintln!(
+                    "Defaulted container \"{first}\" out of: {}",
+                    containers.join(", ")
+                );
+            }
+            vec![first]
+        };
+        out.extend(chosen.into_iter().map(|container| LogSource {
+            pod: name.clone(),
+            container,
+        }));
+    }
+    Ok(out)
+}
+
+/// Percent-encodes a path segment.
+fn encode(value: &str) -> String {
+    let mut out = String::new();
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+type Chunks = futures::stream::BoxStream<'static, Result<Vec<u8>, minik_api::ApiError>>;
+
+async fn open(client: &Client, settings: &LogsSettings, source: &LogSource) -> CliResult<Chunks> {
+    let path = format!(
+        "/api/v1/namespaces/{}/pods/{}/log",
+        encode(&client.settings.namespace),
+        encode(&source.pod)
+    );
+    let mut query = settings.query.clone();
+    query.push(("container", source.container.clone()));
+    Ok(client.api.get_stream(&path, &query).await?)
+}
+
+/// Writes to stdout; `false` once stdout is closed (`| head`), which ends the command quietly,
+/// as kubectl does.
+fn emit(data: &[u8]) -> bool {
+    let mut stdout = std::io::stdout();
+    stdout.write_all(data).and_then(|()| stdout.flush()).is_ok()
+}
+
+/// Splits a stream into lines, each with `prefix` before it (the last one may lack its newline).
+fn prefixed(prefix: &str, pending: &mut Vec<u8>, data: &[u8], end: bool) -> Vec<u8> {
+    pending.extend_from_slice(data);
+    let mut out = Vec::new();
+    while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
+        out.extend_from_slice(prefix.as_bytes());
+        out.extend(pending.drain(..=pos));
+    }
+    if end && !pending.is_empty() {
+        out.extend_from_slice(prefix.as_bytes());
+        out.append(pending);
+        out.push(b'\n');
+    }
+    out
 }
 
 pub async fn run(args: LogsArgs) -> CliResult {
-    let query = query(&args)?;
+    let settings = args.settings()?;
     let client = Client::new(&args.client)?;
-    let pod = pod_name(&client, &args.target).await?;
-    let path = format!(
-        "/api/v1/namespaces/{}/pods/{}/log{query}",
-        client.settings.namespace,
-        http::encode(&pod)
-    );
-    let mut response = http::get(&client.settings.server, &path).await?;
-    if !(200..300).contains(&response.code) {
-        return Err(response.error().await);
+    let pods = match &settings.pick {
+        Pick::Target(target) => pods_of_target(&client, target).await?,
+        Pick::Selector(selector) => {
+            let pods = resource("pods")?;
+            let mut list = client
+                .api
+                .list(
+                    pods,
+                    client.ns_for(pods),
+                    &ListParams::labels(selector.clone()),
+                )
+                .await?
+                .items;
+            list.sort_by(|a, b| name_of(a).cmp(name_of(b)));
+            if list.is_empty() {
+                eprintln!(
+                    "No resources found in {} namespace.",
+                    client.settings.namespace
+                );
+                return Ok(());
+            }
+            list
+        }
+    };
+    let sources = sources(&args, &pods)?;
+    if args.follow && sources.len() > args.max_log_requests {
+        return Err(fail!(
+            "you are attempting to follow {} log streams, but maximum allowed concurrency is {}, use --max-log-requests to increase the limit",
+            sources.len(),
+            args.max_log_requests
+        ));
     }
-    let mut stdout = std::io::stdout();
-    loop {
-        let data = response
-            .chunk()
-            .await
-            .map_err(|e| fail!("the log stream broke: {e}"))?;
-        if data.is_empty() {
+    let prefix_of = |s: &LogSource| {
+        if settings.prefix {
+            format!("[pod/{}/{}] ", s.pod, s.container)
+        } else {
+            String::new()
+        }
+    };
+    if args.follow && sources.len() > 1 {
+        return follow_all(&client, &settings, &sources, prefix_of).await;
+    }
+    // One after the other: each log in full.
+    for source in &sources {
+        let prefix = prefix_of(source);
+        let mut stream = open(&client, &settings, source).await?;
+        let mut pending = Vec::new();
+        loop {
+            let (data, end) = match stream.next().await {
+                Some(Ok(data)) => (data, false),
+                Some(Err(e)) => return Err(CliError::from(e)),
+                None => (Vec::new(), true),
+            };
+            let out = if prefix.is_empty() {
+                data
+            } else {
+                prefixed(&prefix, &mut pending, &data, end)
+            };
+            if !emit(&out) {
+                return Ok(());
+            }
+            if end {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Follows several logs at once, printing whole lines as they come so lines of different pods
+/// never interleave mid-line.
+async fn follow_all(
+    client: &Client,
+    settings: &LogsSettings,
+    sources: &[LogSource],
+    prefix_of: impl Fn(&LogSource) -> String,
+) -> CliResult {
+    let mut streams = Vec::new();
+    for source in sources {
+        let prefix = prefix_of(source);
+        let stream = open(client, settings, source).await?;
+        let mut pending = Vec::new();
+        streams.push(
+            stream
+                .map(Some)
+                .chain(futures::stream::once(async { None }))
+                .map(move |item| match item {
+                    Some(Ok(data)) => Ok(prefixed(&prefix, &mut pending, &data, false)),
+                    Some(Err(e)) => Err(e),
+                    None => Ok(prefixed(&prefix, &mut pending, &[], true)),
+                })
+                .boxed(),
+        );
+    }
+    let mut all = futures::stream::select_all(streams);
+    while let Some(item) = all.next().await {
+        let out = item?;
+        if !emit(&out) {
             return Ok(());
         }
-        // A closed stdout (`| head`) ends the command quietly, as kubectl does.
-        if stdout
-            .write_all(&data)
-            .and_then(|()| stdout.flush())
-            .is_err()
-        {
-            return Ok(());
-        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_get_their_prefix_even_when_split_across_chunks() {
+        let mut pending = Vec::new();
+        let mut out = prefixed("[p] ", &mut pending, b"one\ntw", false);
+        out.extend(prefixed("[p] ", &mut pending, b"o\nthr", false));
+        out.extend(prefixed("[p] ", &mut pending, b"ee", true));
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "[p] one\n[p] two\n[p] three\n"
+        );
+    }
+
+    #[test]
+    fn workload_selectors_become_label_selectors() {
+        let deploy = serde_json::json!({"spec": {"selector": {"matchLabels": {"app": "web"}, "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}]}}});
+        assert_eq!(selector_of(&deploy), "app=web,tier in (a,b)");
+        let svc = serde_json::json!({"spec": {"selector": {"app": "web", "x": "y"}}});
+        assert_eq!(selector_of(&svc), "app=web,x=y");
     }
 }

@@ -83,7 +83,9 @@ fn walk(dir: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> std::io::Result<
 /// Reads and checks every object the flags name; the first problem fails all of them.
 pub fn read(flags: &FileFlags, settings: &super::config::Settings) -> CliResult<Vec<Manifest>> {
     if flags.files.is_empty() {
-        return Err(fail!("must specify one of -f and -k"));
+        return Err(fail!(
+            "must specify -f FILE: a manifest, a directory of them, or - for stdin"
+        ));
     }
     let mut manifests = Vec::new();
     for file in expand(&flags.files, flags.recursive)? {
@@ -207,7 +209,7 @@ fn check(
 }
 
 /// Decodes into the kind's type, refusing unknown fields, so the error names the field path.
-fn strict_decode(info: &ResourceInfo, object: &Value) -> Result<(), DecodeError> {
+pub(crate) fn strict_decode(info: &ResourceInfo, object: &Value) -> Result<(), DecodeError> {
     match info.kind {
         "Pod" => decode::from_value_strict::<Pod>(object).map(drop),
         "Deployment" => decode::from_value_strict::<Deployment>(object).map(drop),

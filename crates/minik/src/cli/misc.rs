@@ -1,12 +1,12 @@
 //! Small verbs: `scale`, `version` and `api-resources`.
 
-use minik_api::request::{Patch, PatchKind, WriteOptions};
+use minik_api::request::PatchKind;
 use minik_api::resources::RESOURCES;
 use minik_client::Api;
 use serde_json::{json, Value};
 
 use super::tabwriter::align;
-use super::{fail, http, kind_slash_name, parse_targets, CliResult, Client, ClientFlags};
+use super::{fail, kind_slash_name, parse_targets, CliResult, Client, ClientFlags};
 
 #[derive(clap::Args, Debug)]
 pub struct ScaleArgs {
@@ -41,20 +41,9 @@ pub async fn scale(args: ScaleArgs) -> CliResult {
             ));
         }
         for name in names {
-            let patch = Patch {
-                kind: PatchKind::Merge,
-                body: json!({"spec": {"replicas": args.replicas}}),
-            };
+            let body = json!({"spec": {"replicas": args.replicas}});
             client
-                .api
-                .patch(
-                    info,
-                    client.ns_for(info),
-                    name,
-                    patch,
-                    false,
-                    WriteOptions::default(),
-                )
+                .patch_object(info, name, PatchKind::Merge, body)
                 .await?;
             println!("{} scaled", kind_slash_name(info, name));
         }
@@ -76,17 +65,8 @@ pub async fn version(args: VersionArgs) -> CliResult {
     if args.client_only {
         return Ok(());
     }
-    let settings = args.client.settings()?;
-    let mut response = http::get(&settings.server, "/version").await?;
-    if !(200..300).contains(&response.code) {
-        return Err(response.error().await);
-    }
-    let text = response
-        .text()
-        .await
-        .map_err(|e| fail!("cannot read the server's version: {e}"))?;
-    let value: Value =
-        serde_json::from_str(&text).map_err(|e| fail!("the server's /version is not JSON: {e}"))?;
+    let client = Client::new(&args.client)?;
+    let value = client.api.get_path("/version").await?;
     let version = value
         .get("gitVersion")
         .and_then(Value::as_str)
@@ -128,5 +108,77 @@ pub fn api_resources(args: ApiResourcesArgs) -> CliResult {
         ));
     }
     print!("{}", align(&text, 3));
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ClusterInfoArgs {
+    #[command(flatten)]
+    client: ClientFlags,
+}
+
+/// Where the control plane answers, and how many nodes are Ready.
+pub async fn cluster_info(args: ClusterInfoArgs) -> CliResult {
+    let client = Client::new(&args.client)?;
+    let version = client.api.get_path("/version").await?;
+    let nodes = super::resource("nodes")?;
+    let list = client
+        .api
+        .list(nodes, None, &minik_client::ListParams::default())
+        .await?;
+    let ready = list
+        .items
+        .iter()
+        .filter(|n| {
+            n.pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        c.get("type").and_then(Value::as_str) == Some("Ready")
+                            && c.get("status").and_then(Value::as_str) == Some("True")
+                    })
+                })
+        })
+        .count();
+    println!(
+        "minik control plane ({}) is running at {}",
+        version
+            .get("gitVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown version"),
+        client.settings.server
+    );
+    println!("Nodes: {} ({ready} Ready)", list.items.len());
+    println!();
+    println!(
+        "To further debug and diagnose cluster problems, use 'minik get nodes', 'minik describe node NAME' and 'minik get events -A'."
+    );
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CompletionArgs {
+    /// The shell to write a completion script for.
+    shell: clap_complete::Shell,
+}
+
+/// Writes a completion script for `shell`, made from the same definition the parser uses, so
+/// it knows every verb and flag.
+pub fn completion(args: CompletionArgs) -> CliResult {
+    if !matches!(
+        args.shell,
+        clap_complete::Shell::Bash | clap_complete::Shell::Zsh | clap_complete::Shell::Fish
+    ) {
+        return Err(fail!(
+            "Unsupported shell type {:?}: minik writes completions for bash, zsh and fish",
+            args.shell.to_string()
+        ));
+    }
+    let mut command = <crate::Cli as clap::CommandFactory>::command();
+    let mut out = Vec::new();
+    clap_complete::generate(args.shell, &mut command, "minik", &mut out);
+    use std::io::Write;
+    // A closed stdout (`| head`) is not an error worth reporting.
+    let _ = std::io::stdout().write_all(&out);
     Ok(())
 }

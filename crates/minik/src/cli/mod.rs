@@ -5,20 +5,26 @@
 mod apply;
 mod config;
 mod describe;
+mod edit;
 mod get;
-mod http;
+mod jsonpath;
+mod label;
 mod logs;
 mod manifest;
 mod misc;
+mod nodes;
+mod port_forward;
 mod printers;
+mod rollout;
+mod run;
 mod tabwriter;
-mod time;
+pub(crate) mod time;
 
 use std::process::ExitCode;
 
 use minik_api::resources::{self, ResourceInfo};
 use minik_api::ApiError;
-use minik_client::HttpApi;
+use minik_client::{Api, HttpApi};
 
 pub use config::ClientFlags;
 
@@ -37,12 +43,38 @@ pub enum ClientCommand {
     Delete(apply::DeleteArgs),
     /// Print the log of a container of a pod.
     Logs(logs::LogsArgs),
+    /// Forward local ports to a pod (or a pod of a deployment or service) through the server.
+    PortForward(port_forward::PortForwardArgs),
     /// Set the number of replicas of a deployment, replica set or replication controller.
     Scale(misc::ScaleArgs),
     /// Print the client's and the server's versions.
     Version(misc::VersionArgs),
     /// List the kinds the server serves, with their short names.
     ApiResources(misc::ApiResourcesArgs),
+    /// Follow, list, undo, restart, pause or resume the rollouts of deployments.
+    Rollout(rollout::RolloutArgs),
+    /// Change a field of objects: `set image` gives containers new images.
+    Set(run::SetArgs),
+    /// Create a pod running an image: run NAME --image IMAGE [-- ARGS...].
+    Run(run::RunArgs),
+    /// Create a Service for a pod, deployment, replica set, replication controller or service.
+    Expose(run::ExposeArgs),
+    /// Set or remove labels of objects (KEY=VALUE, KEY-).
+    Label(label::LabelArgs),
+    /// Set or remove annotations of objects (KEY=VALUE, KEY-).
+    Annotate(label::LabelArgs),
+    /// Mark nodes unschedulable.
+    Cordon(nodes::CordonArgs),
+    /// Mark nodes schedulable again.
+    Uncordon(nodes::CordonArgs),
+    /// Cordon a node, then delete its pods (their controllers recreate them elsewhere).
+    Drain(nodes::DrainArgs),
+    /// Show where the control plane runs and how many nodes are Ready.
+    ClusterInfo(misc::ClusterInfoArgs),
+    /// Print a shell completion script: completion bash|zsh|fish.
+    Completion(misc::CompletionArgs),
+    /// Edit an object in $KUBE_EDITOR, $EDITOR or vi, and save it back.
+    Edit(edit::EditArgs),
 }
 
 /// An error the user sees as one line. API errors the server answered are shown in kubectl's
@@ -93,6 +125,7 @@ fn is_transport(e: &ApiError) -> bool {
     message.starts_with("cannot reach the minik server")
         || message.contains("did not answer in time")
         || message.starts_with("the watch from")
+        || message.starts_with("the stream from")
         || e.reason().is_empty()
 }
 
@@ -135,6 +168,21 @@ impl Client {
     pub fn ns_for<'a>(&'a self, info: &ResourceInfo) -> Option<&'a str> {
         info.namespaced.then_some(self.settings.namespace.as_str())
     }
+
+    /// Patches one object in the namespace the verb works in.
+    pub async fn patch_object(
+        &self,
+        info: &'static ResourceInfo,
+        name: &str,
+        kind: minik_api::request::PatchKind,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, ApiError> {
+        let patch = minik_api::request::Patch { kind, body };
+        let opts = minik_api::request::WriteOptions::default();
+        self.api
+            .patch(info, self.ns_for(info), name, patch, false, opts)
+            .await
+    }
 }
 
 /// Runs a client verb and turns its outcome into an exit status, printing any error.
@@ -166,9 +214,26 @@ async fn dispatch(command: ClientCommand) -> CliResult<ExitCode> {
         ClientCommand::Describe(args) => describe::run(args).await,
         ClientCommand::Delete(args) => apply::delete(args).await,
         ClientCommand::Logs(args) => logs::run(args).await.map(|()| ExitCode::SUCCESS),
+        ClientCommand::PortForward(args) => {
+            port_forward::run(args).await.map(|()| ExitCode::SUCCESS)
+        }
         ClientCommand::Scale(args) => misc::scale(args).await.map(|()| ExitCode::SUCCESS),
         ClientCommand::Version(args) => misc::version(args).await.map(|()| ExitCode::SUCCESS),
         ClientCommand::ApiResources(args) => misc::api_resources(args).map(|()| ExitCode::SUCCESS),
+        ClientCommand::Rollout(args) => rollout::run(args).await,
+        ClientCommand::Set(args) => run::set(args).await,
+        ClientCommand::Run(args) => run::run(args).await,
+        ClientCommand::Expose(args) => run::expose(args).await,
+        ClientCommand::Label(args) => label::run(args, label::Which::Labels).await,
+        ClientCommand::Annotate(args) => label::run(args, label::Which::Annotations).await,
+        ClientCommand::Cordon(args) => nodes::cordon(args, true).await,
+        ClientCommand::Uncordon(args) => nodes::cordon(args, false).await,
+        ClientCommand::Drain(args) => nodes::drain(args).await,
+        ClientCommand::ClusterInfo(args) => {
+            misc::cluster_info(args).await.map(|()| ExitCode::SUCCESS)
+        }
+        ClientCommand::Completion(args) => misc::completion(args).map(|()| ExitCode::SUCCESS),
+        ClientCommand::Edit(args) => edit::run(args).await,
     }
 }
 
@@ -235,7 +300,8 @@ pub fn parse_targets(words: &[String]) -> CliResult<Targets> {
                 None => groups.push((info, vec![name.to_owned()])),
             }
         }
-        let several_kinds = groups.len() > 1 || words.len() > 1;
+        // kubectl prefixes names with their kind when several kinds were asked for.
+        let several_kinds = groups.len() > 1;
         return Ok(Targets {
             groups,
             several_kinds,
@@ -267,6 +333,38 @@ pub fn parse_targets(words: &[String]) -> CliResult<Targets> {
     })
 }
 
+/// Objects named one by one (`KIND NAME...` or `KIND/NAME...`), for verbs that act on named
+/// objects only.
+pub fn named_targets(words: &[String]) -> CliResult<Vec<(&'static ResourceInfo, String)>> {
+    let targets = parse_targets(words)?;
+    let mut out = Vec::new();
+    for (info, names) in targets.groups {
+        if names.is_empty() {
+            return Err(fail!(
+                "resource(s) were provided, but no name was specified"
+            ));
+        }
+        out.extend(names.into_iter().map(|n| (info, n)));
+    }
+    Ok(out)
+}
+
+/// Prints an error for one object and remembers that the command failed, so the other objects
+/// are still tried, as kubectl does.
+pub fn report(failed: &mut bool, e: CliError) {
+    eprintln!("{e}");
+    *failed = true;
+}
+
+/// The exit status of a verb that went on after failures.
+pub fn exit(failed: bool) -> CliResult<ExitCode> {
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,7 +384,9 @@ mod tests {
         assert_eq!(t.groups.len(), 2);
         assert!(t.several_kinds);
         let t = parse_targets(&words("deployments.apps/web pod/db")).unwrap();
+        assert!(t.several_kinds);
         assert_eq!(t.groups[0].0.plural, "deployments");
+        assert!(!parse_targets(&words("po/a pods/b")).unwrap().several_kinds);
         assert_eq!(t.groups[1].1, vec!["db"]);
         assert!(parse_targets(&words("pods/web rs")).is_err());
         assert!(parse_targets(&words("widgets")).is_err());

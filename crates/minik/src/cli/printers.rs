@@ -8,26 +8,26 @@ use serde_json::Value;
 
 use super::time::{age, human_duration, parse_rfc3339};
 
-fn s<'a>(v: &'a Value, pointer: &str) -> &'a str {
+pub(crate) fn s<'a>(v: &'a Value, pointer: &str) -> &'a str {
     v.pointer(pointer)
         .and_then(Value::as_str)
         .unwrap_or_default()
 }
 
-fn n(v: &Value, pointer: &str) -> i64 {
+pub(crate) fn n(v: &Value, pointer: &str) -> i64 {
     v.pointer(pointer)
         .and_then(Value::as_i64)
         .unwrap_or_default()
 }
 
-fn arr<'a>(v: &'a Value, pointer: &str) -> &'a [Value] {
+pub(crate) fn arr<'a>(v: &'a Value, pointer: &str) -> &'a [Value] {
     v.pointer(pointer)
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or_default()
 }
 
-fn or_none(s: String) -> String {
+pub(crate) fn or_none(s: String) -> String {
     if s.is_empty() {
         "<none>".into()
     } else {
@@ -515,7 +515,7 @@ fn endpoints(ep: &Value) -> String {
     }
 }
 
-fn event_time(ev: &Value) -> Option<&str> {
+pub(crate) fn event_time(ev: &Value) -> Option<&str> {
     [
         "/lastTimestamp",
         "/eventTime",
@@ -587,7 +587,7 @@ fn quota_columns(q: &Value) -> (String, String) {
     (request.join(", "), limit.join(", "))
 }
 
-fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
+pub(crate) fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
     v.and_then(Value::as_object)
         .map(|m| {
             m.iter()
@@ -633,6 +633,9 @@ pub fn to_json(value: &Value) -> String {
 }
 
 /// YAML in the block style kubectl prints (keys sorted, sequences not indented under their key).
+/// Written here rather than with serde_yaml because serde_yaml follows YAML 1.2 and leaves
+/// `yes`, `on`, `y` and the like unquoted, which YAML 1.1 readers (kubectl's among them) take
+/// for booleans; kubectl quotes them, and so does this.
 pub fn to_yaml(value: &Value) -> String {
     let mut out = String::new();
     match value {
@@ -704,6 +707,31 @@ fn yaml_scalar(v: &Value) -> String {
     }
 }
 
+/// Whether a YAML 1.1 reader takes `s` for a number: `0x1F`, `0o17`, `0b101`, `017`, `1_000`,
+/// `1:30` (base 60), `.inf`, `.nan`.
+fn yaml11_number(s: &str) -> bool {
+    let body = s.strip_prefix(['-', '+']).unwrap_or(s);
+    let lower = body.to_ascii_lowercase();
+    let digits_in = |rest: &str, radix: u32| {
+        !rest.is_empty() && rest.chars().all(|c| c == '_' || c.is_digit(radix))
+    };
+    if let Some(rest) = lower.strip_prefix("0x") {
+        return digits_in(rest, 16);
+    }
+    if let Some(rest) = lower.strip_prefix("0o") {
+        return digits_in(rest, 8);
+    }
+    if let Some(rest) = lower.strip_prefix("0b") {
+        return digits_in(rest, 2);
+    }
+    matches!(lower.as_str(), ".inf" | ".nan")
+        || (body.starts_with(|c: char| c.is_ascii_digit())
+            && body
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == '_' || c == ':' || c == '.')
+            && body.chars().filter(|c| *c == '.').count() <= 1)
+}
+
 /// A string as a plain YAML scalar when that reads back as the same string, else quoted.
 fn yaml_string(s: &str) -> String {
     let needs_quotes = s.is_empty()
@@ -713,6 +741,7 @@ fn yaml_string(s: &str) -> String {
             "true" | "false" | "yes" | "no" | "on" | "off" | "y" | "n" | "null" | "~"
         )
         || s.parse::<f64>().is_ok()
+        || yaml11_number(s)
         || s.starts_with(|c: char| ",[]{}#&*!|>'\"%@`".contains(c))
         // `-`, `?` and `:` start a plain scalar only when a non-space follows (`-c` is fine).
         || matches!(s, "-" | "?" | ":")
@@ -751,6 +780,26 @@ mod tests {
         );
         let back = minik_api::decode::parse_document(yaml.as_bytes()).unwrap();
         assert_eq!(back, v, "{yaml}");
+        // Strings that YAML 1.1 readers (kubectl's among them) take for other types are quoted.
+        for word in [
+            "yes", "no", "on", "off", "y", "n", "true", "null", "~", "1.0", "0x10", "1e3", "012",
+            "1_000", "1:30", ".inf", "-.NaN", "0b11",
+        ] {
+            let yaml = to_yaml(&json!({ "a": word }));
+            assert_ne!(yaml, format!("a: {word}\n"), "{word}");
+            let back = minik_api::decode::parse_document(yaml.as_bytes()).unwrap();
+            assert_eq!(back, json!({ "a": word }), "{yaml}");
+        }
+        // Versions, names and times stay plain.
+        for plain in [
+            "v1.2.3",
+            "nginx:1.25",
+            "web-1",
+            "1.2.3",
+            "2024-01-01T00:00:00Z",
+        ] {
+            assert_eq!(to_yaml(&json!({ "a": plain })), format!("a: {plain}\n"));
+        }
     }
 
     #[test]

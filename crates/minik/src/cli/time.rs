@@ -89,6 +89,57 @@ pub fn rfc1123(secs: i64) -> String {
     )
 }
 
+/// `2006-01-02T15:04:05Z`: RFC 3339 in UTC, as the API writes times.
+pub fn rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// A Go duration as kubectl's `--timeout` takes it: `0`, `30s`, `1m30s`, `500ms`, `2h`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    if t == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    if t.is_empty() {
+        return Err("invalid duration \"\"".into());
+    }
+    let mut total = 0f64;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let value: f64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("invalid duration {t:?}"))?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "" => return Err(format!("time: missing unit in duration {t:?}")),
+            unit => return Err(format!("time: unknown unit {unit:?} in duration {t:?}")),
+        };
+        total += value * seconds;
+        rest = &rest[unit_len..];
+    }
+    Ok(std::time::Duration::from_secs_f64(total))
+}
+
 /// Now, in seconds since the epoch.
 pub fn now() -> i64 {
     SystemTime::now()
@@ -201,5 +252,18 @@ mod tests {
         assert_eq!(rfc1123(1_709_209_815), "Thu, 29 Feb 2024 12:30:15 +0000");
         assert_eq!(age(Some("1970-01-01T00:00:00Z"), 65), "65s");
         assert_eq!(age(None, 65), "<unknown>");
+        assert_eq!(rfc3339(1_709_209_815), "2024-02-29T12:30:15Z");
+    }
+
+    #[test]
+    fn durations_parse_like_go() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        for bad in ["", "10", "5x", "s", "1.2.3s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -126,3 +126,119 @@ pub fn process_with(marker: &str) -> bool {
         })
         .unwrap_or(false)
 }
+
+impl Running {
+    /// Sends SIGTERM and waits up to `grace` for the process to exit, then SIGKILL: what a
+    /// process that stops its children on SIGTERM (an agent, `minik up`) needs to clean up.
+    pub fn terminate(&mut self, grace: Duration) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = std::time::Instant::now() + grace;
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        self.kill9();
+    }
+}
+
+/// A `minik up` cluster started for a test, with `HOME` set to `home` (so the client config it
+/// writes is the test's own). Dropping it sends SIGTERM, which stops every pod process it
+/// started, and SIGKILL if it has not exited within 15 s.
+pub struct Up {
+    pub running: Running,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// What `minik up` printed on stdout after the line that says it is up.
+    pub lines: mpsc::Receiver<String>,
+    pub home: std::path::PathBuf,
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        self.running.terminate(Duration::from_secs(15));
+    }
+}
+
+/// Starts `minik up --nodes N --listen 127.0.0.1:0 --data-dir DATA` plus `extra`, and waits for
+/// the line that says it is up.
+pub fn start_up(home: &Path, data: &Path, nodes: usize, extra: &[&str]) -> Up {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_minik"))
+        .args([
+            "up",
+            "--nodes",
+            &nodes.to_string(),
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(data)
+        .args(extra)
+        .env("HOME", home)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start minik up");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut up = Up {
+        running: Running {
+            child,
+            base: String::new(),
+        },
+        base: String::new(),
+        lines,
+        home: home.to_owned(),
+    };
+    let line = loop {
+        match up.lines.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) if line.starts_with("minik is up at ") => break line,
+            Ok(_) => continue,
+            Err(_) => panic!("minik up did not come up within 30s"),
+        }
+    };
+    let base = line
+        .trim_start_matches("minik is up at ")
+        .split(':')
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(":");
+    up.running.base = base.clone();
+    up.base = base;
+    up
+}
+
+impl Up {
+    /// Runs the `minik` client with this cluster's config; returns (exit ok, stdout, stderr).
+    pub fn minik(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_minik"))
+            .args(args)
+            .env("HOME", &self.home)
+            .env_remove("MINIK_SERVER")
+            .env_remove("MINIK_NAMESPACE")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run minik");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+/// The client's side: a cluster to run `minik` verbs against.
+pub mod client;

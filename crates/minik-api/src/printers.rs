@@ -1,0 +1,1026 @@
+//! The columns Kubernetes prints for each served kind (its server-side `Table` printers, which
+//! kubectl shows for `get`), as pure functions of an object and `now`: column definitions with
+//! their priority (1 = only with `-o wide`) and typed cells. The API server turns them into
+//! `meta.k8s.io/v1` `Table` answers; a client may use them to print the same columns.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+/// The type of a column's cells, as `Table` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CellType {
+    String,
+    Integer,
+}
+
+impl CellType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CellType::String => "string",
+            CellType::Integer => "integer",
+        }
+    }
+}
+
+/// One column of a kind's table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Column {
+    /// As Kubernetes names it (`Cluster-IP`); kubectl prints it upper-cased.
+    pub name: &'static str,
+    pub cell: CellType,
+    /// `name` for the column that holds the object's name, else empty.
+    pub format: &'static str,
+    pub description: &'static str,
+    /// 0: always shown; 1: shown with `-o wide`.
+    pub priority: u8,
+}
+
+const fn col(name: &'static str, description: &'static str) -> Column {
+    Column {
+        name,
+        cell: CellType::String,
+        format: "",
+        description,
+        priority: 0,
+    }
+}
+
+const fn int(name: &'static str, description: &'static str) -> Column {
+    Column {
+        cell: CellType::Integer,
+        ..col(name, description)
+    }
+}
+
+const fn wide(c: Column) -> Column {
+    Column { priority: 1, ..c }
+}
+
+const NAME: Column = Column {
+    format: "name",
+    ..col(
+        "Name",
+        "Name must be unique within a namespace. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names",
+    )
+};
+const AGE: Column = col(
+    "Age",
+    "CreationTimestamp is a timestamp representing the server time when this object was created.",
+);
+
+const POD: &[Column] = &[
+    NAME,
+    col("Ready", "The aggregate readiness state of this pod for accepting traffic."),
+    col("Status", "The aggregate status of the containers in this pod."),
+    col("Restarts", "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted."),
+    AGE,
+    wide(col("IP", "IP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated.")),
+    wide(col("Node", "NodeName is a request to schedule this pod onto a specific node.")),
+    wide(col("Nominated Node", "nominatedNodeName is set only when this pod preempts other pods on the node.")),
+    wide(col("Readiness Gates", "If specified, all readiness gates will be evaluated for pod readiness.")),
+];
+
+const WORKLOAD_WIDE: [Column; 3] = [
+    wide(col(
+        "Containers",
+        "Names of each container in the template.",
+    )),
+    wide(col(
+        "Images",
+        "Images referenced by each container in the template.",
+    )),
+    wide(col(
+        "Selector",
+        "Label query over pods that should match the replicas count.",
+    )),
+];
+
+const DEPLOYMENT: &[Column] = &[
+    NAME,
+    col("Ready", "Number of the pod with ready state"),
+    int("Up-to-date", "Total number of non-terminated pods targeted by this deployment that have the desired template spec."),
+    int("Available", "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment."),
+    AGE,
+    WORKLOAD_WIDE[0],
+    WORKLOAD_WIDE[1],
+    WORKLOAD_WIDE[2],
+];
+
+const REPLICA_SET: &[Column] = &[
+    NAME,
+    int("Desired", "Replicas is the number of desired replicas."),
+    int(
+        "Current",
+        "Replicas is the most recently observed number of replicas.",
+    ),
+    int(
+        "Ready",
+        "The number of ready replicas for this replica set.",
+    ),
+    AGE,
+    WORKLOAD_WIDE[0],
+    WORKLOAD_WIDE[1],
+    WORKLOAD_WIDE[2],
+];
+
+const SERVICE: &[Column] = &[
+    NAME,
+    col("Type", "type determines how the Service is exposed."),
+    col("Cluster-IP", "clusterIP is the IP address of the service and is usually assigned randomly."),
+    col("External-IP", "externalIPs is a list of IP addresses for which nodes in the cluster will also accept traffic for this service."),
+    col("Port(s)", "The list of ports that are exposed by this service."),
+    AGE,
+    wide(col("Selector", "Route service traffic to pods with label keys and values matching this selector.")),
+];
+
+const NODE: &[Column] = &[
+    NAME,
+    col("Status", "The status of the node"),
+    col("Roles", "The roles of the node"),
+    AGE,
+    col("Version", "Kubelet Version reported by the node."),
+    wide(col("Internal-IP", "List of addresses reachable to the node.")),
+    wide(col("External-IP", "List of addresses reachable to the node.")),
+    wide(col("OS-Image", "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy)).")),
+    wide(col("Kernel-Version", "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64).")),
+    wide(col("Container-Runtime", "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2).")),
+];
+
+const NAMESPACE: &[Column] = &[NAME, col("Status", "The status of the namespace"), AGE];
+
+const ENDPOINTS: &[Column] = &[NAME, col("Endpoints", "Endpoints of the service"), AGE];
+
+const EVENT: &[Column] = &[
+    col("Last Seen", "The time at which the most recent occurrence of this event was recorded."),
+    col("Type", "Type of this event (Normal, Warning), new types could be added in the future."),
+    col("Reason", "This should be a short, machine understandable string that gives the reason for the transition into the object's current status."),
+    col("Object", "The object that this event is about."),
+    wide(col("Subobject", "The subobject that this event is about.")),
+    wide(col("Source", "The component reporting this event.")),
+    col("Message", "A human-readable description of the status of this operation."),
+    wide(col("First Seen", "The time at which the event was first recorded.")),
+    wide(int("Count", "The number of times this event has occurred.")),
+    wide(Column {
+        format: "name",
+        ..col("Name", "Name must be unique within a namespace.")
+    }),
+];
+
+const RESOURCE_QUOTA: &[Column] = &[
+    NAME,
+    AGE,
+    col("Request", "Request represents a minimum amount of cpu/memory that a container may consume."),
+    col("Limit", "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node."),
+];
+
+const OTHER: &[Column] = &[NAME, AGE];
+
+/// The columns of `kind`'s table, wide ones included (priority 1).
+pub fn columns(kind: &str) -> &'static [Column] {
+    match kind {
+        "Pod" => POD,
+        "Deployment" => DEPLOYMENT,
+        "ReplicaSet" | "ReplicationController" => REPLICA_SET,
+        "Service" => SERVICE,
+        "Node" => NODE,
+        "Namespace" => NAMESPACE,
+        "Endpoints" => ENDPOINTS,
+        "Event" => EVENT,
+        "ResourceQuota" => RESOURCE_QUOTA,
+        _ => OTHER,
+    }
+}
+
+/// The cells of `obj`'s row, one per entry of [`columns`]`(kind)`, computed as Kubernetes'
+/// printers compute them; `now` is seconds since the Unix epoch.
+pub fn cells(kind: &str, obj: &Value, now: i64) -> Vec<Value> {
+    let name = json!(s(obj, "/metadata/name"));
+    let age = json!(age(s(obj, "/metadata/creationTimestamp"), now));
+    let cells = match kind {
+        "Pod" => {
+            let p = pod_summary(obj, now);
+            vec![
+                name,
+                json!(p.ready),
+                json!(p.status),
+                json!(p.restarts),
+                age,
+                json!(or_none(s(obj, "/status/podIP"))),
+                json!(or_none(s(obj, "/spec/nodeName"))),
+                json!(or_none(s(obj, "/status/nominatedNodeName"))),
+                json!(readiness_gates(obj)),
+            ]
+        }
+        "Deployment" => {
+            let mut cells = vec![
+                name,
+                json!(format!(
+                    "{}/{}",
+                    n(obj, "/status/readyReplicas"),
+                    replicas(obj)
+                )),
+                json!(n(obj, "/status/updatedReplicas")),
+                json!(n(obj, "/status/availableReplicas")),
+                age,
+            ];
+            cells.extend(workload_wide(obj));
+            cells
+        }
+        "ReplicaSet" | "ReplicationController" => {
+            let mut cells = vec![
+                name,
+                json!(replicas(obj)),
+                json!(n(obj, "/status/replicas")),
+                json!(n(obj, "/status/readyReplicas")),
+                age,
+            ];
+            cells.extend(workload_wide(obj));
+            cells
+        }
+        "Service" => vec![
+            name,
+            json!(s(obj, "/spec/type")),
+            json!(or_none(s(obj, "/spec/clusterIP"))),
+            json!(service_external_ip(obj)),
+            json!(or_none(&service_ports(obj))),
+            age,
+            json!(or_none(&labels_string(obj.pointer("/spec/selector")))),
+        ],
+        "Node" => vec![
+            name,
+            json!(node_status(obj)),
+            json!(node_roles(obj)),
+            age,
+            json!(s(obj, "/status/nodeInfo/kubeletVersion")),
+            json!(or_none(node_address(obj, "InternalIP"))),
+            json!(or_none(node_address(obj, "ExternalIP"))),
+            json!(or_none(s(obj, "/status/nodeInfo/osImage"))),
+            json!(or_none(s(obj, "/status/nodeInfo/kernelVersion"))),
+            json!(or_none(s(obj, "/status/nodeInfo/containerRuntimeVersion"))),
+        ],
+        "Namespace" => vec![name, json!(s(obj, "/status/phase")), age],
+        "Endpoints" => vec![name, json!(endpoints(obj)), age],
+        "Event" => event_cells(obj, now),
+        "ResourceQuota" => {
+            let (request, limit) = quota_cells(obj);
+            vec![name, age, json!(request), json!(limit)]
+        }
+        _ => vec![name, age],
+    };
+    debug_assert_eq!(cells.len(), columns(kind).len(), "{kind}");
+    cells
+}
+
+fn s<'a>(v: &'a Value, pointer: &str) -> &'a str {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+fn n(v: &Value, pointer: &str) -> i64 {
+    v.pointer(pointer)
+        .and_then(Value::as_i64)
+        .unwrap_or_default()
+}
+
+fn arr<'a>(v: &'a Value, pointer: &str) -> &'a [Value] {
+    v.pointer(pointer)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}
+
+fn or_none(s: &str) -> String {
+    if s.is_empty() {
+        "<none>".into()
+    } else {
+        s.to_owned()
+    }
+}
+
+/// `k=v,k2=v2` of a map of strings, sorted by key.
+pub fn labels_string(map: Option<&Value>) -> String {
+    let mut pairs: Vec<String> = map
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    pairs.sort();
+    pairs.join(",")
+}
+
+/// A LabelSelector as Kubernetes prints it: `app=web,tier in (a,b)`.
+pub fn selector_string(selector: Option<&Value>) -> String {
+    let mut parts = vec![labels_string(selector.and_then(|s| s.get("matchLabels")))];
+    for e in selector
+        .map(|s| arr(s, "/matchExpressions"))
+        .unwrap_or_default()
+    {
+        let values: Vec<&str> = arr(e, "/values").iter().filter_map(Value::as_str).collect();
+        let key = s(e, "/key");
+        parts.push(match s(e, "/operator") {
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "Exists" => key.to_owned(),
+            "DoesNotExist" => format!("!{key}"),
+            other => format!("{key} {other}"),
+        });
+    }
+    parts.retain(|p| !p.is_empty());
+    parts.join(",")
+}
+
+fn replicas(obj: &Value) -> i64 {
+    // An absent spec.replicas means 1, as the API defaults it.
+    obj.pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1)
+}
+
+fn workload_wide(obj: &Value) -> Vec<Value> {
+    let containers = arr(obj, "/spec/template/spec/containers");
+    let names: Vec<&str> = containers.iter().map(|c| s(c, "/name")).collect();
+    let images: Vec<&str> = containers.iter().map(|c| s(c, "/image")).collect();
+    let selector = obj.pointer("/spec/selector");
+    let selector = if selector
+        .is_some_and(|s| s.get("matchLabels").is_some() || s.get("matchExpressions").is_some())
+    {
+        selector_string(selector)
+    } else {
+        // ReplicationControllers have a plain map as their selector.
+        labels_string(selector)
+    };
+    vec![
+        json!(names.join(",")),
+        json!(images.join(",")),
+        json!(or_none(&selector)),
+    ]
+}
+
+fn readiness_gates(obj: &Value) -> String {
+    let gates = arr(obj, "/spec/readinessGates");
+    if gates.is_empty() {
+        return "<none>".into();
+    }
+    let conditions = arr(obj, "/status/conditions");
+    let ready = gates
+        .iter()
+        .filter(|g| {
+            conditions
+                .iter()
+                .any(|c| s(c, "/type") == s(g, "/conditionType") && s(c, "/status") == "True")
+        })
+        .count();
+    format!("{ready}/{}", gates.len())
+}
+
+/// READY, STATUS and RESTARTS of a pod, as Kubernetes' pod printer computes them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodSummary {
+    pub ready: String,
+    pub status: String,
+    pub restarts: String,
+}
+
+pub fn pod_summary(pod: &Value, now: i64) -> PodSummary {
+    let total = arr(pod, "/spec/containers").len();
+    let mut reason = s(pod, "/status/phase").to_owned();
+    if !s(pod, "/status/reason").is_empty() {
+        reason = s(pod, "/status/reason").to_owned();
+    }
+    let mut restarts = 0;
+    let mut last_restart: Option<i64> = None;
+    let mut note_restart = |c: &Value, restarts: &mut i64| {
+        *restarts += n(c, "/restartCount");
+        if let Some(t) = c
+            .pointer("/lastState/terminated/finishedAt")
+            .and_then(Value::as_str)
+            .and_then(parse_rfc3339)
+        {
+            last_restart = Some(last_restart.map_or(t, |l| l.max(t)));
+        }
+    };
+    let n_init = arr(pod, "/spec/initContainers").len();
+    let mut initializing = false;
+    for (i, c) in arr(pod, "/status/initContainerStatuses").iter().enumerate() {
+        note_restart(c, &mut restarts);
+        if let Some(t) = c.pointer("/state/terminated") {
+            if n(t, "/exitCode") == 0 {
+                continue;
+            }
+            reason = if !s(t, "/reason").is_empty() {
+                format!("Init:{}", s(t, "/reason"))
+            } else if n(t, "/signal") != 0 {
+                format!("Init:Signal:{}", n(t, "/signal"))
+            } else {
+                format!("Init:ExitCode:{}", n(t, "/exitCode"))
+            };
+        } else if let Some(w) = c
+            .pointer("/state/waiting")
+            .filter(|w| !s(w, "/reason").is_empty() && s(w, "/reason") != "PodInitializing")
+        {
+            reason = format!("Init:{}", s(w, "/reason"));
+        } else {
+            reason = format!("Init:{i}/{n_init}");
+        }
+        initializing = true;
+        break;
+    }
+    let mut n_ready = 0;
+    if !initializing {
+        restarts = 0;
+        let mut has_running = false;
+        for c in arr(pod, "/status/containerStatuses").iter().rev() {
+            note_restart(c, &mut restarts);
+            let terminated = c.pointer("/state/terminated");
+            if let Some(w) = c
+                .pointer("/state/waiting")
+                .filter(|w| !s(w, "/reason").is_empty())
+            {
+                reason = s(w, "/reason").to_owned();
+            } else if let Some(t) = terminated.filter(|t| !s(t, "/reason").is_empty()) {
+                reason = s(t, "/reason").to_owned();
+            } else if let Some(t) = terminated {
+                reason = if n(t, "/signal") != 0 {
+                    format!("Signal:{}", n(t, "/signal"))
+                } else {
+                    format!("ExitCode:{}", n(t, "/exitCode"))
+                };
+            } else if c.get("ready") == Some(&Value::Bool(true))
+                && c.pointer("/state/running").is_some()
+            {
+                has_running = true;
+                n_ready += 1;
+            }
+        }
+        if reason == "Completed" && has_running {
+            let ready = arr(pod, "/status/conditions")
+                .iter()
+                .any(|c| s(c, "/type") == "Ready" && s(c, "/status") == "True");
+            reason = if ready { "Running" } else { "NotReady" }.into();
+        }
+    }
+    if pod
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|d| !d.is_null())
+    {
+        reason = if s(pod, "/status/reason") == "NodeLost" {
+            "Unknown".into()
+        } else {
+            "Terminating".into()
+        };
+    }
+    let restarts = match last_restart {
+        Some(t) if restarts > 0 => format!("{restarts} ({} ago)", human_duration(now - t)),
+        _ => restarts.to_string(),
+    };
+    PodSummary {
+        ready: format!("{n_ready}/{total}"),
+        status: if reason.is_empty() {
+            "Pending".into()
+        } else {
+            reason
+        },
+        restarts,
+    }
+}
+
+fn service_external_ip(svc: &Value) -> String {
+    let kind = s(svc, "/spec/type");
+    if kind == "ExternalName" {
+        return s(svc, "/spec/externalName").to_owned();
+    }
+    let mut ips: Vec<String> = Vec::new();
+    if kind == "LoadBalancer" {
+        for i in arr(svc, "/status/loadBalancer/ingress") {
+            let ip = if s(i, "/ip").is_empty() {
+                s(i, "/hostname")
+            } else {
+                s(i, "/ip")
+            };
+            if !ip.is_empty() {
+                ips.push(ip.to_owned());
+            }
+        }
+    }
+    ips.extend(
+        arr(svc, "/spec/externalIPs")
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned),
+    );
+    match (ips.is_empty(), kind) {
+        (true, "LoadBalancer") => "<pending>".into(),
+        (true, _) => "<none>".into(),
+        (false, _) => ips.join(","),
+    }
+}
+
+fn service_ports(svc: &Value) -> String {
+    arr(svc, "/spec/ports")
+        .iter()
+        .map(|p| {
+            let proto = match s(p, "/protocol") {
+                "" => "TCP",
+                other => other,
+            };
+            match n(p, "/nodePort") {
+                0 => format!("{}/{proto}", n(p, "/port")),
+                node_port => format!("{}:{node_port}/{proto}", n(p, "/port")),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn node_status(node: &Value) -> String {
+    let ready = arr(node, "/status/conditions")
+        .iter()
+        .find(|c| s(c, "/type") == "Ready")
+        .map(|c| match s(c, "/status") {
+            "True" => "Ready",
+            "False" => "NotReady",
+            _ => "Unknown",
+        })
+        .unwrap_or("Unknown");
+    let mut status = ready.to_owned();
+    if node.pointer("/spec/unschedulable") == Some(&Value::Bool(true)) {
+        status.push_str(",SchedulingDisabled");
+    }
+    status
+}
+
+/// The ROLES of a node: its `node-role.kubernetes.io/<role>` and `kubernetes.io/role` labels.
+pub fn node_roles(node: &Value) -> String {
+    let mut roles: Vec<String> = node
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|labels| {
+            labels
+                .iter()
+                .filter_map(|(k, v)| {
+                    if let Some(role) = k.strip_prefix("node-role.kubernetes.io/") {
+                        (!role.is_empty()).then(|| role.to_owned())
+                    } else if k == "kubernetes.io/role" {
+                        v.as_str().map(str::to_owned)
+                    } else {
+                        None
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    roles.sort();
+    or_none(&roles.join(","))
+}
+
+fn node_address<'a>(node: &'a Value, kind: &str) -> &'a str {
+    arr(node, "/status/addresses")
+        .iter()
+        .find(|a| s(a, "/type") == kind)
+        .map(|a| s(a, "/address"))
+        .unwrap_or_default()
+}
+
+fn endpoints(ep: &Value) -> String {
+    let mut all = Vec::new();
+    for subset in arr(ep, "/subsets") {
+        let ports = arr(subset, "/ports");
+        for addr in arr(subset, "/addresses") {
+            if ports.is_empty() {
+                all.push(s(addr, "/ip").to_owned());
+            }
+            for port in ports {
+                all.push(format!("{}:{}", s(addr, "/ip"), n(port, "/port")));
+            }
+        }
+    }
+    // Kubernetes shows three and counts the rest.
+    match all.len() {
+        0 => "<none>".into(),
+        1..=3 => all.join(","),
+        more => format!("{} + {} more...", all[..3].join(","), more - 3),
+    }
+}
+
+/// When an event last happened: `lastTimestamp`, else `eventTime`, else its creation.
+pub fn event_time(ev: &Value) -> &str {
+    [
+        "/lastTimestamp",
+        "/eventTime",
+        "/metadata/creationTimestamp",
+    ]
+    .iter()
+    .map(|p| s(ev, p))
+    .find(|t| !t.is_empty())
+    .unwrap_or_default()
+}
+
+fn event_cells(ev: &Value, now: i64) -> Vec<Value> {
+    let object = format!(
+        "{}/{}",
+        s(ev, "/involvedObject/kind").to_lowercase(),
+        s(ev, "/involvedObject/name")
+    );
+    let count = n(ev, "/count");
+    let first = match s(ev, "/firstTimestamp") {
+        "" => event_time(ev),
+        first => first,
+    };
+    let mut last_seen = age(event_time(ev), now);
+    if count > 1 {
+        last_seen = format!("{last_seen} (x{count} over {})", age(first, now));
+    }
+    let host = s(ev, "/source/host");
+    let component = s(ev, "/source/component");
+    let source = if host.is_empty() {
+        component.to_owned()
+    } else {
+        format!("{component}, {host}")
+    };
+    vec![
+        json!(last_seen),
+        json!(s(ev, "/type")),
+        json!(s(ev, "/reason")),
+        json!(object),
+        json!(s(ev, "/involvedObject/fieldPath")),
+        json!(source),
+        json!(s(ev, "/message").trim()),
+        json!(age(first, now)),
+        json!(count.max(1)),
+        json!(s(ev, "/metadata/name")),
+    ]
+}
+
+fn quota_cells(q: &Value) -> (String, String) {
+    let hard = string_map(q.pointer("/status/hard").or(q.pointer("/spec/hard")));
+    let used = string_map(q.pointer("/status/used"));
+    let mut request = Vec::new();
+    let mut limit = Vec::new();
+    for (k, v) in &hard {
+        let u = used.get(k).map(String::as_str).unwrap_or("0");
+        let cell = format!("{k}: {u}/{v}");
+        if k.starts_with("limits.") {
+            limit.push(cell);
+        } else {
+            request.push(cell);
+        }
+    }
+    (request.join(", "), limit.join(", "))
+}
+
+fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
+    v.and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    let v = v
+                        .as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| v.to_string());
+                    (k.clone(), v)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Seconds since the Unix epoch of an RFC 3339 timestamp (`2024-05-01T10:00:00Z`, with an
+/// optional fraction and a `±HH:MM` zone).
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let digits = s.get(range)?;
+        digits
+            .bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| digits.parse().ok())?
+    };
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let mut rest = &s[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        rest = &frac[digits..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        zone if zone.len() == 6 && matches!(&zone[0..1], "+" | "-") && &zone[3..4] == ":" => {
+            let h: i64 = zone[1..3].parse().ok()?;
+            let m: i64 = zone[4..6].parse().ok()?;
+            let sign = if zone.starts_with('-') { -1 } else { 1 };
+            sign * (h * 3600 + m * 60)
+        }
+        _ => return None,
+    };
+    Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// A duration as Kubernetes prints ages: `45s`, `3m2s`, `5h`, `3d4h`, `2y10d`.
+pub fn human_duration(seconds: i64) -> String {
+    if seconds < -1 {
+        return "<invalid>".into();
+    }
+    let seconds = seconds.max(0);
+    let minutes = seconds / 60;
+    let hours = minutes / 60;
+    let days = hours / 24;
+    let years = days / 365;
+    let with = |big: i64, unit: &str, small: i64, small_unit: &str| {
+        if small == 0 {
+            format!("{big}{unit}")
+        } else {
+            format!("{big}{unit}{small}{small_unit}")
+        }
+    };
+    if seconds < 60 * 2 {
+        format!("{seconds}s")
+    } else if minutes < 10 {
+        with(minutes, "m", seconds % 60, "s")
+    } else if minutes < 60 * 3 {
+        format!("{minutes}m")
+    } else if hours < 8 {
+        with(hours, "h", minutes % 60, "m")
+    } else if hours < 48 {
+        format!("{hours}h")
+    } else if hours < 24 * 8 {
+        with(days, "d", hours % 24, "h")
+    } else if hours < 24 * 365 * 2 {
+        format!("{days}d")
+    } else if hours < 24 * 365 * 8 {
+        with(years, "y", days % 365, "d")
+    } else {
+        format!("{years}y")
+    }
+}
+
+/// The age of an object created at `timestamp`, `<unknown>` when it has none.
+pub fn age(timestamp: &str, now: i64) -> String {
+    match parse_rfc3339(timestamp) {
+        Some(t) => human_duration(now - t),
+        None => "<unknown>".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_700_000_000; // 2023-11-14T22:13:20Z
+
+    fn row(kind: &str, obj: Value) -> Vec<Value> {
+        cells(kind, &obj, NOW)
+    }
+
+    #[test]
+    fn every_kind_has_as_many_cells_as_columns() {
+        for kind in [
+            "Pod",
+            "Deployment",
+            "ReplicaSet",
+            "ReplicationController",
+            "Service",
+            "Node",
+            "Namespace",
+            "Endpoints",
+            "Event",
+            "ResourceQuota",
+            "Other",
+        ] {
+            assert_eq!(
+                cells(kind, &json!({}), NOW).len(),
+                columns(kind).len(),
+                "{kind}"
+            );
+        }
+    }
+
+    #[test]
+    fn column_names_are_kubernetes_names() {
+        let names = |kind| -> Vec<&str> {
+            columns(kind)
+                .iter()
+                .filter(|c| c.priority == 0)
+                .map(|c| c.name)
+                .collect()
+        };
+        assert_eq!(names("Pod"), ["Name", "Ready", "Status", "Restarts", "Age"]);
+        assert_eq!(
+            names("Deployment"),
+            ["Name", "Ready", "Up-to-date", "Available", "Age"]
+        );
+        assert_eq!(
+            names("Service"),
+            [
+                "Name",
+                "Type",
+                "Cluster-IP",
+                "External-IP",
+                "Port(s)",
+                "Age"
+            ]
+        );
+        assert_eq!(names("Node"), ["Name", "Status", "Roles", "Age", "Version"]);
+        let wide_pod: Vec<&str> = columns("Pod")
+            .iter()
+            .filter(|c| c.priority == 1)
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(
+            wide_pod,
+            ["IP", "Node", "Nominated Node", "Readiness Gates"]
+        );
+    }
+
+    #[test]
+    fn pod_rows_read_like_kubectl() {
+        let pod = json!({
+            "metadata": {"name": "web", "creationTimestamp": "2023-11-14T22:10:20Z"},
+            "spec": {"nodeName": "n1", "containers": [{"name": "a"}, {"name": "b"}]},
+            "status": {"phase": "Running", "podIP": "10.0.0.5", "containerStatuses": [
+                {"name": "a", "ready": true, "restartCount": 2, "state": {"running": {}},
+                 "lastState": {"terminated": {"finishedAt": "2023-11-14T22:12:20Z"}}},
+                {"name": "b", "ready": false, "restartCount": 0,
+                 "state": {"waiting": {"reason": "CrashLoopBackOff"}}}
+            ]}
+        });
+        assert_eq!(
+            row("Pod", pod),
+            vec![
+                json!("web"),
+                json!("1/2"),
+                json!("CrashLoopBackOff"),
+                json!("2 (60s ago)"),
+                json!("3m"),
+                json!("10.0.0.5"),
+                json!("n1"),
+                json!("<none>"),
+                json!("<none>"),
+            ]
+        );
+        let terminating = json!({
+            "metadata": {"name": "x", "deletionTimestamp": "2023-11-14T22:13:00Z"},
+            "spec": {"containers": [{"name": "a"}]}, "status": {"phase": "Running"}
+        });
+        assert_eq!(row("Pod", terminating)[2], json!("Terminating"));
+        assert_eq!(
+            row("Pod", json!({"spec": {"containers": [{}]}}))[2],
+            json!("Pending")
+        );
+    }
+
+    #[test]
+    fn workload_service_and_node_rows() {
+        let deploy = json!({
+            "metadata": {"name": "d"},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "d"}},
+                     "template": {"spec": {"containers": [{"name": "c", "image": "nginx"}]}}},
+            "status": {"readyReplicas": 2, "updatedReplicas": 3, "availableReplicas": 2}
+        });
+        assert_eq!(
+            row("Deployment", deploy),
+            vec![
+                json!("d"),
+                json!("2/3"),
+                json!(3),
+                json!(2),
+                json!("<unknown>"),
+                json!("c"),
+                json!("nginx"),
+                json!("app=d")
+            ]
+        );
+        let rc = json!({"metadata": {"name": "r"}, "spec": {"selector": {"app": "r"}}});
+        assert_eq!(row("ReplicationController", rc)[7], json!("app=r"));
+        let svc = json!({
+            "metadata": {"name": "s"},
+            "spec": {"type": "LoadBalancer", "clusterIP": "127.96.0.7", "selector": {"app": "s"},
+                     "ports": [{"port": 80, "nodePort": 30080}, {"port": 53, "protocol": "UDP"}]}
+        });
+        assert_eq!(
+            row("Service", svc)[1..5],
+            [
+                json!("LoadBalancer"),
+                json!("127.96.0.7"),
+                json!("<pending>"),
+                json!("80:30080/TCP,53/UDP")
+            ]
+        );
+        let node = json!({
+            "metadata": {"name": "n", "labels": {"node-role.kubernetes.io/control-plane": ""}},
+            "spec": {"unschedulable": true},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                       "nodeInfo": {"kubeletVersion": "v1.33.0-minik"},
+                       "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}]}
+        });
+        assert_eq!(
+            row("Node", node)[..6],
+            [
+                json!("n"),
+                json!("Ready,SchedulingDisabled"),
+                json!("control-plane"),
+                json!("<unknown>"),
+                json!("v1.33.0-minik"),
+                json!("127.0.0.1")
+            ]
+        );
+    }
+
+    #[test]
+    fn endpoints_events_and_quotas() {
+        let ep = json!({"metadata": {"name": "e"}, "subsets": [{
+            "addresses": [{"ip": "1.1.1.1"}, {"ip": "2.2.2.2"}, {"ip": "3.3.3.3"}, {"ip": "4.4.4.4"}],
+            "ports": [{"port": 80}]}]});
+        assert_eq!(
+            row("Endpoints", ep)[1],
+            json!("1.1.1.1:80,2.2.2.2:80,3.3.3.3:80 + 1 more...")
+        );
+        let ev = json!({
+            "metadata": {"name": "web.1"}, "type": "Warning", "reason": "BackOff", "count": 3,
+            "involvedObject": {"kind": "Pod", "name": "web"}, "message": " back-off \n",
+            "firstTimestamp": "2023-11-14T22:03:20Z", "lastTimestamp": "2023-11-14T22:13:00Z",
+            "source": {"component": "kubelet", "host": "n1"}
+        });
+        assert_eq!(
+            row("Event", ev),
+            vec![
+                json!("20s (x3 over 10m)"),
+                json!("Warning"),
+                json!("BackOff"),
+                json!("pod/web"),
+                json!(""),
+                json!("kubelet, n1"),
+                json!("back-off"),
+                json!("10m"),
+                json!(3),
+                json!("web.1")
+            ]
+        );
+        let quota = json!({"metadata": {"name": "q"},
+            "spec": {"hard": {"pods": "10", "limits.cpu": "2"}},
+            "status": {"hard": {"pods": "10", "limits.cpu": "2"}, "used": {"pods": "1"}}});
+        assert_eq!(
+            row("ResourceQuota", quota)[2..],
+            [json!("pods: 1/10"), json!("limits.cpu: 0/2")]
+        );
+    }
+
+    #[test]
+    fn ages_read_like_kubectl() {
+        for (secs, want) in [
+            (0, "0s"),
+            (119, "119s"),
+            (182, "3m2s"),
+            (600, "10m"),
+            (3 * 3600 + 5 * 60, "3h5m"),
+            (10 * 3600, "10h"),
+            (3 * 86_400 + 4 * 3600, "3d4h"),
+            (30 * 86_400, "30d"),
+            (3 * 365 * 86_400 + 86_400, "3y1d"),
+            (-5, "<invalid>"),
+        ] {
+            assert_eq!(human_duration(secs), want, "{secs}s");
+        }
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_rfc3339("2023-11-14T22:13:20.5+01:00"),
+            Some(NOW - 3600)
+        );
+        for bad in [
+            "",
+            "2023-11-14",
+            "2023-13-14T00:00:00Z",
+            "2023-11-14T00:00:00",
+            "+023-11-14T00:00:00Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! ResourceQuota admission, event aggregation and expiry, and the namespace rules, over real
+//! HTTP: Kubernetes' exact refusals, charges that concurrent creates cannot squeeze past, and
+//! repeated events that bump one object.
+
+mod common;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+fn compute_quota(cpu: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "ResourceQuota",
+        "metadata": {"name": "compute-quota"},
+        "spec": {"hard": {"requests.cpu": cpu, "requests.memory": "1Gi", "limits.cpu": "2", "limits.memory": "2Gi"}}
+    })
+}
+
+fn sized_pod(name: &str, cpu: &str, memory: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {"containers": [{"name": name, "image": "nginx",
+            "resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu, "memory": memory}}}]}
+    })
+}
+
+#[tokio::test]
+async fn compute_quota_refuses_the_over_limit_pod_with_kubernetes_message() {
+    let s = common::start().await;
+    let created = s
+        .post(
+            "/api/v1/namespaces/default/resourcequotas",
+            &compute_quota("1"),
+        )
+        .await;
+    assert_eq!(created.code, 201, "{:?}", created.body);
+    // The quota counts what is there from the start.
+    assert_eq!(created.body["status"]["used"]["requests.cpu"], "0");
+    assert_eq!(created.body["status"]["hard"]["limits.memory"], "2Gi");
+
+    for name in ["a", "b"] {
+        let ok = s
+            .post(
+                "/api/v1/namespaces/default/pods",
+                &sized_pod(name, "500m", "128Mi"),
+            )
+            .await;
+        assert_eq!(ok.code, 201, "{:?}", ok.body);
+    }
+    let refused = s
+        .post(
+            "/api/v1/namespaces/default/pods",
+            &sized_pod("nginx", "500m", "128Mi"),
+        )
+        .await;
+    assert_eq!(refused.code, 403, "{:?}", refused.body);
+    assert_eq!(refused.body["reason"], "Forbidden");
+    assert_eq!(
+        refused.body["message"],
+        "pods \"nginx\" is forbidden: exceeded quota: compute-quota, requested: requests.cpu=500m, used: requests.cpu=1, limited: requests.cpu=1"
+    );
+    assert_eq!(
+        s.get("/api/v1/namespaces/default/pods/nginx").await.code,
+        404,
+        "a refused create changes nothing"
+    );
+    let quota = s
+        .get("/api/v1/namespaces/default/resourcequotas/compute-quota")
+        .await
+        .body;
+    assert_eq!(
+        quota["status"]["used"],
+        json!({"requests.cpu": "1", "requests.memory": "256Mi", "limits.cpu": "1", "limits.memory": "256Mi"})
+    );
+
+    // Raising the quota lets the same pod in.
+    let mut raised = quota.clone();
+    raised["spec"]["hard"]["requests.cpu"] = json!("2");
+    assert_eq!(
+        s.put(
+            "/api/v1/namespaces/default/resourcequotas/compute-quota",
+            &raised
+        )
+        .await
+        .code,
+        200
+    );
+    let ok = s
+        .post(
+            "/api/v1/namespaces/default/pods",
+            &sized_pod("nginx", "500m", "128Mi"),
+        )
+        .await;
+    assert_eq!(ok.code, 201, "{:?}", ok.body);
+}
+
+#[tokio::test]
+async fn pods_without_the_constrained_limits_are_refused_naming_them() {
+    let s = common::start().await;
+    s.post(
+        "/api/v1/namespaces/default/resourcequotas",
+        &compute_quota("1"),
+    )
+    .await;
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "nginx"},
+        "spec": {"containers": [{"name": "nginx", "image": "nginx",
+            "resources": {"requests": {"cpu": "100m", "memory": "10Mi"}}}]}
+    });
+    let refused = s.post("/api/v1/namespaces/default/pods", &pod).await;
+    assert_eq!(refused.code, 403);
+    assert_eq!(
+        refused.body["message"],
+        "pods \"nginx\" is forbidden: failed quota: compute-quota: must specify limits.cpu for: nginx; limits.memory for: nginx"
+    );
+    // A quota on something else does not care about pods' resources.
+    let other = json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "objects"},
+        "spec": {"hard": {"services": "1", "count/deployments.apps": "1"}}});
+    assert_eq!(
+        s.post("/api/v1/namespaces/kube-public/resourcequotas", &other)
+            .await
+            .code,
+        201
+    );
+    assert_eq!(
+        s.post("/api/v1/namespaces/kube-public/pods", &pod)
+            .await
+            .code,
+        201
+    );
+    assert_eq!(
+        s.post(
+            "/apis/apps/v1/namespaces/kube-public/deployments",
+            &common::deployment("one", 0)
+        )
+        .await
+        .code,
+        201
+    );
+    let second = s
+        .post(
+            "/apis/apps/v1/namespaces/kube-public/deployments",
+            &common::deployment("two", 0),
+        )
+        .await;
+    assert_eq!(second.code, 403);
+    assert_eq!(
+        second.body["message"],
+        "deployments.apps \"two\" is forbidden: exceeded quota: objects, requested: count/deployments.apps=1, used: count/deployments.apps=1, limited: count/deployments.apps=1"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_creates_never_exceed_the_quota() {
+    let s = std::sync::Arc::new(common::start().await);
+    let quota = json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "pods"},
+        "spec": {"hard": {"pods": "5"}}});
+    assert_eq!(
+        s.post("/api/v1/namespaces/default/resourcequotas", &quota)
+            .await
+            .code,
+        201
+    );
+    let creates = (0..20).map(|i| {
+        let s = s.clone();
+        tokio::spawn(async move {
+            s.post(
+                "/api/v1/namespaces/default/pods",
+                &common::pod(&format!("p{i}")),
+            )
+            .await
+            .code
+        })
+    });
+    let codes: Vec<u16> = futures::future::join_all(creates)
+        .await
+        .into_iter()
+        .map(|r| r.expect("create task"))
+        .collect();
+    assert_eq!(codes.iter().filter(|c| **c == 201).count(), 5, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 403).count(), 15, "{codes:?}");
+    let pods = s.get("/api/v1/namespaces/default/pods").await.body;
+    assert_eq!(pods["items"].as_array().map(Vec::len), Some(5));
+    let quota = s
+        .get("/api/v1/namespaces/default/resourcequotas/pods")
+        .await
+        .body;
+    assert_eq!(quota["status"]["used"]["pods"], "5");
+}
+
+#[tokio::test]
+async fn a_create_the_store_refuses_is_refunded() {
+    let s = common::start().await;
+    let quota = json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "pods"},
+        "spec": {"hard": {"pods": "2"}}});
+    s.post("/api/v1/namespaces/default/resourcequotas", &quota)
+        .await;
+    assert_eq!(
+        s.post("/api/v1/namespaces/default/pods", &common::pod("same"))
+            .await
+            .code,
+        201
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            s.post("/api/v1/namespaces/default/pods", &common::pod("same"))
+                .await
+                .code,
+            409
+        );
+    }
+    let quota = s
+        .get("/api/v1/namespaces/default/resourcequotas/pods")
+        .await
+        .body;
+    assert_eq!(quota["status"]["used"]["pods"], "1");
+    assert_eq!(
+        s.post("/api/v1/namespaces/default/pods", &common::pod("other"))
+            .await
+            .code,
+        201
+    );
+}
+
+fn event(name: &str, message: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": name},
+        "involvedObject": {"kind": "Pod", "namespace": "default", "name": "web", "uid": "u1", "apiVersion": "v1"},
+        "reason": "BackOff", "message": message, "type": "Warning",
+        "source": {"component": "kubelet", "host": "n1"},
+        "firstTimestamp": "2024-01-01T00:00:00Z", "lastTimestamp": "2024-01-01T00:00:00Z", "count": 1
+    })
+}
+
+#[tokio::test]
+async fn repeated_events_bump_one_object() {
+    let s = common::start().await;
+    let first = s
+        .post(
+            "/api/v1/namespaces/default/events",
+            &event("web.1", "Back-off restarting failed container"),
+        )
+        .await;
+    assert_eq!(first.code, 201, "{:?}", first.body);
+    for i in 2..=5 {
+        let mut again = event(&format!("web.{i}"), "Back-off restarting failed container");
+        again["lastTimestamp"] = json!(format!("2024-01-01T00:0{i}:00Z"));
+        let bumped = s.post("/api/v1/namespaces/default/events", &again).await;
+        assert!(bumped.code < 300, "{:?}", bumped.body);
+        assert_eq!(bumped.body["metadata"]["name"], "web.1");
+    }
+    let other = s
+        .post(
+            "/api/v1/namespaces/default/events",
+            &event("web.9", "a different message"),
+        )
+        .await;
+    assert_eq!(other.code, 201);
+    let events = s.get("/api/v1/namespaces/default/events").await.body;
+    let items = events["items"].as_array().expect("items");
+    assert_eq!(items.len(), 2, "{items:#?}");
+    let bumped = items
+        .iter()
+        .find(|e| e["metadata"]["name"] == "web.1")
+        .expect("web.1");
+    assert_eq!(bumped["count"], 5);
+    assert_eq!(bumped["firstTimestamp"], "2024-01-01T00:00:00Z");
+    assert_eq!(bumped["lastTimestamp"], "2024-01-01T00:05:00Z");
+}
+
+#[tokio::test]
+async fn old_events_expire() {
+    let s = common::start().await;
+    let registry = minik_apiserver::Registry::new(std::sync::Arc::new(s.store.clone()));
+    let old = event("web.old", "old news");
+    assert_eq!(
+        s.post("/api/v1/namespaces/default/events", &old).await.code,
+        201
+    );
+    let mut fresh = event("web.fresh", "fresh news");
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let now = minik_api::k8s_openapi::jiff::Timestamp::from_second(secs)
+        .unwrap()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    fresh["lastTimestamp"] = json!(now);
+    assert_eq!(
+        s.post("/api/v1/namespaces/default/events", &fresh)
+            .await
+            .code,
+        201
+    );
+    // The old event was last seen in 2024 but created just now: a TTL of an hour keeps both
+    // (creation counts as being seen), a TTL of zero expires everything seen before this second.
+    assert_eq!(
+        minik_apiserver::expire_events(&registry, Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        minik_apiserver::expire_events(&registry, Duration::ZERO)
+            .await
+            .unwrap(),
+        2
+    );
+    let events = s.get("/api/v1/namespaces/default/events").await.body;
+    assert_eq!(events["items"].as_array().map(Vec::len), Some(0));
+}
+
+#[tokio::test]
+async fn terminating_namespaces_refuse_content_and_system_ones_stay() {
+    let s = common::start().await;
+    for ns in ["default", "kube-system", "kube-public"] {
+        let refused = s.delete(&format!("/api/v1/namespaces/{ns}")).await;
+        assert_eq!(refused.code, 403);
+        assert_eq!(
+            refused.body["message"],
+            format!("namespaces \"{ns}\" is forbidden: this namespace may not be deleted")
+        );
+    }
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "doomed"}});
+    assert_eq!(s.post("/api/v1/namespaces", &ns).await.code, 201);
+    assert_eq!(s.delete("/api/v1/namespaces/doomed").await.code, 200);
+    let refused = s
+        .post("/api/v1/namespaces/doomed/pods", &common::pod("late"))
+        .await;
+    assert_eq!(refused.code, 403);
+    assert_eq!(
+        refused.body["message"],
+        "pods \"late\" is forbidden: unable to create new content in namespace doomed because it is being terminated"
+    );
+}

@@ -1,0 +1,449 @@
+//! The node's Service proxy, minik's kube-proxy without iptables: it watches Services and
+//! Endpoints and listens on every Service's `clusterIP:port`, on the node's address at each
+//! node port, and for LoadBalancer Services at `port` on the node's address. Each new
+//! connection goes to the next ready endpoint in turn (a refusing one is skipped) and bytes are
+//! copied with `copy_bidirectional`. An endpoint change swaps the backend list of a listener
+//! in place, so open connections are never cut; a listener whose Service went is closed.
+//!
+//! Listeners set `SO_REUSEPORT`: several agents on one host (as `minik up` runs them) all
+//! listen on the same ClusterIP address and the kernel spreads connections over them.
+//!
+//! This module also gives the agent what Services mean for pods: their environment variables
+//! ([`Services::env_for`]), the `minik.io/host-ports` annotation ([`publish_host_ports`]), and
+//! where a port-forward of a pod on this node goes ([`Services`] as a
+//! [`crate::endpoint::ForwardTarget`]).
+
+mod table;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use minik_api::k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use minik_api::request::{Patch, PatchKind, WriteOptions};
+use minik_api::ApiError;
+use minik_client::{resource_of, Api, Informer, InformerCache, InformerConfig};
+use serde_json::json;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::task::JoinHandle;
+
+use crate::spec::{self, PortBinding};
+
+/// How long a connection to one endpoint may take before the next one is tried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the agent waits for the first list of Services before starting a container
+/// without service variables.
+const ENV_SYNC_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often addresses that could not be bound are tried again.
+const RETRY_BIND: Duration = Duration::from_secs(2);
+
+/// The agent's view of Services: cheap to clone.
+#[derive(Clone)]
+pub struct Services {
+    services: InformerCache<Service>,
+    pods: InformerCache<Pod>,
+    node_address: String,
+}
+
+/// The running proxy; dropping it stops every listener (open connections finish on their own).
+pub struct Proxy {
+    _services: Informer<Service>,
+    _endpoints: Informer<Endpoints>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts watching Services and Endpoints and proxying them on a node that advertises
+/// `node_address`. `pods` is the agent's cache of its own pods (for port-forward).
+pub fn start(api: Arc<dyn Api>, node_address: &str, pods: InformerCache<Pod>) -> (Services, Proxy) {
+    let config = InformerConfig::default();
+    let services = Informer::<Service>::spawn(api.clone(), config.clone());
+    let endpoints = Informer::<Endpoints>::spawn(api, config);
+    let address = node_address
+        .parse::<IpAddr>()
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let run = Run {
+        services: services.cache(),
+        endpoints: endpoints.cache(),
+        node_address: address,
+        listening: HashMap::new(),
+        failed: HashMap::new(),
+    };
+    let task = tokio::spawn(run.run(services.subscribe(), endpoints.subscribe()));
+    let view = Services {
+        services: services.cache(),
+        pods,
+        node_address: node_address.to_owned(),
+    };
+    (
+        view,
+        Proxy {
+            _services: services,
+            _endpoints: endpoints,
+            task,
+        },
+    )
+}
+
+impl Services {
+    /// The service variables for a container of `pod`: the Services of its namespace that
+    /// exist now. Waits (briefly) for the first list of Services, so that a pod started right
+    /// after the agent does not miss them.
+    pub async fn env_for(&self, pod: &Pod) -> Vec<(String, String)> {
+        if tokio::time::timeout(ENV_SYNC_TIMEOUT, self.services.wait_synced())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "Services are not listed yet; starting a container without service variables"
+            );
+        }
+        let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+        let services = self
+            .services
+            .filter(|s| s.metadata.namespace.as_deref().unwrap_or_default() == ns);
+        let refs: Vec<&Service> = services.iter().map(|s| s.as_ref()).collect();
+        spec::service_variables(&refs)
+    }
+}
+
+impl crate::endpoint::ForwardTarget for Services {
+    fn resolve(&self, ns: &str, pod: &str, port: u16) -> Result<SocketAddr, (u16, String)> {
+        let found = self.pods.get(&format!("{ns}/{pod}")).ok_or_else(|| {
+            (
+                404,
+                format!("pod {pod:?} in namespace {ns:?} is not on this node"),
+            )
+        })?;
+        let phase = found
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_else(|| "Pending".into());
+        if phase != "Running" {
+            return Err((
+                400,
+                format!(
+                    "unable to forward port because pod is not running. Current status={phase}"
+                ),
+            ));
+        }
+        let ip = found
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.as_deref())
+            .unwrap_or(&self.node_address)
+            .parse::<IpAddr>()
+            .map_err(|e| (500, format!("pod {pod:?} has no usable IP: {e}")))?;
+        let host_port = spec::host_port_of(&found, i32::from(port));
+        let host_port = u16::try_from(host_port)
+            .map_err(|_| (500, format!("pod {pod:?} records host port {host_port}")))?;
+        Ok(SocketAddr::new(ip, host_port))
+    }
+}
+
+/// Records in the pod which host port each of its declared container ports got
+/// ([`spec::HOST_PORTS_ANNOTATION`]) unless it says so already.
+pub async fn publish_host_ports(
+    api: &dyn Api,
+    pod: &Pod,
+    ports: &[Vec<PortBinding>],
+) -> Result<(), ApiError> {
+    let Some(value) = spec::host_ports_annotation(ports) else {
+        return Ok(());
+    };
+    let current = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(spec::HOST_PORTS_ANNOTATION));
+    if current == Some(&value) {
+        return Ok(());
+    }
+    let patch = Patch {
+        kind: PatchKind::Merge,
+        body: json!({"metadata": {"annotations": {spec::HOST_PORTS_ANNOTATION: value}}}),
+    };
+    match api
+        .patch(
+            resource_of::<Pod>(),
+            pod.metadata.namespace.as_deref(),
+            pod.metadata.name.as_deref().unwrap_or_default(),
+            patch,
+            false,
+            WriteOptions::default(),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The backends of one listener, swapped whole when the Endpoints change.
+#[derive(Default)]
+struct Pool {
+    backends: RwLock<Arc<Vec<SocketAddr>>>,
+    next: AtomicUsize,
+}
+
+impl Pool {
+    fn set(&self, backends: Vec<SocketAddr>) {
+        let mut current = self.backends.write().unwrap_or_else(|p| p.into_inner());
+        if **current != backends {
+            *current = Arc::new(backends);
+        }
+    }
+
+    fn snapshot(&self) -> Arc<Vec<SocketAddr>> {
+        self.backends
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+struct Listening {
+    service: String,
+    pool: Arc<Pool>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        // Closing the listener; connections it handed out run in their own tasks.
+        self.task.abort();
+    }
+}
+
+struct Run {
+    services: InformerCache<Service>,
+    endpoints: InformerCache<Endpoints>,
+    node_address: IpAddr,
+    listening: HashMap<SocketAddr, Listening>,
+    /// Addresses that could not be bound, with the error last logged for each.
+    failed: HashMap<SocketAddr, String>,
+}
+
+impl Run {
+    async fn run(
+        mut self,
+        mut services: minik_client::Subscription<Service>,
+        mut endpoints: minik_client::Subscription<Endpoints>,
+    ) {
+        let mut retry = tokio::time::interval(RETRY_BIND);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                change = services.next() => if change.is_none() { return },
+                change = endpoints.next() => if change.is_none() { return },
+                _ = retry.tick() => if self.failed.is_empty() { continue },
+            }
+            self.reconcile();
+        }
+    }
+
+    /// Makes the listeners match the Services and Endpoints as cached now.
+    fn reconcile(&mut self) {
+        let services = self.services.list();
+        let refs: Vec<&Service> = services.iter().map(|s| s.as_ref()).collect();
+        let endpoints = &self.endpoints;
+        let lookup = |key: &str| endpoints.get(key);
+        let wanted = table::frontends(&refs, &lookup, self.node_address);
+        self.listening.retain(|addr, l| {
+            let keep = wanted.get(addr).is_some_and(|f| f.service == l.service);
+            if !keep {
+                tracing::info!(address = %addr, service = %l.service, "no longer proxying");
+            }
+            keep
+        });
+        self.failed.retain(|addr, _| wanted.contains_key(addr));
+        for (addr, frontend) in wanted {
+            if let Some(l) = self.listening.get(&addr) {
+                l.pool.set(frontend.backends);
+                continue;
+            }
+            match listen(addr) {
+                Ok(listener) => {
+                    tracing::info!(address = %addr, service = %frontend.service, port = %frontend.port, "proxying");
+                    self.failed.remove(&addr);
+                    let pool = Arc::new(Pool::default());
+                    pool.set(frontend.backends);
+                    let task = tokio::spawn(accept(listener, pool.clone()));
+                    self.listening.insert(
+                        addr,
+                        Listening {
+                            service: frontend.service,
+                            pool,
+                            task,
+                        },
+                    );
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    if self.failed.get(&addr) != Some(&message) {
+                        tracing::warn!(address = %addr, service = %frontend.service, error = %message, "cannot listen for a Service; retrying");
+                        self.failed.insert(addr, message);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A listening socket that shares its address with the other agents of this host.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+async fn accept(listener: TcpListener, pool: Arc<Pool>) {
+    loop {
+        match listener.accept().await {
+            Ok((client, _)) => {
+                tokio::spawn(relay(client, pool.clone()));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: wait rather than spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Connects a client to the next endpoint that answers, then copies bytes both ways until
+/// either side closes. Without a ready endpoint the client's connection is closed.
+async fn relay(mut client: TcpStream, pool: Arc<Pool>) {
+    let backends = pool.snapshot();
+    if backends.is_empty() {
+        return;
+    }
+    let start = pool.next.fetch_add(1, Ordering::Relaxed);
+    for i in 0..backends.len() {
+        let backend = backends[(start + i) % backends.len()];
+        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(backend)).await {
+            Ok(Ok(mut upstream)) => {
+                let _ = client.set_nodelay(true);
+                let _ = upstream.set_nodelay(true);
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                return;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(%backend, error = %e, "endpoint refused; trying the next")
+            }
+            Err(_) => tracing::debug!(%backend, "endpoint did not answer; trying the next"),
+        }
+    }
+    tracing::debug!("no endpoint answered; closing the connection");
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A server that answers each connection with its name, then echoes.
+    async fn named_server(name: &'static str) -> (SocketAddr, JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let _ = s.write_all(name.as_bytes()).await;
+                    let mut buf = [0u8; 64];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, task)
+    }
+
+    async fn hello(addr: SocketAddr) -> Option<String> {
+        let mut s = TcpStream::connect(addr).await.ok()?;
+        let mut buf = [0u8; 1];
+        let mut out = Vec::new();
+        // Names are one letter.
+        let n = s.read(&mut buf).await.ok()?;
+        out.extend_from_slice(&buf[..n]);
+        (n > 0).then(|| String::from_utf8_lossy(&out).into_owned())
+    }
+
+    #[tokio::test]
+    async fn round_robin_skips_refusing_endpoints_and_keeps_open_connections() {
+        let (a, _ta) = named_server("a").await;
+        let (b, _tb) = named_server("b").await;
+        // A port nobody listens on.
+        let dead = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let front = listener.local_addr().unwrap();
+        let pool = Arc::new(Pool::default());
+        pool.set(vec![a, dead, b]);
+        let task = tokio::spawn(accept(listener, pool.clone()));
+
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            seen.push(hello(front).await.expect("an answer"));
+        }
+        // In turn a, (dead →) b, b, a, (dead →) b, b.
+        assert_eq!(seen, ["a", "b", "b", "a", "b", "b"]);
+
+        // An open connection survives a change of endpoints.
+        let mut open = TcpStream::connect(front).await.unwrap();
+        let mut first = [0u8; 1];
+        open.read_exact(&mut first).await.unwrap();
+        pool.set(vec![b]);
+        open.write_all(b"ping").await.unwrap();
+        let mut echo = [0u8; 4];
+        open.read_exact(&mut echo).await.unwrap();
+        assert_eq!(&echo, b"ping");
+        for _ in 0..3 {
+            assert_eq!(hello(front).await.as_deref(), Some("b"));
+        }
+
+        // No endpoint: the connection is closed at once.
+        pool.set(vec![]);
+        assert_eq!(hello(front).await, None);
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn listeners_share_an_address_with_siblings() {
+        let first = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = first.local_addr().unwrap();
+        let second = listen(addr).expect("a second agent binds the same address");
+        drop(first);
+        let pool = Arc::new(Pool::default());
+        let (b, _tb) = named_server("b").await;
+        pool.set(vec![b]);
+        let task = tokio::spawn(accept(second, pool));
+        assert_eq!(hello(addr).await.as_deref(), Some("b"));
+        task.abort();
+    }
+}

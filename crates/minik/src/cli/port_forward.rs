@@ -1,0 +1,387 @@
+//! `port-forward`: forwards local ports to a pod through the API server, as kubectl does.
+//! `pod/NAME`, `deploy/NAME` (or `rs/`, `rc/`) pick a pod of the workload; `svc/NAME` picks a
+//! pod of the Service and turns the Service port into the pod's target port. Each local
+//! connection opens its own tunnel: `POST pods/{name}/portforward?ports=N` with
+//! `Upgrade: minik-portforward` (docs/api.md), then raw bytes both ways.
+
+use std::net::SocketAddr;
+
+use minik_client::{Api, ListParams};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::{fail, resource, CliResult, Client, ClientFlags};
+
+/// The `Upgrade` token of minik's raw tunnel.
+const PROTOCOL: &str = "minik-portforward";
+/// The most a refusal's head and body may take.
+const MAX_ANSWER: usize = 64 * 1024;
+
+#[derive(clap::Args, Debug)]
+pub struct PortForwardArgs {
+    #[command(flatten)]
+    client: ClientFlags,
+    /// pod/NAME (or NAME), deploy|rs|rc/NAME, or svc/NAME.
+    target: String,
+    /// [LOCAL:]REMOTE ports; `:REMOTE` picks a free local port.
+    #[arg(required = true)]
+    ports: Vec<String>,
+    /// The local address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    address: std::net::IpAddr,
+}
+
+/// One validated `[LOCAL:]REMOTE`; local 0 means any free port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PortPair {
+    local: u16,
+    remote: u16,
+}
+
+fn parse_pair(spec: &str) -> CliResult<PortPair> {
+    // A local port of 0 (or none, `:REMOTE`) is any free one, as with kubectl.
+    let port = |s: &str, which: &str| -> CliResult<u16> {
+        s.parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0 || which == "local")
+            .ok_or_else(|| fail!("invalid {which} port {s:?} in {spec:?}: must be 1-65535"))
+    };
+    match spec.split_once(':') {
+        Some(("", remote)) => Ok(PortPair {
+            local: 0,
+            remote: port(remote, "remote")?,
+        }),
+        Some((local, remote)) => Ok(PortPair {
+            local: port(local, "local")?,
+            remote: port(remote, "remote")?,
+        }),
+        None => {
+            let p = port(spec, "remote")?;
+            Ok(PortPair {
+                local: p,
+                remote: p,
+            })
+        }
+    }
+}
+
+fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+fn selector_query(object: &Value) -> String {
+    let selector = object
+        .pointer("/spec/selector/matchLabels")
+        .or_else(|| object.pointer("/spec/selector"))
+        .and_then(Value::as_object);
+    selector
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
+/// The pod a target names, and the Service (for `svc/`) whose ports are to be translated.
+async fn pod_of(client: &Client, target: &str) -> CliResult<(Value, Option<Value>)> {
+    let pods = resource("pods")?;
+    let ns = client.ns_for(pods);
+    let (kind, name) = match target.split_once('/') {
+        Some((kind, name)) => (resource(kind)?, name),
+        None => (pods, target),
+    };
+    if kind.kind == "Pod" {
+        return Ok((client.api.get(pods, ns, name).await?, None));
+    }
+    if !matches!(
+        kind.kind,
+        "Deployment" | "ReplicaSet" | "ReplicationController" | "Service"
+    ) {
+        return Err(fail!(
+            "cannot forward to a {}: name a pod, deployment, replica set, replication controller or service",
+            kind.singular
+        ));
+    }
+    let owner = client.api.get(kind, client.ns_for(kind), name).await?;
+    let selector = selector_query(&owner);
+    if selector.is_empty() {
+        return Err(fail!(
+            "{}/{name} has no selector, so it has no pods to forward to",
+            super::qualified_singular(kind)
+        ));
+    }
+    let mut list = client
+        .api
+        .list(pods, ns, &ListParams::labels(selector))
+        .await?
+        .items;
+    // Running pods first, then the oldest, as kubectl's choice.
+    list.sort_by_key(|p| {
+        (
+            str_at(p, "/status/phase") != "Running",
+            str_at(p, "/metadata/creationTimestamp").to_owned(),
+            str_at(p, "/metadata/name").to_owned(),
+        )
+    });
+    let pod = list.into_iter().next().ok_or_else(|| {
+        fail!(
+            "no pods found for {}/{name}",
+            super::qualified_singular(kind)
+        )
+    })?;
+    Ok((pod, (kind.kind == "Service").then_some(owner)))
+}
+
+/// kubectl's translation of a Service port into the pod's port: the `targetPort` of the Service
+/// port numbered `port`, resolved by name among the pod's container ports.
+fn service_target(service: &Value, pod: &Value, port: u16) -> CliResult<u16> {
+    let name = str_at(service, "/metadata/name");
+    let ports = service
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let sp = ports
+        .iter()
+        .find(|p| p["port"].as_u64() == Some(u64::from(port)))
+        .ok_or_else(|| fail!("Service {name} does not have a service port {port}"))?;
+    match &sp["targetPort"] {
+        Value::Number(n) => n
+            .as_u64()
+            .and_then(|n| u16::try_from(n).ok())
+            .ok_or_else(|| fail!("Service {name} has an invalid targetPort {n}")),
+        Value::String(port_name) => pod
+            .pointer("/spec/containers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .flat_map(|c| c["ports"].as_array().cloned().unwrap_or_default())
+            .find(|p| p["name"].as_str() == Some(port_name))
+            .and_then(|p| p["containerPort"].as_u64())
+            .and_then(|n| u16::try_from(n).ok())
+            .ok_or_else(|| {
+                fail!(
+                    "pod {} does not have a named port '{port_name}'",
+                    str_at(pod, "/metadata/name")
+                )
+            }),
+        _ => Ok(port),
+    }
+}
+
+pub async fn run(args: PortForwardArgs) -> CliResult {
+    let client = Client::new(&args.client)?;
+    let pairs = args
+        .ports
+        .iter()
+        .map(|p| parse_pair(p))
+        .collect::<CliResult<Vec<_>>>()?;
+    let (pod, service) = pod_of(&client, &args.target).await?;
+    let phase = str_at(&pod, "/status/phase");
+    if phase != "Running" {
+        return Err(fail!(
+            "unable to forward port because pod is not running. Current status={phase}"
+        ));
+    }
+    let pod_name = str_at(&pod, "/metadata/name").to_owned();
+    let ns = str_at(&pod, "/metadata/namespace").to_owned();
+    let mut listeners = Vec::new();
+    for pair in pairs {
+        let remote = match &service {
+            Some(svc) => service_target(svc, &pod, pair.remote)?,
+            None => pair.remote,
+        };
+        let listener = TcpListener::bind((args.address, pair.local))
+            .await
+            .map_err(|e| fail!("unable to listen on port {}: {e}", pair.local))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| fail!("unable to listen on port {}: {e}", pair.local))?;
+        println!("Forwarding from {local} -> {}", pair.remote);
+        listeners.push((listener, local, remote));
+    }
+    let tunnel = Tunnel {
+        base: client.api.base().trim_end_matches('/').to_owned(),
+        path: format!("/api/v1/namespaces/{ns}/pods/{pod_name}/portforward"),
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for (listener, local, remote) in listeners {
+        let tunnel = tunnel.clone();
+        tasks.spawn(async move { serve(listener, local, remote, tunnel).await });
+    }
+    // Until interrupted, or a listener fails.
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(Err(e)) = done {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// How to open one tunnel to the pod.
+#[derive(Clone)]
+struct Tunnel {
+    base: String,
+    path: String,
+}
+
+async fn serve(listener: TcpListener, local: SocketAddr, remote: u16, tunnel: Tunnel) -> CliResult {
+    loop {
+        let (conn, _) = listener
+            .accept()
+            .await
+            .map_err(|e| fail!("lost the listener on {local}: {e}"))?;
+        println!("Handling connection for {}", local.port());
+        let tunnel = tunnel.clone();
+        tokio::spawn(async move {
+            if let Err(e) = forward(conn, &tunnel, remote).await {
+                eprintln!(
+                    "E an error occurred forwarding {} -> {remote}: {e}",
+                    local.port()
+                );
+            }
+        });
+    }
+}
+
+/// Opens a tunnel to the pod's `remote` port and copies bytes between it and `conn`.
+async fn forward(mut conn: TcpStream, tunnel: &Tunnel, remote: u16) -> Result<(), String> {
+    let mut stream = open(tunnel, remote).await?;
+    let _ = conn.set_nodelay(true);
+    tokio::io::copy_bidirectional(&mut conn, &mut stream)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Sends the upgrade request and reads the answer's head; on `101` the stream is the tunnel,
+/// otherwise the server's `Status` message is the error.
+async fn open(tunnel: &Tunnel, remote: u16) -> Result<TcpStream, String> {
+    let authority = tunnel
+        .base
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("only http:// servers are supported, not {}", tunnel.base))?
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let address = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        && !authority.ends_with(']')
+    {
+        authority.clone()
+    } else {
+        format!("{authority}:80")
+    };
+    let mut stream = TcpStream::connect(&address)
+        .await
+        .map_err(|e| format!("cannot reach the minik server at {}: {e}", tunnel.base))?;
+    let _ = stream.set_nodelay(true);
+    let request = format!(
+        "POST {}?ports={remote} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: minik\r\nAccept: application/json\r\nConnection: Upgrade\r\nUpgrade: {PROTOCOL}\r\nContent-Length: 0\r\n\r\n",
+        tunnel.path
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    // The head is read a byte at a time so that nothing of the tunnel is read with it.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = stream.read(&mut byte).await.map_err(|e| e.to_string())?;
+        if n == 0 || head.len() > MAX_ANSWER {
+            return Err("the server closed the connection before answering".into());
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let code: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| "the server did not answer HTTP".to_owned())?;
+    if code == 101 {
+        return Ok(stream);
+    }
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0)
+        .min(MAX_ANSWER);
+    let mut body = vec![0u8; length];
+    let _ = stream.read_exact(&mut body).await;
+    let message = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+    Err(format!("the server answered {code}: {message}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn port_pairs_parse_like_kubectl() {
+        assert_eq!(
+            parse_pair("8080:80").unwrap(),
+            PortPair {
+                local: 8080,
+                remote: 80
+            }
+        );
+        assert_eq!(
+            parse_pair("80").unwrap(),
+            PortPair {
+                local: 80,
+                remote: 80
+            }
+        );
+        assert_eq!(
+            parse_pair(":80").unwrap(),
+            PortPair {
+                local: 0,
+                remote: 80
+            }
+        );
+        assert_eq!(
+            parse_pair("0:80").unwrap(),
+            PortPair {
+                local: 0,
+                remote: 80
+            }
+        );
+        for bad in ["0", "x:80", "80:", "80:0", "70000", "1:2:3"] {
+            assert!(parse_pair(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn service_ports_become_target_ports() {
+        let svc = json!({"metadata": {"name": "web"}, "spec": {"ports": [
+            {"port": 80, "targetPort": "http"}, {"port": 81, "targetPort": 9000}
+        ]}});
+        let pod = json!({"metadata": {"name": "p"}, "spec": {"containers": [
+            {"name": "c", "ports": [{"name": "http", "containerPort": 8080}]}
+        ]}});
+        assert_eq!(service_target(&svc, &pod, 80).unwrap(), 8080);
+        assert_eq!(service_target(&svc, &pod, 81).unwrap(), 9000);
+        assert!(service_target(&svc, &pod, 82)
+            .unwrap_err()
+            .to_string()
+            .contains("does not have a service port 82"));
+    }
+}

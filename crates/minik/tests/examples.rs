@@ -1,0 +1,356 @@
+//! Every manifest in `examples/` applied with the real `minik` client to a real `minik up`
+//! cluster (process runtime), and its outcome checked as the example's comment promises.
+
+mod support;
+
+use serde_json::Value;
+use support::{eventually, Up};
+
+fn example(name: &str) -> String {
+    format!("{}/../../examples/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn cluster(home: &tempfile::TempDir, data: &tempfile::TempDir) -> Up {
+    support::start_up(home.path(), data.path(), 2, &[])
+}
+
+async fn get(up: &Up, path: &str) -> Option<Value> {
+    let response = reqwest::get(format!("{}{path}", up.base)).await.ok()?;
+    response.status().is_success().then_some(())?;
+    response.json().await.ok()
+}
+
+fn items(list: &Value) -> Vec<Value> {
+    list["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn running(pods: &[Value]) -> Vec<Value> {
+    pods.iter()
+        .filter(|p| {
+            p["status"]["phase"] == "Running" && p["metadata"]["deletionTimestamp"].is_null()
+        })
+        .cloned()
+        .collect()
+}
+
+fn names(pods: &[Value]) -> Vec<String> {
+    let mut names: Vec<String> = pods
+        .iter()
+        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    names
+}
+
+fn apply(up: &Up, file: &str) -> String {
+    let (ok, stdout, stderr) = up.minik(&["apply", "-f", &example(file)]);
+    assert!(ok, "minik apply -f {file} failed: {stderr}");
+    stdout
+}
+
+/// Waits until exactly `count` pods matching `selector` in the default namespace run, and
+/// returns them.
+async fn wait_running(up: &Up, selector: &str, count: usize) -> Vec<Value> {
+    let path = format!("/api/v1/namespaces/default/pods?labelSelector={selector}");
+    eventually(&format!("{count} running pods {selector}"), 60, || async {
+        let list = get(up, &path).await?;
+        let pods = running(&items(&list));
+        (pods.len() == count && items(&list).len() == count).then_some(pods)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_example_runs_and_says_hello_in_its_log() {
+    let (home, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let up = cluster(&home, &data);
+    assert_eq!(apply(&up, "pod.yaml"), "pod/hello created\n");
+    wait_running(&up, "app=hello", 1).await;
+    eventually("the pod's greeting in its log", 30, || async {
+        let (ok, stdout, _) = up.minik(&["logs", "hello"]);
+        (ok && stdout == "hello from hello\n").then_some(())
+    })
+    .await;
+    // Applying it again changes nothing.
+    assert_eq!(apply(&up, "pod.yaml"), "pod/hello unchanged\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicaset_example_keeps_three_pods_and_replaces_a_deleted_one() {
+    let (home, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let up = cluster(&home, &data);
+    assert_eq!(
+        apply(&up, "replicaset.yaml"),
+        "replicaset.apps/frontend created\n"
+    );
+    let selector = "app=guestbook,tier=frontend";
+    let pods = wait_running(&up, selector, 3).await;
+    for pod in &pods {
+        let owner = &pod["metadata"]["ownerReferences"][0];
+        assert_eq!(owner["kind"], "ReplicaSet");
+        assert_eq!(owner["name"], "frontend");
+        assert_eq!(owner["controller"], true);
+    }
+    let before = names(&pods);
+    let victim = before[0].clone();
+    let (ok, stdout, stderr) = up.minik(&["delete", "pod", &victim]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout, format!("pod \"{victim}\" deleted\n"));
+    let after = eventually("a replacement pod", 60, || async {
+        let pods = wait_running(&up, selector, 3).await;
+        let after = names(&pods);
+        (!after.contains(&victim)).then_some(after)
+    })
+    .await;
+    assert_eq!(after.iter().filter(|n| before.contains(n)).count(), 2);
+    let rs = get(&up, "/apis/apps/v1/namespaces/default/replicasets/frontend")
+        .await
+        .unwrap();
+    assert_eq!(rs["spec"]["replicas"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicationcontroller_example_runs_three_and_scales() {
+    let (home, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let up = cluster(&home, &data);
+    assert_eq!(
+        apply(&up, "replicationcontroller.yaml"),
+        "replicationcontroller/nginx created\n"
+    );
+    wait_running(&up, "app=nginx", 3).await;
+    let (ok, stdout, stderr) = up.minik(&["scale", "rc", "nginx", "--replicas", "1"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout, "replicationcontroller/nginx scaled\n");
+    wait_running(&up, "app=nginx", 1).await;
+    eventually("the RC's status to say 1 ready", 30, || async {
+        let rc = get(
+            &up,
+            "/api/v1/namespaces/default/replicationcontrollers/nginx",
+        )
+        .await?;
+        (rc["status"]["readyReplicas"] == 1 && rc["status"]["replicas"] == 1).then_some(())
+    })
+    .await;
+}
+
+/// The Deployment if every replica of its current generation is updated and available.
+async fn rolled_out(up: &Up, path: &str) -> Option<Value> {
+    let d = get(up, path).await?;
+    let s = &d["status"];
+    (s["observedGeneration"] == d["metadata"]["generation"]
+        && s["updatedReplicas"] == 3
+        && s["availableReplicas"] == 3
+        && s["replicas"] == 3)
+        .then_some(d)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployment_example_serves_its_pod_names_and_rolls_out_a_change() {
+    let (home, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let up = cluster(&home, &data);
+    assert_eq!(
+        apply(&up, "deployment.yaml"),
+        "deployment.apps/web created\n"
+    );
+    let path = "/apis/apps/v1/namespaces/default/deployments/web";
+    eventually("3 available replicas", 60, || rolled_out(&up, path)).await;
+    // The readiness probe passed, so each pod answers on its port with its own name.
+    let pods = wait_running(&up, "app=web", 3).await;
+    for pod in &pods {
+        assert!(
+            pod["status"]["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True"),
+            "{pod}"
+        );
+    }
+    // A template change rolls out: a second ReplicaSet with all three replicas, the first at 0.
+    let (ok, _, stderr) = up.minik(&[
+        "patch",
+        "deployment",
+        "web",
+        "-p",
+        r#"{"spec":{"template":{"metadata":{"annotations":{"example/rev":"2"}}}}}"#,
+    ]);
+    if !ok {
+        // `minik patch` may not exist; the REST API does the same.
+        assert!(stderr.contains("patch"), "{stderr}");
+        let response = reqwest::Client::new()
+            .patch(format!("{}{path}", up.base))
+            .header("content-type", "application/merge-patch+json")
+            .body(r#"{"spec":{"template":{"metadata":{"annotations":{"example/rev":"2"}}}}}"#)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+    }
+    let rolled = eventually("the rollout", 90, || async {
+        let d = rolled_out(&up, path).await?;
+        (d["metadata"]["generation"] == 2).then_some(d)
+    })
+    .await;
+    assert_eq!(
+        rolled["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "2"
+    );
+    let sets = get(
+        &up,
+        "/apis/apps/v1/namespaces/default/replicasets?labelSelector=app=web",
+    )
+    .await
+    .unwrap();
+    let mut replicas: Vec<i64> = items(&sets)
+        .iter()
+        .map(|rs| rs["spec"]["replicas"].as_i64().unwrap())
+        .collect();
+    replicas.sort();
+    assert_eq!(replicas, [0, 3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_example_restarts_the_container_when_liveness_fails() {
+    let (home, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let up = cluster(&home, &data);
+    assert_eq!(apply(&up, "probes.yaml"), "pod/liveness-exec created\n");
+    let path = "/api/v1/namespaces/default/pods/liveness-exec";
+    eventually("the pod to be Ready", 30, || async {
+        let pod = get(&up, path).await?;
+        pod["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            .then_some(())
+    })
+    .await;
+    // The file goes after 10 s; the liveness probe (every 2 s, 3 failures) restarts it.
+    let pod = eventually("a restart after the liveness probe failed", 60, || async {
+        let pod = get(&up, path).await?;
+        (pod["status"]["containerStatuses"][0]["restartCount"].as_i64()? >= 1).then_some(pod)
+    })
+    .await;
+    let last = &pod["status"]["containerStatuses"][0]["lastState"]["terminated"];
+    assert!(last.is_object(), "{pod}");
+    let events = get(
+        &up,
+        "/api/v1/namespaces/default/events?fieldSelector=involvedObject.name=liveness-exec",
+    )
+    .await
+    .unwrap();
+    let unhealthy = items(&events)
+        .into_iter()
+        .find(|e| e["reason"] == "Unhealthy")
+        .unwrap_or_else(|| panic!("no Unhealthy event: {events}"));
+    assert!(
+        unhealthy["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Liveness probe failed"),
+        "{unhealthy}"
+    );
+}
+
+/// GETs `http://addr/` with a fresh connection and returns the body.
+async fn answer(addr: &str) -> Option<String> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .ok()?;
+    let response = client.get(format!("http://{addr}/")).send().await.ok()?;
+    response.status().is_success().then_some(())?;
+    response.text().await.ok()
+}
+
+/// The pod names that answer `n` requests to `addr`, once all of them succeed.
+async fn answered_by(addr: &str, n: usize) -> std::collections::BTreeSet<String> {
+    eventually(&format!("{n} answers from {addr}"), 60, || async {
+        let mut names = std::collections::BTreeSet::new();
+        for _ in 0..n {
+            let body = answer(addr).await?;
+            names.insert(body.trim().trim_start_matches("hello from ").to_owned());
+        }
+        Some(names)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_example_reaches_every_replica_through_each_type_of_service() {
+    let (home, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let up = cluster(&home, &data);
+    apply(&up, "deployment.yaml");
+    assert_eq!(
+        apply(&up, "service.yaml"),
+        "service/web created\nservice/web-nodeport created\nservice/web-lb created\n"
+    );
+    let pods = wait_running(&up, "app=web", 3).await;
+    let all: std::collections::BTreeSet<String> = names(&pods).into_iter().collect();
+    let svc = |name: &'static str| {
+        let up = &up;
+        async move {
+            get(up, &format!("/api/v1/namespaces/default/services/{name}"))
+                .await
+                .unwrap()
+        }
+    };
+    let web = svc("web").await;
+    let cluster_ip = web["spec"]["clusterIP"].as_str().unwrap().to_owned();
+    assert!(cluster_ip.starts_with("127.96."), "{web}");
+    // 30 requests to the ClusterIP are answered by all three pods (once all are Ready).
+    eventually("all 3 pods behind the ClusterIP", 60, || async {
+        (answered_by(&format!("{cluster_ip}:8080"), 30).await == all).then_some(())
+    })
+    .await;
+    let node_port = svc("web-nodeport").await["spec"]["ports"][0]["nodePort"]
+        .as_i64()
+        .unwrap();
+    assert!((30000..=32767).contains(&node_port));
+    assert_eq!(
+        answered_by(&format!("127.0.0.1:{node_port}"), 30).await,
+        all
+    );
+    let lb = eventually("the LoadBalancer's ingress", 30, || async {
+        let lb = svc("web-lb").await;
+        lb["status"]["loadBalancer"]["ingress"][0]["ip"]
+            .as_str()
+            .map(str::to_owned)
+    })
+    .await;
+    assert_eq!(lb, "127.0.0.1");
+    assert_eq!(answered_by(&format!("{lb}:8080"), 30).await, all);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_example_admits_the_pod_that_fits_and_refuses_one_more() {
+    let (home, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let up = cluster(&home, &data);
+    assert_eq!(
+        apply(&up, "quota.yaml"),
+        "namespace/quota-mem-cpu-example created\nresourcequota/mem-cpu-demo created\npod/quota-mem-cpu-demo created\n"
+    );
+    let ns = "/api/v1/namespaces/quota-mem-cpu-example";
+    eventually("the quota's usage to count the pod", 30, || async {
+        let quota = get(&up, &format!("{ns}/resourcequotas/mem-cpu-demo")).await?;
+        let used = &quota["status"]["used"];
+        (used["requests.memory"] == "600Mi" && used["requests.cpu"] == "400m").then_some(())
+    })
+    .await;
+    // The documentation's second pod asks for 700Mi more memory: over the 1Gi of requests.
+    let second = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: quota-mem-cpu-demo-2\n  namespace: quota-mem-cpu-example\nspec:\n  containers:\n  - name: quota-mem-cpu-demo-2-ctr\n    image: redis\n    command: [sleep, '3600']\n    resources:\n      limits: {memory: 1Gi, cpu: 800m}\n      requests: {memory: 700Mi, cpu: 400m}\n";
+    let file = home.path().join("second.yaml");
+    std::fs::write(&file, second).unwrap();
+    let (ok, _, stderr) = up.minik(&["apply", "-f", file.to_str().unwrap()]);
+    assert!(!ok);
+    assert_eq!(
+        stderr,
+        "Error from server (Forbidden): error when creating \"".to_owned()
+            + file.to_str().unwrap()
+            + "\": pods \"quota-mem-cpu-demo-2\" is forbidden: exceeded quota: mem-cpu-demo, requested: requests.memory=700Mi, used: requests.memory=600Mi, limited: requests.memory=1Gi\n"
+    );
+    let pod = get(&up, &format!("{ns}/pods/quota-mem-cpu-demo"))
+        .await
+        .unwrap();
+    assert_eq!(pod["status"]["qosClass"], "Burstable");
+}

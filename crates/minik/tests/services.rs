@@ -1,0 +1,409 @@
+//! Services end to end with the real binary: a server and two node agents (on 127.0.0.2 and
+//! 127.0.0.3) running pods with the process runtime. The Kubernetes tutorial scenario — a
+//! Deployment of 3 HTTP servers that answer with their pod name behind a Service — through the
+//! ClusterIP, the NodePort of every node and the LoadBalancer port; a deleted pod, scaling to
+//! 1, readiness gating, service environment variables, and port-forward.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+/// An HTTP server on `$POD_IP:$PORT` that answers `/` with its pod name and `/env` with the
+/// service variable it was started with. On SIGTERM it keeps serving for a second before it
+/// exits, the usual graceful termination, so that the proxies have learnt it is going.
+const SERVER: &str = r#"
+import http.server, os, signal, threading
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/env":
+            body = os.environ.get("WEB_SERVICE_HOST", "-")
+        else:
+            body = os.environ["POD_NAME"]
+        body = body.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+signal.signal(signal.SIGTERM, lambda *a: threading.Timer(1.0, lambda: os._exit(0)).start())
+http.server.ThreadingHTTPServer((os.environ["POD_IP"], int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+struct Cluster {
+    client: reqwest::Client,
+    base: String,
+    marks: tempfile::TempDir,
+    // Dropped in order: nodes before the server.
+    _nodes: Vec<support::Running>,
+    _server: support::Running,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let server_dir = tempfile::tempdir().unwrap();
+        let server = support::start_server(server_dir.path(), &[]);
+        let mut dirs = vec![server_dir];
+        let mut nodes = Vec::new();
+        for (name, address) in [("n1", "127.0.0.2"), ("n2", "127.0.0.3")] {
+            let dir = tempfile::tempdir().unwrap();
+            nodes.push(support::start_node(
+                &server.base,
+                name,
+                dir.path(),
+                &["--address", address],
+            ));
+            dirs.push(dir);
+        }
+        let cluster = Cluster {
+            // A new connection per request, so that each one is balanced anew.
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+            base: server.base.clone(),
+            marks: tempfile::tempdir().unwrap(),
+            _nodes: nodes,
+            _server: server,
+            _dirs: dirs,
+        };
+        for node in ["n1", "n2"] {
+            support::eventually(&format!("node {node} to be Ready"), 30, || async {
+                let n = cluster.get(&format!("/api/v1/nodes/{node}")).await?;
+                n["status"]["conditions"]
+                    .as_array()?
+                    .iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                    .then_some(())
+            })
+            .await;
+        }
+        cluster
+    }
+
+    async fn get(&self, path: &str) -> Option<Value> {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .ok()?;
+        if !r.status().is_success() {
+            return None;
+        }
+        r.json().await.ok()
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str, ct: &str, body: Value) -> Value {
+        let r = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .header("content-type", ct)
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request");
+        let code = r.status();
+        let v: Value = r.json().await.expect("json");
+        assert!(code.is_success(), "{path}: {code} {v}");
+        v
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        self.send(reqwest::Method::POST, path, "application/json", body)
+            .await
+    }
+
+    /// The body of `GET http://addr/path`, or `None` if the request failed.
+    async fn fetch(&self, addr: &str, path: &str) -> Option<String> {
+        let r = self
+            .client
+            .get(format!("http://{addr}{path}"))
+            .send()
+            .await
+            .ok()?;
+        r.status().is_success().then_some(())?;
+        r.text().await.ok()
+    }
+
+    /// Names of the running, ready pods of the deployment.
+    async fn ready_pods(&self) -> BTreeSet<String> {
+        let Some(list) = self
+            .get("/api/v1/namespaces/default/pods?labelSelector=app%3Dweb")
+            .await
+        else {
+            return BTreeSet::new();
+        };
+        list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .filter(|p| {
+                p["status"]["conditions"].as_array().is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+            })
+            .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// (ready, not ready) pod names in the Endpoints of `web`.
+    async fn endpoints(&self) -> (BTreeSet<String>, BTreeSet<String>) {
+        let Some(ep) = self.get("/api/v1/namespaces/default/endpoints/web").await else {
+            return Default::default();
+        };
+        let names = |key: &str| -> BTreeSet<String> {
+            ep["subsets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|s| s[key].as_array().cloned().unwrap_or_default())
+                .filter_map(|a| a["targetRef"]["name"].as_str().map(str::to_owned))
+                .collect()
+        };
+        (names("addresses"), names("notReadyAddresses"))
+    }
+
+    /// Who answered each of `n` requests to `addr`, or `None` if one failed.
+    async fn try_answers(&self, addr: &str, n: usize) -> Option<Vec<String>> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            out.push(self.fetch(addr, "/").await?);
+        }
+        Some(out)
+    }
+
+    /// Who answered each of `n` requests to `addr`; every request must succeed.
+    async fn answers(&self, addr: &str, n: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        for i in 0..n {
+            match self.fetch(addr, "/").await {
+                Some(name) => out.push(name),
+                None => panic!("request {i} to {addr} failed"),
+            }
+        }
+        out
+    }
+}
+
+fn set(names: &[String]) -> BTreeSet<String> {
+    names.iter().cloned().collect()
+}
+
+/// Starts `minik port-forward` and returns it with the local address it listens on.
+fn port_forward(base: &str, target: &str, remote: &str) -> (support::Running, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_minik"))
+        .args(["port-forward", "--server", base, target, remote])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start minik port-forward");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.strip_prefix("Forwarding from ") {
+                let _ = tx.send(rest.to_owned());
+            }
+        }
+    });
+    let running = support::Running {
+        child,
+        base: base.to_owned(),
+    };
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("port-forward reports where it listens");
+    let (local, to) = line.split_once(" -> ").expect("LOCAL -> REMOTE");
+    assert_eq!(to, remote.rsplit(':').next().unwrap());
+    (running, local.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tutorial_scenario_through_every_kind_of_service_address() {
+    let c = Cluster::start().await;
+    let svc = c
+        .post(
+            "/api/v1/namespaces/default/services",
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                   "spec": {"type": "LoadBalancer", "selector": {"app": "web"},
+                            "ports": [{"port": 8080, "targetPort": "http"}]}}),
+        )
+        .await;
+    let cluster_ip = svc["spec"]["clusterIP"].as_str().unwrap().to_owned();
+    let node_port = svc["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+    let probe = format!("test ! -e {}/not-ready-$POD_NAME", c.marks.path().display());
+    c.post(
+        "/apis/apps/v1/namespaces/default/deployments",
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+               "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+                        "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
+                            "terminationGracePeriodSeconds": 5,
+                            "containers": [{"name": "web", "image": "python:3",
+                                "command": ["python3", "-c", SERVER],
+                                "ports": [{"name": "http", "containerPort": 8080}],
+                                "readinessProbe": {"exec": {"command": ["sh", "-c", probe]},
+                                                   "periodSeconds": 1}}]}}}}),
+    )
+    .await;
+    let pods = support::eventually("3 ready pods in the Endpoints", 60, || async {
+        let ready = c.ready_pods().await;
+        (ready.len() == 3 && c.endpoints().await == (ready.clone(), BTreeSet::new()))
+            .then_some(ready)
+    })
+    .await;
+
+    // 30 requests to the ClusterIP are answered by all 3 pods.
+    let front = format!("{cluster_ip}:8080");
+    support::eventually("the proxies to know all 3 pods", 30, || async {
+        let seen = set(&c.try_answers(&front, 6).await?);
+        (seen == pods).then_some(())
+    })
+    .await;
+    assert_eq!(set(&c.answers(&front, 30).await), pods);
+    // The NodePort of every node, and the LoadBalancer port on every node's address.
+    for node in ["127.0.0.2", "127.0.0.3"] {
+        assert_eq!(
+            set(&c.answers(&format!("{node}:{node_port}"), 30).await),
+            pods,
+            "NodePort on {node}"
+        );
+        assert_eq!(
+            set(&c.answers(&format!("{node}:8080"), 30).await),
+            pods,
+            "LoadBalancer port on {node}"
+        );
+    }
+    let ingress = support::eventually("the LoadBalancer ingress", 30, || async {
+        let s = c.get("/api/v1/namespaces/default/services/web").await?;
+        let ips: Vec<String> = s["status"]["loadBalancer"]["ingress"]
+            .as_array()?
+            .iter()
+            .filter_map(|i| i["ip"].as_str().map(str::to_owned))
+            .collect();
+        (ips.len() == 2).then_some(ips)
+    })
+    .await;
+    assert_eq!(ingress, ["127.0.0.2", "127.0.0.3"]);
+    // Pods started after the Service see its variables.
+    assert_eq!(
+        c.fetch(&front, "/env").await.as_deref(),
+        Some(cluster_ip.as_str())
+    );
+
+    // Readiness gating: a pod that is not ready gets no traffic, and gets it back when ready.
+    let gated = pods.iter().next().unwrap().clone();
+    let mark = c.marks.path().join(format!("not-ready-{gated}"));
+    std::fs::write(&mark, b"").unwrap();
+    support::eventually("the gated pod to be a not-ready address", 30, || async {
+        let (_, not_ready) = c.endpoints().await;
+        not_ready.contains(&gated).then_some(())
+    })
+    .await;
+    support::eventually(
+        "the proxies to stop sending to the gated pod",
+        30,
+        || async { (!c.answers(&front, 6).await.contains(&gated)).then_some(()) },
+    )
+    .await;
+    let answered = c.answers(&front, 30).await;
+    assert!(
+        !answered.contains(&gated),
+        "{gated} answered while not ready"
+    );
+    assert_eq!(set(&answered).len(), 2);
+    std::fs::remove_file(&mark).unwrap();
+    support::eventually("the gated pod to get traffic again", 30, || async {
+        c.answers(&front, 6).await.contains(&gated).then_some(())
+    })
+    .await;
+
+    // Port-forward through the server, to a pod and to the Service.
+    let (_forward, local) = port_forward(&c.base, &format!("pod/{gated}"), ":8080");
+    assert_eq!(c.fetch(&local, "/").await.as_deref(), Some(gated.as_str()));
+    assert_eq!(c.fetch(&local, "/").await.as_deref(), Some(gated.as_str()));
+    let (_forward_svc, local_svc) = port_forward(&c.base, "svc/web", "0:8080");
+    let via_service = c
+        .fetch(&local_svc, "/")
+        .await
+        .expect("an answer through svc/web");
+    assert!(pods.contains(&via_service), "{via_service}");
+
+    // Delete one pod: every request keeps succeeding while its replacement comes up.
+    let victim = pods.iter().last().unwrap().clone();
+    let client = c.client.clone();
+    let base = c.base.clone();
+    let delete = tokio::spawn(async move {
+        client
+            .delete(format!("{base}/api/v1/namespaces/default/pods/{victim}"))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        c.answers(&front, 5).await;
+        let ready = c.ready_pods().await;
+        if ready.len() == 3 && ready != pods {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no replacement pod became ready"
+        );
+    }
+    assert_eq!(delete.await.unwrap().unwrap(), 200);
+
+    // Scale to 1: all requests go to the one left.
+    c.send(
+        reqwest::Method::PATCH,
+        "/apis/apps/v1/namespaces/default/deployments/web/scale",
+        "application/merge-patch+json",
+        json!({"spec": {"replicas": 1}}),
+    )
+    .await;
+    let last = support::eventually("one pod left in the Endpoints", 60, || async {
+        let (ready, not_ready) = c.endpoints().await;
+        (ready.len() == 1 && not_ready.is_empty()).then(|| ready.into_iter().next().unwrap())
+    })
+    .await;
+    support::eventually("the proxies to send to the last pod only", 30, || async {
+        c.answers(&front, 6)
+            .await
+            .iter()
+            .all(|n| *n == last)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        set(&c.answers(&front, 30).await),
+        BTreeSet::from([last.clone()])
+    );
+    assert_eq!(
+        set(&c.answers(&format!("127.0.0.3:{node_port}"), 30).await),
+        BTreeSet::from([last])
+    );
+
+    // Deleting the Service stops the proxies listening.
+    let client = c.client.clone();
+    let r = client
+        .delete(format!("{}/api/v1/namespaces/default/services/web", c.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    support::eventually("the ClusterIP to stop answering", 30, || async {
+        c.fetch(&front, "/").await.is_none().then_some(())
+    })
+    .await;
+}
