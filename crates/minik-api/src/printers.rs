@@ -272,26 +272,30 @@ pub fn cells(kind: &str, obj: &Value, now: i64) -> Vec<Value> {
     cells
 }
 
-fn s<'a>(v: &'a Value, pointer: &str) -> &'a str {
+/// The string at a JSON pointer; empty when absent or not a string.
+pub fn s<'a>(v: &'a Value, pointer: &str) -> &'a str {
     v.pointer(pointer)
         .and_then(Value::as_str)
         .unwrap_or_default()
 }
 
-fn n(v: &Value, pointer: &str) -> i64 {
+/// The integer at a JSON pointer; 0 when absent or not an integer.
+pub fn n(v: &Value, pointer: &str) -> i64 {
     v.pointer(pointer)
         .and_then(Value::as_i64)
         .unwrap_or_default()
 }
 
-fn arr<'a>(v: &'a Value, pointer: &str) -> &'a [Value] {
+/// The array at a JSON pointer; empty when absent or not an array.
+pub fn arr<'a>(v: &'a Value, pointer: &str) -> &'a [Value] {
     v.pointer(pointer)
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or_default()
 }
 
-fn or_none(s: &str) -> String {
+/// `s`, or `<none>` when it is empty, as Kubernetes prints an absent value.
+pub fn or_none(s: &str) -> String {
     if s.is_empty() {
         "<none>".into()
     } else {
@@ -345,20 +349,24 @@ fn workload_wide(obj: &Value) -> Vec<Value> {
     let containers = arr(obj, "/spec/template/spec/containers");
     let names: Vec<&str> = containers.iter().map(|c| s(c, "/name")).collect();
     let images: Vec<&str> = containers.iter().map(|c| s(c, "/image")).collect();
+    vec![
+        json!(names.join(",")),
+        json!(images.join(",")),
+        json!(or_none(&selector_of(obj))),
+    ]
+}
+
+/// The `spec.selector` of a workload or Service as a selector string: a LabelSelector
+/// (`matchLabels`/`matchExpressions`), or the plain map ReplicationControllers and Services have.
+pub fn selector_of(obj: &Value) -> String {
     let selector = obj.pointer("/spec/selector");
-    let selector = if selector
+    if selector
         .is_some_and(|s| s.get("matchLabels").is_some() || s.get("matchExpressions").is_some())
     {
         selector_string(selector)
     } else {
-        // ReplicationControllers have a plain map as their selector.
         labels_string(selector)
-    };
-    vec![
-        json!(names.join(",")),
-        json!(images.join(",")),
-        json!(or_none(&selector)),
-    ]
+    }
 }
 
 fn readiness_gates(obj: &Value) -> String {
@@ -589,12 +597,14 @@ fn node_address<'a>(node: &'a Value, kind: &str) -> &'a str {
 fn endpoints(ep: &Value) -> String {
     let mut all = Vec::new();
     for subset in arr(ep, "/subsets") {
-        let ports = arr(subset, "/ports");
-        for addr in arr(subset, "/addresses") {
-            if ports.is_empty() {
-                all.push(s(addr, "/ip").to_owned());
-            }
-            for port in ports {
+        let (ports, addresses) = (arr(subset, "/ports"), arr(subset, "/addresses"));
+        if ports.is_empty() {
+            // Headless services may have no ports: the addresses alone.
+            all.extend(addresses.iter().map(|a| s(a, "/ip").to_owned()));
+        }
+        // Port by port, each with every address, as Kubernetes' `formatEndpoints` lists them.
+        for port in ports {
+            for addr in addresses {
                 all.push(format!("{}:{}", s(addr, "/ip"), n(port, "/port")));
             }
         }
@@ -631,10 +641,9 @@ fn event_cells(ev: &Value, now: i64) -> Vec<Value> {
         "" => event_time(ev),
         first => first,
     };
-    let mut last_seen = age(event_time(ev), now);
-    if count > 1 {
-        last_seen = format!("{last_seen} (x{count} over {})", age(first, now));
-    }
+    // Kubernetes' event printer shows only when it last happened here; the `(xN over M)` form
+    // is `kubectl describe`'s and `kubectl events`'.
+    let last_seen = age(event_time(ev), now);
     let host = s(ev, "/source/host");
     let component = s(ev, "/source/component");
     let source = if host.is_empty() {
@@ -673,7 +682,8 @@ fn quota_cells(q: &Value) -> (String, String) {
     (request.join(", "), limit.join(", "))
 }
 
-fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
+/// A JSON map as sorted key/value strings (values that are not strings in their JSON form).
+pub fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
     v.and_then(Value::as_object)
         .map(|m| {
             m.iter()
@@ -897,6 +907,63 @@ mod tests {
     }
 
     #[test]
+    fn pod_status_follows_kubectl() {
+        let pod =
+            |status: Value| json!({"spec": {"containers": [{"name": "c"}]}, "status": status});
+        let cases = [
+            (json!({"phase": "Pending"}), "0/1", "Pending"),
+            (
+                json!({"phase": "Pending", "containerStatuses": [{"ready": false, "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}}]}),
+                "0/1",
+                "ContainerCreating",
+            ),
+            (
+                json!({"phase": "Running", "containerStatuses": [{"ready": true, "restartCount": 0, "state": {"running": {}}}]}),
+                "1/1",
+                "Running",
+            ),
+            (
+                json!({"phase": "Succeeded", "containerStatuses": [{"ready": false, "restartCount": 0, "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}),
+                "0/1",
+                "Completed",
+            ),
+            (
+                json!({"phase": "Failed", "containerStatuses": [{"ready": false, "restartCount": 0, "state": {"terminated": {"exitCode": 3}}}]}),
+                "0/1",
+                "ExitCode:3",
+            ),
+        ];
+        for (status, ready, want) in cases {
+            let p = pod_summary(&pod(status.clone()), 0);
+            assert_eq!(
+                (p.ready.as_str(), p.status.as_str()),
+                (ready, want),
+                "{status}"
+            );
+        }
+        let restarted = pod(
+            json!({"phase": "Running", "containerStatuses": [{"ready": true, "restartCount": 3, "state": {"running": {}}, "lastState": {"terminated": {"exitCode": 1, "finishedAt": "1970-01-01T00:00:10Z"}}}]}),
+        );
+        assert_eq!(pod_summary(&restarted, 70).restarts, "3 (60s ago)");
+        let mut lost = pod(json!({"phase": "Running", "reason": "NodeLost"}));
+        lost["metadata"] = json!({"deletionTimestamp": "2024-01-01T00:00:00Z"});
+        assert_eq!(pod_summary(&lost, 0).status, "Unknown");
+    }
+
+    #[test]
+    fn workload_selectors_become_label_selectors() {
+        let deploy = json!({"spec": {"selector": {"matchLabels": {"app": "web"}, "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}]}}});
+        assert_eq!(selector_of(&deploy), "app=web,tier in (a,b)");
+        let only_expressions = json!({"spec": {"selector": {"matchExpressions": [
+            {"key": "tier", "operator": "NotIn", "values": ["x"]},
+            {"key": "canary", "operator": "DoesNotExist"}]}}});
+        assert_eq!(selector_of(&only_expressions), "tier notin (x),!canary");
+        let svc = json!({"spec": {"selector": {"app": "web", "x": "y"}}});
+        assert_eq!(selector_of(&svc), "app=web,x=y");
+        assert_eq!(selector_of(&json!({"spec": {}})), "");
+    }
+
+    #[test]
     fn workload_service_and_node_rows() {
         let deploy = json!({
             "metadata": {"name": "d"},
@@ -924,6 +991,9 @@ mod tests {
             "spec": {"type": "LoadBalancer", "clusterIP": "127.96.0.7", "selector": {"app": "s"},
                      "ports": [{"port": 80, "nodePort": 30080}, {"port": 53, "protocol": "UDP"}]}
         });
+        let node_port =
+            json!({"spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 30080}]}});
+        assert_eq!(row("Service", node_port)[3], json!("<none>"));
         assert_eq!(
             row("Service", svc)[1..5],
             [
@@ -962,6 +1032,16 @@ mod tests {
             row("Endpoints", ep)[1],
             json!("1.1.1.1:80,2.2.2.2:80,3.3.3.3:80 + 1 more...")
         );
+        // Port-major, as Kubernetes lists them; a subset without ports lists bare addresses.
+        let ep = json!({"subsets": [
+            {"addresses": [{"ip": "1.1.1.1"}, {"ip": "2.2.2.2"}], "ports": [{"port": 80}, {"port": 443}]},
+            {"addresses": [{"ip": "9.9.9.9"}]}]});
+        assert_eq!(
+            row("Endpoints", ep)[1],
+            json!("1.1.1.1:80,2.2.2.2:80,1.1.1.1:443 + 2 more...")
+        );
+        let headless = json!({"subsets": [{"addresses": [{"ip": "9.9.9.9"}]}]});
+        assert_eq!(row("Endpoints", headless)[1], json!("9.9.9.9"));
         let ev = json!({
             "metadata": {"name": "web.1"}, "type": "Warning", "reason": "BackOff", "count": 3,
             "involvedObject": {"kind": "Pod", "name": "web"}, "message": " back-off \n",
@@ -971,7 +1051,7 @@ mod tests {
         assert_eq!(
             row("Event", ev),
             vec![
-                json!("20s (x3 over 10m)"),
+                json!("20s"),
                 json!("Warning"),
                 json!("BackOff"),
                 json!("pod/web"),

@@ -2,6 +2,7 @@
 //! errors) over a [`minik_store::Store`]. [`app`] builds the axum router; [`Registry`] is the
 //! same set of operations for in-process callers.
 
+mod agent;
 mod discovery;
 mod events;
 mod http;

@@ -7,11 +7,10 @@ use axum::body::Body;
 use axum::http::{header, HeaderValue};
 use axum::response::Response;
 use futures::StreamExt;
-use minik_api::resources;
 use minik_api::ApiError;
 use serde_json::Value;
 
-use crate::ApiServer;
+use crate::{agent, ApiServer};
 
 /// The query parameters passed on to the agent.
 const PASSED_ON: &[&str] = &[
@@ -22,11 +21,6 @@ const PASSED_ON: &[&str] = &[
     "timestamps",
 ];
 
-fn stored(bytes: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::Internal(format!("a stored object is not JSON: {e}")))
-}
-
 /// Streams the log of a container of a pod from its node's agent.
 pub async fn pod_log(
     server: &ApiServer,
@@ -34,11 +28,7 @@ pub async fn pod_log(
     name: &str,
     query: &HashMap<String, String>,
 ) -> Result<Response, ApiError> {
-    let pods = resources::by_plural("", "v1", "pods")
-        .ok_or_else(|| ApiError::Internal("pods are not served".into()))?;
-    let nodes = resources::by_plural("", "v1", "nodes")
-        .ok_or_else(|| ApiError::Internal("nodes are not served".into()))?;
-    let pod = stored(&server.registry.get(pods, Some(ns), name).await?.value)?;
+    let pod = agent::pod(server, ns, name).await?;
     let containers: Vec<&str> = pod
         .pointer("/spec/containers")
         .and_then(Value::as_array)
@@ -59,33 +49,8 @@ pub async fn pod_log(
             )))
         }
     };
-    let node_name = pod
-        .pointer("/spec/nodeName")
-        .and_then(Value::as_str)
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| ApiError::BadRequest(format!("pod {name} does not have a host assigned")))?;
-    let node = stored(&server.registry.get(nodes, None, node_name).await?.value)?;
-    let address = node
-        .pointer("/status/addresses")
-        .and_then(Value::as_array)
-        .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
-        .and_then(|a| a["address"].as_str())
-        .ok_or_else(|| {
-            ApiError::ServiceUnavailable(format!("node {node_name} has no InternalIP address"))
-        })?;
-    let port = node
-        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
-        .and_then(Value::as_u64)
-        .filter(|p| *p > 0)
-        .ok_or_else(|| {
-            ApiError::ServiceUnavailable(format!("node {node_name} reports no agent endpoint"))
-        })?;
-    let host = if address.contains(':') {
-        format!("[{address}]")
-    } else {
-        address.to_owned()
-    };
-    let url = format!("http://{host}:{port}/containerLogs/{ns}/{name}/{container}");
+    let agent = agent::pod_agent(server, &pod, name).await?;
+    let url = agent.url(&format!("/containerLogs/{ns}/{name}/{container}"));
     let passed: Vec<(&str, &str)> = PASSED_ON
         .iter()
         .filter_map(|k| query.get(*k).map(|v| (*k, v.as_str())))
@@ -96,18 +61,14 @@ pub async fn pod_log(
         .query(&passed)
         .send()
         .await
-        .map_err(|e| {
-            ApiError::ServiceUnavailable(format!(
-                "cannot reach the agent of node {node_name} at {host}:{port}: {e}"
-            ))
-        })?;
+        .map_err(|e| agent.unreachable(e))?;
     let code = answer.status().as_u16();
     if !answer.status().is_success() {
         let message = answer.text().await.unwrap_or_default();
         return Err(match code {
             400 => ApiError::BadRequest(message),
             404 => ApiError::NoSuchPath(message),
-            _ => ApiError::Internal(format!("node {node_name} answered {code}: {message}")),
+            _ => ApiError::Internal(format!("node {} answered {code}: {message}", agent.node)),
         });
     }
     let body = Body::from_stream(

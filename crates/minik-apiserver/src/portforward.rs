@@ -14,11 +14,10 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use hyper::upgrade::OnUpgrade;
-use minik_api::resources;
 use minik_api::ApiError;
 use serde_json::Value;
 
-use crate::ApiServer;
+use crate::{agent, ApiServer};
 
 /// The `Upgrade` token of minik's raw tunnel; the agent speaks the same.
 pub const RAW_PROTOCOL: &str = "minik-portforward";
@@ -49,11 +48,6 @@ impl Protocol {
     }
 }
 
-fn stored(bytes: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::Internal(format!("a stored object is not JSON: {e}")))
-}
-
 /// The port asked for: `ports=N` (Kubernetes' name) or `port=N`; the raw protocol takes one.
 fn requested_port(query: &HashMap<String, String>) -> Result<u16, ApiError> {
     let raw = query
@@ -79,34 +73,6 @@ fn requested_port(query: &HashMap<String, String>) -> Result<u16, ApiError> {
     }
 }
 
-/// Where the agent of `node_name` answers: `http://address:port`.
-async fn agent_base(server: &ApiServer, node_name: &str) -> Result<String, ApiError> {
-    let nodes = resources::by_plural("", "v1", "nodes")
-        .ok_or_else(|| ApiError::Internal("nodes are not served".into()))?;
-    let node = stored(&server.registry.get(nodes, None, node_name).await?.value)?;
-    let address = node
-        .pointer("/status/addresses")
-        .and_then(Value::as_array)
-        .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
-        .and_then(|a| a["address"].as_str())
-        .ok_or_else(|| {
-            ApiError::ServiceUnavailable(format!("node {node_name} has no InternalIP address"))
-        })?;
-    let port = node
-        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
-        .and_then(Value::as_u64)
-        .filter(|p| *p > 0)
-        .ok_or_else(|| {
-            ApiError::ServiceUnavailable(format!("node {node_name} reports no agent endpoint"))
-        })?;
-    let host = if address.contains(':') {
-        format!("[{address}]")
-    } else {
-        address.to_owned()
-    };
-    Ok(format!("http://{host}:{port}"))
-}
-
 /// Opens a tunnel to `port` of pod `ns/name` and, once the agent has connected to the pod,
 /// switches the client's connection to it.
 pub async fn pod_port_forward(
@@ -122,9 +88,7 @@ pub async fn pod_port_forward(
     let on_upgrade = on_upgrade.ok_or_else(|| {
         ApiError::BadRequest("unable to upgrade connection: the request cannot be upgraded".into())
     })?;
-    let pods = resources::by_plural("", "v1", "pods")
-        .ok_or_else(|| ApiError::Internal("pods are not served".into()))?;
-    let pod = stored(&server.registry.get(pods, Some(ns), name).await?.value)?;
+    let pod = agent::pod(server, ns, name).await?;
     let phase = pod
         .pointer("/status/phase")
         .and_then(Value::as_str)
@@ -134,13 +98,8 @@ pub async fn pod_port_forward(
             "unable to forward port because pod is not running. Current status={phase}"
         )));
     }
-    let node_name = pod
-        .pointer("/spec/nodeName")
-        .and_then(Value::as_str)
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| ApiError::BadRequest(format!("pod {name} does not have a host assigned")))?;
-    let base = agent_base(server, node_name).await?;
-    let url = format!("{base}/portForward/{ns}/{name}");
+    let node_agent = agent::pod_agent(server, &pod, name).await?;
+    let url = node_agent.url(&format!("/portForward/{ns}/{name}"));
     let answer = server
         .nodes
         .post(&url)
@@ -149,11 +108,7 @@ pub async fn pod_port_forward(
         .header(header::UPGRADE, RAW_PROTOCOL)
         .send()
         .await
-        .map_err(|e| {
-            ApiError::ServiceUnavailable(format!(
-                "cannot reach the agent of node {node_name} at {base}: {e}"
-            ))
-        })?;
+        .map_err(|e| node_agent.unreachable(e))?;
     let code = answer.status().as_u16();
     if code != 101 {
         let message = answer.text().await.unwrap_or_default();
@@ -167,7 +122,8 @@ pub async fn pod_port_forward(
     }
     let mut agent = answer.upgrade().await.map_err(|e| {
         ApiError::ServiceUnavailable(format!(
-            "the agent of node {node_name} did not upgrade: {e}"
+            "the agent of node {} did not upgrade: {e}",
+            node_agent.node
         ))
     })?;
     match protocol {

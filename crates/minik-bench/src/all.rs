@@ -17,8 +17,13 @@ pub const SUITES: &[(&str, &str)] = &[
     ("api", "API server and store (issue 2)"),
     ("scheduler", "Scheduler (issue 4)"),
     ("controllers", "Workload controllers (issue 5)"),
+    ("node", "Node agent (issue 3)"),
+    ("proxy", "Service proxy (issue 7)"),
     ("up", "`minik up` and the quick start (issue 9)"),
 ];
+
+/// Suites that print their own report but write no JSON table: their output is kept verbatim.
+const TEXT_ONLY: &[&str] = &["node", "proxy"];
 
 /// Flags of `minik-bench all`.
 #[derive(clap::Args, Debug)]
@@ -67,19 +72,35 @@ pub fn run(args: AllArgs) -> anyhow::Result<()> {
         }
         eprintln!("[minik-bench] === {name}: {title} ===");
         let json_path = scratch.path().join(format!("{name}.json"));
+        let text_only = TEXT_ONLY.contains(name);
         let mut command = Command::new(&me);
-        command.arg(name).arg("--json").arg(&json_path);
+        command.arg(name);
+        if !text_only {
+            command.arg("--json").arg(&json_path);
+        }
         if *name != "scheduler" {
             command.arg("--minik").arg(&minik);
         }
         let suite_started = Instant::now();
-        let status = command
-            .status()
+        let output = command
+            .stderr(std::process::Stdio::inherit())
+            .output()
             .with_context(|| format!("cannot run minik-bench {name}"))?;
+        let status = output.status;
+        let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+        print!("{printed}");
         let seconds = suite_started.elapsed().as_secs_f64();
-        let document: Option<Value> = std::fs::read(&json_path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
+        let document: Option<Value> = if text_only {
+            Some(json!({
+                "benchmark": format!("minik-bench {name}"),
+                "output": printed,
+                "markdown_table": format!("```\n{}\n```", printed.trim_end()),
+            }))
+        } else {
+            std::fs::read(&json_path)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+        };
         match (status.success(), document) {
             (true, Some(document)) => {
                 let table = document["markdown_table"].as_str().unwrap_or_default();
@@ -111,7 +132,6 @@ pub fn run(args: AllArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", md_path.display()))?;
     std::fs::write(&json_path, serde_json::to_string_pretty(&report)? + "\n")
         .with_context(|| format!("cannot write {}", json_path.display()))?;
-    println!("{markdown}");
     println!("wrote {} and {}", md_path.display(), json_path.display());
     if !failed.is_empty() {
         bail!("these suites failed: {}", failed.join(", "));

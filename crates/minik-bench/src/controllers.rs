@@ -195,19 +195,7 @@ pub fn run(args: ControllersArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let rows = runtime.block_on(measure(&minik, &args))?;
-    println!();
-    println!("{}", report::table(&rows));
-    if let Some(path) = &args.json {
-        let document = json!({
-            "benchmark": "minik-bench controllers",
-            "figures": rows.iter().map(Row::to_json).collect::<Vec<_>>(),
-            "markdown_table": report::markdown(&rows),
-        });
-        std::fs::write(path, serde_json::to_string_pretty(&document)? + "\n")
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        println!("\nwrote {}", path.display());
-    }
-    Ok(())
+    report::print_and_save("minik-bench controllers", &rows, args.json.as_deref())
 }
 
 async fn measure(minik: &Path, args: &ControllersArgs) -> anyhow::Result<Vec<Row>> {

@@ -218,6 +218,29 @@ fn table_of(rows: &[Row], markdown: bool) -> String {
     out.join("\n")
 }
 
+/// Prints the table of `rows` on stdout and, with `json`, writes them there as the document
+/// every suite writes (`benchmark`, `figures`, `markdown_table`), which `minik-bench all` merges.
+pub fn print_and_save(
+    benchmark: &str,
+    rows: &[Row],
+    json: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    println!();
+    println!("{}", table(rows));
+    if let Some(path) = json {
+        let document = json!({
+            "benchmark": benchmark,
+            "figures": rows.iter().map(Row::to_json).collect::<Vec<_>>(),
+            "markdown_table": markdown(rows),
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&document)? + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!("\nwrote {}", path.display());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

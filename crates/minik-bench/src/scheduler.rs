@@ -298,19 +298,7 @@ pub fn run(args: SchedulerArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let rows = runtime.block_on(measure(&args))?;
-    println!();
-    println!("{}", report::table(&rows));
-    if let Some(path) = &args.json {
-        let document = json!({
-            "benchmark": "minik-bench scheduler",
-            "figures": rows.iter().map(Row::to_json).collect::<Vec<_>>(),
-            "markdown_table": report::markdown(&rows),
-        });
-        std::fs::write(path, serde_json::to_string_pretty(&document)? + "\n")
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        println!("\nwrote {}", path.display());
-    }
-    Ok(())
+    report::print_and_save("minik-bench scheduler", &rows, args.json.as_deref())
 }
 
 async fn measure(args: &SchedulerArgs) -> anyhow::Result<Vec<Row>> {

@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::report::{self, Row, Target, Unit};
 use crate::server::version_run;
@@ -95,19 +95,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         "--runs and --nodes must be positive"
     );
     let rows = measure(&minik, &args)?;
-    println!();
-    println!("{}", report::table(&rows));
-    if let Some(path) = &args.json {
-        let document = json!({
-            "benchmark": "minik-bench up",
-            "figures": rows.iter().map(Row::to_json).collect::<Vec<_>>(),
-            "markdown_table": report::markdown(&rows),
-        });
-        std::fs::write(path, serde_json::to_string_pretty(&document)? + "\n")
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        println!("\nwrote {}", path.display());
-    }
-    Ok(())
+    report::print_and_save("minik-bench up", &rows, args.json.as_deref())
 }
 
 pub fn measure(minik: &Path, args: &UpArgs) -> anyhow::Result<Vec<Row>> {

@@ -32,6 +32,15 @@ pub(crate) struct Executor {
     api: Arc<dyn Api>,
 }
 
+/// The outcome of a write to one object: done also when the object is gone, as there is then
+/// nothing left to change, and its deletion is seen by whoever cares.
+fn gone_is_done<T>(result: Result<T, ApiError>) -> Result<(), ApiError> {
+    match result {
+        Err(e) if e.is_not_found() => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
+
 fn object_name(object: &Value) -> String {
     object
         .pointer("/metadata/name")
@@ -156,14 +165,7 @@ impl Executor {
             }
             batch_size = batch_size.saturating_mul(2);
         }
-        if let Some(announce) = announce {
-            join_all(
-                created
-                    .iter()
-                    .map(|name| self.record(announced(&announce, name))),
-            )
-            .await;
-        }
+        self.announce(announce, &created).await;
         failure.map_or(Ok(()), Err)
     }
 
@@ -205,14 +207,7 @@ impl Executor {
                 }
             }
         }
-        if let Some(announce) = announce {
-            join_all(
-                deleted
-                    .iter()
-                    .map(|name| self.record(announced(&announce, name))),
-            )
-            .await;
-        }
+        self.announce(announce, &deleted).await;
         failure.map_or(Ok(()), Err)
     }
 
@@ -224,27 +219,20 @@ impl Executor {
         body: Value,
         status: bool,
     ) -> Result<(), ApiError> {
-        let patch = Patch {
-            kind: PatchKind::Merge,
-            body,
-        };
         let ns = (!namespace.is_empty()).then_some(namespace);
-        match self
-            .api
-            .patch(
-                kind.info(),
-                ns,
-                name,
-                patch,
-                status,
-                WriteOptions::default(),
-            )
+        self.patch_resource(kind.info(), ns, name, body, status)
             .await
-        {
-            // The object is gone: there is nothing left to change, and its deletion will be
-            // seen by whoever cares.
-            Err(e) if e.is_not_found() => Ok(()),
-            other => other.map(|_| ()),
+    }
+
+    /// Records the event `announce` describes for each of `names` (the objects an action wrote).
+    async fn announce(&self, announce: Option<Announce>, names: &[String]) {
+        if let Some(announce) = announce {
+            join_all(
+                names
+                    .iter()
+                    .map(|name| self.record(announced(&announce, name))),
+            )
+            .await;
         }
     }
 
@@ -262,14 +250,11 @@ impl Executor {
             kind: PatchKind::Merge,
             body,
         };
-        match self
-            .api
-            .patch(info, ns, name, patch, status, WriteOptions::default())
-            .await
-        {
-            Err(e) if e.is_not_found() => Ok(()),
-            other => other.map(|_| ()),
-        }
+        gone_is_done(
+            self.api
+                .patch(info, ns, name, patch, status, WriteOptions::default())
+                .await,
+        )
     }
 
     /// Deletes an object of any served kind, only if it is still the one with `uid` (when
@@ -286,10 +271,7 @@ impl Executor {
             propagation: Some(minik_api::request::Propagation::Background),
             ..DeleteOptions::default()
         };
-        match self.api.delete(info, ns, name, opts).await {
-            Err(e) if e.is_not_found() => Ok(()),
-            other => other.map(|_| ()),
-        }
+        gone_is_done(self.api.delete(info, ns, name, opts).await)
     }
 
     /// Replaces an object's status; the `metadata.resourceVersion` of `object` makes it apply
@@ -301,14 +283,11 @@ impl Executor {
         name: &str,
         object: Value,
     ) -> Result<(), ApiError> {
-        match self
-            .api
-            .replace(info, ns, name, object, true, WriteOptions::default())
-            .await
-        {
-            Err(e) if e.is_not_found() => Ok(()),
-            other => other.map(|_| ()),
-        }
+        gone_is_done(
+            self.api
+                .replace(info, ns, name, object, true, WriteOptions::default())
+                .await,
+        )
     }
 
     /// Sets a namespace's `spec.finalizers` through its `finalize` subresource.
@@ -317,10 +296,7 @@ impl Executor {
         name: &str,
         finalizers: Vec<String>,
     ) -> Result<(), ApiError> {
-        match self.api.finalize_namespace(name, finalizers).await {
-            Err(e) if e.is_not_found() => Ok(()),
-            other => other.map(|_| ()),
-        }
+        gone_is_done(self.api.finalize_namespace(name, finalizers).await)
     }
 
     /// Records an event as Kubernetes' event recorder does (one object per occurrence, named

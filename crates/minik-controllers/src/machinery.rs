@@ -211,6 +211,37 @@ impl<K: Clone + Eq + Hash + Send + Sync + Debug + 'static> Queue<K> {
     }
 }
 
+/// What every queue-driven controller does once its watch loops (`tasks`) run: wait for the
+/// caches, let `seed` queue the objects already there, then run `workers` workers that call
+/// `sync(ctx, key)` for each key of `queue` (see [`Queue::run_workers`]). Returns when every task
+/// has ended.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run_controller<C, K, F, Fut>(
+    name: &'static str,
+    workers: usize,
+    mut tasks: JoinSet<()>,
+    caches: &Caches,
+    queue: &Queue<K>,
+    ctx: Arc<C>,
+    seed: impl FnOnce(&C),
+    sync: F,
+) where
+    C: Send + Sync + 'static,
+    K: Clone + Eq + Hash + Send + Sync + Debug + 'static,
+    F: Fn(Arc<C>, K) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Option<Duration>, ApiError>> + Send + 'static,
+{
+    caches.wait_synced().await;
+    seed(&ctx);
+    let queue = queue.clone();
+    tasks.spawn(async move {
+        queue
+            .run_workers(name, workers, move |key| sync(ctx.clone(), key))
+            .await
+    });
+    while tasks.join_next().await.is_some() {}
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};

@@ -81,6 +81,7 @@ pub struct NodeArgs {
 }
 
 /// Settings of the process runtime, validated.
+#[derive(Debug)]
 struct RuntimeSettings {
     logs: LogLimits,
     memory_limits: bool,
@@ -284,6 +285,68 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        node: NodeArgs,
+    }
+
+    fn parse(flags: &[&str]) -> anyhow::Result<(AgentConfig, RuntimeSettings)> {
+        use clap::Parser;
+        let args = Flags::try_parse_from(
+            [
+                "minik-node",
+                "--name",
+                "n1",
+                "--cpu",
+                "1",
+                "--memory",
+                "1Gi",
+            ]
+            .iter()
+            .chain(flags),
+        )?;
+        let (config, _, settings) = args.node.config()?;
+        Ok((config, settings))
+    }
+
+    #[test]
+    fn runtime_flags_are_validated() {
+        let (config, settings) = parse(&[]).unwrap();
+        assert_eq!(settings.logs, LogLimits::default());
+        assert!(settings.memory_limits && !config.leave_running);
+        let (config, settings) = parse(&[
+            "--container-log-max-size",
+            "1Mi",
+            "--container-log-max-files",
+            "3",
+            "--leave-running",
+            "--no-memory-limits",
+        ])
+        .unwrap();
+        assert_eq!(
+            settings.logs,
+            LogLimits {
+                max_bytes: 1 << 20,
+                max_files: 3
+            }
+        );
+        assert!(!settings.memory_limits && config.leave_running);
+        let err = parse(&["--container-log-max-files", "1"]).unwrap_err();
+        assert!(
+            err.to_string().contains("--container-log-max-files"),
+            "{err}"
+        );
+        let err = parse(&["--container-log-max-size", "ten"]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("--container-log-max-size \"ten\""),
+            "{err}"
+        );
+        let err = parse(&["--container-log-max-size", "10"]).unwrap_err();
+        assert!(err.to_string().contains("at least 1Ki"), "{err}");
+    }
 
     #[test]
     fn labels_and_taints_parse_or_name_the_problem() {

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use minik_api::k8s_openapi::api::core::v1::Node;
 use minik_client::{Api, ApiExt, HttpApi, ListParams};
+use minik_node::logs::LogLimits;
 use minik_node::pod::Backoff;
 use minik_node::probe::{Checker, FakeChecker, HostChecker};
-use minik_node::runtime::{FakeRuntime, ProcessRuntime, Runtime};
+use minik_node::runtime::{FakeRuntime, ProcessOptions, ProcessRuntime, Runtime};
 use minik_node::AgentConfig;
 use tokio::sync::watch;
 
@@ -160,7 +161,20 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
         let (runtime, checker): (Arc<dyn Runtime>, Arc<dyn Checker>) = match args.runtime.as_str() {
             "fake" => (Arc::new(FakeRuntime::new()), Arc::new(FakeChecker)),
-            _ => (Arc::new(ProcessRuntime::new()), Arc::new(HostChecker)),
+            _ => {
+                // State under the node's data dir, as `minik node` keeps it: a `minik up` that
+                // was killed finds and adopts (or stops) its pods' processes when restarted.
+                let state_dir = config.data_dir.join("containers");
+                let runtime = ProcessRuntime::open(ProcessOptions {
+                    state_dir: state_dir.clone(),
+                    logs: LogLimits::default(),
+                    memory_limits: true,
+                })
+                .with_context(|| {
+                    format!("cannot open the runtime state in {}", state_dir.display())
+                })?;
+                (Arc::new(runtime), Arc::new(HostChecker))
+            }
         };
         agents.push(tokio::spawn(minik_node::run(
             api.clone(),

@@ -238,16 +238,16 @@ async fn probes_example_restarts_the_container_when_liveness_fails() {
     )
     .await
     .unwrap();
-    let unhealthy = items(&events)
-        .into_iter()
-        .find(|e| e["reason"] == "Unhealthy")
-        .unwrap_or_else(|| panic!("no Unhealthy event: {events}"));
+    let liveness = items(&events).into_iter().find(|e| {
+        e["reason"] == "Unhealthy"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("Liveness probe failed"))
+    });
+    assert!(liveness.is_some(), "no Unhealthy liveness event: {events}");
     assert!(
-        unhealthy["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("Liveness probe failed"),
-        "{unhealthy}"
+        items(&events).iter().any(|e| e["reason"] == "Killing"),
+        "no Killing event: {events}"
     );
 }
 

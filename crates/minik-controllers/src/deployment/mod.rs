@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 
 use crate::executor::Executor;
 use crate::kinds::{self, controller_ref, key_of, Kind};
-use crate::machinery::{Caches, Informers, Queue};
+use crate::machinery::{run_controller, Caches, Informers, Queue};
 use crate::pods;
 use crate::Config;
 
@@ -52,19 +52,17 @@ pub(crate) fn controller(
         tasks.spawn(watch_deployments(deployments, ctx.clone()));
         tasks.spawn(watch_replica_sets(replica_sets, ctx.clone()));
         tasks.spawn(watch_pods(pods, ctx.clone()));
-        ctx.caches.wait_synced().await;
-        enqueue_all(&ctx);
-        let sync_ctx = ctx.clone();
-        let queue = ctx.queue.clone();
-        tasks.spawn(async move {
-            queue
-                .run_workers("deployment", workers, move |key| {
-                    let ctx = sync_ctx.clone();
-                    async move { sync(&ctx, &key).await }
-                })
-                .await
-        });
-        while tasks.join_next().await.is_some() {}
+        run_controller(
+            "deployment",
+            workers,
+            tasks,
+            &ctx.caches,
+            &ctx.queue,
+            ctx.clone(),
+            enqueue_all,
+            |ctx, key: String| async move { sync(&ctx, &key).await },
+        )
+        .await;
     }
 }
 

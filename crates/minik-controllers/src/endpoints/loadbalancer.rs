@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use tokio::task::JoinSet;
 
 use crate::kinds::key_of;
-use crate::machinery::{Caches, Informers, Queue};
+use crate::machinery::{run_controller, Caches, Informers, Queue};
 use crate::Config;
 
 /// The ingress a Service should report, given the nodes: one `{ip, ipMode: VIP}` per distinct
@@ -86,19 +86,17 @@ pub(crate) fn controller(
         let mut tasks = JoinSet::new();
         tasks.spawn(watch_services(services, ctx.clone()));
         tasks.spawn(watch_nodes(nodes, ctx.clone()));
-        ctx.caches.wait_synced().await;
-        enqueue_all(&ctx);
-        let sync_ctx = ctx.clone();
-        let queue = ctx.queue.clone();
-        tasks.spawn(async move {
-            queue
-                .run_workers("service-lb", 1, move |key: String| {
-                    let ctx = sync_ctx.clone();
-                    async move { sync(&ctx, &key).await }
-                })
-                .await
-        });
-        while tasks.join_next().await.is_some() {}
+        run_controller(
+            "service-lb",
+            1,
+            tasks,
+            &ctx.caches,
+            &ctx.queue,
+            ctx.clone(),
+            enqueue_all,
+            |ctx, key: String| async move { sync(&ctx, &key).await },
+        )
+        .await;
     }
 }
 

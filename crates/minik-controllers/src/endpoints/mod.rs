@@ -27,7 +27,7 @@ use tokio::task::JoinSet;
 
 use crate::executor::Executor;
 use crate::kinds::key_of;
-use crate::machinery::{Caches, Informers, Queue};
+use crate::machinery::{run_controller, Caches, Informers, Queue};
 use crate::Config;
 
 use reconcile::Plan;
@@ -61,19 +61,17 @@ pub(crate) fn controller(
         tasks.spawn(watch_services(services, ctx.clone()));
         tasks.spawn(watch_pods(pods, ctx.clone()));
         tasks.spawn(watch_endpoints(endpoints, ctx.clone()));
-        ctx.caches.wait_synced().await;
-        enqueue_all(&ctx);
-        let sync_ctx = ctx.clone();
-        let queue = ctx.queue.clone();
-        tasks.spawn(async move {
-            queue
-                .run_workers("endpoints", workers, move |key: String| {
-                    let ctx = sync_ctx.clone();
-                    async move { sync(&ctx, &key).await }
-                })
-                .await
-        });
-        while tasks.join_next().await.is_some() {}
+        run_controller(
+            "endpoints",
+            workers,
+            tasks,
+            &ctx.caches,
+            &ctx.queue,
+            ctx.clone(),
+            enqueue_all,
+            |ctx, key: String| async move { sync(&ctx, &key).await },
+        )
+        .await;
     }
 }
 

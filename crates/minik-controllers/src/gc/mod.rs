@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 
 use crate::executor::Executor;
 use crate::kinds::{self, has_finalizer, is_deleting, key_of, owner_refs, Kind};
-use crate::machinery::{Caches, Informers, Queue};
+use crate::machinery::{run_controller, Caches, Informers, Queue};
 use crate::Config;
 
 pub(crate) use reconcile::{reconcile, Item, OwnerState, FOREGROUND, ORPHAN};
@@ -57,21 +57,21 @@ pub(crate) fn controller(
             ctx.clone(),
         ));
         tasks.spawn(watch(Kind::Deployment, deployments, ctx.clone()));
-        ctx.caches.wait_synced().await;
-        for kind in Kind::WATCHED {
-            enqueue_all(&ctx, kind);
-        }
-        let sync_ctx = ctx.clone();
-        let queue = ctx.queue.clone();
-        tasks.spawn(async move {
-            queue
-                .run_workers("garbage-collector", workers, move |key: Key| {
-                    let ctx = sync_ctx.clone();
-                    async move { sync(&ctx, &key).await }
-                })
-                .await
-        });
-        while tasks.join_next().await.is_some() {}
+        run_controller(
+            "garbage-collector",
+            workers,
+            tasks,
+            &ctx.caches,
+            &ctx.queue,
+            ctx.clone(),
+            |ctx| {
+                Kind::WATCHED
+                    .into_iter()
+                    .for_each(|kind| enqueue_all(ctx, kind))
+            },
+            |ctx, key: Key| async move { sync(&ctx, &key).await },
+        )
+        .await;
     }
 }
 

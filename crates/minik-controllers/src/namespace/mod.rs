@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 
 use crate::executor::Executor;
 use crate::kinds::{self, is_deleting};
-use crate::machinery::{Caches, Informers, Queue};
+use crate::machinery::{run_controller, Caches, Informers, Queue};
 use crate::Config;
 
 /// How soon a namespace still holding objects (pods finishing their grace period) is looked at
@@ -44,20 +44,23 @@ pub(crate) fn controller(
     async move {
         let mut tasks = JoinSet::new();
         tasks.spawn(watch(changes, queue.clone(), ctx.clone()));
-        ctx.caches.wait_synced().await;
-        for ns in ctx.caches.namespaces.list() {
-            queue.add(kinds::name(&ns.metadata).to_owned());
-        }
-        let sync_ctx = ctx.clone();
-        tasks.spawn(async move {
-            queue
-                .run_workers("namespace", workers, move |key| {
-                    let ctx = sync_ctx.clone();
-                    async move { sync(&ctx, &key).await }
-                })
-                .await
-        });
-        while tasks.join_next().await.is_some() {}
+        run_controller(
+            "namespace",
+            workers,
+            tasks,
+            &ctx.caches,
+            &queue,
+            ctx.clone(),
+            |ctx| {
+                ctx.caches
+                    .namespaces
+                    .list()
+                    .iter()
+                    .for_each(|ns| queue.add(kinds::name(&ns.metadata).to_owned()))
+            },
+            |ctx, key: String| async move { sync(&ctx, &key).await },
+        )
+        .await;
     }
 }
 

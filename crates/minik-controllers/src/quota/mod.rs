@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 
 use crate::executor::Executor;
 use crate::kinds::{self, key_of};
-use crate::machinery::{Caches, Informers, Queue};
+use crate::machinery::{run_controller, Caches, Informers, Queue};
 use crate::Config;
 
 struct Context {
@@ -51,18 +51,17 @@ pub(crate) fn controller(
         tasks.spawn(watch_used(pod_changes, queue.clone(), ctx.clone()));
         tasks.spawn(watch_used(service_changes, queue.clone(), ctx.clone()));
         tasks.spawn(watch_used(rc_changes, queue.clone(), ctx.clone()));
-        ctx.caches.wait_synced().await;
-        all(&ctx.caches.resource_quotas, &queue);
-        let sync_ctx = ctx.clone();
-        tasks.spawn(async move {
-            queue
-                .run_workers("resourcequota", workers, move |key| {
-                    let ctx = sync_ctx.clone();
-                    async move { sync(&ctx, &key).await }
-                })
-                .await
-        });
-        while tasks.join_next().await.is_some() {}
+        run_controller(
+            "resourcequota",
+            workers,
+            tasks,
+            &ctx.caches,
+            &queue,
+            ctx.clone(),
+            |ctx| all(&ctx.caches.resource_quotas, &queue),
+            |ctx, key: String| async move { sync(&ctx, &key).await },
+        )
+        .await;
     }
 }
 

@@ -8,6 +8,13 @@
 //! Listeners set `SO_REUSEPORT`: several agents on one host (as `minik up` runs them) all
 //! listen on the same ClusterIP address and the kernel spreads connections over them.
 //!
+//! The bytes do not go through the agent's runtime. A small data plane of threads, each with
+//! a single-threaded tokio runtime of its own, carries them: every thread has its own
+//! listening socket for each frontend (`SO_REUSEPORT` again), so a connection is accepted,
+//! dialled and copied on one thread from start to end, with no cross-thread wake-ups, no work
+//! stealing, and no contention with the agent's informers and pod work. Measured with
+//! `minik-bench proxy` (see `docs/benchmarks.md`).
+//!
 //! This module also gives the agent what Services mean for pods: their environment variables
 //! ([`Services::env_for`]), the `minik.io/host-ports` annotation ([`publish_host_ports`]), and
 //! where a port-forward of a pod on this node goes ([`Services`] as a
@@ -18,7 +25,7 @@ mod table;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use minik_api::k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
@@ -211,16 +218,88 @@ impl Pool {
     }
 }
 
+/// The threads that carry proxied bytes, shared by every agent of the process and alive as
+/// long as it is: each runs a single-threaded runtime that is otherwise idle.
+struct DataPlane {
+    workers: Vec<tokio::runtime::Handle>,
+}
+
+/// How many data-plane threads: one per core, at most [`MAX_DATA_THREADS`].
+const MAX_DATA_THREADS: usize = 4;
+
+impl DataPlane {
+    /// The process's data plane, started on first use. Without it (a thread or runtime that
+    /// cannot be made) the proxy runs on the caller's runtime.
+    fn get() -> &'static [tokio::runtime::Handle] {
+        static PLANE: OnceLock<DataPlane> = OnceLock::new();
+        &PLANE.get_or_init(DataPlane::start).workers
+    }
+
+    fn start() -> DataPlane {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_DATA_THREADS);
+        let mut workers = Vec::new();
+        for i in 0..threads {
+            match DataPlane::worker(i) {
+                Ok(handle) => workers.push(handle),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start a proxy thread");
+                    break;
+                }
+            }
+        }
+        DataPlane { workers }
+    }
+
+    fn worker(i: usize) -> std::io::Result<tokio::runtime::Handle> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        std::thread::Builder::new()
+            .name(format!("minik-proxy-{i}"))
+            .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
+        Ok(handle)
+    }
+}
+
+/// Listens on `addr` on every data-plane thread (or, without one, on the current runtime),
+/// each thread with its own socket, accepting into `pool`'s endpoints.
+fn serve(addr: SocketAddr, pool: &Arc<Pool>) -> std::io::Result<Vec<JoinHandle<()>>> {
+    let workers = DataPlane::get();
+    if workers.is_empty() {
+        return Ok(vec![tokio::spawn(accept(listen(addr)?, pool.clone()))]);
+    }
+    let mut tasks = Vec::with_capacity(workers.len());
+    for worker in workers {
+        // The socket registers with the reactor of the runtime entered here.
+        let listener = {
+            let _runtime = worker.enter();
+            listen(addr)
+        };
+        match listener {
+            Ok(listener) => tasks.push(worker.spawn(accept(listener, pool.clone()))),
+            Err(e) => {
+                tasks.iter().for_each(JoinHandle::abort);
+                return Err(e);
+            }
+        }
+    }
+    Ok(tasks)
+}
+
 struct Listening {
     service: String,
     pool: Arc<Pool>,
-    task: JoinHandle<()>,
+    /// One accept loop per data-plane thread.
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Drop for Listening {
     fn drop(&mut self) {
-        // Closing the listener; connections it handed out run in their own tasks.
-        self.task.abort();
+        // Closing the listeners; connections they handed out run in their own tasks.
+        self.tasks.iter().for_each(JoinHandle::abort);
     }
 }
 
@@ -271,19 +350,18 @@ impl Run {
                 l.pool.set(frontend.backends);
                 continue;
             }
-            match listen(addr) {
-                Ok(listener) => {
+            let pool = Arc::new(Pool::default());
+            pool.set(frontend.backends);
+            match serve(addr, &pool) {
+                Ok(tasks) => {
                     tracing::info!(address = %addr, service = %frontend.service, port = %frontend.port, "proxying");
                     self.failed.remove(&addr);
-                    let pool = Arc::new(Pool::default());
-                    pool.set(frontend.backends);
-                    let task = tokio::spawn(accept(listener, pool.clone()));
                     self.listening.insert(
                         addr,
                         Listening {
                             service: frontend.service,
                             pool,
-                            task,
+                            tasks,
                         },
                     );
                 }
@@ -445,5 +523,44 @@ mod tests {
         let task = tokio::spawn(accept(second, pool));
         assert_eq!(hello(addr).await.as_deref(), Some("b"));
         task.abort();
+    }
+
+    #[tokio::test]
+    async fn data_plane_serves_a_frontend_and_closing_it_keeps_open_connections() {
+        let (a, _ta) = named_server("a").await;
+        // Holds a free port while the data plane binds it too.
+        let holder = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = holder.local_addr().unwrap();
+        let pool = Arc::new(Pool::default());
+        pool.set(vec![a]);
+        let tasks = serve(addr, &pool).expect("every data-plane thread listens");
+        drop(holder);
+        assert_eq!(tasks.len(), DataPlane::get().len().max(1));
+        // Enough connections that SO_REUSEPORT hands some to each thread.
+        for _ in 0..16 {
+            assert_eq!(hello(addr).await.as_deref(), Some("a"));
+        }
+
+        let mut open = TcpStream::connect(addr).await.unwrap();
+        let mut first = [0u8; 1];
+        open.read_exact(&mut first).await.unwrap();
+        drop(Listening {
+            service: "default/web".into(),
+            pool,
+            tasks,
+        });
+        // The accept loops end on their own threads; then the address refuses.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(addr).await.is_ok() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "still listening on {addr}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        open.write_all(b"ping").await.unwrap();
+        let mut echo = [0u8; 4];
+        open.read_exact(&mut echo).await.unwrap();
+        assert_eq!(&echo, b"ping");
     }
 }

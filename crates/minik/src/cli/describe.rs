@@ -9,8 +9,7 @@ use minik_client::{Api, ListParams};
 use serde_json::Value;
 
 use super::printers::{
-    arr, event_time, labels_string, n, node_roles, or_none, pod_summary, s, selector_string,
-    string_map,
+    arr, event_time, labels_string, n, node_roles, or_none, pod_summary, s, selector_of, string_map,
 };
 use super::tabwriter::align;
 use super::time::{age, parse_rfc3339, rfc1123};
@@ -139,7 +138,7 @@ async fn events_of(client: &Client, info: &ResourceInfo, object: &Value) -> Vec<
         let event_uid = s(e, "/involvedObject/uid");
         event_uid.is_empty() || event_uid == uid
     });
-    items.sort_by_key(|e| event_time(e).and_then(parse_rfc3339));
+    items.sort_by_key(|e| parse_rfc3339(event_time(e)));
     items
 }
 
@@ -245,7 +244,7 @@ fn pod(w: &mut String, pod: &Value, now: i64) {
         let _ = writeln!(
             w,
             "Status:\tTerminating (lasts {})",
-            age(Some(s(pod, "/metadata/deletionTimestamp")), now)
+            age(s(pod, "/metadata/deletionTimestamp"), now)
         );
     } else {
         let phase = s(pod, "/status/phase");
@@ -316,7 +315,7 @@ fn pod(w: &mut String, pod: &Value, now: i64) {
         }
     }
     let node_selector = labels_string(pod.pointer("/spec/nodeSelector"));
-    let _ = writeln!(w, "Node-Selectors:\t{}", or_none(node_selector));
+    let _ = writeln!(w, "Node-Selectors:\t{}", or_none(&node_selector));
     list_lines(w, "Tolerations", &tolerations(pod));
 }
 
@@ -503,16 +502,6 @@ fn container(w: &mut String, indent: &str, c: &Value, status: Option<&Value>) {
     }
 }
 
-fn selector_of(obj: &Value) -> String {
-    match obj.pointer("/spec/selector/matchLabels") {
-        Some(m) => selector_string(obj.pointer("/spec/selector"), m),
-        None if obj.pointer("/spec/selector/matchExpressions").is_some() => {
-            selector_string(obj.pointer("/spec/selector"), &Value::Null)
-        }
-        None => labels_string(obj.pointer("/spec/selector")),
-    }
-}
-
 fn creation_timestamp(w: &mut String, obj: &Value) {
     if let Some(t) = obj
         .pointer("/metadata/creationTimestamp")
@@ -547,7 +536,7 @@ fn replica_sets_line(sets: &[&Value]) -> String {
             )
         })
         .collect();
-    or_none(names.join(", "))
+    or_none(&names.join(", "))
 }
 
 /// A template without the `pod-template-hash` label, to find a Deployment's current ReplicaSet.
@@ -570,7 +559,7 @@ fn deployment(w: &mut String, obj: &Value, replica_sets: &[Value]) {
     creation_timestamp(w, obj);
     map_lines(w, "Labels", obj.pointer("/metadata/labels"));
     map_lines(w, "Annotations", obj.pointer("/metadata/annotations"));
-    let _ = writeln!(w, "Selector:\t{}", or_none(selector_of(obj)));
+    let _ = writeln!(w, "Selector:\t{}", or_none(&selector_of(obj)));
     let desired = obj
         .pointer("/spec/replicas")
         .and_then(Value::as_i64)
@@ -620,7 +609,7 @@ fn deployment(w: &mut String, obj: &Value, replica_sets: &[Value]) {
 
 /// kubectl's `DescribeReplicaSet` (and `DescribeReplicationController`).
 fn replica_set(w: &mut String, obj: &Value, pods: &[Value]) {
-    let _ = writeln!(w, "Selector:\t{}", or_none(selector_of(obj)));
+    let _ = writeln!(w, "Selector:\t{}", or_none(&selector_of(obj)));
     map_lines(w, "Labels", obj.pointer("/metadata/labels"));
     map_lines(w, "Annotations", obj.pointer("/metadata/annotations"));
     if let Some(owner) = arr(obj, "/metadata/ownerReferences")
@@ -770,10 +759,10 @@ fn service(w: &mut String, svc: &Value) {
     let _ = writeln!(
         w,
         "Selector:\t{}",
-        or_none(labels_string(svc.pointer("/spec/selector")))
+        or_none(&labels_string(svc.pointer("/spec/selector")))
     );
     let _ = writeln!(w, "Type:\t{}", s(svc, "/spec/type"));
-    let _ = writeln!(w, "IP:\t{}", or_none(s(svc, "/spec/clusterIP").to_owned()));
+    let _ = writeln!(w, "IP:\t{}", or_none(s(svc, "/spec/clusterIP")));
     for p in arr(svc, "/spec/ports") {
         let name = if s(p, "/name").is_empty() {
             "<unset>"
@@ -815,7 +804,7 @@ fn events_section(w: &mut String, events: &[Value], now: i64) {
             .and_then(Value::as_str)
             .filter(|t| !t.is_empty());
         let when = match first {
-            Some(first) if count > 1 => format!("{last} (x{count} over {})", age(Some(first), now)),
+            Some(first) if count > 1 => format!("{last} (x{count} over {})", age(first, now)),
             _ => last,
         };
         let source = s(e, "/source/component");

@@ -8,8 +8,7 @@ use futures::StreamExt;
 use minik_client::{Api, ListParams};
 use serde_json::Value;
 
-use super::printers::{labels_string, selector_string};
-use super::{fail, resource, CliError, CliResult, Client, ClientFlags};
+use super::{fail, pick, resource, CliError, CliResult, Client, ClientFlags};
 
 /// The annotation that names the container `logs` (and kubectl's exec) use by default.
 const DEFAULT_CONTAINER: &str = "kubectl.kubernetes.io/default-container";
@@ -139,99 +138,17 @@ fn containers_of(pod: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The selector of a workload or Service, as a label selector string.
-fn selector_of(obj: &Value) -> String {
-    match obj.pointer("/spec/selector/matchLabels") {
-        Some(m) => selector_string(obj.pointer("/spec/selector"), m),
-        None => match obj.pointer("/spec/selector/matchExpressions") {
-            Some(_) => selector_string(obj.pointer("/spec/selector"), &Value::Null),
-            // ReplicationControllers and Services have a plain map.
-            None => labels_string(obj.pointer("/spec/selector")),
-        },
-    }
-}
-
-/// How kubectl ranks the pods of a workload to pick one: running and ready first, then the
-/// ones created earliest (kubectl's `ActivePods` order, simplified to what minik reports).
-fn pod_rank(pod: &Value) -> (u8, String, String) {
-    let phase = pod
-        .pointer("/status/phase")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let ready = pod
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|cs| {
-            cs.iter().any(|c| {
-                c.get("type").and_then(Value::as_str) == Some("Ready")
-                    && c.get("status").and_then(Value::as_str) == Some("True")
-            })
-        });
-    let rank = match (phase, ready) {
-        ("Running", true) => 0,
-        ("Running", false) => 1,
-        ("Pending", _) => 2,
-        _ => 3,
-    };
-    let created = pod
-        .pointer("/metadata/creationTimestamp")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    (rank, created, name_of(pod).to_owned())
-}
-
 /// The pods a target names: itself, or the pod kubectl would pick from a workload.
 async fn pods_of_target(client: &Client, target: &str) -> CliResult<Vec<Value>> {
-    let pods = resource("pods")?;
-    let ns = client.ns_for(pods);
-    let (kind, name) = match target.split_once('/') {
-        Some((kind, name)) => (resource(kind)?, name),
-        None => (pods, target),
-    };
-    if name.is_empty() {
-        return Err(if target.contains('/') {
-            fail!("arguments in resource/name form must have a single resource and name")
-        } else {
-            fail!("expected POD, TYPE/NAME or -l selector: the pod name is empty")
-        });
+    let picked = pick::pod_of_target(client, target, "get the logs of").await?;
+    if picked.matched > 1 {
+        eprintln!(
+            "Found {} pods, using pod/{}",
+            picked.matched,
+            name_of(&picked.pod)
+        );
     }
-    if kind.kind == "Pod" {
-        return Ok(vec![client.api.get(pods, ns, name).await?]);
-    }
-    if !matches!(
-        kind.kind,
-        "Deployment" | "ReplicaSet" | "ReplicationController" | "Service"
-    ) {
-        return Err(fail!(
-            "cannot get the logs of a {}: name a pod, deployment, replica set, replication controller or service",
-            kind.singular
-        ));
-    }
-    let owner = client.api.get(kind, client.ns_for(kind), name).await?;
-    let selector = selector_of(&owner);
-    if selector.is_empty() {
-        return Err(fail!(
-            "{}/{name} has no selector, so it has no pods to show the logs of",
-            super::qualified_singular(kind)
-        ));
-    }
-    let mut list = client
-        .api
-        .list(pods, ns, &ListParams::labels(selector))
-        .await?
-        .items;
-    list.sort_by_key(pod_rank);
-    let Some(first) = list.first().cloned() else {
-        return Err(fail!(
-            "no pods found for {}/{name}",
-            super::qualified_singular(kind)
-        ));
-    };
-    if list.len() > 1 {
-        eprintln!("Found {} pods, using pod/{}", list.len(), name_of(&first));
-    }
-    Ok(vec![first])
+    Ok(vec![picked.pod])
 }
 
 /// The container logs to print for the chosen pods.
@@ -441,13 +358,5 @@ mod tests {
             String::from_utf8_lossy(&out),
             "[p] one\n[p] two\n[p] three\n"
         );
-    }
-
-    #[test]
-    fn workload_selectors_become_label_selectors() {
-        let deploy = serde_json::json!({"spec": {"selector": {"matchLabels": {"app": "web"}, "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}]}}});
-        assert_eq!(selector_of(&deploy), "app=web,tier in (a,b)");
-        let svc = serde_json::json!({"spec": {"selector": {"app": "web", "x": "y"}}});
-        assert_eq!(selector_of(&svc), "app=web,x=y");
     }
 }

@@ -13,6 +13,7 @@ mod logs;
 mod manifest;
 mod misc;
 mod nodes;
+mod pick;
 mod port_forward;
 mod printers;
 mod rollout;

@@ -6,12 +6,11 @@
 
 use std::net::SocketAddr;
 
-use minik_client::{Api, ListParams};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{fail, resource, CliResult, Client, ClientFlags};
+use super::{fail, pick, CliResult, Client, ClientFlags};
 
 /// The `Upgrade` token of minik's raw tunnel.
 const PROTOCOL: &str = "minik-portforward";
@@ -72,71 +71,6 @@ fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
         .unwrap_or_default()
 }
 
-fn selector_query(object: &Value) -> String {
-    let selector = object
-        .pointer("/spec/selector/matchLabels")
-        .or_else(|| object.pointer("/spec/selector"))
-        .and_then(Value::as_object);
-    selector
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}")))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default()
-}
-
-/// The pod a target names, and the Service (for `svc/`) whose ports are to be translated.
-async fn pod_of(client: &Client, target: &str) -> CliResult<(Value, Option<Value>)> {
-    let pods = resource("pods")?;
-    let ns = client.ns_for(pods);
-    let (kind, name) = match target.split_once('/') {
-        Some((kind, name)) => (resource(kind)?, name),
-        None => (pods, target),
-    };
-    if kind.kind == "Pod" {
-        return Ok((client.api.get(pods, ns, name).await?, None));
-    }
-    if !matches!(
-        kind.kind,
-        "Deployment" | "ReplicaSet" | "ReplicationController" | "Service"
-    ) {
-        return Err(fail!(
-            "cannot forward to a {}: name a pod, deployment, replica set, replication controller or service",
-            kind.singular
-        ));
-    }
-    let owner = client.api.get(kind, client.ns_for(kind), name).await?;
-    let selector = selector_query(&owner);
-    if selector.is_empty() {
-        return Err(fail!(
-            "{}/{name} has no selector, so it has no pods to forward to",
-            super::qualified_singular(kind)
-        ));
-    }
-    let mut list = client
-        .api
-        .list(pods, ns, &ListParams::labels(selector))
-        .await?
-        .items;
-    // Running pods first, then the oldest, as kubectl's choice.
-    list.sort_by_key(|p| {
-        (
-            str_at(p, "/status/phase") != "Running",
-            str_at(p, "/metadata/creationTimestamp").to_owned(),
-            str_at(p, "/metadata/name").to_owned(),
-        )
-    });
-    let pod = list.into_iter().next().ok_or_else(|| {
-        fail!(
-            "no pods found for {}/{name}",
-            super::qualified_singular(kind)
-        )
-    })?;
-    Ok((pod, (kind.kind == "Service").then_some(owner)))
-}
-
 /// kubectl's translation of a Service port into the pod's port: the `targetPort` of the Service
 /// port numbered `port`, resolved by name among the pod's container ports.
 fn service_target(service: &Value, pod: &Value, port: u16) -> CliResult<u16> {
@@ -181,7 +115,9 @@ pub async fn run(args: PortForwardArgs) -> CliResult {
         .iter()
         .map(|p| parse_pair(p))
         .collect::<CliResult<Vec<_>>>()?;
-    let (pod, service) = pod_of(&client, &args.target).await?;
+    let picked = pick::pod_of_target(&client, &args.target, "forward to").await?;
+    let service = picked.owner.filter(|_| picked.kind.kind == "Service");
+    let pod = picked.pod;
     let phase = str_at(&pod, "/status/phase");
     if phase != "Running" {
         return Err(fail!(

@@ -1,0 +1,83 @@
+//! Reaching a pod's node agent, for the pod subresources the API server passes on to it (`log`,
+//! `portforward`), as Kubernetes' API server reaches the kubelet.
+
+use minik_api::resources;
+use minik_api::ApiError;
+use serde_json::Value;
+
+use crate::ApiServer;
+
+fn stored(bytes: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::Internal(format!("a stored object is not JSON: {e}")))
+}
+
+/// The stored pod `ns/name` (404 when there is none).
+pub(crate) async fn pod(server: &ApiServer, ns: &str, name: &str) -> Result<Value, ApiError> {
+    let pods = resources::by_plural("", "v1", "pods")
+        .ok_or_else(|| ApiError::Internal("pods are not served".into()))?;
+    stored(&server.registry.get(pods, Some(ns), name).await?.value)
+}
+
+/// The agent of a pod's node.
+pub(crate) struct PodAgent {
+    pub node: String,
+    /// `host:port` (an IPv6 host in brackets).
+    pub address: String,
+}
+
+impl PodAgent {
+    /// The agent's URL for `path` (which starts with `/`).
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// The error for a request the agent did not answer.
+    pub fn unreachable(&self, e: impl std::fmt::Display) -> ApiError {
+        ApiError::ServiceUnavailable(format!(
+            "cannot reach the agent of node {} at {}: {e}",
+            self.node, self.address
+        ))
+    }
+}
+
+/// The agent of the node that pod `name` is bound to. A pod not bound yet is a bad request; a
+/// node that reports no address or agent endpoint is unavailable.
+pub(crate) async fn pod_agent(
+    server: &ApiServer,
+    pod: &Value,
+    name: &str,
+) -> Result<PodAgent, ApiError> {
+    let node_name = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::BadRequest(format!("pod {name} does not have a host assigned")))?;
+    let nodes = resources::by_plural("", "v1", "nodes")
+        .ok_or_else(|| ApiError::Internal("nodes are not served".into()))?;
+    let node = stored(&server.registry.get(nodes, None, node_name).await?.value)?;
+    let address = node
+        .pointer("/status/addresses")
+        .and_then(Value::as_array)
+        .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
+        .and_then(|a| a["address"].as_str())
+        .ok_or_else(|| {
+            ApiError::ServiceUnavailable(format!("node {node_name} has no InternalIP address"))
+        })?;
+    let port = node
+        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
+        .and_then(Value::as_u64)
+        .filter(|p| *p > 0)
+        .ok_or_else(|| {
+            ApiError::ServiceUnavailable(format!("node {node_name} reports no agent endpoint"))
+        })?;
+    let host = if address.contains(':') {
+        format!("[{address}]")
+    } else {
+        address.to_owned()
+    };
+    Ok(PodAgent {
+        node: node_name.to_owned(),
+        address: format!("{host}:{port}"),
+    })
+}
