@@ -74,7 +74,8 @@ pub fn parse_document(text: &[u8]) -> Result<Value, DecodeError> {
             }
             let text = std::str::from_utf8(text)
                 .map_err(|e| DecodeError::Syntax(format!("not UTF-8: {e}")))?;
-            serde_yaml::from_str::<Value>(text).map_err(|e| DecodeError::Syntax(e.to_string()))
+            let budget = Budget::for_text(text);
+            budget.value(serde_yaml::Deserializer::from_str(text))
         }
     }
 }
@@ -82,14 +83,157 @@ pub fn parse_document(text: &[u8]) -> Result<Value, DecodeError> {
 /// Splits YAML (or JSON) text into its documents, skipping empty ones.
 pub fn parse_documents(text: &str) -> Result<Vec<Value>, (usize, DecodeError)> {
     let mut docs = Vec::new();
+    let budget = Budget::for_text(text);
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value: Value = serde::Deserialize::deserialize(doc)
-            .map_err(|e| (i + 1, DecodeError::Syntax(e.to_string())))?;
+        let value = budget.value(doc).map_err(|e| (i + 1, e))?;
         if !value.is_null() {
             docs.push(value);
         }
     }
     Ok(docs)
+}
+
+/// How much a YAML text may decode to: a node counts one, a string or key its length too. Plain
+/// YAML decodes to less than twice its own length by that count, so only aliases, which replay an
+/// anchored node wherever they appear, can go beyond; the budget refuses a document whose aliases
+/// multiply it (a "billion laughs"), quickly and before the memory is spent, as Kubernetes'
+/// YAML decoder refuses excessive aliasing. serde_yaml's own recursion limit (128 levels) bounds
+/// the depth.
+struct Budget {
+    left: std::cell::Cell<usize>,
+    limit: usize,
+}
+
+impl Budget {
+    /// Four times the text's length, and a little more for small texts.
+    fn for_text(text: &str) -> Budget {
+        let limit = text.len().saturating_mul(4).saturating_add(4096);
+        Budget {
+            left: std::cell::Cell::new(limit),
+            limit,
+        }
+    }
+
+    fn spend<E: serde::de::Error>(&self, amount: usize) -> Result<(), E> {
+        match self.left.get().checked_sub(amount) {
+            Some(left) => {
+                self.left.set(left);
+                Ok(())
+            }
+            None => Err(E::custom(format!(
+                "YAML aliases expand the document beyond {} values and characters (four times \
+                 its size); refusing it",
+                self.limit
+            ))),
+        }
+    }
+
+    /// Decodes one document into a JSON value within the budget.
+    fn value<'de, D: serde::Deserializer<'de>>(&self, document: D) -> Result<Value, DecodeError>
+    where
+        D::Error: fmt::Display,
+    {
+        serde::de::DeserializeSeed::deserialize(Node(self), document)
+            .map_err(|e| DecodeError::Syntax(e.to_string()))
+    }
+}
+
+/// A [`Value`] decoded while spending from a [`Budget`].
+struct Node<'a>(&'a Budget);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Node<'_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Node<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Value, E> {
+        self.0.spend(1)?;
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Value, E> {
+        self.0.spend(1)?;
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Value, E> {
+        self.0.spend(1)?;
+        Ok(Value::from(v))
+    }
+
+    fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<Value, E> {
+        match (i64::try_from(v), u64::try_from(v)) {
+            (Ok(v), _) => self.visit_i64(v),
+            (_, Ok(v)) => self.visit_u64(v),
+            _ => Err(E::custom(format!("number {v} is out of range"))),
+        }
+    }
+
+    fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<Value, E> {
+        match u64::try_from(v) {
+            Ok(v) => self.visit_u64(v),
+            Err(_) => Err(E::custom(format!("number {v} is out of range"))),
+        }
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        self.0.spend(1)?;
+        // As serde_json's own Value: no JSON number for NaN or infinity.
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Value, E> {
+        self.0.spend(1 + v.len())?;
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Value, E> {
+        self.0.spend(1 + v.len())?;
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
+        self.0.spend(1)?;
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Value, E> {
+        self.visit_unit()
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        self.0.spend(1)?;
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(Node(self.0))? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        self.0.spend(1)?;
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            self.0.spend(1 + key.len())?;
+            let value = map.next_value_seed(Node(self.0))?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
 }
 
 #[derive(Default)]
@@ -204,5 +348,73 @@ mod tests {
         assert_eq!(parse_document(b"{\"a\": 1}").unwrap(), json!({"a": 1}));
         assert_eq!(parse_document(b"a: 1").unwrap(), json!({"a": 1}));
         assert!(parse_document(b"{\"a\": ").is_err());
+    }
+
+    /// Ten levels of nine aliases each: 9^10 strings if expanded.
+    fn billion_laughs() -> String {
+        let mut bomb = String::from("l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for i in 1..10 {
+            let p = i - 1;
+            bomb.push_str(&format!(
+                "l{i}: &l{i} [*l{p}, *l{p}, *l{p}, *l{p}, *l{p}, *l{p}, *l{p}, *l{p}, *l{p}]\n"
+            ));
+        }
+        bomb
+    }
+
+    /// One anchor of 20,000 items aliased 20,000 times: few alias jumps (so within serde_yaml's
+    /// own repetition limit), 400 million values if expanded.
+    fn quadratic_bomb() -> String {
+        let items = vec!["1"; 20_000].join(",");
+        let aliases = vec!["*a"; 20_000].join(",");
+        format!("a: &a [{items}]\nb: [{aliases}]\n")
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_in_json_and_yaml() {
+        let json = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let flow = format!("a: {}1{}", "[".repeat(200), "]".repeat(200));
+        let block: String = (0..200)
+            .map(|i| format!("{}a:\n", "  ".repeat(i)))
+            .collect();
+        for text in [json, flow, block] {
+            let err = parse_document(text.as_bytes()).unwrap_err();
+            assert!(
+                err.to_string().contains("recursion limit exceeded"),
+                "{err}"
+            );
+            assert!(parse_documents(&text).is_err());
+        }
+        // 100 levels is deep but allowed.
+        let ok = format!("a: {}1{}", "[".repeat(100), "]".repeat(100));
+        assert!(parse_document(ok.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn alias_bombs_are_refused() {
+        for bomb in [billion_laughs(), quadratic_bomb()] {
+            let err = parse_document(bomb.as_bytes()).unwrap_err();
+            assert!(err.to_string().contains("YAML aliases expand"), "{err}");
+            let (doc, err) = parse_documents(&bomb).unwrap_err();
+            assert_eq!(doc, 1);
+            assert!(err.to_string().contains("YAML aliases expand"), "{err}");
+        }
+    }
+
+    #[test]
+    fn modest_aliases_and_plain_documents_decode_as_before() {
+        let text = "base: &base {image: nginx, ports: [80, 443]}\nweb: *base\napi: *base\n";
+        let v = parse_document(text.as_bytes()).unwrap();
+        assert_eq!(v["api"], json!({"image": "nginx", "ports": [80, 443]}));
+        let text = "a: 1\nb: -2\nc: 1.5\nd: ~\ne: [true, \"x\"]\nf: {}\ng: .nan\n18446744073709551615: big\n";
+        assert_eq!(
+            parse_document(text.as_bytes()).unwrap(),
+            serde_yaml::from_str::<Value>(text).unwrap()
+        );
+        // The densest plain YAML stays well within the budget.
+        let dense = format!("a: [{}]", vec!["a"; 100_000].join(","));
+        parse_document(dense.as_bytes()).unwrap();
+        let dense: String = "-\n".repeat(100_000);
+        parse_document(dense.as_bytes()).unwrap();
     }
 }

@@ -259,9 +259,7 @@ async fn read_body(
             "the body of the request was in an unknown format ({media}) - accepted media types include: application/json, application/yaml"
         )));
     }
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::RequestEntityTooLarge(format!("the request body is larger than {limit} bytes"))
-    })?;
+    let bytes = crate::limits::read_body(body, limit).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::BadRequest("the request body is empty".into()));
     }
@@ -555,9 +553,7 @@ async fn delete_options(
     body: Body,
     limit: usize,
 ) -> Result<DeleteOptions, ApiError> {
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::RequestEntityTooLarge(format!("the request body is larger than {limit} bytes"))
-    })?;
+    let bytes = crate::limits::read_body(body, limit).await?;
     let body: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
         Value::Null
     } else {

@@ -6,6 +6,7 @@ mod agent;
 mod discovery;
 mod events;
 mod http;
+mod limits;
 mod local;
 mod logs;
 mod openapi;
@@ -24,6 +25,7 @@ use axum::Router;
 use minik_store::Store;
 
 pub use events::{expire_events, sweep_events};
+pub use limits::serve;
 pub use minik_api::request::{DeleteOptions, Patch, PatchKind, Propagation, WriteOptions};
 pub use registry::{Deleted, Filter, ListResult, Registry, ScaleChange, Scope, SYSTEM_NAMESPACES};
 pub use watch::{WatchOptions, WatchStart};
@@ -40,6 +42,13 @@ pub struct Config {
     /// The `tolerationSeconds` pods get for their node being not-ready or unreachable when
     /// they do not tolerate it themselves (Kubernetes' `--default-unreachable-toleration-seconds`).
     pub default_toleration_seconds: i64,
+    /// How long a client may take to send a request's head, and how long a kept-alive
+    /// connection may stay idle, before it is disconnected (slow-loris).
+    pub header_read_timeout: Duration,
+    /// How long a client may take to send a request's body: 408 after.
+    pub body_read_timeout: Duration,
+    /// How many watches one client address may hold open at once (429 beyond; 0: no limit).
+    pub max_watches_per_client: usize,
 }
 
 impl Default for Config {
@@ -49,6 +58,9 @@ impl Default for Config {
             bookmark_interval: Duration::from_secs(60),
             watch_timeout: Duration::from_secs(30 * 60),
             default_toleration_seconds: minik_api::defaults::DEFAULT_TOLERATION_SECONDS,
+            header_read_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(60),
+            max_watches_per_client: 500,
         }
     }
 }
@@ -61,6 +73,8 @@ pub struct ApiServer {
     pub(crate) nodes: reqwest::Client,
     /// Turns true when the server shuts down, to end long requests such as watches.
     closing: tokio::sync::watch::Sender<bool>,
+    /// Open watches per client, for `max_watches_per_client`.
+    watches: limits::WatchCounts,
 }
 
 impl ApiServer {
@@ -76,6 +90,7 @@ impl ApiServer {
             config,
             nodes,
             closing: tokio::sync::watch::channel(false).0,
+            watches: limits::WatchCounts::default(),
         })
     }
 
@@ -106,5 +121,9 @@ pub fn app(server: Arc<ApiServer>) -> Router {
         .route("/api/{*rest}", any(http::resource_handler))
         .route("/apis/{*rest}", any(http::resource_handler))
         .fallback(discovery::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            server.clone(),
+            limits::guard,
+        ))
         .with_state(server)
 }

@@ -41,6 +41,12 @@ pub struct ServerArgs {
     /// How long events are kept after they were last seen.
     #[arg(long, default_value = "1h", value_parser = crate::cli::time::parse_duration)]
     event_ttl: Duration,
+    /// The largest request body accepted, in bytes (413 beyond; Kubernetes: 3 MiB).
+    #[arg(long, default_value_t = 3 << 20)]
+    max_request_bytes: usize,
+    /// How many watches one client address may hold open at once (429 beyond; 0: no limit).
+    #[arg(long, default_value_t = 500)]
+    max_watches_per_client: usize,
 }
 
 /// The validated settings a server runs from.
@@ -81,6 +87,10 @@ impl ServerArgs {
             self.event_ttl >= Duration::from_secs(1),
             "--event-ttl must be at least 1s"
         );
+        anyhow::ensure!(
+            self.max_request_bytes >= 1024,
+            "--max-request-bytes must be at least 1024"
+        );
         let controllers = minik_controllers::Config {
             node_monitor_grace_period: self.node_monitor_grace_period,
             // Look often enough that a short grace period is noticed soon after it passes.
@@ -99,6 +109,8 @@ impl ServerArgs {
                 // Pods tolerate their node being unreachable or not ready for the eviction
                 // timeout unless they say otherwise.
                 default_toleration_seconds: self.pod_eviction_timeout.as_secs() as i64,
+                max_body_bytes: self.max_request_bytes,
+                max_watches_per_client: self.max_watches_per_client,
                 ..Config::default()
             },
             controllers,
@@ -159,7 +171,8 @@ pub async fn serve(
         closing.close_watches();
         let _ = began_tx.send(());
     };
-    let serving = axum::serve(listener, app(server)).with_graceful_shutdown(graceful);
+    let api_config = server.config.clone();
+    let serving = minik_apiserver::serve(listener, app(server), &api_config, graceful);
     let grace_over = async {
         if began_rx.await.is_ok() {
             tokio::time::sleep(SHUTDOWN_GRACE).await;
