@@ -104,16 +104,29 @@ fn filesystem_of(path: &Path) -> Option<String> {
 /// The commit of the working directory's git tree, marked when files differ from it. Only
 /// read-only git commands are run.
 fn git_commit() -> String {
-    let run = |args: &[&str]| Command::new("git").args(args).output().ok();
+    // The tree the binary was built from (`target/release/minik-bench` lives in it), wherever
+    // the run was started.
+    let tree = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| ".".into());
+    let run = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(&tree)
+            .args(args)
+            .output()
+            .ok()
+    };
     let Some(head) = run(&["rev-parse", "HEAD"]).filter(|o| o.status.success()) else {
         return "unknown (not run inside a git tree)".into();
     };
     let head = String::from_utf8_lossy(&head.stdout).trim().to_owned();
     // `diff-index` compares without refreshing (writing) the index.
     let modified =
-        run(&["diff-index", "--quiet", "HEAD", "--"]).is_some_and(|o| !o.status.success());
-    let untracked =
-        run(&["ls-files", "--others", "--exclude-standard"]).is_some_and(|o| !o.stdout.is_empty());
+        run(&["diff-index", "--quiet", "HEAD", "--", ":/"]).is_some_and(|o| !o.status.success());
+    let untracked = run(&["ls-files", "--others", "--exclude-standard", "--", ":/"])
+        .is_some_and(|o| !o.stdout.is_empty());
     match (modified, untracked) {
         (false, false) => head,
         _ => format!("{head} + uncommitted changes"),
