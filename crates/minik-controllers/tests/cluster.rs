@@ -414,9 +414,18 @@ async fn a_silent_node_is_tainted_its_pods_evicted_and_a_returning_one_untainted
         },
     )
     .await;
-    let events = c.items("/api/v1/namespaces/default/events").await;
-    assert!(events.iter().any(|e| e["reason"] == "TaintManagerEviction"
-        && e["message"] == "Marking for deletion Pod default/short"));
+    // The event is written next to the deletion, not before it: wait for it too.
+    wait_for("the eviction event", || async {
+        let events = c.items("/api/v1/namespaces/default/events").await;
+        events
+            .iter()
+            .any(|e| {
+                e["reason"] == "TaintManagerEviction"
+                    && e["message"] == "Marking for deletion Pod default/short"
+            })
+            .then_some(())
+    })
+    .await;
     let patient = c
         .get("/api/v1/namespaces/default/pods/patient")
         .await
