@@ -216,15 +216,21 @@ async fn a_replica_set_held_back_by_quota_reports_it_and_recovers() {
         message.starts_with("pods \"web-") && message.ends_with("is forbidden: exceeded quota: pods, requested: pods=1, used: pods=1, limited: pods=1"),
         "{message}"
     );
-    let events = c.items("/api/v1/namespaces/default/events").await;
-    assert!(
-        events.iter().any(|e| e["reason"] == "FailedCreate"
-            && e["involvedObject"]["name"] == "web"
-            && e["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with("Error creating: pods"))),
-        "{events:#?}"
-    );
+    // The event and the condition are separate writes: wait for the event too.
+    wait_for("the FailedCreate event", || async {
+        let events = c.items("/api/v1/namespaces/default/events").await;
+        events
+            .iter()
+            .any(|e| {
+                e["reason"] == "FailedCreate"
+                    && e["involvedObject"]["name"] == "web"
+                    && e["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("Error creating: pods"))
+            })
+            .then_some(())
+    })
+    .await;
     assert_eq!(c.items("/api/v1/namespaces/default/pods").await.len(), 1);
 
     // Raising the quota lets the ReplicaSet finish, and the condition goes.

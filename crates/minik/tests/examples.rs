@@ -232,23 +232,28 @@ async fn probes_example_restarts_the_container_when_liveness_fails() {
     .await;
     let last = &pod["status"]["containerStatuses"][0]["lastState"]["terminated"];
     assert!(last.is_object(), "{pod}");
-    let events = get(
-        &up,
-        "/api/v1/namespaces/default/events?fieldSelector=involvedObject.name=liveness-exec",
+    // The agent sends its events from a queue, so they may trail the status: wait for them.
+    eventually(
+        "the Unhealthy (liveness) and Killing events",
+        30,
+        || async {
+            let events = get(
+                &up,
+                "/api/v1/namespaces/default/events?fieldSelector=involvedObject.name=liveness-exec",
+            )
+            .await?;
+            let events = items(&events);
+            let unhealthy = events.iter().any(|e| {
+                e["reason"] == "Unhealthy"
+                    && e["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("Liveness probe failed"))
+            });
+            let killing = events.iter().any(|e| e["reason"] == "Killing");
+            (unhealthy && killing).then_some(())
+        },
     )
-    .await
-    .unwrap();
-    let liveness = items(&events).into_iter().find(|e| {
-        e["reason"] == "Unhealthy"
-            && e["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with("Liveness probe failed"))
-    });
-    assert!(liveness.is_some(), "no Unhealthy liveness event: {events}");
-    assert!(
-        items(&events).iter().any(|e| e["reason"] == "Killing"),
-        "no Killing event: {events}"
-    );
+    .await;
 }
 
 /// GETs `http://addr/` with a fresh connection and returns the body.
