@@ -31,16 +31,7 @@ impl Client {
     }
 
     async fn get(&self, path: &str) -> Option<Value> {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .ok()?;
-        if !response.status().is_success() {
-            return None;
-        }
-        response.json().await.ok()
+        support::get_json(&self.http, &self.base, path).await
     }
 
     async fn items(&self, path: &str) -> Vec<Value> {

@@ -15,9 +15,7 @@ fn cluster(home: &tempfile::TempDir, data: &tempfile::TempDir) -> Up {
 }
 
 async fn get(up: &Up, path: &str) -> Option<Value> {
-    let response = reqwest::get(format!("{}{path}", up.base)).await.ok()?;
-    response.status().is_success().then_some(())?;
-    response.json().await.ok()
+    support::get_json(&reqwest::Client::new(), &up.base, path).await
 }
 
 fn items(list: &Value) -> Vec<Value> {

@@ -76,16 +76,7 @@ impl Cluster {
     }
 
     async fn get(&self, path: &str) -> Option<Value> {
-        let response = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .ok()?;
-        if !response.status().is_success() {
-            return None;
-        }
-        response.json().await.ok()
+        support::get_json(&self.client, &self.base, path).await
     }
 
     /// The code and Status message of a failing GET.

@@ -120,29 +120,11 @@ impl Cluster {
     }
 
     async fn get(&self, path: &str) -> Option<Value> {
-        let response = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .ok()?;
-        if !response.status().is_success() {
-            return None;
-        }
-        response.json().await.ok()
+        support::get_json(&self.client, &self.base, path).await
     }
 
     async fn text(&self, path: &str) -> Option<String> {
-        let response = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .ok()?;
-        if !response.status().is_success() {
-            return None;
-        }
-        response.text().await.ok()
+        support::get_text(&self.client, &self.base, path).await
     }
 
     async fn create(&self, pod: &Value) {

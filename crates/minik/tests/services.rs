@@ -91,16 +91,7 @@ impl Cluster {
     }
 
     async fn get(&self, path: &str) -> Option<Value> {
-        let r = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .ok()?;
-        if !r.status().is_success() {
-            return None;
-        }
-        r.json().await.ok()
+        support::get_json(&self.client, &self.base, path).await
     }
 
     async fn send(&self, method: reqwest::Method, path: &str, ct: &str, body: Value) -> Value {

@@ -242,3 +242,21 @@ impl Up {
 
 /// The client's side: a cluster to run `minik` verbs against.
 pub mod client;
+
+/// `GET base+path` decoded as JSON, or `None` if the request failed or was not a success.
+pub async fn get_json(
+    client: &reqwest::Client,
+    base: &str,
+    path: &str,
+) -> Option<serde_json::Value> {
+    let response = client.get(format!("{base}{path}")).send().await.ok()?;
+    response.status().is_success().then_some(())?;
+    response.json().await.ok()
+}
+
+/// `GET base+path` as text, or `None` if the request failed or was not a success.
+pub async fn get_text(client: &reqwest::Client, base: &str, path: &str) -> Option<String> {
+    let response = client.get(format!("{base}{path}")).send().await.ok()?;
+    response.status().is_success().then_some(())?;
+    response.text().await.ok()
+}
