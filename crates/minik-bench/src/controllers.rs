@@ -11,7 +11,7 @@
 //!   spawn of 200 `sleep` processes without minik.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
@@ -19,6 +19,7 @@ use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+use crate::agent::Agent;
 use crate::report::{self, Row, Target, Unit};
 use crate::server::Server;
 use crate::workload;
@@ -54,64 +55,10 @@ macro_rules! progress {
 }
 
 const NAMESPACE: &str = "default";
+/// How long an agent may take to stop its pods and exit.
+const AGENT_STOP: Duration = Duration::from_secs(30);
 /// Bare pods of the baseline carry this label.
 const BASELINE_LABEL: &str = "bench=baseline";
-
-/// A `minik node` child, killed (SIGKILL) and reaped when dropped if it was not stopped.
-struct Agent {
-    child: Child,
-}
-
-impl Agent {
-    fn start(
-        minik: &Path,
-        server: &str,
-        name: &str,
-        data_dir: &Path,
-        extra: &[&str],
-    ) -> anyhow::Result<Agent> {
-        let child = Command::new(minik)
-            .arg("node")
-            .args(["--server", server, "--name", name, "--port", "0"])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--heartbeat-seconds", "2"])
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("cannot start {} node", minik.display()))?;
-        Ok(Agent { child })
-    }
-
-    /// SIGTERM (the agent stops its pods' processes), then waits up to 30 s before SIGKILL.
-    fn stop(mut self) {
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
 
 struct Ctx {
     http: reqwest::Client,
@@ -225,6 +172,8 @@ async fn measure(minik: &Path, args: &ControllersArgs) -> anyhow::Result<Vec<Row
             &name,
             &scratch.path().join(&name),
             &[
+                "--heartbeat-seconds",
+                "2",
                 "--runtime",
                 "fake",
                 "--max-pods",
@@ -295,12 +244,14 @@ async fn measure(minik: &Path, args: &ControllersArgs) -> anyhow::Result<Vec<Row
     if args.process_replicas > 0 {
         let n = args.process_replicas;
         let max_pods = (n + 10).to_string();
-        let agent = Agent::start(
+        let mut agent = Agent::start(
             minik,
             &ctx.base,
             "process-0",
             &scratch.path().join("process-0"),
             &[
+                "--heartbeat-seconds",
+                "2",
                 "--runtime",
                 "process",
                 "--max-pods",
@@ -318,7 +269,7 @@ async fn measure(minik: &Path, args: &ControllersArgs) -> anyhow::Result<Vec<Row
         let raw = raw_spawn(n)?;
         progress!("deployment of {n} sleep pods on the process node");
         let took = process_deployment(&ctx, n).await;
-        agent.stop();
+        agent.stop(AGENT_STOP)?;
         let took = took?;
         rows.push(
             Row::new(
@@ -333,8 +284,8 @@ async fn measure(minik: &Path, args: &ControllersArgs) -> anyhow::Result<Vec<Row
             .target(Target::AtMost(5_000.0)),
         );
     }
-    for agent in agents {
-        agent.stop();
+    for mut agent in agents {
+        agent.stop(AGENT_STOP)?;
     }
     server.stop().await?;
     Ok(rows)

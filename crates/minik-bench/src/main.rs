@@ -1,5 +1,6 @@
 //! `minik-bench`: load tools that measure minik end to end against its release binary.
 
+mod agent;
 mod all;
 mod api;
 mod controllers;

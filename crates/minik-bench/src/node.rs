@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
+use crate::agent::Agent;
 use crate::machine::{memory_of, Machine};
 use crate::server::Server;
 use crate::stats::{ms, Summary};
@@ -44,67 +45,6 @@ pub struct NodeArgs {
     /// Seconds any one phase may take before the run fails.
     #[arg(long, default_value_t = 120.0)]
     phase_seconds: f64,
-}
-
-/// A `minik node` child: SIGTERM (which stops its pods) then SIGKILL when dropped.
-struct Agent {
-    child: Child,
-}
-
-impl Agent {
-    fn start(
-        minik: &Path,
-        server: &str,
-        data_dir: &Path,
-        max_pods: usize,
-    ) -> anyhow::Result<Agent> {
-        let child = Command::new(minik)
-            .arg("node")
-            .args(["--server", server, "--name", NODE, "--port", "0"])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--max-pods", &max_pods.to_string()])
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("cannot start {} node", minik.display()))?;
-        Ok(Agent { child })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// SIGTERM, then wait for the exit (the agent stops its pods first); how long it took.
-    fn stop(&mut self, limit: Duration) -> anyhow::Result<Duration> {
-        let asked = Instant::now();
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )?;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                ensure!(status.success(), "minik node exited with {status}");
-                return Ok(asked.elapsed());
-            }
-            if asked.elapsed() > limit {
-                bail!("minik node did not stop within {limit:?}");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.stop(Duration::from_secs(30));
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
 }
 
 /// When each pod was first seen Running by the watch.
@@ -287,11 +227,13 @@ async fn measure(minik: &Path, args: &NodeArgs, command: &[String]) -> anyhow::R
         .build()?;
     let server = Server::start(minik, &scratch.path().join("server"), &http).await?;
     let base = server.base();
+    let max_pods = (args.serial + args.burst + 10).to_string();
     let mut agent = Agent::start(
         minik,
         &base,
+        NODE,
         &scratch.path().join("node"),
-        args.serial + args.burst + 10,
+        &["--max-pods", &max_pods],
     )?;
     let ready_by = Instant::now() + limit;
     loop {
