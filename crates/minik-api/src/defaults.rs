@@ -778,6 +778,9 @@ pub fn node(n: &mut Node) {
 /// every served kind is handled the same way.
 pub fn event(_e: &mut Event) {}
 
+/// Leases have no defaults.
+pub fn lease(_l: &mut k8s_openapi::api::coordination::v1::Lease) {}
+
 /// ResourceQuotas have no defaults; their quantities are written in canonical form.
 pub fn resource_quota(q: &mut ResourceQuota) {
     if let Some(spec) = q.spec.as_mut() {

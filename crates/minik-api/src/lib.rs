@@ -9,6 +9,7 @@ pub mod hostports;
 pub mod names;
 pub mod patch;
 pub mod printers;
+pub mod protobuf;
 pub mod quantity;
 pub mod quota;
 pub mod request;

@@ -174,6 +174,8 @@ const RESOURCE_QUOTA: &[Column] = &[
     col("Limit", "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node."),
 ];
 
+const LEASE: &[Column] = &[NAME, col("Holder", "The holder of the lease."), AGE];
+
 const OTHER: &[Column] = &[NAME, AGE];
 
 /// The columns of `kind`'s table, wide ones included (priority 1).
@@ -188,6 +190,7 @@ pub fn columns(kind: &str) -> &'static [Column] {
         "Endpoints" => ENDPOINTS,
         "Event" => EVENT,
         "ResourceQuota" => RESOURCE_QUOTA,
+        "Lease" => LEASE,
         _ => OTHER,
     }
 }
@@ -266,6 +269,7 @@ pub fn cells(kind: &str, obj: &Value, now: i64) -> Vec<Value> {
             let (request, limit) = quota_cells(obj);
             vec![name, age, json!(request), json!(limit)]
         }
+        "Lease" => vec![name, json!(or_none(s(obj, "/spec/holderIdentity"))), age],
         _ => vec![name, age],
     };
     debug_assert_eq!(cells.len(), columns(kind).len(), "{kind}");

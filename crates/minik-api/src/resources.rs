@@ -3,6 +3,7 @@
 //! decode, defaults, validation).
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     Endpoints, Event, Namespace, Node, Pod, ReplicationController, ResourceQuota, Service,
 };
@@ -41,7 +42,7 @@ pub struct ResourceInfo {
     pub singular: &'static str,
     pub short_names: &'static [&'static str],
     pub namespaced: bool,
-    /// Subresources served, as they appear in paths: `status`, `scale`, `binding`.
+    /// Subresources served, as they appear in paths: `status`, `scale`, `binding`, `eviction`.
     pub subresources: &'static [&'static str],
     /// Kubernetes' `categories`; `all` makes `get all` include the kind.
     pub categories: &'static [&'static str],
@@ -270,6 +271,12 @@ kind!(
     validation::resource_quota,
     validation::resource_quota_update
 );
+kind!(
+    Lease,
+    defaults::lease,
+    validation::lease,
+    validation::lease_update
+);
 
 macro_rules! info {
     ($ty:ty, $group:expr, $plural:expr, $singular:expr, $short:expr, $namespaced:expr, $sub:expr, $cat:expr) => {
@@ -309,7 +316,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         "pod",
         &["po"],
         true,
-        &["status", "binding", "log", "portforward"],
+        &["status", "binding", "eviction", "log", "portforward"],
         &["all"]
     ),
     info!(
@@ -372,6 +379,16 @@ pub static RESOURCES: &[ResourceInfo] = &[
         true,
         &["status", "scale"],
         &["all"]
+    ),
+    info!(
+        Lease,
+        "coordination.k8s.io",
+        "leases",
+        "lease",
+        &[],
+        true,
+        &[],
+        &[]
     ),
 ];
 

@@ -24,12 +24,23 @@ pub(crate) struct PodAgent {
     pub node: String,
     /// `host:port` (an IPv6 host in brackets).
     pub address: String,
+    /// What the agent's endpoint requires from the server (`Authorization: Bearer KEY`); none
+    /// when the server runs without authentication.
+    key: Option<String>,
 }
 
 impl PodAgent {
     /// The agent's URL for `path` (which starts with `/`).
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
+    }
+
+    /// `request` with the server's credentials for this agent: agents accept only the server.
+    pub fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        }
     }
 
     /// The error for a request the agent did not answer.
@@ -76,8 +87,17 @@ pub(crate) async fn pod_agent(
     } else {
         address.to_owned()
     };
+    let key = match server.auth.as_ref() {
+        Some(auth) => Some(auth.agent_key(node_name).ok_or_else(|| {
+            ApiError::ServiceUnavailable(format!(
+                "node {node_name} has no credential (it did not join), so its agent cannot be reached"
+            ))
+        })?),
+        None => None,
+    };
     Ok(PodAgent {
         node: node_name.to_owned(),
         address: format!("{host}:{port}"),
+        key,
     })
 }

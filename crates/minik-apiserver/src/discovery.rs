@@ -112,6 +112,9 @@ fn resource_docs(info: &ResourceInfo) -> Vec<Value> {
     for sub in info.subresources {
         let (kind, group, verbs): (&str, Option<&str>, &[&str]) = match *sub {
             "binding" => ("Binding", None, &["create"]),
+            // kubectl drain evicts when /api/v1 lists pods/eviction with its group and version
+            // (kubectl's CheckEvictionSupport); the policy group itself need not be served.
+            "eviction" => ("Eviction", Some("policy"), &["create"]),
             "finalize" => ("Namespace", None, &["update"]),
             "log" => ("Pod", None, &["get"]),
             "portforward" => ("PodPortForwardOptions", None, &["create", "get"]),
@@ -206,8 +209,32 @@ mod tests {
         ] {
             assert!(names.contains(&n), "{n} missing from {names:?}");
         }
+        // What kubectl drain looks for before it evicts rather than deletes.
+        let eviction = core["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "pods/eviction")
+            .unwrap();
+        assert_eq!(
+            (
+                &eviction["kind"],
+                &eviction["group"],
+                &eviction["version"],
+                &eviction["verbs"]
+            ),
+            (
+                &json!("Eviction"),
+                &json!("policy"),
+                &json!("v1"),
+                &json!(["create"])
+            )
+        );
         let apps = document("/apis/apps/v1").unwrap().unwrap();
         assert_eq!(apps["groupVersion"], "apps/v1");
+        // Eviction's group is not served: minik has none of its kinds, and kubectl's
+        // discovery cache refuses a group version that lists no resources.
+        assert!(document("/apis/policy/v1").unwrap().is_err());
         assert!(document("/apis/batch/v1").unwrap().is_err());
         assert!(document("/api/v1/pods").is_none());
     }

@@ -13,10 +13,12 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
 use minik_api::decode;
+use minik_api::protobuf;
 use minik_api::resources::{self, FieldValidation, ResourceInfo};
 use minik_api::ApiError;
 use serde_json::Value;
 
+use crate::auth::Identity;
 use crate::registry::{Deleted, Filter, ScaleChange, Scope};
 use crate::watch::{WatchOptions, WatchStart};
 use crate::ApiServer;
@@ -247,8 +249,13 @@ async fn read_body(
     limit: usize,
     headers: &HeaderMap,
     patch: bool,
+    query: &Query,
 ) -> Result<Value, ApiError> {
     let media = content_type(headers);
+    if !patch && media == protobuf::MEDIA_TYPE {
+        let bytes = crate::limits::read_body(body, limit).await?;
+        return protobuf_body(&bytes, query.field_validation()?);
+    }
     if !patch
         && !matches!(
             media.as_str(),
@@ -256,7 +263,7 @@ async fn read_body(
         )
     {
         return Err(ApiError::UnsupportedMediaType(format!(
-            "the body of the request was in an unknown format ({media}) - accepted media types include: application/json, application/yaml"
+            "the body of the request was in an unknown format ({media}) - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf"
         )));
     }
     let bytes = crate::limits::read_body(body, limit).await?;
@@ -264,6 +271,12 @@ async fn read_body(
         return Err(ApiError::BadRequest("the request body is empty".into()));
     }
     decode::parse_document(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("the request body is not valid: {e}")))
+}
+
+/// A protobuf body (client-go's typed clients since 1.32) as the JSON object a JSON client sends.
+fn protobuf_body(bytes: &[u8], validation: FieldValidation) -> Result<Value, ApiError> {
+    protobuf::decode(bytes, validation)
         .map_err(|e| ApiError::BadRequest(format!("the request body is not valid: {e}")))
 }
 
@@ -315,6 +328,37 @@ fn success_status(code: u16) -> Bytes {
     }))
 }
 
+/// Checks that `identity` (not the administrator) may make the request; answers the body, read
+/// whole for the check (the authorizer needs it for some writes) and given back.
+async fn authorize(
+    server: &ApiServer,
+    identity: &Identity,
+    parts: &axum::http::request::Parts,
+    target: &Target,
+    query: &Query,
+    watch: bool,
+    body: Body,
+) -> Result<Body, ApiError> {
+    let bytes = if parts.method == Method::GET {
+        Bytes::new()
+    } else {
+        crate::limits::read_body(body, server.config.max_body_bytes).await?
+    };
+    let attempt = crate::authz::Attempt {
+        method: &parts.method,
+        info: target.info,
+        namespace: target.namespace.as_deref(),
+        name: target.name.as_deref(),
+        subresource: target.subresource.as_deref(),
+        watch,
+        field_selector: query.get("fieldSelector"),
+        patch: PatchKind::from_content_type(&content_type(&parts.headers)),
+        body: &bytes,
+    };
+    crate::authz::authorize(server, identity, &attempt).await?;
+    Ok(Body::from(bytes))
+}
+
 /// Every request under `/api` and `/apis` that names a resource.
 pub async fn resource_handler(State(server): State<Arc<ApiServer>>, request: Request) -> Response {
     match handle(&server, request).await {
@@ -337,9 +381,21 @@ async fn handle(server: &ApiServer, request: Request) -> Result<Response, ApiErr
             to_bytes(&document?),
         );
     }
+    let identity = request.extensions().get::<Identity>().cloned();
     let (parts, body) = request.into_parts();
     let target = parse_path(parts.uri.path())?;
     let query = Query::parse(parts.uri.query())?;
+    let body = match identity {
+        Some(Identity::Admin) => body,
+        // Behind the authentication middleware every request has an identity; without one the
+        // request did not come through it (a server without authentication never gets here
+        // without `Identity::Admin` either).
+        None => return Err(ApiError::Unauthorized("Unauthorized".into())),
+        Some(identity) => {
+            let watch = target.watch_path || query.flag("watch");
+            authorize(server, &identity, &parts, &target, &query, watch, body).await?
+        }
+    };
     let encoding = negotiate(&parts.headers)?;
     let table = crate::table::requested(&parts.headers);
     let registry = &server.registry;
@@ -399,14 +455,14 @@ async fn handle(server: &ApiServer, request: Request) -> Result<Response, ApiErr
             encode(encoding, StatusCode::OK, stored.value)
         }
         (&Method::POST, None, None) => {
-            let body = read_body(body, limit, headers, false).await?;
+            let body = read_body(body, limit, headers, false, &query).await?;
             let created = registry
                 .create(info, ns, body, query.write_options()?)
                 .await?;
             encode(encoding, StatusCode::CREATED, created)
         }
         (&Method::PUT, Some(name), sub @ (None | Some("status"))) => {
-            let body = read_body(body, limit, headers, false).await?;
+            let body = read_body(body, limit, headers, false, &query).await?;
             let scope = if sub.is_some() {
                 Scope::Status
             } else {
@@ -419,7 +475,7 @@ async fn handle(server: &ApiServer, request: Request) -> Result<Response, ApiErr
         }
         (&Method::PATCH, Some(name), sub @ (None | Some("status"))) => {
             let kind = patch_kind(headers)?;
-            let body = read_body(body, limit, headers, true).await?;
+            let body = read_body(body, limit, headers, true, &query).await?;
             let scope = if sub.is_some() {
                 Scope::Status
             } else {
@@ -442,7 +498,7 @@ async fn handle(server: &ApiServer, request: Request) -> Result<Response, ApiErr
             encode(encoding, StatusCode::OK, stored.value)
         }
         (&Method::DELETE, Some(name), None) => {
-            let opts = delete_options(&query, body, limit).await?;
+            let opts = delete_options(&query, headers, body, limit).await?;
             // Kubernetes answers 200 whether the object is gone or only marked (graceful
             // deletion, finalizers): the body tells which.
             match registry.delete(info, ns, name, &opts).await? {
@@ -457,14 +513,14 @@ async fn handle(server: &ApiServer, request: Request) -> Result<Response, ApiErr
             ))
         }
         (&Method::PUT, Some(name), Some("finalize")) => {
-            let body = read_body(body, limit, headers, false).await?;
+            let body = read_body(body, limit, headers, false, &query).await?;
             let done = registry
                 .finalize_namespace(name, &body, query.dry_run()?)
                 .await?;
             encode(encoding, StatusCode::OK, done)
         }
         (&Method::DELETE, None, None) => {
-            let opts = delete_options(&query, body, limit).await?;
+            let opts = delete_options(&query, headers, body, limit).await?;
             let filter =
                 Filter::parse(info, query.get("labelSelector"), query.get("fieldSelector"))?;
             let listed = registry.list(info, ns, &filter).await?;
@@ -497,7 +553,7 @@ async fn handle(server: &ApiServer, request: Request) -> Result<Response, ApiErr
             to_bytes(&registry.get_scale(info, ns, name).await?),
         ),
         (&Method::PUT, Some(name), Some("scale")) => {
-            let body = read_body(body, limit, headers, false).await?;
+            let body = read_body(body, limit, headers, false, &query).await?;
             let scale = registry
                 .update_scale(
                     info,
@@ -511,7 +567,7 @@ async fn handle(server: &ApiServer, request: Request) -> Result<Response, ApiErr
         }
         (&Method::PATCH, Some(name), Some("scale")) => {
             let kind = patch_kind(headers)?;
-            let body = read_body(body, limit, headers, true).await?;
+            let body = read_body(body, limit, headers, true, &query).await?;
             let scale = registry
                 .update_scale(
                     info,
@@ -533,9 +589,18 @@ async fn handle(server: &ApiServer, request: Request) -> Result<Response, ApiErr
                 .await
         }
         (&Method::POST, Some(name), Some("binding")) => {
-            let body = read_body(body, limit, headers, false).await?;
+            let body = read_body(body, limit, headers, false, &query).await?;
             registry
                 .bind(ns.unwrap_or_default(), name, &body, query.dry_run()?)
+                .await?;
+            encode(encoding, StatusCode::CREATED, success_status(201))
+        }
+        // Kubernetes answers an eviction with 201 and a bare Success, the pod gone or only
+        // marked for a graceful deletion.
+        (&Method::POST, Some(name), Some("eviction")) => {
+            let body = read_body(body, limit, headers, false, &query).await?;
+            registry
+                .evict(ns.unwrap_or_default(), name, &body, query.write_options()?)
                 .await?;
             encode(encoding, StatusCode::CREATED, success_status(201))
         }
@@ -550,12 +615,15 @@ async fn handle(server: &ApiServer, request: Request) -> Result<Response, ApiErr
 
 async fn delete_options(
     query: &Query,
+    headers: &HeaderMap,
     body: Body,
     limit: usize,
 ) -> Result<DeleteOptions, ApiError> {
     let bytes = crate::limits::read_body(body, limit).await?;
     let body: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
         Value::Null
+    } else if content_type(headers) == protobuf::MEDIA_TYPE {
+        protobuf_body(&bytes, query.field_validation()?)?
     } else {
         decode::parse_document(&bytes)
             .map_err(|e| ApiError::BadRequest(format!("DeleteOptions: {e}")))?

@@ -3,6 +3,8 @@
 //! same set of operations for in-process callers.
 
 mod agent;
+mod auth;
+mod authz;
 mod discovery;
 mod events;
 mod http;
@@ -14,7 +16,9 @@ mod portforward;
 mod quota;
 mod registry;
 mod services;
+mod spdy;
 mod table;
+mod tokens;
 mod watch;
 
 use std::sync::Arc;
@@ -24,10 +28,12 @@ use axum::routing::{any, get};
 use axum::Router;
 use minik_store::Store;
 
+pub use auth::{is_loopback, Auth, AuthConfig, Identity, JoinAnswer, TokenKind};
 pub use events::{expire_events, sweep_events};
 pub use limits::serve;
 pub use minik_api::request::{DeleteOptions, Patch, PatchKind, Propagation, WriteOptions};
 pub use registry::{Deleted, Filter, ListResult, Registry, ScaleChange, Scope, SYSTEM_NAMESPACES};
+pub use tokens::JOIN_PATH;
 pub use watch::{WatchOptions, WatchStart};
 
 /// Settings of the API server.
@@ -75,11 +81,25 @@ pub struct ApiServer {
     closing: tokio::sync::watch::Sender<bool>,
     /// Open watches per client, for `max_watches_per_client`.
     watches: limits::WatchCounts,
+    /// Tokens and who may come in without one; `None`: no authentication, every client is the
+    /// administrator (in-process tests and benchmarks; `minik server` always has tokens).
+    pub(crate) auth: Option<Auth>,
 }
 
 impl ApiServer {
-    /// An API server over `store`; call [`Registry::bootstrap`] once before serving.
+    /// An API server over `store` without authentication: every client is the administrator.
+    /// Call [`Registry::bootstrap`] once before serving.
     pub fn new(store: Arc<dyn Store>, config: Config) -> Arc<ApiServer> {
+        Self::build(store, config, None)
+    }
+
+    /// An API server over `store` that authenticates every request with `auth`'s tokens and
+    /// authorizes nodes (SPEC §8).
+    pub fn secured(store: Arc<dyn Store>, config: Config, auth: Auth) -> Arc<ApiServer> {
+        Self::build(store, config, Some(auth))
+    }
+
+    fn build(store: Arc<dyn Store>, config: Config, auth: Option<Auth>) -> Arc<ApiServer> {
         let nodes = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .build()
@@ -91,12 +111,18 @@ impl ApiServer {
             nodes,
             closing: tokio::sync::watch::channel(false).0,
             watches: limits::WatchCounts::default(),
+            auth,
         })
     }
 
     /// Ends every watch now; call when shutting down, before waiting for connections to close.
     pub fn close_watches(&self) {
         self.closing.send_replace(true);
+    }
+
+    /// The tokens, when the server authenticates.
+    pub fn auth(&self) -> Option<&Auth> {
+        self.auth.as_ref()
     }
 
     pub(crate) fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
@@ -120,7 +146,12 @@ pub fn app(server: Arc<ApiServer>) -> Router {
         .route("/openapi/v3/{*path}", get(openapi::group_version))
         .route("/api/{*rest}", any(http::resource_handler))
         .route("/apis/{*rest}", any(http::resource_handler))
+        .merge(tokens::router())
         .fallback(discovery::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            server.clone(),
+            auth::guard,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             server.clone(),
             limits::guard,

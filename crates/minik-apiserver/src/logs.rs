@@ -55,9 +55,8 @@ pub async fn pod_log(
         .iter()
         .filter_map(|k| query.get(*k).map(|v| (*k, v.as_str())))
         .collect();
-    let answer = server
-        .nodes
-        .get(&url)
+    let answer = agent
+        .authorize(server.nodes.get(&url))
         .query(&passed)
         .send()
         .await

@@ -403,6 +403,9 @@ fn resource_paths(info: &ResourceInfo, paths: &mut Map<String, Value>) {
             "binding" => json!({
                 "post": operation(Op { id: id("create", &suffix), action: "post", gvk: gvk("", "v1", "Binding"), params: write_params(), body: WRITE_MEDIA }),
             }),
+            "eviction" => json!({
+                "post": operation(Op { id: id("create", &suffix), action: "post", gvk: gvk("policy", "v1", "Eviction"), params: write_params(), body: WRITE_MEDIA }),
+            }),
             "finalize" => json!({
                 "put": operation(Op { id: id("replace", &suffix), action: "put", gvk: kind_gvk.clone(), params: write_params(), body: WRITE_MEDIA }),
             }),
@@ -497,6 +500,15 @@ mod tests {
         assert_eq!(
             core["paths"]["/api/v1/nodes/{name}"]["get"]["operationId"],
             "readCoreV1Node"
+        );
+        let eviction = &core["paths"]["/api/v1/namespaces/{namespace}/pods/{name}/eviction"];
+        assert_eq!(
+            eviction["post"]["operationId"],
+            "createCoreV1NamespacedPodEviction"
+        );
+        assert_eq!(
+            eviction["post"]["x-kubernetes-group-version-kind"],
+            json!({"group": "policy", "version": "v1", "kind": "Eviction"})
         );
         let apps = document("apps", "v1");
         let scale = &apps["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale"];

@@ -760,6 +760,125 @@ impl Registry {
         })
         .await
     }
+
+    /// Evicts a pod (`pods/{name}/eviction`, a `policy/v1` or `policy/v1beta1` `Eviction`): the
+    /// pod is deleted exactly as a `DELETE` with the eviction's `deleteOptions` would delete it,
+    /// gracefully when it is on a node. minik has no PodDisruptionBudgets, so no budget can
+    /// refuse an eviction (Kubernetes' 429); a dry run (`dryRun=All` on the request or in the
+    /// options) checks everything and changes nothing.
+    pub async fn evict(
+        &self,
+        ns: &str,
+        name: &str,
+        eviction: &Value,
+        opts: WriteOptions,
+    ) -> Result<Deleted, ApiError> {
+        let mut delete = eviction_delete_options(ns, name, eviction, opts.field_validation)?;
+        delete.dry_run |= opts.dry_run;
+        self.delete(pods(), Some(ns), name, &delete).await
+    }
+}
+
+/// The API versions an `Eviction` body may have, as Kubernetes accepts them.
+const EVICTION_VERSIONS: &[&str] = &["policy/v1", "policy/v1beta1"];
+
+/// Checks an `Eviction` body sent to `pods/{name}/eviction` in namespace `ns` and returns the
+/// delete options it carries.
+fn eviction_delete_options(
+    ns: &str,
+    name: &str,
+    body: &Value,
+    fv: minik_api::resources::FieldValidation,
+) -> Result<DeleteOptions, ApiError> {
+    use minik_api::k8s_openapi::api::policy::v1::Eviction;
+    use minik_api::resources::FieldValidation;
+
+    let mut body = body.clone();
+    let map = body
+        .as_object_mut()
+        .ok_or_else(|| ApiError::BadRequest("the body must be a JSON or YAML object".into()))?;
+    let text = |key: &str| map.get(key).and_then(Value::as_str).unwrap_or_default();
+    let (api_version, kind) = (text("apiVersion").to_owned(), text("kind").to_owned());
+    // Both versions have the same fields; the body is read as policy/v1. Left out, apiVersion
+    // and kind are those of the subresource, as for other bodies sent with curl.
+    match (api_version.as_str(), kind.as_str()) {
+        ("", "") => {}
+        (v, "Eviction") if EVICTION_VERSIONS.contains(&v) => {}
+        (v, k) => {
+            return Err(ApiError::BadRequest(format!(
+                "the body of pods/eviction must be an Eviction of {}, not {} {}",
+                EVICTION_VERSIONS.join(" or "),
+                if v.is_empty() { "<no apiVersion>" } else { v },
+                if k.is_empty() { "<no kind>" } else { k },
+            )))
+        }
+    }
+    map.insert("apiVersion".into(), json!("policy/v1"));
+    map.insert("kind".into(), json!("Eviction"));
+    let decoded = match fv {
+        FieldValidation::Strict => minik_api::decode::from_value_strict::<Eviction>(&body),
+        FieldValidation::Warn | FieldValidation::Ignore => {
+            minik_api::decode::from_value_lenient::<Eviction>(&body)
+        }
+    };
+    let eviction = decoded.map_err(|e| {
+        let strict = if matches!(e, minik_api::decode::DecodeError::UnknownFields(_)) {
+            "strict decoding error: "
+        } else {
+            ""
+        };
+        ApiError::BadRequest(format!(
+            "Eviction in version {:?} cannot be handled as a Eviction: {strict}{e}",
+            api_version.strip_prefix("policy/").unwrap_or("v1")
+        ))
+    })?;
+    // Kubernetes' words: the name is required and must be the pod's.
+    if eviction.metadata.name.as_deref() != Some(name) {
+        return Err(ApiError::BadRequest(
+            "name in URL does not match name in Eviction object".into(),
+        ));
+    }
+    if let Some(body_ns) = eviction.metadata.namespace.as_deref() {
+        if !body_ns.is_empty() && body_ns != ns {
+            return Err(ApiError::BadRequest(
+                "the namespace of the provided object does not match the namespace sent on the request".into(),
+            ));
+        }
+    }
+    let Some(options) = eviction.delete_options else {
+        return Ok(DeleteOptions::default());
+    };
+    let mut propagation = options
+        .propagation_policy
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            Propagation::parse(&p).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "deleteOptions.propagationPolicy {p:?} is not valid: use Background, Foreground or Orphan"
+                ))
+            })
+        })
+        .transpose()?;
+    if options.orphan_dependents == Some(true) {
+        propagation = Some(Propagation::Orphan);
+    }
+    let mut dry_run = false;
+    for value in options.dry_run.unwrap_or_default() {
+        if value != "All" {
+            return Err(ApiError::BadRequest(format!(
+                "deleteOptions.dryRun: invalid dry run option {value:?}: the only supported value is \"All\""
+            )));
+        }
+        dry_run = true;
+    }
+    let preconditions = options.preconditions.unwrap_or_default();
+    Ok(DeleteOptions {
+        grace_period_seconds: options.grace_period_seconds,
+        propagation,
+        precondition_uid: preconditions.uid,
+        precondition_resource_version: preconditions.resource_version,
+        dry_run,
+    })
 }
 
 /// Fills in the cluster IP and node ports of a Service being replaced (nothing for other kinds).

@@ -1,6 +1,8 @@
 //! `minik-bench proxy`: HTTP through a node agent's Service proxy (ClusterIP) versus straight
 //! to the backend, in the same run. A selector-less Service with hand-written Endpoints points
-//! at the backend, and a `minik node` (fake runtime, its proxy is real) proxies it. The load
+//! at the backend, and a `minik node` (fake runtime, its proxy is real) proxies it, in each
+//! `--proxy-mode` in turn: `userspace` (the agent relays the bytes) and `nftables` (the kernel
+//! translates the connections; the agent only programs it). The load
 //! client is raw HTTP/1.1 over tokio: in `keep-alive` mode each client sends its requests over
 //! one connection, in `connect` mode every request opens a new connection (what the proxy's
 //! accept-and-dial path costs).
@@ -29,6 +31,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::agent::Agent;
 use crate::machine::cpu_time_of;
 use crate::server::Server;
 
@@ -66,6 +69,10 @@ pub struct ProxyArgs {
     /// `examples/deployment.yaml`; HTTP/1.0, so every request is a new connection).
     #[arg(long, default_value = "rust", value_parser = ["rust", "python"])]
     backend: String,
+    /// The node agent's proxy mode: `userspace`, `nftables` (needs root and nft), or `both`,
+    /// one after the other (nftables only where nft can run).
+    #[arg(long, default_value = "both", value_parser = ["userspace", "nftables", "both"])]
+    proxy_mode: String,
     /// Internal: serve the trivial backend, print its address, and run until stdin closes.
     #[arg(long, hide = true)]
     serve_backend: bool,
@@ -416,31 +423,34 @@ async fn wait_serving(addr: SocketAddr, what: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Whether `nft` can run here (and this process may read the ruleset).
+fn nft_usable() -> bool {
+    Command::new("nft")
+        .args(["list", "tables"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The proxy modes to measure for `--proxy-mode`.
+fn modes(asked: &str) -> Vec<&'static str> {
+    match asked {
+        "userspace" => vec!["userspace"],
+        "nftables" => vec!["nftables"],
+        _ if nft_usable() => vec!["userspace", "nftables"],
+        _ => {
+            println!("  (nft cannot run here: the nftables mode is not measured)");
+            vec!["userspace"]
+        }
+    }
+}
+
 async fn run_async(minik: &Path, args: &ProxyArgs) -> anyhow::Result<()> {
     let scratch = tempfile::tempdir()?;
     let http = reqwest::Client::new();
     let server = Server::start(minik, &scratch.path().join("server"), &http).await?;
     let base = server.base();
-    let node = Guard(
-        Command::new(minik)
-            .args([
-                "node",
-                "--server",
-                &base,
-                "--name",
-                "bench-proxy",
-                "--runtime",
-                "fake",
-            ])
-            .args(["--address", "127.0.0.1", "--port", "0", "--data-dir"])
-            .arg(scratch.path().join("node"))
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("cannot start minik node")?,
-    );
     let (backend_process, backend) = start_backend(&args.backend)?;
     wait_serving(backend, "the backend").await?;
     let svc: serde_json::Value = http
@@ -470,20 +480,9 @@ async fn run_async(minik: &Path, args: &ProxyArgs) -> anyhow::Result<()> {
         bail!("cannot create the Endpoints: {}", created.text().await?);
     }
     let front: SocketAddr = format!("{ip}:8080").parse()?;
-    wait_serving(front, "the proxy").await?;
 
     // Python's http.server speaks HTTP/1.0 and closes every connection.
     let keep_alive = args.mode == "keep-alive" && args.backend == "rust";
-    let bench = Bench {
-        args,
-        keep_alive,
-        pids: Pids {
-            client: std::process::id(),
-            backend: backend_process.0.id(),
-            proxy: node.0.id(),
-        },
-    };
-    let load_average = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
         "proxy: {} backend, {} requests x {} rounds, {} clients, {}",
         args.backend,
@@ -494,6 +493,62 @@ async fn run_async(minik: &Path, args: &ProxyArgs) -> anyhow::Result<()> {
             "keep-alive (one connection per client)"
         } else {
             "connect (a new connection per request)"
+        }
+    );
+    for mode in modes(&args.proxy_mode) {
+        // One agent per mode, each with a name (and nftables table) of this run only; it is
+        // stopped with SIGTERM, so it closes its listeners or deletes its table.
+        let name = format!("bench-proxy-{mode}-{}", std::process::id());
+        let mut node = Agent::start(
+            minik,
+            &base,
+            &name,
+            &scratch.path().join(&name),
+            &[
+                "--runtime",
+                "fake",
+                "--address",
+                "127.0.0.1",
+                "--proxy-mode",
+                mode,
+            ],
+        )?;
+        wait_serving(front, &format!("the {mode} proxy")).await?;
+        let bench = Bench {
+            args,
+            keep_alive,
+            pids: Pids {
+                client: std::process::id(),
+                backend: backend_process.0.id(),
+                proxy: node.pid(),
+            },
+        };
+        compare(&bench, mode, backend, front).await?;
+        node.stop(Duration::from_secs(30))
+            .with_context(|| format!("stopping the {mode} agent"))?;
+    }
+    drop(backend_process);
+    drop(server);
+    Ok(())
+}
+
+/// Direct against proxied through the agent in `mode`, alternating for the rounds; prints
+/// each round and the medians.
+async fn compare(
+    bench: &Bench<'_>,
+    mode: &str,
+    backend: SocketAddr,
+    front: SocketAddr,
+) -> anyhow::Result<()> {
+    let args = bench.args;
+    let load_average = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "proxy mode {mode}{}:",
+        if mode == "nftables" {
+            " (the kernel translates; its work is charged to the client and backend, the \
+             agent's column is its idle cost)"
+        } else {
+            ""
         }
     );
     println!(
@@ -565,10 +620,6 @@ async fn run_async(minik: &Path, args: &ProxyArgs) -> anyhow::Result<()> {
         p_p50 - d_p50,
         p_p99 - d_p99
     );
-    // The agent first, so that it does not log the server's going.
-    drop(node);
-    drop(backend_process);
-    drop(server);
     Ok(())
 }
 

@@ -59,6 +59,8 @@ impl Server {
             .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(data_dir)
+            // The benchmark's own clients and agents come from loopback without tokens.
+            .arg("--allow-anonymous-loopback")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -148,6 +148,23 @@ impl HttpApi {
             .await
     }
 
+    /// POST of a JSON body to a path that is not a collection, such as a pod's `eviction`.
+    pub async fn post_path(&self, path: &str, body: &Value) -> Result<Value, ApiError> {
+        let url = format!("{}{path}", self.base);
+        self.send(
+            self.request(&self.client, reqwest::Method::POST, &url)
+                .json(body),
+        )
+        .await
+    }
+
+    /// DELETE of a path that is not an object, such as a node's credential.
+    pub async fn delete_path(&self, path: &str) -> Result<Value, ApiError> {
+        let url = format!("{}{path}", self.base);
+        self.send(self.request(&self.client, reqwest::Method::DELETE, &url))
+            .await
+    }
+
     /// GET of a byte stream, such as a pod's log (`follow=true` keeps it open), read as it
     /// arrives; a refusal is the server's `Status` as an error.
     pub async fn get_stream(

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use minik_api::k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use minik_api::k8s_openapi::api::coordination::v1::Lease;
 use minik_api::k8s_openapi::api::core::v1::{
     Endpoints, Namespace, Node, Pod, ReplicationController, ResourceQuota, Service,
 };
@@ -31,6 +32,8 @@ pub(crate) struct Informers {
     pub nodes: Informer<Node>,
     pub namespaces: Informer<Namespace>,
     pub resource_quotas: Informer<ResourceQuota>,
+    /// The nodes' heartbeats (`kube-node-lease`).
+    pub leases: Informer<Lease>,
 }
 
 /// Read-only views of the shared informers. Cheap to clone.
@@ -45,6 +48,7 @@ pub(crate) struct Caches {
     pub nodes: InformerCache<Node>,
     pub namespaces: InformerCache<Namespace>,
     pub resource_quotas: InformerCache<ResourceQuota>,
+    pub leases: InformerCache<Lease>,
 }
 
 impl Informers {
@@ -62,7 +66,8 @@ impl Informers {
             endpoints: Informer::spawn(api.clone(), config.clone()),
             nodes: Informer::spawn(api.clone(), config.clone()),
             namespaces: Informer::spawn(api.clone(), config.clone()),
-            resource_quotas: Informer::spawn(api, config),
+            resource_quotas: Informer::spawn(api.clone(), config.clone()),
+            leases: Informer::spawn(api, config),
         }
     }
 
@@ -77,6 +82,7 @@ impl Informers {
             nodes: self.nodes.cache(),
             namespaces: self.namespaces.cache(),
             resource_quotas: self.resource_quotas.cache(),
+            leases: self.leases.cache(),
         }
     }
 }
@@ -94,6 +100,7 @@ impl Caches {
         self.nodes.wait_synced().await;
         self.namespaces.wait_synced().await;
         self.resource_quotas.wait_synced().await;
+        self.leases.wait_synced().await;
     }
 }
 

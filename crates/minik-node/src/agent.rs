@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use minik_api::k8s_openapi::api::coordination::v1::Lease;
 use minik_api::k8s_openapi::api::core::v1::{Node, Pod};
 use minik_api::request::{DeleteOptions, Patch, PatchKind, WriteOptions};
 use minik_api::ApiError;
@@ -50,6 +51,11 @@ pub struct AgentConfig {
     /// On shutdown, leave the pods' processes running (for an upgrade: the next agent adopts
     /// them) instead of stopping them.
     pub leave_running: bool,
+    /// What the agent's endpoint requires from its callers (`Authorization: Bearer KEY`): the
+    /// key the server got when the node joined. `None` leaves the endpoint open (tests only).
+    pub endpoint_key: Option<minik_client::Secret>,
+    /// How the Service proxy carries connections (user space, or the kernel's nftables).
+    pub proxy_mode: crate::proxy::ProxyMode,
 }
 
 /// The state the workers share.
@@ -118,7 +124,13 @@ pub async fn run(
     if !records.is_empty() {
         tracing::info!(pods = records.len(), "found the pods of an earlier run");
     }
-    let (services, _proxy) = crate::proxy::start(api.clone(), &config.address, informer.cache());
+    let (services, _proxy) = crate::proxy::start(
+        api.clone(),
+        &config.name,
+        &config.address,
+        config.proxy_mode,
+        informer.cache(),
+    );
     let agent = Arc::new(Agent {
         api: api.clone(),
         runtime,
@@ -139,6 +151,10 @@ pub async fn run(
     let mut tasks = Vec::new();
     let endpoint = crate::endpoint::router(agent.clone())
         .merge(crate::endpoint::forward_router(Arc::new(services)));
+    let endpoint = match agent.config.endpoint_key.clone() {
+        Some(key) => crate::endpoint::only_with_key(endpoint, key.expose().to_owned()),
+        None => endpoint,
+    };
     tasks.push(tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, endpoint).await {
             tracing::error!(error = %e, "the agent endpoint failed");
@@ -285,23 +301,68 @@ async fn register(api: &dyn Api, config: &AgentConfig, port: u16) {
     }
 }
 
-/// Keeps the Node's Ready condition fresh; registers again if the Node disappeared.
+/// Where agents keep their heartbeat Leases (Kubernetes' `kube-node-lease`).
+const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
+/// How long a node's Lease is valid without renewal (the kubelet's `nodeLeaseDurationSeconds`).
+const LEASE_DURATION_SECONDS: i64 = 40;
+/// How often the node's status is written when nothing in it changed (the kubelet's
+/// `nodeStatusReportFrequency`); the Lease is the heartbeat in between.
+const STATUS_REPORT_FREQUENCY: Duration = Duration::from_secs(300);
+
+/// The agent's heartbeat, as the kubelet's: every period it renews the node's Lease, and writes
+/// the node's Ready condition when the stored one says otherwise (the node controller marked it
+/// Unknown, say) or has not been written for [`STATUS_REPORT_FREQUENCY`]. Registers again if
+/// the Node disappeared.
 async fn heartbeat(agent: Arc<Agent>, port: u16) {
     let nodes = resource_of::<Node>();
     let mut tick = tokio::time::interval(agent.config.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_transition = now_rfc3339();
-    let mut was_ready = true;
+    let mut reported: Option<Instant> = None;
     loop {
         tick.tick().await;
-        let now = now_rfc3339();
-        if !was_ready {
-            last_transition = now.clone();
+        if let Err(e) = renew_lease(agent.api.as_ref(), &agent.config.name).await {
+            tracing::warn!(error = %e, "cannot renew the node's lease");
         }
+        let node: Node = match minik_client::ApiExt::get_as(
+            agent.api.as_ref(),
+            None,
+            &agent.config.name,
+        )
+        .await
+        {
+            Ok(node) => node,
+            Err(e) if e.is_not_found() => {
+                tracing::warn!("the Node object is gone; registering again");
+                register(agent.api.as_ref(), &agent.config, port).await;
+                reported = Some(Instant::now());
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "heartbeat failed");
+                continue;
+            }
+        };
+        let stored = node
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
+        let ready_stored = stored.is_some_and(|c| c.status == "True");
+        let due = reported.is_none_or(|at| at.elapsed() >= STATUS_REPORT_FREQUENCY);
+        if ready_stored && !due {
+            continue;
+        }
+        let now = now_rfc3339();
+        // Ready since the stored transition if it was Ready already; since now otherwise.
+        let transition = stored
+            .filter(|_| ready_stored)
+            .and_then(|c| c.last_transition_time.as_ref())
+            .map(|t| t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_else(|| now.clone());
         let body = json!({"status": {"conditions": [{
             "type": "Ready", "status": "True", "reason": "KubeletReady",
             "message": "minik node agent is posting ready status",
-            "lastHeartbeatTime": now, "lastTransitionTime": last_transition,
+            "lastHeartbeatTime": now, "lastTransitionTime": transition,
         }]}});
         let patch = Patch {
             kind: PatchKind::Merge,
@@ -319,17 +380,73 @@ async fn heartbeat(agent: Arc<Agent>, port: u16) {
             )
             .await
         {
-            Ok(_) => was_ready = true,
-            Err(e) if e.is_not_found() => {
-                tracing::warn!("the Node object is gone; registering again");
-                register(agent.api.as_ref(), &agent.config, port).await;
-            }
-            Err(e) => {
-                was_ready = false;
-                tracing::warn!(error = %e, "heartbeat failed");
-            }
+            Ok(_) => reported = Some(Instant::now()),
+            Err(e) => tracing::warn!(error = %e, "cannot report the node's status"),
         }
     }
+}
+
+/// Renews the node's Lease (`kube-node-lease/NAME`), creating it the first time.
+async fn renew_lease(api: &dyn Api, name: &str) -> Result<(), ApiError> {
+    let leases = resource_of::<Lease>();
+    let spec = json!({
+        "holderIdentity": name,
+        "leaseDurationSeconds": LEASE_DURATION_SECONDS,
+        "renewTime": now_micro(),
+    });
+    let patch = Patch {
+        kind: PatchKind::Merge,
+        body: json!({ "spec": spec }),
+    };
+    match api
+        .patch(
+            leases,
+            Some(NODE_LEASE_NAMESPACE),
+            name,
+            patch,
+            false,
+            WriteOptions::default(),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_not_found() => {
+            let lease = json!({
+                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": name, "namespace": NODE_LEASE_NAMESPACE},
+                "spec": spec,
+            });
+            match api
+                .create(
+                    leases,
+                    Some(NODE_LEASE_NAMESPACE),
+                    lease,
+                    WriteOptions::default(),
+                )
+                .await
+            {
+                // Another renewal made it meanwhile: renewed either way.
+                Ok(_) => Ok(()),
+                Err(e) if e.is_already_exists() => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Now as a Kubernetes `MicroTime`: RFC 3339 with microseconds.
+fn now_micro() -> String {
+    let since_epoch = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    minik_api::k8s_openapi::jiff::Timestamp::new(
+        since_epoch.as_secs() as i64,
+        since_epoch.subsec_nanos() as i32,
+    )
+    .unwrap_or(minik_api::k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
+    .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+    .to_string()
 }
 
 /// Once the pods bound to this node are known: looks again at every pod an earlier agent ran

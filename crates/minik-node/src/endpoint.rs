@@ -197,6 +197,34 @@ pub fn router(source: Arc<dyn LogSource>) -> Router {
         .with_state(source)
 }
 
+/// `router` answering only requests that carry `Authorization: Bearer KEY` (the server's key
+/// for this node), compared in constant time; others get 401.
+pub fn only_with_key(router: Router, key: String) -> Router {
+    let key = Arc::new(key);
+    router.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let key = key.clone();
+            async move {
+                let presented = request
+                    .headers()
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .unwrap_or_default();
+                let same: bool =
+                    subtle::ConstantTimeEq::ct_eq(presented.as_bytes(), key.as_bytes()).into();
+                if !same {
+                    return error(
+                        401,
+                        "Unauthorized: only the API server may call this node's agent".into(),
+                    );
+                }
+                next.run(request).await
+            }
+        },
+    ))
+}
+
 async fn container_logs(
     State(source): State<Arc<dyn LogSource>>,
     Path((ns, pod, container)): Path<(String, String, String)>,

@@ -4,6 +4,7 @@
 mod agent;
 pub mod endpoint;
 mod events;
+pub mod join;
 pub mod logs;
 pub mod pod;
 pub mod probe;

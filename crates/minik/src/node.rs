@@ -22,6 +22,11 @@ pub struct NodeArgs {
     /// The API server.
     #[arg(long, env = "MINIK_SERVER", default_value = "http://127.0.0.1:6443")]
     server: String,
+    /// The token the node joins with: the cluster's join token (DATA_DIR/auth/join-token on the
+    /// server) or an admin token; not needed from loopback when the server allows anonymous
+    /// clients there. Once joined, the node uses its own credential, kept in its --data-dir.
+    #[arg(long, env = "MINIK_TOKEN", hide_env_values = true)]
+    token: Option<minik_client::Secret>,
     /// The node's name (default: this host's name, lower-cased).
     #[arg(long)]
     name: Option<String>,
@@ -78,6 +83,11 @@ pub struct NodeArgs {
     /// Do not enforce `resources.limits.memory` with cgroups, even where the host allows it.
     #[arg(long)]
     no_memory_limits: bool,
+    /// How Services are proxied: `userspace` (the agent listens on every Service address) or
+    /// `nftables` (the agent programs its own nftables table, `ip minik-NAME`, to translate
+    /// connections in the kernel; needs root and the nft command). See docs/services.md.
+    #[arg(long, default_value = "userspace", value_parser = ["userspace", "nftables"])]
+    proxy_mode: String,
 }
 
 /// Settings of the process runtime, validated.
@@ -156,7 +166,15 @@ pub fn host_memory_bytes() -> u64 {
 }
 
 impl NodeArgs {
-    fn config(self) -> anyhow::Result<(AgentConfig, String, RuntimeSettings)> {
+    #[allow(clippy::type_complexity)]
+    fn config(
+        self,
+    ) -> anyhow::Result<(
+        AgentConfig,
+        String,
+        RuntimeSettings,
+        Option<minik_client::Secret>,
+    )> {
         let name = self.name.unwrap_or_else(host_name);
         if let Some(problem) = minik_api::names::dns1123_subdomain(&name)
             .into_iter()
@@ -232,18 +250,21 @@ impl NodeArgs {
                 workers: 8,
                 port: self.port,
                 leave_running: self.leave_running,
+                endpoint_key: None,
+                proxy_mode: self.proxy_mode.parse().map_err(anyhow::Error::msg)?,
                 name,
             },
             self.server,
             settings,
+            self.token,
         ))
     }
 }
 
 pub fn run(args: NodeArgs) -> anyhow::Result<()> {
-    let (config, server, settings) = args.config()?;
+    let (mut config, server, settings, token) = args.config()?;
     minik_node::without_huge_pages();
-    let api = HttpApi::new(&server).map_err(|e| anyhow::anyhow!("--server: {e}"))?;
+    HttpApi::new(&server).map_err(|e| anyhow::anyhow!("--server: {e}"))?;
     std::fs::create_dir_all(&config.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}",
@@ -256,6 +277,20 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     tokio.block_on(async move {
         tracing::info!(node = %config.name, server = %server, runtime = %config.runtime_name, "minik node starting");
+        let credential = minik_node::join::credential(
+            &server,
+            token.as_ref().map(minik_client::Secret::expose),
+            &config.data_dir,
+            &config.name,
+        )
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("{e}\n(give the cluster's join token with --token or MINIK_TOKEN; it is in the server's data dir, auth/join-token)")
+        })?;
+        config.endpoint_key = Some(minik_client::Secret::new(credential.agent_key));
+        let api = HttpApi::new(&server)
+            .map_err(|e| anyhow::anyhow!("--server: {e}"))?
+            .with_token(Some(credential.token));
         let (runtime, checker): (Arc<dyn Runtime>, Arc<dyn Checker>) =
             match config.runtime_name.as_str() {
                 "fake" => (Arc::new(FakeRuntime::new()), Arc::new(FakeChecker)),
@@ -307,7 +342,7 @@ mod tests {
             .iter()
             .chain(flags),
         )?;
-        let (config, _, settings) = args.node.config()?;
+        let (config, _, settings, _) = args.node.config()?;
         Ok((config, settings))
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use minik_apiserver::{app, ApiServer, Config};
+use minik_apiserver::{app, ApiServer, Auth, Config};
 use minik_store::{SledStore, StoreConfig};
 
 /// How long events are kept after they were last seen (Kubernetes' `--event-ttl`).
@@ -47,6 +47,14 @@ pub struct ServerArgs {
     /// How many watches one client address may hold open at once (429 beyond; 0: no limit).
     #[arg(long, default_value_t = 500)]
     max_watches_per_client: usize,
+    /// Let clients without a token in as the administrator when they connect from a loopback
+    /// address (what `minik up` does). Everyone else always needs a token.
+    #[arg(long)]
+    allow_anonymous_loopback: bool,
+    /// The admin token's file: read if it exists, made (mode 0600) if not
+    /// (default DATA_DIR/auth/admin-token).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
 }
 
 /// The validated settings a server runs from.
@@ -57,6 +65,8 @@ pub struct Settings {
     pub controllers: minik_controllers::Config,
     /// How long events are kept after they were last seen.
     pub event_ttl: Duration,
+    /// Where the tokens are and who may come in without one.
+    pub auth: minik_apiserver::AuthConfig,
 }
 
 impl Settings {
@@ -68,7 +78,21 @@ impl Settings {
             api: Config::default(),
             controllers: minik_controllers::Config::default(),
             event_ttl: DEFAULT_EVENT_TTL,
+            auth: auth_config(data_dir, None, false),
         }
+    }
+}
+
+/// The tokens under `data_dir/auth`.
+pub fn auth_config(
+    data_dir: &std::path::Path,
+    admin_file: Option<PathBuf>,
+    anonymous_loopback: bool,
+) -> minik_apiserver::AuthConfig {
+    minik_apiserver::AuthConfig {
+        dir: data_dir.join("auth"),
+        admin_file,
+        anonymous_loopback,
     }
 }
 
@@ -99,6 +123,11 @@ impl ServerArgs {
             pod_eviction_timeout: self.pod_eviction_timeout,
             ..minik_controllers::Config::default()
         };
+        let auth = auth_config(
+            &self.data_dir,
+            self.token_file,
+            self.allow_anonymous_loopback,
+        );
         let mut store = StoreConfig::new(self.data_dir.join("store"));
         store.history_size = self.watch_history;
         Ok(Settings {
@@ -115,6 +144,7 @@ impl ServerArgs {
             },
             controllers,
             event_ttl: self.event_ttl,
+            auth,
         })
     }
 }
@@ -125,9 +155,21 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(settings, shutdown_signal(), |addr| {
+    let admin = settings.auth.admin_file();
+    let join = settings.auth.join_file();
+    let anonymous = settings.auth.anonymous_loopback;
+    runtime.block_on(serve(settings, shutdown_signal(), move |addr| {
         // Tests and scripts read this line to learn the port when listening on port 0.
         println!("minik server listening on http://{addr}");
+        println!("admin token: {}", admin.display());
+        println!(
+            "node join token: {} (minik node --server http://{addr} --token $(cat {}))",
+            join.display(),
+            join.display()
+        );
+        if anonymous {
+            println!("clients on loopback need no token (--allow-anonymous-loopback)");
+        }
     }))
 }
 
@@ -137,12 +179,14 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     on_ready: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
+    // Tokens before the store: a server that cannot authenticate does not start.
+    let auth = Auth::open(settings.auth.clone()).context("cannot set up the API tokens")?;
     let path = settings.store.path.clone();
     std::fs::create_dir_all(&path)
         .with_context(|| format!("cannot create the data directory {}", path.display()))?;
     let store = SledStore::open(settings.store)
         .with_context(|| format!("cannot open the store in {}", path.display()))?;
-    let server = ApiServer::new(Arc::new(store.clone()), settings.api);
+    let server = ApiServer::secured(Arc::new(store.clone()), settings.api, auth);
     server
         .registry
         .bootstrap()
@@ -161,6 +205,12 @@ pub async fn serve(
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data = %path.display(), revision = store_revision(&store), "minik server is serving");
+    tracing::info!(
+        admin = %settings.auth.admin_file().display(),
+        join = %settings.auth.join_file().display(),
+        anonymous_loopback = settings.auth.anonymous_loopback,
+        "tokens (mode 0600)"
+    );
     on_ready(addr);
     // On shutdown, end the watches first (they would hold graceful shutdown for up to their
     // timeout), then give the other requests a few seconds.

@@ -40,6 +40,9 @@ pub struct UpArgs {
     /// Manifests to apply once the cluster is up (files or directories, as `minik apply -f`).
     #[arg(short = 'f', long = "filename")]
     files: Vec<PathBuf>,
+    /// How the nodes proxy Services: `userspace` or `nftables` (as `minik node --proxy-mode`).
+    #[arg(long, default_value = "userspace", value_parser = ["userspace", "nftables"])]
+    proxy_mode: String,
 }
 
 /// Resolves when `stop` turns true.
@@ -47,7 +50,12 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-fn agent_config(name: &str, data_dir: &std::path::Path, runtime: &str) -> AgentConfig {
+fn agent_config(
+    name: &str,
+    data_dir: &std::path::Path,
+    runtime: &str,
+    proxy_mode: minik_node::proxy::ProxyMode,
+) -> AgentConfig {
     AgentConfig {
         name: name.to_owned(),
         address: "127.0.0.1".into(),
@@ -64,35 +72,53 @@ fn agent_config(name: &str, data_dir: &std::path::Path, runtime: &str) -> AgentC
         workers: 8,
         port: 0,
         leave_running: false,
+        endpoint_key: None,
+        proxy_mode,
     }
 }
 
-/// Writes `~/.minik/config`, so client commands find this cluster without flags.
-fn write_client_config(server: &str) -> anyhow::Result<PathBuf> {
+/// Writes `text` to `path`, readable by the owner only: the client files hold the admin token.
+fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    minik_client::write_private_file(path, text)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The first line of a token file.
+fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the token in {}", path.display()))?;
+    Ok(text.lines().next().unwrap_or_default().trim().to_owned())
+}
+
+/// Writes `~/.minik/config` (mode 0600: it holds the admin token), so client commands find
+/// this cluster without flags.
+fn write_client_config(server: &str, token: &str) -> anyhow::Result<PathBuf> {
     let home = std::env::var_os("HOME").context("$HOME is not set")?;
     let dir = PathBuf::from(home).join(".minik");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join("config");
-    std::fs::write(&path, format!("server: {server}\nnamespace: default\n"))
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    write_private(
+        &path,
+        &format!("server: {server}\nnamespace: default\ntoken: {token}\n"),
+    )?;
     Ok(path)
 }
 
 /// Writes `~/.minik/kubeconfig`, a kubeconfig with one context (`minik`) for this cluster, so
 /// kubectl and the Kubernetes client libraries reach it with `KUBECONFIG` set to it.
-fn write_kubeconfig(server: &str) -> anyhow::Result<PathBuf> {
+fn write_kubeconfig(server: &str, token: &str) -> anyhow::Result<PathBuf> {
     let home = std::env::var_os("HOME").context("$HOME is not set")?;
     let path = PathBuf::from(home).join(".minik").join("kubeconfig");
     let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: minik\n  cluster:\n    server: {server}\nusers:\n- name: minik\n  user: {{}}\ncontexts:\n- name: minik\n  context:\n    cluster: minik\n    user: minik\n    namespace: default\ncurrent-context: minik\npreferences: {{}}\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: minik\n  cluster:\n    server: {server}\nusers:\n- name: minik\n  user:\n    token: {token}\ncontexts:\n- name: minik\n  context:\n    cluster: minik\n    user: minik\n    namespace: default\ncurrent-context: minik\npreferences: {{}}\n"
     );
-    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    write_private(&path, &text)?;
     Ok(path)
 }
 
 /// Applies manifests with this binary's own `apply`, so they are read, checked and reported
 /// exactly as `minik apply -f` does. A failure is reported and the cluster stays up.
-async fn apply(server: &str, files: &[PathBuf]) {
+async fn apply(server: &str, token: &str, files: &[PathBuf]) {
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
         Err(e) => {
@@ -102,6 +128,8 @@ async fn apply(server: &str, files: &[PathBuf]) {
     };
     let mut command = tokio::process::Command::new(exe);
     command.args(["apply", "--server", server]);
+    // In the environment, not the command line, where other users could read it.
+    command.env("MINIK_TOKEN", token);
     for f in files {
         command.arg("-f").arg(f);
     }
@@ -134,7 +162,10 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let (stop_server, server_stop) = watch::channel(false);
     let (stop_nodes, nodes_stop) = watch::channel(false);
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-    let settings = Settings::new(args.listen, &args.data_dir);
+    let mut settings = Settings::new(args.listen, &args.data_dir);
+    // Clients on this machine need no token; the nodes still join and act as nodes.
+    settings.auth.anonymous_loopback = true;
+    let auth = settings.auth.clone();
     let server = tokio::spawn(server::serve(settings, stopped(server_stop), move |addr| {
         let _ = addr_tx.send(addr);
     }));
@@ -151,14 +182,31 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         }
     };
     let url = format!("http://{addr}");
-    let api: Arc<dyn Api> = Arc::new(HttpApi::new(&url).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let admin_token = read_token(&auth.admin_file())?;
+    let join_token = read_token(&auth.join_file())?;
+    let api: Arc<dyn Api> = Arc::new(
+        HttpApi::new(&url)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .with_token(Some(admin_token.clone())),
+    );
 
     let mut agents = Vec::new();
     let names: Vec<String> = (1..=args.nodes).map(|i| format!("node-{i}")).collect();
     for name in &names {
-        let config = agent_config(name, &args.data_dir, &args.runtime);
+        let mode = args.proxy_mode.parse().map_err(anyhow::Error::msg)?;
+        let mut config = agent_config(name, &args.data_dir, &args.runtime, mode);
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+        // Each node joins with the join token and acts with its own credential, as on a
+        // cluster of many hosts.
+        let credential =
+            minik_node::join::credential(&url, Some(&join_token), &config.data_dir, name).await?;
+        config.endpoint_key = Some(minik_client::Secret::new(credential.agent_key));
+        let node_api: Arc<dyn Api> = Arc::new(
+            HttpApi::new(&url)
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .with_token(Some(credential.token)),
+        );
         let (runtime, checker): (Arc<dyn Runtime>, Arc<dyn Checker>) = match args.runtime.as_str() {
             "fake" => (Arc::new(FakeRuntime::new()), Arc::new(FakeChecker)),
             _ => {
@@ -177,7 +225,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             }
         };
         agents.push(tokio::spawn(minik_node::run(
-            api.clone(),
+            node_api,
             runtime,
             checker,
             config,
@@ -222,11 +270,11 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let config_note = if args.no_config {
         String::new()
     } else {
-        let client = match write_client_config(&url) {
+        let client = match write_client_config(&url, &admin_token) {
             Ok(path) => format!("client config: {}\n", path.display()),
             Err(e) => format!("client config not written: {e:#}\n"),
         };
-        let kubeconfig = match write_kubeconfig(&url) {
+        let kubeconfig = match write_kubeconfig(&url, &admin_token) {
             Ok(path) => format!("kubectl: export KUBECONFIG={}\n", path.display()),
             Err(e) => format!("kubeconfig not written: {e:#}\n"),
         };
@@ -238,13 +286,15 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         took.as_secs_f64()
     );
     print!(
-        "{config_note}data: {}\nnodes: {}\n\ntry:  curl {url}/api/v1/namespaces/default/pods\nstop: Ctrl-C (stops every pod process)\n",
+        "{config_note}admin token: {}\nnode join token: {}\ndata: {}\nnodes: {}\n\ntry:  curl {url}/api/v1/namespaces/default/pods\nstop: Ctrl-C (stops every pod process)\n",
+        auth.admin_file().display(),
+        auth.join_file().display(),
         args.data_dir.display(),
         names.join(", ")
     );
 
     if !args.files.is_empty() {
-        apply(&url, &args.files).await;
+        apply(&url, &admin_token, &args.files).await;
     }
 
     server::shutdown_signal().await;

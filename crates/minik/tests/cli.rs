@@ -50,6 +50,7 @@ fn an_unreachable_server_is_one_line_with_a_hint() {
         .args(["get", "pods", "--server", "http://127.0.0.1:1"])
         .env("HOME", dir.path())
         .env_remove("MINIK_SERVER")
+        .env_remove("MINIK_TOKEN")
         .output()
         .expect("run minik");
     assert_ne!(out.status.code(), Some(0));
@@ -523,17 +524,18 @@ fn version_and_api_resources() {
     check(
         &c.ok(&["api-resources"]),
         expect![[r#"
-            NAME                     SHORTNAMES   APIVERSION   NAMESPACED   KIND
-            namespaces               ns           v1           false        Namespace
-            nodes                    no           v1           false        Node
-            pods                     po           v1           true         Pod
-            replicationcontrollers   rc           v1           true         ReplicationController
-            services                 svc          v1           true         Service
-            endpoints                ep           v1           true         Endpoints
-            events                   ev           v1           true         Event
-            resourcequotas           quota        v1           true         ResourceQuota
-            deployments              deploy       apps/v1      true         Deployment
-            replicasets              rs           apps/v1      true         ReplicaSet
+            NAME                     SHORTNAMES   APIVERSION               NAMESPACED   KIND
+            namespaces               ns           v1                       false        Namespace
+            nodes                    no           v1                       false        Node
+            pods                     po           v1                       true         Pod
+            replicationcontrollers   rc           v1                       true         ReplicationController
+            services                 svc          v1                       true         Service
+            endpoints                ep           v1                       true         Endpoints
+            events                   ev           v1                       true         Event
+            resourcequotas           quota        v1                       true         ResourceQuota
+            deployments              deploy       apps/v1                  true         Deployment
+            replicasets              rs           apps/v1                  true         ReplicaSet
+            leases                                coordination.k8s.io/v1   true         Lease
         "#]],
     );
 }

@@ -691,9 +691,27 @@ fn cordon_uncordon_and_drain() {
     assert_eq!(lines.first().copied(), Some("node/n1 already cordoned"));
     assert_eq!(lines.last().copied(), Some("node/n1 drained"));
     lines.sort();
-    assert!(lines.contains(&"pod/loner deleted"), "{}", out.stdout);
+    // Evicted through pods/eviction, with kubectl's lines.
+    assert!(
+        lines.contains(&"evicting pod default/loner"),
+        "{}",
+        out.stdout
+    );
+    assert!(lines.contains(&"pod/loner evicted"), "{}", out.stdout);
     assert_eq!(
-        lines.iter().filter(|l| l.starts_with("pod/web-")).count(),
+        lines
+            .iter()
+            .filter(|l| l.starts_with("pod/web-") && l.ends_with(" evicted"))
+            .count(),
+        2,
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("evicting pod default/web-"))
+            .count(),
         2,
         "{}",
         out.stdout
@@ -707,6 +725,38 @@ fn cordon_uncordon_and_drain() {
         ]);
         (out == "||").then_some(())
     });
+    // --disable-eviction deletes instead, as kubectl's does.
+    c.ok(&["uncordon", "n1"]);
+    wait_for("the deployment's pods, running again", 30, || {
+        let out = c.ok(&[
+            "get",
+            "pods",
+            "--field-selector",
+            "status.phase=Running",
+            "-o",
+            "name",
+        ]);
+        (out.lines().count() == 2).then_some(())
+    });
+    let out = c.minik(&[
+        "drain",
+        "n1",
+        "--disable-eviction",
+        "--grace-period",
+        "0",
+        "--timeout",
+        "60s",
+    ]);
+    assert_eq!((out.code, out.stderr.as_str()), (0, ""), "{}", out.stdout);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{}", out.stdout);
+    assert!(
+        lines[1..3]
+            .iter()
+            .all(|l| l.starts_with("pod/web-") && l.ends_with(" deleted")),
+        "{}",
+        out.stdout
+    );
     fails_with(
         &c.minik(&["drain", "nope"]),
         "Error from server (NotFound): nodes \"nope\" not found",

@@ -129,13 +129,20 @@ async fn registers_with_capacity_labels_and_heartbeats() {
         .unwrap()
         .ends_with("Ki"));
     assert_eq!(node["status"]["addresses"][0]["address"], "127.0.0.1");
-    let first = node["status"]["conditions"][0]["lastHeartbeatTime"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    support::eventually("a newer heartbeat", 10, || async {
-        let node = c.get("/api/v1/nodes/n1").await?;
-        (node["status"]["conditions"][0]["lastHeartbeatTime"].as_str()? != first).then_some(())
+    assert_eq!(node["status"]["conditions"][0]["status"], "True");
+    // The heartbeat is the node's Lease, renewed every period (as the kubelet's); the status is
+    // written when it changes.
+    let lease_path = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1";
+    let first = support::eventually("the node's lease", 10, || async {
+        let lease = c.get(lease_path).await?;
+        assert_eq!(lease["spec"]["holderIdentity"], "n1");
+        assert_eq!(lease["spec"]["leaseDurationSeconds"], 40);
+        Some(lease["spec"]["renewTime"].as_str()?.to_owned())
+    })
+    .await;
+    support::eventually("a renewed lease", 10, || async {
+        let lease = c.get(lease_path).await?;
+        (lease["spec"]["renewTime"].as_str()? != first).then_some(())
     })
     .await;
 }

@@ -109,14 +109,13 @@ impl Cluster {
         }
     }
 
+    /// The node's last heartbeat: its Lease's renew time (microseconds), which its agent
+    /// renews every period.
     async fn heartbeat(&self) -> Option<String> {
-        let node = self.get("/api/v1/nodes/n1").await?;
-        node["status"]["conditions"]
-            .as_array()?
-            .iter()
-            .find(|c| c["type"] == "Ready" && c["status"] == "True")?["lastHeartbeatTime"]
-            .as_str()
-            .map(str::to_owned)
+        let lease = self
+            .get("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1")
+            .await?;
+        lease["spec"]["renewTime"].as_str().map(str::to_owned)
     }
 
     async fn get(&self, path: &str) -> Option<Value> {

@@ -42,25 +42,27 @@ struct Cluster {
     base: String,
     marks: tempfile::TempDir,
     // Dropped in order: nodes before the server.
-    _nodes: Vec<support::Running>,
+    nodes: Vec<support::Running>,
     _server: support::Running,
     _dirs: Vec<tempfile::TempDir>,
 }
 
 impl Cluster {
     async fn start() -> Cluster {
+        Cluster::start_with(&[("n1", "127.0.0.2"), ("n2", "127.0.0.3")], &[]).await
+    }
+
+    /// A server and a node agent per `(name, address)`, started with `extra` flags.
+    async fn start_with(agents: &[(&str, &str)], extra: &[&str]) -> Cluster {
         let server_dir = tempfile::tempdir().unwrap();
         let server = support::start_server(server_dir.path(), &[]);
         let mut dirs = vec![server_dir];
         let mut nodes = Vec::new();
-        for (name, address) in [("n1", "127.0.0.2"), ("n2", "127.0.0.3")] {
+        for (name, address) in agents {
             let dir = tempfile::tempdir().unwrap();
-            nodes.push(support::start_node(
-                &server.base,
-                name,
-                dir.path(),
-                &["--address", address],
-            ));
+            let mut flags = vec!["--address", address];
+            flags.extend_from_slice(extra);
+            nodes.push(support::start_node(&server.base, name, dir.path(), &flags));
             dirs.push(dir);
         }
         let cluster = Cluster {
@@ -72,11 +74,11 @@ impl Cluster {
                 .unwrap(),
             base: server.base.clone(),
             marks: tempfile::tempdir().unwrap(),
-            _nodes: nodes,
+            nodes,
             _server: server,
             _dirs: dirs,
         };
-        for node in ["n1", "n2"] {
+        for (node, _) in agents {
             support::eventually(&format!("node {node} to be Ready"), 30, || async {
                 let n = cluster.get(&format!("/api/v1/nodes/{node}")).await?;
                 n["status"]["conditions"]
@@ -401,4 +403,241 @@ async fn the_tutorial_scenario_through_every_kind_of_service_address() {
         c.fetch(&front, "/").await.is_none().then_some(())
     })
     .await;
+}
+
+/// The nftables tables of this host (`nft list tables`); fails the test if nft cannot run: the
+/// nftables mode needs it (CI installs it).
+fn nft_tables() -> String {
+    let out = Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .expect("nft runs (the nftables mode needs it: apt-get install nftables)");
+    assert!(
+        out.status.success(),
+        "nft list tables: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Deletes the named nftables tables when dropped, so that a failing test leaves no rules
+/// behind; a table the agent deleted already is no error.
+struct Tables(Vec<String>);
+
+impl Drop for Tables {
+    fn drop(&mut self) {
+        for table in &self.0 {
+            let _ = Command::new("nft")
+                .args(["delete", "table", "ip", table])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Whether a TCP socket listens on `addr` (from /proc/net/tcp, whatever process holds it).
+fn listening_on(addr: std::net::SocketAddrV4) -> bool {
+    let local = format!(
+        "{:08X}:{:04X}",
+        u32::from_ne_bytes(addr.ip().octets()),
+        addr.port()
+    );
+    std::fs::read_to_string("/proc/net/tcp")
+        .expect("/proc/net/tcp")
+        .lines()
+        .skip(1)
+        .any(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A")
+        })
+}
+
+/// The ClusterIP and NodePort part of the tutorial scenario with agents in nftables mode: the
+/// kernel translates the connections and nothing listens on the Service addresses. Each agent
+/// keeps a table of its own, which goes when the agent stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tutorial_scenario_through_nftables_agents() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    nft_tables();
+    // Names of this run only, so that concurrent runs do not share tables.
+    let names = [
+        format!("nft{}-1", std::process::id()),
+        format!("nft{}-2", std::process::id()),
+    ];
+    let tables: Vec<String> = names.iter().map(|n| format!("minik-{n}")).collect();
+    let _cleanup = Tables(tables.clone());
+    let mut c = Cluster::start_with(
+        &[(&names[0], "127.0.0.4"), (&names[1], "127.0.0.5")],
+        &["--proxy-mode", "nftables"],
+    )
+    .await;
+    support::eventually("both agents' tables", 30, || async {
+        let listed = nft_tables();
+        tables
+            .iter()
+            .all(|t| listed.contains(&format!("table ip {t}\n")))
+            .then_some(())
+    })
+    .await;
+
+    let svc = c
+        .post(
+            "/api/v1/namespaces/default/services",
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                   "spec": {"type": "NodePort", "selector": {"app": "web"},
+                            "ports": [{"port": 8080, "targetPort": "http"}]}}),
+        )
+        .await;
+    let cluster_ip: std::net::Ipv4Addr =
+        svc["spec"]["clusterIP"].as_str().unwrap().parse().unwrap();
+    let node_port = svc["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+    let front = format!("{cluster_ip}:8080");
+
+    // No endpoints yet: the connection is refused at once (a TCP reset), not left hanging,
+    // although a socket (this test's) listens on the address: the table refuses it.
+    let decoy = tokio::net::TcpListener::bind(&front).await.unwrap();
+    support::eventually(
+        "the ClusterIP to refuse while there are no endpoints",
+        30,
+        || async {
+            let refused = tokio::time::timeout(
+                Duration::from_secs(2),
+                tokio::net::TcpStream::connect(&front),
+            )
+            .await
+            .ok()?
+            .err()?;
+            (refused.kind() == std::io::ErrorKind::ConnectionRefused).then_some(())
+        },
+    )
+    .await;
+
+    let probe = format!("test ! -e {}/not-ready-$POD_NAME", c.marks.path().display());
+    c.post(
+        "/apis/apps/v1/namespaces/default/deployments",
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+               "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+                        "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
+                            "terminationGracePeriodSeconds": 5,
+                            "containers": [{"name": "web", "image": "python:3",
+                                "command": ["python3", "-c", SERVER],
+                                "ports": [{"name": "http", "containerPort": 8080}],
+                                "readinessProbe": {"exec": {"command": ["sh", "-c", probe]},
+                                                   "periodSeconds": 1}}]}}}}),
+    )
+    .await;
+    let pods = support::eventually("3 ready pods in the Endpoints", 60, || async {
+        let ready = c.ready_pods().await;
+        (ready.len() == 3 && c.endpoints().await == (ready.clone(), BTreeSet::new()))
+            .then_some(ready)
+    })
+    .await;
+
+    // The ClusterIP spreads connections over all 3 pods.
+    support::eventually("the tables to know all 3 pods", 30, || async {
+        let seen = set(&c.try_answers(&front, 6).await?);
+        (seen == pods).then_some(())
+    })
+    .await;
+    // The kernel sent them all to the pods, none to the socket on the address; without it,
+    // nothing listens there.
+    assert_eq!(set(&c.answers(&front, 30).await), pods);
+    drop(decoy);
+    assert!(
+        !listening_on(std::net::SocketAddrV4::new(cluster_ip, 8080)),
+        "something listens on {front} in nftables mode"
+    );
+    // The NodePort on every node's address, and on any local address (as kube-proxy).
+    for node in ["127.0.0.4", "127.0.0.5", "127.0.0.1"] {
+        assert_eq!(
+            set(&c.answers(&format!("{node}:{node_port}"), 30).await),
+            pods,
+            "NodePort on {node}"
+        );
+    }
+    assert_eq!(
+        c.fetch(&front, "/env").await.as_deref(),
+        Some(cluster_ip.to_string().as_str())
+    );
+
+    // A connection opened before an endpoint change carries on after it (conntrack keeps
+    // its translation while the table is replaced).
+    let mut open = tokio::net::TcpStream::connect(&front).await.unwrap();
+    let gated = pods.iter().next().unwrap().clone();
+    let mark = c.marks.path().join(format!("not-ready-{gated}"));
+    std::fs::write(&mark, b"").unwrap();
+    support::eventually(
+        "the tables to stop sending to the gated pod",
+        30,
+        || async { (!c.answers(&front, 6).await.contains(&gated)).then_some(()) },
+    )
+    .await;
+    let answered = c.answers(&front, 30).await;
+    assert!(
+        !answered.contains(&gated),
+        "{gated} answered while not ready"
+    );
+    open.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut reply = String::new();
+    open.read_to_string(&mut reply).await.unwrap();
+    assert!(reply.starts_with("HTTP/1.0 200"), "{reply}");
+    assert!(pods.iter().any(|p| reply.ends_with(p.as_str())), "{reply}");
+    std::fs::remove_file(&mark).unwrap();
+
+    // Scale to 1: every connection goes to the one left, through the ClusterIP and the
+    // NodePort.
+    c.send(
+        reqwest::Method::PATCH,
+        "/apis/apps/v1/namespaces/default/deployments/web/scale",
+        "application/merge-patch+json",
+        json!({"spec": {"replicas": 1}}),
+    )
+    .await;
+    let last = support::eventually("one pod left in the Endpoints", 60, || async {
+        let (ready, not_ready) = c.endpoints().await;
+        (ready.len() == 1 && not_ready.is_empty()).then(|| ready.into_iter().next().unwrap())
+    })
+    .await;
+    support::eventually("the tables to send to the last pod only", 30, || async {
+        c.try_answers(&front, 6)
+            .await?
+            .iter()
+            .all(|n| *n == last)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        set(&c.answers(&front, 30).await),
+        BTreeSet::from([last.clone()])
+    );
+    assert_eq!(
+        set(&c.answers(&format!("127.0.0.5:{node_port}"), 30).await),
+        BTreeSet::from([last])
+    );
+
+    // Deleting the Service takes its translation away.
+    let r = c
+        .client
+        .delete(format!("{}/api/v1/namespaces/default/services/web", c.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    support::eventually("the ClusterIP to stop answering", 30, || async {
+        c.fetch(&front, "/").await.is_none().then_some(())
+    })
+    .await;
+
+    // Stopped agents delete their tables.
+    for node in &mut c.nodes {
+        node.terminate(Duration::from_secs(30));
+    }
+    let listed = nft_tables();
+    for table in &tables {
+        assert!(
+            !listed.contains(&format!("table ip {table}\n")),
+            "{table} is still there after its agent stopped:\n{listed}"
+        );
+    }
 }

@@ -30,8 +30,30 @@ async fn up_runs_pods_stops_them_all_and_brings_them_back() {
         .filter_map(|n| n["metadata"]["name"].as_str())
         .collect();
     assert_eq!(names, ["node-1", "node-2"]);
-    let config = std::fs::read_to_string(home.path().join(".minik/config")).unwrap();
-    assert_eq!(config, format!("server: {base}\nnamespace: default\n"));
+    // The client config holds the admin token, so it is private; the nodes joined with the
+    // join token and act with their own credentials.
+    let config_path = home.path().join(".minik/config");
+    let config = std::fs::read_to_string(&config_path).unwrap();
+    let admin = std::fs::read_to_string(data.path().join("auth/admin-token")).unwrap();
+    assert_eq!(
+        config,
+        format!(
+            "server: {base}\nnamespace: default\ntoken: {}\n",
+            admin.trim()
+        )
+    );
+    use std::os::unix::fs::PermissionsExt;
+    for private in [config_path, home.path().join(".minik/kubeconfig")] {
+        let mode = std::fs::metadata(&private).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", private.display());
+    }
+    for node in ["node-1", "node-2"] {
+        let credential = data.path().join("nodes").join(node).join("credential.json");
+        let credential: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&credential).unwrap()).unwrap();
+        let token = credential["token"].as_str().unwrap();
+        assert!(token.starts_with(&format!("node.{node}.")), "{token}");
+    }
 
     let marker = format!("up-marker-{}", std::process::id());
     let pod = json!({

@@ -1,8 +1,9 @@
-//! Validation of the cluster's bookkeeping objects: Namespaces, Nodes, Events and
-//! ResourceQuotas.
+//! Validation of the cluster's bookkeeping objects: Namespaces, Nodes, Events, ResourceQuotas
+//! and Leases.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Namespace, Node, ResourceQuota, Taint};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 
@@ -475,6 +476,61 @@ pub fn resource_quota_update(new: &ResourceQuota, old: &ResourceQuota) -> ErrorL
             &FieldPath::new("spec").child("scopes"),
             json(&listed),
             IMMUTABLE,
+        ));
+    }
+    errs
+}
+
+/// Validates a Lease on create: a DNS subdomain name and a sane spec.
+pub fn lease(l: &Lease) -> ErrorList {
+    let mut errs = object_meta(
+        &l.metadata,
+        true,
+        names::dns1123_subdomain,
+        &FieldPath::new("metadata"),
+    );
+    errs.extend(lease_spec(l));
+    errs
+}
+
+/// Validates a Lease update.
+pub fn lease_update(new: &Lease, old: &Lease) -> ErrorList {
+    let mut errs = object_meta_update(&new.metadata, &old.metadata, &FieldPath::new("metadata"));
+    errs.extend(lease_spec(new));
+    errs
+}
+
+/// Kubernetes' `ValidateLeaseSpec`: positive durations, no negative transition count, and a
+/// preferred holder only with a strategy.
+fn lease_spec(l: &Lease) -> ErrorList {
+    let mut errs = ErrorList::new();
+    let Some(spec) = l.spec.as_ref() else {
+        return errs;
+    };
+    let path = FieldPath::new("spec");
+    if let Some(d) = spec.lease_duration_seconds.filter(|d| *d <= 0) {
+        errs.push(FieldError::invalid(
+            &path.child("leaseDurationSeconds"),
+            d,
+            "must be greater than 0",
+        ));
+    }
+    if let Some(t) = spec.lease_transitions.filter(|t| *t < 0) {
+        errs.push(FieldError::invalid(
+            &path.child("leaseTransitions"),
+            t,
+            "must be greater than or equal to 0",
+        ));
+    }
+    if spec
+        .preferred_holder
+        .as_deref()
+        .is_some_and(|h| !h.is_empty())
+        && spec.strategy.as_deref().is_none_or(str::is_empty)
+    {
+        errs.push(FieldError::forbidden(
+            &path.child("preferredHolder"),
+            "may only be specified if `strategy` is defined",
         ));
     }
     errs

@@ -7,8 +7,9 @@
 //! all when much of a zone is down, and removed everywhere when every node is down. A node whose
 //! agent comes back gets Ready from its agent and its taints removed here.
 //!
-//! Silence is judged by when this controller saw the heartbeat change, on its own clock, as
-//! Kubernetes does, so clock skew between hosts does not matter.
+//! Silence is judged by when this controller saw the heartbeat change — the node's Lease in
+//! `kube-node-lease` or its Ready condition — on its own clock, as Kubernetes does, so clock
+//! skew between hosts does not matter.
 
 mod limiter;
 mod reconcile;
@@ -33,6 +34,9 @@ use reconcile::{
     desired_taints, eviction_time, has_no_execute, health, heartbeat, unknown_status_patch,
     zone_of, zone_rate, zone_state, Health, NoExecute, ZoneState,
 };
+
+/// Where agents keep their heartbeat Leases, one per node, named after it.
+const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 
 /// What the controller remembers between passes.
 struct State {
@@ -102,7 +106,8 @@ async fn monitor(
     let mut healths: BTreeMap<String, (Arc<Node>, Health)> = BTreeMap::new();
     for node in &nodes {
         let name = kinds::name(&node.metadata).to_owned();
-        let beat = heartbeat(node);
+        let lease = caches.leases.get(&format!("{NODE_LEASE_NAMESPACE}/{name}"));
+        let beat = heartbeat(node, lease.as_deref());
         let seen = state
             .observed
             .entry(name.clone())

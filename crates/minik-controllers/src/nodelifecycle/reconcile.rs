@@ -3,6 +3,7 @@
 //! to be evicted. They follow Kubernetes' `NodeLifecycleController` and its taint-based
 //! eviction.
 
+use minik_api::k8s_openapi::api::coordination::v1::Lease;
 use minik_api::k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
 use minik_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use minik_api::k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -46,19 +47,30 @@ pub(crate) fn ready_status(node: &Node) -> Option<&str> {
         .map(|c| c.status.as_str())
 }
 
-/// The Ready condition's last heartbeat as written, what the controller watches change.
-pub(crate) fn heartbeat(node: &Node) -> Option<String> {
+/// What the controller watches change to know a node's agent is alive: the Ready condition's
+/// last heartbeat and the renew time of the node's Lease, as Kubernetes looks at both (agents
+/// renew the Lease every heartbeat and report status only when it changes or every few
+/// minutes).
+pub(crate) fn heartbeat(node: &Node, lease: Option<&Lease>) -> Option<String> {
     let condition = node
         .status
-        .as_ref()?
-        .conditions
-        .iter()
-        .flatten()
-        .find(|c| c.type_ == "Ready")?;
-    condition
-        .last_heartbeat_time
         .as_ref()
-        .map(|t| t.0.to_string())
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .and_then(|c| c.last_heartbeat_time.as_ref())
+        .map(|t| t.0.to_string());
+    let renewed = lease
+        .and_then(|l| l.spec.as_ref())
+        .and_then(|s| s.renew_time.as_ref())
+        .map(|t| t.0.to_string());
+    match (condition, renewed) {
+        (None, None) => None,
+        (c, r) => Some(format!(
+            "{}|{}",
+            c.unwrap_or_default(),
+            r.unwrap_or_default()
+        )),
+    }
 }
 
 /// `silent`: no new heartbeat within the grace period.
@@ -284,6 +296,27 @@ pub(crate) fn eviction_time(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_renewed_lease_is_a_heartbeat_without_a_status_write() {
+        let n = node("True");
+        let lease = |renew: &str| -> Lease {
+            serde_json::from_value(json!({
+                "metadata": {"name": "n1", "namespace": "kube-node-lease"},
+                "spec": {"holderIdentity": "n1", "renewTime": renew}
+            }))
+            .unwrap()
+        };
+        let without = heartbeat(&n, None);
+        let first = heartbeat(&n, Some(&lease("2024-01-01T00:00:10.000000Z")));
+        let second = heartbeat(&n, Some(&lease("2024-01-01T00:00:20.000000Z")));
+        assert!(without.is_some());
+        assert_ne!(without, first);
+        assert_ne!(first, second, "a renewal alone counts");
+        let bare: Node = serde_json::from_value(json!({"metadata": {"name": "n1"}})).unwrap();
+        assert_eq!(heartbeat(&bare, None), None);
+        assert!(heartbeat(&bare, Some(&lease("2024-01-01T00:00:10.000000Z"))).is_some());
+    }
 
     fn node(ready: &str) -> Node {
         serde_json::from_value(json!({

@@ -1,6 +1,11 @@
-//! The node's Service proxy, minik's kube-proxy without iptables: it watches Services and
-//! Endpoints and listens on every Service's `clusterIP:port`, on the node's address at each
-//! node port, and for LoadBalancer Services at `port` on the node's address. Each new
+//! The node's Service proxy, minik's kube-proxy. It watches Services and Endpoints and, in
+//! one of two modes ([`ProxyMode`]), sends each new connection to a Service address — every
+//! Service's `clusterIP:port`, the node's address at each node port, and for LoadBalancer
+//! Services `port` on the node's address — to a ready endpoint.
+//!
+//! The `nftables` mode programs the kernel to translate the connections (see [`nft`]); the
+//! rest of this comment is about the `userspace` mode, the default, which listens on every
+//! Service address. Each new
 //! connection goes to the next ready endpoint in turn (a refusing one is skipped) and bytes are
 //! copied with `copy_bidirectional`. An endpoint change swaps the backend list of a listener
 //! in place, so open connections are never cut; a listener whose Service went is closed.
@@ -20,9 +25,10 @@
 //! where a port-forward of a pod on this node goes ([`Services`] as a
 //! [`crate::endpoint::ForwardTarget`]).
 
+mod nft;
 mod table;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -54,34 +60,107 @@ pub struct Services {
     node_address: String,
 }
 
-/// The running proxy; dropping it stops every listener (open connections finish on their own).
+/// How the proxy carries connections to Service addresses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProxyMode {
+    /// The agent listens on every Service address and copies the bytes of each connection to
+    /// an endpoint (skipping endpoints that refuse).
+    #[default]
+    Userspace,
+    /// The agent programs the kernel (its own nftables table, `ip minik-NODE`) to translate
+    /// each new connection's destination to an endpoint; it listens on nothing.
+    Nftables,
+}
+
+impl std::str::FromStr for ProxyMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "userspace" => Ok(ProxyMode::Userspace),
+            "nftables" => Ok(ProxyMode::Nftables),
+            other => Err(format!(
+                "unknown proxy mode {other:?}: it is userspace or nftables"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for ProxyMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ProxyMode::Userspace => "userspace",
+            ProxyMode::Nftables => "nftables",
+        })
+    }
+}
+
+/// The running proxy; dropping it stops every listener (open connections finish on their own)
+/// or, in nftables mode, deletes the agent's table (conntrack keeps open connections going).
 pub struct Proxy {
     _services: Informer<Service>,
     _endpoints: Informer<Endpoints>,
     task: JoinHandle<()>,
+    table: Option<Arc<nft::Nft>>,
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(nft) = &self.table {
+            // Waits for an update under way, so that it cannot bring the table back.
+            match nft.delete() {
+                Ok(()) => tracing::info!(table = nft.table(), "deleted the proxy's nftables table"),
+                Err(e) => {
+                    tracing::warn!(table = nft.table(), error = %e, "cannot delete the proxy's nftables table")
+                }
+            }
+        }
     }
 }
 
-/// Starts watching Services and Endpoints and proxying them on a node that advertises
-/// `node_address`. `pods` is the agent's cache of its own pods (for port-forward).
-pub fn start(api: Arc<dyn Api>, node_address: &str, pods: InformerCache<Pod>) -> (Services, Proxy) {
+/// Starts watching Services and Endpoints and proxying them, in `mode`, on the node `node`
+/// that advertises `node_address`. `pods` is the agent's cache of its own pods (for
+/// port-forward).
+pub fn start(
+    api: Arc<dyn Api>,
+    node: &str,
+    node_address: &str,
+    mode: ProxyMode,
+    pods: InformerCache<Pod>,
+) -> (Services, Proxy) {
     let config = InformerConfig::default();
     let services = Informer::<Service>::spawn(api.clone(), config.clone());
     let endpoints = Informer::<Endpoints>::spawn(api, config);
     let address = node_address
         .parse::<IpAddr>()
         .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let (plane, table) = match mode {
+        ProxyMode::Userspace => (
+            Plane::Listeners {
+                listening: HashMap::new(),
+                failed: HashMap::new(),
+            },
+            None,
+        ),
+        ProxyMode::Nftables => {
+            let nft = nft::Nft::new(nft::table_name(node));
+            (
+                Plane::Kernel {
+                    nft: nft.clone(),
+                    applied: None,
+                    failed: None,
+                    unsupported: Vec::new(),
+                },
+                Some(nft),
+            )
+        }
+    };
     let run = Run {
         services: services.cache(),
         endpoints: endpoints.cache(),
         node_address: address,
-        listening: HashMap::new(),
-        failed: HashMap::new(),
+        plane,
     };
     let task = tokio::spawn(run.run(services.subscribe(), endpoints.subscribe()));
     let view = Services {
@@ -95,6 +174,7 @@ pub fn start(api: Arc<dyn Api>, node_address: &str, pods: InformerCache<Pod>) ->
             _services: services,
             _endpoints: endpoints,
             task,
+            table,
         },
     )
 }
@@ -307,9 +387,36 @@ struct Run {
     services: InformerCache<Service>,
     endpoints: InformerCache<Endpoints>,
     node_address: IpAddr,
-    listening: HashMap<SocketAddr, Listening>,
-    /// Addresses that could not be bound, with the error last logged for each.
-    failed: HashMap<SocketAddr, String>,
+    plane: Plane,
+}
+
+/// Where the connections are carried, and what is done there so far.
+enum Plane {
+    /// User space: a listener per Service address.
+    Listeners {
+        listening: HashMap<SocketAddr, Listening>,
+        /// Addresses that could not be bound, with the error last logged for each.
+        failed: HashMap<SocketAddr, String>,
+    },
+    /// The kernel: the agent's nftables table.
+    Kernel {
+        nft: Arc<nft::Nft>,
+        /// The ruleset the table holds, once one was applied.
+        applied: Option<String>,
+        /// The error of the last attempt, if it failed (it is retried).
+        failed: Option<String>,
+        /// The addresses last warned about as not programmable (not IPv4).
+        unsupported: Vec<SocketAddr>,
+    },
+}
+
+impl Plane {
+    fn needs_retry(&self) -> bool {
+        match self {
+            Plane::Listeners { failed, .. } => !failed.is_empty(),
+            Plane::Kernel { failed, .. } => failed.is_some(),
+        }
+    }
 }
 
 impl Run {
@@ -324,53 +431,118 @@ impl Run {
             tokio::select! {
                 change = services.next() => if change.is_none() { return },
                 change = endpoints.next() => if change.is_none() { return },
-                _ = retry.tick() => if self.failed.is_empty() { continue },
+                _ = retry.tick() => if !self.plane.needs_retry() { continue },
             }
-            self.reconcile();
+            let services = self.services.list();
+            let refs: Vec<&Service> = services.iter().map(|s| s.as_ref()).collect();
+            let endpoints = &self.endpoints;
+            let lookup = |key: &str| endpoints.get(key);
+            let wanted = table::frontends(&refs, &lookup, self.node_address);
+            match &mut self.plane {
+                Plane::Listeners { listening, failed } => listen_on(wanted, listening, failed),
+                Plane::Kernel {
+                    nft,
+                    applied,
+                    failed,
+                    unsupported,
+                } => program(wanted, nft, applied, failed, unsupported).await,
+            }
         }
     }
+}
 
-    /// Makes the listeners match the Services and Endpoints as cached now.
-    fn reconcile(&mut self) {
-        let services = self.services.list();
-        let refs: Vec<&Service> = services.iter().map(|s| s.as_ref()).collect();
-        let endpoints = &self.endpoints;
-        let lookup = |key: &str| endpoints.get(key);
-        let wanted = table::frontends(&refs, &lookup, self.node_address);
-        self.listening.retain(|addr, l| {
-            let keep = wanted.get(addr).is_some_and(|f| f.service == l.service);
-            if !keep {
-                tracing::info!(address = %addr, service = %l.service, "no longer proxying");
-            }
-            keep
+/// Makes the table in the kernel translate `wanted`: renders it, and applies the ruleset if
+/// it is not the one applied last. A failure is logged (once per distinct error) and left in
+/// `failed` for the next retry.
+async fn program(
+    wanted: BTreeMap<SocketAddr, table::Frontend>,
+    nft: &Arc<nft::Nft>,
+    applied: &mut Option<String>,
+    failed: &mut Option<String>,
+    unsupported: &mut Vec<SocketAddr>,
+) {
+    let skipped = nft::unsupported(&wanted);
+    if skipped != *unsupported {
+        if !skipped.is_empty() {
+            let list: Vec<String> = skipped.iter().map(SocketAddr::to_string).collect();
+            tracing::warn!(addresses = %list.join(", "), "the nftables proxy mode is IPv4 only; not proxying these Service addresses");
+        }
+        *unsupported = skipped;
+    }
+    let ruleset = nft::render(nft.table(), &wanted);
+    if applied.as_ref() == Some(&ruleset) {
+        *failed = None;
+        return;
+    }
+    let worker = nft.clone();
+    let text = ruleset.clone();
+    let result = tokio::task::spawn_blocking(move || worker.apply(&text))
+        .await
+        .unwrap_or_else(|e| {
+            Err(nft::NftError {
+                command: "nft -f -".into(),
+                message: format!("the thread running it failed: {e}"),
+            })
         });
-        self.failed.retain(|addr, _| wanted.contains_key(addr));
-        for (addr, frontend) in wanted {
-            if let Some(l) = self.listening.get(&addr) {
-                l.pool.set(frontend.backends);
-                continue;
+    match result {
+        Ok(()) => {
+            tracing::info!(
+                table = nft.table(),
+                frontends = wanted.len(),
+                "programmed the Service addresses"
+            );
+            *applied = Some(ruleset);
+            *failed = None;
+        }
+        Err(e) => {
+            let message = e.to_string();
+            if failed.as_ref() != Some(&message) {
+                tracing::warn!(table = nft.table(), error = %message, "cannot program the Service addresses; retrying");
             }
-            let pool = Arc::new(Pool::default());
-            pool.set(frontend.backends);
-            match serve(addr, &pool) {
-                Ok(tasks) => {
-                    tracing::info!(address = %addr, service = %frontend.service, port = %frontend.port, "proxying");
-                    self.failed.remove(&addr);
-                    self.listening.insert(
-                        addr,
-                        Listening {
-                            service: frontend.service,
-                            pool,
-                            tasks,
-                        },
-                    );
-                }
-                Err(e) => {
-                    let message = e.to_string();
-                    if self.failed.get(&addr) != Some(&message) {
-                        tracing::warn!(address = %addr, service = %frontend.service, error = %message, "cannot listen for a Service; retrying");
-                        self.failed.insert(addr, message);
-                    }
+            *failed = Some(message);
+        }
+    }
+}
+
+/// Makes the listeners match `wanted`.
+fn listen_on(
+    wanted: BTreeMap<SocketAddr, table::Frontend>,
+    listening: &mut HashMap<SocketAddr, Listening>,
+    failed: &mut HashMap<SocketAddr, String>,
+) {
+    listening.retain(|addr, l| {
+        let keep = wanted.get(addr).is_some_and(|f| f.service == l.service);
+        if !keep {
+            tracing::info!(address = %addr, service = %l.service, "no longer proxying");
+        }
+        keep
+    });
+    failed.retain(|addr, _| wanted.contains_key(addr));
+    for (addr, frontend) in wanted {
+        if let Some(l) = listening.get(&addr) {
+            l.pool.set(frontend.backends);
+            continue;
+        }
+        let pool = Arc::new(Pool::default());
+        pool.set(frontend.backends);
+        match serve(addr, &pool) {
+            Ok(tasks) => {
+                tracing::info!(address = %addr, service = %frontend.service, port = %frontend.port, "proxying");
+                failed.remove(&addr);
+                listening.insert(
+                    addr,
+                    Listening {
+                        service: frontend.service,
+                        pool,
+                        tasks,
+                    },
+                );
+            }
+            Err(e) => {
+                let message = e.to_string();
+                if failed.get(&addr) != Some(&message) {
+                    tracing::warn!(address = %addr, service = %frontend.service, error = %message, "cannot listen for a Service; retrying");
+                    failed.insert(addr, message);
                 }
             }
         }

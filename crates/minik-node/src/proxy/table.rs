@@ -6,12 +6,24 @@ use std::net::{IpAddr, SocketAddr};
 
 use minik_api::k8s_openapi::api::core::v1::{Endpoints, Service};
 
+/// What kind of Service address a frontend is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `clusterIP:port`.
+    ClusterIp,
+    /// `node_address:nodePort`; the nftables mode takes it on every local address.
+    NodePort,
+    /// `node_address:port` of a LoadBalancer Service.
+    LoadBalancer,
+}
+
 /// One address the proxy listens on and where its connections go.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Frontend {
     /// `namespace/name` of the Service, and which of its ports (`name` or the number).
     pub service: String,
     pub port: String,
+    pub kind: Kind,
     /// Ready endpoints, in the order the Endpoints object lists them.
     pub backends: Vec<SocketAddr>,
 }
@@ -57,6 +69,7 @@ pub(crate) fn frontends(
                 } else {
                     port_name.clone()
                 },
+                kind: Kind::ClusterIp,
                 backends: ep
                     .as_deref()
                     .map(|e| ready_backends(e, &port_name))
@@ -64,21 +77,27 @@ pub(crate) fn frontends(
             };
             let mut binds = Vec::new();
             if let Some(ip) = cluster_ip {
-                binds.push(SocketAddr::new(ip, port.port as u16));
+                binds.push((SocketAddr::new(ip, port.port as u16), Kind::ClusterIp));
             }
             if matches!(type_, "NodePort" | "LoadBalancer") {
                 if let Some(n) = port.node_port.filter(|n| *n > 0) {
-                    binds.push(SocketAddr::new(node_address, n as u16));
+                    binds.push((SocketAddr::new(node_address, n as u16), Kind::NodePort));
                 }
             }
             if type_ == "LoadBalancer" {
-                binds.push(SocketAddr::new(node_address, port.port as u16));
+                binds.push((
+                    SocketAddr::new(node_address, port.port as u16),
+                    Kind::LoadBalancer,
+                ));
             }
-            for bind in binds {
+            for (bind, kind) in binds {
                 if bind.port() == 0 {
                     continue;
                 }
-                out.entry(bind).or_insert_with(|| frontend.clone());
+                out.entry(bind).or_insert_with(|| Frontend {
+                    kind,
+                    ..frontend.clone()
+                });
             }
         }
     }
@@ -176,7 +195,17 @@ mod tests {
             backends,
             ["127.0.0.2:31000", "127.0.0.3:31000", "127.0.0.5:31005"]
         );
-        assert_eq!(table[&"127.0.0.9:30080".parse().unwrap()], *http);
+        assert_eq!(http.kind, Kind::ClusterIp);
+        let node_port = &table[&"127.0.0.9:30080".parse().unwrap()];
+        assert_eq!(node_port.kind, Kind::NodePort);
+        assert_eq!(
+            (&node_port.service, &node_port.port, &node_port.backends),
+            (&http.service, &http.port, &http.backends)
+        );
+        assert_eq!(
+            table[&"127.0.0.9:8080".parse().unwrap()].kind,
+            Kind::LoadBalancer
+        );
         assert!(table[&"127.96.0.6:9000".parse().unwrap()]
             .backends
             .is_empty());

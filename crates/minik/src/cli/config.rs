@@ -1,5 +1,6 @@
-//! Where the client connects and which namespace it works in: flags, then the environment
-//! (`MINIK_SERVER`, `MINIK_NAMESPACE`), then `~/.minik/config`, then the defaults.
+//! Where the client connects, with which token, and which namespace it works in: flags, then
+//! the environment (`MINIK_SERVER`, `MINIK_TOKEN`, `MINIK_NAMESPACE`), then `~/.minik/config`,
+//! then the defaults.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,10 @@ pub struct ClientFlags {
     /// The namespace to work in (env MINIK_NAMESPACE, then ~/.minik/config, default `default`).
     #[arg(short = 'n', long, global = true, value_name = "NS")]
     pub namespace: Option<String>,
+    /// The bearer token (env MINIK_TOKEN, then `token:` in ~/.minik/config; none needed on
+    /// loopback when the server allows anonymous clients there, as `minik up` does).
+    #[arg(long, global = true, value_name = "TOKEN")]
+    pub token: Option<minik_client::Secret>,
 }
 
 /// The resolved connection settings the verbs trust.
@@ -28,13 +33,15 @@ pub struct Settings {
     /// Whether the namespace was asked for explicitly (flag or environment): then a manifest
     /// that names another namespace is refused, as kubectl does.
     pub namespace_explicit: bool,
+    pub token: Option<minik_client::Secret>,
 }
 
-/// What the config file holds; both keys are optional.
+/// What the config file holds; every key is optional.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct FileConfig {
     server: Option<String>,
     namespace: Option<String>,
+    token: Option<String>,
 }
 
 fn config_path() -> Option<PathBuf> {
@@ -67,13 +74,14 @@ fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
     };
     if !value.is_object() {
         anyhow::bail!(
-            "{}: expected a map with server: and namespace:",
+            "{}: expected a map with server:, namespace: and token:",
             path.display()
         );
     }
     Ok(FileConfig {
         server: field("server")?,
         namespace: field("namespace")?,
+        token: field("token")?,
     })
 }
 
@@ -91,16 +99,29 @@ impl ClientFlags {
             Some(path) => read_config(&path)?,
             None => FileConfig::default(),
         };
-        resolve(self, env("MINIK_SERVER"), env("MINIK_NAMESPACE"), file)
+        let environment = Environment {
+            server: env("MINIK_SERVER"),
+            namespace: env("MINIK_NAMESPACE"),
+            token: env("MINIK_TOKEN"),
+        };
+        resolve(self, environment, file)
     }
 }
 
-fn resolve(
-    flags: &ClientFlags,
-    env_server: Option<String>,
-    env_namespace: Option<String>,
-    file: FileConfig,
-) -> anyhow::Result<Settings> {
+/// The client's variables in the environment.
+#[derive(Default)]
+struct Environment {
+    server: Option<String>,
+    namespace: Option<String>,
+    token: Option<String>,
+}
+
+fn resolve(flags: &ClientFlags, env: Environment, file: FileConfig) -> anyhow::Result<Settings> {
+    let Environment {
+        server: env_server,
+        namespace: env_namespace,
+        token: env_token,
+    } = env;
     let server = flags
         .server
         .clone()
@@ -122,10 +143,17 @@ fn resolve(
     if !problems.is_empty() {
         anyhow::bail!("invalid namespace {namespace:?}: {}", problems.join("; "));
     }
+    let token = flags
+        .token
+        .clone()
+        .or(env_token.map(minik_client::Secret::new))
+        .or(file.token.map(minik_client::Secret::new))
+        .filter(|t| !t.expose().is_empty());
     Ok(Settings {
         server,
         namespace,
         namespace_explicit,
+        token,
     })
 }
 
@@ -138,24 +166,33 @@ mod tests {
         let file = || FileConfig {
             server: Some("http://file:1".into()),
             namespace: Some("filens".into()),
+            token: Some("filetoken".into()),
         };
+        let env =
+            |server: Option<&str>, namespace: Option<&str>, token: Option<&str>| Environment {
+                server: server.map(str::to_owned),
+                namespace: namespace.map(str::to_owned),
+                token: token.map(str::to_owned),
+            };
         let none = ClientFlags::default();
-        let s = resolve(&none, None, None, FileConfig::default()).unwrap();
+        let s = resolve(&none, Environment::default(), FileConfig::default()).unwrap();
         assert_eq!(s.server, DEFAULT_SERVER);
         assert_eq!(s.namespace, "default");
+        assert_eq!(s.token, None);
         assert!(!s.namespace_explicit);
-        let s = resolve(&none, None, None, file()).unwrap();
+        let s = resolve(&none, Environment::default(), file()).unwrap();
+        assert_eq!(s.token.as_ref().map(|t| t.expose()), Some("filetoken"));
         assert_eq!(
             (s.server.as_str(), s.namespace.as_str()),
             ("http://file:1", "filens")
         );
         let s = resolve(
             &none,
-            Some("http://env:2".into()),
-            Some("envns".into()),
+            env(Some("http://env:2"), Some("envns"), Some("envtoken")),
             file(),
         )
         .unwrap();
+        assert_eq!(s.token.as_ref().map(|t| t.expose()), Some("envtoken"));
         assert_eq!(
             (s.server.as_str(), s.namespace.as_str()),
             ("http://env:2", "envns")
@@ -163,8 +200,15 @@ mod tests {
         let flags = ClientFlags {
             server: Some("http://flag:3/".into()),
             namespace: Some("flagns".into()),
+            token: Some(minik_client::Secret::new("flagtoken")),
         };
-        let s = resolve(&flags, Some("http://env:2".into()), None, file()).unwrap();
+        let s = resolve(
+            &flags,
+            env(Some("http://env:2"), None, Some("envtoken")),
+            file(),
+        )
+        .unwrap();
+        assert_eq!(s.token.as_ref().map(|t| t.expose()), Some("flagtoken"));
         assert_eq!(
             (s.server.as_str(), s.namespace.as_str()),
             ("http://flag:3", "flagns")
@@ -176,13 +220,13 @@ mod tests {
     fn bad_values_are_refused() {
         let flags = ClientFlags {
             server: Some("localhost:6443".into()),
-            namespace: None,
+            ..ClientFlags::default()
         };
-        assert!(resolve(&flags, None, None, FileConfig::default()).is_err());
+        assert!(resolve(&flags, Environment::default(), FileConfig::default()).is_err());
         let flags = ClientFlags {
-            server: None,
             namespace: Some("Not_A_Name".into()),
+            ..ClientFlags::default()
         };
-        assert!(resolve(&flags, None, None, FileConfig::default()).is_err());
+        assert!(resolve(&flags, Environment::default(), FileConfig::default()).is_err());
     }
 }

@@ -20,6 +20,7 @@ mod rollout;
 mod run;
 mod tabwriter;
 pub(crate) mod time;
+mod token;
 
 use std::process::ExitCode;
 
@@ -76,6 +77,8 @@ pub enum ClientCommand {
     Completion(misc::CompletionArgs),
     /// Edit an object in $KUBE_EDITOR, $EDITOR or vi, and save it back.
     Edit(edit::EditArgs),
+    /// Rotate the admin or join token, or revoke a node's credential.
+    Token(token::TokenArgs),
 }
 
 /// An error the user sees as one line. API errors the server answered are shown in kubectl's
@@ -161,7 +164,9 @@ pub struct Client {
 impl Client {
     fn new(flags: &ClientFlags) -> CliResult<Client> {
         let settings = flags.settings()?;
-        let api = HttpApi::new(&settings.server).map_err(|e| fail!("{e}"))?;
+        let api = HttpApi::new(&settings.server)
+            .map_err(|e| fail!("{e}"))?
+            .with_token(settings.token.as_ref().map(|t| t.expose().to_owned()));
         Ok(Client { api, settings })
     }
 
@@ -235,6 +240,7 @@ async fn dispatch(command: ClientCommand) -> CliResult<ExitCode> {
         }
         ClientCommand::Completion(args) => misc::completion(args).map(|()| ExitCode::SUCCESS),
         ClientCommand::Edit(args) => edit::run(args).await,
+        ClientCommand::Token(args) => token::run(args).await,
     }
 }
 

@@ -1,6 +1,7 @@
 //! `cordon`, `uncordon` and `drain`: marking nodes unschedulable and emptying them, with
-//! kubectl's filters and messages. minik has no eviction subresource, so `drain` deletes the
-//! pods (what `kubectl drain --disable-eviction` does) and waits until they are gone.
+//! kubectl's filters and messages. `drain` evicts the pods through the `pods/eviction`
+//! subresource, as kubectl does (or deletes them with `--disable-eviction`), and waits until
+//! they are gone.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -44,7 +45,8 @@ pub struct DrainArgs {
     /// How long to wait for the pods to be gone, e.g. 60s; 0 waits for ever.
     #[arg(long, default_value = "0")]
     timeout: String,
-    /// Accepted for kubectl compatibility: minik always deletes rather than evicts.
+    /// Deletes the pods instead of evicting them. minik has no PodDisruptionBudgets, so both
+    /// end the same way; kept for kubectl compatibility.
     #[arg(long)]
     disable_eviction: bool,
 }
@@ -252,15 +254,26 @@ async fn empty_node(client: &Client, args: &DrainArgs, timeout: Duration) -> Cli
         grace_period_seconds: (args.grace_period >= 0).then_some(args.grace_period),
         ..Default::default()
     };
+    let evict = !args.disable_eviction;
     for pod in &doomed {
-        let ns = s(pod, "/metadata/namespace");
-        match client
-            .api
-            .delete(pods, Some(ns), s(pod, "/metadata/name"), options.clone())
-            .await
-        {
-            Ok(_) => {}
+        let (ns, name) = (s(pod, "/metadata/namespace"), s(pod, "/metadata/name"));
+        let result = if evict {
+            println!("evicting pod {ns}/{name}");
+            evict_pod(client, ns, name, &options).await
+        } else {
+            client
+                .api
+                .delete(pods, Some(ns), name, options.clone())
+                .await
+                .map(|_| ())
+        };
+        match result {
+            Ok(()) => {}
+            // Gone already: nothing left to do.
             Err(e) if e.is_not_found() => {}
+            Err(e) if evict => {
+                return Err(fail!("error when evicting pods/{name:?} -n {ns:?}: {e}"))
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -287,9 +300,36 @@ async fn empty_node(client: &Client, args: &DrainArgs, timeout: Duration) -> Cli
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        println!("pod/{name} deleted");
+        println!("pod/{name} {}", if evict { "evicted" } else { "deleted" });
     }
     Ok(())
+}
+
+/// The `policy/v1` Eviction kubectl sends for a pod: its name and the delete options.
+fn eviction_body(ns: &str, name: &str, options: &DeleteOptions) -> Value {
+    json!({
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": name, "namespace": ns},
+        "deleteOptions": options.to_body(),
+    })
+}
+
+/// Evicts a pod through its `eviction` subresource.
+async fn evict_pod(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    options: &DeleteOptions,
+) -> Result<(), minik_api::ApiError> {
+    client
+        .api
+        .post_path(
+            &format!("/api/v1/namespaces/{ns}/pods/{name}/eviction"),
+            &eviction_body(ns, name, options),
+        )
+        .await
+        .map(|_| ())
 }
 
 #[cfg(test)]
@@ -341,6 +381,16 @@ mod tests {
             Verdict::Warn("deleting Pods with local storage")
         );
         assert_eq!(aggregate(&["a".into()]), "a");
+        let zero = DeleteOptions {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(
+            eviction_body("default", "web-1", &zero),
+            json!({"apiVersion": "policy/v1", "kind": "Eviction",
+                   "metadata": {"name": "web-1", "namespace": "default"},
+                   "deleteOptions": {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0}})
+        );
         assert_eq!(aggregate(&["a".into(), "b".into()]), "[a, b]");
     }
 }

@@ -144,6 +144,7 @@ pub async fn run(args: PortForwardArgs) -> CliResult {
     let tunnel = Tunnel {
         base: client.api.base().trim_end_matches('/').to_owned(),
         path: format!("/api/v1/namespaces/{ns}/pods/{pod_name}/portforward"),
+        token: client.settings.token.clone(),
     };
     let mut tasks = tokio::task::JoinSet::new();
     for (listener, local, remote) in listeners {
@@ -164,6 +165,7 @@ pub async fn run(args: PortForwardArgs) -> CliResult {
 struct Tunnel {
     base: String,
     path: String,
+    token: Option<minik_client::Secret>,
 }
 
 async fn serve(listener: TcpListener, local: SocketAddr, remote: u16, tunnel: Tunnel) -> CliResult {
@@ -219,8 +221,13 @@ async fn open(tunnel: &Tunnel, remote: u16) -> Result<TcpStream, String> {
         .await
         .map_err(|e| format!("cannot reach the minik server at {}: {e}", tunnel.base))?;
     let _ = stream.set_nodelay(true);
+    let authorization = tunnel
+        .token
+        .as_ref()
+        .map(|t| format!("Authorization: Bearer {}\r\n", t.expose()))
+        .unwrap_or_default();
     let request = format!(
-        "POST {}?ports={remote} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: minik\r\nAccept: application/json\r\nConnection: Upgrade\r\nUpgrade: {PROTOCOL}\r\nContent-Length: 0\r\n\r\n",
+        "POST {}?ports={remote} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: minik\r\nAccept: application/json\r\n{authorization}Connection: Upgrade\r\nUpgrade: {PROTOCOL}\r\nContent-Length: 0\r\n\r\n",
         tunnel.path
     );
     stream

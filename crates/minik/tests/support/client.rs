@@ -68,6 +68,7 @@ impl Cluster {
         cmd.args(args)
             .env("MINIK_SERVER", &self.server.base)
             .env_remove("MINIK_NAMESPACE")
+            .env_remove("MINIK_TOKEN")
             .env("HOME", self.home())
             // Files the client leaves (an edit that failed) stay in the test's directory.
             .env("TMPDIR", self.home())
@@ -103,6 +104,7 @@ impl Cluster {
             .args(args)
             .env("MINIK_SERVER", &self.server.base)
             .env_remove("MINIK_NAMESPACE")
+            .env_remove("MINIK_TOKEN")
             .env("HOME", self.home())
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())

@@ -33,9 +33,17 @@ impl Drop for Running {
     }
 }
 
-/// Starts `minik server` on an ephemeral loopback port over `data_dir` and waits (with a
-/// deadline) for the line that gives its address.
+/// Starts `minik server` on an ephemeral loopback port over `data_dir`, letting loopback
+/// clients in without a token, and waits (with a deadline) for the line that gives its address.
 pub fn start_server(data_dir: &Path, extra: &[&str]) -> Running {
+    let mut args = vec!["--allow-anonymous-loopback"];
+    args.extend_from_slice(extra);
+    start_server_with(data_dir, &args)
+}
+
+/// Starts `minik server` with exactly `extra` besides the listen address and data dir (no
+/// anonymous access unless asked for).
+pub fn start_server_with(data_dir: &Path, extra: &[&str]) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_minik"))
         .arg("server")
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
@@ -69,7 +77,19 @@ pub fn start_server(data_dir: &Path, extra: &[&str]) -> Running {
 
 /// Starts `minik node` against `server` with short timings for tests.
 pub fn start_node(server: &str, name: &str, data_dir: &Path, extra: &[&str]) -> Running {
+    start_node_with_env(server, name, data_dir, extra, &[])
+}
+
+/// [`start_node`] with variables added to the agent's environment.
+pub fn start_node_with_env(
+    server: &str,
+    name: &str,
+    data_dir: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Running {
     let child = Command::new(env!("CARGO_BIN_EXE_minik"))
+        .envs(env.iter().copied())
         .arg("node")
         .args(["--server", server, "--name", name, "--data-dir"])
         .arg(data_dir)
@@ -228,6 +248,7 @@ impl Up {
             .env("HOME", &self.home)
             .env_remove("MINIK_SERVER")
             .env_remove("MINIK_NAMESPACE")
+            .env_remove("MINIK_TOKEN")
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .stdin(Stdio::null())
             .output()

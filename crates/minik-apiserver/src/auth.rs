@@ -1,0 +1,570 @@
+//! Who is asking (authentication) — SPEC §8.
+//!
+//! Every request but the health and version probes carries `Authorization: Bearer TOKEN`. The
+//! tokens live in the server's `auth` directory (0700; every file 0600), made on first start:
+//! - `admin-token`: full access;
+//! - `join-token`: shared by the hosts that join as nodes; it can do one thing, exchange itself
+//!   for a node credential (`POST /minik/v1/join`);
+//! - `nodes.json`: each joined node's own credential, `node.NAME.SECRET`, and the key the
+//!   server presents to that node's agent endpoint (logs, port-forward).
+//!
+//! Without a token, a request is anonymous: refused (401) unless the server allows anonymous
+//! clients on loopback and the client's address is a loopback one, in which case it acts as the
+//! administrator (what `minik up` does, so that curl on a laptop stays easy). Tokens are
+//! compared in constant time and never logged. What each identity may do is `authz.rs`.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use minik_api::ApiError;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use crate::http::HttpError;
+use crate::ApiServer;
+
+/// The prefix of node credentials: `node.NAME.SECRET`.
+const NODE_PREFIX: &str = "node.";
+
+/// Who a request comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Identity {
+    /// The administrator: the admin token, an anonymous loopback client when those are
+    /// allowed, or any client of a server run without authentication (tests, benchmarks).
+    Admin,
+    /// A host holding the join token: it may only join (`POST /minik/v1/join`).
+    Joiner,
+    /// A node agent, by its own credential.
+    Node(String),
+}
+
+impl Identity {
+    /// The user name Kubernetes would give this identity, for messages.
+    pub fn user(&self) -> String {
+        match self {
+            Identity::Admin => "admin".into(),
+            Identity::Joiner => "system:bootstrap:minik".into(),
+            Identity::Node(name) => format!("system:node:{name}"),
+        }
+    }
+}
+
+/// Where the tokens are and who may come in without one.
+#[derive(Clone, Debug)]
+pub struct AuthConfig {
+    /// The directory of the join token and the node credentials (`DATA_DIR/auth`).
+    pub dir: PathBuf,
+    /// The admin token's file (default `dir/admin-token`).
+    pub admin_file: Option<PathBuf>,
+    /// Let clients without a token in as the administrator when they connect from a loopback
+    /// address.
+    pub anonymous_loopback: bool,
+}
+
+/// A joined node's secrets, as kept in `nodes.json`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NodeSecrets {
+    /// The secret part of the node's credential `node.NAME.SECRET`.
+    secret: String,
+    /// What the server presents to the node's agent endpoint.
+    agent_key: String,
+}
+
+struct Secrets {
+    admin: String,
+    join: String,
+    nodes: BTreeMap<String, NodeSecrets>,
+}
+
+/// The server's tokens, loaded at start and changed by joins and rotations.
+pub struct Auth {
+    config: AuthConfig,
+    secrets: RwLock<Secrets>,
+    /// Serializes the changes, so each file write sees the one before.
+    writes: tokio::sync::Mutex<()>,
+}
+
+/// What a node gets when it joins.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinAnswer {
+    pub node_name: String,
+    /// Its credential for the API.
+    pub token: String,
+    /// What its agent endpoint must require from the server.
+    pub agent_key: String,
+}
+
+/// A fresh secret: 32 random bytes, hex.
+fn random_secret() -> std::io::Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| std::io::Error::other(format!("no randomness for a token: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Whether two secrets are equal, in time that depends only on their lengths.
+fn same(a: &str, b: &str) -> bool {
+    a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
+fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
+    minik_client::write_private_file(path, text)
+}
+
+/// Reads a secret file, refusing one that others can read.
+fn read_secret(path: &Path) -> std::io::Result<Option<String>> {
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is readable or writable by other users (mode {mode:o}); make it 0600 (chmod 600)",
+                path.display()
+            ),
+        ));
+    }
+    Ok(Some(std::fs::read_to_string(path)?))
+}
+
+/// The token in a token file (its first line), or a new one written there.
+fn load_or_make_token(path: &Path) -> std::io::Result<String> {
+    if let Some(text) = read_secret(path)? {
+        let token = text.lines().next().unwrap_or("").trim().to_owned();
+        if token.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "{} is empty; delete it to have a new token made",
+                    path.display()
+                ),
+            ));
+        }
+        return Ok(token);
+    }
+    let token = random_secret()?;
+    write_secret(path, &format!("{token}\n"))?;
+    Ok(token)
+}
+
+impl Auth {
+    /// Loads the tokens under `config.dir`, making the missing ones.
+    pub fn open(config: AuthConfig) -> std::io::Result<Auth> {
+        let context = |what: &Path| {
+            let what = what.display().to_string();
+            move |e: std::io::Error| std::io::Error::new(e.kind(), format!("{what}: {e}"))
+        };
+        std::fs::create_dir_all(&config.dir).map_err(context(&config.dir))?;
+        std::fs::set_permissions(&config.dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(context(&config.dir))?;
+        let admin_file = config.admin_file();
+        let admin = load_or_make_token(&admin_file).map_err(context(&admin_file))?;
+        let join_file = config.join_file();
+        let join = load_or_make_token(&join_file).map_err(context(&join_file))?;
+        let nodes_file = config.nodes_file();
+        let nodes = match read_secret(&nodes_file).map_err(context(&nodes_file))? {
+            Some(text) => serde_json::from_str(&text).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: not a node credential file: {e}", nodes_file.display()),
+                )
+            })?,
+            None => BTreeMap::new(),
+        };
+        Ok(Auth {
+            config,
+            secrets: RwLock::new(Secrets { admin, join, nodes }),
+            writes: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn config(&self) -> &AuthConfig {
+        &self.config
+    }
+
+    fn secrets(&self) -> std::sync::RwLockReadGuard<'_, Secrets> {
+        // Every change replaces whole values, so a panicked writer left nothing half done.
+        self.secrets.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn secrets_mut(&self) -> std::sync::RwLockWriteGuard<'_, Secrets> {
+        self.secrets.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Who presents `authorization` from `peer`.
+    pub fn authenticate(
+        &self,
+        authorization: Option<&HeaderValue>,
+        peer: Option<IpAddr>,
+    ) -> Result<Identity, ApiError> {
+        let Some(value) = authorization else {
+            return match peer {
+                Some(ip) if self.config.anonymous_loopback && is_loopback(ip) => {
+                    Ok(Identity::Admin)
+                }
+                _ => Err(ApiError::Unauthorized(
+                    "Unauthorized: this server needs a bearer token (Authorization: Bearer TOKEN)"
+                        .into(),
+                )),
+            };
+        };
+        let invalid =
+            || ApiError::Unauthorized("Unauthorized: the bearer token is not valid".into());
+        let value = value.to_str().map_err(|_| invalid())?;
+        let (scheme, token) = value.trim().split_once(' ').ok_or_else(invalid)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(ApiError::Unauthorized(format!(
+                "Unauthorized: only bearer tokens are accepted, not {scheme:?}"
+            )));
+        }
+        let token = token.trim();
+        let secrets = self.secrets();
+        if let Some((name, secret)) = token
+            .strip_prefix(NODE_PREFIX)
+            .and_then(|rest| rest.rsplit_once('.'))
+        {
+            return match secrets.nodes.get(name) {
+                Some(node) if same(secret, &node.secret) => Ok(Identity::Node(name.to_owned())),
+                _ => Err(invalid()),
+            };
+        }
+        let admin = same(token, &secrets.admin);
+        let join = same(token, &secrets.join);
+        match (admin, join) {
+            (true, _) => Ok(Identity::Admin),
+            (false, true) => Ok(Identity::Joiner),
+            (false, false) => Err(invalid()),
+        }
+    }
+
+    /// The key the server presents to `node`'s agent endpoint, if it joined.
+    pub fn agent_key(&self, node: &str) -> Option<String> {
+        self.secrets().nodes.get(node).map(|n| n.agent_key.clone())
+    }
+
+    /// Whether `node` holds a credential.
+    pub fn has_joined(&self, node: &str) -> bool {
+        self.secrets().nodes.contains_key(node)
+    }
+
+    /// Gives `node` a new credential (replacing an earlier one) and keeps it on disk before
+    /// answering.
+    pub async fn join(&self, node: &str) -> Result<JoinAnswer, ApiError> {
+        let _write = self.writes.lock().await;
+        let fresh = NodeSecrets {
+            secret: random_secret().map_err(internal)?,
+            agent_key: random_secret().map_err(internal)?,
+        };
+        let mut nodes = self.secrets().nodes.clone();
+        nodes.insert(node.to_owned(), fresh.clone());
+        self.save_nodes(&nodes)?;
+        self.secrets_mut().nodes = nodes;
+        Ok(JoinAnswer {
+            node_name: node.to_owned(),
+            token: format!("{NODE_PREFIX}{node}.{}", fresh.secret),
+            agent_key: fresh.agent_key,
+        })
+    }
+
+    /// Takes `node`'s credential away; false when it had none.
+    pub async fn revoke(&self, node: &str) -> Result<bool, ApiError> {
+        let _write = self.writes.lock().await;
+        let mut nodes = self.secrets().nodes.clone();
+        if nodes.remove(node).is_none() {
+            return Ok(false);
+        }
+        self.save_nodes(&nodes)?;
+        self.secrets_mut().nodes = nodes;
+        Ok(true)
+    }
+
+    /// Replaces the admin or the join token; answers the new one and its file.
+    pub async fn rotate(&self, which: TokenKind) -> Result<(String, PathBuf), ApiError> {
+        let _write = self.writes.lock().await;
+        let token = random_secret().map_err(internal)?;
+        let path = match which {
+            TokenKind::Admin => self.config.admin_file(),
+            TokenKind::Join => self.config.join_file(),
+        };
+        let path_copy = path.clone();
+        let text = format!("{token}\n");
+        tokio::task::spawn_blocking(move || write_secret(&path_copy, &text))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(internal)?;
+        let mut secrets = self.secrets_mut();
+        match which {
+            TokenKind::Admin => secrets.admin = token.clone(),
+            TokenKind::Join => secrets.join = token.clone(),
+        }
+        Ok((token, path))
+    }
+
+    fn save_nodes(&self, nodes: &BTreeMap<String, NodeSecrets>) -> Result<(), ApiError> {
+        let text = serde_json::to_string_pretty(nodes).map_err(|e| internal(e.into()))?;
+        write_secret(&self.config.nodes_file(), &text).map_err(internal)
+    }
+}
+
+/// The tokens that can be rotated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenKind {
+    Admin,
+    Join,
+}
+
+impl AuthConfig {
+    pub fn admin_file(&self) -> PathBuf {
+        self.admin_file
+            .clone()
+            .unwrap_or_else(|| self.dir.join("admin-token"))
+    }
+
+    pub fn join_file(&self) -> PathBuf {
+        self.dir.join("join-token")
+    }
+
+    fn nodes_file(&self) -> PathBuf {
+        self.dir.join("nodes.json")
+    }
+}
+
+fn internal(e: std::io::Error) -> ApiError {
+    ApiError::Internal(format!("cannot keep the tokens: {e}"))
+}
+
+/// Loopback, including IPv4-mapped IPv6 loopback (`::ffff:127.0.0.1`).
+pub fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+/// The paths anyone may reach without credentials, as Kubernetes' `system:public-info-viewer`.
+fn is_public(path: &str) -> bool {
+    matches!(
+        path,
+        "/healthz" | "/livez" | "/readyz" | "/version" | "/version/"
+    )
+}
+
+/// Whether an identity that is not the administrator may reach a path outside `/api` and
+/// `/apis` resources: discovery and OpenAPI documents for nodes; the join for joiners.
+fn may_reach(identity: &Identity, method: &axum::http::Method, path: &str) -> bool {
+    match identity {
+        Identity::Admin => true,
+        Identity::Joiner => path == crate::tokens::JOIN_PATH && method == axum::http::Method::POST,
+        Identity::Node(_) => !path.starts_with("/minik/"),
+    }
+}
+
+/// The middleware that authenticates every request (but the public ones) and records its
+/// [`Identity`] in the request's extensions; resource handlers authorize with it (`authz.rs`).
+pub async fn guard(
+    State(server): State<Arc<ApiServer>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let Some(auth) = server.auth.as_ref() else {
+        request.extensions_mut().insert(Identity::Admin);
+        return next.run(request).await;
+    };
+    if is_public(request.uri().path()) {
+        return next.run(request).await;
+    }
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let identity = match auth.authenticate(request.headers().get(header::AUTHORIZATION), peer) {
+        Ok(identity) => identity,
+        Err(e) => return HttpError(e).into_response(),
+    };
+    if !may_reach(&identity, request.method(), request.uri().path()) {
+        return HttpError(crate::authz::forbidden_path(
+            &identity,
+            request.method(),
+            request.uri().path(),
+        ))
+        .into_response();
+    }
+    request.extensions_mut().insert(identity);
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &Path, anonymous_loopback: bool) -> Auth {
+        Auth::open(AuthConfig {
+            dir: dir.join("auth"),
+            admin_file: None,
+            anonymous_loopback,
+        })
+        .unwrap()
+    }
+
+    fn bearer(token: &str) -> HeaderValue {
+        HeaderValue::from_str(&format!("Bearer {token}")).unwrap()
+    }
+
+    const LOOPBACK: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+    const REMOTE: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1)));
+
+    #[test]
+    fn tokens_are_made_once_private_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = open(dir.path(), false);
+        let admin_file = dir.path().join("auth/admin-token");
+        let mode = std::fs::metadata(&admin_file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let dir_mode = std::fs::metadata(dir.path().join("auth"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(dir_mode, 0o700);
+        let admin = std::fs::read_to_string(&admin_file).unwrap();
+        assert_eq!(admin.trim().len(), 64);
+        assert_eq!(
+            auth.authenticate(Some(&bearer(admin.trim())), REMOTE),
+            Ok(Identity::Admin)
+        );
+        // A second start reads the same tokens.
+        let again = open(dir.path(), false);
+        assert_eq!(
+            again.authenticate(Some(&bearer(admin.trim())), REMOTE),
+            Ok(Identity::Admin)
+        );
+        // A token file others can read is refused, naming the file and the fix.
+        std::fs::set_permissions(&admin_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = Auth::open(AuthConfig {
+            dir: dir.path().join("auth"),
+            admin_file: None,
+            anonymous_loopback: false,
+        })
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            err.contains("admin-token") && err.contains("chmod 600"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn anonymous_only_from_loopback_and_only_when_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let strict = open(dir.path(), false);
+        assert_eq!(strict.authenticate(None, LOOPBACK).unwrap_err().code(), 401);
+        let relaxed = open(dir.path(), true);
+        assert_eq!(relaxed.authenticate(None, LOOPBACK), Ok(Identity::Admin));
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        assert_eq!(
+            relaxed.authenticate(None, Some(mapped)),
+            Ok(Identity::Admin)
+        );
+        assert_eq!(relaxed.authenticate(None, REMOTE).unwrap_err().code(), 401);
+        assert_eq!(relaxed.authenticate(None, None).unwrap_err().code(), 401);
+        // A wrong token is refused even from loopback.
+        assert_eq!(
+            relaxed
+                .authenticate(Some(&bearer("nope")), LOOPBACK)
+                .unwrap_err()
+                .code(),
+            401
+        );
+        let basic = HeaderValue::from_static("Basic YWRtaW46YWRtaW4=");
+        let err = relaxed.authenticate(Some(&basic), LOOPBACK).unwrap_err();
+        assert!(err.to_string().contains("bearer"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn nodes_join_get_their_own_identity_and_can_be_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = open(dir.path(), false);
+        let join = std::fs::read_to_string(dir.path().join("auth/join-token")).unwrap();
+        assert_eq!(
+            auth.authenticate(Some(&bearer(join.trim())), REMOTE),
+            Ok(Identity::Joiner)
+        );
+        let a = auth.join("node-a").await.unwrap();
+        let b = auth.join("node.b").await.unwrap();
+        assert_eq!(
+            auth.authenticate(Some(&bearer(&a.token)), REMOTE),
+            Ok(Identity::Node("node-a".into()))
+        );
+        // Dots in node names are fine.
+        assert_eq!(
+            auth.authenticate(Some(&bearer(&b.token)), REMOTE),
+            Ok(Identity::Node("node.b".into()))
+        );
+        // One node's secret under another's name is nobody.
+        let secret_a = a.token.rsplit_once('.').unwrap().1;
+        let forged = format!("node.node.b.{secret_a}");
+        assert_eq!(
+            auth.authenticate(Some(&bearer(&forged)), REMOTE)
+                .unwrap_err()
+                .code(),
+            401
+        );
+        // Kept across restarts.
+        let again = open(dir.path(), false);
+        assert_eq!(
+            again.authenticate(Some(&bearer(&a.token)), REMOTE),
+            Ok(Identity::Node("node-a".into()))
+        );
+        assert_eq!(again.agent_key("node-a"), Some(a.agent_key.clone()));
+        assert!(auth.revoke("node-a").await.unwrap());
+        assert!(!auth.revoke("node-a").await.unwrap());
+        assert_eq!(
+            auth.authenticate(Some(&bearer(&a.token)), REMOTE)
+                .unwrap_err()
+                .code(),
+            401
+        );
+        assert!(open(dir.path(), false).agent_key("node-a").is_none());
+    }
+
+    #[tokio::test]
+    async fn rotation_replaces_the_old_token_everywhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = open(dir.path(), false);
+        let old = std::fs::read_to_string(dir.path().join("auth/join-token")).unwrap();
+        let (new, path) = auth.rotate(TokenKind::Join).await.unwrap();
+        assert_eq!(path, dir.path().join("auth/join-token"));
+        assert_ne!(old.trim(), new);
+        assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), new);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            auth.authenticate(Some(&bearer(old.trim())), REMOTE)
+                .unwrap_err()
+                .code(),
+            401
+        );
+        assert_eq!(
+            auth.authenticate(Some(&bearer(&new)), REMOTE),
+            Ok(Identity::Joiner)
+        );
+    }
+}

@@ -1,0 +1,316 @@
+//! What a node may do (authorization), after Kubernetes' node authorizer and NodeRestriction
+//! admission — SPEC §8. The administrator may do everything; a joiner only joins (`auth.rs`).
+//!
+//! A node (`system:node:NAME`) may:
+//! - read nodes, services and endpoints (its proxy and the pods' Service variables need them);
+//! - list and watch pods only with the field selector `spec.nodeName=NAME`, and get, read the
+//!   log of, and update the status of the pods bound to it;
+//! - set the `minik.io/host-ports` annotation of a pod bound to it (a merge patch of that one
+//!   annotation and nothing else: which host port each container port got);
+//! - delete a pod bound to it once the pod is being deleted (after its graceful termination);
+//! - create its own Node and update it and its status; get, create, update and delete its own
+//!   Lease (`kube-node-lease/NAME`, its heartbeat);
+//! - create, update and patch events.
+//!
+//! Everything else is 403 with Kubernetes' message, before anything changes.
+
+use axum::http::Method;
+use minik_api::hostports::HOST_PORTS_ANNOTATION;
+use minik_api::request::PatchKind;
+use minik_api::resources::ResourceInfo;
+use minik_api::ApiError;
+use serde_json::Value;
+
+use crate::auth::Identity;
+use crate::ApiServer;
+
+/// Where nodes keep their heartbeat Leases.
+const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
+
+/// One request, as the authorizer sees it.
+pub(crate) struct Attempt<'a> {
+    pub method: &'a Method,
+    pub info: &'static ResourceInfo,
+    pub namespace: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub subresource: Option<&'a str>,
+    pub watch: bool,
+    pub field_selector: Option<&'a str>,
+    /// The patch's type, for PATCH.
+    pub patch: Option<PatchKind>,
+    pub body: &'a [u8],
+}
+
+impl Attempt<'_> {
+    /// Kubernetes' verb for the request.
+    fn verb(&self) -> &'static str {
+        match (self.method, self.name) {
+            (&Method::GET, Some(_)) if self.watch => "watch",
+            (&Method::GET, Some(_)) => "get",
+            (&Method::GET, None) if self.watch => "watch",
+            (&Method::GET, None) => "list",
+            (&Method::POST, _) => "create",
+            (&Method::PUT, _) => "update",
+            (&Method::PATCH, _) => "patch",
+            (&Method::DELETE, Some(_)) => "delete",
+            (&Method::DELETE, None) => "deletecollection",
+            _ => "unknown",
+        }
+    }
+
+    fn resource(&self) -> String {
+        match self.subresource {
+            Some(sub) => format!("{}/{sub}", self.info.plural),
+            None => self.info.plural.to_owned(),
+        }
+    }
+
+    /// Kubernetes' words: `pods "web" is forbidden: User "system:node:n1" cannot delete
+    /// resource "pods" in API group "" in the namespace "default": REASON`.
+    fn forbidden(&self, identity: &Identity, reason: &str) -> ApiError {
+        let subject = match self.name {
+            Some(name) => format!("{} {name:?}", self.info.plural),
+            None => self.info.plural.to_owned(),
+        };
+        let scope = match self.namespace {
+            Some(ns) => format!("in the namespace {ns:?}"),
+            None => "at the cluster scope".to_owned(),
+        };
+        ApiError::Forbidden(format!(
+            "{subject} is forbidden: User {:?} cannot {} resource {:?} in API group {:?} {scope}: {reason}",
+            identity.user(),
+            self.verb(),
+            self.resource(),
+            self.info.group,
+        ))
+    }
+}
+
+/// 403 for a path outside the resources that `identity` may not reach.
+pub(crate) fn forbidden_path(identity: &Identity, method: &Method, path: &str) -> ApiError {
+    ApiError::Forbidden(format!(
+        "forbidden: User {:?} cannot {} path {path:?}",
+        identity.user(),
+        method.as_str().to_ascii_lowercase(),
+    ))
+}
+
+/// Whether `identity` may make `attempt`: `Ok` or the 403 to answer.
+pub(crate) async fn authorize(
+    server: &ApiServer,
+    identity: &Identity,
+    attempt: &Attempt<'_>,
+) -> Result<(), ApiError> {
+    match identity {
+        Identity::Admin => Ok(()),
+        Identity::Joiner => Err(attempt.forbidden(identity, "the join token may only join")),
+        Identity::Node(node) => node_may(server, identity, node, attempt).await,
+    }
+}
+
+async fn node_may(
+    server: &ApiServer,
+    identity: &Identity,
+    node: &str,
+    a: &Attempt<'_>,
+) -> Result<(), ApiError> {
+    let read = a.method == Method::GET;
+    let deny = |reason: &str| Err(a.forbidden(identity, reason));
+    match (a.info.group, a.info.plural) {
+        ("", "services" | "endpoints") if read && a.subresource.is_none() => Ok(()),
+        ("", "nodes") => match (a.method, a.name) {
+            (&Method::GET, _) if a.subresource.is_none() || a.subresource == Some("status") => {
+                Ok(())
+            }
+            (&Method::POST, None) => {
+                let named = body_name(a.body);
+                if named.as_deref() == Some(node) {
+                    Ok(())
+                } else {
+                    deny(&format!("node {node:?} can only create its own Node object"))
+                }
+            }
+            (&Method::PUT | &Method::PATCH, Some(name))
+                if matches!(a.subresource, None | Some("status")) =>
+            {
+                if name == node {
+                    Ok(())
+                } else {
+                    deny(&format!("node {node:?} cannot modify node {name:?}"))
+                }
+            }
+            _ => deny(&format!("node {node:?} cannot {} nodes", a.verb())),
+        },
+        ("", "pods") => pod_may(server, node, a).await.or_else(|reason| deny(&reason)),
+        ("coordination.k8s.io", "leases") => {
+            let name = match a.method {
+                &Method::POST => body_name(a.body),
+                _ => a.name.map(str::to_owned),
+            };
+            let verb_ok = matches!(
+                a.method,
+                &Method::GET | &Method::POST | &Method::PUT | &Method::PATCH | &Method::DELETE
+            ) && !a.watch;
+            if verb_ok
+                && a.namespace == Some(NODE_LEASE_NAMESPACE)
+                && name.as_deref() == Some(node)
+            {
+                Ok(())
+            } else {
+                deny(&format!(
+                    "node {node:?} may only use its own Lease, {NODE_LEASE_NAMESPACE}/{node}"
+                ))
+            }
+        }
+        ("" | "events.k8s.io", "events")
+            if matches!(a.method, &Method::POST | &Method::PUT | &Method::PATCH)
+                && a.subresource.is_none() =>
+        {
+            Ok(())
+        }
+        _ => deny("nodes may only read nodes, services, endpoints and their own pods, and write their own Node and Lease, their pods' status and events"),
+    }
+}
+
+/// `Ok` when node `node` may make `a` on pods, else why not.
+async fn pod_may(server: &ApiServer, node: &str, a: &Attempt<'_>) -> Result<(), String> {
+    let no_relationship = || format!("no relationship found between node {node:?} and this object");
+    let Some(name) = a.name else {
+        // Collections: only this node's pods, by field selector.
+        if a.method == Method::GET && selects_node(a.field_selector, node) {
+            return Ok(());
+        }
+        return Err(format!(
+            "node {node:?} may only list and watch pods with fieldSelector spec.nodeName={node}"
+        ));
+    };
+    let allowed_shape = match (a.method, a.subresource) {
+        (&Method::GET, None | Some("status" | "log")) => true,
+        (&Method::PUT | &Method::PATCH, Some("status")) => true,
+        (&Method::PATCH, None) => {
+            if !only_host_ports(a.patch, a.body) {
+                return Err(format!(
+                    "node {node:?} may only change the {HOST_PORTS_ANNOTATION} annotation of its pods (a merge patch of that annotation alone), and their status"
+                ));
+            }
+            true
+        }
+        (&Method::DELETE, None) => true,
+        _ => false,
+    };
+    if !allowed_shape {
+        return Err(format!(
+            "node {node:?} cannot {} pods{}",
+            a.verb(),
+            a.subresource.map(|s| format!("/{s}")).unwrap_or_default()
+        ));
+    }
+    let ns = a.namespace.unwrap_or_default();
+    // A pod that does not exist is answered 404 by the handler, as for anyone who may ask.
+    let pod = match crate::agent::pod(server, ns, name).await {
+        Ok(pod) => pod,
+        Err(ApiError::NotFound(_)) => return Ok(()),
+        Err(e) => return Err(e.to_string()),
+    };
+    if pod.pointer("/spec/nodeName").and_then(Value::as_str) != Some(node) {
+        return Err(no_relationship());
+    }
+    if a.method == Method::DELETE && pod.pointer("/metadata/deletionTimestamp").is_none() {
+        return Err(format!(
+            "node {node:?} may delete its pods only after their deletion was requested"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a field selector pins `spec.nodeName` to `node`.
+fn selects_node(selector: Option<&str>, node: &str) -> bool {
+    selector.is_some_and(|s| {
+        s.split(',').any(|term| {
+            let term = term.trim();
+            let value = term
+                .strip_prefix("spec.nodeName==")
+                .or_else(|| term.strip_prefix("spec.nodeName="));
+            value == Some(node)
+        })
+    })
+}
+
+/// `metadata.name` of a JSON body.
+fn body_name(body: &[u8]) -> Option<String> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+/// Whether a patch sets the host-ports annotation and nothing else:
+/// `{"metadata":{"annotations":{"minik.io/host-ports": "..." | null}}}` as a merge or
+/// strategic merge patch.
+fn only_host_ports(kind: Option<PatchKind>, body: &[u8]) -> bool {
+    if !matches!(kind, Some(PatchKind::Merge | PatchKind::Strategic)) {
+        return false;
+    }
+    let Ok(Value::Object(top)) = serde_json::from_slice::<Value>(body) else {
+        return false;
+    };
+    let Some(Value::Object(meta)) = top.get("metadata").filter(|_| top.len() == 1) else {
+        return false;
+    };
+    let Some(Value::Object(annotations)) = meta.get("annotations").filter(|_| meta.len() == 1)
+    else {
+        return false;
+    };
+    annotations.len() == 1
+        && matches!(
+            annotations.get(HOST_PORTS_ANNOTATION),
+            Some(Value::String(_) | Value::Null)
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_selectors_must_pin_the_node() {
+        assert!(selects_node(Some("spec.nodeName=n1"), "n1"));
+        assert!(selects_node(
+            Some("status.phase=Running,spec.nodeName==n1"),
+            "n1"
+        ));
+        assert!(!selects_node(Some("spec.nodeName=n2"), "n1"));
+        assert!(!selects_node(Some("spec.nodeName!=n1"), "n1"));
+        assert!(!selects_node(Some("spec.nodeName=n1x"), "n1"));
+        assert!(!selects_node(None, "n1"));
+    }
+
+    #[test]
+    fn only_the_host_ports_annotation_may_be_patched() {
+        let ok = format!(r#"{{"metadata":{{"annotations":{{"{HOST_PORTS_ANNOTATION}":"x"}}}}}}"#);
+        assert!(only_host_ports(Some(PatchKind::Merge), ok.as_bytes()));
+        assert!(only_host_ports(Some(PatchKind::Strategic), ok.as_bytes()));
+        assert!(!only_host_ports(Some(PatchKind::Json), ok.as_bytes()));
+        assert!(!only_host_ports(None, ok.as_bytes()));
+        for bad in [
+            format!(
+                r#"{{"metadata":{{"annotations":{{"{HOST_PORTS_ANNOTATION}":"x","other":"y"}}}}}}"#
+            ),
+            format!(
+                r#"{{"metadata":{{"labels":{{"a":"b"}},"annotations":{{"{HOST_PORTS_ANNOTATION}":"x"}}}}}}"#
+            ),
+            format!(
+                r#"{{"spec":{{}},"metadata":{{"annotations":{{"{HOST_PORTS_ANNOTATION}":"x"}}}}}}"#
+            ),
+            format!(r#"{{"metadata":{{"annotations":{{"{HOST_PORTS_ANNOTATION}":{{"a":1}}}}}}}}"#),
+            r#"{"metadata":{"annotations":{}}}"#.to_owned(),
+            "not json".to_owned(),
+        ] {
+            assert!(
+                !only_host_ports(Some(PatchKind::Merge), bad.as_bytes()),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! minik's own endpoints for credentials (docs/api.md, "Tokens"), outside Kubernetes' paths:
+//! - `POST /minik/v1/join` `{"nodeName": NAME}`: exchanges the join token (or the admin's
+//!   credentials) for the node's own credential and agent key ([`JoinAnswer`]);
+//! - `POST /minik/v1/tokens/admin`, `POST /minik/v1/tokens/join`: rotate a token (admin only);
+//! - `DELETE /minik/v1/nodes/{name}/token`: revoke a node's credential (admin only).
+//!
+//! A host with the join token may join under a name that has no credential yet, or whose Node
+//! object is gone (an administrator deleted it); it may not take over a node that is
+//! registered, so a compromised host cannot become another node.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, post};
+use axum::Router;
+use bytes::Bytes;
+use minik_api::{resources, ApiError};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::{Auth, Identity, TokenKind};
+use crate::http::{json_response, HttpError};
+use crate::ApiServer;
+
+/// Where nodes join.
+pub const JOIN_PATH: &str = "/minik/v1/join";
+
+/// The routes of this module.
+pub fn router() -> Router<Arc<ApiServer>> {
+    Router::new()
+        .route(JOIN_PATH, post(join))
+        .route("/minik/v1/tokens/{which}", post(rotate))
+        .route("/minik/v1/nodes/{name}/token", delete(revoke))
+}
+
+fn auth(server: &ApiServer) -> Result<&Auth, ApiError> {
+    server.auth.as_ref().ok_or_else(|| {
+        ApiError::NotFound(minik_api::ObjectRef::new(
+            "",
+            "tokens",
+            "this server runs without authentication",
+        ))
+    })
+}
+
+fn answer(result: Result<Response, ApiError>) -> Response {
+    result.unwrap_or_else(|e| HttpError(e).into_response())
+}
+
+fn json(code: StatusCode, value: serde_json::Value) -> Response {
+    json_response(code, Bytes::from(value.to_string()))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct JoinRequest {
+    node_name: String,
+}
+
+async fn join(State(server): State<Arc<ApiServer>>, request: Request) -> Response {
+    answer(join_node(&server, request).await)
+}
+
+async fn join_node(server: &ApiServer, request: Request) -> Result<Response, ApiError> {
+    let auth = auth(server)?;
+    let identity = request
+        .extensions()
+        .get::<Identity>()
+        .cloned()
+        .unwrap_or(Identity::Admin);
+    let bytes = crate::limits::read_body(request.into_body(), server.config.max_body_bytes).await?;
+    let body: JoinRequest = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "the join request must be {{\"nodeName\": NAME}}: {e}"
+        ))
+    })?;
+    let name = body.node_name;
+    let problems = minik_api::names::dns1123_subdomain(&name);
+    if !problems.is_empty() {
+        return Err(ApiError::Invalid {
+            kind: "Node".into(),
+            group: String::new(),
+            name: name.clone(),
+            errors: vec![minik_api::error::FieldError::invalid(
+                &minik_api::error::FieldPath::new("nodeName"),
+                name.as_str(),
+                problems.join("; "),
+            )],
+        });
+    }
+    if identity == Identity::Joiner && auth.has_joined(&name) && node_exists(server, &name).await? {
+        return Err(ApiError::Conflict {
+            target: minik_api::ObjectRef::new("", "nodes", &name),
+            detail: format!("the node has joined already and is registered, and a host with the join token cannot take it over; run its agent with its saved credential, or have an administrator run `minik delete node {name}` or `minik token revoke {name}` first"),
+        });
+    }
+    let joined = auth.join(&name).await?;
+    tracing::info!(node = %name, "a node joined");
+    let value = serde_json::to_value(&joined).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(json(StatusCode::CREATED, value))
+}
+
+async fn node_exists(server: &ApiServer, name: &str) -> Result<bool, ApiError> {
+    let nodes = resources::by_plural("", "v1", "nodes")
+        .ok_or_else(|| ApiError::Internal("nodes are not served".into()))?;
+    match server.registry.get(nodes, None, name).await {
+        Ok(_) => Ok(true),
+        Err(ApiError::NotFound(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+async fn rotate(
+    State(server): State<Arc<ApiServer>>,
+    Path(which): Path<String>,
+    _body: Body,
+) -> Response {
+    answer(
+        async {
+            let kind = match which.as_str() {
+                "admin" => TokenKind::Admin,
+                "join" => TokenKind::Join,
+                other => {
+                    return Err(ApiError::BadRequest(format!(
+                        "there is no {other:?} token to rotate: use admin or join"
+                    )))
+                }
+            };
+            let (token, file) = auth(&server)?.rotate(kind).await?;
+            tracing::info!(token = %which, file = %file.display(), "token rotated");
+            Ok(json(
+                StatusCode::OK,
+                json!({"token": token, "file": file.display().to_string()}),
+            ))
+        }
+        .await,
+    )
+}
+
+async fn revoke(State(server): State<Arc<ApiServer>>, Path(name): Path<String>) -> Response {
+    answer(
+        async {
+            if !auth(&server)?.revoke(&name).await? {
+                return Err(ApiError::NotFound(minik_api::ObjectRef::new(
+                    "",
+                    "node credentials",
+                    &name,
+                )));
+            }
+            tracing::info!(node = %name, "node credential revoked");
+            Ok(json(
+                StatusCode::OK,
+                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 200}),
+            ))
+        }
+        .await,
+    )
+}
