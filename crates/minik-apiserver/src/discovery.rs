@@ -1,6 +1,7 @@
 //! Discovery documents (`/api`, `/apis`, `/api/v1`, `/apis/apps/v1`), `/version` and the health
 //! endpoints, generated from the table of served kinds so they can never disagree with it.
 
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use minik_api::resources::{ResourceInfo, RESOURCES};
@@ -60,12 +61,17 @@ fn go_arch() -> &'static str {
     }
 }
 
-pub async fn api_versions() -> Json<Value> {
+/// `/api`: the legacy `APIVersions`, or the core group's aggregated discovery when asked for.
+pub async fn api_versions(headers: HeaderMap) -> Response {
+    if let Some(version) = aggregated_version(&headers) {
+        return aggregated(version, &[""]);
+    }
     Json(json!({
         "kind": "APIVersions",
         "versions": ["v1"],
         "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}],
     }))
+    .into_response()
 }
 
 fn groups() -> Vec<&'static str> {
@@ -83,9 +89,145 @@ fn group_doc(group: &str) -> Value {
     json!({"name": group, "versions": [gv], "preferredVersion": gv})
 }
 
-pub async fn api_groups() -> Json<Value> {
+/// `/apis`: the legacy `APIGroupList`, or every named group's aggregated discovery when asked
+/// for.
+pub async fn api_groups(headers: HeaderMap) -> Response {
+    if let Some(version) = aggregated_version(&headers) {
+        return aggregated(version, &groups());
+    }
     let groups: Vec<Value> = groups().into_iter().map(group_doc).collect();
-    Json(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
+    Json(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})).into_response()
+}
+
+/// The version of aggregated discovery (`apidiscovery.k8s.io`) the client asks for first in its
+/// `Accept` header (`application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList`, as
+/// kubectl 1.26+ sends it, with `v2beta1` and plain JSON after it); `None` when it asks for none
+/// or prefers another media type.
+fn aggregated_version(headers: &HeaderMap) -> Option<&'static str> {
+    let accept = headers.get(header::ACCEPT)?.to_str().ok()?;
+    for item in accept.split(',') {
+        let mut parts = item.split(';').map(str::trim);
+        let media = parts.next().unwrap_or_default();
+        if !media.eq_ignore_ascii_case("application/json") {
+            // Another media type preferred first (kubectl asks for JSON only).
+            if media == "*/*" || media.starts_with("application/") {
+                return None;
+            }
+            continue;
+        }
+        let params: Vec<(&str, &str)> = parts.filter_map(|p| p.split_once('=')).collect();
+        let param = |key: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                .map(|(_, v)| *v)
+        };
+        if params.is_empty() {
+            return None;
+        }
+        if param("g") == Some("apidiscovery.k8s.io") && param("as") == Some("APIGroupDiscoveryList")
+        {
+            match param("v") {
+                Some("v2") => return Some("v2"),
+                Some("v2beta1") => return Some("v2beta1"),
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
+/// The verbs and kind of a subresource, as the legacy documents and aggregated discovery list
+/// them: (kind, group of the kind if not the resource's, verbs).
+fn subresource_kind(
+    info: &ResourceInfo,
+    sub: &str,
+) -> (&'static str, Option<&'static str>, &'static [&'static str]) {
+    match sub {
+        "binding" => ("Binding", None, &["create"]),
+        // kubectl drain evicts when /api/v1 lists pods/eviction with its group and version
+        // (kubectl's CheckEvictionSupport); the policy group itself need not be served.
+        "eviction" => ("Eviction", Some("policy"), &["create"]),
+        "finalize" => ("Namespace", None, &["update"]),
+        "log" => ("Pod", None, &["get"]),
+        "portforward" => ("PodPortForwardOptions", None, &["create", "get"]),
+        "scale" => ("Scale", Some("autoscaling"), &["get", "patch", "update"]),
+        _ => (info.kind, None, &["get", "patch", "update"]),
+    }
+}
+
+/// The aggregated discovery document (`APIGroupDiscoveryList`) of `groups` ("" is the core
+/// group), built from the same table as the legacy documents.
+fn aggregated_document(version: &str, groups: &[&str]) -> Value {
+    let items: Vec<Value> = groups
+        .iter()
+        .map(|group| {
+            let resources: Vec<Value> = RESOURCES
+                .iter()
+                .filter(|r| r.group == *group)
+                .map(|r| {
+                    let subresources: Vec<Value> = r
+                        .subresources
+                        .iter()
+                        .map(|sub| {
+                            let (kind, kind_group, verbs) = subresource_kind(r, sub);
+                            let (g, v) = match kind_group {
+                                Some(g) => (g, "v1"),
+                                None => (r.group, r.version),
+                            };
+                            json!({
+                                "subresource": sub,
+                                "responseKind": {"group": g, "version": v, "kind": kind},
+                                "verbs": verbs,
+                            })
+                        })
+                        .collect();
+                    let mut doc = json!({
+                        "resource": r.plural,
+                        "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
+                        "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+                        "singularResource": r.singular,
+                        "verbs": ALL_VERBS,
+                    });
+                    if !r.short_names.is_empty() {
+                        doc["shortNames"] = json!(r.short_names);
+                    }
+                    if !r.categories.is_empty() {
+                        doc["categories"] = json!(r.categories);
+                    }
+                    if !subresources.is_empty() {
+                        doc["subresources"] = json!(subresources);
+                    }
+                    doc
+                })
+                .collect();
+            let mut metadata = json!({"creationTimestamp": null});
+            if !group.is_empty() {
+                metadata["name"] = json!(group);
+            }
+            json!({
+                "metadata": metadata,
+                "versions": [{"version": "v1", "resources": resources, "freshness": "Current"}],
+            })
+        })
+        .collect();
+    json!({
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": format!("apidiscovery.k8s.io/{version}"),
+        "metadata": {},
+        "items": items,
+    })
+}
+
+fn aggregated(version: &str, groups: &[&str]) -> Response {
+    let body = aggregated_document(version, groups).to_string();
+    let content_type =
+        format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList");
+    let mut response = body.into_response();
+    if let Ok(value) = HeaderValue::from_str(&content_type) {
+        response.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    response
 }
 
 const ALL_VERBS: &[&str] = &[
@@ -110,17 +252,7 @@ fn resource_docs(info: &ResourceInfo) -> Vec<Value> {
         "categories": info.categories,
     })];
     for sub in info.subresources {
-        let (kind, group, verbs): (&str, Option<&str>, &[&str]) = match *sub {
-            "binding" => ("Binding", None, &["create"]),
-            // kubectl drain evicts when /api/v1 lists pods/eviction with its group and version
-            // (kubectl's CheckEvictionSupport); the policy group itself need not be served.
-            "eviction" => ("Eviction", Some("policy"), &["create"]),
-            "finalize" => ("Namespace", None, &["update"]),
-            "log" => ("Pod", None, &["get"]),
-            "portforward" => ("PodPortForwardOptions", None, &["create", "get"]),
-            "scale" => ("Scale", Some("autoscaling"), &["get", "patch", "update"]),
-            _ => (info.kind, None, &["get", "patch", "update"]),
-        };
+        let (kind, group, verbs) = subresource_kind(info, sub);
         let mut doc = json!({
             "name": format!("{}/{sub}", info.plural),
             "singularName": "",
@@ -185,6 +317,100 @@ pub fn document(path: &str) -> Option<Result<Value, ApiError>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn accept(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn aggregated_discovery_is_served_when_asked_for_first() {
+        // What kubectl 1.28-1.33 sends.
+        let kubectl = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+        assert_eq!(aggregated_version(&accept(kubectl)), Some("v2"));
+        let beta = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+        assert_eq!(aggregated_version(&accept(beta)), Some("v2beta1"));
+        for legacy in [
+            "application/json",
+            "*/*",
+            "application/json, application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList",
+            "application/json;g=apidiscovery.k8s.io;v=v3;as=APIGroupDiscoveryList",
+        ] {
+            assert_eq!(aggregated_version(&accept(legacy)), None, "{legacy}");
+        }
+        assert_eq!(aggregated_version(&HeaderMap::new()), None);
+
+        let core = aggregated_document("v2", &[""]);
+        assert_eq!(core["kind"], "APIGroupDiscoveryList");
+        assert_eq!(core["apiVersion"], "apidiscovery.k8s.io/v2");
+        let item = &core["items"][0];
+        assert!(
+            item["metadata"].get("name").is_none(),
+            "the core group is unnamed"
+        );
+        let version = &item["versions"][0];
+        assert_eq!(version["version"], "v1");
+        assert_eq!(version["freshness"], "Current");
+        let pods = version["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "pods")
+            .unwrap();
+        assert_eq!(pods["scope"], "Namespaced");
+        assert_eq!(pods["singularResource"], "pod");
+        assert_eq!(
+            pods["responseKind"],
+            json!({"group": "", "version": "v1", "kind": "Pod"})
+        );
+        assert_eq!(pods["shortNames"], json!(["po"]));
+        let eviction = pods["subresources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["subresource"] == "eviction")
+            .unwrap();
+        assert_eq!(
+            eviction["responseKind"],
+            json!({"group": "policy", "version": "v1", "kind": "Eviction"})
+        );
+        let nodes = version["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "nodes")
+            .unwrap();
+        assert_eq!(nodes["scope"], "Cluster");
+
+        // /apis: every named group, and the same kinds as the legacy documents.
+        let named = aggregated_document("v2", &groups());
+        let names: Vec<&str> = named["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|i| i["metadata"]["name"].as_str())
+            .collect();
+        assert_eq!(names, groups());
+        for item in named["items"].as_array().unwrap() {
+            let group = item["metadata"]["name"].as_str().unwrap();
+            let legacy = document(&format!("/apis/{group}/v1")).unwrap().unwrap();
+            let legacy: Vec<&str> = legacy["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|r| r["name"].as_str())
+                .filter(|n| !n.contains('/'))
+                .collect();
+            let aggregated: Vec<&str> = item["versions"][0]["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|r| r["resource"].as_str())
+                .collect();
+            assert_eq!(legacy, aggregated, "{group}");
+        }
+    }
 
     #[test]
     fn discovery_lists_every_served_kind_and_subresource() {

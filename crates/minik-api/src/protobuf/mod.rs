@@ -387,9 +387,11 @@ impl Decoder {
                     let at = Path::Key(path, &key);
                     value = self.value(message, field, wire, &mut reader, &at, depth)?;
                 }
-                _ => reader
-                    .skip(wire)
-                    .map_err(|e| self.malformed(path, message.name, e))?,
+                _ => {
+                    reader
+                        .skip(wire)
+                        .map_err(|e| self.malformed(path, message.name, e))?;
+                }
             }
         }
         // A missing value is the zero value of its type.
