@@ -641,3 +641,368 @@ async fn the_tutorial_scenario_through_nftables_agents() {
         );
     }
 }
+
+/// Runs `ip ARGS`; fails the test with ip's words if it fails (the test needs iproute2 and
+/// root, as CI has).
+fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("ip runs (this test needs iproute2: apt-get install iproute2)");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Whether a TCP connection to `addr` opens within 3 s, made from network namespace `ns`.
+fn connects_from(ns: &str, addr: &str) -> bool {
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-c"])
+        .arg("import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)")
+        .args([host, port])
+        .stderr(Stdio::null())
+        .status()
+        .expect("run python3 in the namespace")
+        .success()
+}
+
+/// Another "host": a network namespace joined to this one by a veth pair, `host` on this
+/// side and `peer` inside. Dropping it stops the agent inside (SIGTERM, so that it stops its
+/// pods), kills whatever still runs in the namespace, and deletes the veth pair and the
+/// namespace, so that a failing test leaves nothing behind.
+struct OtherHost {
+    ns: String,
+    veth: String,
+    host: String,
+    peer: String,
+    agent: Option<support::Running>,
+}
+
+impl OtherHost {
+    /// Namespace and link names and a /30 of 10.234.0.0/16 that are this run's own.
+    fn create() -> OtherHost {
+        let pid = std::process::id();
+        let slot = pid % 16384;
+        let (a, b) = (slot / 64, (slot % 64) * 4);
+        let other = OtherHost {
+            ns: format!("minik-test-{pid}"),
+            veth: format!("mkh{pid}"),
+            host: format!("10.234.{a}.{}", b + 1),
+            peer: format!("10.234.{a}.{}", b + 2),
+            agent: None,
+        };
+        let inside = format!("mkn{pid}");
+        ip(&["netns", "add", &other.ns]);
+        ip(&[
+            "link",
+            "add",
+            &other.veth,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &inside,
+            "netns",
+            &other.ns,
+        ]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/30", other.host),
+            "dev",
+            &other.veth,
+        ]);
+        ip(&["link", "set", &other.veth, "up"]);
+        let addr = format!("{}/30", other.peer);
+        ip(&["-n", &other.ns, "addr", "add", &addr, "dev", &inside]);
+        ip(&["-n", &other.ns, "link", "set", &inside, "up"]);
+        ip(&["-n", &other.ns, "link", "set", "lo", "up"]);
+        other
+    }
+
+    /// Stops the agent inside: SIGTERM, which stops its pods' processes.
+    fn stop_agent(&mut self) {
+        if let Some(mut agent) = self.agent.take() {
+            agent.terminate(Duration::from_secs(15));
+        }
+    }
+}
+
+impl Drop for OtherHost {
+    fn drop(&mut self) {
+        self.stop_agent();
+        // Anything left in the namespace is this test's (a pod the agent did not stop).
+        if let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", &self.ns])
+            .output()
+        {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                if let Ok(pid) = pid.parse::<i32>() {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+        for args in [
+            vec!["link", "del", self.veth.as_str()],
+            vec!["netns", "del", self.ns.as_str()],
+        ] {
+            let _ = Command::new("ip")
+                .args(&args)
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// The file of the sysctl the nftables agent sets so that loopback-sourced connections may
+/// leave the host.
+const ROUTE_LOCALNET: &str = "/proc/sys/net/ipv4/conf/all/route_localnet";
+
+/// Puts `net.ipv4.conf.all.route_localnet` back to the value it had when made, when dropped
+/// (an agent sets it and, on purpose, never resets it).
+struct RestoreRouteLocalnet(String);
+
+impl RestoreRouteLocalnet {
+    fn save() -> RestoreRouteLocalnet {
+        RestoreRouteLocalnet(std::fs::read_to_string(ROUTE_LOCALNET).expect(ROUTE_LOCALNET))
+    }
+}
+
+impl Drop for RestoreRouteLocalnet {
+    fn drop(&mut self) {
+        if std::fs::read_to_string(ROUTE_LOCALNET).ok().as_ref() != Some(&self.0) {
+            let _ = std::fs::write(ROUTE_LOCALNET, &self.0);
+        }
+    }
+}
+
+/// Starts `minik server` on every interface (`0.0.0.0:0`), so that an agent in another
+/// network namespace reaches it; loopback clients need no token. Returns it with its port.
+fn start_server_on_all_interfaces(data_dir: &std::path::Path) -> (support::Running, u16) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_minik"))
+        .args([
+            "server",
+            "--listen",
+            "0.0.0.0:0",
+            "--allow-anonymous-loopback",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start minik server");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("minik server listening on http://") {
+                let _ = tx.send(addr.to_owned());
+            }
+        }
+    });
+    let mut running = support::Running {
+        child,
+        base: String::new(),
+    };
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("minik server reports its address within 30s");
+    let port: u16 = addr
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {addr:?}"));
+    running.base = format!("http://127.0.0.1:{port}");
+    (running, port)
+}
+
+/// nftables mode with the endpoints on another host: the server and an nftables agent run in
+/// this network namespace, the pods' agent in a second one (another host, joined by a veth
+/// pair). A client here reaches the pods through the ClusterIP and `127.0.0.1:nodePort`: the
+/// agent turned on `route_localnet` and its table masquerades the loopback-sourced
+/// connections that leave the host. Packets from the other host to this one's loopback
+/// addresses, which `route_localnet` would let in, are dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nftables_cluster_ips_reach_endpoints_on_another_host() {
+    nft_tables();
+    // Dropped last: the values and tables as they were, once every process is gone.
+    let _route_localnet = RestoreRouteLocalnet::save();
+    let here = format!("nftx{}-h", std::process::id());
+    let there = format!("nftx{}-o", std::process::id());
+    let _tables = Tables(vec![format!("minik-{here}"), format!("minik-{there}")]);
+    let mut other = OtherHost::create();
+
+    let server_dir = tempfile::tempdir().unwrap();
+    let (server, port) = start_server_on_all_interfaces(server_dir.path());
+    let join = std::fs::read_to_string(server_dir.path().join("auth/join-token"))
+        .expect("the server's join token");
+    let here_dir = tempfile::tempdir().unwrap();
+    let here_agent = support::start_node(
+        &server.base,
+        &here,
+        here_dir.path(),
+        &["--address", "127.0.0.7", "--proxy-mode", "nftables"],
+    );
+    // The other host's agent reaches the server over the veth pair, with the join token
+    // (it is not a loopback client); its pods listen on its address there.
+    let there_dir = tempfile::tempdir().unwrap();
+    let agent = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &other.ns,
+            env!("CARGO_BIN_EXE_minik"),
+            "node",
+        ])
+        .args(["--server", &format!("http://{}:{port}", other.host)])
+        .args(["--name", &there, "--address", &other.peer, "--data-dir"])
+        .arg(there_dir.path())
+        .args([
+            "--heartbeat-seconds",
+            "1",
+            "--sync-seconds",
+            "1",
+            "--port",
+            "0",
+        ])
+        .env("MINIK_TOKEN", join.trim())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start minik node in the other namespace");
+    other.agent = Some(support::Running {
+        child: agent,
+        base: String::new(),
+    });
+
+    let c = Cluster {
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap(),
+        base: server.base.clone(),
+        marks: tempfile::tempdir().unwrap(),
+        nodes: vec![here_agent],
+        _server: server,
+        _dirs: vec![server_dir, here_dir, there_dir],
+    };
+    for node in [&here, &there] {
+        support::eventually(&format!("node {node} to be Ready"), 30, || async {
+            let n = c.get(&format!("/api/v1/nodes/{node}")).await?;
+            n["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                .then_some(())
+        })
+        .await;
+    }
+    // The nftables agent turned route_localnet on (it may have been on already).
+    support::eventually("route_localnet to be 1", 30, || async {
+        let value = std::fs::read_to_string(ROUTE_LOCALNET).ok()?;
+        (value.trim() == "1").then_some(())
+    })
+    .await;
+
+    let svc = c
+        .post(
+            "/api/v1/namespaces/default/services",
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                   "spec": {"type": "NodePort", "selector": {"app": "web"},
+                            "ports": [{"port": 8080, "targetPort": "http"}]}}),
+        )
+        .await;
+    let cluster_ip = svc["spec"]["clusterIP"].as_str().unwrap().to_owned();
+    let node_port = svc["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+    // Both pods on the other host.
+    c.post(
+        "/apis/apps/v1/namespaces/default/deployments",
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+               "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                        "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
+                            "nodeName": there, "terminationGracePeriodSeconds": 5,
+                            "containers": [{"name": "web", "image": "python:3",
+                                "command": ["python3", "-c", SERVER],
+                                "ports": [{"name": "http", "containerPort": 8080}]}]}}}}),
+    )
+    .await;
+    let pods = support::eventually("2 ready pods in the Endpoints", 60, || async {
+        let ready = c.ready_pods().await;
+        (ready.len() == 2 && c.endpoints().await == (ready.clone(), BTreeSet::new()))
+            .then_some(ready)
+    })
+    .await;
+    let ep = c
+        .get("/api/v1/namespaces/default/endpoints/web")
+        .await
+        .unwrap();
+    assert!(
+        ep["subsets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s["addresses"].as_array().unwrap())
+            .all(|a| a["ip"] == other.peer.as_str()),
+        "the endpoints are on the other host: {ep}"
+    );
+
+    // The ClusterIP, the node port on 127.0.0.1 and on the agent's address: every request
+    // is answered, by both pods.
+    let front = format!("{cluster_ip}:8080");
+    support::eventually("the table to send to both pods", 30, || async {
+        (set(&c.try_answers(&front, 6).await?) == pods).then_some(())
+    })
+    .await;
+    for addr in [
+        front.clone(),
+        format!("127.0.0.1:{node_port}"),
+        format!("127.0.0.7:{node_port}"),
+    ] {
+        assert_eq!(set(&c.answers(&addr, 20).await), pods, "through {addr}");
+    }
+
+    // route_localnet lets packets to loopback addresses in from other hosts too; the table
+    // drops them. The other host, without loopback addresses of its own and with
+    // 127.0.0.0/8 routed to this host, reaches a socket here on the veth address (the path
+    // works) but not on 127.0.0.1.
+    other.stop_agent();
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let open = listener.local_addr().unwrap().port();
+    assert!(
+        connects_from(&other.ns, &format!("{}:{open}", other.host)),
+        "the other host cannot reach {}:{open}",
+        other.host
+    );
+    // Without its loopback address, the namespace has no local 127.0.0.0/8 routes either.
+    ip(&["-n", &other.ns, "addr", "flush", "dev", "lo"]);
+    ip(&[
+        "-n",
+        &other.ns,
+        "route",
+        "add",
+        "127.0.0.0/8",
+        "via",
+        &other.host,
+    ]);
+    // (/proc/sys/net is the namespace's own.)
+    let status = Command::new("ip")
+        .args(["netns", "exec", &other.ns, "sh", "-c"])
+        .arg(format!("echo 1 > {ROUTE_LOCALNET}"))
+        .status()
+        .expect("sh");
+    assert!(status.success(), "route_localnet in the other namespace");
+    assert!(
+        !connects_from(&other.ns, &format!("127.0.0.1:{open}")),
+        "the other host reached 127.0.0.1:{open} of this one"
+    );
+}

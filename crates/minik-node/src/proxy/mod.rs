@@ -68,7 +68,9 @@ pub enum ProxyMode {
     #[default]
     Userspace,
     /// The agent programs the kernel (its own nftables table, `ip minik-NODE`) to translate
-    /// each new connection's destination to an endpoint; it listens on nothing.
+    /// each new connection's destination to an endpoint; it listens on nothing. It also sets
+    /// `net.ipv4.conf.all.route_localnet=1` (and leaves it set), so that local clients reach
+    /// endpoints on other hosts.
     Nftables,
 }
 
@@ -144,6 +146,7 @@ pub fn start(
             None,
         ),
         ProxyMode::Nftables => {
+            nft::ensure_route_localnet();
             let nft = nft::Nft::new(nft::table_name(node));
             (
                 Plane::Kernel {

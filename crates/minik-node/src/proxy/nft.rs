@@ -20,6 +20,16 @@
 //!   which `filter-output` and `filter-prerouting` (before the DNAT) check for new
 //!   connections: they are refused with a TCP reset.
 //!
+//! A local client's connection to a ClusterIP (or to `127.0.0.1:nodePort`) has a loopback
+//! source. When the DNAT sends it to an endpoint on another host, the kernel only lets it
+//! leave with `net.ipv4.conf.all.route_localnet=1` ([`ensure_route_localnet`], as kube-proxy's
+//! iptables mode does for its localhost node ports), and `nat-postrouting` masquerades it, so
+//! that it leaves with the outgoing interface's address and the answers come back here (where
+//! they are un-translated to the loopback client). `route_localnet` also lets other hosts send
+//! to `127.0.0.0/8` addresses through this host's interfaces; `filter-prerouting` drops such
+//! packets (kube-proxy's "block incoming localnet connections", CVE-2020-8558), so loopback
+//! services stay local.
+//!
 //! Conntrack remembers each connection's translation, so open connections survive endpoint
 //! changes and even the table's removal. Only IPv4 is programmed (ClusterIPs are IPv4).
 
@@ -27,8 +37,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
 
 use super::table::{Frontend, Kind};
 
@@ -38,6 +49,13 @@ pub(crate) const MASQUERADE_MARK: u32 = 0x4000;
 
 /// The chain that refuses new connections to a Service port without ready endpoints.
 const REJECT_CHAIN: &str = "reject-no-endpoints";
+
+/// The loopback network.
+const LOOPBACK: &str = "127.0.0.0/8";
+
+/// The sysctl that lets packets with loopback addresses be routed through other interfaces
+/// (every interface's own `route_localnet` is or-ed with this one).
+pub(crate) const ROUTE_LOCALNET: &str = "net.ipv4.conf.all.route_localnet";
 
 /// The table of the agent of node `node`.
 pub(crate) fn table_name(node: &str) -> String {
@@ -115,11 +133,14 @@ pub(crate) fn render(table: &str, frontends: &BTreeMap<SocketAddr, Frontend>) ->
         port,
         &no_endpoint_nodeports,
     );
+    // With route_localnet on, the kernel would route packets from other hosts to loopback
+    // addresses (before any translation: no connection of ours arrives that way).
+    let foreign_loopback = format!("iifname != \"lo\" ip daddr {LOOPBACK} drop");
     chain(
         &mut out,
         "filter-prerouting",
         Some("type filter hook prerouting priority -110; policy accept;"),
-        &["ct state new jump endpoints-check"],
+        &[&foreign_loopback, "ct state new jump endpoints-check"],
     );
     chain(
         &mut out,
@@ -153,9 +174,13 @@ pub(crate) fn render(table: &str, frontends: &BTreeMap<SocketAddr, Frontend>) ->
         &mut out,
         "nat-postrouting",
         Some("type nat hook postrouting priority 100; policy accept;"),
-        &[&format!(
-            "meta mark & {MASQUERADE_MARK:#x} == {MASQUERADE_MARK:#x} oifname != \"lo\" masquerade"
-        )],
+        &[
+            &format!(
+                "meta mark & {MASQUERADE_MARK:#x} == {MASQUERADE_MARK:#x} oifname != \"lo\" masquerade"
+            ),
+            // A local client of a Service address (a loopback source) sent to another host.
+            &format!("ct status dnat ip saddr {LOOPBACK} oifname != \"lo\" masquerade"),
+        ],
     );
     chain(
         &mut out,
@@ -220,6 +245,63 @@ fn chain(out: &mut String, name: &str, base: Option<&str>, rules: &[&str]) {
         let _ = writeln!(out, "\t\t{rule}");
     }
     let _ = writeln!(out, "\t}}");
+}
+
+/// What [`enable`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Enabled {
+    /// The setting was 1 already; nothing was written.
+    Already,
+    /// The setting was this value, and is 1 now.
+    Changed(String),
+}
+
+/// The file under `/proc/sys` of the sysctl `name` (`net.ipv4.conf.all.route_localnet`).
+fn sysctl_path(name: &str) -> PathBuf {
+    Path::new("/proc/sys").join(name.replace('.', "/"))
+}
+
+/// Sets the sysctl file `path` to 1 unless it is 1 already.
+pub(crate) fn enable(path: &Path) -> Result<Enabled, String> {
+    let current = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let current = current.trim();
+    if current == "1" {
+        return Ok(Enabled::Already);
+    }
+    std::fs::write(path, "1\n").map_err(|e| {
+        format!(
+            "cannot write 1 to {} (it is {current}): {e}",
+            path.display()
+        )
+    })?;
+    Ok(Enabled::Changed(current.to_owned()))
+}
+
+/// Makes sure [`ROUTE_LOCALNET`] is 1 in the agent's network namespace, once per process,
+/// and logs a change or a failure (once: the agents of `minik up` share the process). Without
+/// it the kernel drops a local client's connection to a Service address (its source is
+/// loopback) that the DNAT sends to another host; endpoints on this host still work. The
+/// agent never sets it back: other programs may rely on it by then, and open connections
+/// would stall.
+pub(crate) fn ensure_route_localnet() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| match enable(&sysctl_path(ROUTE_LOCALNET)) {
+        Ok(Enabled::Already) => tracing::debug!(sysctl = ROUTE_LOCALNET, "already 1"),
+        Ok(Enabled::Changed(previous)) => tracing::info!(
+            sysctl = ROUTE_LOCALNET,
+            %previous,
+            "set {ROUTE_LOCALNET}=1, so that local clients of Service addresses reach endpoints \
+             on other hosts; it stays 1 when the agent stops"
+        ),
+        Err(error) => tracing::warn!(
+            sysctl = ROUTE_LOCALNET,
+            %error,
+            "cannot set {ROUTE_LOCALNET}=1: local clients of ClusterIPs and of 127.0.0.1 node \
+             ports reach only the endpoints on this host (set it with `sysctl -w \
+             {ROUTE_LOCALNET}=1`)"
+        ),
+    });
 }
 
 /// A failed `nft` command.
@@ -329,6 +411,7 @@ mod tests {
     /// The chains and maps that every ruleset has, between the maps and the Service chains.
     const SKELETON: &str = "\tchain filter-prerouting {
 \t\ttype filter hook prerouting priority -110; policy accept;
+\t\tiifname != \"lo\" ip daddr 127.0.0.0/8 drop
 \t\tct state new jump endpoints-check
 \t}
 \tchain filter-output {
@@ -353,6 +436,7 @@ mod tests {
 \tchain nat-postrouting {
 \t\ttype nat hook postrouting priority 100; policy accept;
 \t\tmeta mark & 0x4000 == 0x4000 oifname != \"lo\" masquerade
+\t\tct status dnat ip saddr 127.0.0.0/8 oifname != \"lo\" masquerade
 \t}
 \tchain services {
 \t\tip daddr . meta l4proto . th dport vmap @service-ips
@@ -556,6 +640,29 @@ table ip minik-n1 {{
             err.to_string().starts_with("`nft -c -f -` failed: "),
             "{err}"
         );
+    }
+
+    #[test]
+    fn enable_sets_a_sysctl_to_one_and_reports_what_it_was() {
+        assert_eq!(
+            sysctl_path(ROUTE_LOCALNET),
+            Path::new("/proc/sys/net/ipv4/conf/all/route_localnet")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("route_localnet");
+        std::fs::write(&file, "0\n").unwrap();
+        assert_eq!(enable(&file), Ok(Enabled::Changed("0".into())));
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "1\n");
+        assert_eq!(enable(&file), Ok(Enabled::Already));
+        let missing = dir.path().join("missing");
+        let err = enable(&missing).expect_err("no such sysctl");
+        assert!(
+            err.starts_with(&format!("cannot read {}: ", missing.display())),
+            "{err}"
+        );
+        // A setting that cannot be written (here: a directory where the file should be).
+        let err = enable(dir.path()).expect_err("not a file");
+        assert!(err.contains(&dir.path().display().to_string()), "{err}");
     }
 
     #[test]
