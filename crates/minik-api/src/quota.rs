@@ -133,6 +133,23 @@ fn pod_compute(pod: &Value) -> ResourceList {
     total
 }
 
+/// What an update from `old` to `new` adds to its namespace's usage at `now`: the resources
+/// whose usage grows (a Service turning NodePort), by how much. Usage that shrinks is not
+/// given back here; the quota status controller recounts it, as in Kubernetes.
+pub fn update_delta(info: &ResourceInfo, old: &Value, new: &Value, now: i64) -> ResourceList {
+    let before = usage(info, old, now);
+    usage(info, new, now)
+        .into_iter()
+        .filter_map(|(name, after)| {
+            let grown = match before.get(&name) {
+                Some(was) => after.checked_sub(*was)?,
+                None => after,
+            };
+            (grown > Quantity::default()).then_some((name, grown))
+        })
+        .collect()
+}
+
 /// What one object of `info`'s kind adds to its namespace's usage at `now`.
 pub fn usage(info: &ResourceInfo, object: &Value, now: i64) -> ResourceList {
     let mut usage = ResourceList::new();

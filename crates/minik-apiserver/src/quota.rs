@@ -1,7 +1,8 @@
-//! ResourceQuota admission: a create that would take a namespace over one of its quotas is
-//! refused with 403 and Kubernetes' message; one that fits is charged to every quota it
-//! concerns (`status.used`, compare-and-swap) before the object is stored, as Kubernetes'
-//! quota admission does.
+//! ResourceQuota admission: a create — or an update that makes an object use more, such as a
+//! Service turning NodePort — that would take a namespace over one of its quotas is refused
+//! with 403 and Kubernetes' message; one that fits is charged to every quota it concerns
+//! (`status.used`, compare-and-swap) before the object is stored, as Kubernetes' quota
+//! admission does.
 //!
 //! Within the server, one lock per namespace is held from reading the quotas until the object
 //! is stored (or its charge refunded, when the store refuses it), and reading a ResourceQuota
@@ -52,7 +53,7 @@ pub(crate) struct Charge {
 }
 
 impl Charge {
-    fn none() -> Charge {
+    pub(crate) fn none() -> Charge {
         Charge {
             ns: String::new(),
             charged: Vec::new(),
@@ -135,20 +136,34 @@ impl Registry {
         Ok(quota::total_usage(hard, scopes, all, now_seconds()))
     }
 
-    /// Checks a create of `object` against the quotas of its namespace and charges it to
-    /// those it concerns (unless `dry_run`). A new ResourceQuota also gets its first status
-    /// here, counted from what the namespace holds.
+    /// Checks a create of `object` (or, with `old`, an update from `old` to it) against the
+    /// quotas of its namespace and charges it to those it concerns (unless `dry_run`). A new
+    /// ResourceQuota also gets its first status here, counted from what the namespace holds.
     pub(crate) async fn charge_quota(
         &self,
         info: &ResourceInfo,
         ns: Option<&str>,
         object: &mut Value,
+        old: Option<&Value>,
         dry_run: bool,
     ) -> Result<Charge, ApiError> {
         let Some(ns) = ns.filter(|_| info.namespaced) else {
             return Ok(Charge::none());
         };
         let is_quota = info.kind == "ResourceQuota";
+        let update_delta = match old {
+            // A quota's own updates (its status) are not charged; nor is an update that
+            // uses no more than before, which is most of them: decided before any lock.
+            Some(_) if is_quota => return Ok(Charge::none()),
+            Some(old) => {
+                let delta = quota::update_delta(info, old, object, now_seconds());
+                if delta.is_empty() {
+                    return Ok(Charge::none());
+                }
+                Some(delta)
+            }
+            None => None,
+        };
         if !is_quota && self.quotas_of(ns).await?.is_empty() {
             return Ok(Charge::none());
         }
@@ -161,8 +176,10 @@ impl Registry {
             object["status"] =
                 json!({"hard": quota::write_list(&hard), "used": quota::write_list(&used)});
         }
-        let now = now_seconds();
-        let delta = quota::usage(info, object, now);
+        let delta = match update_delta {
+            Some(delta) => delta,
+            None => quota::usage(info, object, now_seconds()),
+        };
         let name = object
             .pointer("/metadata/name")
             .and_then(Value::as_str)

@@ -431,7 +431,7 @@ impl Registry {
                 .unwrap_or_default()
                 .to_owned();
             let charge = self
-                .charge_quota(info, ns, &mut admitted, opts.dry_run)
+                .charge_quota(info, ns, &mut admitted, None, opts.dry_run)
                 .await?;
             if opts.dry_run {
                 return serde_json::to_vec(&admitted)
@@ -500,17 +500,27 @@ impl Registry {
             let object = parse_object(info, name, &current.value)?;
             let written = match step(&object, current.revision)? {
                 Outcome::Unchanged => return Ok(Deleted::Pending(current.value)),
-                Outcome::Write(new) if dry_run => {
-                    return Ok(Deleted::Pending(Bytes::from(
-                        serde_json::to_vec(&new).map_err(|e| ApiError::Internal(e.to_string()))?,
-                    )))
+                Outcome::Write(mut new) => {
+                    // An update that makes the object use more (a Service turning NodePort)
+                    // is checked and charged against the namespace's quotas, as a create is.
+                    let charge = self
+                        .charge_quota(info, ns, &mut new, Some(&object), dry_run)
+                        .await?;
+                    if dry_run {
+                        return Ok(Deleted::Pending(Bytes::from(
+                            serde_json::to_vec(&new)
+                                .map_err(|e| ApiError::Internal(e.to_string()))?,
+                        )));
+                    }
+                    let written = self.store.update(&key, new, Some(current.revision)).await;
+                    if written.is_err() {
+                        self.refund_quota(charge).await;
+                    } else {
+                        drop(charge);
+                    }
+                    written.map(|s| Deleted::Pending(s.value))
                 }
                 Outcome::Delete if dry_run => return Ok(Deleted::Gone(current.value)),
-                Outcome::Write(new) => self
-                    .store
-                    .update(&key, new, Some(current.revision))
-                    .await
-                    .map(|s| Deleted::Pending(s.value)),
                 Outcome::Delete => self
                     .store
                     .delete(&key, Some(current.revision))

@@ -337,3 +337,83 @@ async fn terminating_namespaces_refuse_content_and_system_ones_stay() {
         "pods \"late\" is forbidden: unable to create new content in namespace doomed because it is being terminated"
     );
 }
+
+#[tokio::test]
+async fn an_update_that_uses_more_is_checked_and_charged_like_a_create() {
+    let s = common::start().await;
+    let quota = json!({
+        "apiVersion": "v1", "kind": "ResourceQuota",
+        "metadata": {"name": "ports"},
+        "spec": {"hard": {"services.nodeports": "1", "services": "5"}}
+    });
+    assert_eq!(
+        s.post("/api/v1/namespaces/default/resourcequotas", &quota)
+            .await
+            .code,
+        201
+    );
+    let service = |name: &str, ports: &[i64]| {
+        let ports: Vec<Value> = ports
+            .iter()
+            .map(|p| json!({"name": format!("p{p}"), "port": p}))
+            .collect();
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+               "spec": {"selector": {"app": name}, "ports": ports}})
+    };
+    let services = "/api/v1/namespaces/default/services";
+    assert_eq!(s.post(services, &service("two", &[80, 81])).await.code, 201);
+    assert_eq!(s.post(services, &service("one", &[80])).await.code, 201);
+    let before = s.get(&format!("{services}/two")).await.body;
+
+    // Turning a two-port Service into a NodePort needs two node ports: refused, in
+    // Kubernetes' words, and nothing changes (also not with dryRun).
+    let to_node_port = json!({"spec": {"type": "NodePort"}});
+    for query in ["", "?dryRun=All"] {
+        let refused = s
+            .patch(
+                &format!("{services}/two{query}"),
+                "application/merge-patch+json",
+                &to_node_port,
+            )
+            .await;
+        assert_eq!(refused.code, 403, "{:?}", refused.body);
+        assert_eq!(
+            refused.body["message"],
+            "services \"two\" is forbidden: exceeded quota: ports, requested: services.nodeports=2, used: services.nodeports=0, limited: services.nodeports=1"
+        );
+    }
+    let after = s.get(&format!("{services}/two")).await.body;
+    assert_eq!(common::rv(&before), common::rv(&after));
+    assert_eq!(after["spec"]["type"], "ClusterIP");
+
+    // A one-port Service fits, and is charged at once.
+    let fits = s
+        .patch(
+            &format!("{services}/one"),
+            "application/merge-patch+json",
+            &to_node_port,
+        )
+        .await;
+    assert_eq!(fits.code, 200, "{:?}", fits.body);
+    let quota = s
+        .get("/api/v1/namespaces/default/resourcequotas/ports")
+        .await
+        .body;
+    assert_eq!(quota["status"]["used"]["services.nodeports"], "1");
+    // Updates that use no more are not charged (nor refused, though the quota is full).
+    let label = json!({"metadata": {"labels": {"tier": "web"}}});
+    let relabelled = s
+        .patch(
+            &format!("{services}/one"),
+            "application/merge-patch+json",
+            &label,
+        )
+        .await;
+    assert_eq!(relabelled.code, 200, "{:?}", relabelled.body);
+    // And now the quota is used up for the other one too, with a PUT this time.
+    let mut put = s.get(&format!("{services}/two")).await.body;
+    put["spec"]["type"] = json!("NodePort");
+    put["spec"]["ports"] = json!([{"name": "p80", "port": 80}]);
+    let refused = s.put(&format!("{services}/two"), &put).await;
+    assert_eq!(refused.code, 403, "{:?}", refused.body);
+}
