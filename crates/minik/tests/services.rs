@@ -360,36 +360,7 @@ async fn the_tutorial_scenario_through_every_kind_of_service_address() {
     assert_eq!(delete.await.unwrap().unwrap(), 200);
 
     // Scale to 1: all requests go to the one left.
-    c.send(
-        reqwest::Method::PATCH,
-        "/apis/apps/v1/namespaces/default/deployments/web/scale",
-        "application/merge-patch+json",
-        json!({"spec": {"replicas": 1}}),
-    )
-    .await;
-    let last = support::eventually("one pod left in the Endpoints", 60, || async {
-        let (ready, not_ready) = c.endpoints().await;
-        (ready.len() == 1 && not_ready.is_empty()).then(|| ready.into_iter().next().unwrap())
-    })
-    .await;
-    // While the proxies learn of the change, a request can still reach a pod that is
-    // shutting down and fail; once they have, every request goes to the one left.
-    support::eventually("the proxies to send to the last pod only", 30, || async {
-        c.try_answers(&front, 6)
-            .await?
-            .iter()
-            .all(|n| *n == last)
-            .then_some(())
-    })
-    .await;
-    assert_eq!(
-        set(&c.answers(&front, 30).await),
-        BTreeSet::from([last.clone()])
-    );
-    assert_eq!(
-        set(&c.answers(&format!("127.0.0.3:{node_port}"), 30).await),
-        BTreeSet::from([last])
-    );
+    scale_to_one(&c, &front, &format!("127.0.0.3:{node_port}")).await;
 
     // Deleting the Service stops the proxies listening.
     let client = c.client.clone();
@@ -587,34 +558,7 @@ async fn the_tutorial_scenario_through_nftables_agents() {
 
     // Scale to 1: every connection goes to the one left, through the ClusterIP and the
     // NodePort.
-    c.send(
-        reqwest::Method::PATCH,
-        "/apis/apps/v1/namespaces/default/deployments/web/scale",
-        "application/merge-patch+json",
-        json!({"spec": {"replicas": 1}}),
-    )
-    .await;
-    let last = support::eventually("one pod left in the Endpoints", 60, || async {
-        let (ready, not_ready) = c.endpoints().await;
-        (ready.len() == 1 && not_ready.is_empty()).then(|| ready.into_iter().next().unwrap())
-    })
-    .await;
-    support::eventually("the tables to send to the last pod only", 30, || async {
-        c.try_answers(&front, 6)
-            .await?
-            .iter()
-            .all(|n| *n == last)
-            .then_some(())
-    })
-    .await;
-    assert_eq!(
-        set(&c.answers(&front, 30).await),
-        BTreeSet::from([last.clone()])
-    );
-    assert_eq!(
-        set(&c.answers(&format!("127.0.0.5:{node_port}"), 30).await),
-        BTreeSet::from([last])
-    );
+    scale_to_one(&c, &front, &format!("127.0.0.5:{node_port}")).await;
 
     // Deleting the Service takes its translation away.
     let r = c
@@ -1004,5 +948,39 @@ async fn nftables_cluster_ips_reach_endpoints_on_another_host() {
     assert!(
         !connects_from(&other.ns, &format!("127.0.0.1:{open}")),
         "the other host reached 127.0.0.1:{open} of this one"
+    );
+}
+
+/// Scales the `web` Deployment to 1 and waits until every connection through `front` and
+/// through `node_front` reaches the pod left. While the proxies learn of the change, a request
+/// can still reach a pod that is shutting down and fail; once they have, none does.
+async fn scale_to_one(c: &Cluster, front: &str, node_front: &str) {
+    c.send(
+        reqwest::Method::PATCH,
+        "/apis/apps/v1/namespaces/default/deployments/web/scale",
+        "application/merge-patch+json",
+        json!({"spec": {"replicas": 1}}),
+    )
+    .await;
+    let last = support::eventually("one pod left in the Endpoints", 60, || async {
+        let (ready, not_ready) = c.endpoints().await;
+        (ready.len() == 1 && not_ready.is_empty()).then(|| ready.into_iter().next().unwrap())
+    })
+    .await;
+    support::eventually("the proxies to send to the last pod only", 30, || async {
+        c.try_answers(front, 6)
+            .await?
+            .iter()
+            .all(|n| *n == last)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        set(&c.answers(front, 30).await),
+        BTreeSet::from([last.clone()])
+    );
+    assert_eq!(
+        set(&c.answers(node_front, 30).await),
+        BTreeSet::from([last])
     );
 }
