@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -76,6 +76,10 @@ struct NodeSecrets {
     secret: String,
     /// What the server presents to the node's agent endpoint.
     agent_key: String,
+    /// Revoked by an administrator: the credential is dead, and only an administrator may
+    /// join under this name again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    revoked: bool,
 }
 
 struct Secrets {
@@ -93,7 +97,7 @@ pub struct Auth {
 }
 
 /// What a node gets when it joins.
-#[derive(Serialize, Deserialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct JoinAnswer {
     pub node_name: String,
@@ -101,6 +105,15 @@ pub struct JoinAnswer {
     pub token: String,
     /// What its agent endpoint must require from the server.
     pub agent_key: String,
+}
+
+impl std::fmt::Debug for JoinAnswer {
+    // Never print the secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinAnswer")
+            .field("node_name", &self.node_name)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A fresh secret: 32 random bytes, hex.
@@ -167,7 +180,12 @@ impl Auth {
             let what = what.display().to_string();
             move |e: std::io::Error| std::io::Error::new(e.kind(), format!("{what}: {e}"))
         };
-        std::fs::create_dir_all(&config.dir).map_err(context(&config.dir))?;
+        // Made private from the start (then made so if it existed already).
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&config.dir)
+            .map_err(context(&config.dir))?;
         std::fs::set_permissions(&config.dir, std::fs::Permissions::from_mode(0o700))
             .map_err(context(&config.dir))?;
         let admin_file = config.admin_file();
@@ -237,7 +255,9 @@ impl Auth {
             .and_then(|rest| rest.rsplit_once('.'))
         {
             return match secrets.nodes.get(name) {
-                Some(node) if same(secret, &node.secret) => Ok(Identity::Node(name.to_owned())),
+                Some(node) if !node.revoked && same(secret, &node.secret) => {
+                    Ok(Identity::Node(name.to_owned()))
+                }
                 _ => Err(invalid()),
             };
         }
@@ -252,21 +272,28 @@ impl Auth {
 
     /// The key the server presents to `node`'s agent endpoint, if it joined.
     pub fn agent_key(&self, node: &str) -> Option<String> {
-        self.secrets().nodes.get(node).map(|n| n.agent_key.clone())
-    }
-
-    /// Whether `node` holds a credential.
-    pub fn has_joined(&self, node: &str) -> bool {
-        self.secrets().nodes.contains_key(node)
+        self.secrets()
+            .nodes
+            .get(node)
+            .filter(|n| !n.revoked)
+            .map(|n| n.agent_key.clone())
     }
 
     /// Gives `node` a new credential (replacing an earlier one) and keeps it on disk before
-    /// answering.
-    pub async fn join(&self, node: &str) -> Result<JoinAnswer, ApiError> {
+    /// answering. `may_join` decides, under the lock that orders joins and revocations, from
+    /// whether the name has a credential (valid or revoked) already.
+    pub async fn join<F, Fut>(&self, node: &str, may_join: F) -> Result<JoinAnswer, ApiError>
+    where
+        F: FnOnce(bool) -> Fut,
+        Fut: std::future::Future<Output = Result<(), ApiError>>,
+    {
         let _write = self.writes.lock().await;
+        let known = self.secrets().nodes.contains_key(node);
+        may_join(known).await?;
         let fresh = NodeSecrets {
             secret: random_secret().map_err(internal)?,
             agent_key: random_secret().map_err(internal)?,
+            revoked: false,
         };
         let mut nodes = self.secrets().nodes.clone();
         nodes.insert(node.to_owned(), fresh.clone());
@@ -279,12 +306,15 @@ impl Auth {
         })
     }
 
-    /// Takes `node`'s credential away; false when it had none.
+    /// Takes `node`'s credential away, leaving a mark so that only an administrator may join
+    /// under its name again (the host it was taken from may hold the join token too); false
+    /// when it had none.
     pub async fn revoke(&self, node: &str) -> Result<bool, ApiError> {
         let _write = self.writes.lock().await;
         let mut nodes = self.secrets().nodes.clone();
-        if nodes.remove(node).is_none() {
-            return Ok(false);
+        match nodes.get_mut(node) {
+            Some(record) if !record.revoked => record.revoked = true,
+            _ => return Ok(false),
         }
         self.save_nodes(&nodes)?;
         self.secrets_mut().nodes = nodes;
@@ -505,8 +535,8 @@ mod tests {
             auth.authenticate(Some(&bearer(join.trim())), REMOTE),
             Ok(Identity::Joiner)
         );
-        let a = auth.join("node-a").await.unwrap();
-        let b = auth.join("node.b").await.unwrap();
+        let a = auth.join("node-a", |_| async { Ok(()) }).await.unwrap();
+        let b = auth.join("node.b", |_| async { Ok(()) }).await.unwrap();
         assert_eq!(
             auth.authenticate(Some(&bearer(&a.token)), REMOTE),
             Ok(Identity::Node("node-a".into()))

@@ -185,6 +185,14 @@ async fn pod_may(server: &ApiServer, node: &str, a: &Attempt<'_>) -> Result<(), 
         ));
     };
     let allowed_shape = match (a.method, a.subresource) {
+        // A watch of one pod by name would follow whatever pod gets that name next, on any
+        // node, and replay the history of earlier ones: nodes watch their pods by field
+        // selector only.
+        (&Method::GET, _) if a.watch => {
+            return Err(format!(
+                "node {node:?} may only watch pods with fieldSelector spec.nodeName={node}, not one pod by name"
+            ))
+        }
         (&Method::GET, None | Some("status" | "log")) => true,
         (&Method::PUT | &Method::PATCH, Some("status")) => true,
         (&Method::PATCH, None) => {

@@ -102,6 +102,9 @@ impl ApiServer {
     fn build(store: Arc<dyn Store>, config: Config, auth: Option<Auth>) -> Arc<ApiServer> {
         let nodes = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
+            // A node chooses the address its agent is reached at; a redirect from it must not
+            // send the server's own requests elsewhere (to the API itself on loopback, say).
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
         Arc::new(ApiServer {

@@ -4,9 +4,10 @@
 //! - `POST /minik/v1/tokens/admin`, `POST /minik/v1/tokens/join`: rotate a token (admin only);
 //! - `DELETE /minik/v1/nodes/{name}/token`: revoke a node's credential (admin only).
 //!
-//! A host with the join token may join under a name that has no credential yet, or whose Node
-//! object is gone (an administrator deleted it); it may not take over a node that is
-//! registered, so a compromised host cannot become another node.
+//! A host with the join token may join only under a name that has never had a credential and
+//! has no Node object: it cannot take over another node, nor get back a credential an
+//! administrator revoked (the revoked name stays marked). Joining over an existing name takes
+//! an admin token.
 
 use std::sync::Arc;
 
@@ -91,13 +92,31 @@ async fn join_node(server: &ApiServer, request: Request) -> Result<Response, Api
             )],
         });
     }
-    if identity == Identity::Joiner && auth.has_joined(&name) && node_exists(server, &name).await? {
-        return Err(ApiError::Conflict {
-            target: minik_api::ObjectRef::new("", "nodes", &name),
-            detail: format!("the node has joined already and is registered, and a host with the join token cannot take it over; run its agent with its saved credential, or have an administrator run `minik delete node {name}` or `minik token revoke {name}` first"),
-        });
+    let taken = |why: &str| {
+        ApiError::Conflict {
+        target: minik_api::ObjectRef::new("", "nodes", &name),
+        detail: format!("{why}, and a host with the join token cannot take it over; run the node's agent with its saved credential, or join it once with an admin token"),
     }
-    let joined = auth.join(&name).await?;
+    };
+    // Decided under the lock that orders joins and revocations, so two joins of one name
+    // cannot both pass.
+    let (taken, name_ref) = (&taken, name.as_str());
+    let joined = auth
+        .join(name_ref, |known| async move {
+            if identity != Identity::Joiner {
+                return Ok(());
+            }
+            if known {
+                return Err(taken(
+                    "the node has joined already (or its credential was revoked)",
+                ));
+            }
+            if node_exists(server, name_ref).await? {
+                return Err(taken("a node of this name is registered"));
+            }
+            Ok(())
+        })
+        .await?;
     tracing::info!(node = %name, "a node joined");
     let value = serde_json::to_value(&joined).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(json(StatusCode::CREATED, value))

@@ -382,6 +382,13 @@ async fn tokens_node_identities_and_authorization() {
         (Method::GET, format!("{pods}/p2"), None),
         (Method::GET, format!("{pods}/p2/log"), None),
         (Method::GET, "/apis/apps/v1/deployments".into(), None),
+        // A watch by name would follow whatever pod gets that name next, anywhere.
+        (Method::GET, format!("{pods}/p1?watch=1"), None),
+        (
+            Method::GET,
+            format!("{pods}/not-yet-made?watch=1&resourceVersion=1"),
+            None,
+        ),
         (
             Method::PATCH,
             format!("{leases}/n2"),
@@ -529,6 +536,29 @@ async fn tokens_node_identities_and_authorization() {
     assert_eq!(call.get("/api/v1/nodes/n1", n1).await.0, 401);
     let (ok, _, err) = minik(&["token", "revoke", "n1"], admin);
     assert!(!ok && err.contains("NotFound"), "{err}");
+    // The host it was taken from may hold the join token: it cannot join as n1 again, nor
+    // take a name that is registered; an administrator can.
+    let join_n1 = json!({"nodeName": "n1"});
+    for name_body in [&join_n1, &join_n2] {
+        let (code, status) = call
+            .send(
+                Method::POST,
+                "/minik/v1/join",
+                Some(&new_join),
+                Some(("application/json", name_body)),
+            )
+            .await;
+        assert_eq!(code, 409, "{status}");
+    }
+    let (code, status) = call
+        .send(
+            Method::POST,
+            "/minik/v1/join",
+            admin,
+            Some(("application/json", &join_n1)),
+        )
+        .await;
+    assert_eq!(code, 201, "{status}");
 
     // Rotating the admin token: the old one is refused, the new one works, also from the
     // client's config file.
@@ -615,4 +645,78 @@ fn the_server_never_runs_without_private_tokens() {
     );
     // Nothing was served meanwhile, and no store was made for the refused start.
     assert!(!dir.path().join("other/store").exists());
+}
+
+/// A one-request HTTP server on loopback that answers every connection with `answer`; its
+/// address.
+fn canned_http(answer: String) -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_does_not_follow_a_node_agents_redirects() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server_with(&dir.path().join("server"), &["--allow-anonymous-loopback"]);
+    let call = Call {
+        http: reqwest::Client::new(),
+        base: server.base.clone(),
+    };
+    // A node (it joined properly) whose "agent" redirects the server's log request elsewhere.
+    let (code, joined) = call
+        .send(
+            Method::POST,
+            "/minik/v1/join",
+            None,
+            Some(("application/json", &json!({"nodeName": "evil"}))),
+        )
+        .await;
+    assert_eq!(code, 201, "{joined}");
+    let evil = joined["token"].as_str().unwrap().to_owned();
+    let secret = canned_http(
+        "HTTP/1.1 200 OK\r\nContent-Length: 13\r\nConnection: close\r\n\r\nSECRET-ANSWER".into(),
+    );
+    let agent = canned_http(format!(
+        "HTTP/1.1 302 Found\r\nLocation: http://{secret}/elsewhere\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    ));
+    let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "evil"},
+        "status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                   "daemonEndpoints": {"kubeletEndpoint": {"Port": agent.port()}}}});
+    let (code, status) = call
+        .send(
+            Method::POST,
+            "/api/v1/nodes",
+            Some(&evil),
+            Some(("application/json", &node)),
+        )
+        .await;
+    assert_eq!(code, 201, "{status}");
+    let pod = env_pod("victim", "evil");
+    let (code, status) = call
+        .send(
+            Method::POST,
+            "/api/v1/namespaces/default/pods",
+            None,
+            Some(("application/json", &pod)),
+        )
+        .await;
+    assert_eq!(code, 201, "{status}");
+    let (code, answer) = call
+        .get("/api/v1/namespaces/default/pods/victim/log", None)
+        .await;
+    assert_ne!(code, 200, "{answer}");
+    assert!(
+        !answer.to_string().contains("SECRET-ANSWER"),
+        "the server followed the agent's redirect: {answer}"
+    );
 }
