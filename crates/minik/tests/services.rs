@@ -237,26 +237,7 @@ async fn the_tutorial_scenario_through_every_kind_of_service_address() {
         .await;
     let cluster_ip = svc["spec"]["clusterIP"].as_str().unwrap().to_owned();
     let node_port = svc["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
-    let probe = format!("test ! -e {}/not-ready-$POD_NAME", c.marks.path().display());
-    c.post(
-        "/apis/apps/v1/namespaces/default/deployments",
-        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
-               "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
-                        "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
-                            "terminationGracePeriodSeconds": 5,
-                            "containers": [{"name": "web", "image": "python:3",
-                                "command": ["python3", "-c", SERVER],
-                                "ports": [{"name": "http", "containerPort": 8080}],
-                                "readinessProbe": {"exec": {"command": ["sh", "-c", probe]},
-                                                   "periodSeconds": 1}}]}}}}),
-    )
-    .await;
-    let pods = support::eventually("3 ready pods in the Endpoints", 60, || async {
-        let ready = c.ready_pods().await;
-        (ready.len() == 3 && c.endpoints().await == (ready.clone(), BTreeSet::new()))
-            .then_some(ready)
-    })
-    .await;
+    let pods = deploy_web(&c).await;
 
     // 30 requests to the ClusterIP are answered by all 3 pods.
     let front = format!("{cluster_ip}:8080");
@@ -484,26 +465,7 @@ async fn the_tutorial_scenario_through_nftables_agents() {
     )
     .await;
 
-    let probe = format!("test ! -e {}/not-ready-$POD_NAME", c.marks.path().display());
-    c.post(
-        "/apis/apps/v1/namespaces/default/deployments",
-        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
-               "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
-                        "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
-                            "terminationGracePeriodSeconds": 5,
-                            "containers": [{"name": "web", "image": "python:3",
-                                "command": ["python3", "-c", SERVER],
-                                "ports": [{"name": "http", "containerPort": 8080}],
-                                "readinessProbe": {"exec": {"command": ["sh", "-c", probe]},
-                                                   "periodSeconds": 1}}]}}}}),
-    )
-    .await;
-    let pods = support::eventually("3 ready pods in the Endpoints", 60, || async {
-        let ready = c.ready_pods().await;
-        (ready.len() == 3 && c.endpoints().await == (ready.clone(), BTreeSet::new()))
-            .then_some(ready)
-    })
-    .await;
+    let pods = deploy_web(&c).await;
 
     // The ClusterIP spreads connections over all 3 pods.
     support::eventually("the tables to know all 3 pods", 30, || async {
@@ -983,4 +945,30 @@ async fn scale_to_one(c: &Cluster, front: &str, node_front: &str) {
         set(&c.answers(node_front, 30).await),
         BTreeSet::from([last])
     );
+}
+
+/// Creates the `web` Deployment of the tutorial (3 replicas of the app that answers with its
+/// pod's name, ready unless its mark file exists) and waits until all 3 are ready endpoints;
+/// their names.
+async fn deploy_web(c: &Cluster) -> BTreeSet<String> {
+    let probe = format!("test ! -e {}/not-ready-$POD_NAME", c.marks.path().display());
+    c.post(
+        "/apis/apps/v1/namespaces/default/deployments",
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+               "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+                        "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
+                            "terminationGracePeriodSeconds": 5,
+                            "containers": [{"name": "web", "image": "python:3",
+                                "command": ["python3", "-c", SERVER],
+                                "ports": [{"name": "http", "containerPort": 8080}],
+                                "readinessProbe": {"exec": {"command": ["sh", "-c", probe]},
+                                                   "periodSeconds": 1}}]}}}}),
+    )
+    .await;
+    support::eventually("3 ready pods in the Endpoints", 60, || async {
+        let ready = c.ready_pods().await;
+        (ready.len() == 3 && c.endpoints().await == (ready.clone(), BTreeSet::new()))
+            .then_some(ready)
+    })
+    .await
 }
