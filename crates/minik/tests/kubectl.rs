@@ -22,7 +22,33 @@ struct Kubectl {
     dir: PathBuf,
 }
 
+/// What keeps a `minik up` of a test alive: its process and its directories.
+struct UpCluster {
+    _up: support::Up,
+    _home: tempfile::TempDir,
+    _data: tempfile::TempDir,
+}
+
 impl Kubectl {
+    /// kubectl against a new `minik up` of `nodes` nodes, through the kubeconfig it wrote.
+    fn on_up(nodes: usize) -> (Kubectl, UpCluster) {
+        let home = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let up = start_up(home.path(), data.path(), nodes, &[]);
+        let k = Kubectl {
+            kubeconfig: home.path().join(".minik/kubeconfig"),
+            dir: home.path().to_owned(),
+        };
+        (
+            k,
+            UpCluster {
+                _up: up,
+                _home: home,
+                _data: data,
+            },
+        )
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(kubectl_binary());
         c.args(args)
@@ -431,13 +457,7 @@ spec:
 /// node.
 #[tokio::test(flavor = "multi_thread")]
 async fn kubectl_drain_evicts_pods_to_the_other_node() {
-    let home = tempfile::tempdir().unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let _up = start_up(home.path(), data.path(), 2, &[]);
-    let k = Kubectl {
-        kubeconfig: home.path().join(".minik/kubeconfig"),
-        dir: home.path().to_owned(),
-    };
+    let (k, _cluster) = Kubectl::on_up(2);
     let nodes = eventually("two ready nodes", 60, || async {
         let out = k.ok(&[
             "get",
@@ -731,13 +751,7 @@ async fn exercise(forward: &PortForward, pod_prefix: &str, remotes: &[(u16, &str
 /// SPDY; two ports at once; many connections; and nothing on kubectl's stderr.
 #[tokio::test(flavor = "multi_thread")]
 async fn kubectl_port_forward_reaches_pods() {
-    let home = tempfile::tempdir().unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let _up = start_up(home.path(), data.path(), 1, &[]);
-    let k = Kubectl {
-        kubeconfig: home.path().join(".minik/kubeconfig"),
-        dir: home.path().to_owned(),
-    };
+    let (k, _cluster) = Kubectl::on_up(1);
     let deployment = serde_json::json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -825,13 +839,7 @@ async fn kubectl_port_forward_reaches_pods() {
 /// client-go's typed clients, which send protobuf since kubectl 1.32 (docs/api.md).
 #[tokio::test(flavor = "multi_thread")]
 async fn kubectl_create_generators_work_with_protobuf_bodies() {
-    let home = tempfile::tempdir().unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let _up = start_up(home.path(), data.path(), 1, &[]);
-    let k = Kubectl {
-        kubeconfig: home.path().join(".minik/kubeconfig"),
-        dir: home.path().to_owned(),
-    };
+    let (k, _cluster) = Kubectl::on_up(1);
     let create = [
         "create",
         "deployment",
