@@ -296,6 +296,10 @@ macro_rules! info {
     };
 }
 
+/// Where nodes keep their heartbeat Leases, one per node, named after it (Kubernetes'
+/// `kube-node-lease`).
+pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
+
 /// Every served kind, in the order discovery lists them.
 pub static RESOURCES: &[ResourceInfo] = &[
     info!(

@@ -129,10 +129,6 @@ fn same(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
-fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
-    minik_client::write_private_file(path, text)
-}
-
 /// Reads a secret file, refusing one that others can read.
 fn read_secret(path: &Path) -> std::io::Result<Option<String>> {
     let meta = match std::fs::metadata(path) {
@@ -169,7 +165,7 @@ fn load_or_make_token(path: &Path) -> std::io::Result<String> {
         return Ok(token);
     }
     let token = random_secret()?;
-    write_secret(path, &format!("{token}\n"))?;
+    minik_client::write_private_file(path, &format!("{token}\n"))?;
     Ok(token)
 }
 
@@ -207,10 +203,6 @@ impl Auth {
             secrets: RwLock::new(Secrets { admin, join, nodes }),
             writes: tokio::sync::Mutex::new(()),
         })
-    }
-
-    pub fn config(&self) -> &AuthConfig {
-        &self.config
     }
 
     fn secrets(&self) -> std::sync::RwLockReadGuard<'_, Secrets> {
@@ -331,7 +323,7 @@ impl Auth {
         };
         let path_copy = path.clone();
         let text = format!("{token}\n");
-        tokio::task::spawn_blocking(move || write_secret(&path_copy, &text))
+        tokio::task::spawn_blocking(move || minik_client::write_private_file(&path_copy, &text))
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?
             .map_err(internal)?;
@@ -345,7 +337,7 @@ impl Auth {
 
     fn save_nodes(&self, nodes: &BTreeMap<String, NodeSecrets>) -> Result<(), ApiError> {
         let text = serde_json::to_string_pretty(nodes).map_err(|e| internal(e.into()))?;
-        write_secret(&self.config.nodes_file(), &text).map_err(internal)
+        minik_client::write_private_file(&self.config.nodes_file(), &text).map_err(internal)
     }
 }
 
@@ -377,7 +369,7 @@ fn internal(e: std::io::Error) -> ApiError {
 }
 
 /// Loopback, including IPv4-mapped IPv6 loopback (`::ffff:127.0.0.1`).
-pub fn is_loopback(ip: IpAddr) -> bool {
+fn is_loopback(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_loopback(),
         IpAddr::V6(v6) => {
@@ -399,7 +391,7 @@ fn is_public(path: &str) -> bool {
 fn may_reach(identity: &Identity, method: &axum::http::Method, path: &str) -> bool {
     match identity {
         Identity::Admin => true,
-        Identity::Joiner => path == crate::tokens::JOIN_PATH && method == axum::http::Method::POST,
+        Identity::Joiner => path == minik_client::JOIN_PATH && method == axum::http::Method::POST,
         Identity::Node(_) => !path.starts_with("/minik/"),
     }
 }
@@ -536,6 +528,11 @@ mod tests {
             Ok(Identity::Joiner)
         );
         let a = auth.join("node-a", |_| async { Ok(()) }).await.unwrap();
+        let shown = format!("{a:?}");
+        assert!(
+            !shown.contains(&a.agent_key) && !shown.contains(&a.token),
+            "{shown}"
+        );
         let b = auth.join("node.b", |_| async { Ok(()) }).await.unwrap();
         assert_eq!(
             auth.authenticate(Some(&bearer(&a.token)), REMOTE),

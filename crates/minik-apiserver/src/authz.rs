@@ -17,15 +17,12 @@
 use axum::http::Method;
 use minik_api::hostports::HOST_PORTS_ANNOTATION;
 use minik_api::request::PatchKind;
-use minik_api::resources::ResourceInfo;
+use minik_api::resources::{ResourceInfo, NODE_LEASE_NAMESPACE};
 use minik_api::ApiError;
 use serde_json::Value;
 
 use crate::auth::Identity;
 use crate::ApiServer;
-
-/// Where nodes keep their heartbeat Leases.
-const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 
 /// One request, as the authorizer sees it.
 pub(crate) struct Attempt<'a> {

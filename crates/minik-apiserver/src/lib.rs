@@ -28,12 +28,11 @@ use axum::routing::{any, get};
 use axum::Router;
 use minik_store::Store;
 
-pub use auth::{is_loopback, Auth, AuthConfig, Identity, JoinAnswer, TokenKind};
+pub use auth::{Auth, AuthConfig};
 pub use events::{expire_events, sweep_events};
 pub use limits::serve;
 pub use minik_api::request::{DeleteOptions, Patch, PatchKind, Propagation, WriteOptions};
 pub use registry::{Deleted, Filter, ListResult, Registry, ScaleChange, Scope, SYSTEM_NAMESPACES};
-pub use tokens::JOIN_PATH;
 pub use watch::{WatchOptions, WatchStart};
 
 /// Settings of the API server.

@@ -20,8 +20,12 @@ use serde_json::{json, Map, Value};
 const MAX_WRITE_ATTEMPTS: usize = 32;
 
 /// Namespaces that exist from the first start and cannot be deleted.
-pub const SYSTEM_NAMESPACES: &[&str] =
-    &["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const SYSTEM_NAMESPACES: &[&str] = &[
+    "default",
+    "kube-system",
+    "kube-public",
+    resources::NODE_LEASE_NAMESPACE,
+];
 const UNDELETABLE_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
 
 /// The object operations of the API.

@@ -22,12 +22,11 @@ use minik_api::{resources, ApiError};
 use serde::Deserialize;
 use serde_json::json;
 
+use minik_client::JOIN_PATH;
+
 use crate::auth::{Auth, Identity, TokenKind};
 use crate::http::{json_response, HttpError};
 use crate::ApiServer;
-
-/// Where nodes join.
-pub const JOIN_PATH: &str = "/minik/v1/join";
 
 /// The routes of this module.
 pub fn router() -> Router<Arc<ApiServer>> {

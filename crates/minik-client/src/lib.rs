@@ -16,6 +16,10 @@ pub use http::HttpApi;
 pub use informer::{cache_key, Change, Informer, InformerCache, InformerConfig, Subscription};
 pub use queue::WorkQueue;
 
+/// Where a node exchanges the join token for its own credential (`POST`, `{"nodeName": NAME}`;
+/// served by `minik-apiserver`, called by `minik-node`).
+pub const JOIN_PATH: &str = "/minik/v1/join";
+
 /// A token or key: shown as `<redacted>` by `Debug`, so that printing settings never prints it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -67,5 +71,33 @@ impl std::str::FromStr for Secret {
 
     fn from_str(s: &str) -> Result<Secret, Self::Err> {
         Ok(Secret(s.trim().to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print_and_private_files_are_private() {
+        let secret: Secret = " s3cr3t \n".parse().unwrap();
+        assert_eq!(secret.expose(), "s3cr3t");
+        assert_eq!(format!("{secret:?}"), "<redacted>");
+        assert_eq!(format!("{:?}", Some(secret)), "Some(<redacted>)");
+
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_private_file(&path, "new").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "a rewritten file is private too");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
     }
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use minik_api::k8s_openapi::api::coordination::v1::Lease;
 use minik_api::k8s_openapi::api::core::v1::{Node, Pod};
 use minik_api::request::{DeleteOptions, Patch, PatchKind, WriteOptions};
+use minik_api::resources::NODE_LEASE_NAMESPACE;
 use minik_api::ApiError;
 use minik_client::{
     resource_of, Api, Change, Informer, InformerCache, InformerConfig, ListParams, WorkQueue,
@@ -301,8 +302,6 @@ async fn register(api: &dyn Api, config: &AgentConfig, port: u16) {
     }
 }
 
-/// Where agents keep their heartbeat Leases (Kubernetes' `kube-node-lease`).
-const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 /// How long a node's Lease is valid without renewal (the kubelet's `nodeLeaseDurationSeconds`).
 const LEASE_DURATION_SECONDS: i64 = 40;
 /// How often the node's status is written when nothing in it changed (the kubelet's

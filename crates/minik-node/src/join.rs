@@ -8,12 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use minik_api::ApiError;
-use minik_client::HttpApi;
+use minik_client::{HttpApi, JOIN_PATH};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-
-/// Where nodes join (the server's `minik_apiserver::JOIN_PATH`).
-const JOIN_PATH: &str = "/minik/v1/join";
 
 /// What a joined node holds.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]

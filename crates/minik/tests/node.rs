@@ -140,11 +140,28 @@ async fn registers_with_capacity_labels_and_heartbeats() {
         Some(lease["spec"]["renewTime"].as_str()?.to_owned())
     })
     .await;
-    support::eventually("a renewed lease", 10, || async {
-        let lease = c.get(lease_path).await?;
-        (lease["spec"]["renewTime"].as_str()? != first).then_some(())
-    })
-    .await;
+    let renewed = |after: String| {
+        let c = &c;
+        async move {
+            support::eventually("a renewed lease", 10, || async {
+                let lease = c.get(lease_path).await?;
+                let now = lease["spec"]["renewTime"].as_str()?.to_owned();
+                (now != after).then_some(now)
+            })
+            .await
+        }
+    };
+    let second = renewed(first).await;
+    // Between renewals the status is not written again while it says the same.
+    let heartbeat = |node: Value| node["status"]["conditions"][0]["lastHeartbeatTime"].clone();
+    let before = heartbeat(c.get("/api/v1/nodes/n1").await.unwrap());
+    let third = renewed(second).await;
+    renewed(third).await;
+    let after = heartbeat(c.get("/api/v1/nodes/n1").await.unwrap());
+    assert_eq!(
+        before, after,
+        "the Ready condition was written again unchanged"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

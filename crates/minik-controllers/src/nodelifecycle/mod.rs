@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use minik_api::k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
 use minik_api::k8s_openapi::jiff::SignedDuration;
+use minik_api::resources::NODE_LEASE_NAMESPACE;
 use minik_client::resource_of;
 use serde_json::json;
 
@@ -34,9 +35,6 @@ use reconcile::{
     desired_taints, eviction_time, has_no_execute, health, heartbeat, unknown_status_patch,
     zone_of, zone_rate, zone_state, Health, NoExecute, ZoneState,
 };
-
-/// Where agents keep their heartbeat Leases, one per node, named after it.
-const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 
 /// What the controller remembers between passes.
 struct State {
