@@ -41,8 +41,7 @@ use crate::quantity::Quantity;
 pub const DEFAULT_TOLERATION_SECONDS: i64 = 300;
 /// The grace period a pod gets when it does not say.
 pub const DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS: i64 = 30;
-/// The scheduler a pod is meant for when it does not say.
-pub const DEFAULT_SCHEDULER_NAME: &str = "default-scheduler";
+pub use crate::wellknown::DEFAULT_SCHEDULER_NAME;
 /// The label every namespace carries with its own name.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 /// The finalizer that keeps a namespace until everything in it is deleted.
@@ -50,8 +49,7 @@ pub const NAMESPACE_FINALIZER: &str = "kubernetes";
 /// How long a `ClientIP` session affinity lasts when the service does not say (3 hours).
 pub const DEFAULT_CLIENT_IP_AFFINITY_SECONDS: i32 = 10800;
 
-const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
-const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+use crate::wellknown::{TAINT_NOT_READY, TAINT_UNREACHABLE};
 /// The mode files projected from secrets and config maps get (0644).
 const DEFAULT_VOLUME_FILE_MODE: i32 = 0o644;
 

@@ -16,7 +16,9 @@ pub mod request;
 pub mod resources;
 pub mod selector;
 pub mod status;
+pub mod time;
 pub mod validation;
+pub mod wellknown;
 
 pub use error::{ErrorList, FieldError, FieldErrorKind, FieldPath};
 pub use k8s_openapi;

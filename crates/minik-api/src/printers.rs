@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
+use crate::time::{age, human_duration, parse_seconds};
+
 /// The type of a column's cells, as `Table` names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CellType {
@@ -411,7 +413,7 @@ pub fn pod_summary(pod: &Value, now: i64) -> PodSummary {
         if let Some(t) = c
             .pointer("/lastState/terminated/finishedAt")
             .and_then(Value::as_str)
-            .and_then(parse_rfc3339)
+            .and_then(parse_seconds)
         {
             last_restart = Some(last_restart.map_or(t, |l| l.max(t)));
         }
@@ -703,106 +705,6 @@ pub fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-/// Seconds since the Unix epoch of an RFC 3339 timestamp (`2024-05-01T10:00:00Z`, with an
-/// optional fraction and a `±HH:MM` zone).
-pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') {
-        return None;
-    }
-    let num = |range: std::ops::Range<usize>| -> Option<i64> {
-        let digits = s.get(range)?;
-        digits
-            .bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| digits.parse().ok())?
-    };
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    let mut rest = &s[19..];
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-        rest = &frac[digits..];
-    }
-    let offset = match rest {
-        "Z" | "z" => 0,
-        zone if zone.len() == 6 && matches!(&zone[0..1], "+" | "-") && &zone[3..4] == ":" => {
-            let h: i64 = zone[1..3].parse().ok()?;
-            let m: i64 = zone[4..6].parse().ok()?;
-            let sign = if zone.starts_with('-') { -1 } else { 1 };
-            sign * (h * 3600 + m * 60)
-        }
-        _ => return None,
-    };
-    Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// A duration as Kubernetes prints ages: `45s`, `3m2s`, `5h`, `3d4h`, `2y10d`.
-pub fn human_duration(seconds: i64) -> String {
-    if seconds < -1 {
-        return "<invalid>".into();
-    }
-    let seconds = seconds.max(0);
-    let minutes = seconds / 60;
-    let hours = minutes / 60;
-    let days = hours / 24;
-    let years = days / 365;
-    let with = |big: i64, unit: &str, small: i64, small_unit: &str| {
-        if small == 0 {
-            format!("{big}{unit}")
-        } else {
-            format!("{big}{unit}{small}{small_unit}")
-        }
-    };
-    if seconds < 60 * 2 {
-        format!("{seconds}s")
-    } else if minutes < 10 {
-        with(minutes, "m", seconds % 60, "s")
-    } else if minutes < 60 * 3 {
-        format!("{minutes}m")
-    } else if hours < 8 {
-        with(hours, "h", minutes % 60, "m")
-    } else if hours < 48 {
-        format!("{hours}h")
-    } else if hours < 24 * 8 {
-        with(days, "d", hours % 24, "h")
-    } else if hours < 24 * 365 * 2 {
-        format!("{days}d")
-    } else if hours < 24 * 365 * 8 {
-        with(years, "y", days % 365, "d")
-    } else {
-        format!("{years}y")
-    }
-}
-
-/// The age of an object created at `timestamp`, `<unknown>` when it has none.
-pub fn age(timestamp: &str, now: i64) -> String {
-    match parse_rfc3339(timestamp) {
-        Some(t) => human_duration(now - t),
-        None => "<unknown>".into(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1074,37 +976,5 @@ mod tests {
             row("ResourceQuota", quota)[2..],
             [json!("pods: 1/10"), json!("limits.cpu: 0/2")]
         );
-    }
-
-    #[test]
-    fn ages_read_like_kubectl() {
-        for (secs, want) in [
-            (0, "0s"),
-            (119, "119s"),
-            (182, "3m2s"),
-            (600, "10m"),
-            (3 * 3600 + 5 * 60, "3h5m"),
-            (10 * 3600, "10h"),
-            (3 * 86_400 + 4 * 3600, "3d4h"),
-            (30 * 86_400, "30d"),
-            (3 * 365 * 86_400 + 86_400, "3y1d"),
-            (-5, "<invalid>"),
-        ] {
-            assert_eq!(human_duration(secs), want, "{secs}s");
-        }
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(
-            parse_rfc3339("2023-11-14T22:13:20.5+01:00"),
-            Some(NOW - 3600)
-        );
-        for bad in [
-            "",
-            "2023-11-14",
-            "2023-13-14T00:00:00Z",
-            "2023-11-14T00:00:00",
-            "+023-11-14T00:00:00Z",
-        ] {
-            assert_eq!(parse_rfc3339(bad), None, "{bad}");
-        }
     }
 }

@@ -43,12 +43,6 @@ fn add(list: &mut ResourceList, name: &str, q: Quantity) {
     list.insert(name.to_owned(), sum);
 }
 
-fn parse_time(s: &str) -> Option<i64> {
-    s.parse::<k8s_openapi::jiff::Timestamp>()
-        .ok()
-        .map(|t| t.as_second())
-}
-
 /// Whether a pod still counts against quota at `now` (seconds since the epoch): not when it
 /// finished, nor once it is being deleted and its grace period is over (Kubernetes'
 /// `QuotaV1Pod`).
@@ -62,7 +56,7 @@ pub fn pod_counts(pod: &Value, now: i64) -> bool {
     match pod
         .pointer("/metadata/deletionTimestamp")
         .and_then(Value::as_str)
-        .and_then(parse_time)
+        .and_then(crate::time::parse_seconds)
     {
         Some(deadline) => now < deadline,
         None => true,
@@ -513,7 +507,7 @@ mod tests {
         let done = json!({"status": {"phase": "Succeeded"}});
         assert!(usage(pods(), &done, 0).is_empty());
         let deleting = json!({"metadata": {"deletionTimestamp": "2024-01-01T00:00:30Z"}});
-        let t = parse_time("2024-01-01T00:00:00Z").unwrap();
+        let t = crate::time::parse_seconds("2024-01-01T00:00:00Z").unwrap();
         assert!(
             !usage(pods(), &deleting, t).is_empty(),
             "within its grace period"

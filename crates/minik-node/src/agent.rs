@@ -185,7 +185,10 @@ pub async fn run(
 
 fn node_object(config: &AgentConfig, port: u16) -> Value {
     let mut labels = config.labels.clone();
-    labels.insert("kubernetes.io/hostname".into(), config.name.clone());
+    labels.insert(
+        minik_api::wellknown::LABEL_HOSTNAME.into(),
+        config.name.clone(),
+    );
     labels.insert("kubernetes.io/os".into(), std::env::consts::OS.into());
     labels.insert("kubernetes.io/arch".into(), go_arch().into());
     let resources = json!({
@@ -236,14 +239,7 @@ fn kernel_version() -> String {
 }
 
 fn now_rfc3339() -> String {
-    let secs = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    minik_api::k8s_openapi::jiff::Timestamp::from_second(secs)
-        .unwrap_or(minik_api::k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
+    minik_api::time::rfc3339(minik_api::time::from_system(SystemTime::now()))
 }
 
 fn ready_condition() -> Value {
@@ -356,7 +352,7 @@ async fn heartbeat(agent: Arc<Agent>, port: u16) {
         let transition = stored
             .filter(|_| ready_stored)
             .and_then(|c| c.last_transition_time.as_ref())
-            .map(|t| t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .map(|t| minik_api::time::rfc3339(t.0))
             .unwrap_or_else(|| now.clone());
         let body = json!({"status": {"conditions": [{
             "type": "Ready", "status": "True", "reason": "KubeletReady",
@@ -436,16 +432,7 @@ async fn renew_lease(api: &dyn Api, name: &str) -> Result<(), ApiError> {
 
 /// Now as a Kubernetes `MicroTime`: RFC 3339 with microseconds.
 fn now_micro() -> String {
-    let since_epoch = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    minik_api::k8s_openapi::jiff::Timestamp::new(
-        since_epoch.as_secs() as i64,
-        since_epoch.subsec_nanos() as i32,
-    )
-    .unwrap_or(minik_api::k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
-    .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
-    .to_string()
+    minik_api::time::rfc3339_micro(minik_api::time::from_system(SystemTime::now()))
 }
 
 /// Once the pods bound to this node are known: looks again at every pod an earlier agent ran

@@ -11,8 +11,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use minik_api::k8s_openapi::jiff::Timestamp;
-
 /// How big one log file may grow, and how many files (the current one included) are kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LogLimits {
@@ -46,24 +44,10 @@ impl Stream {
     }
 }
 
-/// `2016-10-06T00:17:09.669794202Z`: RFC 3339 with nanoseconds, fixed width, as the kubelet
-/// writes them.
+/// `2016-10-06T00:17:09.669794202Z`: RFC 3339 with nine fraction digits, as the CRI log format
+/// writes each line's time.
 pub fn rfc3339_nano(t: SystemTime) -> String {
-    let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let seconds = Timestamp::from_second(since.as_secs() as i64)
-        .unwrap_or(Timestamp::UNIX_EPOCH)
-        .strftime("%Y-%m-%dT%H:%M:%S")
-        .to_string();
-    format!("{seconds}.{:09}Z", since.subsec_nanos())
-}
-
-/// `2016-10-06T00:17:09Z`: RFC 3339 to the second, as Kubernetes writes `metav1.Time`.
-pub fn rfc3339_seconds(t: SystemTime) -> String {
-    let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    Timestamp::from_second(since.as_secs() as i64)
-        .unwrap_or(Timestamp::UNIX_EPOCH)
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
+    minik_api::time::rfc3339_nano(minik_api::time::from_system(t))
 }
 
 /// The path of rotated file `n` of `path` (`n` = 0 is the current file).

@@ -10,7 +10,6 @@ use minik_api::k8s_openapi::api::core::v1::{
     ContainerStatus, Pod, PodCondition, PodStatus,
 };
 use minik_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use minik_api::k8s_openapi::jiff::Timestamp;
 use tokio::time::Instant;
 
 use crate::runtime::{Exit, Runtime, State};
@@ -324,12 +323,11 @@ fn render_duration(d: Duration) -> String {
     }
 }
 
+/// `t` to the second, as a `metav1.Time` holds it.
 fn time(t: SystemTime) -> Time {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    Time(Timestamp::from_second(secs).unwrap_or(Timestamp::UNIX_EPOCH))
+    Time(minik_api::time::from_unix_seconds(
+        minik_api::time::from_system(t).as_second(),
+    ))
 }
 
 /// The pod status the agent reports: phase, conditions and container statuses, computed from

@@ -5,16 +5,12 @@
 
 use std::fmt;
 
-use minik_api::k8s_openapi::api::core::v1::{Taint, Toleration};
+use minik_api::k8s_openapi::api::core::v1::Taint;
 
 use crate::pod::PodRequirements;
 use crate::snapshot::{NodeFacts, NodeInfo};
 
-/// The taint Kubernetes' node lifecycle controller puts on a node that is not ready; a pod
-/// that tolerates it may go on a node whose `Ready` condition is not `True`.
-pub const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
-/// The taint `kubectl cordon` implies; a pod that tolerates it may go on a cordoned node.
-pub const TAINT_UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
+use minik_api::wellknown::{tolerated, TAINT_NOT_READY, TAINT_UNSCHEDULABLE};
 
 /// Why a pod does not fit a node, as kube-scheduler reports it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -95,33 +91,6 @@ impl Failure {
             }
         }
     }
-}
-
-/// Whether a toleration tolerates a taint (Kubernetes' `ToleratesTaint`): the effect matches
-/// (an empty effect matches every effect), the key matches (an empty key with `Exists` matches
-/// every key), and the value is equal (`Equal`, the default) or anything (`Exists`).
-pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    let effect = toleration.effect.as_deref().unwrap_or("");
-    if !effect.is_empty() && effect != taint.effect {
-        return false;
-    }
-    let key = toleration.key.as_deref().unwrap_or("");
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match toleration.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "Equal" | "" => {
-            // An empty key only makes sense with `Exists`; validation refuses it otherwise.
-            !key.is_empty()
-                && toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
-        }
-        _ => false,
-    }
-}
-
-fn tolerated(tolerations: &[Toleration], taint: &Taint) -> bool {
-    tolerations.iter().any(|t| tolerates(t, taint))
 }
 
 fn implied_taint(key: &str) -> Taint {

@@ -3,10 +3,10 @@
 
 use minik_api::k8s_openapi::api::core::v1::Taint;
 
-use crate::filter::tolerates;
 use crate::pod::PodRequirements;
 use crate::resources::Resources;
 use crate::snapshot::{NodeFacts, NodeInfo};
+use minik_api::wellknown::tolerates;
 
 /// The top of every score's scale (Kubernetes' `MaxNodeScore`).
 pub const MAX_NODE_SCORE: i64 = 100;

@@ -184,6 +184,82 @@ fn apply_creates_then_is_unchanged_then_removes_what_the_file_dropped() {
     );
 }
 
+/// Regression: `apply` diffed lists with a table of its own that lacked merge keys the server
+/// has, so elements removed from the file stayed on the server.
+#[test]
+fn apply_removes_list_elements_the_file_dropped_as_kubectl_does() {
+    let c = Cluster::new();
+    let full = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: lists
+  finalizers: [example.com/keep, example.com/drop]
+spec:
+  replicas: 0
+  selector:
+    matchLabels: {app: lists}
+  template:
+    metadata:
+      labels: {app: lists}
+    spec:
+      tolerations:
+      - {key: keep, operator: Exists}
+      - {key: drop, operator: Exists}
+      topologySpreadConstraints:
+      - {topologyKey: zone, maxSkew: 1, whenUnsatisfiable: DoNotSchedule, labelSelector: {matchLabels: {app: lists}}}
+      - {topologyKey: kubernetes.io/hostname, maxSkew: 1, whenUnsatisfiable: ScheduleAnyway}
+      containers:
+      - name: web
+        image: nginx:1.25
+        ports:
+        - containerPort: 80
+        - containerPort: 8443
+";
+    let file = c.write("lists.yaml", full);
+    c.ok(&["apply", "-f", &file]);
+    let trimmed = full
+        .replace(", example.com/drop]", "]")
+        .replace("      - {key: drop, operator: Exists}\n", "")
+        .replace(
+            "      - {topologyKey: kubernetes.io/hostname, maxSkew: 1, whenUnsatisfiable: ScheduleAnyway}\n",
+            "",
+        )
+        .replace("        - containerPort: 8443\n", "");
+    let file = c.write("lists.yaml", &trimmed);
+    assert_eq!(
+        c.ok(&["apply", "-f", &file]),
+        "deployment.apps/lists configured\n"
+    );
+    let live = c.json(&["get", "deploy", "lists"]);
+    let spec = &live["spec"]["template"]["spec"];
+    assert_eq!(
+        live["metadata"]["finalizers"],
+        serde_json::json!(["example.com/keep"])
+    );
+    assert_eq!(
+        spec["tolerations"],
+        serde_json::json!([{"key": "keep", "operator": "Exists"}])
+    );
+    let topology: Vec<&str> = spec["topologySpreadConstraints"]
+        .as_array()
+        .expect("constraints")
+        .iter()
+        .filter_map(|t| t["topologyKey"].as_str())
+        .collect();
+    assert_eq!(topology, ["zone"]);
+    let ports: Vec<i64> = spec["containers"][0]["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .filter_map(|p| p["containerPort"].as_i64())
+        .collect();
+    assert_eq!(ports, [80]);
+    assert_eq!(
+        c.ok(&["apply", "-f", &file]),
+        "deployment.apps/lists unchanged\n"
+    );
+}
+
 #[test]
 fn bad_manifests_fail_before_anything_is_sent() {
     let c = Cluster::new();

@@ -603,26 +603,12 @@ fn rfc3339(seconds: i64, nanos: i32, micros: Option<i32>) -> Result<String, Stri
     if !(0..1_000_000_000).contains(&nanos) {
         return Err(out_of_range());
     }
-    let days = seconds.div_euclid(86_400);
-    let of_day = seconds.rem_euclid(86_400);
-    // Days since 1970-01-01 to a civil date (Howard Hinnant's `civil_from_days`).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    if !(0..=9999).contains(&year) {
-        return Err(out_of_range());
-    }
-    let (h, m, s) = (of_day / 3600, of_day / 60 % 60, of_day % 60);
+    // Go's `Time.MarshalJSON` refuses years outside 0..=9999.
+    let t = crate::time::utc_civil(seconds)
+        .filter(|t| (0..=9999).contains(&t.year()))
+        .ok_or_else(out_of_range)?;
     let fraction = micros.map(|u| format!(".{u:06}")).unwrap_or_default();
-    Ok(format!(
-        "{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}{fraction}Z"
-    ))
+    Ok(format!("{}{fraction}Z", t.strftime("%Y-%m-%dT%H:%M:%S")))
 }
 
 #[cfg(test)]

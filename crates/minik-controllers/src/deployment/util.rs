@@ -15,7 +15,7 @@ use minik_api::k8s_openapi::jiff::Timestamp;
 use crate::kinds::{annotation, created_at, name};
 use crate::names::safe_encode;
 
-pub(crate) const REVISION: &str = "deployment.kubernetes.io/revision";
+pub(crate) use minik_api::wellknown::ANNOTATION_DEPLOYMENT_REVISION as REVISION;
 pub(crate) const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
 pub(crate) const DESIRED_REPLICAS: &str = "deployment.kubernetes.io/desired-replicas";
 pub(crate) const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
@@ -23,7 +23,7 @@ pub(crate) const HASH_LABEL: &str = "pod-template-hash";
 
 /// Annotations of a Deployment that are not copied to its ReplicaSets.
 const NOT_COPIED: &[&str] = &[
-    "kubectl.kubernetes.io/last-applied-configuration",
+    minik_api::wellknown::ANNOTATION_LAST_APPLIED,
     REVISION,
     REVISION_HISTORY,
     DESIRED_REPLICAS,

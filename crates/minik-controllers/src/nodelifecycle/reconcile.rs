@@ -9,8 +9,8 @@ use minik_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use minik_api::k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde_json::{json, Value};
 
-pub(crate) const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
-pub(crate) const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
+use minik_api::wellknown::tolerates;
+pub(crate) use minik_api::wellknown::{TAINT_NOT_READY, TAINT_UNREACHABLE};
 const NO_SCHEDULE: &str = "NoSchedule";
 const NO_EXECUTE: &str = "NoExecute";
 
@@ -237,20 +237,6 @@ pub(crate) fn has_no_execute(taints: &[Taint]) -> bool {
     taints
         .iter()
         .any(|t| is_health_taint(t) && t.effect == NO_EXECUTE)
-}
-
-fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    let effect_ok = toleration.effect.as_deref().is_none_or(str::is_empty)
-        || toleration.effect.as_deref() == Some(taint.effect.as_str());
-    let key_ok = match toleration.key.as_deref() {
-        None | Some("") => toleration.operator.as_deref() == Some("Exists"),
-        Some(k) => k == taint.key,
-    };
-    let value_ok = match toleration.operator.as_deref() {
-        Some("Exists") => true,
-        _ => toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
-    };
-    effect_ok && key_ok && value_ok
 }
 
 /// When a pod on a node with these taints is to be evicted: never when it tolerates every

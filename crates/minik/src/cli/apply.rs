@@ -5,6 +5,7 @@
 
 use std::process::ExitCode;
 
+use minik_api::patch::three_way_merge_patch;
 use minik_api::request::{DeleteOptions, Patch, PatchKind, Propagation, WriteOptions};
 use minik_client::{Api, ListParams};
 use serde_json::{json, Map, Value};
@@ -15,8 +16,7 @@ use super::{
     Client, ClientFlags,
 };
 
-/// The annotation kubectl keeps the last applied manifest in.
-pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+use minik_api::wellknown::ANNOTATION_LAST_APPLIED as LAST_APPLIED;
 
 #[derive(clap::Args, Debug)]
 pub struct ApplyArgs {
@@ -185,7 +185,7 @@ async fn apply_one(client: &Client, m: &Manifest) -> CliResult<&'static str> {
         ))
         .and_then(Value::as_str)
         .and_then(|s| serde_json::from_str(s).ok());
-    let patch = three_way_patch(original.as_ref(), &modified, &live);
+    let patch = three_way_merge_patch(m.info.kind, original.as_ref(), &modified, &live);
     if patch.as_object().is_none_or(Map::is_empty) {
         return Ok("unchanged");
     }
@@ -205,142 +205,6 @@ async fn apply_one(client: &Client, m: &Manifest) -> CliResult<&'static str> {
         .await
         .map_err(|e| in_file(e, "patching", m))?;
     Ok("configured")
-}
-
-/// The merge key of a list field, from the `patchMergeKey` tags of `k8s.io/api`, for the lists
-/// of the kinds minik serves. `ports` is a container's (`containerPort`) or a Service's
-/// (`port`); the elements tell which.
-fn merge_key(field: &str, elements: &[Value]) -> Option<&'static str> {
-    Some(match field {
-        "containers"
-        | "initContainers"
-        | "ephemeralContainers"
-        | "env"
-        | "volumes"
-        | "imagePullSecrets" => "name",
-        "volumeMounts" => "mountPath",
-        "volumeDevices" => "devicePath",
-        "hostAliases" => "ip",
-        "conditions" => "type",
-        "ownerReferences" => "uid",
-        "ports" if elements.iter().any(|e| e.get("containerPort").is_some()) => "containerPort",
-        "ports" => "port",
-        _ => return None,
-    })
-}
-
-/// kubectl's `CreateThreeWayMergePatch`: what to send so that `current` takes every value of
-/// `modified`, and loses what `original` (the last applied manifest) had and `modified` no
-/// longer has. Fields only the live object has (defaults, status, others' changes) are kept.
-pub fn three_way_patch(original: Option<&Value>, modified: &Value, current: &Value) -> Value {
-    let empty = Map::new();
-    let modified = modified.as_object().unwrap_or(&empty);
-    let current = current.as_object().unwrap_or(&empty);
-    Value::Object(diff_map(
-        original.and_then(Value::as_object),
-        modified,
-        current,
-    ))
-}
-
-fn diff_map(
-    original: Option<&Map<String, Value>>,
-    modified: &Map<String, Value>,
-    current: &Map<String, Value>,
-) -> Map<String, Value> {
-    let mut patch = Map::new();
-    for (key, m) in modified {
-        let o = original.and_then(|o| o.get(key));
-        match (m, current.get(key)) {
-            (Value::Object(m), Some(Value::Object(c))) => {
-                let sub = diff_map(o.and_then(Value::as_object), m, c);
-                if !sub.is_empty() {
-                    patch.insert(key.clone(), Value::Object(sub));
-                }
-            }
-            (Value::Array(m), Some(Value::Array(c))) => {
-                let o = o.and_then(Value::as_array).map(Vec::as_slice);
-                match merge_key(key, m)
-                    .filter(|k| keyed(m, k) && keyed(c, k) && o.is_none_or(|o| keyed(o, k)))
-                {
-                    Some(merge_key) => {
-                        if let Some((items, order)) = diff_keyed_list(o, m, c, merge_key) {
-                            patch.insert(key.clone(), Value::Array(items));
-                            patch.insert(format!("$setElementOrder/{key}"), Value::Array(order));
-                        }
-                    }
-                    None if m != c => {
-                        patch.insert(key.clone(), Value::Array(m.clone()));
-                    }
-                    None => {}
-                }
-            }
-            (m, c) if Some(m) != c => {
-                patch.insert(key.clone(), m.clone());
-            }
-            _ => {}
-        }
-    }
-    // What the last apply set and this one does not is deleted, if it is still there.
-    if let Some(original) = original {
-        for key in original.keys() {
-            if !modified.contains_key(key) && current.contains_key(key) {
-                patch.insert(key.clone(), Value::Null);
-            }
-        }
-    }
-    patch
-}
-
-/// Whether every element is a map with a scalar under `key`.
-fn keyed(list: &[Value], key: &str) -> bool {
-    list.iter().all(|e| {
-        e.get(key)
-            .is_some_and(|k| !k.is_object() && !k.is_array() && !k.is_null())
-    })
-}
-
-/// The patch of a list merged on `key`: changed and new elements, deletions of elements the
-/// last apply had, and the order of the manifest; `None` when nothing differs.
-fn diff_keyed_list(
-    original: Option<&[Value]>,
-    modified: &[Value],
-    current: &[Value],
-    key: &str,
-) -> Option<(Vec<Value>, Vec<Value>)> {
-    let find = |list: &[Value], k: &Value| list.iter().find(|e| e.get(key) == Some(k)).cloned();
-    let mut items = Vec::new();
-    for m in modified {
-        let k = &m[key];
-        match (m.as_object(), find(current, k)) {
-            (Some(mm), Some(Value::Object(c))) => {
-                let o = original.and_then(|o| find(o, k));
-                let mut sub = diff_map(o.as_ref().and_then(Value::as_object), mm, &c);
-                if !sub.is_empty() {
-                    sub.insert(key.to_owned(), k.clone());
-                    items.push(Value::Object(sub));
-                }
-            }
-            _ => items.push(m.clone()),
-        }
-    }
-    for o in original.unwrap_or_default() {
-        let k = &o[key];
-        if find(modified, k).is_none() && find(current, k).is_some() {
-            items.push(json!({key: k, "$patch": "delete"}));
-        }
-    }
-    let wanted: Vec<&Value> = modified.iter().map(|e| &e[key]).collect();
-    let live_order: Vec<&Value> = current
-        .iter()
-        .map(|e| &e[key])
-        .filter(|k| wanted.contains(k))
-        .collect();
-    if items.is_empty() && wanted == live_order {
-        return None;
-    }
-    let order = wanted.into_iter().map(|k| json!({key: k})).collect();
-    Some((items, order))
 }
 
 pub async fn create(args: CreateArgs) -> CliResult<ExitCode> {
@@ -456,35 +320,8 @@ mod tests {
         live["status"] = json!({"phase": "Running"});
         let original = last_applied_of(&file);
         assert_eq!(
-            three_way_patch(Some(&original), &with_annotation(&file), &live),
+            three_way_merge_patch("Pod", Some(&original), &with_annotation(&file), &live),
             json!({})
-        );
-    }
-
-    #[test]
-    fn removed_fields_and_elements_are_deleted_and_changes_sent() {
-        let original = json!({"metadata": {"labels": {"app": "web", "tier": "x"}}, "spec": {"containers": [{"name": "a", "image": "1", "env": [{"name": "X", "value": "1"}]}, {"name": "b", "image": "1"}]}});
-        let modified = json!({"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "a", "image": "2"}]}});
-        let current = json!({"metadata": {"labels": {"app": "web", "tier": "x", "other": "kept"}}, "spec": {"containers": [{"name": "a", "image": "1", "env": [{"name": "X", "value": "1"}], "imagePullPolicy": "IfNotPresent"}, {"name": "b", "image": "1"}]}});
-        let patch = three_way_patch(Some(&original), &modified, &current);
-        assert_eq!(
-            patch,
-            json!({
-                "metadata": {"labels": {"tier": null}},
-                "spec": {
-                    "containers": [{"name": "a", "image": "2", "env": null}, {"name": "b", "$patch": "delete"}],
-                    "$setElementOrder/containers": [{"name": "a"}],
-                }
-            })
-        );
-        let applied = minik_api::patch::strategic_merge_patch("Pod", &current, &patch).unwrap();
-        assert_eq!(
-            applied["spec"]["containers"],
-            json!([{"name": "a", "image": "2", "imagePullPolicy": "IfNotPresent"}])
-        );
-        assert_eq!(
-            applied["metadata"]["labels"],
-            json!({"app": "web", "other": "kept"})
         );
     }
 }

@@ -12,8 +12,8 @@ use super::printers::{
     arr, event_time, labels_string, n, node_roles, or_none, pod_summary, s, selector_of, string_map,
 };
 use super::tabwriter::align;
-use super::time::{age, parse_rfc3339, rfc1123};
 use super::{parse_targets, CliError, CliResult, Client, ClientFlags};
+use minik_api::time::{age, parse, rfc1123};
 
 #[derive(clap::Args, Debug)]
 pub struct DescribeArgs {
@@ -138,7 +138,7 @@ async fn events_of(client: &Client, info: &ResourceInfo, object: &Value) -> Vec<
         let event_uid = s(e, "/involvedObject/uid");
         event_uid.is_empty() || event_uid == uid
     });
-    items.sort_by_key(|e| parse_rfc3339(event_time(e)));
+    items.sort_by_key(|e| parse(event_time(e)));
     items
 }
 
@@ -175,7 +175,7 @@ pub fn describe(
 
 fn map_lines(w: &mut String, title: &str, map: Option<&Value>) {
     let mut entries = string_map(map);
-    entries.remove(super::apply::LAST_APPLIED);
+    entries.remove(minik_api::wellknown::ANNOTATION_LAST_APPLIED);
     if entries.is_empty() {
         let _ = writeln!(w, "{title}:\t<none>");
         return;
@@ -201,7 +201,7 @@ fn meta(w: &mut String, obj: &Value) {
     if let Some(t) = obj
         .pointer("/metadata/creationTimestamp")
         .and_then(Value::as_str)
-        .and_then(parse_rfc3339)
+        .and_then(parse)
     {
         let _ = writeln!(w, "CreationTimestamp:\t{}", rfc1123(t));
     }
@@ -230,7 +230,7 @@ fn pod(w: &mut String, pod: &Value, now: i64) {
     if let Some(t) = pod
         .pointer("/status/startTime")
         .and_then(Value::as_str)
-        .and_then(parse_rfc3339)
+        .and_then(parse)
     {
         let _ = writeln!(w, "Start Time:\t{}", rfc1123(t));
     }
@@ -368,7 +368,7 @@ fn state_lines(w: &mut String, title: &str, state: &Value) {
         detail
             .get(key)
             .and_then(Value::as_str)
-            .and_then(parse_rfc3339)
+            .and_then(parse)
             .map(rfc1123)
     };
     match kind.as_str() {
@@ -506,7 +506,7 @@ fn creation_timestamp(w: &mut String, obj: &Value) {
     if let Some(t) = obj
         .pointer("/metadata/creationTimestamp")
         .and_then(Value::as_str)
-        .and_then(parse_rfc3339)
+        .and_then(parse)
     {
         let _ = writeln!(w, "CreationTimestamp:\t{}", rfc1123(t));
     }

@@ -11,9 +11,9 @@ use minik_api::resources::ResourceInfo;
 use minik_client::Api;
 use serde_json::Value;
 
-use super::apply::three_way_patch;
 use super::printers;
 use super::{fail, kind_slash_name, named_targets, CliResult, Client, ClientFlags};
+use minik_api::patch::three_way_merge_patch;
 
 #[derive(clap::Args, Debug)]
 pub struct EditArgs {
@@ -254,7 +254,7 @@ async fn edit_loop(
             });
             continue;
         }
-        let patch = three_way_patch(Some(original), &object, original);
+        let patch = three_way_merge_patch(info.kind, Some(original), &object, original);
         if patch.as_object().is_none_or(serde_json::Map::is_empty) {
             println!("{} skipped", kind_slash_name(info, name));
             return Ok(());

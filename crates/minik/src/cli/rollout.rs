@@ -15,17 +15,18 @@ use serde_json::{json, Map, Value};
 use super::describe::pod_template;
 use super::printers::{arr, n, s};
 use super::tabwriter::align;
-use super::time::{now, parse_duration, rfc3339};
+use super::time::{now, parse_duration};
 use super::{exit, fail, kind_slash_name, named_targets, report, CliResult, Client, ClientFlags};
+use minik_api::time::rfc3339_seconds;
 
-const REVISION: &str = "deployment.kubernetes.io/revision";
+use minik_api::wellknown::ANNOTATION_DEPLOYMENT_REVISION as REVISION;
 const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
 const HASH_LABEL: &str = "pod-template-hash";
-const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+use minik_api::wellknown::ANNOTATION_RESTARTED_AT as RESTARTED_AT;
 
 /// Annotations a rollback keeps from the Deployment rather than taking from the ReplicaSet.
 const NOT_ROLLED_BACK: &[&str] = &[
-    "kubectl.kubernetes.io/last-applied-configuration",
+    minik_api::wellknown::ANNOTATION_LAST_APPLIED,
     REVISION,
     "deployment.kubernetes.io/revision-history",
     "deployment.kubernetes.io/desired-replicas",
@@ -485,7 +486,7 @@ async fn restart(args: TargetArgs) -> CliResult<ExitCode> {
                 info.qualified_plural()
             ));
         }
-        let at = rfc3339(now());
+        let at = rfc3339_seconds(now());
         let pointer = format!(
             "/spec/template/metadata/annotations/{}",
             escape(RESTARTED_AT)

@@ -1,58 +1,7 @@
-//! Timestamps as the API writes them (RFC 3339, UTC) and as `kubectl describe` prints them, and
-//! Go durations. Reading timestamps and printing ages is `minik_api::printers`' (the API
-//! server's tables use the same); done without a date crate because the API only ever sends
-//! `YYYY-MM-DDTHH:MM:SS[.frac]Z`.
+//! Go durations as kubectl's flags take them, and the clock. Timestamps and ages are
+//! `minik_api::time`'s, shared with the API server's tables.
 
 use std::time::{SystemTime, UNIX_EPOCH};
-
-pub use minik_api::printers::{age, parse_rfc3339};
-
-/// The civil date of a day count since the epoch.
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// `Mon, 02 Jan 2006 15:04:05 +0000`: how `kubectl describe` prints times (RFC 1123 with a
-/// numeric zone), always in UTC here.
-pub fn rfc1123(secs: i64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{}, {d:02} {} {y} {:02}:{:02}:{:02} +0000",
-        DAYS[days.rem_euclid(7) as usize],
-        MONTHS[(m - 1) as usize],
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// `2006-01-02T15:04:05Z`: RFC 3339 in UTC, as the API writes times.
-pub fn rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
 
 /// A Go duration as kubectl's `--timeout` takes it: `0`, `30s`, `1m30s`, `500ms`, `2h`.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
@@ -103,16 +52,6 @@ pub fn now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps_parse_and_print() {
-        assert_eq!(rfc1123(1_709_209_815), "Thu, 29 Feb 2024 12:30:15 +0000");
-        assert_eq!(rfc3339(1_709_209_815), "2024-02-29T12:30:15Z");
-        // What is printed reads back as the same instant.
-        for secs in [0, 951_782_400, 1_709_209_815, 4_102_444_800] {
-            assert_eq!(parse_rfc3339(&rfc3339(secs)), Some(secs), "{secs}");
-        }
-    }
 
     #[test]
     fn durations_parse_like_go() {

@@ -17,6 +17,9 @@ use serde_json::{Map, Value};
 
 use crate::error::FieldPath;
 
+mod three_way;
+pub use three_way::three_way_merge_patch;
+
 /// A patch that cannot be applied. The message names the problem and, for a strategic merge
 /// patch, the field path where it was found (`spec.containers[1]: ...`); for a JSON patch it
 /// names the failing operation. It is the client's mistake: the API server answers it with 400
@@ -2418,6 +2421,24 @@ mod tests {
                 .any(|(key, item)| is_directive_key(key) || has_directive_key(item)),
             Value::Array(items) => items.iter().any(has_directive_key),
             _ => false,
+        }
+    }
+
+    proptest! {
+        /// Whatever the three objects, the three-way patch is one the server accepts whenever
+        /// the manifest itself fits the kind's merge rules (a manifest the server could not
+        /// merge, such as a `null` container, is refused either way).
+        #[test]
+        fn the_three_way_patch_always_applies(
+            kind in prop::sample::select(KINDS),
+            original in any_object(PLAIN_KEYS),
+            modified in any_object(PLAIN_KEYS),
+            current in any_object(PLAIN_KEYS),
+        ) {
+            prop_assume!(strategic_merge_patch(kind, &current, &modified).is_ok());
+            let patch = three_way_merge_patch(kind, Some(&original), &modified, &current);
+            let merged = strategic_merge_patch(kind, &current, &patch);
+            prop_assert!(merged.is_ok(), "{patch}: {merged:?}");
         }
     }
 
