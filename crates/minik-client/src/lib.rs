@@ -1,12 +1,14 @@
 //! Clients of the minik API. [`Api`] is the API as a trait, with an HTTP implementation
 //! ([`HttpApi`]) for separate processes and an in-process one in `minik-apiserver` for the
 //! components that run inside the server; [`Informer`] keeps a watched cache of one kind, and
-//! [`WorkQueue`] feeds reconcilers the keys to look at.
+//! [`WorkQueue`] feeds reconcilers the keys to look at, retrying failures no faster than a
+//! [`RateLimit`] allows.
 
 mod api;
 mod http;
 mod informer;
 mod queue;
+mod ratelimit;
 
 pub use api::{
     resource_of, Api, ApiExt, BoxFuture, EventStream, ListParams, ObjectList, WatchEvent,
@@ -15,6 +17,7 @@ pub use api::{
 pub use http::HttpApi;
 pub use informer::{cache_key, Change, Informer, InformerCache, InformerConfig, Subscription};
 pub use queue::WorkQueue;
+pub use ratelimit::RateLimit;
 
 /// Where a node exchanges the join token for its own credential (`POST`, `{"nodeName": NAME}`;
 /// served by `minik-apiserver`, called by `minik-node`).

@@ -43,6 +43,11 @@ pub struct Config {
     pub retry_base: Duration,
     /// The longest retry delay.
     pub retry_max: Duration,
+    /// Retries per second of one controller's failed reconciles, all keys together, whatever
+    /// their own back-off (client-go's `BucketRateLimiter`, 10/s); 0: no overall limit.
+    pub retry_rate: u32,
+    /// How many retries may go at once before `retry_rate` applies (client-go: 100).
+    pub retry_burst: u32,
     /// How often the node lifecycle controller looks at every node (Kubernetes'
     /// `--node-monitor-period`).
     pub node_monitor_period: Duration,
@@ -73,6 +78,8 @@ impl Default for Config {
             expectations_timeout: Duration::from_secs(5 * 60),
             retry_base: Duration::from_millis(5),
             retry_max: Duration::from_secs(60),
+            retry_rate: 10,
+            retry_burst: 100,
             node_monitor_period: Duration::from_secs(5),
             node_monitor_grace_period: Duration::from_secs(40),
             pod_eviction_timeout: Duration::from_secs(5 * 60),

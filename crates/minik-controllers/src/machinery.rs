@@ -1,6 +1,8 @@
 //! The machinery every controller shares: one informer per kind (so a pod is cached once, not
 //! once per controller), work queues of keys with de-duplicated delayed requeues, and workers
-//! that run a reconcile per key, retrying failures with rate-limited back-off.
+//! that run a reconcile per key, retrying failures with rate-limited back-off: per key,
+//! doubling with each consecutive failure, and per controller, a token bucket for the retries of
+//! all its keys together (client-go's default controller rate limiter).
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -17,9 +19,11 @@ use minik_api::k8s_openapi::api::core::v1::{
     Endpoints, Namespace, Node, Pod, ReplicationController, ResourceQuota, Service,
 };
 use minik_api::ApiError;
-use minik_client::{Api, Informer, InformerCache, InformerConfig, WorkQueue};
+use minik_client::{Api, Informer, InformerCache, InformerConfig, RateLimit, WorkQueue};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+
+use crate::Config;
 
 /// The informers of the kinds the controllers watch, each shared by all of them.
 pub(crate) struct Informers {
@@ -121,9 +125,13 @@ impl<K> Clone for Queue<K> {
 }
 
 impl<K: Clone + Eq + Hash + Send + Sync + Debug + 'static> Queue<K> {
-    pub(crate) fn new(retry_base: Duration, retry_max: Duration) -> Self {
+    /// A queue retrying failures as `config` says (`retry_base`, `retry_max`, `retry_rate`,
+    /// `retry_burst`).
+    pub(crate) fn new(config: &Config) -> Self {
+        let overall =
+            (config.retry_rate > 0).then(|| RateLimit::new(config.retry_rate, config.retry_burst));
         Queue {
-            queue: WorkQueue::new(retry_base, retry_max),
+            queue: WorkQueue::with_overall_limit(config.retry_base, config.retry_max, overall),
             wakeups: Arc::new(Mutex::new(HashMap::new())),
         }
     }
@@ -162,9 +170,17 @@ impl<K: Clone + Eq + Hash + Send + Sync + Debug + 'static> Queue<K> {
         });
     }
 
+    /// Queues `key` again after its retry back-off (see [`WorkQueue::failed`]); a wake-up
+    /// already due sooner stands, so a key has one pending retry however often it failed.
+    fn retry(&self, key: K) {
+        let delay = self.queue.failed(&key);
+        self.add_after(key, delay);
+    }
+
     /// Runs `workers` workers that call `sync` for each key until the task is aborted. `sync`
     /// answers when to look at the key again; an error retries it after a back-off that grows
-    /// with each consecutive failure of that key.
+    /// with each consecutive failure of that key, and no sooner than the controller's overall
+    /// retry limit allows.
     pub(crate) async fn run_workers<F, Fut>(
         &self,
         controller: &'static str,
@@ -203,11 +219,11 @@ impl<K: Clone + Eq + Hash + Send + Sync + Debug + 'static> Queue<K> {
                             } else {
                                 tracing::warn!(controller, ?key, error = %e, "sync failed; retrying");
                             }
-                            this.queue.retry(key.clone());
+                            this.retry(key.clone());
                         }
                         Err(_) => {
                             tracing::error!(controller, ?key, "sync panicked; retrying");
-                            this.queue.retry(key.clone());
+                            this.retry(key.clone());
                         }
                     }
                     this.queue.done(&key);
@@ -255,9 +271,20 @@ mod tests {
 
     use super::*;
 
+    fn queue<K: Clone + Eq + Hash + Send + Sync + Debug + 'static>(
+        retry_base: Duration,
+        retry_max: Duration,
+    ) -> Queue<K> {
+        Queue::new(&Config {
+            retry_base,
+            retry_max,
+            ..Config::default()
+        })
+    }
+
     #[tokio::test(start_paused = true)]
     async fn delayed_requeues_keep_the_earliest() {
-        let queue: Queue<&str> = Queue::new(Duration::from_millis(5), Duration::from_secs(1));
+        let queue: Queue<&str> = queue(Duration::from_millis(5), Duration::from_secs(1));
         let start = Instant::now();
         queue.add_after("k", Duration::from_secs(10));
         queue.add_after("k", Duration::from_secs(5));
@@ -274,8 +301,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn workers_retry_failures_with_back_off_and_survive_panics() {
-        let queue: Queue<&'static str> =
-            Queue::new(Duration::from_millis(100), Duration::from_secs(10));
+        let queue: Queue<&'static str> = queue(Duration::from_millis(100), Duration::from_secs(10));
         let calls = Arc::new(AtomicUsize::new(0));
         let seen = calls.clone();
         let start = Instant::now();
@@ -306,6 +332,44 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 3);
         // One failure (100 ms), then one panic (200 ms): back-off doubles per failure.
         assert_eq!(finished - start, Duration::from_millis(300));
+        workers.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn many_failing_keys_are_retried_at_the_overall_rate() {
+        // 200 keys that always fail, for one second: alone, each key's back-off (5 ms, 10 ms,
+        // ...) would allow about 8 retries of each, 1,600 in all; the overall bucket lets 100
+        // through at once and 10 more per second.
+        let queue: Queue<usize> = Queue::new(&Config {
+            retry_base: Duration::from_millis(5),
+            retry_max: Duration::from_secs(60),
+            retry_rate: 10,
+            retry_burst: 100,
+            ..Config::default()
+        });
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        let runner = queue.clone();
+        let workers = tokio::spawn(async move {
+            runner
+                .run_workers("test", 2, move |key| {
+                    let seen = seen.clone();
+                    async move {
+                        seen.fetch_add(1, Ordering::SeqCst);
+                        Err(ApiError::Forbidden(format!("key {key} refused")))
+                    }
+                })
+                .await
+        });
+        for key in 0..200 {
+            queue.add(key);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let calls = calls.load(Ordering::SeqCst);
+        assert!(
+            (300..=311).contains(&calls),
+            "200 first tries and 100 to 110 retries, not {calls}"
+        );
         workers.abort();
     }
 }

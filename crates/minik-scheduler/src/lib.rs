@@ -17,7 +17,6 @@
 
 mod decide;
 mod filter;
-mod limit;
 mod pod;
 mod queue;
 mod resources;

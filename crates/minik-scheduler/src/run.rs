@@ -13,12 +13,11 @@ use minik_api::k8s_openapi::api::core::v1::{Event, Node, Pod};
 use minik_api::k8s_openapi::jiff::Timestamp;
 use minik_api::request::{Patch, PatchKind, WriteOptions};
 use minik_api::ApiError;
-use minik_client::{resource_of, Api, Change, Informer, InformerConfig};
+use minik_client::{resource_of, Api, Change, Informer, InformerConfig, RateLimit};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::limit::RateLimit;
 use crate::queue::Backoff;
 use crate::score::Weights;
 use crate::state::{Action, Clock, State, DEFAULT_SCHEDULER_NAME};

@@ -44,7 +44,7 @@ pub(crate) fn controller(
     let ctx = Arc::new(Context {
         caches: informers.caches(),
         executor,
-        queue: Queue::new(config.retry_base, config.retry_max),
+        queue: Queue::new(config),
     });
     let workers = config.workers;
     async move {

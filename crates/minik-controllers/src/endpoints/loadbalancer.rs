@@ -80,7 +80,7 @@ pub(crate) fn controller(
     let ctx = Arc::new(Context {
         caches: informers.caches(),
         api,
-        queue: Queue::new(config.retry_base, config.retry_max),
+        queue: Queue::new(config),
     });
     async move {
         let mut tasks = JoinSet::new();

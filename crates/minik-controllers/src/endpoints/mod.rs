@@ -52,7 +52,7 @@ pub(crate) fn controller(
     let ctx = Arc::new(Context {
         caches: informers.caches(),
         api: executor.api().clone(),
-        queue: Queue::new(config.retry_base, config.retry_max),
+        queue: Queue::new(config),
     });
     let workers = config.workers;
     async move {

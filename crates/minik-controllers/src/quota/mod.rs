@@ -43,7 +43,7 @@ pub(crate) fn controller(
         caches: informers.caches(),
         executor,
     });
-    let queue: Queue<String> = Queue::new(config.retry_base, config.retry_max);
+    let queue: Queue<String> = Queue::new(config);
     let workers = config.workers;
     async move {
         let mut tasks = JoinSet::new();

@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::action::{Action, Note};
+use crate::action::{Action, Note, Plan};
 use crate::executor::Executor;
 use crate::expectations::Expectations;
 use crate::kinds::{self, controller_ref, key_of, Kind};
@@ -29,7 +29,7 @@ use crate::names::random_suffix;
 use crate::pods::is_active;
 use crate::Config;
 
-pub(crate) use reconcile::{failure_conditions, reconcile, Inputs, Owner};
+pub(crate) use reconcile::{reconcile, status_update, Failure, Inputs, Owner};
 
 /// A kind of owner of pods this controller manages.
 pub(crate) trait Managed:
@@ -87,7 +87,7 @@ pub(crate) fn controller<M: Managed>(
         expectations: Expectations::new(config.expectations_timeout),
         burst: config.burst_replicas.max(1),
     });
-    let queue: Queue<String> = Queue::new(config.retry_base, config.retry_max);
+    let queue: Queue<String> = Queue::new(config);
     let workers = config.workers;
     async move {
         let mut tasks = JoinSet::new();
@@ -250,15 +250,25 @@ async fn sync<M: Managed>(ctx: &Context, key: &str) -> Result<Option<Duration>, 
         now: kinds::now(),
         burst: ctx.burst,
     };
-    let plan = reconcile(&owner, &inputs, &mut random_suffix);
+    let decision = reconcile(&owner, &inputs, &mut random_suffix);
+    // Claims first: one that fails means the cache was behind, and the retry sees more
+    // (Kubernetes returns before sizing then too).
+    let claimed = ctx.executor.apply(decision.claims).await;
+    if let Some(e) = claimed.error {
+        return Err(e);
+    }
+    let manage = Plan {
+        actions: decision.manage.into_iter().collect(),
+        requeue_after: None,
+    };
     ctx.expectations.expect(
         key,
-        plan.created(Kind::Pod),
-        plan.deleted(Kind::Pod).into_iter().map(|t| t.uid.clone()),
+        manage.created(Kind::Pod),
+        manage.deleted(Kind::Pod).into_iter().map(|t| t.uid.clone()),
         started,
     );
-    let requeue = plan.requeue_after;
-    let report = ctx.executor.apply(plan.actions).await;
+    let creating = !manage.created(Kind::Pod).is_empty();
+    let report = ctx.executor.apply(manage.actions).await;
     for name in &report.not_created {
         ctx.expectations.created(key, name);
     }
@@ -266,14 +276,18 @@ async fn sync<M: Managed>(ctx: &Context, key: &str) -> Result<Option<Duration>, 
         ctx.expectations.deleted(key, uid);
     }
     // Kubernetes reports failing creates on the owner: an event per failure and the
-    // ReplicaFailure condition while they last.
-    let failure = report
-        .error
-        .as_ref()
-        .filter(|_| !report.not_created.is_empty())
-        .map(|e| e.to_string());
+    // ReplicaFailure condition while they last. The status is written whether or not the
+    // creates or deletes failed (it counts the pods there are), and only if it changed.
+    let failure = report.error.as_ref().map(|e| Failure {
+        reason: if creating {
+            "FailedCreate"
+        } else {
+            "FailedDelete"
+        },
+        message: e.to_string(),
+    });
     let mut after = Vec::new();
-    if let Some(message) = &failure {
+    if let Some(failure) = failure.as_ref().filter(|_| creating) {
         after.push(Action::Record(Note {
             involved: owner.reference(),
             component: match M::OWNER_KIND {
@@ -282,25 +296,22 @@ async fn sync<M: Managed>(ctx: &Context, key: &str) -> Result<Option<Duration>, 
             },
             type_: "Warning",
             reason: "FailedCreate",
-            message: format!("Error creating: {message}"),
+            message: format!("Error creating: {}", failure.message),
         }));
     }
-    if let Some(conditions) = failure_conditions(&owner.status_json, failure.as_deref(), inputs.now)
-    {
-        after.push(Action::Patch {
-            kind: M::OWNER_KIND,
-            namespace: kinds::namespace(owner.meta).to_owned(),
-            name: kinds::name(owner.meta).to_owned(),
-            body: serde_json::json!({"status": {"conditions": conditions}}),
-            status: true,
-        });
-    }
+    after.extend(status_update(
+        &owner,
+        &decision.counts,
+        failure.as_ref(),
+        inputs.now,
+    ));
     if !after.is_empty() {
         let written = ctx.executor.apply(after).await;
         if let (Some(e), None) = (written.error, &report.error) {
             return Err(e);
         }
     }
+    let requeue = decision.requeue_after;
     match report.error {
         Some(e) => Err(e),
         None => Ok(requeue),

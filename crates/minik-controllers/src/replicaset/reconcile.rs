@@ -1,6 +1,10 @@
-//! The ReplicaSet and ReplicationController reconciler, a pure function: the owner, the pods of
-//! its namespace and `now` in; the pods to adopt, release, create and delete and the status to
-//! write out. It follows Kubernetes' `ReplicaSetController.syncReplicaSet`.
+//! The ReplicaSet and ReplicationController reconciler, pure functions: the owner, the pods of
+//! its namespace and `now` in; the pods to adopt, release, create and delete out ([`reconcile`]),
+//! then, once the outcome of those writes is known, the status to write ([`status_update`]), if
+//! anything in it changed. It follows Kubernetes' `ReplicaSetController.syncReplicaSet`, whose
+//! `calculateStatus` also runs after the creates or deletes, whether or not they failed.
+
+use std::time::Duration;
 
 use minik_api::k8s_openapi::api::apps::v1::ReplicaSet;
 use minik_api::k8s_openapi::api::core::v1::{
@@ -11,7 +15,7 @@ use minik_api::k8s_openapi::jiff::Timestamp;
 use minik_api::selector::Selector;
 use serde_json::{json, Value};
 
-use crate::action::{replace_keys, Action, Announce, Plan, Target};
+use crate::action::{replace_keys, Action, Announce, Target};
 use crate::kinds::{self, controller_ref, is_deleting, labels, Kind};
 use crate::names::generate_prefix;
 use crate::pods::{self, availability, is_active, is_ready, Availability};
@@ -130,13 +134,41 @@ pub(crate) struct Inputs<'a, 'p> {
     pub burst: usize,
 }
 
+/// What one pass decided, in the order it is carried out.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Decision {
+    /// Adoptions and releases of pods (patches of their ownerReferences), made first.
+    pub claims: Vec<Action>,
+    /// The creates or the deletes that bring the pods to the spec's count, if any.
+    pub manage: Option<Action>,
+    /// The counts of the pods claimed in this pass, for the status.
+    pub counts: Counts,
+    /// Look again after this long even if nothing changes (a pod turning available).
+    pub requeue_after: Option<Duration>,
+}
+
+impl Decision {
+    fn requeue(&mut self, after: Duration) {
+        self.requeue_after = Some(self.requeue_after.map_or(after, |a| a.min(after)));
+    }
+}
+
+/// Why the creates or the deletes of a pass failed: Kubernetes' `ReplicaFailure` condition
+/// says so while they keep failing.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Failure {
+    /// `FailedCreate` or `FailedDelete`.
+    pub reason: &'static str,
+    pub message: String,
+}
+
 /// One pass over an owner. `suffix` makes the random part of new pod names.
 pub(crate) fn reconcile(
     owner: &Owner<'_>,
     inputs: &Inputs<'_, '_>,
     suffix: &mut dyn FnMut() -> String,
-) -> Plan {
-    let mut plan = Plan::default();
+) -> Decision {
+    let mut plan = Decision::default();
     let owner_deleting = is_deleting(owner.meta);
     let namespace = kinds::namespace(owner.meta).to_owned();
 
@@ -149,7 +181,7 @@ pub(crate) fn reconcile(
                 if matches {
                     claimed.push(pod);
                 } else if !owner_deleting {
-                    plan.actions.push(set_owner_refs(
+                    plan.claims.push(set_owner_refs(
                         pod,
                         kinds::owner_refs(&pod.metadata)
                             .iter()
@@ -164,7 +196,7 @@ pub(crate) fn reconcile(
                 if matches && !owner_deleting {
                     let mut refs = kinds::owner_refs(&pod.metadata).to_vec();
                     refs.push(kinds::controller_reference(owner.kind, owner.meta));
-                    plan.actions.push(set_owner_refs(pod, refs));
+                    plan.claims.push(set_owner_refs(pod, refs));
                     claimed.push(pod);
                 }
             }
@@ -182,7 +214,7 @@ pub(crate) fn reconcile(
                 let objects: Vec<Value> = (0..count)
                     .filter_map(|_| pod_from_template(owner, template, &prefix, &suffix()))
                     .collect();
-                plan.actions.push(Action::Create {
+                plan.manage = Some(Action::Create {
                     kind: Kind::Pod,
                     namespace: namespace.clone(),
                     objects,
@@ -204,7 +236,7 @@ pub(crate) fn reconcile(
                     resource_version: None,
                 })
                 .collect();
-            plan.actions.push(Action::Delete {
+            plan.manage = Some(Action::Delete {
                 kind: Kind::Pod,
                 namespace: namespace.clone(),
                 targets,
@@ -248,16 +280,35 @@ pub(crate) fn reconcile(
             Availability::NotReady => {}
         }
     }
-    if counts != owner.status {
-        plan.actions.push(Action::Patch {
-            kind: owner.kind,
-            namespace,
-            name: kinds::name(owner.meta).to_owned(),
-            body: json!({"status": status_patch(&owner.status_json, &counts)}),
-            status: true,
-        });
-    }
+    plan.counts = counts;
     plan
+}
+
+/// The status write after a pass: the counts of its pods and the `ReplicaFailure` condition for
+/// `failure` (the creates or deletes of the pass failing, or `None`). `None` when the stored
+/// status says all that already, as Kubernetes' `updateReplicaSetStatus` skips the write then:
+/// a pass that changes nothing writes nothing, however often it runs.
+pub(crate) fn status_update(
+    owner: &Owner<'_>,
+    counts: &Counts,
+    failure: Option<&Failure>,
+    now: Timestamp,
+) -> Option<Action> {
+    let conditions = failure_conditions(&owner.status_json, failure, now);
+    if *counts == owner.status && conditions.is_none() {
+        return None;
+    }
+    let mut status = status_patch(&owner.status_json, counts);
+    if let Some(conditions) = conditions {
+        status["conditions"] = conditions;
+    }
+    Some(Action::Patch {
+        kind: owner.kind,
+        namespace: kinds::namespace(owner.meta).to_owned(),
+        name: kinds::name(owner.meta).to_owned(),
+        body: json!({ "status": status }),
+        status: true,
+    })
 }
 
 /// The status fields this controller owns, zeros left out as Kubernetes leaves them out.
@@ -340,12 +391,14 @@ fn pod_from_template(
     }
 }
 
-/// The status conditions after a pass whose creates failed with `failure` (or succeeded, when
-/// `None`): Kubernetes' `ReplicaFailure` condition, reason `FailedCreate`, set while creates fail
-/// and removed once they stop failing. `None` when the conditions stay as they are.
+/// The status conditions after a pass whose creates or deletes failed with `failure` (or
+/// succeeded, when `None`): Kubernetes' `ReplicaFailure` condition, set while they fail and
+/// removed once they stop failing. As Kubernetes' `SetCondition`, a condition whose status and
+/// reason stay is left as it is: its message is the first failure's, not each new pod name's.
+/// `None` when the conditions stay as they are.
 pub(crate) fn failure_conditions(
     status: &Value,
-    failure: Option<&str>,
+    failure: Option<&Failure>,
     now: Timestamp,
 ) -> Option<Value> {
     let conditions: Vec<Value> = status
@@ -353,9 +406,7 @@ pub(crate) fn failure_conditions(
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let existing = conditions
-        .iter()
-        .find(|c| c["type"] == "ReplicaFailure" && c["status"] == "True");
+    let existing = conditions.iter().find(|c| c["type"] == "ReplicaFailure");
     let others = || {
         conditions
             .iter()
@@ -364,17 +415,18 @@ pub(crate) fn failure_conditions(
             .collect::<Vec<_>>()
     };
     match failure {
-        Some(message) => {
-            if existing.is_some_and(|c| c["message"] == message) {
+        Some(failure) => {
+            let failing = existing.filter(|c| c["status"] == "True");
+            if failing.is_some_and(|c| c["reason"] == failure.reason) {
                 return None;
             }
-            let since = existing
+            let since = failing
                 .map(|c| c["lastTransitionTime"].clone())
                 .unwrap_or_else(|| json!(kinds::whole_seconds(now).to_string()));
             let mut list = others();
             list.push(json!({
-                "type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
-                "message": message, "lastTransitionTime": since,
+                "type": "ReplicaFailure", "status": "True", "reason": failure.reason,
+                "message": failure.message, "lastTransitionTime": since,
             }));
             Some(json!(list))
         }
@@ -394,29 +446,49 @@ pub(crate) fn failure_conditions(
 mod failure_tests {
     use super::*;
 
+    fn quota_refusal(pod: &str) -> Failure {
+        Failure {
+            reason: "FailedCreate",
+            message: format!("pods \"{pod}\" is forbidden: exceeded quota: q, requested: pods=1, used: pods=1, limited: pods=1"),
+        }
+    }
+
     #[test]
     fn replica_failure_is_set_while_creates_fail_and_removed_after() {
         let now: Timestamp = "2024-01-01T00:00:00Z".parse().unwrap();
-        let msg = "pods \"web-x\" is forbidden: exceeded quota: q, requested: pods=1, used: pods=1, limited: pods=1";
-        let set = failure_conditions(&json!({"replicas": 1}), Some(msg), now).unwrap();
+        let first = quota_refusal("web-x");
+        let set = failure_conditions(&json!({"replicas": 1}), Some(&first), now).unwrap();
         assert_eq!(
             set,
             json!([{"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
-                    "message": msg, "lastTransitionTime": "2024-01-01T00:00:00Z"}])
+                    "message": first.message, "lastTransitionTime": "2024-01-01T00:00:00Z"}])
         );
         let status = json!({"conditions": set});
-        assert_eq!(
-            failure_conditions(&status, Some(msg), now),
-            None,
-            "unchanged"
-        );
-        let later: Timestamp = "2024-01-01T00:05:00Z".parse().unwrap();
-        let other = failure_conditions(&status, Some("another"), later).unwrap();
-        assert_eq!(
-            other[0]["lastTransitionTime"], "2024-01-01T00:00:00Z",
-            "still failing since"
-        );
         assert_eq!(failure_conditions(&status, None, now), Some(Value::Null));
         assert_eq!(failure_conditions(&json!({}), None, now), None);
+    }
+
+    /// Regression (issue 23): each refused create names a new random pod, and the condition
+    /// was rewritten with every new name, over a thousand status writes a second.
+    #[test]
+    fn the_same_failure_with_another_pod_name_leaves_the_condition_alone() {
+        let now: Timestamp = "2024-01-01T00:00:00Z".parse().unwrap();
+        let set = failure_conditions(&json!({}), Some(&quota_refusal("web-x")), now).unwrap();
+        let status = json!({"conditions": set});
+        let later: Timestamp = "2024-01-01T00:05:00Z".parse().unwrap();
+        assert_eq!(
+            failure_conditions(&status, Some(&quota_refusal("web-y")), later),
+            None,
+            "same status and reason: unchanged"
+        );
+        // Another cause (the deletes failing now) is worth saying, still failing since then.
+        let deletes = Failure {
+            reason: "FailedDelete",
+            message: "conflict".into(),
+        };
+        let other = failure_conditions(&status, Some(&deletes), later).unwrap();
+        assert_eq!(other[0]["reason"], "FailedDelete");
+        assert_eq!(other[0]["message"], "conflict");
+        assert_eq!(other[0]["lastTransitionTime"], "2024-01-01T00:00:00Z");
     }
 }

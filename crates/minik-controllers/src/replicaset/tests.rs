@@ -1,5 +1,6 @@
 //! Table tests of the ReplicaSet reconciler: sizing, which pods go, adoption and release,
-//! expectations, owners being deleted, and status with minReadySeconds.
+//! expectations, owners being deleted, status with minReadySeconds, and the status after
+//! failing creates.
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use minik_api::k8s_openapi::api::core::v1::{
 use minik_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
 use serde_json::json;
 
-use super::reconcile::{reconcile, Inputs, Owner};
+use super::reconcile::{reconcile, status_update, Decision, Failure, Inputs, Owner};
 use crate::action::{Action, Plan};
 use crate::kinds::Kind;
 use crate::pods::testing::*;
@@ -56,8 +57,19 @@ fn mine(pod: Pod) -> Pod {
     owned_by(pod, "ReplicaSet", "web", "uid-web")
 }
 
-fn run(rs: &ReplicaSet, pods: &[Pod], may_size: bool, now: i64) -> Plan {
-    let owner = Owner::of_replica_set(rs).expect("a valid ReplicaSet");
+/// Everything a pass whose writes all succeed does, in order: claims, creates or deletes, the
+/// status.
+fn plan_of(owner: &Owner<'_>, decision: Decision, now: i64) -> Plan {
+    let mut actions = decision.claims;
+    actions.extend(decision.manage);
+    actions.extend(status_update(owner, &decision.counts, None, at(now)));
+    Plan {
+        actions,
+        requeue_after: decision.requeue_after,
+    }
+}
+
+fn decide(owner: &Owner<'_>, pods: &[Pod], may_size: bool, now: i64) -> Decision {
     let refs: Vec<&Pod> = pods.iter().collect();
     let inputs = Inputs {
         pods: &refs,
@@ -66,10 +78,15 @@ fn run(rs: &ReplicaSet, pods: &[Pod], may_size: bool, now: i64) -> Plan {
         burst: 500,
     };
     let mut n = 0;
-    reconcile(&owner, &inputs, &mut || {
+    reconcile(owner, &inputs, &mut || {
         n += 1;
         format!("s{n:04}")
     })
+}
+
+fn run(rs: &ReplicaSet, pods: &[Pod], may_size: bool, now: i64) -> Plan {
+    let owner = Owner::of_replica_set(rs).expect("a valid ReplicaSet");
+    plan_of(&owner, decide(&owner, pods, may_size, now), now)
 }
 
 fn deleted(plan: &Plan) -> Vec<String> {
@@ -221,7 +238,7 @@ fn burst_limits_one_pass() {
         now: at(0),
         burst: 500,
     };
-    let plan = reconcile(&owner, &inputs, &mut || "x".into());
+    let plan = plan_of(&owner, reconcile(&owner, &inputs, &mut || "x".into()), 0);
     assert_eq!(plan.created(Kind::Pod).len(), 500);
 }
 
@@ -376,7 +393,11 @@ fn replication_controllers_use_their_equality_selector() {
         now: at(0),
         burst: 500,
     };
-    let plan = reconcile(&owner, &inputs, &mut || "abcde".into());
+    let plan = plan_of(
+        &owner,
+        reconcile(&owner, &inputs, &mut || "abcde".into()),
+        0,
+    );
     assert_eq!(
         owner_patches(&plan),
         vec![("orphan".to_owned(), vec!["uid-legacy".to_owned()])]
@@ -398,4 +419,74 @@ fn replication_controllers_use_their_equality_selector() {
         objects[0]["metadata"]["ownerReferences"][0]["apiVersion"],
         "v1"
     );
+}
+
+fn quota_refusal(pod: &str) -> Failure {
+    Failure {
+        reason: "FailedCreate",
+        message: format!(
+            "pods \"{pod}\" is forbidden: exceeded quota: pods, requested: pods=1, used: pods=1, limited: pods=1"
+        ),
+    }
+}
+
+/// Regression (issue 23): with a quota of one pod and two replicas, the status said 0 replicas
+/// while the ReplicaSet owned one pod, because the status was written only when the creates
+/// succeeded.
+#[test]
+fn a_pass_whose_creates_fail_still_counts_the_pods_it_has() {
+    let rs = replica_set(2);
+    let owner = Owner::of_replica_set(&rs).expect("valid");
+    let decision = decide(&owner, &[mine(pod("a", 0))], true, 10);
+    assert!(
+        matches!(decision.manage, Some(Action::Create { ref objects, .. }) if objects.len() == 1)
+    );
+    let failure = quota_refusal("web-s0001");
+    let Some(Action::Patch {
+        body, status: true, ..
+    }) = status_update(&owner, &decision.counts, Some(&failure), at(10))
+    else {
+        panic!("no status write");
+    };
+    assert_eq!(body["status"]["replicas"], 1);
+    assert_eq!(body["status"]["fullyLabeledReplicas"], 1);
+    assert_eq!(body["status"]["observedGeneration"], 2);
+    let condition = &body["status"]["conditions"][0];
+    assert_eq!(condition["type"], "ReplicaFailure");
+    assert_eq!(condition["reason"], "FailedCreate");
+    assert_eq!(condition["message"], failure.message.as_str());
+}
+
+/// Regression (issue 23): every failing pass wrote the status again; once it says the counts
+/// and the failure, the next failing passes write nothing.
+#[test]
+fn failing_passes_that_change_nothing_write_no_status() {
+    let mut rs = replica_set(2);
+    rs.status = Some(
+        serde_json::from_value(json!({
+            "replicas": 1,
+            "fullyLabeledReplicas": 1,
+            "observedGeneration": 2,
+            "conditions": [{"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+                "message": quota_refusal("web-s0001").message,
+                "lastTransitionTime": "1970-01-01T00:00:10Z"}],
+        }))
+        .expect("a status"),
+    );
+    let owner = Owner::of_replica_set(&rs).expect("valid");
+    let decision = decide(&owner, &[mine(pod("a", 0))], true, 20);
+    for name in ["web-s0002", "web-s0003", "web-s0004"] {
+        assert_eq!(
+            status_update(&owner, &decision.counts, Some(&quota_refusal(name)), at(20)),
+            None,
+            "{name}"
+        );
+    }
+    // The creates going through at last: the condition goes, the counts stay.
+    let Some(Action::Patch { body, .. }) = status_update(&owner, &decision.counts, None, at(30))
+    else {
+        panic!("no status write");
+    };
+    assert_eq!(body["status"]["conditions"], json!(null));
+    assert_eq!(body["status"]["replicas"], 1);
 }

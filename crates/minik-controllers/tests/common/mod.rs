@@ -39,6 +39,12 @@ impl Drop for Cluster {
 }
 
 pub async fn start() -> Cluster {
+    start_with(|api| api).await
+}
+
+/// A cluster whose controllers reach the API through what `wrap` makes of it (a layer that
+/// counts or refuses their requests); the tests' own client is not wrapped.
+pub async fn start_with(wrap: impl FnOnce(Arc<dyn Api>) -> Arc<dyn Api>) -> Cluster {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SledStore::open(StoreConfig::new(dir.path().join("store"))).expect("open store");
     let server = ApiServer::new(Arc::new(store), Config::default());
@@ -56,7 +62,7 @@ pub async fn start() -> Cluster {
         resync: Duration::from_secs(5),
         ..minik_controllers::Config::default()
     };
-    let controllers = tokio::spawn(minik_controllers::run(in_process, config));
+    let controllers = tokio::spawn(minik_controllers::run(wrap(in_process), config));
     let base = format!("http://{addr}");
     Cluster {
         api: Arc::new(HttpApi::new(&base).expect("client")),
