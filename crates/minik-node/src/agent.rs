@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use minik_api::k8s_openapi::api::coordination::v1::Lease;
-use minik_api::k8s_openapi::api::core::v1::{Node, Pod};
+use minik_api::k8s_openapi::api::core::v1::{Container, Node, Pod, PodStatus};
 use minik_api::request::{DeleteOptions, Patch, PatchKind, WriteOptions};
 use minik_api::resources::NODE_LEASE_NAMESPACE;
 use minik_api::ApiError;
@@ -19,10 +19,11 @@ use minik_client::{
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use crate::events::{Kind, Recorder};
+use crate::events::Recorder;
+use crate::plan::{self, AfterTearDown, Now, Phase, Plan, View};
 use crate::pod::{self, Backoff, PodRecord};
 use crate::probe::{self, Checker};
-use crate::runtime::{ContainerSpec, Runtime, StartError};
+use crate::runtime::{ContainerSpec, FakeScript, Runtime};
 use crate::saved::SavedPod;
 use crate::spec::{self, Placement, PortBinding};
 
@@ -58,6 +59,10 @@ pub struct AgentConfig {
     /// How the Service proxy carries connections (user space, or the kernel's nftables).
     pub proxy_mode: crate::proxy::ProxyMode,
 }
+
+/// How many plans one pass over a pod makes at most: every plan but the last stops something
+/// for good (a replaced pod, a container whose probe gave up), so a few are plenty.
+const MAX_PLANS_PER_PASS: usize = 4;
 
 /// The state the workers share.
 struct Agent {
@@ -565,296 +570,331 @@ impl Agent {
             .clone()
     }
 
-    /// One pass over one pod. Returns when to look again.
+    /// One pass over one pod: plans, applies the plan, and plans again after anything was
+    /// stopped (see `plan.rs`), until the plan is to run the pod or to leave it. Returns when
+    /// to look again.
     async fn sync(&self, key: &str) -> Result<Option<Duration>, ApiError> {
-        let pod = self.pods.get(key);
-        let record_uid = self.records().get(key).map(|r| r.uid.clone());
-        let pod_uid = pod.as_ref().and_then(|p| p.metadata.uid.clone());
-        // Gone from the API, or replaced by a new pod of the same name: stop what ran.
-        if record_uid.is_some() && record_uid != pod_uid {
-            self.tear_down(key, Duration::from_secs(2), true).await;
-        }
-        let Some(pod) = pod else { return Ok(None) };
-        if pod.metadata.deletion_timestamp.is_some() {
-            let grace = pod
-                .metadata
-                .deletion_grace_period_seconds
-                .unwrap_or(30)
-                .max(0) as u64;
-            self.tear_down(key, Duration::from_secs(grace), true).await;
-            let opts = DeleteOptions {
-                grace_period_seconds: Some(0),
-                precondition_uid: pod.metadata.uid.clone(),
-                ..Default::default()
+        // Every plan but the last stops something for good, so a pass takes a few at most.
+        for _ in 0..MAX_PLANS_PER_PASS {
+            let pod = self.pods.get(key);
+            let record = self.records().get(key).cloned();
+            let view = self.view(pod.as_deref(), record.as_ref(), true);
+            let now = Now {
+                instant: Instant::now(),
+                wall: SystemTime::now(),
             };
-            let name = pod.metadata.name.as_deref().unwrap_or_default();
-            return match self
-                .api
-                .delete(
-                    resource_of::<Pod>(),
-                    pod.metadata.namespace.as_deref(),
-                    name,
-                    opts,
-                )
-                .await
-            {
-                Ok(_) => Ok(None),
-                Err(e) if e.is_not_found() || e.is_conflict() => Ok(None),
-                Err(e) => Err(e),
-            };
-        }
-
-        let mut record = self.records().remove(key).unwrap_or_else(|| {
-            let mut record =
-                PodRecord::new(pod_uid.as_deref().unwrap_or_default(), SystemTime::now());
-            // Containers an earlier agent started for this pod before it could record them.
-            pod::adopt_instances(&mut record, &self.runtime.containers());
-            record
-        });
-        let in_back_off: Vec<String> = record
-            .containers
-            .iter()
-            .filter(|(_, c)| is_back_off(c))
-            .map(|(name, _)| name.clone())
-            .collect();
-        let grace = Duration::from_secs(
-            pod.spec
-                .as_ref()
-                .and_then(|s| s.termination_grace_period_seconds)
-                .unwrap_or(30)
-                .max(0) as u64,
-        );
-        for (name, container) in &record.containers {
-            let Some(instance) = &container.instance else {
-                continue;
-            };
-            let verdict = self.probes().get(instance).map(|p| p.verdict.clone());
-            if let Some(verdict) = &verdict {
-                for (kind, message) in verdict.take_unreported() {
-                    let text = format!("{} probe failed: {message}", kind.name());
-                    self.events
-                        .pod(&pod, Some(name), Kind::Warning, "Unhealthy", &text);
+            let plan = plan::plan(
+                pod.as_deref(),
+                record.as_ref(),
+                &view,
+                now,
+                &self.config.backoff,
+            );
+            match (plan, pod) {
+                (Plan::Idle, _) => return Ok(None),
+                (Plan::TearDown(t), pod) => {
+                    if let Some(pod) = &pod {
+                        self.send(pod, &t.events);
+                    }
+                    self.tear_down(key, t.grace, true).await;
+                    if let AfterTearDown::Delete {
+                        namespace,
+                        name,
+                        uid,
+                    } = t.then
+                    {
+                        return self.delete(namespace.as_deref(), &name, uid).await;
+                    }
                 }
-            }
-            if let Some(why) = verdict.and_then(|v| v.take_restart()) {
-                tracing::info!(pod = %key, container = %name, reason = %why, "restarting a container whose probe failed");
-                let probe = if why.starts_with("Startup") {
-                    "startup"
-                } else {
-                    "liveness"
-                };
-                self.events.pod(
-                    &pod,
-                    Some(name),
-                    Kind::Normal,
-                    "Killing",
-                    &format!("Container {name} failed {probe} probe, will be restarted"),
-                );
-                self.drop_probes(instance);
-                self.runtime.stop(instance, grace).await;
+                (Plan::Kill { kills, events }, pod) => {
+                    if let Some(pod) = &pod {
+                        self.send(pod, &events);
+                    }
+                    for kill in kills {
+                        tracing::info!(pod = %key, container = %kill.container, probe = kill.probe.name(), reason = %kill.message, "restarting a container whose probe failed");
+                        self.drop_probes(&kill.instance);
+                        self.runtime.stop(&kill.instance, kill.grace).await;
+                    }
+                }
+                (Plan::Run(run), Some(pod)) => return self.run_pod(key, &pod, run, now).await,
+                // A plan to run comes only with a pod.
+                (Plan::Run(_), None) => return Ok(None),
             }
         }
-        let now = Instant::now();
-        let plan = pod::reconcile(
-            &pod,
-            &mut record,
-            self.runtime.as_ref(),
-            now,
-            &self.config.backoff,
-        );
-        let mut requeue = plan.requeue_after;
-        let ports = self.ports_of(key, &pod);
-        crate::proxy::publish_host_ports(self.api.as_ref(), &pod, &ports).await?;
+        Ok(Some(Duration::ZERO))
+    }
+
+    /// What the runtime and the probes say now about the instances `record` names (with
+    /// `take_news`, the probes' new failures and restart requests are taken out, to be acted
+    /// on once by the plan made from this view). For a pod without a record, the instances the
+    /// runtime has of it (an earlier agent may have left some) are what the view is about.
+    fn view(&self, pod: Option<&Pod>, record: Option<&PodRecord>, take_news: bool) -> View {
+        let mut view = View::default();
+        let instances: Vec<String> = match (record, pod) {
+            (Some(record), _) => record
+                .containers
+                .values()
+                .filter_map(|c| c.instance.clone())
+                .collect(),
+            (None, Some(pod)) => {
+                let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+                view.found = self
+                    .runtime
+                    .containers()
+                    .into_iter()
+                    .filter(|id| id.split('/').next() == Some(uid))
+                    .collect();
+                view.found.clone()
+            }
+            (None, None) => Vec::new(),
+        };
+        let probes = self.probes();
+        for instance in instances {
+            view.states
+                .insert(instance.clone(), self.runtime.state(&instance));
+            if let Some(p) = probes.get(&instance) {
+                let verdict = if take_news {
+                    p.verdict.take()
+                } else {
+                    p.verdict.get()
+                };
+                view.probes.insert(instance, verdict);
+            }
+        }
+        view
+    }
+
+    /// Sends the events of a plan, about `pod`.
+    fn send(&self, pod: &Pod, events: &[plan::Event]) {
+        for e in events {
+            self.events
+                .pod(pod, e.container.as_deref(), e.kind, e.reason, &e.message);
+        }
+    }
+
+    /// Removes a pod whose containers all stopped from the API (only the pod with `uid`).
+    async fn delete(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        uid: Option<String>,
+    ) -> Result<Option<Duration>, ApiError> {
+        let opts = DeleteOptions {
+            grace_period_seconds: Some(0),
+            precondition_uid: uid,
+            ..Default::default()
+        };
+        match self
+            .api
+            .delete(resource_of::<Pod>(), namespace, name, opts)
+            .await
+        {
+            Ok(_) => Ok(None),
+            Err(e) if e.is_not_found() || e.is_conflict() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Applies a plan to run the pod: starts what is due, keeps the probes in step with the
+    /// containers' phases, and reports the status of what then runs. Returns when to look
+    /// again.
+    async fn run_pod(
+        &self,
+        key: &str,
+        pod: &Pod,
+        run: plan::Run,
+        now: Now,
+    ) -> Result<Option<Duration>, ApiError> {
+        let plan::Run {
+            mut record,
+            containers: phases,
+            events,
+            requeue_after: mut requeue,
+        } = run;
+        // Kept at once: what the runtime said is not lost if publishing the ports fails.
+        self.records().insert(key.to_owned(), record.clone());
+        self.send(pod, &events);
+        let ports = self.ports_of(key, pod);
+        crate::proxy::publish_host_ports(self.api.as_ref(), pod, &ports).await?;
         let containers = pod
             .spec
             .as_ref()
-            .map(|s| s.containers.clone())
+            .map(|s| s.containers.as_slice())
             .unwrap_or_default();
-        for name in &plan.start {
-            let Some((index, container)) =
-                containers.iter().enumerate().find(|(_, c)| &c.name == name)
-            else {
+        for (index, container) in containers.iter().enumerate() {
+            let Some((_, phase)) = phases.iter().find(|(name, _)| *name == container.name) else {
                 continue;
             };
-            let placement = Placement {
-                node_name: self.config.name.clone(),
-                host_ip: self.config.address.clone(),
-                pod_ip: self.config.address.clone(),
-                ports: ports.get(index).cloned().unwrap_or_default(),
-                services: self.services.env_for(&pod).await,
-            };
-            let previous = record
-                .containers
-                .get(name.as_str())
-                .and_then(|c| c.instance.clone());
-            let id = pod::begin_start(&mut record, name, now);
-            if let Some(previous) = previous {
-                // The run that ended is in the status as lastState; the runtime can forget it.
-                self.drop_probes(&previous);
-                self.runtime.remove(&previous);
-            }
-            let binds = ports.get(index).cloned().unwrap_or_default();
-            let started = spec::environment(&pod, container, &placement).and_then(|env| {
-                let (program, args) = spec::command_line(container, &env)?;
-                probe_problem(container, &self.config.address, &binds, &env)?;
-                Ok(ContainerSpec {
-                    log_path: self.log_path(&pod, name, attempt_of(&id)),
-                    id: id.clone(),
-                    program,
-                    args,
-                    env,
-                    working_dir: container.working_dir.as_ref().map(PathBuf::from),
-                    memory_limit: memory_limit(container)?,
-                    host_ports: declared_host_ports(container, &self.config.address),
-                    annotations: pod
-                        .metadata
-                        .annotations
-                        .clone()
-                        .unwrap_or_default()
-                        .into_iter()
-                        .collect(),
-                })
-            });
-            let outcome = match started {
-                Ok(spec) => match self.runtime.start(&spec) {
-                    Ok(info) => {
-                        self.report_start(&pod, container, &spec, &info);
-                        Ok(spec)
-                    }
-                    Err(e) => Err((e.reason(), start_message(&e))),
-                },
-                Err(message) => Err(("CreateContainerConfigError", message)),
-            };
-            let outcome = outcome.map(|spec| {
-                let target = probe::Target {
-                    host: self.config.address.clone(),
-                    ports: ports.get(index).cloned().unwrap_or_default(),
-                    env: spec.env,
-                    working_dir: spec.working_dir,
-                    annotations: spec.annotations,
-                };
-                let queue = self.queue.clone();
-                let pod_key = key.to_owned();
-                let changed: Arc<dyn Fn() + Send + Sync> =
-                    Arc::new(move || queue.add(pod_key.clone()));
-                let probes = probe::spawn(container, target, self.checker.clone(), changed);
-                self.probes().insert(id.clone(), probes);
-            });
-            if let Err((reason, message)) = outcome {
-                self.events.pod(
-                    &pod,
-                    Some(name),
-                    Kind::Warning,
-                    "Failed",
-                    &format!("Error: {message}"),
-                );
-                let delay = pod::start_failed(
-                    &mut record,
-                    name,
-                    reason,
-                    &message,
-                    now,
-                    &self.config.backoff,
-                );
-                requeue = Some(requeue.map_or(delay, |r| r.min(delay)));
-            }
-        }
-        // Probes of instances that ended are of no more use; running instances adopted from
-        // an earlier agent get theirs.
-        for (index, container) in containers.iter().enumerate() {
-            let Some(instance) = record
+            let instance = record
                 .containers
                 .get(&container.name)
-                .and_then(|c| c.instance.clone())
-            else {
-                continue;
-            };
-            match self.runtime.state(&instance) {
-                crate::runtime::State::Exited { .. } => self.drop_probes(&instance),
-                crate::runtime::State::Running { .. } if !self.probes().contains_key(&instance) => {
+                .and_then(|c| c.instance.clone());
+            match (phase, instance) {
+                (Phase::Starting, _) => {
                     let binds = ports.get(index).cloned().unwrap_or_default();
-                    let placement = Placement {
-                        node_name: self.config.name.clone(),
-                        host_ip: self.config.address.clone(),
-                        pod_ip: self.config.address.clone(),
-                        ports: binds.clone(),
-                        ..Default::default()
-                    };
-                    let env = spec::environment(&pod, container, &placement).unwrap_or_default();
+                    if let Err(delay) = self
+                        .start(key, pod, container, binds, &mut record, now.instant)
+                        .await
+                    {
+                        requeue = Some(requeue.map_or(delay, |r| r.min(delay)));
+                    }
+                }
+                // A running instance adopted from an earlier agent gets its probes.
+                (Phase::Running, Some(instance)) if !self.probes().contains_key(&instance) => {
+                    let binds = ports.get(index).cloned().unwrap_or_default();
+                    let placement = self.placement(binds.clone(), Vec::new());
+                    let env = spec::environment(pod, container, &placement).unwrap_or_default();
                     let target = probe::Target {
                         host: self.config.address.clone(),
                         ports: binds,
                         env,
                         working_dir: container.working_dir.as_ref().map(PathBuf::from),
-                        annotations: pod
-                            .metadata
-                            .annotations
-                            .clone()
-                            .unwrap_or_default()
-                            .into_iter()
-                            .collect(),
+                        fake: FakeScript::of(pod, &container.name),
                     };
-                    let queue = self.queue.clone();
-                    let pod_key = key.to_owned();
-                    let changed: Arc<dyn Fn() + Send + Sync> =
-                        Arc::new(move || queue.add(pod_key.clone()));
-                    let probes = probe::spawn(container, target, self.checker.clone(), changed);
-                    self.probes().insert(instance, probes);
+                    self.spawn_probes(key, container, target, instance);
                 }
+                // The probes of an instance that ended are of no more use.
+                (Phase::Waiting(_) | Phase::Exited, Some(instance)) => self.drop_probes(&instance),
                 _ => {}
             }
         }
-        for (name, c) in &record.containers {
-            if is_back_off(c) && !in_back_off.contains(name) {
-                let message = format!(
-                    "Back-off restarting failed container {name} in pod {}",
-                    pod::pod_ref(&pod)
-                );
-                self.events
-                    .pod(&pod, Some(name), Kind::Warning, "BackOff", &message);
-            }
-        }
-        let probed = |name: &str| {
-            record
-                .containers
-                .get(name)
-                .and_then(|c| c.instance.as_ref())
-                .and_then(|i| self.probes().get(i).map(|p| p.verdict.get()))
-                .map_or((true, true), |v| (v.started, v.ready))
-        };
+        let view = self.view(Some(pod), Some(&record), false);
         let status = pod::status(
-            &pod,
+            pod,
             &record,
-            self.runtime.as_ref(),
+            &view,
+            SystemTime::now(),
             &self.config.address,
             &self.config.address,
-            &probed,
         );
         self.save(key, &record, &ports);
         self.records().insert(key.to_owned(), record);
-        let new_status =
-            serde_json::to_value(&status).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let old_status = serde_json::to_value(&pod.status).unwrap_or(Value::Null);
-        if new_status != old_status {
-            let patch = Patch {
-                kind: PatchKind::Merge,
-                body: json!({"status": new_status}),
-            };
-            let name = pod.metadata.name.as_deref().unwrap_or_default();
-            self.api
-                .patch(
-                    resource_of::<Pod>(),
-                    pod.metadata.namespace.as_deref(),
-                    name,
-                    patch,
-                    true,
-                    WriteOptions::default(),
-                )
-                .await?;
-        }
+        self.write_status(pod, &status).await?;
         Ok(Some(requeue.map_or(self.config.sync_period, |r| {
             r.min(self.config.sync_period)
         })))
+    }
+
+    /// Writes the pod's status when it differs from the stored one.
+    async fn write_status(&self, pod: &Pod, status: &PodStatus) -> Result<(), ApiError> {
+        let new_status =
+            serde_json::to_value(status).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let old_status = serde_json::to_value(&pod.status).unwrap_or(Value::Null);
+        if new_status == old_status {
+            return Ok(());
+        }
+        let patch = Patch {
+            kind: PatchKind::Merge,
+            body: json!({"status": new_status}),
+        };
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        self.api
+            .patch(
+                resource_of::<Pod>(),
+                pod.metadata.namespace.as_deref(),
+                name,
+                patch,
+                true,
+                WriteOptions::default(),
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// Where a container runs on this node, as its environment sees it.
+    fn placement(&self, ports: Vec<PortBinding>, services: Vec<(String, String)>) -> Placement {
+        Placement {
+            node_name: self.config.name.clone(),
+            host_ip: self.config.address.clone(),
+            pod_ip: self.config.address.clone(),
+            ports,
+            services,
+        }
+    }
+
+    /// Starts one container of the pod, recording the attempt in `record`; when it cannot
+    /// start, records why and returns the back-off before the next try.
+    async fn start(
+        &self,
+        key: &str,
+        pod: &Pod,
+        container: &Container,
+        binds: Vec<PortBinding>,
+        record: &mut PodRecord,
+        now: Instant,
+    ) -> Result<(), Duration> {
+        let name = container.name.as_str();
+        let placement = self.placement(binds.clone(), self.services.env_for(pod).await);
+        let previous = record.containers.get(name).and_then(|c| c.instance.clone());
+        let id = pod::begin_start(record, name, now);
+        if let Some(previous) = previous {
+            // The run that ended is in the status as lastState; the runtime can forget it.
+            self.drop_probes(&previous);
+            self.runtime.remove(&previous);
+        }
+        let spec = spec::environment(pod, container, &placement).and_then(|env| {
+            let (program, args) = spec::command_line(container, &env)?;
+            probe_problem(container, &self.config.address, &binds, &env)?;
+            Ok(ContainerSpec {
+                log_path: self.log_path(pod, name, attempt_of(&id)),
+                id: id.clone(),
+                program,
+                args,
+                env,
+                working_dir: container.working_dir.as_ref().map(PathBuf::from),
+                memory_limit: memory_limit(container)?,
+                host_ports: declared_host_ports(container, &self.config.address),
+                fake: FakeScript::of(pod, name),
+            })
+        });
+        let started = match spec {
+            Ok(spec) => match self.runtime.start(&spec) {
+                Ok(info) => Ok((spec, info)),
+                Err(e) => Err((e.reason(), e.to_string())),
+            },
+            Err(message) => Err(("CreateContainerConfigError", message)),
+        };
+        match started {
+            Ok((spec, info)) => {
+                self.send(pod, &plan::started(container, &spec.program, &info));
+                let target = probe::Target {
+                    host: self.config.address.clone(),
+                    ports: binds,
+                    env: spec.env,
+                    working_dir: spec.working_dir,
+                    fake: spec.fake,
+                };
+                self.spawn_probes(key, container, target, id);
+                Ok(())
+            }
+            Err((reason, message)) => {
+                self.send(pod, &[plan::start_failed(name, &message)]);
+                Err(pod::start_failed(
+                    record,
+                    name,
+                    reason,
+                    &message,
+                    now,
+                    &self.config.backoff,
+                ))
+            }
+        }
+    }
+
+    /// Runs the probes of a container's instance; each change of their verdict brings the pod
+    /// back to the queue.
+    fn spawn_probes(
+        &self,
+        key: &str,
+        container: &Container,
+        target: probe::Target,
+        instance: String,
+    ) {
+        let queue = self.queue.clone();
+        let pod_key = key.to_owned();
+        let changed: Arc<dyn Fn() + Send + Sync> = Arc::new(move || queue.add(pod_key.clone()));
+        let probes = probe::spawn(container, target, self.checker.clone(), changed);
+        self.probes().insert(instance, probes);
     }
 
     /// Stops every container of a pod and forgets it; with `forget`, the pod is gone for
@@ -866,27 +906,14 @@ impl Agent {
             .unwrap_or_else(|p| p.into_inner())
             .remove(key);
         let Some(record) = record else { return };
-        let pod = self.pods.get(key);
         let stops = record
             .containers
-            .iter()
-            .filter_map(|(name, c)| Some((name, c.instance.clone()?)))
-            .map(|(name, id)| {
-                let pod = pod.clone();
-                async move {
-                    self.drop_probes(&id);
-                    let running = matches!(
-                        self.runtime.state(&id),
-                        crate::runtime::State::Running { .. }
-                    );
-                    if let (true, Some(pod)) = (running && forget, &pod) {
-                        let message = format!("Stopping container {name}");
-                        self.events
-                            .pod(pod, Some(name), Kind::Normal, "Killing", &message);
-                    }
-                    self.runtime.stop(&id, grace).await;
-                    self.runtime.remove(&id);
-                }
+            .values()
+            .filter_map(|c| c.instance.clone())
+            .map(|id| async move {
+                self.drop_probes(&id);
+                self.runtime.stop(&id, grace).await;
+                self.runtime.remove(&id);
             });
         futures::future::join_all(stops).await;
         if forget {
@@ -961,69 +988,10 @@ impl Agent {
             }
         }
     }
-
-    /// The events of a successful start: Pulled, Created, Started (and a warning when the
-    /// memory limit cannot be enforced).
-    fn report_start(
-        &self,
-        pod: &Pod,
-        container: &minik_api::k8s_openapi::api::core::v1::Container,
-        spec: &ContainerSpec,
-        info: &crate::runtime::Started,
-    ) {
-        let name = container.name.as_str();
-        let image = container.image.as_deref().unwrap_or_default();
-        let pulled = format!(
-            "Container image {image:?} is not pulled by minik's process runtime: {:?} resolved to {} on the node",
-            spec.program,
-            info.program.display()
-        );
-        self.events
-            .pod(pod, Some(name), Kind::Normal, "Pulled", &pulled);
-        if let Some(why) = &info.limit_not_enforced {
-            let message = format!(
-                "resources.limits.memory of container {name} is not enforced on this node: {why}"
-            );
-            self.events.pod(
-                pod,
-                Some(name),
-                Kind::Warning,
-                "MemoryLimitNotEnforced",
-                &message,
-            );
-        }
-        self.events.pod(
-            pod,
-            Some(name),
-            Kind::Normal,
-            "Created",
-            &format!("Created container: {name}"),
-        );
-        self.events.pod(
-            pod,
-            Some(name),
-            Kind::Normal,
-            "Started",
-            &format!("Started container {name}"),
-        );
-    }
-}
-
-fn is_back_off(c: &pod::ContainerRecord) -> bool {
-    c.waiting
-        .as_ref()
-        .is_some_and(|(reason, _)| reason == "CrashLoopBackOff")
-}
-
-/// The waiting message of a failed start.
-fn start_message(e: &StartError) -> String {
-    e.to_string()
 }
 
 /// `resources.limits.memory` in bytes.
-fn memory_limit(
-    container: &minik_api::k8s_openapi::api::core::v1::Container,
-) -> Result<Option<u64>, String> {
+fn memory_limit(container: &Container) -> Result<Option<u64>, String> {
     let Some(q) = container
         .resources
         .as_ref()
@@ -1043,10 +1011,7 @@ fn memory_limit(
 
 /// The declared `hostPort`s of a container, on the address each asks for (the node's address
 /// by default): they must be free on the node.
-fn declared_host_ports(
-    container: &minik_api::k8s_openapi::api::core::v1::Container,
-    address: &str,
-) -> Vec<(String, u16)> {
+fn declared_host_ports(container: &Container, address: &str) -> Vec<(String, u16)> {
     container
         .ports
         .iter()
@@ -1068,7 +1033,7 @@ fn declared_host_ports(
 /// handler minik does not support): said before the container starts, rather than failing
 /// every check once it runs.
 fn probe_problem(
-    container: &minik_api::k8s_openapi::api::core::v1::Container,
+    container: &Container,
     host: &str,
     ports: &[PortBinding],
     env: &[(String, String)],

@@ -6,6 +6,7 @@ pub mod endpoint;
 mod events;
 pub mod join;
 pub mod logs;
+mod plan;
 pub mod pod;
 pub mod probe;
 pub mod proxy;

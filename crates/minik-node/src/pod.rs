@@ -1,6 +1,7 @@
-//! The decisions the agent makes for one pod, shared by every runtime: which containers to
-//! start now, when a crashed one may restart (Kubernetes' doubling back-off), and the pod status
-//! that reports it all. Pure: the runtime's view and the time come in, a plan comes out.
+//! What the agent remembers about each pod (its record: instances, restarts, back-off), the
+//! pure updates of that record when a container is started or fails to start, and the pod
+//! status that reports it all, as the kubelet computes it. The decisions themselves — what to
+//! start, stop or wait for — are `plan.rs`'s. Pure: the runtime's view and the time come in.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -12,7 +13,8 @@ use minik_api::k8s_openapi::api::core::v1::{
 use minik_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::time::Instant;
 
-use crate::runtime::{Exit, Runtime, State};
+use crate::plan::View;
+use crate::runtime::{Exit, State};
 
 /// Restart back-off: the first restart is immediate, then `initial`, doubling up to `max`; a
 /// container that ran for `reset` before it exited starts over.
@@ -75,7 +77,7 @@ impl Terminated {
 }
 
 /// What the agent remembers about one container between passes.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ContainerRecord {
     /// Runtime id of the current (or last) instance.
     pub instance: Option<String>,
@@ -99,7 +101,7 @@ pub struct ContainerRecord {
 }
 
 /// What the agent remembers about one pod.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PodRecord {
     pub uid: String,
     pub start_time: SystemTime,
@@ -116,20 +118,7 @@ impl PodRecord {
     }
 }
 
-/// The outcome of one pass: containers to start now, and when to look again.
-#[derive(Debug, Default, PartialEq)]
-pub struct Plan {
-    pub start: Vec<String>,
-    pub requeue_after: Option<Duration>,
-}
-
-impl Plan {
-    fn look_again_in(&mut self, after: Duration) {
-        self.requeue_after = Some(self.requeue_after.map_or(after, |d| d.min(after)));
-    }
-}
-
-fn restart_policy(pod: &Pod) -> &str {
+pub(crate) fn restart_policy(pod: &Pod) -> &str {
     pod.spec
         .as_ref()
         .and_then(|s| s.restart_policy.as_deref())
@@ -144,97 +133,6 @@ pub fn pod_ref(pod: &Pod) -> String {
         pod.metadata.namespace.as_deref().unwrap_or_default(),
         pod.metadata.uid.as_deref().unwrap_or_default()
     )
-}
-
-/// One pass over a pod that is not being deleted: folds what the runtime reports into the
-/// record and plans the starts that are due.
-pub fn reconcile(
-    pod: &Pod,
-    record: &mut PodRecord,
-    runtime: &dyn Runtime,
-    now: Instant,
-    backoff: &Backoff,
-) -> Plan {
-    let mut plan = Plan::default();
-    let policy = restart_policy(pod).to_owned();
-    let containers = pod
-        .spec
-        .as_ref()
-        .map(|s| s.containers.as_slice())
-        .unwrap_or_default();
-    for container in containers {
-        let record = record.containers.entry(container.name.clone()).or_default();
-        let state = record
-            .instance
-            .as_deref()
-            .map_or(State::Unknown, |id| runtime.state(id));
-        match state {
-            State::Running { .. } => {
-                record.waiting = None;
-                let ran = record
-                    .started
-                    .map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
-                if ran >= backoff.reset {
-                    record.backoff = None;
-                } else if record.backoff.is_some() {
-                    plan.look_again_in(backoff.reset - ran);
-                }
-            }
-            State::Exited { started_at, exit } => {
-                if record.terminated.is_none() {
-                    let ran = record
-                        .started
-                        .map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
-                    if ran >= backoff.reset {
-                        record.backoff = None;
-                    }
-                    record.terminated = Some(Terminated {
-                        exit: exit.clone(),
-                        started_at,
-                        container_id: container_id(record.instance.as_deref().unwrap_or_default()),
-                    });
-                    let restart = match policy.as_str() {
-                        "Never" => false,
-                        "OnFailure" => exit.code != 0,
-                        _ => true,
-                    };
-                    if restart {
-                        let delay = record.backoff.unwrap_or(Duration::ZERO);
-                        record.not_before = Some(now + delay);
-                        record.current_delay = delay;
-                        record.backoff = Some(match record.backoff {
-                            None => backoff.initial,
-                            Some(d) => (d * 2).min(backoff.max),
-                        });
-                    } else {
-                        record.not_before = None;
-                    }
-                }
-                match record.not_before {
-                    Some(at) if at <= now => plan.start.push(container.name.clone()),
-                    Some(at) => {
-                        let delay = at - now;
-                        record.waiting = Some((
-                            "CrashLoopBackOff".into(),
-                            format!(
-                                "back-off {} restarting failed container={} pod={}",
-                                render_duration(record.current_delay),
-                                container.name,
-                                pod_ref(pod)
-                            ),
-                        ));
-                        plan.look_again_in(delay);
-                    }
-                    None => {}
-                }
-            }
-            State::Unknown => match record.not_before {
-                Some(at) if at > now => plan.look_again_in(at - now),
-                _ => plan.start.push(container.name.clone()),
-            },
-        }
-    }
-    plan
 }
 
 /// Takes into the record the instances the runtime has of this pod (ids `uid/name/attempt`)
@@ -308,11 +206,11 @@ pub fn start_failed(
     delay
 }
 
-fn container_id(instance: &str) -> String {
+pub(crate) fn container_id(instance: &str) -> String {
     format!("minik://{instance}")
 }
 
-fn render_duration(d: Duration) -> String {
+pub(crate) fn render_duration(d: Duration) -> String {
     let secs = d.as_secs();
     if secs >= 60 && secs.is_multiple_of(60) {
         format!("{}m0s", secs / 60)
@@ -330,17 +228,16 @@ fn time(t: SystemTime) -> Time {
     ))
 }
 
-/// The pod status the agent reports: phase, conditions and container statuses, computed from
-/// the record and the runtime as Kubernetes' kubelet does. `probed` says, per container name,
-/// whether its startup probe passed and whether its readiness probe passes (a running
-/// container without probes is both).
+/// The pod status the agent reports at `now`: phase, conditions and container statuses,
+/// computed from the record and what the runtime and the probes say (`view`) as Kubernetes'
+/// kubelet does.
 pub fn status(
     pod: &Pod,
     record: &PodRecord,
-    runtime: &dyn Runtime,
+    view: &View,
+    now: SystemTime,
     host_ip: &str,
     pod_ip: &str,
-    probed: &dyn Fn(&str) -> (bool, bool),
 ) -> PodStatus {
     let previous = pod.status.clone().unwrap_or_default();
     let containers = pod
@@ -356,10 +253,7 @@ pub fn status(
             .get(&container.name)
             .cloned()
             .unwrap_or_default();
-        let runtime_state = rec
-            .instance
-            .as_deref()
-            .map_or(State::Unknown, |id| runtime.state(id));
+        let runtime_state = view.state(rec.instance.as_deref());
         let last_state = rec.last_terminated.as_ref().map(Terminated::to_state);
         let (state, last_state, is_running) = match (&rec.waiting, &runtime_state) {
             (Some((reason, message)), _) => {
@@ -417,7 +311,7 @@ pub fn status(
         } else {
             pending += 1;
         }
-        let (started, ready) = probed(&container.name);
+        let (started, ready) = view.probed(rec.instance.as_deref());
         let is_ready = is_running && started && ready;
         statuses.push(ContainerStatus {
             name: container.name.clone(),
@@ -454,6 +348,7 @@ pub fn status(
     let flag = |b: bool| if b { "True" } else { "False" };
     let conditions = merge_conditions(
         previous.conditions.as_deref().unwrap_or_default(),
+        now,
         &[
             ("PodReadyToStartContainers", "True", None),
             ("Initialized", "True", None),
@@ -492,10 +387,11 @@ pub fn status(
 /// Sets the conditions, keeping `lastTransitionTime` of those whose status did not change.
 fn merge_conditions(
     previous: &[PodCondition],
+    now: SystemTime,
     wanted: &[(&str, &str, Option<&str>)],
     statuses: &[ContainerStatus],
 ) -> Vec<PodCondition> {
-    let now = time(SystemTime::now());
+    let now = time(now);
     wanted
         .iter()
         .map(|(kind, status, reason)| {
@@ -527,217 +423,179 @@ fn merge_conditions(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::{ContainerSpec, FakeRuntime};
     use serde_json::json;
 
-    fn pod(policy: &str, annotations: serde_json::Value) -> Pod {
+    fn wall(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn pod(policy: &str, containers: &[&str]) -> Pod {
         serde_json::from_value(json!({
-            "metadata": {"name": "p", "namespace": "ns", "uid": "u1", "annotations": annotations},
-            "spec": {"restartPolicy": policy, "containers": [{"name": "c", "image": "busybox"}]}
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u1"},
+            "spec": {
+                "restartPolicy": policy,
+                "containers": containers.iter().map(|c| json!({"name": c, "image": "busybox"})).collect::<Vec<_>>(),
+            }
         }))
         .unwrap()
     }
 
-    /// Runs one pass the way the agent does: plan, then start what is due.
-    fn pass(pod: &Pod, record: &mut PodRecord, rt: &FakeRuntime, backoff: &Backoff) -> Plan {
-        let now = Instant::now();
-        let plan = reconcile(pod, record, rt, now, backoff);
-        for name in &plan.start {
-            let id = begin_start(record, name, now);
-            let annotations = pod
-                .metadata
-                .annotations
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .collect();
-            let spec = ContainerSpec {
-                id,
-                program: "x".into(),
-                args: vec![],
-                env: vec![],
-                working_dir: None,
-                log_path: "/dev/null".into(),
-                memory_limit: None,
-                host_ports: vec![],
-                annotations,
-            };
-            if let Err(e) = rt.start(&spec) {
-                start_failed(record, name, e.reason(), &e.to_string(), now, backoff);
+    fn running() -> State {
+        State::Running {
+            started_at: wall(100),
+        }
+    }
+
+    fn exited(code: i32) -> State {
+        State::Exited {
+            started_at: wall(100),
+            exit: Exit::code(code, None, wall(105)),
+        }
+    }
+
+    /// A record whose containers each ran one instance, `None` meaning not started yet, and
+    /// the view in which each instance is in the state given; an exit is recorded as the
+    /// plan records it.
+    fn recorded(containers: &[(&str, Option<State>)]) -> (PodRecord, View) {
+        let mut record = PodRecord::new("u1", wall(50));
+        let mut view = View::default();
+        for (name, state) in containers {
+            let c = record.containers.entry((*name).to_owned()).or_default();
+            let Some(state) = state else { continue };
+            let instance = format!("u1/{name}/1");
+            c.instance = Some(instance.clone());
+            c.attempts = 1;
+            if let State::Exited { started_at, exit } = state {
+                c.terminated = Some(Terminated {
+                    exit: exit.clone(),
+                    started_at: *started_at,
+                    container_id: container_id(&instance),
+                });
             }
+            view.states.insert(instance, state.clone());
         }
-        plan
+        (record, view)
     }
 
-    fn container_status(
-        pod: &Pod,
-        record: &PodRecord,
-        rt: &FakeRuntime,
-    ) -> (String, ContainerStatus) {
-        let status = status(pod, record, rt, "127.0.0.1", "127.0.0.1", &|_| (true, true));
-        (
-            status.phase.unwrap(),
-            status.container_statuses.unwrap().remove(0),
-        )
+    fn condition(status: &PodStatus, kind: &str) -> PodCondition {
+        status
+            .conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|c| c.type_ == kind)
+            .unwrap()
+            .clone()
     }
 
-    fn waiting_reason(s: &ContainerStatus) -> Option<String> {
-        s.state.as_ref()?.waiting.as_ref()?.reason.clone()
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_crashing_container_restarts_with_doubling_back_off() {
-        let backoff = Backoff::default();
-        let rt = FakeRuntime::new();
-        let pod = pod(
-            "Always",
-            json!({"minik.io/fake-run-seconds": "1", "minik.io/fake-exit-code": "2"}),
-        );
-        let mut record = PodRecord::new("u1", SystemTime::now());
-        assert_eq!(pass(&pod, &mut record, &rt, &backoff).start, ["c"]);
-        let (phase, s) = container_status(&pod, &record, &rt);
-        assert_eq!(
-            (phase.as_str(), s.ready, s.restart_count),
-            ("Running", true, 0)
-        );
-
-        // Each run lasts 1s; restarts come after 0s, 10s, 20s, 40s, ... capped at 5m.
-        let mut expected_restart_count = 0;
-        for delay in [0u64, 10, 20, 40, 80, 160, 300, 300] {
-            tokio::time::advance(Duration::from_secs(1)).await;
-            let plan = pass(&pod, &mut record, &rt, &backoff);
-            if delay > 0 {
-                assert!(plan.start.is_empty());
-                assert_eq!(plan.requeue_after, Some(Duration::from_secs(delay)));
-                let (phase, s) = container_status(&pod, &record, &rt);
-                assert_eq!(phase, "Running");
-                assert_eq!(waiting_reason(&s).as_deref(), Some("CrashLoopBackOff"));
-                let message = s.state.unwrap().waiting.unwrap().message.unwrap();
-                assert!(
-                    message.starts_with(&format!(
-                        "back-off {} restarting failed container=c pod=p_ns(u1)",
-                        render_duration(Duration::from_secs(delay))
-                    )),
-                    "{message}"
-                );
-                assert_eq!(s.last_state.unwrap().terminated.unwrap().exit_code, 2);
-                tokio::time::advance(Duration::from_secs(delay)).await;
-                assert_eq!(pass(&pod, &mut record, &rt, &backoff).start, ["c"]);
-            } else {
-                assert_eq!(plan.start, ["c"], "the first restart is immediate");
-            }
-            expected_restart_count += 1;
-            let (_, s) = container_status(&pod, &record, &rt);
-            assert_eq!(s.restart_count, expected_restart_count);
-            assert!(s.state.unwrap().running.is_some());
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn back_off_resets_after_a_long_run() {
-        let backoff = Backoff {
-            initial: Duration::from_secs(10),
-            max: Duration::from_secs(300),
-            reset: Duration::from_secs(60),
-        };
-        let rt = FakeRuntime::new();
-        let pod = pod(
-            "Always",
-            json!({"minik.io/fake-run-seconds": "100", "minik.io/fake-exit-code": "1"}),
-        );
-        let mut record = PodRecord::new("u1", SystemTime::now());
-        pass(&pod, &mut record, &rt, &backoff);
-        for _ in 0..3 {
-            tokio::time::advance(Duration::from_secs(100)).await;
-            assert_eq!(
-                pass(&pod, &mut record, &rt, &backoff).start,
-                ["c"],
-                "restarted at once after a long run"
-            );
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn restart_policies_decide_the_phase() {
-        let backoff = Backoff::default();
-        for (policy, code, restarts, phase) in [
-            ("Never", "0", false, "Succeeded"),
-            ("Never", "1", false, "Failed"),
-            ("OnFailure", "0", false, "Succeeded"),
-            ("OnFailure", "1", true, "Running"),
-            ("Always", "0", true, "Running"),
+    #[test]
+    fn the_phase_follows_the_containers_and_the_restart_policy() {
+        for (policy, containers, phase) in [
+            ("Always", vec![("a", None)], "Pending"),
+            (
+                "Always",
+                vec![("a", Some(running())), ("b", None)],
+                "Pending",
+            ),
+            ("Always", vec![("a", Some(running()))], "Running"),
+            (
+                "Never",
+                vec![("a", Some(running())), ("b", Some(exited(1)))],
+                "Running",
+            ),
+            ("Always", vec![("a", Some(exited(0)))], "Running"),
+            (
+                "Never",
+                vec![("a", Some(exited(0))), ("b", Some(exited(0)))],
+                "Succeeded",
+            ),
+            (
+                "Never",
+                vec![("a", Some(exited(0))), ("b", Some(exited(1)))],
+                "Failed",
+            ),
+            ("OnFailure", vec![("a", Some(exited(0)))], "Succeeded"),
+            (
+                "OnFailure",
+                vec![("a", Some(exited(0))), ("b", Some(exited(2)))],
+                "Running",
+            ),
         ] {
-            let rt = FakeRuntime::new();
-            let pod = pod(
-                policy,
-                json!({"minik.io/fake-run-seconds": "1", "minik.io/fake-exit-code": code}),
+            let names: Vec<&str> = containers.iter().map(|(n, _)| *n).collect();
+            let (record, view) = recorded(&containers);
+            let status = status(
+                &pod(policy, &names),
+                &record,
+                &view,
+                wall(200),
+                "10.0.0.1",
+                "10.0.0.1",
             );
-            let mut record = PodRecord::new("u1", SystemTime::now());
-            pass(&pod, &mut record, &rt, &backoff);
-            tokio::time::advance(Duration::from_secs(2)).await;
-            let plan = pass(&pod, &mut record, &rt, &backoff);
-            assert_eq!(!plan.start.is_empty(), restarts, "{policy} exit {code}");
-            if !restarts {
-                let (got, s) = container_status(&pod, &record, &rt);
-                assert_eq!(got, phase, "{policy} exit {code}");
-                let terminated = s.state.unwrap().terminated.unwrap();
-                assert_eq!(
-                    terminated.reason.as_deref(),
-                    Some(if code == "0" { "Completed" } else { "Error" })
-                );
-                assert!(!s.ready);
-            } else {
-                assert_eq!(container_status(&pod, &record, &rt).0, phase);
-            }
+            assert_eq!(
+                status.phase.as_deref(),
+                Some(phase),
+                "{policy} {containers:?}"
+            );
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_container_that_cannot_start_waits_with_the_reason_and_retries() {
-        let backoff = Backoff::default();
-        let rt = FakeRuntime::new();
-        let pod = pod(
-            "Always",
-            json!({"minik.io/fake-start-error": "executable file not found in $PATH: \"nope\""}),
+    #[test]
+    fn readiness_gates_the_ready_conditions() {
+        let pod = pod("Always", &["c"]);
+        let (record, mut view) = recorded(&[("c", Some(running()))]);
+        view.probes.insert(
+            "u1/c/1".into(),
+            crate::probe::Verdict {
+                started: true,
+                ready: false,
+                ..Default::default()
+            },
         );
-        let mut record = PodRecord::new("u1", SystemTime::now());
-        pass(&pod, &mut record, &rt, &backoff);
-        let (phase, s) = container_status(&pod, &record, &rt);
-        assert_eq!(phase, "Pending");
-        assert_eq!(waiting_reason(&s).as_deref(), Some("RunContainerError"));
-        let plan = pass(&pod, &mut record, &rt, &backoff);
-        assert!(plan.start.is_empty());
-        assert_eq!(plan.requeue_after, Some(Duration::from_secs(10)));
-        tokio::time::advance(Duration::from_secs(10)).await;
-        assert_eq!(pass(&pod, &mut record, &rt, &backoff).start, ["c"]);
+        let not_ready = status(&pod, &record, &view, wall(200), "10.0.0.1", "10.0.0.1");
+        assert_eq!(condition(&not_ready, "Ready").status, "False");
+        assert_eq!(
+            condition(&not_ready, "ContainersReady").message.as_deref(),
+            Some("containers with unready status: [c]")
+        );
+        assert_eq!(not_ready.phase.as_deref(), Some("Running"));
+        view.probes.clear();
+        let ready = status(&pod, &record, &view, wall(200), "10.0.0.1", "10.0.0.1");
+        assert_eq!(condition(&ready, "Ready").status, "True");
+        assert_eq!(condition(&ready, "ContainersReady").status, "True");
+        assert_eq!(ready.host_ip.as_deref(), Some("10.0.0.1"));
+        let s = &ready.container_statuses.unwrap()[0];
+        assert_eq!(
+            (s.ready, s.started, s.container_id.as_deref()),
+            (true, Some(true), Some("minik://u1/c/1"))
+        );
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn readiness_gates_the_ready_conditions() {
-        let rt = FakeRuntime::new();
-        let pod = pod("Always", json!({}));
-        let mut record = PodRecord::new("u1", SystemTime::now());
-        pass(&pod, &mut record, &rt, &Backoff::default());
-        let not_ready = status(&pod, &record, &rt, "10.0.0.1", "10.0.0.1", &|_| {
-            (true, false)
-        });
-        let cond = |s: &PodStatus, t: &str| {
-            s.conditions
-                .as_ref()
-                .unwrap()
-                .iter()
-                .find(|c| c.type_ == t)
-                .unwrap()
-                .status
-                .clone()
-        };
-        assert_eq!(cond(&not_ready, "Ready"), "False");
-        assert_eq!(not_ready.phase.as_deref(), Some("Running"));
-        let ready = status(&pod, &record, &rt, "10.0.0.1", "10.0.0.1", &|_| {
-            (true, true)
-        });
-        assert_eq!(cond(&ready, "Ready"), "True");
-        assert_eq!(cond(&ready, "ContainersReady"), "True");
-        assert_eq!(ready.host_ip.as_deref(), Some("10.0.0.1"));
+    #[test]
+    fn a_condition_changes_at_now_and_keeps_its_time_otherwise() {
+        let mut pod = pod("Always", &["c"]);
+        let (record, view) = recorded(&[("c", Some(running()))]);
+        let first = status(&pod, &record, &view, wall(200), "h", "h");
+        let ready = condition(&first, "Ready");
+        assert_eq!(ready.status, "True");
+        assert_eq!(ready.last_transition_time, Some(time(wall(200))));
+        assert_eq!(first.start_time, Some(time(wall(50))));
+
+        pod.status = Some(first);
+        let same = status(&pod, &record, &view, wall(300), "h", "h");
+        assert_eq!(
+            condition(&same, "Ready").last_transition_time,
+            Some(time(wall(200))),
+            "unchanged, so it keeps its time"
+        );
+
+        let (record, view) = recorded(&[("c", Some(exited(1)))]);
+        let changed = status(&pod, &record, &view, wall(400), "h", "h");
+        let ready = condition(&changed, "Ready");
+        assert_eq!(ready.status, "False");
+        assert_eq!(ready.last_transition_time, Some(time(wall(400))));
+        assert_eq!(
+            condition(&changed, "PodScheduled").last_transition_time,
+            Some(time(wall(200)))
+        );
     }
 }

@@ -56,8 +56,8 @@ pub struct Target {
     pub ports: Vec<PortBinding>,
     pub env: Vec<(String, String)>,
     pub working_dir: Option<std::path::PathBuf>,
-    /// The pod's annotations, for checkers that take instructions from them (the fake one).
-    pub annotations: Vec<(String, String)>,
+    /// What the fake checker is to answer; other checkers ignore it.
+    pub fake: crate::runtime::FakeScript,
 }
 
 /// Resolves a probe port (number or container port name) to the host port the process
@@ -262,8 +262,9 @@ pub struct Verdict {
     pub started: bool,
     /// The readiness probe passes (or there is none) and the container has started.
     pub ready: bool,
-    /// The container must be restarted: the startup or liveness probe failed, with why.
-    pub restart: Option<String>,
+    /// The container must be restarted: this probe (startup or liveness) gave up, with its
+    /// last failure message.
+    pub restart: Option<(ProbeKind, String)>,
     /// The last failure message of each probe, for events.
     pub last_failure: Option<(ProbeKind, String)>,
     /// Failures not yet reported as `Unhealthy` events (the latest few).
@@ -283,14 +284,14 @@ impl Shared {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes the restart request, so it is acted on once.
-    pub fn take_restart(&self) -> Option<String> {
-        self.lock().restart.take()
-    }
-
-    /// Takes the failures not reported yet, to report them once.
-    pub fn take_unreported(&self) -> Vec<(ProbeKind, String)> {
-        std::mem::take(&mut self.lock().unreported)
+    /// The verdict, taking out its news — the restart request and the failures not reported
+    /// yet — so that they are acted on once.
+    pub fn take(&self) -> Verdict {
+        let mut v = self.lock();
+        let news = v.clone();
+        v.restart = None;
+        v.unreported.clear();
+        news
     }
 }
 
@@ -468,8 +469,7 @@ async fn run_probe(
                     if failures >= t.failure_threshold {
                         match kind {
                             ProbeKind::Startup | ProbeKind::Liveness => {
-                                v.restart =
-                                    Some(format!("{} probe failed: {message}", kind.name()));
+                                v.restart = Some((kind, message.clone()));
                                 v.ready = false;
                                 drop(v);
                                 changed();
@@ -492,11 +492,9 @@ async fn run_probe(
     }
 }
 
-/// Scripted checks for the fake runtime: every check passes unless the pod's annotation
-/// `minik.io/fake-probe-fail` names its kind (`startup`, `liveness`, `readiness`, comma-separated).
+/// Scripted checks for the fake runtime: every check passes unless the container's
+/// [`FakeScript`](crate::runtime::FakeScript) says that its probe fails.
 pub struct FakeChecker;
-
-pub const FAKE_PROBE_FAIL: &str = "minik.io/fake-probe-fail";
 
 impl Checker for FakeChecker {
     fn check<'a>(
@@ -507,15 +505,7 @@ impl Checker for FakeChecker {
         _timeout: Duration,
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            let failing = target
-                .annotations
-                .iter()
-                .find(|(k, _)| k == FAKE_PROBE_FAIL)
-                .is_some_and(|(_, v)| {
-                    v.split(',')
-                        .any(|k| k.trim().eq_ignore_ascii_case(kind.name()))
-                });
-            if failing {
+            if target.fake.fails(kind) {
                 Err(format!("{} probe scripted to fail", kind.name()))
             } else {
                 Ok(())
@@ -633,10 +623,10 @@ mod tests {
         assert!(verdict.get().ready);
         // Ready, each failure (for its event; the second also unready), ready again.
         assert_eq!(changes.load(Ordering::SeqCst), 4);
-        let failures = verdict.take_unreported();
+        let failures = verdict.take().unreported;
         assert_eq!(failures.len(), 2, "{failures:?}");
         assert!(failures.iter().all(|(k, _)| *k == ProbeKind::Readiness));
-        assert!(verdict.take_unreported().is_empty(), "reported once");
+        assert!(verdict.take().unreported.is_empty(), "reported once");
     }
 
     #[tokio::test(start_paused = true)]
@@ -659,9 +649,10 @@ mod tests {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(
-            verdict.take_restart().as_deref(),
-            Some("Liveness probe failed: scripted failure")
+            verdict.take().restart,
+            Some((ProbeKind::Liveness, "scripted failure".to_owned()))
         );
+        assert_eq!(verdict.take().restart, None, "acted on once");
         assert!(
             !verdict.get().ready,
             "a container about to be restarted is not ready"

@@ -1,7 +1,7 @@
 //! The container runtime seen by the agent: a small trait (start, stop, state) with two
 //! implementations, `process` (host processes) and `fake` (no processes, scriptable). All the
-//! decisions — what to start, when to restart, what to report — live above it, in the agent,
-//! and are shared by both.
+//! decisions — what to start, when to restart, what to report — live above it, in the agent's
+//! `plan.rs` and `pod.rs`, and are shared by both.
 
 mod cgroup;
 mod fake;
@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 pub use cgroup::MemoryCgroups;
-pub use fake::FakeRuntime;
+pub use fake::{FakeRuntime, FakeScript};
 pub use process::{resolve_program, ProcessOptions, ProcessRuntime};
 pub(crate) use state::{from_nanos, nanos, ExitState};
 
@@ -34,8 +34,9 @@ pub struct ContainerSpec {
     pub memory_limit: Option<u64>,
     /// The declared `hostPort`s (address, port) the container needs free on the node.
     pub host_ports: Vec<(String, u16)>,
-    /// Annotations of the pod, for runtimes that take instructions from them (the fake one).
-    pub annotations: Vec<(String, String)>,
+    /// What the fake runtime is to do with the container (`FakeScript::of` reads it from the
+    /// pod); every other runtime ignores it.
+    pub fake: FakeScript,
 }
 
 /// Why a container could not be started: each becomes a waiting reason and message.

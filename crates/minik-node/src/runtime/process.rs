@@ -682,7 +682,7 @@ mod tests {
             log_path: dir.join(format!("{}.log", id.replace('/', "_"))),
             memory_limit: None,
             host_ports: vec![],
-            annotations: vec![],
+            fake: Default::default(),
         }
     }
 
