@@ -34,7 +34,6 @@ pub struct Registry {
     store: Arc<dyn Store>,
     services: Arc<crate::services::Allocator>,
     quota_locks: Arc<crate::quota::QuotaLocks>,
-    events: Arc<crate::events::EventCache>,
     /// The `tolerationSeconds` of the not-ready and unreachable tolerations pods get when they
     /// have none (`--pod-eviction-timeout`).
     pod_toleration_seconds: i64,
@@ -244,7 +243,6 @@ impl Registry {
             services: Arc::new(crate::services::Allocator::new(store.clone())),
             store,
             quota_locks: Arc::default(),
-            events: Arc::default(),
             pod_toleration_seconds: minik_api::defaults::DEFAULT_TOLERATION_SECONDS,
         }
     }
@@ -258,10 +256,6 @@ impl Registry {
 
     pub(crate) fn quota_locks(&self) -> &crate::quota::QuotaLocks {
         &self.quota_locks
-    }
-
-    pub(crate) fn event_cache(&self) -> &crate::events::EventCache {
-        &self.events
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -401,13 +395,6 @@ impl Registry {
         if info.kind == "Pod" {
             minik_api::defaults::pod_tolerations_json(&mut body, self.pod_toleration_seconds);
         }
-        let event_key = (info.kind == "Event").then(|| crate::events::event_key(&body));
-        if let (Some(key), Some(ns), false) = (&event_key, ns, opts.dry_run) {
-            if let Some(bumped) = self.bump_event(ns, key, &body).await? {
-                return Ok(bumped);
-            }
-        }
-
         let attempts = if named || generate_name.is_none() {
             1
         } else {
@@ -449,12 +436,7 @@ impl Registry {
                 drop(charge);
             }
             match created {
-                Ok(stored) => {
-                    if let (Some(key), Some(ns)) = (&event_key, ns) {
-                        self.event_cache().remember(key.clone(), ns, &name);
-                    }
-                    return Ok(stored.value);
-                }
+                Ok(stored) => return Ok(stored.value),
                 Err(e @ StoreError::AlreadyExists { .. }) if !named => {
                     last_err = Some(store_error(info, &name, e));
                 }

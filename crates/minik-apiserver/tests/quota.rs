@@ -1,10 +1,7 @@
-//! ResourceQuota admission, event aggregation and expiry, and the namespace rules, over real
-//! HTTP: Kubernetes' exact refusals, charges that concurrent creates cannot squeeze past, and
-//! repeated events that bump one object.
+//! ResourceQuota admission and the namespace rules, over real HTTP: Kubernetes' exact refusals
+//! and charges that concurrent creates cannot squeeze past.
 
 mod common;
-
-use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -221,97 +218,6 @@ async fn a_create_the_store_refuses_is_refunded() {
             .code,
         201
     );
-}
-
-fn event(name: &str, message: &str) -> Value {
-    json!({
-        "apiVersion": "v1", "kind": "Event",
-        "metadata": {"name": name},
-        "involvedObject": {"kind": "Pod", "namespace": "default", "name": "web", "uid": "u1", "apiVersion": "v1"},
-        "reason": "BackOff", "message": message, "type": "Warning",
-        "source": {"component": "kubelet", "host": "n1"},
-        "firstTimestamp": "2024-01-01T00:00:00Z", "lastTimestamp": "2024-01-01T00:00:00Z", "count": 1
-    })
-}
-
-#[tokio::test]
-async fn repeated_events_bump_one_object() {
-    let s = common::start().await;
-    let first = s
-        .post(
-            "/api/v1/namespaces/default/events",
-            &event("web.1", "Back-off restarting failed container"),
-        )
-        .await;
-    assert_eq!(first.code, 201, "{:?}", first.body);
-    for i in 2..=5 {
-        let mut again = event(&format!("web.{i}"), "Back-off restarting failed container");
-        again["lastTimestamp"] = json!(format!("2024-01-01T00:0{i}:00Z"));
-        let bumped = s.post("/api/v1/namespaces/default/events", &again).await;
-        assert!(bumped.code < 300, "{:?}", bumped.body);
-        assert_eq!(bumped.body["metadata"]["name"], "web.1");
-    }
-    let other = s
-        .post(
-            "/api/v1/namespaces/default/events",
-            &event("web.9", "a different message"),
-        )
-        .await;
-    assert_eq!(other.code, 201);
-    let events = s.get("/api/v1/namespaces/default/events").await.body;
-    let items = events["items"].as_array().expect("items");
-    assert_eq!(items.len(), 2, "{items:#?}");
-    let bumped = items
-        .iter()
-        .find(|e| e["metadata"]["name"] == "web.1")
-        .expect("web.1");
-    assert_eq!(bumped["count"], 5);
-    assert_eq!(bumped["firstTimestamp"], "2024-01-01T00:00:00Z");
-    assert_eq!(bumped["lastTimestamp"], "2024-01-01T00:05:00Z");
-}
-
-#[tokio::test]
-async fn old_events_expire() {
-    let s = common::start().await;
-    let registry = minik_apiserver::Registry::new(std::sync::Arc::new(s.store.clone()));
-    let old = event("web.old", "old news");
-    assert_eq!(
-        s.post("/api/v1/namespaces/default/events", &old).await.code,
-        201
-    );
-    let mut fresh = event("web.fresh", "fresh news");
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let now = minik_api::k8s_openapi::jiff::Timestamp::from_second(secs)
-        .unwrap()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string();
-    fresh["lastTimestamp"] = json!(now);
-    assert_eq!(
-        s.post("/api/v1/namespaces/default/events", &fresh)
-            .await
-            .code,
-        201
-    );
-    // The old event was last seen in 2024 but created just now: a TTL of an hour keeps both
-    // (creation counts as being seen), a TTL of zero expires everything seen before this second.
-    assert_eq!(
-        minik_apiserver::expire_events(&registry, Duration::from_secs(3600))
-            .await
-            .unwrap(),
-        0
-    );
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(
-        minik_apiserver::expire_events(&registry, Duration::ZERO)
-            .await
-            .unwrap(),
-        2
-    );
-    let events = s.get("/api/v1/namespaces/default/events").await.body;
-    assert_eq!(events["items"].as_array().map(Vec::len), Some(0));
 }
 
 #[tokio::test]

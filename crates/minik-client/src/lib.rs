@@ -2,9 +2,11 @@
 //! ([`HttpApi`]) for separate processes and an in-process one in `minik-apiserver` for the
 //! components that run inside the server; [`Informer`] keeps a watched cache of one kind, and
 //! [`WorkQueue`] feeds reconcilers the keys to look at, retrying failures no faster than a
-//! [`RateLimit`] allows.
+//! [`RateLimit`] allows; [`EventRecorder`] records the components' events, merging repeats as
+//! Kubernetes' recorder does.
 
 mod api;
+mod events;
 mod http;
 mod informer;
 mod queue;
@@ -14,6 +16,7 @@ pub use api::{
     resource_of, Api, ApiExt, BoxFuture, EventStream, ListParams, ObjectList, WatchEvent,
     WatchEventType,
 };
+pub use events::{CorrelatorOptions, EventNote, EventRecorder, EventType};
 pub use http::HttpApi;
 pub use informer::{cache_key, Change, Informer, InformerCache, InformerConfig, Subscription};
 pub use queue::WorkQueue;

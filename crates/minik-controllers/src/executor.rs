@@ -3,15 +3,14 @@
 //! plan orders (say, scale one ReplicaSet down before another up) holds, and reports what was
 //! not done so that expectations can be lowered.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures::future::join_all;
 use minik_api::request::{DeleteOptions, Patch, PatchKind, WriteOptions};
 use minik_api::resources::ResourceInfo;
 use minik_api::ApiError;
-use minik_client::Api;
-use serde_json::{json, Value};
+use minik_client::{Api, EventNote, EventRecorder, EventType};
+use serde_json::Value;
 
 use crate::action::{Action, Announce, Note, Target};
 use crate::kinds::Kind;
@@ -30,6 +29,7 @@ pub(crate) struct Report {
 #[derive(Clone)]
 pub(crate) struct Executor {
     api: Arc<dyn Api>,
+    events: EventRecorder,
 }
 
 /// The outcome of a write to one object: done also when the object is gone, as there is then
@@ -51,7 +51,10 @@ fn object_name(object: &Value) -> String {
 
 impl Executor {
     pub(crate) fn new(api: Arc<dyn Api>) -> Self {
-        Executor { api }
+        Executor {
+            events: EventRecorder::new(api.clone()),
+            api,
+        }
     }
 
     pub(crate) fn api(&self) -> &Arc<dyn Api> {
@@ -299,45 +302,23 @@ impl Executor {
         gone_is_done(self.api.finalize_namespace(name, finalizers).await)
     }
 
-    /// Records an event as Kubernetes' event recorder does (one object per occurrence, named
-    /// `<object>.<hex time>`). A failure is only logged: events are for people, and losing one
-    /// must not hold up a control loop.
+    /// Records an event through the recorder the controllers share, which merges repeats as
+    /// Kubernetes' does. A failure is only logged: events are for people, and losing one must
+    /// not hold up a control loop.
     pub(crate) async fn record(&self, note: Note) {
-        static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        let unique = (now.as_nanos() as u64).wrapping_add(SEQUENCE.fetch_add(1, Ordering::Relaxed));
-        let timestamp = minik_api::k8s_openapi::jiff::Timestamp::from_second(now.as_secs() as i64)
-            .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
-            .unwrap_or_default();
-        let namespace = note.involved.namespace.clone().unwrap_or_default();
-        let object_name = note.involved.name.clone().unwrap_or_default();
-        let event = json!({
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": format!("{object_name}.{unique:x}"), "namespace": namespace},
-            "involvedObject": note.involved,
-            "reason": note.reason,
-            "message": note.message,
-            "type": note.type_,
-            "source": {"component": note.component},
-            "reportingComponent": note.component,
-            "firstTimestamp": timestamp,
-            "lastTimestamp": timestamp,
-            "count": 1,
-        });
-        if let Err(e) = self
-            .api
-            .create(
-                Kind::Event.info(),
-                Some(&namespace),
-                event,
-                WriteOptions::default(),
-            )
-            .await
-        {
-            tracing::debug!(reason = note.reason, error = %e, "cannot record an event");
+        let note = EventNote {
+            involved: note.involved,
+            component: note.component.to_owned(),
+            host: None,
+            type_: match note.type_ {
+                "Warning" => EventType::Warning,
+                _ => EventType::Normal,
+            },
+            reason: note.reason.to_owned(),
+            message: note.message,
+        };
+        if let Err(e) = self.events.record(&note).await {
+            tracing::debug!(reason = %note.reason, error = %e, "cannot record an event");
         }
     }
 }
@@ -359,6 +340,7 @@ mod tests {
 
     use minik_api::ObjectRef;
     use minik_client::{BoxFuture, EventStream, ListParams, ObjectList};
+    use serde_json::json;
 
     use super::*;
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use minik_api::k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use minik_api::k8s_openapi::api::core::v1::{Event, Pod, ReplicationController};
+use minik_api::k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use minik_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use minik_api::k8s_openapi::jiff::Timestamp;
 use minik_api::resources::ResourceInfo;
@@ -17,7 +17,6 @@ pub(crate) enum Kind {
     ReplicaSet,
     ReplicationController,
     Deployment,
-    Event,
 }
 
 impl Kind {
@@ -35,13 +34,12 @@ impl Kind {
             Kind::ReplicaSet => resource_of::<ReplicaSet>(),
             Kind::ReplicationController => resource_of::<ReplicationController>(),
             Kind::Deployment => resource_of::<Deployment>(),
-            Kind::Event => resource_of::<Event>(),
         }
     }
 
     pub(crate) fn api_version(self) -> &'static str {
         match self {
-            Kind::Pod | Kind::ReplicationController | Kind::Event => "v1",
+            Kind::Pod | Kind::ReplicationController => "v1",
             Kind::ReplicaSet | Kind::Deployment => "apps/v1",
         }
     }
@@ -52,7 +50,6 @@ impl Kind {
             Kind::ReplicaSet => "ReplicaSet",
             Kind::ReplicationController => "ReplicationController",
             Kind::Deployment => "Deployment",
-            Kind::Event => "Event",
         }
     }
 

@@ -9,11 +9,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::FutureExt;
 use futures::StreamExt;
-use minik_api::k8s_openapi::api::core::v1::{Event, Node, Pod};
+use minik_api::k8s_openapi::api::core::v1::{Node, Pod};
 use minik_api::k8s_openapi::jiff::Timestamp;
 use minik_api::request::{Patch, PatchKind, WriteOptions};
 use minik_api::ApiError;
 use minik_client::{resource_of, Api, Change, Informer, InformerConfig, RateLimit};
+use minik_client::{EventNote, EventRecorder};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -91,16 +92,7 @@ enum Write {
         name: String,
         patch: Value,
     },
-    CreateEvent {
-        namespace: String,
-        event: Value,
-    },
-    BumpEvent {
-        namespace: String,
-        name: String,
-        patch: Value,
-        event: Value,
-    },
+    Event(EventNote),
 }
 
 /// Aborts a task when dropped, so that aborting the scheduler stops everything it started.
@@ -124,7 +116,6 @@ fn clock() -> Clock {
     Clock {
         now: tokio::time::Instant::now().into_std(),
         timestamp,
-        unix_nanos: wall.as_nanos(),
     }
 }
 
@@ -143,6 +134,7 @@ pub async fn run(api: Arc<dyn Api>, config: Config) {
     let (writes, write_rx) = mpsc::channel(config.write_queue.max(1));
     let _writer = AbortOnDrop(tokio::spawn(write_all(
         api.clone(),
+        EventRecorder::new(api.clone()),
         write_rx,
         config.write_concurrency.max(1),
         RateLimit::new(config.write_rate, config.write_burst),
@@ -340,27 +332,14 @@ impl Runner {
                         self.state.status_not_written(&key);
                     }
                 }
-                Action::CreateEvent {
-                    namespace,
-                    event,
+                Action::Event {
+                    note,
                     deferrable: true,
-                } => self.defer_event(Write::CreateEvent { namespace, event }),
-                Action::CreateEvent {
-                    namespace,
-                    event,
+                } => self.defer_event(Write::Event(note)),
+                Action::Event {
+                    note,
                     deferrable: false,
-                } => self.send_event(Write::CreateEvent { namespace, event }),
-                Action::BumpEvent {
-                    namespace,
-                    name,
-                    patch,
-                    event,
-                } => self.send_event(Write::BumpEvent {
-                    namespace,
-                    name,
-                    patch,
-                    event,
-                }),
+                } => self.send_event(Write::Event(note)),
             }
         }
     }
@@ -408,6 +387,7 @@ impl Runner {
 /// scheduler stops.
 async fn write_all(
     api: Arc<dyn Api>,
+    events: EventRecorder,
     mut writes: mpsc::Receiver<Write>,
     concurrency: usize,
     mut limit: RateLimit,
@@ -425,67 +405,44 @@ async fn write_all(
         })
         .for_each_concurrent(concurrency, |write| {
             let api = api.clone();
-            async move { write_one(api.as_ref(), write).await }
+            let events = events.clone();
+            async move { write_one(api.as_ref(), &events, write).await }
         })
         .await;
 }
 
-async fn write_one(api: &dyn Api, write: Write) {
+async fn write_one(api: &dyn Api, events: &EventRecorder, write: Write) {
+    let (namespace, name, patch) = match write {
+        Write::Status {
+            namespace,
+            name,
+            patch,
+        } => (namespace, name, patch),
+        Write::Event(note) => {
+            // The recorder tries again when the server fails.
+            if let Err(e) = events.record(&note).await {
+                tracing::warn!(error = %e, "a scheduler event write failed");
+            }
+            return;
+        }
+    };
     for attempt in 1..=WRITE_ATTEMPTS {
-        let result = match &write {
-            Write::Status {
-                namespace,
-                name,
-                patch,
-            } => {
-                let patch = Patch {
-                    kind: PatchKind::Strategic,
-                    body: patch.clone(),
-                };
-                let info = resource_of::<Pod>();
-                api.patch(
-                    info,
-                    Some(namespace),
-                    name,
-                    patch,
-                    true,
-                    WriteOptions::default(),
-                )
-                .await
-                .map(drop)
-            }
-            Write::CreateEvent { namespace, event } => {
-                create_event(api, namespace, event.clone()).await
-            }
-            Write::BumpEvent {
-                namespace,
-                name,
-                patch,
-                event,
-            } => {
-                let patch = Patch {
-                    kind: PatchKind::Merge,
-                    body: patch.clone(),
-                };
-                let info = resource_of::<Event>();
-                match api
-                    .patch(
-                        info,
-                        Some(namespace),
-                        name,
-                        patch,
-                        false,
-                        WriteOptions::default(),
-                    )
-                    .await
-                {
-                    Err(e) if e.is_not_found() => create_event(api, namespace, event.clone()).await,
-                    other => other.map(drop),
-                }
-            }
+        let patch = Patch {
+            kind: PatchKind::Strategic,
+            body: patch.clone(),
         };
+        let result = api
+            .patch(
+                resource_of::<Pod>(),
+                Some(&namespace),
+                &name,
+                patch,
+                true,
+                WriteOptions::default(),
+            )
+            .await;
         match result {
-            Ok(()) => return,
+            Ok(_) => return,
             // The pod changed (or went) since the decision: the next attempt sees it as it is.
             Err(e) if e.is_conflict() || e.is_not_found() => {
                 tracing::debug!(error = %e, "a scheduler write no longer applies");
@@ -495,25 +452,9 @@ async fn write_one(api: &dyn Api, write: Write) {
                 tokio::time::sleep(Duration::from_millis(200) * attempt).await;
             }
             Err(e) => {
-                tracing::warn!(error = %e, "a scheduler status or event write failed");
+                tracing::warn!(error = %e, "a scheduler status write failed");
                 return;
             }
         }
-    }
-}
-
-async fn create_event(api: &dyn Api, namespace: &str, event: Value) -> Result<(), ApiError> {
-    match api
-        .create(
-            resource_of::<Event>(),
-            Some(namespace),
-            event,
-            WriteOptions::default(),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_already_exists() => Ok(()),
-        Err(e) => Err(e),
     }
 }

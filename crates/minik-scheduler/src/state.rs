@@ -7,9 +7,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use minik_api::k8s_openapi::api::core::v1::{Node, Pod};
+use minik_api::k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
 use minik_api::ApiError;
-use minik_client::cache_key;
+use minik_client::{cache_key, EventNote, EventType};
 use serde_json::{json, Value};
 
 use crate::decide::schedule_with;
@@ -22,14 +22,12 @@ use crate::snapshot::{PlacedPod, Snapshot};
 pub const DEFAULT_SCHEDULER_NAME: &str = "default-scheduler";
 
 /// The two clocks the bookkeeping needs: a monotonic one for back-offs and the wall clock for
-/// timestamps and event names.
+/// the status's timestamps.
 #[derive(Clone, Debug)]
 pub struct Clock {
     pub now: Instant,
     /// RFC 3339, whole seconds, UTC, as Kubernetes writes timestamps.
     pub timestamp: String,
-    /// Nanoseconds since the Unix epoch (event names).
-    pub unix_nanos: u128,
 }
 
 /// A write the runner makes.
@@ -52,21 +50,10 @@ pub enum Action {
         name: String,
         patch: Value,
     },
-    /// Create this Event. `deferrable` events (`Scheduled`) may wait until the bindings of a
-    /// burst are done; the others (a pod that fits nowhere) go out at once.
-    CreateEvent {
-        namespace: String,
-        event: Value,
-        deferrable: bool,
-    },
-    /// Bump an existing Event's count and last timestamp with `patch`; create `event` instead
-    /// if it is gone.
-    BumpEvent {
-        namespace: String,
-        name: String,
-        patch: Value,
-        event: Value,
-    },
+    /// Record this event (the recorder turns repeats into one event with a count).
+    /// `deferrable` events (`Scheduled`) may wait until the bindings of a burst are done; the
+    /// others (a pod that fits nowhere) go out at once.
+    Event { note: EventNote, deferrable: bool },
 }
 
 /// What the scheduler knows about one pod.
@@ -106,8 +93,6 @@ struct Reported {
     /// The condition message last written, and the resourceVersion of the pod it was written
     /// over: it is not written again until the pod has changed.
     condition: Option<(String, u64)>,
-    /// The FailedScheduling event: its body (name, message, count).
-    event: Option<Value>,
 }
 
 /// The scheduler's state.
@@ -120,8 +105,6 @@ pub struct State {
     reported: HashMap<String, Reported>,
     /// Advances after every placement, so that equal nodes take turns.
     turn: usize,
-    /// The last nanosecond used in an event name, so that names never repeat.
-    last_event_nanos: u128,
 }
 
 fn resource_version(pod: &Pod) -> u64 {
@@ -175,7 +158,6 @@ impl State {
             pods: HashMap::new(),
             reported: HashMap::new(),
             turn: 0,
-            last_event_nanos: 0,
         }
     }
 
@@ -413,49 +395,29 @@ impl State {
         }
     }
 
-    fn event_name(&mut self, pod_name: &str, clock: &Clock) -> String {
-        let nanos = clock.unix_nanos.max(self.last_event_nanos + 1);
-        self.last_event_nanos = nanos;
-        format!("{pod_name}.{nanos:x}")
-    }
-
-    fn event(
-        &mut self,
-        pod: &Pod,
-        kind: &str,
-        reason: &str,
-        message: &str,
-        clock: &Clock,
-    ) -> Value {
-        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-        let pod_name = pod.metadata.name.clone().unwrap_or_default();
-        json!({
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": self.event_name(&pod_name, clock), "namespace": namespace},
-            "involvedObject": {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "namespace": namespace,
-                "name": pod_name,
-                "uid": pod.metadata.uid,
-                "resourceVersion": pod.metadata.resource_version,
+    /// An event about `pod`, from this scheduler.
+    fn note(&self, pod: &Pod, type_: EventType, reason: &str, message: &str) -> EventNote {
+        EventNote {
+            involved: ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                namespace: pod.metadata.namespace.clone(),
+                name: pod.metadata.name.clone(),
+                uid: pod.metadata.uid.clone(),
+                resource_version: pod.metadata.resource_version.clone(),
+                ..ObjectReference::default()
             },
-            "reason": reason,
-            "message": message,
-            "type": kind,
-            "source": {"component": self.scheduler_name},
-            "reportingComponent": self.scheduler_name,
-            "reportingInstance": self.scheduler_name,
-            "firstTimestamp": clock.timestamp,
-            "lastTimestamp": clock.timestamp,
-            "count": 1,
-        })
+            component: self.scheduler_name.clone(),
+            host: None,
+            type_,
+            reason: reason.to_owned(),
+            message: message.to_owned(),
+        }
     }
 
     /// The condition and the event of a pod that fits nowhere: the condition only when it
-    /// changes, and one event whose count goes up on repeats (a new one only when the message
-    /// changes, as Kubernetes' event correlator does).
+    /// changes, the event every time (the recorder counts repeats in one event, and makes a new
+    /// one only when the message changes).
     fn report_unschedulable(
         &mut self,
         key: &str,
@@ -503,31 +465,10 @@ impl State {
             reported.condition = Some((message.to_owned(), rv));
         }
 
-        match reported.event.as_mut() {
-            Some(event) if event["message"] == message => {
-                let count = event["count"].as_i64().unwrap_or(1) + 1;
-                event["count"] = json!(count);
-                event["lastTimestamp"] = json!(clock.timestamp);
-                actions.push(Action::BumpEvent {
-                    namespace,
-                    name: event["metadata"]["name"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
-                    patch: json!({"count": count, "lastTimestamp": clock.timestamp}),
-                    event: event.clone(),
-                });
-            }
-            _ => {
-                let event = self.event(pod, "Warning", "FailedScheduling", message, clock);
-                actions.push(Action::CreateEvent {
-                    namespace,
-                    event: event.clone(),
-                    deferrable: false,
-                });
-                reported.event = Some(event);
-            }
-        }
+        actions.push(Action::Event {
+            note: self.note(pod, EventType::Warning, "FailedScheduling", message),
+            deferrable: false,
+        });
         self.reported.insert(key.to_owned(), reported);
         actions
     }
@@ -575,7 +516,7 @@ impl State {
                 // this bind is what put it there.
                 self.queue.remove(key);
                 self.reported.remove(key);
-                vec![self.scheduled_event(&pod, node, clock)]
+                vec![self.scheduled_event(&pod, node)]
             }
             Err(_) if !binding => {
                 // The watch shows the pod on this node already; the answer came late.
@@ -603,13 +544,12 @@ impl State {
         }
     }
 
-    fn scheduled_event(&mut self, pod: &Pod, node: &str, clock: &Clock) -> Action {
+    fn scheduled_event(&self, pod: &Pod, node: &str) -> Action {
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.as_deref().unwrap_or_default();
         let message = format!("Successfully assigned {namespace}/{name} to {node}");
-        Action::CreateEvent {
-            event: self.event(pod, "Normal", "Scheduled", &message, clock),
-            namespace,
+        Action::Event {
+            note: self.note(pod, EventType::Normal, "Scheduled", &message),
             deferrable: true,
         }
     }
@@ -629,7 +569,6 @@ mod tests {
         Clock {
             now: now + Duration::from_secs(second),
             timestamp: format!("2025-01-01T00:00:{second:02}Z"),
-            unix_nanos: u128::from(second) * 1_000_000_000,
         }
     }
 
@@ -701,8 +640,10 @@ mod tests {
             Some(600)
         );
         let done = s.on_bind_result("default/a", "uid-a", "n1", Ok(()), &clock(t, 1));
-        assert!(matches!(&done[..], [Action::CreateEvent { event, .. }]
-            if event["reason"] == "Scheduled" && event["message"] == "Successfully assigned default/a to n1"));
+        assert!(
+            matches!(&done[..], [Action::Event { note, deferrable: true }]
+            if note.reason == "Scheduled" && note.message == "Successfully assigned default/a to n1")
+        );
         // The watch confirms; nothing is counted twice.
         s.on_pod(pod("a", 3, "600m", Some("n1")), t);
         assert_eq!(
@@ -724,9 +665,7 @@ mod tests {
         s.schedule_next(&clock(t, 0));
         s.on_pod(pod("a", 2, "600m", Some("n1")), t);
         let done = s.on_bind_result("default/a", "uid-a", "n1", Ok(()), &clock(t, 0));
-        assert!(
-            matches!(&done[..], [Action::CreateEvent { event, .. }] if event["reason"] == "Scheduled")
-        );
+        assert!(matches!(&done[..], [Action::Event { note, .. }] if note.reason == "Scheduled"));
         assert_eq!(
             s.snapshot.get("n1").map(|n| n.requested.milli_cpu),
             Some(600)
@@ -773,21 +712,22 @@ mod tests {
     }
 
     #[test]
-    fn one_event_per_message_with_a_count() {
+    fn every_failed_attempt_is_an_event_and_the_condition_is_written_on_change() {
         let t = Instant::now();
         let mut s = state();
         s.on_node(&node("n1", "1"), t);
         s.on_pod(pod("big", 1, "2", None), t);
         let first = s.schedule_next(&clock(t, 0)).expect("ready");
-        assert_eq!(first.len(), 2, "{first:?}");
-        let Action::CreateEvent { event, .. } = &first[1] else {
+        let [Action::PatchStatus { .. }, Action::Event { note, deferrable }] = &first[..] else {
             panic!("{first:?}")
         };
-        assert_eq!(event["type"], "Warning");
-        assert_eq!(event["reason"], "FailedScheduling");
-        assert_eq!(event["source"]["component"], "default-scheduler");
-        assert_eq!(event["involvedObject"]["name"], "big");
-        let name = event["metadata"]["name"].clone();
+        assert!(!deferrable);
+        assert_eq!(note.type_, EventType::Warning);
+        assert_eq!(note.reason, "FailedScheduling");
+        assert_eq!(note.message, "0/1 nodes are available: 1 Insufficient cpu.");
+        assert_eq!(note.component, "default-scheduler");
+        assert_eq!(note.involved.name.as_deref(), Some("big"));
+        assert_eq!(note.involved.uid.as_deref(), Some("uid-big"));
         // The status write lands: the pod now carries the condition.
         let mut with_condition = (*pod("big", 2, "2", None)).clone();
         with_condition.status = serde_json::from_value(json!({"phase": "Pending", "conditions": [{
@@ -803,23 +743,21 @@ mod tests {
             "our own status write is no reason to retry"
         );
         // A node change brings it back; the same message: no status write (unchanged), the
-        // same event bumped.
+        // same event again (which the recorder counts).
         let mut relabelled = node("n1", "1");
         relabelled.metadata.labels = Some([("disk".to_owned(), "ssd".to_owned())].into());
         s.on_node(&relabelled, t + Duration::from_secs(5));
         let second = s.schedule_next(&clock(t, 5)).expect("retried");
         assert!(
-            matches!(&second[..], [Action::BumpEvent { name: n, patch, .. }]
-            if *n == name && patch["count"] == 2),
+            matches!(&second[..], [Action::Event { note: again, .. }] if again.message == note.message),
             "{second:?}"
         );
-        // Another node: another message, so the condition changes and a new event says so.
+        // Another node: another message, so the condition changes and the event says so.
         s.on_node(&node("n2", "1"), t + Duration::from_secs(10));
         let third = s.schedule_next(&clock(t, 10)).expect("retried");
         assert!(
-            matches!(&third[..], [Action::PatchStatus { .. }, Action::CreateEvent { event, .. }]
-            if event["message"] == "0/2 nodes are available: 2 Insufficient cpu."
-                && event["metadata"]["name"] != name),
+            matches!(&third[..], [Action::PatchStatus { .. }, Action::Event { note, .. }]
+            if note.message == "0/2 nodes are available: 2 Insufficient cpu."),
             "{third:?}"
         );
     }

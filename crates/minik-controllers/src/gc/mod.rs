@@ -104,7 +104,6 @@ fn metas(caches: &Caches, kind: Kind, keep: &dyn Fn(&ObjectMeta) -> bool) -> Vec
         Kind::ReplicaSet => of(&caches.replica_sets, keep),
         Kind::ReplicationController => of(&caches.replication_controllers, keep),
         Kind::Deployment => of(&caches.deployments, keep),
-        Kind::Event => Vec::new(),
     }
 }
 
@@ -117,7 +116,6 @@ fn cached(caches: &Caches, kind: Kind, key: &str) -> Option<ObjectMeta> {
             .get(key)
             .map(|o| o.metadata.clone()),
         Kind::Deployment => caches.deployments.get(key).map(|o| o.metadata.clone()),
-        Kind::Event => None,
     }
 }
 
