@@ -405,6 +405,10 @@ async fn handle(server: &ApiServer, request: Request) -> Result<Response, ApiErr
         return Err(not_found_path());
     }
     let watch = target.watch_path || query.flag("watch");
+    let stalled = parts
+        .extensions
+        .get::<crate::limits::CloseConnection>()
+        .map(|close| close.0.clone());
     let limit = server.config.max_body_bytes;
     let headers = &parts.headers;
 
@@ -419,7 +423,7 @@ async fn handle(server: &ApiServer, request: Request) -> Result<Response, ApiErr
                 parts.method, info.plural
             )))
         }
-        (&Method::GET, None, None) if watch => watch_response(server, info, ns, &query)
+        (&Method::GET, None, None) if watch => watch_response(server, info, ns, &query, stalled)
             .await
             .and_then(|r| crate::table::maybe_watch(info, r, table, &query.0)),
         (&Method::GET, None, None) => {
@@ -443,7 +447,7 @@ async fn handle(server: &ApiServer, request: Request) -> Result<Response, ApiErr
             };
             let mut query = query;
             query.0.insert("fieldSelector".into(), fields);
-            watch_response(server, info, ns, &query)
+            watch_response(server, info, ns, &query, stalled)
                 .await
                 .and_then(|r| crate::table::maybe_watch(info, r, table, &query.0))
         }
@@ -675,6 +679,7 @@ async fn watch_response(
     info: &'static ResourceInfo,
     ns: Option<&str>,
     query: &Query,
+    stalled: Option<Arc<tokio::sync::Notify>>,
 ) -> Result<Response, ApiError> {
     let filter = Filter::parse(info, query.get("labelSelector"), query.get("fieldSelector"))?;
     let start = match query.get("resourceVersion") {
@@ -704,10 +709,12 @@ async fn watch_response(
                 bookmarks,
                 timeout,
                 closing: Some(server.closing()),
+                stalled,
             },
         )
         .await?;
-    let body = Body::from_stream(stream.map(Ok::<_, Infallible>));
+    let chunks = stream.flat_map(|frame| futures::stream::iter(frame.into_chunks()));
+    let body = Body::from_stream(chunks.map(Ok::<_, Infallible>));
     let mut response = Response::new(body);
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -33,7 +33,7 @@ pub use events::{expire_events, sweep_events};
 pub use limits::serve;
 pub use minik_api::request::{DeleteOptions, Patch, PatchKind, Propagation, WriteOptions};
 pub use registry::{Deleted, Filter, ListResult, Registry, ScaleChange, Scope, SYSTEM_NAMESPACES};
-pub use watch::{WatchOptions, WatchStart};
+pub use watch::{WatchFrame, WatchOptions, WatchStart};
 
 /// Settings of the API server.
 #[derive(Clone, Debug)]
@@ -54,6 +54,9 @@ pub struct Config {
     pub body_read_timeout: Duration,
     /// How many watches one client address may hold open at once (429 beyond; 0: no limit).
     pub max_watches_per_client: usize,
+    /// How many bytes of changes a watch may fall behind, counting what it has sent that its
+    /// connection has not yet written, before it is cut as too slow.
+    pub watch_buffer_bytes: usize,
 }
 
 impl Default for Config {
@@ -66,6 +69,7 @@ impl Default for Config {
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(60),
             max_watches_per_client: 500,
+            watch_buffer_bytes: minik_store::DEFAULT_WATCH_BUFFER_BYTES,
         }
     }
 }
@@ -108,7 +112,8 @@ impl ApiServer {
             .unwrap_or_default();
         Arc::new(ApiServer {
             registry: Registry::new(store)
-                .with_pod_toleration_seconds(config.default_toleration_seconds),
+                .with_pod_toleration_seconds(config.default_toleration_seconds)
+                .with_watch_buffer_bytes(config.watch_buffer_bytes),
             config,
             nodes,
             closing: tokio::sync::watch::channel(false).0,

@@ -264,10 +264,17 @@ pub(crate) async fn guard(
     })
 }
 
+/// Closes the connection a request came on, from inside its handler. A watch cut as too slow
+/// whose client has stopped reading ends this way: what waits to be written to that client is
+/// freed now rather than when (if ever) it reads.
+#[derive(Clone)]
+pub(crate) struct CloseConnection(pub(crate) Arc<tokio::sync::Notify>);
+
 /// Serves `app` on `listener` over HTTP/1.1 until `shutdown` resolves, then stops accepting and
 /// waits for the open connections to finish. A client that has not sent a whole request head
 /// within `config.header_read_timeout` (including an idle kept-alive connection) is
-/// disconnected. Requests carry the client's address as `ConnectInfo<SocketAddr>`.
+/// disconnected. Requests carry the client's address as `ConnectInfo<SocketAddr>` and a
+/// [`CloseConnection`] for their connection.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
@@ -297,8 +304,11 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let tower = TowerToHyperService::new(app.clone());
+        let close = CloseConnection(Arc::default());
+        let closed = close.0.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
             request.extensions_mut().insert(ConnectInfo(peer));
+            request.extensions_mut().insert(close.clone());
             hyper::service::Service::call(&tower, request)
         });
         let connection = builder
@@ -307,11 +317,23 @@ pub async fn serve(
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             let mut connection = std::pin::pin!(connection);
+            // Returning drops the connection, and with it the socket and all it buffers.
+            let mut closed = std::pin::pin!(closed.notified());
             tokio::select! {
                 _ = connection.as_mut() => return,
+                _ = closed.as_mut() => {
+                    tracing::info!(
+                        %peer,
+                        "closed the connection of a watch cut as too slow: its client is not reading"
+                    );
+                    return;
+                }
                 _ = stop.changed() => connection.as_mut().graceful_shutdown(),
             }
-            let _ = connection.await;
+            tokio::select! {
+                _ = connection => {}
+                _ = closed => {}
+            }
         });
     }
     drop(stop_rx);

@@ -84,9 +84,12 @@ impl Api for Registry {
                 bookmarks: Some(LOCAL_BOOKMARK_INTERVAL),
                 timeout: LOCAL_WATCH_TIMEOUT,
                 closing: None,
+                stalled: None,
             };
             let frames = Registry::watch(self, info, ns, opts).await?;
-            Ok(frames.map(|frame| WatchEvent::from_line(&frame)).boxed())
+            Ok(frames
+                .map(|frame| WatchEvent::from_line(&frame.line()))
+                .boxed())
         })
     }
 

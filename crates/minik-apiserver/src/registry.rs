@@ -37,6 +37,8 @@ pub struct Registry {
     /// The `tolerationSeconds` of the not-ready and unreachable tolerations pods get when they
     /// have none (`--pod-eviction-timeout`).
     pod_toleration_seconds: i64,
+    /// How many bytes of changes a watch may fall behind before it is cut (`--watch-buffer-bytes`).
+    watch_buffer_bytes: usize,
 }
 
 /// Which part of an object a write may change.
@@ -244,6 +246,7 @@ impl Registry {
             store,
             quota_locks: Arc::default(),
             pod_toleration_seconds: minik_api::defaults::DEFAULT_TOLERATION_SECONDS,
+            watch_buffer_bytes: minik_store::DEFAULT_WATCH_BUFFER_BYTES,
         }
     }
 
@@ -252,6 +255,17 @@ impl Registry {
     pub fn with_pod_toleration_seconds(mut self, seconds: i64) -> Self {
         self.pod_toleration_seconds = seconds;
         self
+    }
+
+    /// Watches are cut as too slow once `bytes` of changes were made after the oldest one they
+    /// have not yet delivered (see [`minik_store::WatchStream::set_buffer_bytes`]).
+    pub fn with_watch_buffer_bytes(mut self, bytes: usize) -> Self {
+        self.watch_buffer_bytes = bytes;
+        self
+    }
+
+    pub(crate) fn watch_buffer_bytes(&self) -> usize {
+        self.watch_buffer_bytes
     }
 
     pub(crate) fn quota_locks(&self) -> &crate::quota::QuotaLocks {

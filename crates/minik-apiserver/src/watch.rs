@@ -2,8 +2,14 @@
 //! events, filtered by label and field selectors (an object that stops matching is reported
 //! DELETED, one that starts matching ADDED), with optional BOOKMARK events, and ERROR events
 //! carrying a `Status` when the watch cannot go on (410 Gone: list again).
+//!
+//! A large object goes out as its own chunk, the store's bytes shared by every watcher rather
+//! than copied into each one's line, and what a watch has sent stays counted against its buffer
+//! ([`WatchStream::hold`]) until the connection has written it: a client that stops reading
+//! falls behind and is cut like one the server cannot keep up with.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -36,7 +42,89 @@ pub struct WatchOptions {
     pub timeout: Duration,
     /// Close the stream when this turns true (the server is shutting down).
     pub closing: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Notified if the watch is cut as too slow while what it sent is still unwritten: its
+    /// client is not reading, so the stream would never be polled to its end; the HTTP server
+    /// closes the connection, which frees it.
+    pub stalled: Option<Arc<tokio::sync::Notify>>,
 }
+
+/// Objects at least this large go out as a chunk of their own, shared with the store and every
+/// other watcher; smaller ones are copied into their line, which costs less than two more chunks.
+const SHARED_OBJECT_BYTES: usize = 16 << 10;
+
+/// One line of a watch stream, `{"type":...,"object":...}\n`.
+pub struct WatchFrame(FrameBytes);
+
+enum FrameBytes {
+    Line(Bytes),
+    /// The line in three parts: the head that names the type, the object, the tail.
+    Shared {
+        head: &'static [u8],
+        object: Bytes,
+    },
+}
+
+impl WatchFrame {
+    /// The event of `kind` for `object`, whose bytes are shared when it is large.
+    fn event(kind: EventType, object: Bytes) -> WatchFrame {
+        if object.len() < SHARED_OBJECT_BYTES {
+            return WatchFrame(FrameBytes::Line(frame(kind.as_str(), &object)));
+        }
+        let head: &'static [u8] = match kind {
+            EventType::Added => b"{\"type\":\"ADDED\",\"object\":",
+            EventType::Modified => b"{\"type\":\"MODIFIED\",\"object\":",
+            EventType::Deleted => b"{\"type\":\"DELETED\",\"object\":",
+        };
+        WatchFrame(FrameBytes::Shared { head, object })
+    }
+
+    /// The frame with its bytes counted against `stream`'s buffer until they are dropped.
+    fn held_by(self, stream: &WatchStream) -> WatchFrame {
+        WatchFrame(match self.0 {
+            FrameBytes::Line(line) => FrameBytes::Line(stream.hold(line)),
+            FrameBytes::Shared { head, object } => FrameBytes::Shared {
+                head,
+                object: stream.hold(object),
+            },
+        })
+    }
+
+    /// The whole line in one buffer (a copy, if the object is shared).
+    pub fn line(&self) -> Bytes {
+        match &self.0 {
+            FrameBytes::Line(line) => line.clone(),
+            FrameBytes::Shared { head, object } => {
+                let mut out = BytesMut::with_capacity(head.len() + object.len() + FRAME_TAIL.len());
+                out.put_slice(head);
+                out.put_slice(object);
+                out.put_slice(FRAME_TAIL);
+                out.freeze()
+            }
+        }
+    }
+
+    /// The line as the chunks of an HTTP body, without copying the object.
+    pub fn into_chunks(self) -> impl Iterator<Item = Bytes> {
+        let chunks = match self.0 {
+            FrameBytes::Line(line) => [Some(line), None, None],
+            FrameBytes::Shared { head, object } => [
+                Some(Bytes::from_static(head)),
+                Some(object),
+                Some(Bytes::from_static(FRAME_TAIL)),
+            ],
+        };
+        chunks.into_iter().flatten()
+    }
+}
+
+impl From<Bytes> for WatchFrame {
+    fn from(line: Bytes) -> Self {
+        WatchFrame(FrameBytes::Line(line))
+    }
+}
+
+/// What ends every line after the object.
+const FRAME_TAIL: &[u8] = b"}\n";
 
 /// One encoded line of a watch stream.
 fn frame(event_type: &str, object: &[u8]) -> Bytes {
@@ -45,7 +133,7 @@ fn frame(event_type: &str, object: &[u8]) -> Bytes {
     out.put_slice(event_type.as_bytes());
     out.put_slice(b"\",\"object\":");
     out.put_slice(object);
-    out.put_slice(b"}\n");
+    out.put_slice(FRAME_TAIL);
     out.freeze()
 }
 
@@ -59,7 +147,7 @@ pub fn error_frame(error: &ApiError) -> Bytes {
 
 struct Session {
     info: &'static ResourceInfo,
-    initial: VecDeque<Bytes>,
+    initial: VecDeque<WatchFrame>,
     stream: Option<WatchStream>,
     filter: Filter,
     bookmarks: Option<tokio::time::Interval>,
@@ -68,7 +156,7 @@ struct Session {
 }
 
 impl Session {
-    async fn next_frame(&mut self) -> Option<Bytes> {
+    async fn next_frame(&mut self) -> Option<WatchFrame> {
         if let Some(frame) = self.initial.pop_front() {
             return Some(frame);
         }
@@ -92,12 +180,13 @@ impl Session {
                 event = stream.next() => match event {
                     Some(Ok(event)) => {
                         if let Some(frame) = self.translate(event.kind, event.revision, &event.object, event.prev.as_deref()) {
-                            return Some(frame);
+                            let stream = self.stream.as_ref()?;
+                            return Some(frame.held_by(stream));
                         }
                     }
                     Some(Err(e)) => {
                         self.stream = None;
-                        return Some(error_frame(&store_error(self.info, "", e)));
+                        return Some(error_frame(&store_error(self.info, "", e)).into());
                     }
                     None => {
                         self.stream = None;
@@ -121,13 +210,13 @@ impl Session {
         }
     }
 
-    fn bookmark(&self, revision: Revision) -> Bytes {
+    fn bookmark(&self, revision: Revision) -> WatchFrame {
         let object = serde_json::json!({
             "kind": self.info.kind,
             "apiVersion": self.info.api_version(),
             "metadata": {"resourceVersion": revision.to_string()},
         });
-        frame("BOOKMARK", object.to_string().as_bytes())
+        frame("BOOKMARK", object.to_string().as_bytes()).into()
     }
 
     /// Applies the filter to one change: the event to send, if any.
@@ -137,9 +226,9 @@ impl Session {
         revision: Revision,
         object: &Bytes,
         prev: Option<&[u8]>,
-    ) -> Option<Bytes> {
+    ) -> Option<WatchFrame> {
         if self.filter.is_everything() {
-            return Some(frame(kind.as_str(), object));
+            return Some(WatchFrame::event(kind, object.clone()));
         }
         let selected = |bytes: &[u8]| {
             serde_json::from_slice::<Value>(bytes)
@@ -158,14 +247,14 @@ impl Session {
                 // matches now), stamped with the revision of the change that took it away.
                 let mut last: Value = prev.and_then(|p| serde_json::from_slice(p).ok())?;
                 last["metadata"]["resourceVersion"] = Value::String(revision.to_string());
-                return Some(frame(
-                    EventType::Deleted.as_str(),
-                    last.to_string().as_bytes(),
+                return Some(WatchFrame::event(
+                    EventType::Deleted,
+                    Bytes::from(last.to_string()),
                 ));
             }
             (_, false, false) => return None,
         };
-        Some(frame(reported.as_str(), object))
+        Some(WatchFrame::event(reported, object.clone()))
     }
 }
 
@@ -176,7 +265,7 @@ impl Registry {
         info: &'static ResourceInfo,
         ns: Option<&str>,
         opts: WatchOptions,
-    ) -> Result<futures::stream::BoxStream<'static, Bytes>, ApiError> {
+    ) -> Result<futures::stream::BoxStream<'static, WatchFrame>, ApiError> {
         let mut initial = VecDeque::new();
         let from = match opts.start {
             // A revision the store has not reached: the client's state is from another store
@@ -187,22 +276,33 @@ impl Registry {
                     "too large resource version: {revision}, current: {}",
                     self.store().revision()
                 ));
-                let frames = futures::stream::iter(vec![error_frame(&error)]);
+                let frames = futures::stream::iter([WatchFrame::from(error_frame(&error))]);
                 return Ok(frames.boxed());
             }
             WatchStart::After(revision) => revision,
             WatchStart::Now => {
                 let listing = self.list(info, ns, &opts.filter).await?;
-                initial.extend(listing.items.iter().map(|item| frame("ADDED", item)));
+                initial.extend(
+                    listing
+                        .items
+                        .iter()
+                        .map(|item| WatchFrame::event(EventType::Added, item.clone())),
+                );
                 listing.revision
             }
         };
         let stream = match self.store().watch(&info.prefix(ns), from) {
-            Ok(stream) => Some(stream),
+            Ok(stream) => {
+                stream.set_buffer_bytes(self.watch_buffer_bytes());
+                if let Some(stalled) = opts.stalled {
+                    stream.on_stalled_cut(move || stalled.notify_one());
+                }
+                Some(stream)
+            }
             // Kubernetes answers a watch from a compacted revision with 200 and an ERROR event,
             // which is what clients such as client-go expect before they list again.
             Err(e) => {
-                initial.push_back(error_frame(&store_error(info, "", e)));
+                initial.push_back(error_frame(&store_error(info, "", e)).into());
                 None
             }
         };

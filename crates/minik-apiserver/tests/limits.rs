@@ -1,6 +1,7 @@
 //! Request limits over a real socket: oversize bodies (413, nothing stored), deeply nested and
 //! alias-bomb documents (400), slow-loris headers and stalled bodies (disconnected, 408), and
-//! the per-client watch limit (429 with Retry-After, freed when a watch closes).
+//! the per-client watch limit (429 with Retry-After, freed when a watch closes), and the watch
+//! buffer (a watch whose client stops reading is cut and its connection closed).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -354,6 +355,95 @@ async fn watches_per_client_are_limited_and_freed_on_close() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     drop((second, reopened));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_whose_client_stops_reading_is_cut_and_its_connection_closed() {
+    let server = Server::start(Config {
+        watch_buffer_bytes: 1 << 20,
+        // The stalled watch holds this client's only slot until the server lets go of it.
+        max_watches_per_client: 1,
+        ..Config::default()
+    })
+    .await;
+    // Each change is about 512 KiB: the pod and its previous state.
+    let (code, created) = server
+        .send(
+            "POST",
+            PODS,
+            "application/json",
+            pod("big", "x".repeat(256 << 10)).to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(code, 201, "{created}");
+    let rv = created["metadata"]["resourceVersion"].as_str().expect("rv");
+
+    // A client that sends a watch, reads the head of the answer, then nothing.
+    let mut stalled = TcpStream::connect(server.addr).await.expect("connect");
+    let head = format!("GET {PODS}?watch=true&resourceVersion={rv} HTTP/1.1\r\nHost: x\r\n\r\n");
+    stalled.write_all(head.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    while !answer.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = timeout(DEADLINE, stalled.read(&mut byte))
+            .await
+            .expect("no answer")
+            .expect("read");
+        assert_eq!(n, 1, "closed before answering");
+        answer.push(byte[0]);
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 200"));
+
+    const PATCHES: usize = 100;
+    for n in 0..PATCHES {
+        let (code, body) = server
+            .send(
+                "PATCH",
+                &format!("{PODS}/big"),
+                "application/merge-patch+json",
+                json!({"metadata": {"labels": {"n": n.to_string()}}})
+                    .to_string()
+                    .into_bytes(),
+            )
+            .await;
+        assert_eq!(code, 200, "{body}");
+    }
+
+    // The server let go of the watch without waiting for its client to read: the slot is free.
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let code = server
+            .get(&format!("{PODS}?watch=true&timeoutSeconds=1"))
+            .await;
+        if code == 200 {
+            break;
+        }
+        assert_eq!(code, 429);
+        assert!(
+            Instant::now() < deadline,
+            "the stalled watch still holds its slot"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // What reached the client's socket before the cut, then the end: the server closed the
+    // connection. It did not keep the changes the client was not going to read.
+    let mut received = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    while !received.ends_with(b"\r\n0\r\n\r\n") {
+        match timeout(DEADLINE, stalled.read(&mut buf)).await {
+            Err(_) => panic!(
+                "the stalled watch is still open after {} bytes",
+                received.len()
+            ),
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => received.extend_from_slice(&buf[..n]),
+        }
+    }
+    let modified = String::from_utf8_lossy(&received)
+        .matches("\"MODIFIED\"")
+        .count();
+    assert!(modified < PATCHES, "all {modified} changes were delivered");
 }
 
 #[tokio::test]

@@ -3,19 +3,30 @@
 //! Events are published in revision order, once durable. A new watcher is registered under the
 //! same lock that publishing takes, so the events it replays from the window and the ones it
 //! receives live meet without a gap or an overlap. Publishing never waits for a watcher: each
-//! has a bounded queue, and one that lets its queue fill is dropped and told so, to list again.
+//! has a queue bounded in events and in bytes, and one that falls too far behind is cut — its
+//! queue freed at once — and told so, to list again.
+//!
+//! The byte bound is on how far behind a watcher is: it is cut once more than its limit of bytes
+//! of changes (to any key) have been published after the oldest event it still holds, queued
+//! or handed out and not yet released ([`WatchStream::hold`]). Events are shared, not copied,
+//! between the window and the watchers, so the bound holds for all of them together too: what
+//! any watcher holds is among the newest `limit` bytes of changes, or among the events it
+//! replays from the window (counted as if published when it subscribed). However many watchers
+//! there are, the hub holds at most the window plus one limit of events.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use futures::Stream;
-use tokio::sync::mpsc;
 
 use crate::{EventType, Revision, StoreError};
+
+/// How many bytes of changes a watcher may fall behind before it is cut, unless its consumer
+/// says otherwise ([`WatchStream::set_buffer_bytes`]).
+pub const DEFAULT_WATCH_BUFFER_BYTES: usize = 64 << 20;
 
 /// One change to one key.
 #[derive(Debug)]
@@ -31,24 +42,127 @@ pub struct WatchEvent {
     pub prev: Option<Bytes>,
 }
 
+/// An event queued for a watcher, with the place in the stream of changes from which its lag
+/// is counted: where it was published, or where the watcher subscribed for a replayed one.
+type Queued = (Arc<WatchEvent>, u64);
+
 struct Watcher {
     id: u64,
     prefix: String,
     from: Revision,
-    tx: mpsc::Sender<Arc<WatchEvent>>,
-    lagged: Arc<AtomicBool>,
+    queue: Arc<Queue>,
 }
 
-/// Publishing holds this lock only briefly and cannot leave the window in a state worse than
-/// stopping every watcher would, so a poisoned lock is recovered rather than propagated.
-fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
-    inner.lock().unwrap_or_else(|p| p.into_inner())
+/// Why a watcher's queue takes no more events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum End {
+    /// It fell too far behind: the stream ends with [`StoreError::Lagged`].
+    Cut,
+    /// The store shut down: the stream ends after what is queued.
+    Closed,
+}
+
+/// What the hub has for one watcher; filled by publishing, drained by its [`WatchStream`].
+struct Queue(Mutex<QueueState>);
+
+struct QueueState {
+    events: VecDeque<Queued>,
+    /// The places (see [`Queued`]) of the bytes handed out through [`WatchStream::hold`] and
+    /// still alive, each with how many of them there are.
+    held: BTreeMap<u64, usize>,
+    /// How many bytes of changes this watcher may fall behind.
+    limit: u64,
+    end: Option<End>,
+    waker: Option<Waker>,
+    /// What to do when cut while bytes it handed out are still alive.
+    on_stalled_cut: Option<Box<dyn FnOnce() + Send>>,
+}
+
+/// Every critical section of these locks leaves their state consistent, so a poisoned lock is
+/// recovered rather than propagated.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Queue {
+    fn new(events: VecDeque<Queued>, limit: usize) -> Queue {
+        Queue(Mutex::new(QueueState {
+            events,
+            held: BTreeMap::new(),
+            limit: limit as u64,
+            end: None,
+            waker: None,
+            on_stalled_cut: None,
+        }))
+    }
+
+    fn state(&self) -> MutexGuard<'_, QueueState> {
+        lock(&self.0)
+    }
+
+    /// Offers the watcher the change that brought the published bytes to `published` (`event`
+    /// if it is one the watcher wants). False if the watcher is gone: cut now (too far behind,
+    /// or `max_events` queued) or before, or closed.
+    fn offer(&self, event: Option<&Arc<WatchEvent>>, published: u64, max_events: usize) -> bool {
+        let mut state = self.state();
+        if state.end.is_some() {
+            return false;
+        }
+        let oldest = [
+            state.events.front().map(|(_, at)| *at),
+            state.held.keys().next().copied(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let behind = oldest.is_some_and(|at| published.saturating_sub(at) > state.limit);
+        if behind || (event.is_some() && state.events.len() >= max_events) {
+            state.end = Some(End::Cut);
+            // Free what it will never get now, not when (if ever) its consumer polls.
+            let dropped = std::mem::take(&mut state.events);
+            let waker = state.waker.take();
+            let stalled = state
+                .on_stalled_cut
+                .take()
+                .filter(|_| !state.held.is_empty());
+            drop(state);
+            drop(dropped);
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+            if let Some(stalled) = stalled {
+                stalled();
+            }
+            return false;
+        }
+        if let Some(event) = event {
+            state.events.push_back((event.clone(), published));
+            if let Some(waker) = state.waker.take() {
+                drop(state);
+                waker.wake();
+            }
+        }
+        true
+    }
+
+    /// Ends the stream after what is queued (the store shut down).
+    fn close(&self) {
+        let mut state = self.state();
+        state.end.get_or_insert(End::Closed);
+        let waker = state.waker.take();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
 }
 
 struct Inner {
     history: VecDeque<Arc<WatchEvent>>,
     /// Bytes held by `history` (objects and previous objects).
     history_bytes: usize,
+    /// Bytes of every change published since the hub started: the clock lag is measured on.
+    published: u64,
     next_id: u64,
     /// The revision of the newest published change.
     last: Revision,
@@ -67,7 +181,8 @@ fn event_bytes(e: &WatchEvent) -> usize {
 }
 
 impl Hub {
-    /// A hub whose window keeps at most `history_size` events and `history_budget` bytes.
+    /// A hub whose window keeps at most `history_size` events and `history_budget` bytes, and
+    /// whose watchers may each have `watcher_buffer` events queued.
     pub(crate) fn new(
         last: Revision,
         history_size: usize,
@@ -78,6 +193,7 @@ impl Hub {
             inner: Arc::new(Mutex::new(Inner {
                 history: VecDeque::with_capacity(history_size.min(4096)),
                 history_bytes: 0,
+                published: 0,
                 next_id: 0,
                 last,
                 watchers: Vec::new(),
@@ -98,20 +214,17 @@ impl Hub {
         for event in events {
             debug_assert!(event.revision > inner.last);
             inner.last = event.revision;
+            let size = event_bytes(&event);
+            inner.published += size as u64;
+            let published = inner.published;
+            // Every watcher is offered every change: one that wants none of them still falls
+            // behind while it holds older ones.
             inner.watchers.retain(|w| {
-                if event.revision <= w.from || !event.key.starts_with(&w.prefix) {
-                    return !w.tx.is_closed();
-                }
-                match w.tx.try_send(event.clone()) {
-                    Ok(()) => true,
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        w.lagged.store(true, Ordering::Release);
-                        false
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => false,
-                }
+                let wanted = event.revision > w.from && event.key.starts_with(&w.prefix);
+                w.queue
+                    .offer(wanted.then_some(&event), published, self.watcher_buffer)
             });
-            inner.history_bytes += event_bytes(&event);
+            inner.history_bytes += size;
             inner.history.push_back(event);
             // What falls out of the window is compacted: a watch from before it gets 410.
             while inner.history.len() > self.history_size
@@ -146,6 +259,9 @@ impl Hub {
                     oldest: oldest - 1,
                 });
             }
+            // The replay is counted from now: the watcher has its whole limit of new changes
+            // to take it in.
+            let now = inner.published;
             let skip = (from + 1 - oldest) as usize;
             replay.extend(
                 inner
@@ -153,27 +269,24 @@ impl Hub {
                     .iter()
                     .skip(skip)
                     .filter(|e| e.key.starts_with(prefix))
-                    .cloned(),
+                    .map(|e| (e.clone(), now)),
             );
         }
-        let (tx, rx) = mpsc::channel(self.watcher_buffer);
-        let lagged = Arc::new(AtomicBool::new(false));
+        let queue = Arc::new(Queue::new(replay, DEFAULT_WATCH_BUFFER_BYTES));
         let id = inner.next_id;
         inner.next_id += 1;
         inner.watchers.push(Watcher {
             id,
             prefix: prefix.to_owned(),
             from,
-            tx,
-            lagged: lagged.clone(),
+            queue: queue.clone(),
         });
         Ok(WatchStream {
-            replay,
-            rx,
-            lagged,
+            queue,
             done: false,
             hub: self.inner.clone(),
             delivered: from,
+            at: inner.published,
             id,
         })
     }
@@ -183,24 +296,63 @@ impl Hub {
     }
 }
 
+impl Drop for Hub {
+    /// The store is shutting down: every watch ends after what it has queued.
+    fn drop(&mut self) {
+        let watchers = std::mem::take(&mut self.lock().watchers);
+        for watcher in watchers {
+            watcher.queue.close();
+        }
+    }
+}
+
 /// The changes under a prefix, in revision order. Ends with `Err(StoreError::Lagged)` if the
 /// watcher fell too far behind, or with `None` when the store shuts down.
 pub struct WatchStream {
-    replay: VecDeque<Arc<WatchEvent>>,
-    rx: mpsc::Receiver<Arc<WatchEvent>>,
-    lagged: Arc<AtomicBool>,
+    queue: Arc<Queue>,
     done: bool,
     hub: Arc<Mutex<Inner>>,
     /// The revision of the newest event handed out, or the starting revision.
     delivered: Revision,
+    /// The place (see [`Queued`]) of the newest event handed out: what [`WatchStream::hold`]
+    /// counts bytes under.
+    at: u64,
     id: u64,
 }
 
 impl Drop for WatchStream {
     fn drop(&mut self) {
-        // Leave the hub now rather than at the next publish, which may be long in coming.
+        // Leave the hub now rather than at the next publish, which may be long in coming, and
+        // free the queue with it.
         let id = self.id;
         lock(&self.hub).watchers.retain(|w| w.id != id);
+        let queued = std::mem::take(&mut self.queue.state().events);
+        drop(queued);
+    }
+}
+
+/// Bytes handed out by a watch and counted as held by its watcher until dropped.
+struct Held {
+    bytes: Bytes,
+    queue: Arc<Queue>,
+    at: u64,
+}
+
+impl AsRef<[u8]> for Held {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut state = self.queue.state();
+        if let Some(n) = state.held.get_mut(&self.at) {
+            *n -= 1;
+            if *n == 0 {
+                state.held.remove(&self.at);
+            }
+        }
     }
 }
 
@@ -212,43 +364,78 @@ impl WatchStream {
         // Read the hub's revision first: every change up to it was queued to this watcher
         // before the read, so an empty queue after it means all of them were handed out.
         let published = lock(&self.hub).last;
+        let state = self.queue.state();
         // A watcher that fell behind lost events: it must not claim progress past them.
-        if self.lagged.load(Ordering::Acquire) || !self.replay.is_empty() || !self.rx.is_empty() {
+        if state.end.is_some() || !state.events.is_empty() {
             return None;
         }
         Some(published.max(self.delivered))
+    }
+
+    /// How many bytes of changes this watcher may fall behind before it is cut (default
+    /// [`DEFAULT_WATCH_BUFFER_BYTES`]): counted from the oldest event it still holds, queued or
+    /// handed out through [`WatchStream::hold`]. It always gets that many bytes of changes after
+    /// one it is given, however large that one is.
+    pub fn set_buffer_bytes(&self, bytes: usize) {
+        self.queue.state().limit = bytes as u64;
+    }
+
+    /// Counts `bytes`, made from the event this stream handed out last on their way to the
+    /// consumer's own client, as held by this watcher until every clone of them is dropped: a
+    /// consumer whose client stops taking them falls behind, and is cut, as one that stops
+    /// polling does. The bytes are not copied.
+    pub fn hold(&self, bytes: Bytes) -> Bytes {
+        *self.queue.state().held.entry(self.at).or_insert(0) += 1;
+        Bytes::from_owner(Held {
+            bytes,
+            queue: self.queue.clone(),
+            at: self.at,
+        })
+    }
+
+    /// Calls `stalled` if this watcher is cut while bytes it handed out through
+    /// [`WatchStream::hold`] are still alive: its consumer's client is not taking them, so the
+    /// stream may never be polled to its end and the consumer must drop them itself (an HTTP
+    /// server closes the connection). Runs on the publishing thread: it must not block.
+    pub fn on_stalled_cut(&self, stalled: impl FnOnce() + Send + 'static) {
+        self.queue.state().on_stalled_cut = Some(Box::new(stalled));
     }
 }
 
 impl Stream for WatchStream {
     type Item = Result<Arc<WatchEvent>, StoreError>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.done {
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.done {
             return Poll::Ready(None);
         }
-        if let Some(event) = self.replay.pop_front() {
-            self.delivered = event.revision;
+        let mut state = this.queue.state();
+        if let Some((event, at)) = state.events.pop_front() {
+            drop(state);
+            this.delivered = event.revision;
+            this.at = at;
             return Poll::Ready(Some(Ok(event)));
         }
-        match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(event)) => {
-                self.delivered = event.revision;
-                Poll::Ready(Some(Ok(event)))
+        match state.end {
+            Some(End::Cut) => {
+                this.done = true;
+                Poll::Ready(Some(Err(StoreError::Lagged)))
             }
-            Poll::Ready(None) => {
-                self.done = true;
-                if self.lagged.load(Ordering::Acquire) {
-                    Poll::Ready(Some(Err(StoreError::Lagged)))
-                } else {
-                    Poll::Ready(None)
+            Some(End::Closed) => {
+                this.done = true;
+                Poll::Ready(None)
+            }
+            None => {
+                match &mut state.waker {
+                    Some(waker) if waker.will_wake(cx.waker()) => {}
+                    slot => *slot = Some(cx.waker().clone()),
                 }
+                Poll::Pending
             }
-            Poll::Pending => Poll::Pending,
         }
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,8 +506,9 @@ mod tests {
         drop(a);
         assert_eq!(hub.watcher_count(), 1);
         hub.publish(vec![event(1, "/k"), event(2, "/k")]);
-        assert_eq!(b.next().await.unwrap().unwrap().revision, 1);
         assert_eq!(b.progress(), None, "event 2 was lost to this watcher");
+        assert_eq!(b.next().await.unwrap().err(), Some(StoreError::Lagged));
+        assert!(b.next().await.is_none());
     }
 
     #[tokio::test]
@@ -348,23 +536,160 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_slow_watcher_is_dropped_without_blocking_others() {
+    async fn a_slow_watcher_is_cut_and_freed_without_blocking_others() {
         let hub = Hub::new(0, 100, usize::MAX, 2);
-        let mut slow = hub.subscribe("/", 0).unwrap();
+        let slow = hub.subscribe("/", 0).unwrap();
         let mut fast = hub.subscribe("/", 0).unwrap();
         for r in 1..=3 {
             hub.publish(vec![event(r, "/k")]);
-            if r < 3 {
-                assert_eq!(fast.next().await.unwrap().unwrap().revision, r);
+            assert_eq!(fast.next().await.unwrap().unwrap().revision, r);
+        }
+        assert_eq!(hub.watcher_count(), 1);
+        // What was queued for it is gone with it: it lists again anyway.
+        let got: Vec<_> = slow.collect().await;
+        assert_eq!(revisions(&got), vec![0]);
+        assert_eq!(got[0].as_ref().err(), Some(&StoreError::Lagged));
+    }
+
+    /// An event of `size` bytes of object (and key `/k`), and a handle that says whether
+    /// anything still holds it.
+    fn large(revision: Revision, size: usize) -> (Arc<WatchEvent>, std::sync::Weak<WatchEvent>) {
+        let event = Arc::new(WatchEvent {
+            kind: EventType::Modified,
+            key: "/k".into(),
+            revision,
+            object: Bytes::from(vec![b'x'; size]),
+            prev: None,
+        });
+        let weak = Arc::downgrade(&event);
+        (event, weak)
+    }
+
+    #[tokio::test]
+    async fn a_stalled_watcher_is_cut_on_bytes_and_its_queue_freed_at_once() {
+        // Events are 1,002 bytes (object and key); the queue could take 1,000 of them.
+        let hub = Hub::new(0, 1, usize::MAX, 1_000);
+        let stalled = hub.subscribe("/", 0).unwrap();
+        stalled.set_buffer_bytes(10_000);
+        let mut fast = hub.subscribe("/", 0).unwrap();
+        fast.set_buffer_bytes(10_000);
+        let mut alive = Vec::new();
+        for r in 1..=10 {
+            let (event, weak) = large(r, 1_000);
+            alive.push(weak);
+            hub.publish(vec![event]);
+            assert_eq!(fast.next().await.unwrap().unwrap().revision, r);
+        }
+        assert_eq!(
+            hub.watcher_count(),
+            2,
+            "9,018 bytes behind: within its limit"
+        );
+        let (event, weak) = large(11, 1_000);
+        alive.push(weak);
+        hub.publish(vec![event]);
+        assert_eq!(hub.watcher_count(), 1, "10,020 bytes behind: cut");
+        assert_eq!(fast.next().await.unwrap().unwrap().revision, 11);
+        // Nothing polled the stalled stream, yet it holds nothing: only the window (one event)
+        // keeps an event alive.
+        let held = alive.iter().filter(|w| w.strong_count() > 0).count();
+        assert_eq!(held, 1);
+        let mut stalled = stalled;
+        assert_eq!(stalled.progress(), None);
+        assert_eq!(
+            stalled.next().await.unwrap().err(),
+            Some(StoreError::Lagged)
+        );
+    }
+
+    #[tokio::test]
+    async fn bytes_handed_out_count_until_dropped_and_a_stalled_cut_is_reported() {
+        let hub = Hub::new(0, 1, usize::MAX, 1_000);
+        let mut watch = hub.subscribe("/", 0).unwrap();
+        watch.set_buffer_bytes(5_000);
+        let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stalled.clone();
+        watch.on_stalled_cut(move || flag.store(true, std::sync::atomic::Ordering::SeqCst));
+        // A consumer that takes every event but whose client does not take what it sends.
+        let mut sent = Vec::new();
+        for r in 1..=5 {
+            hub.publish(vec![large(r, 1_000).0]);
+            let event = watch.next().await.unwrap().unwrap();
+            let bytes = watch.hold(event.object.clone());
+            assert_eq!(bytes, event.object, "the same bytes");
+            assert_eq!(bytes.as_ptr(), event.object.as_ptr(), "not copied");
+            sent.push(bytes);
+        }
+        // Once the client takes them, the watcher is not behind, however much goes by.
+        sent.clear();
+        for r in 6..=20 {
+            hub.publish(vec![large(r, 1_000).0]);
+            let event = watch.next().await.unwrap().unwrap();
+            sent.push(watch.hold(event.object.clone()));
+            if r % 2 == 0 {
+                sent.clear();
             }
         }
-        assert_eq!(fast.next().await.unwrap().unwrap().revision, 3);
         assert_eq!(hub.watcher_count(), 1);
-        let mut got = Vec::new();
-        while let Some(e) = slow.next().await {
-            got.push(e);
+        // Now it keeps what it was sent: its queue is empty, but five changes after the oldest
+        // of them it is cut.
+        for r in 21..=25 {
+            hub.publish(vec![large(r, 1_000).0]);
+            let event = watch.next().await.unwrap().unwrap();
+            sent.push(watch.hold(event.object.clone()));
         }
-        assert_eq!(revisions(&got), vec![1, 2, 0]);
-        assert_eq!(got[2].as_ref().err(), Some(&StoreError::Lagged));
+        assert_eq!(hub.watcher_count(), 1);
+        assert!(!stalled.load(std::sync::atomic::Ordering::SeqCst));
+        hub.publish(vec![large(26, 1_000).0]);
+        assert_eq!(hub.watcher_count(), 0);
+        assert!(stalled.load(std::sync::atomic::Ordering::SeqCst));
+        assert_eq!(watch.next().await.unwrap().err(), Some(StoreError::Lagged));
+    }
+
+    #[tokio::test]
+    async fn all_stalled_watchers_together_hold_one_limit_of_events() {
+        let hub = Hub::new(0, 1, usize::MAX, 1_000);
+        // Watchers that stall one after another, each after taking a few more events.
+        let mut watchers = Vec::new();
+        let mut alive = Vec::new();
+        for r in 1..=200 {
+            if r % 5 == 1 {
+                let w = hub.subscribe("/", r - 1).unwrap();
+                w.set_buffer_bytes(20_000);
+                watchers.push(w);
+            }
+            let (event, weak) = large(r, 1_000);
+            alive.push(weak);
+            hub.publish(vec![event]);
+            let held = alive.iter().filter(|w| w.strong_count() > 0).count();
+            // The newest 20,000 bytes of changes are 20 events, and one more to go past them.
+            assert!(held <= 21, "{held} events held after {r}");
+        }
+        assert!(hub.watcher_count() < watchers.len());
+    }
+
+    #[tokio::test]
+    async fn a_replay_gets_its_limit_of_new_changes() {
+        let hub = Hub::new(0, 100, usize::MAX, 1_000);
+        hub.publish((1..=10).map(|r| large(r, 1_000).0).collect());
+        let mut watch = hub.subscribe("/", 0).unwrap();
+        watch.set_buffer_bytes(5_000);
+        // Ten thousand bytes to replay, more than the limit, but none of it published after.
+        hub.publish(vec![large(11, 1_000).0]);
+        assert_eq!(watch.next().await.unwrap().unwrap().revision, 1);
+        assert_eq!(hub.watcher_count(), 1);
+        // Five thousand bytes later it still holds replayed events: cut.
+        hub.publish((12..=16).map(|r| large(r, 1_000).0).collect());
+        assert_eq!(hub.watcher_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_closed_store_ends_its_watches_after_what_is_queued() {
+        let hub = Hub::new(0, 100, usize::MAX, 100);
+        let mut watch = hub.subscribe("/", 0).unwrap();
+        hub.publish(vec![event(1, "/k")]);
+        drop(hub);
+        assert_eq!(watch.next().await.unwrap().unwrap().revision, 1);
+        assert!(watch.next().await.is_none());
     }
 }

@@ -16,7 +16,7 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 
-pub use hub::{WatchEvent, WatchStream};
+pub use hub::{WatchEvent, WatchStream, DEFAULT_WATCH_BUFFER_BYTES};
 pub use sled_store::{SledStore, StoreConfig};
 
 /// A revision of the store: the value of the cluster-wide counter after some write.

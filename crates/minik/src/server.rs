@@ -15,6 +15,10 @@ const DEFAULT_EVENT_TTL: Duration = Duration::from_secs(60 * 60);
 /// How long open requests may finish after shutdown began.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// The smallest watch buffer and history window, in bytes: less would cut every watcher of an
+/// object of a few hundred kilobytes at its first changes.
+const MIN_WATCH_BYTES: usize = 1 << 20;
+
 /// Flags of `minik server`.
 #[derive(clap::Args, Debug)]
 pub struct ServerArgs {
@@ -47,6 +51,15 @@ pub struct ServerArgs {
     /// How many watches one client address may hold open at once (429 beyond; 0: no limit).
     #[arg(long, default_value_t = 500)]
     max_watches_per_client: usize,
+    /// How many bytes of changes a watch may fall behind (what is queued for it and what it was
+    /// sent but its client has not read) before it is cut as too slow; its client lists again.
+    #[arg(long, default_value_t = minik_store::DEFAULT_WATCH_BUFFER_BYTES)]
+    watch_buffer_bytes: usize,
+    /// How many bytes of recent changes a watch can resume from, at most (as well as at most
+    /// --watch-history changes; default 64 MiB). Watches share these and what they buffer: all
+    /// of them together hold at most this plus --watch-buffer-bytes.
+    #[arg(long)]
+    watch_history_bytes: Option<usize>,
     /// Let clients without a token in as the administrator when they connect from a loopback
     /// address (what `minik up` does). Everyone else always needs a token.
     #[arg(long)]
@@ -115,6 +128,15 @@ impl ServerArgs {
             self.max_request_bytes >= 1024,
             "--max-request-bytes must be at least 1024"
         );
+        anyhow::ensure!(
+            self.watch_buffer_bytes >= MIN_WATCH_BYTES,
+            "--watch-buffer-bytes must be at least {MIN_WATCH_BYTES} (1 MiB)"
+        );
+        anyhow::ensure!(
+            self.watch_history_bytes
+                .is_none_or(|b| b >= MIN_WATCH_BYTES),
+            "--watch-history-bytes must be at least {MIN_WATCH_BYTES} (1 MiB)"
+        );
         let controllers = minik_controllers::Config {
             node_monitor_grace_period: self.node_monitor_grace_period,
             // Look often enough that a short grace period is noticed soon after it passes.
@@ -130,6 +152,9 @@ impl ServerArgs {
         );
         let mut store = StoreConfig::new(self.data_dir.join("store"));
         store.history_size = self.watch_history;
+        if let Some(bytes) = self.watch_history_bytes {
+            store.history_bytes = bytes;
+        }
         Ok(Settings {
             listen: self.listen,
             store,
@@ -140,6 +165,7 @@ impl ServerArgs {
                 default_toleration_seconds: self.pod_eviction_timeout.as_secs() as i64,
                 max_body_bytes: self.max_request_bytes,
                 max_watches_per_client: self.max_watches_per_client,
+                watch_buffer_bytes: self.watch_buffer_bytes,
                 ..Config::default()
             },
             controllers,
