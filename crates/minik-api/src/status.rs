@@ -79,6 +79,11 @@ pub enum ApiError {
     ServiceUnavailable(String),
     #[error("{0}")]
     Timeout(String),
+    /// The disk holding the store is full: the write changed nothing and is refused until
+    /// space is freed (507; Kubernetes itself passes etcd's "database space exceeded" on as a
+    /// 500, which clients cannot tell from a bug).
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// An error a remote server answered that has no variant of its own here (for example a
     /// 422 whose causes are kept only as the message). Keeps the server's words verbatim.
     #[error("{message}")]
@@ -129,6 +134,7 @@ impl ApiError {
             ApiError::Internal(_) => 500,
             ApiError::ServiceUnavailable(_) => 503,
             ApiError::Timeout(_) => 504,
+            ApiError::InsufficientStorage(_) => 507,
             ApiError::Other { code, .. } => *code,
         }
     }
@@ -152,6 +158,7 @@ impl ApiError {
             ApiError::Internal(_) => "InternalError",
             ApiError::ServiceUnavailable(_) => "ServiceUnavailable",
             ApiError::Timeout(_) => "Timeout",
+            ApiError::InsufficientStorage(_) => "InsufficientStorage",
             ApiError::Other { reason, .. } => reason,
         }
     }
@@ -209,6 +216,7 @@ impl ApiError {
             (500, _, _) => ApiError::Internal(message),
             (503, _, _) => ApiError::ServiceUnavailable(message),
             (504, _, _) => ApiError::Timeout(message),
+            (507, _, _) => ApiError::InsufficientStorage(message),
             (code, _, _) => ApiError::Other {
                 code,
                 reason,
@@ -294,6 +302,7 @@ mod tests {
             ApiError::BadRequest("bad".into()),
             ApiError::Gone("too old resource version: 1 (5)".into()),
             ApiError::Forbidden("no".into()),
+            ApiError::InsufficientStorage("the disk holding the store is full".into()),
         ];
         for e in errors {
             let back = ApiError::from_status(e.code(), &e.to_status());

@@ -17,16 +17,13 @@ pub async fn ok() -> &'static str {
     "ok"
 }
 
-/// Ready unless the store failed a write (then only a restart recovers).
+/// Ready while the store takes writes: not while its disk is too full (until space is freed)
+/// or after a write failed on disk (until a restart). The answer says which.
 pub async fn readyz(
     axum::extract::State(server): axum::extract::State<std::sync::Arc<crate::ApiServer>>,
 ) -> Response {
-    if server.registry.store().failed() {
-        return (
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "the store failed to write to disk; restart the server",
-        )
-            .into_response();
+    if let Err(e) = server.registry.store().writable() {
+        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response();
     }
     "ok".into_response()
 }

@@ -38,7 +38,8 @@ impl From<ApiError> for HttpError {
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        if self.0.is_server_error() {
+        // A full disk is a state the store logs when it begins and ends, not once per refusal.
+        if self.0.is_server_error() && !matches!(self.0, ApiError::InsufficientStorage(_)) {
             tracing::error!(error = %self.0, "request failed");
         }
         let mut status = serde_json::to_value(self.0.to_status()).unwrap_or(Value::Null);

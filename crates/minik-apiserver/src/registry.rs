@@ -129,6 +129,7 @@ pub(crate) fn store_error(info: &ResourceInfo, name: &str, e: StoreError) -> Api
         }
         StoreError::Lagged => ApiError::Gone("the watch fell behind; list again".into()),
         StoreError::Closed => ApiError::ServiceUnavailable("the server is shutting down".into()),
+        StoreError::NoSpace(message) => ApiError::InsufficientStorage(message),
         e @ (StoreError::NotAnObject { .. } | StoreError::Backend(_)) => {
             ApiError::Internal(e.to_string())
         }

@@ -8,6 +8,7 @@
 //! - a watch from revision N sees every change after N exactly once, in order, as long as N is
 //!   inside the kept history window.
 
+mod disk;
 mod hub;
 mod sled_store;
 
@@ -80,6 +81,10 @@ pub enum StoreError {
     Lagged,
     #[error("the value for {key} is not a JSON object")]
     NotAnObject { key: String },
+    /// The disk holding the store is full, or too full to take the write without eating into
+    /// the reserve: the write changed nothing; writes resume once space is freed, reads work.
+    #[error("{0}")]
+    NoSpace(String),
     #[error("storage failure: {0}")]
     Backend(String),
     #[error("the store is shut down")]
@@ -90,6 +95,14 @@ impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
         StoreError::Backend(e.to_string())
     }
+}
+
+/// Whether sled failed because the filesystem is full (or the user's quota is spent).
+fn is_no_space(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if matches!(
+        io.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    ))
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -129,6 +142,8 @@ pub trait Store: Send + Sync + 'static {
     /// The newest durable revision.
     fn revision(&self) -> Revision;
 
-    /// Whether a write failed on disk: the store refuses writes until a restart.
-    fn failed(&self) -> bool;
+    /// Whether writes can be taken now: [`StoreError::NoSpace`] while the disk is too full
+    /// (until space is freed), [`StoreError::Backend`] after a write failed on disk for another
+    /// reason (until a restart). Reads work either way.
+    fn writable(&self) -> Result<()>;
 }

@@ -48,6 +48,10 @@ pub struct ServerArgs {
     /// The largest request body accepted, in bytes (413 beyond; Kubernetes: 3 MiB).
     #[arg(long, default_value_t = 3 << 20)]
     max_request_bytes: usize,
+    /// Free space to keep on the data dir's filesystem, as a quantity (`64Mi`, `1Gi`): writes
+    /// that would leave less are refused with 507 until space is freed (0: no reserve).
+    #[arg(long, default_value = "64Mi", value_parser = parse_bytes)]
+    min_free_disk: u64,
     /// How many watches one client address may hold open at once (429 beyond; 0: no limit).
     #[arg(long, default_value_t = 500)]
     max_watches_per_client: usize,
@@ -155,6 +159,7 @@ impl ServerArgs {
         if let Some(bytes) = self.watch_history_bytes {
             store.history_bytes = bytes;
         }
+        store.min_free_bytes = self.min_free_disk;
         Ok(Settings {
             listen: self.listen,
             store,
@@ -173,6 +178,14 @@ impl ServerArgs {
             auth,
         })
     }
+}
+
+/// A size in bytes written as a Kubernetes quantity (`64Mi`, `1G`, `1048576`).
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let quantity = minik_api::quantity::Quantity::parse(text)
+        .map_err(|e| format!("{text:?} is not a quantity of bytes (like 64Mi or 1Gi): {e}"))?;
+    u64::try_from(quantity.value())
+        .map_err(|_| format!("{text:?} is negative; a size of bytes is 0 or more"))
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -300,5 +313,20 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn disk_reserves_are_quantities_of_bytes() {
+        assert_eq!(parse_bytes("64Mi"), Ok(64 << 20));
+        assert_eq!(parse_bytes("1G"), Ok(1_000_000_000));
+        assert_eq!(parse_bytes("0"), Ok(0));
+        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
+        assert!(parse_bytes("-1Mi").unwrap_err().contains("negative"));
+        assert!(parse_bytes("lots").unwrap_err().contains("not a quantity"));
     }
 }
