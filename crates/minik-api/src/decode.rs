@@ -4,7 +4,14 @@
 //!
 //! The typed structs of k8s-openapi skip fields they do not know, so unknown fields are found by
 //! decoding, encoding back, and reporting every input key that did not survive the round trip.
+//! Fields that appear twice in one object are found while the text is parsed ([`parse_body`]).
+//!
+//! YAML text is checked by [`prescan`] before serde_yaml parses it, so that no text up to the
+//! request limit costs more than a bounded time to refuse or accept.
 
+pub mod prescan;
+
+use std::cell::{Cell, RefCell};
 use std::fmt;
 
 use serde::de::DeserializeOwned;
@@ -60,10 +67,36 @@ pub fn from_value_lenient<K: DeserializeOwned>(value: &Value) -> Result<K, Decod
     })
 }
 
+/// A request body parsed, and the fields that appeared more than once in one of its objects
+/// (the last value is kept, as Kubernetes keeps it).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Document {
+    pub value: Value,
+    /// The first [`MAX_DUPLICATES_LISTED`] of them, each as a path in the order found:
+    /// `metadata.name`, `spec.containers[0].image`.
+    pub duplicate_fields: Vec<String>,
+    /// How many there were in all.
+    pub duplicates: usize,
+}
+
+/// How many duplicate fields a [`Document`] names; the others are only counted, so that a body
+/// made of duplicates costs no more memory, and makes no longer a message, than this.
+pub const MAX_DUPLICATES_LISTED: usize = 100;
+
 /// Parses a request body or file as JSON, or as YAML when it is not JSON.
 pub fn parse_document(text: &[u8]) -> Result<Value, DecodeError> {
-    match serde_json::from_slice::<Value>(text) {
-        Ok(v) => Ok(v),
+    parse_body(text).map(|document| document.value)
+}
+
+/// [`parse_document`], also reporting duplicate fields, which Kubernetes refuses under
+/// `fieldValidation=Strict` (`duplicate field "metadata.name"`) and warns about under `Warn`.
+pub fn parse_body(text: &[u8]) -> Result<Document, DecodeError> {
+    let state = State::default();
+    let mut json = serde_json::Deserializer::from_slice(text);
+    let parsed = serde::de::DeserializeSeed::deserialize(Node(&state), &mut json)
+        .and_then(|value| json.end().map(|()| value));
+    let value = match parsed {
+        Ok(value) => value,
         Err(json_err) => {
             let looks_like_json = text
                 .iter()
@@ -74,18 +107,22 @@ pub fn parse_document(text: &[u8]) -> Result<Value, DecodeError> {
             }
             let text = std::str::from_utf8(text)
                 .map_err(|e| DecodeError::Syntax(format!("not UTF-8: {e}")))?;
-            let budget = Budget::for_text(text);
-            budget.value(serde_yaml::Deserializer::from_str(text))
+            let size = prescan::check(text)?;
+            let state = State::for_yaml(size);
+            let value = state.value(serde_yaml::Deserializer::from_str(text))?;
+            return Ok(state.document(value));
         }
-    }
+    };
+    Ok(state.document(value))
 }
 
 /// Splits YAML (or JSON) text into its documents, skipping empty ones.
 pub fn parse_documents(text: &str) -> Result<Vec<Value>, (usize, DecodeError)> {
+    let size = prescan::check_depth(text)?;
     let mut docs = Vec::new();
-    let budget = Budget::for_text(text);
+    let state = State::for_yaml(size);
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = budget.value(doc).map_err(|e| (i + 1, e))?;
+        let value = state.value(doc).map_err(|e| (i + 1, e))?;
         if !value.is_null() {
             docs.push(value);
         }
@@ -93,37 +130,67 @@ pub fn parse_documents(text: &str) -> Result<Vec<Value>, (usize, DecodeError)> {
     Ok(docs)
 }
 
-/// How much a YAML text may decode to: a node counts one, a string or key its length too. Plain
-/// YAML decodes to less than twice its own length by that count, so only aliases, which replay an
-/// anchored node wherever they appear, can go beyond; the budget refuses a document whose aliases
-/// multiply it (a "billion laughs"), quickly and before the memory is spent, as Kubernetes'
-/// YAML decoder refuses excessive aliasing. serde_yaml's own recursion limit (128 levels) bounds
-/// the depth.
-struct Budget {
-    left: std::cell::Cell<usize>,
-    limit: usize,
+/// What decoding a text keeps track of: for YAML, how much it may decode to; for both, the
+/// duplicate fields found.
+///
+/// The budget: the values (nodes, and the implicit nulls of keys without a value) and the
+/// characters of strings and keys a YAML text may decode to, four times what [`prescan`] counted
+/// in the text itself. Without aliases a text decodes to at most about twice that; aliases,
+/// which replay an anchored node wherever they appear, can multiply it (a "billion laughs"), and
+/// the budget refuses them quickly, before the time and memory are spent, as Kubernetes' YAML
+/// decoder refuses excessive aliasing. Counting the text's nodes and scalars, not its length,
+/// keeps a long comment from buying an alias bomb more room.
+#[derive(Default)]
+struct State {
+    /// `None`: no limit (JSON, which has no aliases).
+    budget: Option<Budget>,
+    /// Each duplicate field's path, innermost segment first (ancestors are added as the
+    /// decoding returns through them); the first [`MAX_DUPLICATES_LISTED`] only.
+    duplicates: RefCell<Vec<Vec<Segment>>>,
+    /// Every duplicate found.
+    duplicates_seen: Cell<usize>,
 }
 
-impl Budget {
-    /// Four times the text's length, and a little more for small texts.
-    fn for_text(text: &str) -> Budget {
-        let limit = text.len().saturating_mul(4).saturating_add(4096);
-        Budget {
-            left: std::cell::Cell::new(limit),
-            limit,
+struct Budget {
+    values_left: Cell<usize>,
+    chars_left: Cell<usize>,
+    values: usize,
+    chars: usize,
+}
+
+impl State {
+    /// Four times what the text holds, and a little more for small texts.
+    fn for_yaml(size: prescan::Size) -> State {
+        let values = size.nodes.saturating_mul(4).saturating_add(4096);
+        let chars = size.scalar_bytes.saturating_mul(4).saturating_add(4096);
+        State {
+            budget: Some(Budget {
+                values_left: Cell::new(values),
+                chars_left: Cell::new(chars),
+                values,
+                chars,
+            }),
+            ..State::default()
         }
     }
 
-    fn spend<E: serde::de::Error>(&self, amount: usize) -> Result<(), E> {
-        match self.left.get().checked_sub(amount) {
-            Some(left) => {
-                self.left.set(left);
+    /// Spends one value, and `chars` characters.
+    fn spend<E: serde::de::Error>(&self, chars: usize) -> Result<(), E> {
+        let Some(budget) = &self.budget else {
+            return Ok(());
+        };
+        let values = budget.values_left.get().checked_sub(1);
+        let chars = budget.chars_left.get().checked_sub(chars);
+        match (values, chars) {
+            (Some(values), Some(chars)) => {
+                budget.values_left.set(values);
+                budget.chars_left.set(chars);
                 Ok(())
             }
-            None => Err(E::custom(format!(
-                "YAML aliases expand the document beyond {} values and characters (four times \
-                 its size); refusing it",
-                self.limit
+            _ => Err(E::custom(format!(
+                "YAML aliases expand the document beyond {} values or {} characters (four times \
+                 what it holds); refusing it",
+                budget.values, budget.chars
             ))),
         }
     }
@@ -136,10 +203,46 @@ impl Budget {
         serde::de::DeserializeSeed::deserialize(Node(self), document)
             .map_err(|e| DecodeError::Syntax(e.to_string()))
     }
+
+    fn duplicates_found(&self) -> usize {
+        self.duplicates.borrow().len()
+    }
+
+    /// Puts `segment` in front of the paths of the duplicates found since there were `since`.
+    fn under(&self, since: usize, segment: impl Fn() -> Segment) {
+        let mut duplicates = self.duplicates.borrow_mut();
+        for path in duplicates.iter_mut().skip(since) {
+            path.push(segment());
+        }
+    }
+
+    /// Notes that `key` appeared twice in the object being decoded.
+    fn duplicate(&self, key: &str) {
+        self.duplicates_seen.set(self.duplicates_seen.get() + 1);
+        let mut duplicates = self.duplicates.borrow_mut();
+        if duplicates.len() < MAX_DUPLICATES_LISTED {
+            duplicates.push(vec![Segment::Field(key.to_owned())]);
+        }
+    }
+
+    /// `value` and the duplicate fields found decoding it.
+    fn document(&self, value: Value) -> Document {
+        let duplicate_fields = self
+            .duplicates
+            .borrow()
+            .iter()
+            .map(|reversed| Path(reversed.iter().rev().cloned().collect()).to_string())
+            .collect();
+        Document {
+            value,
+            duplicate_fields,
+            duplicates: self.duplicates_seen.get(),
+        }
+    }
 }
 
-/// A [`Value`] decoded while spending from a [`Budget`].
-struct Node<'a>(&'a Budget);
+/// A [`Value`] decoded while spending from the [`State`]'s budget and noting duplicate fields.
+struct Node<'a>(&'a State);
 
 impl<'de> serde::de::DeserializeSeed<'de> for Node<'_> {
     type Value = Value;
@@ -157,17 +260,17 @@ impl<'de> serde::de::Visitor<'de> for Node<'_> {
     }
 
     fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Value, E> {
-        self.0.spend(1)?;
+        self.0.spend(0)?;
         Ok(Value::Bool(v))
     }
 
     fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Value, E> {
-        self.0.spend(1)?;
+        self.0.spend(0)?;
         Ok(Value::from(v))
     }
 
     fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Value, E> {
-        self.0.spend(1)?;
+        self.0.spend(0)?;
         Ok(Value::from(v))
     }
 
@@ -187,23 +290,23 @@ impl<'de> serde::de::Visitor<'de> for Node<'_> {
     }
 
     fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
-        self.0.spend(1)?;
+        self.0.spend(0)?;
         // As serde_json's own Value: no JSON number for NaN or infinity.
         Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
     }
 
     fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Value, E> {
-        self.0.spend(1 + v.len())?;
+        self.0.spend(v.len())?;
         Ok(Value::String(v.to_owned()))
     }
 
     fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Value, E> {
-        self.0.spend(1 + v.len())?;
+        self.0.spend(v.len())?;
         Ok(Value::String(v))
     }
 
     fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
-        self.0.spend(1)?;
+        self.0.spend(0)?;
         Ok(Value::Null)
     }
 
@@ -216,21 +319,41 @@ impl<'de> serde::de::Visitor<'de> for Node<'_> {
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        self.0.spend(1)?;
+        self.0.spend(0)?;
         let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(Node(self.0))? {
+        loop {
+            let before = self.0.duplicates_found();
+            let Some(item) = seq.next_element_seed(Node(self.0))? else {
+                break;
+            };
+            if self.0.duplicates_found() > before {
+                let index = items.len();
+                self.0.under(before, || Segment::Index(index));
+            }
             items.push(item);
         }
         Ok(Value::Array(items))
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        self.0.spend(1)?;
+        self.0.spend(0)?;
         let mut object = serde_json::Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            self.0.spend(1 + key.len())?;
+            self.0.spend(key.len())?;
+            let before = self.0.duplicates_found();
             let value = map.next_value_seed(Node(self.0))?;
-            object.insert(key, value);
+            if self.0.duplicates_found() > before {
+                self.0.under(before, || Segment::Field(key.clone()));
+            }
+            match object.entry(key) {
+                serde_json::map::Entry::Occupied(mut field) => {
+                    self.0.duplicate(field.key());
+                    field.insert(value);
+                }
+                serde_json::map::Entry::Vacant(field) => {
+                    field.insert(value);
+                }
+            }
         }
         Ok(Value::Object(object))
     }
@@ -239,6 +362,7 @@ impl<'de> serde::de::Visitor<'de> for Node<'_> {
 #[derive(Default)]
 struct Path(Vec<Segment>);
 
+#[derive(Clone)]
 enum Segment {
     Field(String),
     Index(usize),
@@ -411,10 +535,102 @@ mod tests {
             parse_document(text.as_bytes()).unwrap(),
             serde_yaml::from_str::<Value>(text).unwrap()
         );
-        // The densest plain YAML stays well within the budget.
+        // The densest plain YAML stays well within the budget (in a file of manifests: a
+        // request body may hold fewer nodes).
         let dense = format!("a: [{}]", vec!["a"; 100_000].join(","));
-        parse_document(dense.as_bytes()).unwrap();
+        parse_documents(&dense).unwrap();
         let dense: String = "-\n".repeat(100_000);
-        parse_document(dense.as_bytes()).unwrap();
+        parse_documents(&dense).unwrap();
+        let dense: String = "---\n".repeat(100_000);
+        parse_documents(&dense).unwrap();
+        // Keys without values decode to nulls the text does not show.
+        let keys: Vec<String> = (0..10_000).map(|i| format!("k{i}")).collect();
+        let dense = format!("x: {{{}}}", keys.join(","));
+        assert_eq!(
+            parse_document(dense.as_bytes()).unwrap()["x"]["k9999"],
+            Value::Null
+        );
+    }
+
+    #[test]
+    fn duplicate_fields_are_found_by_path_and_the_last_value_kept() {
+        let json = br#"{"metadata":{"name":"p1","name":"p2"},
+            "spec":{"containers":[{"name":"c","image":"x","image":"y"}]}}"#;
+        let yaml = b"metadata:\n  name: p1\n  name: p2\nspec:\n  containers:\n  - name: c\n    image: x\n    image: y\n";
+        for text in [&json[..], &yaml[..]] {
+            let document = parse_body(text).unwrap();
+            assert_eq!(
+                document.duplicate_fields,
+                ["metadata.name", "spec.containers[0].image"],
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+            assert_eq!(document.value["metadata"]["name"], "p2");
+            assert_eq!(document.value["spec"]["containers"][0]["image"], "y");
+        }
+        // Duplicates inside a duplicated field's values count too, in the order found.
+        let nested = br#"{"a":{"x":1,"x":2},"a":{"y":1,"y":2},"b":[1,{"c":1,"c":2}]}"#;
+        assert_eq!(
+            parse_body(nested).unwrap().duplicate_fields,
+            ["a.x", "a.y", "a", "b[1].c"]
+        );
+        assert_eq!(
+            parse_body(b"[{\"a\":1,\"a\":1}]").unwrap().duplicate_fields,
+            ["[0].a"]
+        );
+        assert!(parse_body(br#"{"a":{"b":1},"c":[{"b":2}]}"#)
+            .unwrap()
+            .duplicate_fields
+            .is_empty());
+        // A body of duplicates is counted, and only the first are named.
+        let many = format!("{{{}}}", vec!["\"a\":{\"b\":1,\"b\":2}"; 10_000].join(","));
+        let document = parse_body(many.as_bytes()).unwrap();
+        assert_eq!(document.duplicates, 19_999);
+        assert_eq!(document.duplicate_fields.len(), MAX_DUPLICATES_LISTED);
+        assert_eq!(document.duplicate_fields[..3], ["a.b", "a.b", "a"]);
+    }
+
+    /// The shapes that cost serde_yaml quadratic time (nested flow collections: 160 KB took
+    /// 27 s) and the other deep ones are refused by the pre-scan, before serde_yaml sees them.
+    #[test]
+    fn the_worst_yaml_shapes_are_refused_before_serde_yaml_parses_them() {
+        let n = 20_000;
+        let shapes = [
+            format!("a: {}", "[".repeat(n)),
+            format!("a: {}", "{".repeat(n)),
+            format!("a: {}", "{a: ".repeat(n / 4)),
+            format!("a: {}", "[{".repeat(n / 2)),
+            format!("- {}", "- ".repeat(n / 2)),
+            (0..200).map(|i| format!("{}a:\n", " ".repeat(i))).collect(),
+        ];
+        for text in &shapes {
+            let err = parse_document(text.as_bytes()).unwrap_err().to_string();
+            assert!(
+                err.starts_with(
+                    "recursion limit exceeded: the document nests more than 128 collections"
+                ),
+                "{}: {err}",
+                &text[..20]
+            );
+            let (doc, err) = parse_documents(text).unwrap_err();
+            assert_eq!(doc, 1);
+            assert!(
+                err.to_string().contains("more than 128 collections"),
+                "{err}"
+            );
+        }
+        // Too many nodes in a request body; not in a file of manifests, nor as JSON.
+        let many = format!(
+            "a: 1\n---\na: [{}]\n",
+            vec!["1"; prescan::MAX_NODES].join(",")
+        );
+        let err = parse_document(many.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("send it as JSON"), "{err}");
+        assert_eq!(parse_documents(&many).unwrap().len(), 2);
+        let json = format!("[{}]", vec!["1"; prescan::MAX_NODES].join(","));
+        assert!(parse_document(json.as_bytes()).is_ok());
+        // The deepest shapes in the second document of a file.
+        let (doc, _) = parse_documents(&format!("a: 1\n---\n{}", shapes[0])).unwrap_err();
+        assert_eq!(doc, 2);
     }
 }

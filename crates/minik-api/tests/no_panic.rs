@@ -1,10 +1,12 @@
 //! Property tests: no input makes manifest parsing or admission panic. Inputs are realistic
 //! manifests of every served kind with random subtrees replaced by arbitrary JSON, plus raw
-//! bytes for the document parser.
+//! bytes for the document parser, and YAML nested around the pre-scan's depth limit, which must
+//! refuse only what serde_yaml refuses too.
 
-use minik_api::decode;
+use minik_api::decode::{self, prescan};
 use minik_api::resources::{FieldValidation, RESOURCES};
 use proptest::prelude::*;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 fn arbitrary_json() -> impl Strategy<Value = Value> {
@@ -133,7 +135,82 @@ proptest! {
     fn yaml_like_text_never_panics(text in "[a-z:\\- \\n\\[\\]{}'\"0-9&*!|>#%@`,]{0,200}") {
         let _ = decode::parse_document(text.as_bytes());
         let _ = decode::parse_documents(&text);
+        let _ = prescan::check(&text);
     }
+
+    #[test]
+    fn the_pre_scan_refuses_only_what_serde_yaml_refuses(text in nested_yaml()) {
+        if let Err(e) = prescan::check(&text) {
+            prop_assert!(serde_yaml_refuses(&text), "{e}: serde_yaml accepts {text:?}");
+        }
+        let _ = decode::parse_documents(&text);
+    }
+}
+
+/// Whether serde_yaml fails on one of the documents of `text`.
+fn serde_yaml_refuses(text: &str) -> bool {
+    serde_yaml::Deserializer::from_str(text).any(|document| Value::deserialize(document).is_err())
+}
+
+/// YAML nested 110 to 140 deep (serde_yaml's limit is 128), in flow or block style or both,
+/// mostly valid, sometimes left open, with scalars, comments and other documents around.
+fn nested_yaml() -> impl Strategy<Value = String> {
+    let opener = prop::sample::select(vec![
+        ("[", "]"),
+        ("{a: ", "}"),
+        ("[{a: ", "}]"),
+        ("[a, ", "]"),
+        ("{? ", "}"),
+        ("['[{', ", "]"),
+        ("[\"]}\", ", "]"),
+        ("[ # [[\n", "]"),
+    ]);
+    let filler = prop::sample::select(vec![
+        "",
+        "",
+        "",
+        "x: 1\n",
+        "y: '[{'\n",
+        "z: \"]}\"\n",
+        "# [[\n",
+        "w: |\n  [[\n",
+        "---\n",
+        "...\n",
+        "]",
+        "&a ",
+        "*a\n",
+    ]);
+    (
+        0usize..3,
+        opener,
+        110usize..140,
+        prop::collection::vec(filler.clone(), 0..3),
+        prop::collection::vec(filler, 0..3),
+        prop_oneof![3 => Just(None), 1 => (0usize..140).prop_map(Some)],
+    )
+        .prop_map(|(style, (open, close), depth, head, tail, closed)| {
+            let (nest, flow) = match style {
+                0 => (format!("a: {}1", open.repeat(depth)), depth),
+                1 => {
+                    let block: String = (0..depth)
+                        .map(|i| format!("{}a:\n", " ".repeat(i)))
+                        .collect();
+                    (format!("{block}{}1", " ".repeat(depth)), 0)
+                }
+                _ => {
+                    let block: String = (0..depth / 2)
+                        .map(|i| format!("{}- b:\n", "  ".repeat(i)))
+                        .collect();
+                    let indent = "  ".repeat(depth / 2 + 1);
+                    (
+                        format!("{block}{indent}{}1", open.repeat(depth / 2)),
+                        depth / 2,
+                    )
+                }
+            };
+            let closers = close.repeat(closed.unwrap_or(flow));
+            format!("{}{nest}{closers}\n{}", head.concat(), tail.concat())
+        })
 }
 
 #[test]

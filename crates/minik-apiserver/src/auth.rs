@@ -129,6 +129,43 @@ fn same(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
+/// The token of an `Authorization` header, read strictly: RFC 6750 §2.1's
+/// `"Bearer" 1*SP b64token` with the one space Kubernetes accepts (it refuses a second space
+/// before the token), the scheme in any case (RFC 7235), and nothing after the token
+/// (Kubernetes ignores what follows a space there; minik refuses it rather than guess what was
+/// meant). b64token: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn bearer_token(value: &HeaderValue) -> Result<&str, ApiError> {
+    let malformed = || {
+        ApiError::Unauthorized(
+            "Unauthorized: the Authorization header must be \"Bearer TOKEN\": one space, then a \
+             token of letters, digits and -._~+/ (and = at its end only), nothing after it"
+                .into(),
+        )
+    };
+    let value = value.to_str().map_err(|_| malformed())?;
+    let (scheme, rest) = value.split_at(value.find([' ', '\t']).unwrap_or(value.len()));
+    if scheme.is_empty() {
+        return Err(malformed());
+    }
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(ApiError::Unauthorized(format!(
+            "Unauthorized: only bearer tokens are accepted, not {scheme:?}"
+        )));
+    }
+    rest.strip_prefix(' ')
+        .filter(|token| is_b64token(token))
+        .ok_or_else(malformed)
+}
+
+/// RFC 6750's b64token: what a bearer token may be made of.
+fn is_b64token(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+}
+
 /// Reads a secret file, refusing one that others can read.
 fn read_secret(path: &Path) -> std::io::Result<Option<String>> {
     let meta = match std::fs::metadata(path) {
@@ -158,6 +195,16 @@ fn load_or_make_token(path: &Path) -> std::io::Result<String> {
                 std::io::ErrorKind::InvalidData,
                 format!(
                     "{} is empty; delete it to have a new token made",
+                    path.display()
+                ),
+            ));
+        }
+        if !is_b64token(&token) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "{} holds a token a bearer header cannot carry: use only letters, digits \
+                     and -._~+/ (and = at its end), or delete the file to have a new token made",
                     path.display()
                 ),
             ));
@@ -233,14 +280,7 @@ impl Auth {
         };
         let invalid =
             || ApiError::Unauthorized("Unauthorized: the bearer token is not valid".into());
-        let value = value.to_str().map_err(|_| invalid())?;
-        let (scheme, token) = value.trim().split_once(' ').ok_or_else(invalid)?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(ApiError::Unauthorized(format!(
-                "Unauthorized: only bearer tokens are accepted, not {scheme:?}"
-            )));
-        }
-        let token = token.trim();
+        let token = bearer_token(value)?;
         let secrets = self.secrets();
         if let Some((name, secret)) = token
             .strip_prefix(NODE_PREFIX)
@@ -516,6 +556,73 @@ mod tests {
         let basic = HeaderValue::from_static("Basic YWRtaW46YWRtaW4=");
         let err = relaxed.authenticate(Some(&basic), LOOPBACK).unwrap_err();
         assert!(err.to_string().contains("bearer"), "{err}");
+    }
+
+    #[test]
+    fn bearer_headers_are_read_strictly_as_rfc_6750_writes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = open(dir.path(), false);
+        let admin = std::fs::read_to_string(dir.path().join("auth/admin-token")).unwrap();
+        let admin = admin.trim();
+        let header = |text: &str| HeaderValue::from_str(text).unwrap();
+        for good in [
+            format!("Bearer {admin}"),
+            format!("bearer {admin}"),
+            format!("BEARER {admin}"),
+        ] {
+            assert_eq!(
+                auth.authenticate(Some(&header(&good)), REMOTE),
+                Ok(Identity::Admin),
+                "{good}"
+            );
+        }
+        for malformed in [
+            format!("Bearer  {admin}"),
+            format!("Bearer {admin} "),
+            format!("Bearer {admin}  "),
+            format!("Bearer\t{admin}"),
+            format!("Bearer {admin} extra"),
+            format!(" Bearer {admin}"),
+            format!("Bearer {admin},"),
+            format!("Bearer ={admin}"),
+            format!("Bearer {admin}=x"),
+            "Bearer".into(),
+            "Bearer ".into(),
+            "Bearer =".into(),
+        ] {
+            let err = auth
+                .authenticate(Some(&header(&malformed)), REMOTE)
+                .unwrap_err();
+            assert_eq!(err.code(), 401, "{malformed:?}");
+            assert!(
+                err.to_string().contains("must be \"Bearer TOKEN\""),
+                "{malformed:?}: {err}"
+            );
+        }
+        // A well-formed token that is nobody's, and another scheme.
+        let err = auth
+            .authenticate(Some(&header("Bearer abc-._~+/==")), REMOTE)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Unauthorized: the bearer token is not valid"
+        );
+        let err = auth
+            .authenticate(Some(&header("Token abc")), REMOTE)
+            .unwrap_err();
+        assert!(err.to_string().contains("not \"Token\""), "{err}");
+        // A token file a header cannot carry is refused at start, naming the file.
+        let own = dir.path().join("own-token");
+        minik_client::write_private_file(&own, "not a token\n").unwrap();
+        let err = Auth::open(AuthConfig {
+            dir: dir.path().join("auth"),
+            admin_file: Some(own),
+            anonymous_loopback: false,
+        })
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("own-token") && err.contains("-._~+/"), "{err}");
     }
 
     #[tokio::test]

@@ -244,20 +244,58 @@ fn encode(encoding: Encoding, code: StatusCode, body: Bytes) -> Result<Response,
     }
 }
 
-/// Reads the request body up to the configured limit and parses it as JSON or YAML.
+/// What a request body is decoded as, for the words of strict decoding errors.
+#[derive(Clone, Copy)]
+struct BodyOf {
+    kind: &'static str,
+    version: &'static str,
+    /// A patch of such an object, not the object.
+    patch: Option<PatchKind>,
+}
+
+impl BodyOf {
+    fn object(info: &ResourceInfo) -> BodyOf {
+        BodyOf {
+            kind: info.kind,
+            version: info.version,
+            patch: None,
+        }
+    }
+
+    fn patch(info: &ResourceInfo, kind: PatchKind) -> BodyOf {
+        BodyOf {
+            patch: Some(kind),
+            ..BodyOf::object(info)
+        }
+    }
+
+    /// A subresource's own kind (`Scale`, `Binding`, `Eviction`), all served in `v1`.
+    fn subresource(kind: &'static str, patch: Option<PatchKind>) -> BodyOf {
+        BodyOf {
+            kind,
+            version: "v1",
+            patch,
+        }
+    }
+}
+
+/// Reads the request body up to the configured limit and parses it as JSON or YAML. Fields that
+/// appear twice in one object fail the request under `fieldValidation=Strict` and are warned
+/// about under `Warn`, in Kubernetes' words; the last value is the one kept.
 async fn read_body(
     body: Body,
     limit: usize,
     headers: &HeaderMap,
-    patch: bool,
+    of: BodyOf,
     query: &Query,
+    warnings: &mut Warnings,
 ) -> Result<Value, ApiError> {
     let media = content_type(headers);
-    if !patch && media == protobuf::MEDIA_TYPE {
+    if of.patch.is_none() && media == protobuf::MEDIA_TYPE {
         let bytes = crate::limits::read_body(body, limit).await?;
         return protobuf_body(&bytes, query.field_validation()?);
     }
-    if !patch
+    if of.patch.is_none()
         && !matches!(
             media.as_str(),
             "" | "application/json" | "application/yaml" | "*/*"
@@ -271,8 +309,93 @@ async fn read_body(
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::BadRequest("the request body is empty".into()));
     }
-    decode::parse_document(&bytes)
-        .map_err(|e| ApiError::BadRequest(format!("the request body is not valid: {e}")))
+    let document = decode::parse_body(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("the request body is not valid: {e}")))?;
+    if document.duplicates == 0 {
+        return Ok(document.value);
+    }
+    // Kubernetes' words (sigs.k8s.io/json's strict errors), a JSON patch's own fields apart.
+    let noun = if of.patch == Some(PatchKind::Json) {
+        "json patch duplicate field"
+    } else {
+        "duplicate field"
+    };
+    let problems = document
+        .duplicate_fields
+        .iter()
+        .map(|path| format!("{noun} {path:?}"));
+    let unnamed = document.duplicates - document.duplicate_fields.len();
+    match query.field_validation()? {
+        FieldValidation::Strict => Err(ApiError::BadRequest(format!(
+            "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}{}",
+            problems.collect::<Vec<_>>().join(", "),
+            match unnamed {
+                0 => String::new(),
+                n => format!(", and {n} more duplicate fields"),
+            },
+            kind = of.kind,
+            version = of.version,
+        ))),
+        FieldValidation::Warn => {
+            problems.for_each(|problem| warnings.add(problem));
+            Ok(document.value)
+        }
+        FieldValidation::Ignore => Ok(document.value),
+    }
+}
+
+/// What an answer warns about, in `Warning: 299 - "text"` headers (RFC 7234 §5.5), as Kubernetes
+/// sends them. Like Kubernetes' recorder, it keeps each text to 256 characters and all of them
+/// to 4 KiB, so that a body with thousands of duplicate fields cannot make the answer's head
+/// too large for clients.
+#[derive(Default)]
+pub(crate) struct Warnings(Vec<String>);
+
+impl Warnings {
+    const MAX_TEXT_CHARS: usize = 256;
+    const MAX_TOTAL_BYTES: usize = 4096;
+
+    pub(crate) fn add(&mut self, text: String) {
+        self.0.push(text);
+    }
+
+    /// Adds the warnings to `response` as `Warning` headers, while they fit.
+    pub(crate) fn apply(self, response: &mut Response) {
+        let mut total = 0;
+        for text in self.0 {
+            let text: String = text.chars().take(Self::MAX_TEXT_CHARS).collect();
+            let value = format!("299 - {}", quoted_string(&text));
+            total += value.len();
+            if total > Self::MAX_TOTAL_BYTES {
+                break;
+            }
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                response.headers_mut().append(header::WARNING, value);
+            }
+        }
+    }
+}
+
+/// `text` as an HTTP quoted-string of visible ASCII: quotes and backslashes escaped, anything
+/// else outside visible ASCII written as Go's `strconv.Quote` writes it (`\n`, `\u00e9`).
+fn quoted_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' '..='~' => out.push(c),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) <= 0xFFFF => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push_str(&format!("\\U{:08x}", u32::from(c))),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// A protobuf body (client-go's typed clients since 1.32) as the JSON object a JSON client sends.
@@ -360,15 +483,74 @@ async fn authorize(
     Ok(Body::from(bytes))
 }
 
-/// Every request under `/api` and `/apis` that names a resource.
-pub async fn resource_handler(State(server): State<Arc<ApiServer>>, request: Request) -> Response {
-    match handle(&server, request).await {
-        Ok(response) => response,
-        Err(e) => HttpError(e).into_response(),
+/// The middleware that makes every error answer a `Status`: those that do not come from an
+/// [`ApiError`] (axum's 405 on a path served for other methods, its rejection of a malformed
+/// path parameter) get one with their code, and keep their `Allow` and `Retry-After` headers.
+/// The health probes keep their plain-text answers, as in Kubernetes.
+pub(crate) async fn status_errors(request: Request, next: axum::middleware::Next) -> Response {
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    let code = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let probe = matches!(method, Method::GET | Method::HEAD)
+        && matches!(path.as_str(), "/healthz" | "/livez" | "/readyz");
+    if !(code.is_client_error() || code.is_server_error()) || is_json || probe {
+        return response;
     }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_owned();
+    let error = match code {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ApiError::MethodNotAllowed(format!("{method} is not supported on {path}"))
+        }
+        StatusCode::NOT_FOUND => not_found_path(),
+        _ => {
+            let message = if text.is_empty() {
+                code.canonical_reason().unwrap_or("error").to_owned()
+            } else {
+                text
+            };
+            let status = minik_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Status {
+                message: Some(message),
+                ..Default::default()
+            };
+            ApiError::from_status(code.as_u16(), &status)
+        }
+    };
+    let mut answer = HttpError(error).into_response();
+    *answer.status_mut() = code;
+    for name in [header::ALLOW, header::RETRY_AFTER] {
+        if let Some(value) = parts.headers.get(&name) {
+            answer.headers_mut().insert(name, value.clone());
+        }
+    }
+    answer
 }
 
-async fn handle(server: &ApiServer, request: Request) -> Result<Response, ApiError> {
+/// Every request under `/api` and `/apis` that names a resource.
+pub async fn resource_handler(State(server): State<Arc<ApiServer>>, request: Request) -> Response {
+    let mut warnings = Warnings::default();
+    let mut response = match handle(&server, request, &mut warnings).await {
+        Ok(response) => response,
+        Err(e) => HttpError(e).into_response(),
+    };
+    warnings.apply(&mut response);
+    response
+}
+
+async fn handle(
+    server: &ApiServer,
+    request: Request,
+    warnings: &mut Warnings,
+) -> Result<Response, ApiError> {
     if let Some(document) = crate::discovery::document(request.uri().path()) {
         if request.method() != Method::GET {
             return Err(ApiError::MethodNotAllowed(format!(
@@ -460,14 +642,16 @@ async fn handle(server: &ApiServer, request: Request) -> Result<Response, ApiErr
             encode(encoding, StatusCode::OK, stored.value)
         }
         (&Method::POST, None, None) => {
-            let body = read_body(body, limit, headers, false, &query).await?;
+            let of = BodyOf::object(info);
+            let body = read_body(body, limit, headers, of, &query, warnings).await?;
             let created = registry
                 .create(info, ns, body, query.write_options()?)
                 .await?;
             encode(encoding, StatusCode::CREATED, created)
         }
         (&Method::PUT, Some(name), sub @ (None | Some("status"))) => {
-            let body = read_body(body, limit, headers, false, &query).await?;
+            let of = BodyOf::object(info);
+            let body = read_body(body, limit, headers, of, &query, warnings).await?;
             let scope = if sub.is_some() {
                 Scope::Status
             } else {
@@ -480,7 +664,8 @@ async fn handle(server: &ApiServer, request: Request) -> Result<Response, ApiErr
         }
         (&Method::PATCH, Some(name), sub @ (None | Some("status"))) => {
             let kind = patch_kind(headers)?;
-            let body = read_body(body, limit, headers, true, &query).await?;
+            let of = BodyOf::patch(info, kind);
+            let body = read_body(body, limit, headers, of, &query, warnings).await?;
             let scope = if sub.is_some() {
                 Scope::Status
             } else {
@@ -518,7 +703,8 @@ async fn handle(server: &ApiServer, request: Request) -> Result<Response, ApiErr
             ))
         }
         (&Method::PUT, Some(name), Some("finalize")) => {
-            let body = read_body(body, limit, headers, false, &query).await?;
+            let of = BodyOf::object(info);
+            let body = read_body(body, limit, headers, of, &query, warnings).await?;
             let done = registry
                 .finalize_namespace(name, &body, query.dry_run()?)
                 .await?;
@@ -558,7 +744,8 @@ async fn handle(server: &ApiServer, request: Request) -> Result<Response, ApiErr
             to_bytes(&registry.get_scale(info, ns, name).await?),
         ),
         (&Method::PUT, Some(name), Some("scale")) => {
-            let body = read_body(body, limit, headers, false, &query).await?;
+            let of = BodyOf::subresource("Scale", None);
+            let body = read_body(body, limit, headers, of, &query, warnings).await?;
             let scale = registry
                 .update_scale(
                     info,
@@ -572,7 +759,8 @@ async fn handle(server: &ApiServer, request: Request) -> Result<Response, ApiErr
         }
         (&Method::PATCH, Some(name), Some("scale")) => {
             let kind = patch_kind(headers)?;
-            let body = read_body(body, limit, headers, true, &query).await?;
+            let of = BodyOf::subresource("Scale", Some(kind));
+            let body = read_body(body, limit, headers, of, &query, warnings).await?;
             let scale = registry
                 .update_scale(
                     info,
@@ -594,7 +782,8 @@ async fn handle(server: &ApiServer, request: Request) -> Result<Response, ApiErr
                 .await
         }
         (&Method::POST, Some(name), Some("binding")) => {
-            let body = read_body(body, limit, headers, false, &query).await?;
+            let of = BodyOf::subresource("Binding", None);
+            let body = read_body(body, limit, headers, of, &query, warnings).await?;
             registry
                 .bind(ns.unwrap_or_default(), name, &body, query.dry_run()?)
                 .await?;
@@ -603,7 +792,8 @@ async fn handle(server: &ApiServer, request: Request) -> Result<Response, ApiErr
         // Kubernetes answers an eviction with 201 and a bare Success, the pod gone or only
         // marked for a graceful deletion.
         (&Method::POST, Some(name), Some("eviction")) => {
-            let body = read_body(body, limit, headers, false, &query).await?;
+            let of = BodyOf::subresource("Eviction", None);
+            let body = read_body(body, limit, headers, of, &query, warnings).await?;
             registry
                 .evict(ns.unwrap_or_default(), name, &body, query.write_options()?)
                 .await?;

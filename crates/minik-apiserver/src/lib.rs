@@ -163,5 +163,6 @@ pub fn app(server: Arc<ApiServer>) -> Router {
             server.clone(),
             limits::guard,
         ))
+        .layer(axum::middleware::from_fn(http::status_errors))
         .with_state(server)
 }

@@ -1,6 +1,7 @@
 //! `minik-bench api`: the API server and store measured end to end against the release binary
 //! — durable creates, GETs, a 10,000-pod LIST, watch delivery to 100 watchers, memory and
-//! start-up — each next to a baseline measured in the same run.
+//! start-up — each next to a baseline measured in the same run; and, in process, the worst-case
+//! cost of parsing a request body (`parse.rs`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use serde_json::{json, Value};
 
 use crate::cpu::{CpuMeter, CpuUse};
 use crate::machine::{Machine, Memory};
+use crate::parse::{self, ParseResults};
 use crate::report::{self, Row, Target, Unit};
 use crate::server::{self, Server};
 use crate::sled_baseline::{self, Throughput};
@@ -93,6 +95,9 @@ pub struct ApiArgs {
     /// Seconds any one phase (creates, LISTs, watch) may run before it stops where it is.
     #[arg(long, default_value_t = 60.0)]
     phase_seconds: f64,
+    /// Parses timed of each worst-case request body shape (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    parse_runs: usize,
 }
 
 /// The validated settings a run works from.
@@ -117,6 +122,7 @@ pub struct ApiConfig {
     sled_time: Duration,
     startup_runs: usize,
     phase_time: Duration,
+    parse_runs: usize,
 }
 
 fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
@@ -153,6 +159,7 @@ impl ApiArgs {
             ("sled-ops", self.sled_ops),
             ("sled-threads", self.sled_threads),
             ("startup-runs", self.startup_runs),
+            ("parse-runs", self.parse_runs),
         ] {
             ensure!(value > 0, "--{name} must be at least 1");
         }
@@ -177,6 +184,7 @@ impl ApiArgs {
             sled_time: seconds("sled-seconds", self.sled_seconds)?,
             startup_runs: self.startup_runs,
             phase_time: seconds("phase-seconds", self.phase_seconds)?,
+            parse_runs: self.parse_runs,
         })
     }
 }
@@ -631,6 +639,7 @@ struct Results {
     full_startups: Vec<Duration>,
     stops: Stops,
     restarted_memory: Memory,
+    parse: ParseResults,
 }
 
 /// What a run hands to the report.
@@ -678,6 +687,15 @@ async fn measure(config: &ApiConfig) -> anyhow::Result<Outcome> {
 
     // 1. Raw sled: the price of one durable write, alone and with many writers sharing flushes.
     let sled = sled_phase(config, scratch, sample_pod.clone().into_bytes()).await?;
+
+    // 8. Parsing a request body of the worst shapes, as large as the server accepts.
+    let body_limit = minik_apiserver::Config::default().max_body_bytes;
+    progress!("request body parse: worst-case shapes of {body_limit} bytes");
+    let runs = config.parse_runs;
+    let parse = blocking(move || Ok(parse::measure(body_limit, runs))).await?;
+    for line in parse.lines() {
+        progress!("  {line}");
+    }
 
     // 7a. What starting a process costs: `minik --version`.
     let mut version_runs = Vec::new();
@@ -761,6 +779,7 @@ async fn measure(config: &ApiConfig) -> anyhow::Result<Outcome> {
         full_startups,
         stops,
         restarted_memory,
+        parse,
     };
     results.print_summary();
     let mut details = results.details();
@@ -958,6 +977,20 @@ impl Results {
             )
             .baseline("minik --version", version),
         ];
+        let json_flat = ms(self.parse.json_flat);
+        let size = self.parse.size as f64 / (1 << 20) as f64;
+        for (accepted, what) in [(false, "refused"), (true, "accepted")] {
+            if let Some(worst) = self.parse.worst(accepted) {
+                rows.push(
+                    Row::new(
+                        format!("worst {what} YAML body, {size:.0} MiB: {}", worst.name),
+                        ms(worst.time),
+                        Unit::Millis,
+                    )
+                    .baseline("flat JSON object, same size", json_flat),
+                );
+            }
+        }
         if let Some(later) = median(&self.full_startups[1..]) {
             rows.push(
                 Row::new(
@@ -1022,6 +1055,7 @@ impl Results {
                 "sigterm_to_exit": ms_list(&self.stops.times),
                 "stop_failures": self.stops.failures,
             },
+            "parse": self.parse.to_json(),
         })
     }
 }

@@ -7,6 +7,7 @@ mod controllers;
 mod cpu;
 mod machine;
 mod node;
+mod parse;
 mod proxy;
 mod report;
 mod scheduler;
