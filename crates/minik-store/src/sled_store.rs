@@ -172,6 +172,8 @@ struct Failure {
     error: StoreError,
     /// A full disk, which the store recovers from by itself once space is back.
     recoverable: bool,
+    /// The instance in `Backend::db` is the failed one, which sled would not let go of.
+    stuck: bool,
     /// The group that failed, while the instance it failed in is still the one reads use, or
     /// sled has not been opened again to see whether the group reached the disk after all.
     unsettled: Option<FailedGroup>,
@@ -384,6 +386,16 @@ async fn wait_durable(
         .await
         .map_err(|_| StoreError::Closed)?;
     Ok(now.epoch == epoch)
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        if self.failure.as_ref().is_some_and(|f| f.stuck) {
+            // Dropping sled flushes it, and this instance's flushes never end: leave it to the
+            // end of the process rather than hang the one dropping the store.
+            std::mem::forget(self.db.take());
+        }
+    }
 }
 
 impl Backend {
@@ -963,6 +975,7 @@ impl Writer<'_> {
             error,
             recoverable,
             unsettled: group,
+            stuck: false,
         });
         // Readers waiting for the failed group must not wait for it any more; from here they
         // answer its keys as they were before it.
@@ -973,6 +986,7 @@ impl Writer<'_> {
             // reads, until a restart.
             if let Some(failure) = backend.failure.as_mut() {
                 failure.recoverable = false;
+                failure.stuck = true;
                 failure.error = StoreError::NoSpace(
                     "the disk holding the store filled up and the store cannot write any more; \
                      free space, then restart the server (reads keep working meanwhile)"
