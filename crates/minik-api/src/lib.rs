@@ -19,6 +19,7 @@ pub mod status;
 pub mod time;
 pub mod validation;
 pub mod wellknown;
+pub mod yaml;
 
 pub use error::{ErrorList, FieldError, FieldErrorKind, FieldPath};
 pub use k8s_openapi;

@@ -84,6 +84,12 @@ pub enum ApiError {
     /// 500, which clients cannot tell from a bug).
     #[error("{0}")]
     InsufficientStorage(String),
+    /// A client could not reach the server, or the server stopped answering mid-way (connection
+    /// refused, a timeout, a broken stream): no server said anything. Made only by clients
+    /// (`minik_client::HttpApi`), never answered by the API server, so callers can tell a
+    /// transport failure from an answer without reading messages.
+    #[error("{0}")]
+    Unreachable(String),
     /// An error a remote server answered that has no variant of its own here (for example a
     /// 422 whose causes are kept only as the message). Keeps the server's words verbatim.
     #[error("{message}")]
@@ -132,7 +138,7 @@ impl ApiError {
             ApiError::Invalid { .. } => 422,
             ApiError::TooManyRequests(_) => 429,
             ApiError::Internal(_) => 500,
-            ApiError::ServiceUnavailable(_) => 503,
+            ApiError::ServiceUnavailable(_) | ApiError::Unreachable(_) => 503,
             ApiError::Timeout(_) => 504,
             ApiError::InsufficientStorage(_) => 507,
             ApiError::Other { code, .. } => *code,
@@ -159,8 +165,15 @@ impl ApiError {
             ApiError::ServiceUnavailable(_) => "ServiceUnavailable",
             ApiError::Timeout(_) => "Timeout",
             ApiError::InsufficientStorage(_) => "InsufficientStorage",
+            // No server answered: there is no Status reason.
+            ApiError::Unreachable(_) => "",
             ApiError::Other { reason, .. } => reason,
         }
+    }
+
+    /// The server was not reached or stopped answering (see [`ApiError::Unreachable`]).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, ApiError::Unreachable(_))
     }
 
     pub fn is_not_found(&self) -> bool {

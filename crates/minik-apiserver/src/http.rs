@@ -231,8 +231,7 @@ fn encode(encoding: Encoding, code: StatusCode, body: Bytes) -> Result<Response,
         Encoding::Yaml => {
             let value: Value =
                 serde_json::from_slice(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
-            let yaml =
-                serde_yaml::to_string(&value).map_err(|e| ApiError::Internal(e.to_string()))?;
+            let yaml = minik_api::yaml::to_yaml(&value);
             let mut response = Response::new(Body::from(yaml));
             *response.status_mut() = code;
             response.headers_mut().insert(

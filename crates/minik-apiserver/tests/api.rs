@@ -195,7 +195,7 @@ async fn bad_objects_are_refused_with_field_paths_and_change_nothing() {
 #[tokio::test]
 async fn yaml_bodies_and_yaml_answers() {
     let s = start().await;
-    let yaml = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: y\nspec:\n  containers:\n  - name: c\n    image: busybox\n";
+    let yaml = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: y\n  labels:\n    flag: \"on\"\nspec:\n  containers:\n  - name: c\n    image: busybox\n";
     let created = s
         .send("POST", PODS, "application/yaml", Some(yaml.into()))
         .await;
@@ -210,6 +210,8 @@ async fn yaml_bodies_and_yaml_answers() {
     assert_eq!(response.headers()["content-type"], "application/yaml");
     let text = response.text().await.unwrap();
     assert!(text.contains("name: y"), "{text}");
+    // Regression: YAML 1.1 readers (kubectl's) take a plain `on` for a boolean.
+    assert!(text.contains("flag: 'on'") || text.contains("flag: \"on\""), "{text}");
     let response = s
         .client
         .get(s.url(PODS))

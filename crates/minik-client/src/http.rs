@@ -118,12 +118,12 @@ impl HttpApi {
             .unwrap_or(&cause)
             .to_lowercase();
         if e.is_timeout() {
-            return ApiError::Timeout(format!(
+            return ApiError::Unreachable(format!(
                 "the minik server at {} did not answer in time",
                 self.base
             ));
         }
-        ApiError::ServiceUnavailable(format!(
+        ApiError::Unreachable(format!(
             "cannot reach the minik server at {} ({cause}): is 'minik server' or 'minik up' running?",
             self.base
         ))
@@ -191,7 +191,7 @@ impl HttpApi {
             .bytes_stream()
             .map(move |chunk| {
                 chunk.map(|b| b.to_vec()).map_err(|e| {
-                    ApiError::ServiceUnavailable(format!("the stream from {base} broke: {e}"))
+                    ApiError::Unreachable(format!("the stream from {base} broke: {e}"))
                 })
             })
             .boxed())
@@ -337,7 +337,7 @@ impl Api for HttpApi {
                             match body.next().await {
                                 Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
                                 Some(Err(e)) => {
-                                    let error = ApiError::ServiceUnavailable(format!(
+                                    let error = ApiError::Unreachable(format!(
                                         "the watch from {base} broke: {e}"
                                     ));
                                     return Some((Err(error), (body, buffer, true)));

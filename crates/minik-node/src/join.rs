@@ -69,7 +69,10 @@ fn save(path: &Path, credential: &Credential) -> std::io::Result<()> {
 fn transient(e: &ApiError) -> bool {
     matches!(
         e,
-        ApiError::ServiceUnavailable(_) | ApiError::Timeout(_) | ApiError::Internal(_)
+        ApiError::Unreachable(_)
+            | ApiError::ServiceUnavailable(_)
+            | ApiError::Timeout(_)
+            | ApiError::Internal(_)
     ) || e.code() >= 500
 }
 

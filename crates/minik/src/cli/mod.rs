@@ -122,15 +122,10 @@ impl std::fmt::Display for CliError {
     }
 }
 
-/// Whether an error is about reaching the server rather than an answer from it: `HttpApi`
-/// reports those with its own wording, which names the address and how to start a server.
+/// Whether an error is not a Kubernetes answer: the server was not reached (`HttpApi` names the
+/// address and how to start a server), or what answered sent no Status (a proxy's page).
 fn is_transport(e: &ApiError) -> bool {
-    let message = e.to_string();
-    message.starts_with("cannot reach the minik server")
-        || message.contains("did not answer in time")
-        || message.starts_with("the watch from")
-        || message.starts_with("the stream from")
-        || e.reason().is_empty()
+    e.is_unreachable() || matches!(e, ApiError::Other { reason, .. } if reason.is_empty())
 }
 
 impl From<ApiError> for CliError {
@@ -412,9 +407,17 @@ mod tests {
             e.to_string(),
             "Error from server (NotFound): pods \"web\" not found"
         );
-        let e = CliError::from(ApiError::ServiceUnavailable(
+        let e = CliError::from(ApiError::Unreachable(
             "cannot reach the minik server at http://x (connection refused): is 'minik server' or 'minik up' running?".into(),
         ));
         assert!(e.to_string().starts_with("error: cannot reach"));
+        // An answer from the server is one, whatever its words: no guessing from prefixes.
+        let e = CliError::from(ApiError::ServiceUnavailable(
+            "the stream from node n1 broke".into(),
+        ));
+        assert_eq!(
+            e.to_string(),
+            "Error from server (ServiceUnavailable): the stream from node n1 broke"
+        );
     }
 }
