@@ -6,6 +6,7 @@ pub mod defaults;
 pub mod error;
 pub mod fields;
 pub mod hostports;
+pub mod kinds;
 pub mod names;
 pub mod patch;
 pub mod printers;

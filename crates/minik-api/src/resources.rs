@@ -1,22 +1,18 @@
-//! The kinds minik serves: their names in the API (group, version, plural, short names), their
-//! scope, their subresources, and the admission steps each goes through on a write (strict
-//! decode, defaults, validation).
+//! The table of kinds minik serves: their names in the API (group, version, plural, short
+//! names), their scope, their subresources, and their rules (the kind's module in
+//! [`crate::kinds`]: admission on a write — strict decode, defaults, validation — and the
+//! [`Strategy`] the registry asks). Adding a kind is one entry here and one module there.
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     Endpoints, Event, Namespace, Node, Pod, ReplicationController, ResourceQuota, Service,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_openapi::Metadata;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use serde_json::Value;
 
-use crate::decode::{self, DecodeError};
-use crate::error::ErrorList;
+use crate::decode::DecodeError;
+use crate::kinds::{self, Admission, AdmitError, Strategy};
 use crate::status::ApiError;
-use crate::{defaults, validation};
 
 /// How strictly a write's body is decoded (`fieldValidation`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -46,15 +42,10 @@ pub struct ResourceInfo {
     pub subresources: &'static [&'static str],
     /// Kubernetes' `categories`; `all` makes `get all` include the kind.
     pub categories: &'static [&'static str],
+    /// The kind's decisions for the registry (its module in [`crate::kinds`]).
+    pub strategy: &'static dyn Strategy,
     admit_create: fn(&Value, FieldValidation) -> Result<Value, AdmitError>,
     admit_update: fn(&Value, &Value, FieldValidation) -> Result<Value, AdmitError>,
-}
-
-/// Why a write was refused by admission, before the owner of the object is known for messages.
-#[derive(Debug)]
-enum AdmitError {
-    Decode(DecodeError),
-    Invalid(ErrorList),
 }
 
 impl ResourceInfo {
@@ -78,6 +69,11 @@ impl ResourceInfo {
 
     pub fn has_subresource(&self, name: &str) -> bool {
         self.subresources.contains(&name)
+    }
+
+    /// Whether the kind declares the server-side admission step `step`.
+    pub fn admits(&self, step: Admission) -> bool {
+        self.strategy.admission().contains(&step)
     }
 
     /// The storage key of an object: `/registry/{plural}/{namespace}/{name}`, or
@@ -139,147 +135,8 @@ impl ResourceInfo {
     }
 }
 
-/// What admission needs of a kind's type. Validation includes the object's metadata.
-trait Kind: Serialize + DeserializeOwned + Metadata<Ty = ObjectMeta> {
-    fn set_defaults(&mut self);
-    /// Carries over from the stored object what a replacement may leave out (allocated
-    /// addresses, server-set metadata), before defaults and validation.
-    fn carry_over(&mut self, old: &Self) {
-        defaults::object_meta_update(self.metadata_mut(), old.metadata());
-    }
-    fn validate(&self) -> ErrorList;
-    fn validate_update(&self, old: &Self) -> ErrorList;
-}
-
-fn decode<K: Kind>(value: &Value, fv: FieldValidation) -> Result<K, AdmitError> {
-    match fv {
-        FieldValidation::Strict => decode::from_value_strict(value),
-        FieldValidation::Warn | FieldValidation::Ignore => decode::from_value_lenient(value),
-    }
-    .map_err(AdmitError::Decode)
-}
-
-fn encode<K: Kind>(object: &K) -> Result<Value, AdmitError> {
-    serde_json::to_value(object).map_err(|e| AdmitError::Decode(DecodeError::Syntax(e.to_string())))
-}
-
-fn admit_create<K: Kind>(value: &Value, fv: FieldValidation) -> Result<Value, AdmitError> {
-    let mut object: K = decode(value, fv)?;
-    object.set_defaults();
-    let errors = object.validate();
-    if !errors.is_empty() {
-        return Err(AdmitError::Invalid(errors));
-    }
-    encode(&object)
-}
-
-fn admit_update<K: Kind>(
-    value: &Value,
-    old: &Value,
-    fv: FieldValidation,
-) -> Result<Value, AdmitError> {
-    let mut object: K = decode(value, fv)?;
-    // The stored object was admitted before; a lenient decode cannot fail on it unless the
-    // store is damaged, which is worth a clear error rather than a panic.
-    let old: K = decode(old, FieldValidation::Ignore)?;
-    object.carry_over(&old);
-    object.set_defaults();
-    let errors = object.validate_update(&old);
-    if !errors.is_empty() {
-        return Err(AdmitError::Invalid(errors));
-    }
-    encode(&object)
-}
-
-macro_rules! kind {
-    ($ty:ty, $defaults:path, $validate:path, $validate_update:path) => {
-        impl Kind for $ty {
-            fn set_defaults(&mut self) {
-                $defaults(self)
-            }
-            fn validate(&self) -> ErrorList {
-                $validate(self)
-            }
-            fn validate_update(&self, old: &Self) -> ErrorList {
-                $validate_update(self, old)
-            }
-        }
-    };
-}
-
-kind!(Pod, defaults::pod, validation::pod, validation::pod_update);
-kind!(
-    ReplicaSet,
-    defaults::replica_set,
-    validation::replica_set,
-    validation::replica_set_update
-);
-kind!(
-    ReplicationController,
-    defaults::replication_controller,
-    validation::replication_controller,
-    validation::replication_controller_update
-);
-kind!(
-    Deployment,
-    defaults::deployment,
-    validation::deployment,
-    validation::deployment_update
-);
-impl Kind for Service {
-    fn set_defaults(&mut self) {
-        defaults::service(self)
-    }
-    fn carry_over(&mut self, old: &Self) {
-        defaults::object_meta_update(self.metadata_mut(), old.metadata());
-        defaults::service_update(self, old);
-    }
-    fn validate(&self) -> ErrorList {
-        validation::service(self)
-    }
-    fn validate_update(&self, old: &Self) -> ErrorList {
-        validation::service_update(self, old)
-    }
-}
-kind!(
-    Endpoints,
-    defaults::endpoints,
-    validation::endpoints,
-    validation::endpoints_update
-);
-kind!(
-    Namespace,
-    defaults::namespace,
-    validation::namespace,
-    validation::namespace_update
-);
-kind!(
-    Node,
-    defaults::node,
-    validation::node,
-    validation::node_update
-);
-kind!(
-    Event,
-    defaults::event,
-    validation::event,
-    validation::event_update
-);
-kind!(
-    ResourceQuota,
-    defaults::resource_quota,
-    validation::resource_quota,
-    validation::resource_quota_update
-);
-kind!(
-    Lease,
-    defaults::lease,
-    validation::lease,
-    validation::lease_update
-);
-
 macro_rules! info {
-    ($ty:ty, $group:expr, $plural:expr, $singular:expr, $short:expr, $namespaced:expr, $sub:expr, $cat:expr) => {
+    ($ty:ty, $strategy:expr, $group:expr, $plural:expr, $singular:expr, $short:expr, $namespaced:expr, $sub:expr, $cat:expr) => {
         ResourceInfo {
             group: $group,
             version: "v1",
@@ -290,8 +147,9 @@ macro_rules! info {
             namespaced: $namespaced,
             subresources: $sub,
             categories: $cat,
-            admit_create: admit_create::<$ty>,
-            admit_update: admit_update::<$ty>,
+            strategy: $strategy,
+            admit_create: kinds::admit_create::<$ty>,
+            admit_update: kinds::admit_update::<$ty>,
         }
     };
 }
@@ -304,6 +162,7 @@ pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 pub static RESOURCES: &[ResourceInfo] = &[
     info!(
         Namespace,
+        kinds::NAMESPACES,
         "",
         "namespaces",
         "namespace",
@@ -312,9 +171,20 @@ pub static RESOURCES: &[ResourceInfo] = &[
         &["status", "finalize"],
         &[]
     ),
-    info!(Node, "", "nodes", "node", &["no"], false, &["status"], &[]),
+    info!(
+        Node,
+        kinds::NODES,
+        "",
+        "nodes",
+        "node",
+        &["no"],
+        false,
+        &["status"],
+        &[]
+    ),
     info!(
         Pod,
+        kinds::PODS,
         "",
         "pods",
         "pod",
@@ -325,6 +195,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
     ),
     info!(
         ReplicationController,
+        kinds::REPLICATION_CONTROLLERS,
         "",
         "replicationcontrollers",
         "replicationcontroller",
@@ -335,6 +206,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
     ),
     info!(
         Service,
+        kinds::SERVICES,
         "",
         "services",
         "service",
@@ -345,6 +217,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
     ),
     info!(
         Endpoints,
+        kinds::ENDPOINTS,
         "",
         "endpoints",
         "endpoints",
@@ -353,9 +226,20 @@ pub static RESOURCES: &[ResourceInfo] = &[
         &[],
         &[]
     ),
-    info!(Event, "", "events", "event", &["ev"], true, &[], &[]),
+    info!(
+        Event,
+        kinds::EVENTS,
+        "",
+        "events",
+        "event",
+        &["ev"],
+        true,
+        &[],
+        &[]
+    ),
     info!(
         ResourceQuota,
+        kinds::RESOURCE_QUOTAS,
         "",
         "resourcequotas",
         "resourcequota",
@@ -366,6 +250,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
     ),
     info!(
         Deployment,
+        kinds::DEPLOYMENTS,
         "apps",
         "deployments",
         "deployment",
@@ -376,6 +261,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
     ),
     info!(
         ReplicaSet,
+        kinds::REPLICA_SETS,
         "apps",
         "replicasets",
         "replicaset",
@@ -386,6 +272,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
     ),
     info!(
         Lease,
+        kinds::LEASES,
         "coordination.k8s.io",
         "leases",
         "lease",

@@ -11,7 +11,8 @@ use minik_api::ApiError;
 use minik_store::StoreError;
 use serde_json::Value;
 
-use crate::registry::{store_error, Registry};
+use crate::errors::store_error;
+use crate::registry::Registry;
 
 fn events_info() -> &'static ResourceInfo {
     minik_api::resources::by_plural("", "v1", "events").expect("events are served")

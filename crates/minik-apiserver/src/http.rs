@@ -696,7 +696,7 @@ async fn handle(
                 }
             }
         }
-        (&Method::DELETE, None, None) if info.kind == "Namespace" => {
+        (&Method::DELETE, None, None) if !info.strategy.deletes_collection() => {
             Err(ApiError::MethodNotAllowed(
                 "deleting every namespace at once is not supported: delete them by name".into(),
             ))

@@ -6,6 +6,7 @@ mod agent;
 mod auth;
 mod authz;
 mod discovery;
+mod errors;
 mod events;
 mod http;
 mod limits;

@@ -339,7 +339,7 @@ fn resource_paths(info: &ResourceInfo, paths: &mut Map<String, Value>) {
         "post": operation(Op { id: id("create", ""), action: "post", gvk: kind_gvk.clone(), params: write_params(), body: WRITE_MEDIA }),
         "parameters": scope_params(),
     });
-    if info.kind != "Namespace" {
+    if info.strategy.deletes_collection() {
         let mut params = delete_params();
         params.extend(list_params().into_iter().take(2));
         collection["delete"] = operation(Op {

@@ -15,32 +15,23 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use minik_api::kinds::Admission;
 use minik_api::quota::{self, ResourceList};
 use minik_api::resources::ResourceInfo;
 use minik_api::ApiError;
-use minik_store::{Revision, StoreError};
+use minik_store::{Revision, Store, StoreError};
 use serde_json::{json, Value};
 use tokio::sync::OwnedMutexGuard;
 
-use crate::registry::{store_error, Registry};
+use crate::errors::store_error;
 
 /// How often the charge is retried when a quota changed under it (another server writing).
 const MAX_CHARGE_ATTEMPTS: usize = 16;
 
-/// One lock per namespace that has quotas.
-#[derive(Default)]
-pub(crate) struct QuotaLocks {
+/// Quota admission over the store: one lock per namespace that has quotas, and the charges.
+pub(crate) struct Quotas {
+    store: Arc<dyn Store>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-}
-
-impl QuotaLocks {
-    async fn lock(&self, ns: &str) -> OwnedMutexGuard<()> {
-        let lock = {
-            let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-            locks.entry(ns.to_owned()).or_default().clone()
-        };
-        lock.lock_owned().await
-    }
 }
 
 /// What a create was charged; hold it until the object is stored, refund it if it is not.
@@ -83,18 +74,33 @@ fn scopes(quota: &Value) -> Vec<String> {
         .collect()
 }
 
-impl Registry {
+impl Quotas {
+    pub(crate) fn new(store: Arc<dyn Store>) -> Self {
+        Quotas {
+            store,
+            locks: Mutex::default(),
+        }
+    }
+
+    async fn lock(&self, ns: &str) -> OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+            locks.entry(ns.to_owned()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+
     /// Waits until no create in `ns` is between its quota charge and its store write; called
     /// before a ResourceQuota is read.
-    pub(crate) async fn quota_barrier(&self, ns: &str) {
-        drop(self.quota_locks().lock(ns).await);
+    pub(crate) async fn barrier(&self, ns: &str) {
+        drop(self.lock(ns).await);
     }
 
     /// The quotas of a namespace as stored: (name, object, revision).
     async fn quotas_of(&self, ns: &str) -> Result<Vec<(String, Value, Revision)>, ApiError> {
         let info = quotas_info();
         let listing = self
-            .store()
+            .store
             .list(&info.prefix(Some(ns)))
             .await
             .map_err(|e| store_error(info, "", e))?;
@@ -120,7 +126,7 @@ impl Registry {
         let mut objects: Vec<(&ResourceInfo, Value)> = Vec::new();
         for info in quota::kinds_for(hard.keys()) {
             let listing = self
-                .store()
+                .store
                 .list(&info.prefix(Some(ns)))
                 .await
                 .map_err(|e| store_error(info, "", e))?;
@@ -139,7 +145,7 @@ impl Registry {
     /// Checks a create of `object` (or, with `old`, an update from `old` to it) against the
     /// quotas of its namespace and charges it to those it concerns (unless `dry_run`). A new
     /// ResourceQuota also gets its first status here, counted from what the namespace holds.
-    pub(crate) async fn charge_quota(
+    pub(crate) async fn charge(
         &self,
         info: &ResourceInfo,
         ns: Option<&str>,
@@ -150,7 +156,7 @@ impl Registry {
         let Some(ns) = ns.filter(|_| info.namespaced) else {
             return Ok(Charge::none());
         };
-        let is_quota = info.kind == "ResourceQuota";
+        let is_quota = info.admits(Admission::QuotaStatus);
         let update_delta = match old {
             // A quota's own updates (its status) are not charged; nor is an update that
             // uses no more than before, which is most of them: decided before any lock.
@@ -167,7 +173,7 @@ impl Registry {
         if !is_quota && self.quotas_of(ns).await?.is_empty() {
             return Ok(Charge::none());
         }
-        let guard = self.quota_locks().lock(ns).await;
+        let guard = self.lock(ns).await;
         if is_quota {
             let hard = quota::read_list(object.pointer("/spec/hard"));
             let used = self
@@ -236,20 +242,20 @@ impl Registry {
             let mut conflicted = false;
             for (quota_name, updated, revision, charged) in writes {
                 let key = quotas_info().key(Some(ns), &quota_name);
-                match self.store().update(&key, updated, Some(revision)).await {
+                match self.store.update(&key, updated, Some(revision)).await {
                     Ok(_) => charge.charged.push((quota_name, charged)),
                     Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {
                         conflicted = true;
                         break;
                     }
                     Err(e) => {
-                        self.refund_quota(charge).await;
+                        self.refund(charge).await;
                         return Err(store_error(quotas_info(), &quota_name, e));
                     }
                 }
             }
             if conflicted {
-                self.refund_quota(charge).await;
+                self.refund(charge).await;
                 continue;
             }
             charge._guard = Some(guard);
@@ -263,11 +269,11 @@ impl Registry {
     }
 
     /// Takes back what a create was charged, when the object was not stored after all.
-    pub(crate) async fn refund_quota(&self, charge: Charge) {
+    pub(crate) async fn refund(&self, charge: Charge) {
         for (quota_name, charged) in &charge.charged {
             let key = quotas_info().key(Some(&charge.ns), quota_name);
             for _ in 0..MAX_CHARGE_ATTEMPTS {
-                let Ok(Some(stored)) = self.store().get(&key).await else {
+                let Ok(Some(stored)) = self.store.get(&key).await else {
                     break;
                 };
                 let Ok(mut object) = serde_json::from_slice::<Value>(&stored.value) else {
@@ -280,11 +286,7 @@ impl Registry {
                     }
                 }
                 object["status"]["used"] = quota::write_list(&used);
-                match self
-                    .store()
-                    .update(&key, object, Some(stored.revision))
-                    .await
-                {
+                match self.store.update(&key, object, Some(stored.revision)).await {
                     Err(StoreError::Conflict { .. }) => continue,
                     Err(e) => {
                         // The quota status controller recounts from the objects soon.

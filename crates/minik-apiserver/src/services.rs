@@ -19,7 +19,7 @@ use minik_store::Store;
 use serde_json::{json, Value};
 use tokio::sync::{Mutex, MutexGuard};
 
-use crate::registry::store_error;
+use crate::errors::store_error;
 
 /// The range ClusterIPs are allocated from: `127.96.0.0/16`.
 pub const CLUSTER_IP_RANGE: (Ipv4Addr, u8) = (Ipv4Addr::new(127, 96, 0, 0), 16);
@@ -51,18 +51,14 @@ impl Allocator {
         }
     }
 
-    /// For a write of `info`'s kind in `scope_is_main` (not a status write): takes the lock and
-    /// reads what every stored Service but `ns/name` holds. `None` for other kinds and scopes.
+    /// Takes the lock and reads what every stored object of `info` (the Services) but
+    /// `ns/name` holds.
     pub(crate) async fn begin(
         &self,
         info: &ResourceInfo,
         ns: Option<&str>,
         name: Option<&str>,
-        scope_is_main: bool,
-    ) -> Result<Option<Allocation<'_>>, ApiError> {
-        if info.kind != "Service" || !scope_is_main {
-            return Ok(None);
-        }
+    ) -> Result<Allocation<'_>, ApiError> {
         let guard = self.lock.lock().await;
         let listing = self
             .store
@@ -84,10 +80,10 @@ impl Allocator {
                 in_use.add(&service);
             }
         }
-        Ok(Some(Allocation {
+        Ok(Allocation {
             in_use,
             _guard: guard,
-        }))
+        })
     }
 }
 

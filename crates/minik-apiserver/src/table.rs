@@ -115,7 +115,7 @@ fn row(
     let cells = printers::cells(info.kind, &object, now);
     let mut row = Map::new();
     row.insert("cells".into(), Value::Array(cells));
-    let conditions = completed_condition(info, &object);
+    let conditions = info.strategy.row_conditions(&object);
     if !conditions.is_null() {
         row.insert("conditions".into(), conditions);
     }
@@ -137,27 +137,6 @@ fn row(
         }
     }
     Value::Object(row)
-}
-
-/// Kubernetes marks the rows of pods that have finished (`Succeeded`, `Failed`) with a
-/// `Completed` condition, which kubectl uses to hide them unless `--show-all`.
-fn completed_condition(info: &ResourceInfo, object: &Value) -> Value {
-    if info.kind != "Pod" {
-        return Value::Null;
-    }
-    match object.pointer("/status/phase").and_then(Value::as_str) {
-        Some(phase @ ("Succeeded" | "Failed")) => json!([{
-            "type": "Completed",
-            "status": "True",
-            "reason": phase,
-            "message": if phase == "Succeeded" {
-                "The pod has completed successfully."
-            } else {
-                "The pod failed."
-            },
-        }]),
-        _ => Value::Null,
-    }
 }
 
 fn table(

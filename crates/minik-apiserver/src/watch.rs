@@ -20,7 +20,8 @@ use minik_store::{EventType, Revision, WatchStream};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::registry::{store_error, Filter, Registry};
+use crate::errors::store_error;
+use crate::registry::{Filter, Registry};
 
 /// Where a watch starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,0 +1,68 @@
+//! Namespaces (v1): defaults and validation, and how one is deleted: marked `Terminating` at
+//! once, emptied by the namespace controller, which then removes its `spec.finalizers`
+//! through `namespaces/{name}/finalize`; it goes when nothing holds it. The namespaces every
+//! cluster has may not be deleted, nor may all namespaces be deleted at once.
+
+use k8s_openapi::api::core::v1::Namespace;
+use serde_json::{json, Value};
+
+use super::{typed_rules, Deletion, Strategy};
+use crate::{defaults, validation};
+
+typed_rules!(
+    Namespace,
+    defaults::namespace,
+    validation::namespace,
+    validation::namespace_update
+);
+
+/// Namespaces that exist from the first start and may never be deleted.
+pub const UNDELETABLE: &[&str] = &["default", "kube-system", "kube-public"];
+
+#[derive(Debug)]
+struct Namespaces;
+
+pub(crate) const NAMESPACES: &dyn Strategy = &Namespaces;
+
+impl Strategy for Namespaces {
+    fn deletion(&self, _namespace: &Value) -> Deletion {
+        Deletion::Finalized {
+            status: json!({"phase": "Terminating"}),
+        }
+    }
+
+    fn deletion_held(&self, namespace: &Value) -> bool {
+        namespace
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty())
+    }
+
+    fn undeletable(&self, name: &str) -> Option<&'static str> {
+        UNDELETABLE
+            .contains(&name)
+            .then_some("this namespace may not be deleted")
+    }
+
+    fn deletes_collection(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_finalizers_hold_a_namespace() {
+        for (namespace, held) in [
+            (json!({}), false),
+            (json!({"spec": {"finalizers": []}}), false),
+            (json!({"spec": {"finalizers": ["kubernetes"]}}), true),
+        ] {
+            assert_eq!(NAMESPACES.deletion_held(&namespace), held, "{namespace}");
+        }
+        assert!(NAMESPACES.undeletable("kube-system").is_some());
+        assert!(NAMESPACES.undeletable("team-a").is_none());
+    }
+}

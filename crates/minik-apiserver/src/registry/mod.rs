@@ -1,0 +1,573 @@
+//! The API's operations on objects — create, get, list, update, patch, delete, and the
+//! subresources — over the store. Both the HTTP handlers and in-process callers (scheduler,
+//! controllers) go through here, so every write is admitted (decoded, defaulted, validated) and
+//! versioned the same way.
+//!
+//! This module does the I/O (reads, compare-and-swap writes and their retries, address
+//! allocation and quota charging); every decision about an object is a pure function in
+//! `decide.rs`, and everything a kind does differently is asked of its strategy
+//! ([`minik_api::kinds`]).
+
+mod decide;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use minik_api::fields::{self, FieldSelector};
+use minik_api::kinds::Admission;
+use minik_api::request::{DeleteOptions, Patch, PatchKind, WriteOptions};
+use minik_api::resources::{self, ResourceInfo};
+use minik_api::selector::Selector;
+use minik_api::{ApiError, ObjectRef};
+use minik_store::{Listing, Revision, Store, StoreError, Stored};
+use serde_json::{json, Value};
+
+use crate::errors::{parse_object, store_error};
+use crate::quota::Quotas;
+use crate::services::{Allocation, Allocator};
+use decide::{meta_mut, str_at, Outcome};
+
+/// How many times a write is retried when another writer changed the object between our read
+/// and our compare-and-swap.
+const MAX_WRITE_ATTEMPTS: usize = 32;
+
+/// Namespaces that exist from the first start and cannot be deleted.
+pub const SYSTEM_NAMESPACES: &[&str] = &[
+    "default",
+    "kube-system",
+    "kube-public",
+    resources::NODE_LEASE_NAMESPACE,
+];
+
+/// The object operations of the API.
+#[derive(Clone)]
+pub struct Registry {
+    store: Arc<dyn Store>,
+    services: Arc<Allocator>,
+    quotas: Arc<Quotas>,
+    /// The `tolerationSeconds` of the not-ready and unreachable tolerations pods get when they
+    /// have none (`--pod-eviction-timeout`).
+    pod_toleration_seconds: i64,
+    /// How many bytes of changes a watch may fall behind before it is cut (`--watch-buffer-bytes`).
+    watch_buffer_bytes: usize,
+}
+
+/// Which part of an object a write may change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// The object itself; its status is kept as it was (for kinds with a status subresource).
+    Main,
+    /// The `status` subresource: only the status changes.
+    Status,
+}
+
+/// What a delete did: the object is gone, or it is marked and will go later (graceful deletion
+/// of a pod, or finalizers still to run).
+#[derive(Clone, Debug)]
+pub enum Deleted {
+    Gone(Bytes),
+    Pending(Bytes),
+}
+
+/// Label and field selection of a list or watch.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    pub labels: Selector,
+    pub fields: FieldSelector,
+}
+
+impl Filter {
+    /// Parses `labelSelector` and `fieldSelector` query values for `info`'s kind.
+    pub fn parse(
+        info: &ResourceInfo,
+        labels: Option<&str>,
+        fields: Option<&str>,
+    ) -> Result<Filter, ApiError> {
+        let labels = Selector::parse(labels.unwrap_or("")).map_err(ApiError::BadRequest)?;
+        let fields = FieldSelector::parse(fields.unwrap_or("")).map_err(ApiError::BadRequest)?;
+        fields::check_supported(info.kind, &fields).map_err(ApiError::BadRequest)?;
+        Ok(Filter { labels, fields })
+    }
+
+    pub fn is_everything(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
+    }
+
+    /// Whether the object, in its JSON form, is selected.
+    pub fn matches(&self, kind: &str, object: &Value) -> bool {
+        if !self.labels.is_empty() {
+            let labels = object
+                .pointer("/metadata/labels")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !self.labels.matches(&labels) {
+                return false;
+            }
+        }
+        self.fields.is_empty()
+            || self
+                .fields
+                .matches(|f| fields::field_value(kind, object, f))
+    }
+}
+
+/// A list answer: the selected objects as stored, and the revision it is consistent with.
+pub struct ListResult {
+    pub items: Vec<Bytes>,
+    pub revision: Revision,
+}
+
+/// Five characters from Kubernetes' alphabet for generated names (no vowels, no look-alikes).
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    uuid::Uuid::new_v4().as_bytes()[..5]
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+/// The clock of the registry's decisions: seconds since the epoch.
+fn now_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn into_bytes(object: &Value) -> Result<Bytes, ApiError> {
+    serde_json::to_vec(object)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+impl Registry {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Registry {
+            services: Arc::new(Allocator::new(store.clone())),
+            quotas: Arc::new(Quotas::new(store.clone())),
+            store,
+            pod_toleration_seconds: minik_api::defaults::DEFAULT_TOLERATION_SECONDS,
+            watch_buffer_bytes: minik_store::DEFAULT_WATCH_BUFFER_BYTES,
+        }
+    }
+
+    /// Pods that do not tolerate their node being not-ready or unreachable get tolerations
+    /// for `seconds` (Kubernetes' DefaultTolerationSeconds admission).
+    pub fn with_pod_toleration_seconds(mut self, seconds: i64) -> Self {
+        self.pod_toleration_seconds = seconds;
+        self
+    }
+
+    /// Watches are cut as too slow once `bytes` of changes were made after the oldest one they
+    /// have not yet delivered (see [`minik_store::WatchStream::set_buffer_bytes`]).
+    pub fn with_watch_buffer_bytes(mut self, bytes: usize) -> Self {
+        self.watch_buffer_bytes = bytes;
+        self
+    }
+
+    pub(crate) fn watch_buffer_bytes(&self) -> usize {
+        self.watch_buffer_bytes
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Creates the namespaces every cluster has, if they are missing.
+    pub async fn bootstrap(&self) -> Result<(), ApiError> {
+        let info = namespaces();
+        for ns in SYSTEM_NAMESPACES {
+            let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            match self.create(info, None, body, WriteOptions::default()).await {
+                Ok(_) | Err(ApiError::AlreadyExists(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads one object.
+    pub async fn get(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Stored, ApiError> {
+        if let Some(ns) = ns.filter(|_| info.admits(Admission::QuotaStatus)) {
+            self.quotas.barrier(ns).await;
+        }
+        self.store
+            .get(&info.key(ns, name))
+            .await
+            .map_err(|e| store_error(info, name, e))?
+            .ok_or_else(|| ApiError::NotFound(ObjectRef::new(info.group, info.plural, name)))
+    }
+
+    /// Lists the objects of one namespace (or all) that the filter selects.
+    pub async fn list(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        filter: &Filter,
+    ) -> Result<ListResult, ApiError> {
+        let Listing { items, revision } = self
+            .store
+            .list(&info.prefix(ns))
+            .await
+            .map_err(|e| store_error(info, "", e))?;
+        let items = if filter.is_everything() {
+            items.into_iter().map(|s| s.value).collect()
+        } else {
+            items
+                .into_iter()
+                .filter(|s| {
+                    serde_json::from_slice::<Value>(&s.value)
+                        .map(|v| filter.matches(info.kind, &v))
+                        .unwrap_or(false)
+                })
+                .map(|s| s.value)
+                .collect()
+        };
+        Ok(ListResult { items, revision })
+    }
+
+    /// Creates an object from a request body.
+    pub async fn create(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        body: Value,
+        opts: WriteOptions,
+    ) -> Result<Bytes, ApiError> {
+        let decide::Prepared {
+            mut body,
+            generate_name,
+        } = decide::prepare_create(info, ns, body, now_seconds())?;
+        if let Some(ns) = ns.filter(|_| info.namespaced) {
+            let name = body
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let stored = self.get(namespaces(), None, ns).await?;
+            let namespace = parse_object(namespaces(), ns, &stored.value)?;
+            decide::check_namespace_open(info, ns, name, &namespace)?;
+        }
+        if info.admits(Admission::DefaultTolerationSeconds) {
+            minik_api::defaults::pod_tolerations_json(&mut body, self.pod_toleration_seconds);
+        }
+        let attempts = if generate_name.is_some() { 8 } else { 1 };
+        let mut last_err = None;
+        for _ in 0..attempts {
+            let mut object = body.clone();
+            if let Some(prefix) = &generate_name {
+                meta_mut(&mut object)?.insert(
+                    "name".into(),
+                    Value::String(format!("{prefix}{}", random_suffix())),
+                );
+            }
+            meta_mut(&mut object)?.insert(
+                "uid".into(),
+                Value::String(uuid::Uuid::new_v4().to_string()),
+            );
+            let mut admitted = info.admit_create(&object, opts.field_validation)?;
+            let allocation = self.allocation(info, ns, None, Scope::Main).await?;
+            if let Some(allocation) = &allocation {
+                allocation.assign(&mut admitted, None)?;
+            }
+            let name = str_at(&admitted, "/metadata/name")
+                .unwrap_or_default()
+                .to_owned();
+            let charge = self
+                .quotas
+                .charge(info, ns, &mut admitted, None, opts.dry_run)
+                .await?;
+            if opts.dry_run {
+                return into_bytes(&admitted);
+            }
+            let created = self.store.create(&info.key(ns, &name), admitted).await;
+            if created.is_err() {
+                self.quotas.refund(charge).await;
+            } else {
+                drop(charge);
+            }
+            match created {
+                Ok(stored) => return Ok(stored.value),
+                Err(e @ StoreError::AlreadyExists { .. }) if generate_name.is_some() => {
+                    last_err = Some(store_error(info, &name, e));
+                }
+                Err(e) => return Err(store_error(info, &name, e)),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| ApiError::Internal("no name could be generated".into())))
+    }
+
+    /// For a write of the object itself (not its status) of a kind whose addresses the server
+    /// allocates: the allocation, holding the allocator's lock until dropped after the write.
+    async fn allocation(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: Option<&str>,
+        scope: Scope,
+    ) -> Result<Option<Allocation<'_>>, ApiError> {
+        if scope != Scope::Main || !info.admits(Admission::AllocateServiceAddresses) {
+            return Ok(None);
+        }
+        self.services.begin(info, ns, name).await.map(Some)
+    }
+
+    /// Reads, decides and writes with compare-and-swap, retrying when another writer got there
+    /// first. `step` sees the current object and its revision and says what to do; it must not
+    /// assume it runs only once.
+    async fn write_loop<F>(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        dry_run: bool,
+        mut step: F,
+    ) -> Result<Deleted, ApiError>
+    where
+        F: FnMut(&Value, Revision) -> Result<Outcome, ApiError>,
+    {
+        let key = info.key(ns, name);
+        for _ in 0..MAX_WRITE_ATTEMPTS {
+            let current = self.get(info, ns, name).await?;
+            let object = parse_object(info, name, &current.value)?;
+            let written = match step(&object, current.revision)? {
+                Outcome::Unchanged => return Ok(Deleted::Pending(current.value)),
+                Outcome::Write(mut new) => {
+                    // An update that makes the object use more (a Service turning NodePort)
+                    // is checked and charged against the namespace's quotas, as a create is.
+                    let charge = self
+                        .quotas
+                        .charge(info, ns, &mut new, Some(&object), dry_run)
+                        .await?;
+                    if dry_run {
+                        return Ok(Deleted::Pending(Bytes::from(
+                            serde_json::to_vec(&new)
+                                .map_err(|e| ApiError::Internal(e.to_string()))?,
+                        )));
+                    }
+                    let written = self.store.update(&key, new, Some(current.revision)).await;
+                    if written.is_err() {
+                        self.quotas.refund(charge).await;
+                    } else {
+                        drop(charge);
+                    }
+                    written.map(|s| Deleted::Pending(s.value))
+                }
+                Outcome::Delete if dry_run => return Ok(Deleted::Gone(current.value)),
+                Outcome::Delete => self
+                    .store
+                    .delete(&key, Some(current.revision))
+                    .await
+                    .map(|s| Deleted::Gone(s.value)),
+            };
+            match written {
+                Ok(done) => return Ok(done),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(store_error(info, name, e)),
+            }
+        }
+        Err(ApiError::conflict(ObjectRef::new(
+            info.group,
+            info.plural,
+            name,
+        )))
+    }
+
+    /// Replaces an object (PUT), or its status.
+    pub async fn update(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        body: Value,
+        scope: Scope,
+        opts: WriteOptions,
+    ) -> Result<Bytes, ApiError> {
+        self.replace(info, ns, name, scope, opts, |_| Ok(body.clone()))
+            .await
+    }
+
+    /// Patches an object (PATCH), or its status.
+    pub async fn patch(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        patch: &Patch,
+        scope: Scope,
+        opts: WriteOptions,
+    ) -> Result<Bytes, ApiError> {
+        self.replace(info, ns, name, scope, opts, |current| {
+            decide::apply_patch(info, patch.kind, current, &patch.body)
+        })
+        .await
+    }
+
+    /// An update or a patch: `requested` turns the current object into the requested one,
+    /// which is admitted as an update in `scope` (and given its addresses, for a kind the
+    /// server allocates them for).
+    async fn replace(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        scope: Scope,
+        opts: WriteOptions,
+        requested: impl Fn(&Value) -> Result<Value, ApiError>,
+    ) -> Result<Bytes, ApiError> {
+        let allocation = self.allocation(info, ns, Some(name), scope).await?;
+        let done = self
+            .write_loop(info, ns, name, opts.dry_run, |current, revision| {
+                let body = requested(current)?;
+                let outcome =
+                    decide::admit_update(info, ns, name, current, revision, body, scope, opts)?;
+                allocated(allocation.as_ref(), outcome, current)
+            })
+            .await?;
+        Ok(match done {
+            Deleted::Gone(b) | Deleted::Pending(b) => b,
+        })
+    }
+
+    /// The `scale` subresource of a Deployment, ReplicaSet or ReplicationController.
+    pub async fn get_scale(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Value, ApiError> {
+        let stored = self.get(info, ns, name).await?;
+        decide::scale_of(info, &parse_object(info, name, &stored.value)?)
+    }
+
+    /// Sets the replicas of a scalable object from a `Scale` (PUT), or from a patch of its
+    /// current `Scale` (PATCH).
+    pub async fn update_scale(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        change: ScaleChange,
+        opts: WriteOptions,
+    ) -> Result<Value, ApiError> {
+        let done = self
+            .write_loop(info, ns, name, opts.dry_run, |current, revision| {
+                decide::scale_update(info, ns, name, current, revision, &change, opts)
+            })
+            .await?;
+        let bytes = match done {
+            Deleted::Gone(b) | Deleted::Pending(b) => b,
+        };
+        decide::scale_of(info, &parse_object(info, name, &bytes)?)
+    }
+
+    /// Binds a pod to a node (`pods/{name}/binding`). Two binds of one pod cannot both win: the
+    /// write is a compare-and-swap on a pod that has no node yet.
+    pub async fn bind(
+        &self,
+        ns: &str,
+        name: &str,
+        binding: &Value,
+        dry_run: bool,
+    ) -> Result<(), ApiError> {
+        let node = decide::binding_target(name, binding)?;
+        self.write_loop(pods(), Some(ns), name, dry_run, |current, _| {
+            decide::bind(name, current, &node, now_seconds())
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// `namespaces/{name}/finalize`: replaces a namespace's `spec.finalizers` (what the
+    /// namespace controller removes once the namespace is empty). A namespace being deleted
+    /// goes as soon as nothing holds it.
+    pub async fn finalize_namespace(
+        &self,
+        name: &str,
+        body: &Value,
+        dry_run: bool,
+    ) -> Result<Bytes, ApiError> {
+        let info = namespaces();
+        let finalizers = decide::finalizers_of(body)?;
+        let done = self
+            .write_loop(info, None, name, dry_run, |current, _| {
+                Ok(decide::finalize(info, current, &finalizers))
+            })
+            .await?;
+        Ok(match done {
+            Deleted::Gone(b) | Deleted::Pending(b) => b,
+        })
+    }
+
+    /// Deletes an object: at once, or by marking it (graceful pod deletion, finalizers).
+    pub async fn delete(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> Result<Deleted, ApiError> {
+        decide::check_deletable(info, name, opts)?;
+        self.write_loop(info, ns, name, opts.dry_run, |current, revision| {
+            decide::decide_delete(info, name, current, revision, opts, now_seconds())
+        })
+        .await
+    }
+
+    /// Evicts a pod (`pods/{name}/eviction`, a `policy/v1` or `policy/v1beta1` `Eviction`): the
+    /// pod is deleted exactly as a `DELETE` with the eviction's `deleteOptions` would delete it,
+    /// gracefully when it is on a node. minik has no PodDisruptionBudgets, so no budget can
+    /// refuse an eviction (Kubernetes' 429); a dry run (`dryRun=All` on the request or in the
+    /// options) checks everything and changes nothing.
+    pub async fn evict(
+        &self,
+        ns: &str,
+        name: &str,
+        eviction: &Value,
+        opts: WriteOptions,
+    ) -> Result<Deleted, ApiError> {
+        let mut delete =
+            decide::eviction_delete_options(ns, name, eviction, opts.field_validation)?;
+        delete.dry_run |= opts.dry_run;
+        self.delete(pods(), Some(ns), name, &delete).await
+    }
+}
+
+/// Fills in the cluster IP and node ports of a Service being replaced (nothing for other kinds).
+fn allocated(
+    allocation: Option<&Allocation<'_>>,
+    outcome: Outcome,
+    current: &Value,
+) -> Result<Outcome, ApiError> {
+    match (allocation, outcome) {
+        (Some(allocation), Outcome::Write(mut new)) => {
+            allocation.assign(&mut new, Some(current))?;
+            Ok(Outcome::Write(new))
+        }
+        (_, outcome) => Ok(outcome),
+    }
+}
+
+/// What changes a `Scale` request asks for.
+#[derive(Clone, Debug)]
+pub enum ScaleChange {
+    Replace(Value),
+    Patch(PatchKind, Value),
+}
+
+pub(crate) fn namespaces() -> &'static ResourceInfo {
+    resources::by_plural("", "v1", "namespaces").expect("namespaces are served")
+}
+
+pub(crate) fn pods() -> &'static ResourceInfo {
+    resources::by_plural("", "v1", "pods").expect("pods are served")
+}
