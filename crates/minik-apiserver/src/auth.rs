@@ -27,34 +27,12 @@ use minik_api::ApiError;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use crate::http::HttpError;
+use crate::answer::HttpError;
+use crate::identity::Identity;
 use crate::ApiServer;
 
 /// The prefix of node credentials: `node.NAME.SECRET`.
 const NODE_PREFIX: &str = "node.";
-
-/// Who a request comes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Identity {
-    /// The administrator: the admin token, an anonymous loopback client when those are
-    /// allowed, or any client of a server run without authentication (tests, benchmarks).
-    Admin,
-    /// A host holding the join token: it may only join (`POST /minik/v1/join`).
-    Joiner,
-    /// A node agent, by its own credential.
-    Node(String),
-}
-
-impl Identity {
-    /// The user name Kubernetes would give this identity, for messages.
-    pub fn user(&self) -> String {
-        match self {
-            Identity::Admin => "admin".into(),
-            Identity::Joiner => "system:bootstrap:minik".into(),
-            Identity::Node(name) => format!("system:node:{name}"),
-        }
-    }
-}
 
 /// Where the tokens are and who may come in without one.
 #[derive(Clone, Debug)]

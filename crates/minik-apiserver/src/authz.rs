@@ -21,7 +21,7 @@ use minik_api::resources::{ResourceInfo, NODE_LEASE_NAMESPACE};
 use minik_api::ApiError;
 use serde_json::Value;
 
-use crate::auth::Identity;
+use crate::identity::Identity;
 use crate::ApiServer;
 
 /// One request, as the authorizer sees it.

@@ -8,7 +8,7 @@ use minik_api::resources::{ResourceInfo, RESOURCES};
 use minik_api::ApiError;
 use serde_json::{json, Value};
 
-use crate::http::HttpError;
+use crate::answer::HttpError;
 
 /// The Kubernetes version whose API minik serves.
 pub const KUBERNETES_MINOR: &str = "33";

@@ -18,7 +18,8 @@ use minik_api::resources::{self, FieldValidation, ResourceInfo};
 use minik_api::ApiError;
 use serde_json::Value;
 
-use crate::auth::Identity;
+use crate::answer::{content_type, encode, negotiate, success_status, HttpError};
+use crate::identity::Identity;
 use crate::registry::{Deleted, Filter, ScaleChange, Scope};
 use crate::watch::{WatchOptions, WatchStart};
 use crate::ApiServer;
@@ -26,40 +27,6 @@ use minik_api::request::{DeleteOptions, Patch, PatchKind, Propagation, WriteOpti
 
 /// The longest a single watch request lasts.
 const MAX_WATCH_SECONDS: u64 = 24 * 3600;
-
-/// An [`ApiError`] on its way out as an HTTP answer.
-pub struct HttpError(pub ApiError);
-
-impl From<ApiError> for HttpError {
-    fn from(e: ApiError) -> Self {
-        HttpError(e)
-    }
-}
-
-impl IntoResponse for HttpError {
-    fn into_response(self) -> Response {
-        // A full disk is a state the store logs when it begins and ends, not once per refusal.
-        if self.0.is_server_error() && !matches!(self.0, ApiError::InsufficientStorage(_)) {
-            tracing::error!(error = %self.0, "request failed");
-        }
-        let mut status = serde_json::to_value(self.0.to_status()).unwrap_or(Value::Null);
-        status["kind"] = "Status".into();
-        status["apiVersion"] = "v1".into();
-        status["metadata"] = serde_json::json!({});
-        let code = StatusCode::from_u16(self.0.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        json_response(code, Bytes::from(status.to_string()))
-    }
-}
-
-pub(crate) fn json_response(code: StatusCode, body: Bytes) -> Response {
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = code;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
 
 /// What a request path names.
 #[derive(Debug)]
@@ -181,66 +148,6 @@ fn serde_urlencoded_pairs(raw: &str) -> Result<Vec<(String, String)>, ApiError> 
     )
     .map(|q| q.0)
     .map_err(|e| ApiError::BadRequest(format!("the query string is malformed: {e}")))
-}
-
-/// The media type of a request body, without parameters.
-fn content_type(headers: &HeaderMap) -> String {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase())
-        .unwrap_or_default()
-}
-
-/// How the answer is encoded.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Encoding {
-    Json,
-    Yaml,
-}
-
-fn negotiate(headers: &HeaderMap) -> Result<Encoding, ApiError> {
-    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
-        return Ok(Encoding::Json);
-    };
-    for item in accept.split(',') {
-        let media = item
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        match media.as_str() {
-            // text/plain is what log readers ask for; everything else is answered as JSON.
-            "" | "*/*" | "application/*" | "application/json" | "text/plain" => {
-                return Ok(Encoding::Json)
-            }
-            "application/yaml" => return Ok(Encoding::Yaml),
-            _ => {}
-        }
-    }
-    Err(ApiError::NotAcceptable(format!(
-        "only the following media types are accepted: application/json, application/yaml (asked for {accept})"
-    )))
-}
-
-fn encode(encoding: Encoding, code: StatusCode, body: Bytes) -> Result<Response, ApiError> {
-    match encoding {
-        Encoding::Json => Ok(json_response(code, body)),
-        Encoding::Yaml => {
-            let value: Value =
-                serde_json::from_slice(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
-            let yaml = minik_api::yaml::to_yaml(&value);
-            let mut response = Response::new(Body::from(yaml));
-            *response.status_mut() = code;
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/yaml"),
-            );
-            Ok(response)
-        }
-    }
 }
 
 /// What a request body is decoded as, for the words of strict decoding errors.
@@ -443,12 +350,6 @@ fn list_body(info: &ResourceInfo, revision: u64, items: &[Bytes]) -> Bytes {
 
 fn to_bytes(v: &Value) -> Bytes {
     Bytes::from(v.to_string())
-}
-
-fn success_status(code: u16) -> Bytes {
-    to_bytes(&serde_json::json!({
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": code
-    }))
 }
 
 /// Checks that `identity` (not the administrator) may make the request; answers the body, read
@@ -786,7 +687,11 @@ async fn handle(
             registry
                 .bind(ns.unwrap_or_default(), name, &body, query.dry_run()?)
                 .await?;
-            encode(encoding, StatusCode::CREATED, success_status(201))
+            encode(
+                encoding,
+                StatusCode::CREATED,
+                to_bytes(&success_status(201)),
+            )
         }
         // Kubernetes answers an eviction with 201 and a bare Success, the pod gone or only
         // marked for a graceful deletion.
@@ -796,7 +701,11 @@ async fn handle(
             registry
                 .evict(ns.unwrap_or_default(), name, &body, query.write_options()?)
                 .await?;
-            encode(encoding, StatusCode::CREATED, success_status(201))
+            encode(
+                encoding,
+                StatusCode::CREATED,
+                to_bytes(&success_status(201)),
+            )
         }
         (method, name, sub) => Err(ApiError::MethodNotAllowed(format!(
             "{method} is not supported on {}{}{}",

@@ -3,12 +3,14 @@
 //! same set of operations for in-process callers.
 
 mod agent;
+mod answer;
 mod auth;
 mod authz;
 mod discovery;
 mod errors;
 mod events;
 mod http;
+mod identity;
 mod limits;
 mod local;
 mod logs;

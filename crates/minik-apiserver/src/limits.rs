@@ -21,9 +21,8 @@ use futures::StreamExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use minik_api::ApiError;
-use serde_json::Value;
 
-use crate::http::json_response;
+use crate::answer::{failure_status, json_response, HttpError};
 use crate::ApiServer;
 
 /// How many seconds a client refused for too many watches is asked to wait.
@@ -200,10 +199,7 @@ fn is_watch(request: &Request) -> bool {
 /// The 429 a client gets for one watch too many, with `Retry-After` as Kubernetes' max-in-flight
 /// filter sends it.
 fn too_many(error: &ApiError) -> Response {
-    let mut status = serde_json::to_value(error.to_status()).unwrap_or(Value::Null);
-    status["kind"] = "Status".into();
-    status["apiVersion"] = "v1".into();
-    status["metadata"] = serde_json::json!({});
+    let mut status = failure_status(error);
     status["details"] = serde_json::json!({ "retryAfterSeconds": RETRY_AFTER_SECONDS });
     let mut response = json_response(
         StatusCode::TOO_MANY_REQUESTS,
@@ -232,7 +228,7 @@ pub(crate) async fn guard(
     // Within twice the limit, read_body reads and drops the excess so the client sees the 413;
     // beyond, answering at once is cheaper than reading.
     if declared.is_some_and(|n| n > (limit as u64).saturating_mul(2)) {
-        return crate::http::HttpError(too_large(limit)).into_response();
+        return HttpError(too_large(limit)).into_response();
     }
     let request = if matches!(
         *request.method(),

@@ -24,8 +24,8 @@ use minik_api::resources::{ResourceInfo, RESOURCES};
 use minik_api::ApiError;
 use serde_json::{json, Map, Value};
 
+use crate::answer::{json_response, HttpError};
 use crate::discovery::KUBERNETES_MINOR;
-use crate::http::{json_response, HttpError};
 
 /// The media type in which client-go asks for the OpenAPI v2 document (gnostic's protobuf).
 const OPENAPI_V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";

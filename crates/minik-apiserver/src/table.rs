@@ -164,7 +164,7 @@ fn parse(item: &[u8]) -> Result<Value, ApiError> {
 }
 
 fn json_answer(body: &Value) -> Response {
-    crate::http::json_response(StatusCode::OK, Bytes::from(body.to_string()))
+    crate::answer::json_response(StatusCode::OK, Bytes::from(body.to_string()))
 }
 
 /// A list as a `Table`.

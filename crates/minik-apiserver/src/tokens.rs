@@ -24,8 +24,9 @@ use serde_json::json;
 
 use minik_client::JOIN_PATH;
 
-use crate::auth::{Auth, Identity, TokenKind};
-use crate::http::{json_response, HttpError};
+use crate::answer::{json_response, success_status, HttpError};
+use crate::auth::{Auth, TokenKind};
+use crate::identity::Identity;
 use crate::ApiServer;
 
 /// The routes of this module.
@@ -169,10 +170,7 @@ async fn revoke(State(server): State<Arc<ApiServer>>, Path(name): Path<String>) 
                 )));
             }
             tracing::info!(node = %name, "node credential revoked");
-            Ok(json(
-                StatusCode::OK,
-                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 200}),
-            ))
+            Ok(json(StatusCode::OK, success_status(200)))
         }
         .await,
     )

@@ -140,9 +140,7 @@ fn frame(event_type: &str, object: &[u8]) -> Bytes {
 
 /// The ERROR event that ends a watch, with the error as a `Status`.
 pub fn error_frame(error: &ApiError) -> Bytes {
-    let mut status = serde_json::to_value(error.to_status()).unwrap_or(Value::Null);
-    status["kind"] = "Status".into();
-    status["apiVersion"] = "v1".into();
+    let status = crate::answer::failure_status(error);
     frame("ERROR", status.to_string().as_bytes())
 }
 
