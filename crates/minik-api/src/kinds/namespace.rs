@@ -16,8 +16,16 @@ typed_rules!(
     validation::namespace_update
 );
 
-/// Namespaces that exist from the first start and may never be deleted.
-pub const UNDELETABLE: &[&str] = &["default", "kube-system", "kube-public"];
+/// Namespaces every cluster has from its first start.
+pub const SYSTEM: &[&str] = &[
+    "default",
+    "kube-system",
+    "kube-public",
+    crate::resources::NODE_LEASE_NAMESPACE,
+];
+
+/// The system namespaces that may never be deleted (all but the nodes' lease namespace).
+pub const UNDELETABLE: &[&str] = SYSTEM.split_at(3).0;
 
 #[derive(Debug)]
 struct Namespaces;
@@ -62,7 +70,9 @@ mod tests {
         ] {
             assert_eq!(NAMESPACES.deletion_held(&namespace), held, "{namespace}");
         }
+        assert_eq!(UNDELETABLE, ["default", "kube-system", "kube-public"]);
         assert!(NAMESPACES.undeletable("kube-system").is_some());
+        assert!(NAMESPACES.undeletable("kube-node-lease").is_none());
         assert!(NAMESPACES.undeletable("team-a").is_none());
     }
 }

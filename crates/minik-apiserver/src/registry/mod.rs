@@ -31,13 +31,8 @@ use decide::{meta_mut, str_at, Outcome};
 /// and our compare-and-swap.
 const MAX_WRITE_ATTEMPTS: usize = 32;
 
-/// Namespaces that exist from the first start and cannot be deleted.
-pub const SYSTEM_NAMESPACES: &[&str] = &[
-    "default",
-    "kube-system",
-    "kube-public",
-    resources::NODE_LEASE_NAMESPACE,
-];
+/// Namespaces that exist from the first start ([`minik_api::kinds::namespace::SYSTEM`]).
+pub const SYSTEM_NAMESPACES: &[&str] = minik_api::kinds::namespace::SYSTEM;
 
 /// The object operations of the API.
 #[derive(Clone)]
