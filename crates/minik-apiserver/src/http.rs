@@ -18,9 +18,9 @@ use minik_api::resources::{self, FieldValidation, ResourceInfo};
 use minik_api::ApiError;
 use serde_json::Value;
 
-use crate::answer::{content_type, encode, negotiate, success_status, HttpError};
+use crate::answer::{content_type, encode, negotiate, success_status, Encoding, HttpError};
 use crate::identity::Identity;
-use crate::registry::{Deleted, Filter, ScaleChange, Scope};
+use crate::registry::{Filter, ScaleChange, Scope};
 use crate::watch::{WatchOptions, WatchStart};
 use crate::ApiServer;
 use minik_api::request::{DeleteOptions, Patch, PatchKind, Propagation, WriteOptions};
@@ -352,6 +352,15 @@ fn to_bytes(v: &Value) -> Bytes {
     Bytes::from(v.to_string())
 }
 
+/// The bare `201` Success Kubernetes answers to a binding or an eviction.
+fn created_success(encoding: Encoding) -> Result<Response, ApiError> {
+    encode(
+        encoding,
+        StatusCode::CREATED,
+        to_bytes(&success_status(201)),
+    )
+}
+
 /// Checks that `identity` (not the administrator) may make the request; answers the body, read
 /// whole for the check (the authorizer needs it for some writes) and given back.
 async fn authorize(
@@ -591,11 +600,8 @@ async fn handle(
             let opts = delete_options(&query, headers, body, limit).await?;
             // Kubernetes answers 200 whether the object is gone or only marked (graceful
             // deletion, finalizers): the body tells which.
-            match registry.delete(info, ns, name, &opts).await? {
-                Deleted::Gone(object) | Deleted::Pending(object) => {
-                    encode(encoding, StatusCode::OK, object)
-                }
-            }
+            let done = registry.delete(info, ns, name, &opts).await?;
+            encode(encoding, StatusCode::OK, done.into_object())
         }
         (&Method::DELETE, None, None) if !info.strategy.deletes_collection() => {
             Err(ApiError::MethodNotAllowed(
@@ -627,7 +633,7 @@ async fn handle(
                     .pointer("/metadata/namespace")
                     .and_then(Value::as_str);
                 match registry.delete(info, item_ns, name, &opts).await {
-                    Ok(Deleted::Gone(b) | Deleted::Pending(b)) => deleted.push(b),
+                    Ok(done) => deleted.push(done.into_object()),
                     Err(ApiError::NotFound(_)) => {}
                     Err(e) => return Err(e),
                 }
@@ -687,11 +693,7 @@ async fn handle(
             registry
                 .bind(ns.unwrap_or_default(), name, &body, query.dry_run()?)
                 .await?;
-            encode(
-                encoding,
-                StatusCode::CREATED,
-                to_bytes(&success_status(201)),
-            )
+            created_success(encoding)
         }
         // Kubernetes answers an eviction with 201 and a bare Success, the pod gone or only
         // marked for a graceful deletion.
@@ -701,11 +703,7 @@ async fn handle(
             registry
                 .evict(ns.unwrap_or_default(), name, &body, query.write_options()?)
                 .await?;
-            encode(
-                encoding,
-                StatusCode::CREATED,
-                to_bytes(&success_status(201)),
-            )
+            created_success(encoding)
         }
         (method, name, sub) => Err(ApiError::MethodNotAllowed(format!(
             "{method} is not supported on {}{}{}",

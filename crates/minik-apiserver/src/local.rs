@@ -11,7 +11,7 @@ use minik_api::ApiError;
 use minik_client::{Api, BoxFuture, EventStream, ListParams, ObjectList, WatchEvent};
 use serde_json::{json, Value};
 
-use crate::registry::{Deleted, Filter, Registry, Scope};
+use crate::registry::{Filter, Registry, Scope};
 use crate::watch::{WatchOptions, WatchStart};
 
 /// How long an in-process watch lasts before its informer re-watches.
@@ -139,9 +139,8 @@ impl Api for Registry {
         opts: DeleteOptions,
     ) -> BoxFuture<'a, Result<Value, ApiError>> {
         Box::pin(async move {
-            match Registry::delete(self, info, ns, name, &opts).await? {
-                Deleted::Gone(b) | Deleted::Pending(b) => parse(&b),
-            }
+            let done = Registry::delete(self, info, ns, name, &opts).await?;
+            parse(&done.into_object())
         })
     }
 

@@ -16,6 +16,15 @@ use serde_json::{json, Map, Value};
 
 use super::Scope;
 
+/// The metadata only the server writes: a create resets it, an update keeps what is stored.
+const SERVER_OWNED: [&str; 5] = [
+    "uid",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "generation",
+];
+
 /// What a write step decided to do with the object it read.
 #[derive(Debug, PartialEq)]
 pub(super) enum Outcome {
@@ -343,13 +352,7 @@ pub(super) fn admit_update(
             if let Some(ns) = ns.filter(|_| info.namespaced) {
                 meta.insert("namespace".into(), Value::String(ns.into()));
             }
-            for server_owned in [
-                "uid",
-                "creationTimestamp",
-                "deletionTimestamp",
-                "deletionGracePeriodSeconds",
-                "generation",
-            ] {
+            for server_owned in SERVER_OWNED {
                 match current_meta.get(server_owned) {
                     Some(v) => meta.insert(server_owned.into(), v.clone()),
                     None => meta.remove(server_owned),
@@ -604,16 +607,8 @@ pub(super) fn prepare_create(
             "resourceVersion should not be set on objects to be created".into(),
         ));
     }
-    for server_owned in [
-        "uid",
-        "creationTimestamp",
-        "deletionTimestamp",
-        "deletionGracePeriodSeconds",
-        "generation",
-        "resourceVersion",
-        "managedFields",
-        "selfLink",
-    ] {
+    let unwritable = ["resourceVersion", "managedFields", "selfLink"];
+    for server_owned in SERVER_OWNED.into_iter().chain(unwritable) {
         meta.remove(server_owned);
     }
     meta.insert(

@@ -64,6 +64,15 @@ pub enum Deleted {
     Pending(Bytes),
 }
 
+impl Deleted {
+    /// The object as it was deleted, or as it is now stored.
+    pub fn into_object(self) -> Bytes {
+        match self {
+            Deleted::Gone(b) | Deleted::Pending(b) => b,
+        }
+    }
+}
+
 /// Label and field selection of a list or watch.
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
@@ -428,9 +437,7 @@ impl Registry {
                 allocated(allocation.as_ref(), outcome, current)
             })
             .await?;
-        Ok(match done {
-            Deleted::Gone(b) | Deleted::Pending(b) => b,
-        })
+        Ok(done.into_object())
     }
 
     /// The `scale` subresource of a Deployment, ReplicaSet or ReplicationController.
@@ -459,9 +466,7 @@ impl Registry {
                 decide::scale_update(info, ns, name, current, revision, &change, opts)
             })
             .await?;
-        let bytes = match done {
-            Deleted::Gone(b) | Deleted::Pending(b) => b,
-        };
+        let bytes = done.into_object();
         decide::scale_of(info, &parse_object(info, name, &bytes)?)
     }
 
@@ -498,9 +503,7 @@ impl Registry {
                 Ok(decide::finalize(info, current, &finalizers))
             })
             .await?;
-        Ok(match done {
-            Deleted::Gone(b) | Deleted::Pending(b) => b,
-        })
+        Ok(done.into_object())
     }
 
     /// Deletes an object: at once, or by marking it (graceful pod deletion, finalizers).
