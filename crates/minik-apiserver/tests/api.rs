@@ -1,14 +1,13 @@
 //! The REST API over real HTTP on an ephemeral port: verbs, subresources, errors as `Status`.
 
-mod common;
-
-use common::{deployment, pod, rv, start};
+use minik_testkit::manifest::{deployment, pod, rv};
+use minik_testkit::{start, Answer, TestServer};
 use serde_json::{json, Value};
 
 const PODS: &str = "/api/v1/namespaces/default/pods";
 const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/default/deployments";
 
-fn assert_status(answer: &common::Answer, code: u16, reason: &str) {
+fn assert_status(answer: &Answer, code: u16, reason: &str) {
     assert_eq!(answer.code, code, "{:#}", answer.body);
     assert_eq!(answer.body["kind"], "Status", "{:#}", answer.body);
     assert_eq!(answer.body["status"], "Failure");
@@ -141,7 +140,7 @@ async fn bad_objects_are_refused_with_field_paths_and_change_nothing() {
         "Pod in version \"v1\" cannot be handled as a Pod: strict decoding error: unknown field \"spec.containers[0].imagee\""
     );
 
-    let mut wrong_type = deployment("web", 1);
+    let mut wrong_type = deployment("web", 1, "nginx:1.25");
     wrong_type["spec"]["template"]["spec"]["containers"] = json!({"name": "x"});
     let answer = s.post(DEPLOYMENTS, &wrong_type).await;
     assert_status(&answer, 400, "BadRequest");
@@ -154,7 +153,7 @@ async fn bad_objects_are_refused_with_field_paths_and_change_nothing() {
         answer.body["message"]
     );
 
-    let mut old_version = deployment("web", 1);
+    let mut old_version = deployment("web", 1, "nginx:1.25");
     old_version["apiVersion"] = json!("apps/v1beta2");
     let answer = s.post(DEPLOYMENTS, &old_version).await;
     assert_status(&answer, 400, "BadRequest");
@@ -211,7 +210,10 @@ async fn yaml_bodies_and_yaml_answers() {
     let text = response.text().await.unwrap();
     assert!(text.contains("name: y"), "{text}");
     // Regression: YAML 1.1 readers (kubectl's) take a plain `on` for a boolean.
-    assert!(text.contains("flag: 'on'") || text.contains("flag: \"on\""), "{text}");
+    assert!(
+        text.contains("flag: 'on'") || text.contains("flag: \"on\""),
+        "{text}"
+    );
     let response = s
         .client
         .get(s.url(PODS))
@@ -307,7 +309,10 @@ async fn list_filters_by_labels_and_fields_across_namespaces() {
 #[tokio::test]
 async fn updates_are_compare_and_swap_and_bump_generation_on_spec_changes() {
     let s = start().await;
-    let created = s.post(DEPLOYMENTS, &deployment("web", 2)).await.body;
+    let created = s
+        .post(DEPLOYMENTS, &deployment("web", 2, "nginx:1.25"))
+        .await
+        .body;
     let url = format!("{DEPLOYMENTS}/web");
 
     let mut changed = created.clone();
@@ -356,8 +361,11 @@ async fn updates_are_compare_and_swap_and_bump_generation_on_spec_changes() {
     renamed["metadata"]["name"] = json!("other");
     assert_status(&s.put(&url, &renamed).await, 400, "BadRequest");
     assert_status(
-        &s.put(&format!("{DEPLOYMENTS}/missing"), &deployment("missing", 1))
-            .await,
+        &s.put(
+            &format!("{DEPLOYMENTS}/missing"),
+            &deployment("missing", 1, "nginx:1.25"),
+        )
+        .await,
         404,
         "NotFound",
     );
@@ -379,7 +387,7 @@ async fn pod_spec_is_immutable_except_images() {
 #[tokio::test]
 async fn patches_merge_strategic_and_json() {
     let s = start().await;
-    let mut d = deployment("web", 1);
+    let mut d = deployment("web", 1, "nginx:1.25");
     d["spec"]["template"]["spec"]["containers"] = json!([
         {"name": "main", "image": "nginx:1.25", "env": [{"name": "A", "value": "1"}]},
         {"name": "side", "image": "busybox"}
@@ -504,7 +512,8 @@ async fn status_subresource_changes_only_status() {
 #[tokio::test]
 async fn scale_subresource_reads_and_sets_replicas() {
     let s = start().await;
-    s.post(DEPLOYMENTS, &deployment("web", 2)).await;
+    s.post(DEPLOYMENTS, &deployment("web", 2, "nginx:1.25"))
+        .await;
     let scale = s.get(&format!("{DEPLOYMENTS}/web/scale")).await.body;
     assert_eq!(scale["kind"], "Scale");
     assert_eq!(scale["apiVersion"], "autoscaling/v1");
@@ -630,7 +639,8 @@ async fn deleting_pods_is_graceful_once_they_are_on_a_node() {
 #[tokio::test]
 async fn delete_propagation_is_kept_for_the_garbage_collector() {
     let s = start().await;
-    s.post(DEPLOYMENTS, &deployment("fg", 1)).await;
+    s.post(DEPLOYMENTS, &deployment("fg", 1, "nginx:1.25"))
+        .await;
     let answer = s
         .delete(&format!("{DEPLOYMENTS}/fg?propagationPolicy=Foreground"))
         .await;
@@ -641,7 +651,8 @@ async fn delete_propagation_is_kept_for_the_garbage_collector() {
     );
     assert!(answer.body["metadata"]["deletionTimestamp"].is_string());
 
-    s.post(DEPLOYMENTS, &deployment("orphan", 1)).await;
+    s.post(DEPLOYMENTS, &deployment("orphan", 1, "nginx:1.25"))
+        .await;
     let body = json!({"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Orphan"});
     let answer = s
         .send(
@@ -669,7 +680,8 @@ async fn delete_propagation_is_kept_for_the_garbage_collector() {
         "NotFound",
     );
 
-    s.post(DEPLOYMENTS, &deployment("bg", 1)).await;
+    s.post(DEPLOYMENTS, &deployment("bg", 1, "nginx:1.25"))
+        .await;
     assert_eq!(
         s.delete(&format!("{DEPLOYMENTS}/bg?propagationPolicy=Background"))
             .await
@@ -731,7 +743,7 @@ trait StoreRevision {
     async fn store_revision(&self) -> u64;
 }
 
-impl StoreRevision for common::TestServer {
+impl StoreRevision for TestServer {
     async fn store_revision(&self) -> u64 {
         use minik_store::Store;
         self.store.revision()

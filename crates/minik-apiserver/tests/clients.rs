@@ -1,30 +1,18 @@
 //! The client side of the API: `HttpApi` over a real socket and the in-process `Registry`
 //! behave the same, and informers keep a cache current through both, relisting after 410.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{pod, start, start_with};
 use minik_api::k8s_openapi::api::core::v1::Pod;
 use minik_api::request::{DeleteOptions, Patch, PatchKind, WriteOptions};
 use minik_apiserver::Config;
 use minik_client::{
     resource_of, Api, ApiExt, Change, HttpApi, Informer, InformerConfig, ListParams,
 };
+use minik_testkit::manifest::pod;
+use minik_testkit::{start, start_with, wait_for, DEADLINE};
 use serde_json::json;
-
-async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !done() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 async fn exercise(api: &dyn Api) {
     let pods = resource_of::<Pod>();
@@ -141,8 +129,15 @@ async fn an_informer_follows_changes() {
             .await;
     }
     s.delete("/api/v1/namespaces/default/pods/before").await;
-    wait_until("the cache to follow", || {
-        cache.len() == 10 && cache.get("default/before").is_none()
+    wait_for("the cache to follow", DEADLINE, || {
+        let (len, before) = (cache.len(), cache.get("default/before").is_some());
+        async move {
+            if len == 10 && !before {
+                Ok(())
+            } else {
+                Err(format!("{len} pods cached, `before` among them: {before}"))
+            }
+        }
     })
     .await;
 
@@ -201,8 +196,9 @@ async fn an_informer_relists_when_its_revision_is_gone() {
     );
     s.post("/api/v1/namespaces/default/pods", &other).await;
     let cache = informer.cache();
-    wait_until("the informer to see the new pod", || {
-        cache.get("default/other").is_some()
+    wait_for("the informer to see the new pod", DEADLINE, || {
+        let seen = cache.get("default/other").is_some();
+        async move { seen.then_some(()) }
     })
     .await;
     assert_eq!(cache.len(), 1);

@@ -2,13 +2,12 @@
 //! components' `EventRecorder` merges repeats into one object with a count, as Kubernetes'
 //! recorder does.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use minik_api::k8s_openapi::api::core::v1::ObjectReference;
 use minik_client::{CorrelatorOptions, EventNote, EventRecorder, EventType, HttpApi};
+use minik_testkit::{wait_for, DEADLINE};
 use serde_json::{json, Value};
 
 fn event(name: &str, message: &str) -> Value {
@@ -22,14 +21,14 @@ fn event(name: &str, message: &str) -> Value {
     })
 }
 
-async fn stored_events(s: &common::TestServer) -> Vec<Value> {
+async fn stored_events(s: &minik_testkit::TestServer) -> Vec<Value> {
     let events = s.get("/api/v1/namespaces/default/events").await.body;
     events["items"].as_array().cloned().unwrap_or_default()
 }
 
 #[tokio::test]
 async fn an_event_create_answers_and_stores_what_it_created() {
-    let s = common::start().await;
+    let s = minik_testkit::start().await;
     let mut answers = Vec::new();
     for name in ["web.1", "web.2"] {
         // The same content under two names: two events, not one merged into the other.
@@ -59,7 +58,7 @@ async fn an_event_create_answers_and_stores_what_it_created() {
 
 #[tokio::test]
 async fn old_events_expire() {
-    let s = common::start().await;
+    let s = minik_testkit::start().await;
     let registry = minik_apiserver::Registry::new(Arc::new(s.store.clone()));
     let old = event("web.old", "old news");
     assert_eq!(
@@ -90,13 +89,25 @@ async fn old_events_expire() {
             .unwrap(),
         0
     );
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(
-        minik_apiserver::expire_events(&registry, Duration::ZERO)
-            .await
-            .unwrap(),
-        2
-    );
+    // Once the clock has passed the second they were seen in (`expire_events` reads it), both
+    // go; polled rather than slept for, and counted across sweeps in case the two creations
+    // straddle a second.
+    let expired = std::cell::Cell::new(0);
+    let total = wait_for("a TTL of zero to expire both events", DEADLINE, || {
+        let (registry, expired) = (&registry, &expired);
+        async move {
+            let now = minik_apiserver::expire_events(registry, Duration::ZERO)
+                .await
+                .unwrap();
+            expired.set(expired.get() + now);
+            match expired.get() {
+                2.. => Ok(expired.get()),
+                n => Err(format!("{n} expired")),
+            }
+        }
+    })
+    .await;
+    assert_eq!(total, 2);
     assert!(stored_events(&s).await.is_empty());
 }
 
@@ -119,13 +130,13 @@ fn note(message: &str) -> EventNote {
     }
 }
 
-fn recorder(s: &common::TestServer) -> EventRecorder {
+fn recorder(s: &minik_testkit::TestServer) -> EventRecorder {
     EventRecorder::new(Arc::new(HttpApi::new(&s.base).expect("client")))
 }
 
 #[tokio::test]
 async fn a_recorder_counts_repeats_in_one_event() {
-    let s = common::start().await;
+    let s = minik_testkit::start().await;
     let events = recorder(&s);
     let backoff = note("Back-off restarting failed container");
     for _ in 0..5 {
@@ -172,7 +183,7 @@ async fn a_recorder_counts_repeats_in_one_event() {
 
 #[tokio::test]
 async fn a_recorder_recreates_an_event_that_expired_with_its_count() {
-    let s = common::start().await;
+    let s = minik_testkit::start().await;
     let events = recorder(&s);
     let backoff = note("Back-off restarting failed container");
     events.record(&backoff).await.expect("recorded");
@@ -194,7 +205,7 @@ async fn a_recorder_recreates_an_event_that_expired_with_its_count() {
 
 #[tokio::test]
 async fn a_recorder_combines_similar_events_and_limits_a_source() {
-    let s = common::start().await;
+    let s = minik_testkit::start().await;
     let api = Arc::new(HttpApi::new(&s.base).expect("client"));
     let events = EventRecorder::with_options(
         api,

@@ -2,14 +2,13 @@
 //! discovery, the checks of the `Eviction` body, its `deleteOptions`, and a pod deleted exactly
 //! as a `DELETE` would delete it.
 
-mod common;
-
-use common::{pod, rv, start, TestServer};
+use minik_testkit::manifest::{pod, rv};
+use minik_testkit::{start, Answer, TestServer};
 use serde_json::{json, Value};
 
 const PODS: &str = "/api/v1/namespaces/default/pods";
 
-fn assert_status(answer: &common::Answer, code: u16, reason: &str) {
+fn assert_status(answer: &Answer, code: u16, reason: &str) {
     assert_eq!(answer.code, code, "{:#}", answer.body);
     assert_eq!(answer.body["kind"], "Status", "{:#}", answer.body);
     assert_eq!(answer.body["status"], "Failure", "{:#}", answer.body);
@@ -41,7 +40,7 @@ async fn pod_on_node(s: &TestServer, name: &str) -> Value {
     s.get(&format!("{PODS}/{name}")).await.body
 }
 
-async fn evict(s: &TestServer, name: &str, body: &Value) -> common::Answer {
+async fn evict(s: &TestServer, name: &str, body: &Value) -> Answer {
     s.post(&format!("{PODS}/{name}/eviction"), body).await
 }
 

@@ -2,8 +2,6 @@
 //! server: `Api::<Pod>` create, list with a label selector, and watch from a list's
 //! resourceVersion.
 
-mod common;
-
 use futures::{StreamExt, TryStreamExt};
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::{Client, Config};
@@ -26,7 +24,7 @@ async fn client(base: &str) -> Client {
 
 #[tokio::test]
 async fn kube_rs_lists_and_watches_pods() {
-    let server = common::start().await;
+    let server = minik_testkit::start().await;
     let pods: Api<Pod> = Api::default_namespaced(client(&server.base).await);
 
     let created = pods

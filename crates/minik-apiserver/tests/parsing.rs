@@ -3,14 +3,10 @@
 //! `fieldValidation` as in Kubernetes, every error answer is a `Status` (405s and 404s of any
 //! path included), and `Authorization` is read as RFC 6750 writes it.
 
-mod common;
-
 use std::sync::Arc;
-use std::time::Duration;
 
-use common::{start, TestServer};
-use minik_apiserver::{app, ApiServer, Auth, AuthConfig, Config};
-use minik_store::{SledStore, StoreConfig};
+use minik_apiserver::{ApiServer, Auth, AuthConfig, Config};
+use minik_testkit::{open_store, serve, start, TestServer, HISTORY};
 use serde_json::{json, Value};
 
 const EVENTS: &str = "/api/v1/namespaces/default/events";
@@ -288,29 +284,17 @@ async fn every_error_answer_is_a_status() {
 #[tokio::test]
 async fn bearer_tokens_are_read_as_rfc_6750_writes_them() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = SledStore::open(StoreConfig::new(dir.path().join("store"))).expect("store");
+    let store = open_store(dir.path(), HISTORY);
     let auth = Auth::open(AuthConfig {
         dir: dir.path().join("auth"),
         admin_file: None,
         anonymous_loopback: false,
     })
     .expect("auth");
-    let server = ApiServer::secured(Arc::new(store), Config::default(), auth);
-    server.registry.bootstrap().await.expect("bootstrap");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app(server)).await.expect("serve");
-    });
-    let _stop = AbortOnDrop(task);
     let token = std::fs::read_to_string(dir.path().join("auth/admin-token")).unwrap();
-    let token = token.trim();
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
+    let token = token.trim().to_owned();
+    let server = ApiServer::secured(Arc::new(store.clone()), Config::default(), auth);
+    let s = serve(server, store, dir).await;
     let cases = [
         (format!("Bearer {token}"), 200),
         (format!("bearer {token}"), 200),
@@ -326,8 +310,9 @@ async fn bearer_tokens_are_read_as_rfc_6750_writes_them() {
         (token.to_owned(), 401),
     ];
     for (header, expected) in cases {
-        let response = client
-            .get(format!("http://{addr}/api/v1/namespaces"))
+        let response = s
+            .client
+            .get(s.url("/api/v1/namespaces"))
             .header("authorization", &header)
             .send()
             .await
@@ -339,13 +324,5 @@ async fn bearer_tokens_are_read_as_rfc_6750_writes_them() {
             assert_status(&body, 401);
             assert_eq!(body["reason"], "Unauthorized");
         }
-    }
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

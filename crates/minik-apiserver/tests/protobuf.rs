@@ -3,12 +3,10 @@
 //! admission as JSON and read back as JSON; unknown fields, malformed bodies and protobuf-only
 //! `Accept` headers get clear answers.
 
-mod common;
-
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::{json, Value};
 
-use common::*;
+use minik_testkit::{start, TestServer};
 
 const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
 /// What client-go's typed clients ask for.

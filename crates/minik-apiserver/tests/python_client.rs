@@ -3,8 +3,6 @@
 //! deployments and services and resumes a watch from a resourceVersion. `.ci/run` installs the
 //! client when it is missing; without it this test fails, it does not skip.
 
-mod common;
-
 use std::process::Stdio;
 
 /// A kubeconfig with one context for the server at `base`.
@@ -16,7 +14,7 @@ pub fn kubeconfig(base: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn python_client_creates_lists_watches_patches_and_deletes() {
-    let server = common::start().await;
+    let server = minik_testkit::start().await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("kubeconfig");
     std::fs::write(&config, kubeconfig(&server.base)).unwrap();

@@ -1,8 +1,6 @@
 //! ResourceQuota admission and the namespace rules, over real HTTP: Kubernetes' exact refusals
 //! and charges that concurrent creates cannot squeeze past.
 
-mod common;
-
 use serde_json::{json, Value};
 
 fn compute_quota(cpu: &str) -> Value {
@@ -24,7 +22,7 @@ fn sized_pod(name: &str, cpu: &str, memory: &str) -> Value {
 
 #[tokio::test]
 async fn compute_quota_refuses_the_over_limit_pod_with_kubernetes_message() {
-    let s = common::start().await;
+    let s = minik_testkit::start().await;
     let created = s
         .post(
             "/api/v1/namespaces/default/resourcequotas",
@@ -94,7 +92,7 @@ async fn compute_quota_refuses_the_over_limit_pod_with_kubernetes_message() {
 
 #[tokio::test]
 async fn pods_without_the_constrained_limits_are_refused_naming_them() {
-    let s = common::start().await;
+    let s = minik_testkit::start().await;
     s.post(
         "/api/v1/namespaces/default/resourcequotas",
         &compute_quota("1"),
@@ -129,7 +127,7 @@ async fn pods_without_the_constrained_limits_are_refused_naming_them() {
     assert_eq!(
         s.post(
             "/apis/apps/v1/namespaces/kube-public/deployments",
-            &common::deployment("one", 0)
+            &minik_testkit::manifest::deployment("one", 0, "nginx:1.25")
         )
         .await
         .code,
@@ -138,7 +136,7 @@ async fn pods_without_the_constrained_limits_are_refused_naming_them() {
     let second = s
         .post(
             "/apis/apps/v1/namespaces/kube-public/deployments",
-            &common::deployment("two", 0),
+            &minik_testkit::manifest::deployment("two", 0, "nginx:1.25"),
         )
         .await;
     assert_eq!(second.code, 403);
@@ -150,7 +148,7 @@ async fn pods_without_the_constrained_limits_are_refused_naming_them() {
 
 #[tokio::test]
 async fn concurrent_creates_never_exceed_the_quota() {
-    let s = std::sync::Arc::new(common::start().await);
+    let s = std::sync::Arc::new(minik_testkit::start().await);
     let quota = json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "pods"},
         "spec": {"hard": {"pods": "5"}}});
     assert_eq!(
@@ -164,7 +162,7 @@ async fn concurrent_creates_never_exceed_the_quota() {
         tokio::spawn(async move {
             s.post(
                 "/api/v1/namespaces/default/pods",
-                &common::pod(&format!("p{i}")),
+                &minik_testkit::manifest::pod(&format!("p{i}")),
             )
             .await
             .code
@@ -188,22 +186,28 @@ async fn concurrent_creates_never_exceed_the_quota() {
 
 #[tokio::test]
 async fn a_create_the_store_refuses_is_refunded() {
-    let s = common::start().await;
+    let s = minik_testkit::start().await;
     let quota = json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "pods"},
         "spec": {"hard": {"pods": "2"}}});
     s.post("/api/v1/namespaces/default/resourcequotas", &quota)
         .await;
     assert_eq!(
-        s.post("/api/v1/namespaces/default/pods", &common::pod("same"))
-            .await
-            .code,
+        s.post(
+            "/api/v1/namespaces/default/pods",
+            &minik_testkit::manifest::pod("same")
+        )
+        .await
+        .code,
         201
     );
     for _ in 0..3 {
         assert_eq!(
-            s.post("/api/v1/namespaces/default/pods", &common::pod("same"))
-                .await
-                .code,
+            s.post(
+                "/api/v1/namespaces/default/pods",
+                &minik_testkit::manifest::pod("same")
+            )
+            .await
+            .code,
             409
         );
     }
@@ -213,16 +217,19 @@ async fn a_create_the_store_refuses_is_refunded() {
         .body;
     assert_eq!(quota["status"]["used"]["pods"], "1");
     assert_eq!(
-        s.post("/api/v1/namespaces/default/pods", &common::pod("other"))
-            .await
-            .code,
+        s.post(
+            "/api/v1/namespaces/default/pods",
+            &minik_testkit::manifest::pod("other")
+        )
+        .await
+        .code,
         201
     );
 }
 
 #[tokio::test]
 async fn terminating_namespaces_refuse_content_and_system_ones_stay() {
-    let s = common::start().await;
+    let s = minik_testkit::start().await;
     for ns in ["default", "kube-system", "kube-public"] {
         let refused = s.delete(&format!("/api/v1/namespaces/{ns}")).await;
         assert_eq!(refused.code, 403);
@@ -235,7 +242,10 @@ async fn terminating_namespaces_refuse_content_and_system_ones_stay() {
     assert_eq!(s.post("/api/v1/namespaces", &ns).await.code, 201);
     assert_eq!(s.delete("/api/v1/namespaces/doomed").await.code, 200);
     let refused = s
-        .post("/api/v1/namespaces/doomed/pods", &common::pod("late"))
+        .post(
+            "/api/v1/namespaces/doomed/pods",
+            &minik_testkit::manifest::pod("late"),
+        )
         .await;
     assert_eq!(refused.code, 403);
     assert_eq!(
@@ -246,7 +256,7 @@ async fn terminating_namespaces_refuse_content_and_system_ones_stay() {
 
 #[tokio::test]
 async fn an_update_that_uses_more_is_checked_and_charged_like_a_create() {
-    let s = common::start().await;
+    let s = minik_testkit::start().await;
     let quota = json!({
         "apiVersion": "v1", "kind": "ResourceQuota",
         "metadata": {"name": "ports"},
@@ -289,7 +299,10 @@ async fn an_update_that_uses_more_is_checked_and_charged_like_a_create() {
         );
     }
     let after = s.get(&format!("{services}/two")).await.body;
-    assert_eq!(common::rv(&before), common::rv(&after));
+    assert_eq!(
+        minik_testkit::manifest::rv(&before),
+        minik_testkit::manifest::rv(&after)
+    );
     assert_eq!(after["spec"]["type"], "ClusterIP");
 
     // A one-port Service fits, and is charged at once.

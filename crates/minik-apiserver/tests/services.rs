@@ -3,8 +3,6 @@
 //! release, updates keep what a Service holds, and a second server over the same store (a
 //! restart) knows what is taken.
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -13,7 +11,7 @@ use minik_api::resources;
 use minik_client::Api;
 use serde_json::{json, Value};
 
-use common::*;
+use minik_testkit::{start, Answer};
 
 const SERVICES: &str = "/api/v1/namespaces/default/services";
 

@@ -1,14 +1,12 @@
 //! What kubectl asks of the server besides objects, over real HTTP: `Table` answers for lists,
 //! single objects and watches (with `includeObject`), and the OpenAPI documents.
 
-mod common;
-
 use futures::StreamExt;
 use serde_json::Value;
 
 const TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
 
-async fn get_as(server: &common::TestServer, path: &str, accept: &str) -> (u16, Value) {
+async fn get_as(server: &minik_testkit::TestServer, path: &str, accept: &str) -> (u16, Value) {
     let r = server
         .client
         .get(server.url(path))
@@ -22,10 +20,13 @@ async fn get_as(server: &common::TestServer, path: &str, accept: &str) -> (u16, 
 
 #[tokio::test]
 async fn lists_objects_and_watches_answer_tables() {
-    let server = common::start().await;
+    let server = minik_testkit::start().await;
     for name in ["a", "b"] {
         let created = server
-            .post("/api/v1/namespaces/default/pods", &common::pod(name))
+            .post(
+                "/api/v1/namespaces/default/pods",
+                &minik_testkit::manifest::pod(name),
+            )
             .await;
         assert_eq!(created.code, 201, "{:?}", created.body);
     }
@@ -152,7 +153,7 @@ async fn lists_objects_and_watches_answer_tables() {
 
 #[tokio::test]
 async fn openapi_documents_are_served() {
-    let server = common::start().await;
+    let server = minik_testkit::start().await;
     let index = server.get("/openapi/v3").await;
     assert_eq!(index.code, 200);
     let url = index.body["paths"]["apis/apps/v1"]["serverRelativeURL"]

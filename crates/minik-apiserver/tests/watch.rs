@@ -1,13 +1,12 @@
 //! Watch over real HTTP: ordering, resumption without gaps or repeats, 410 Gone, selectors,
 //! bookmarks.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{pod, rv, start, start_with};
 use futures::StreamExt;
 use minik_apiserver::Config;
+use minik_testkit::manifest::{pod, rv};
+use minik_testkit::{start, start_with, TestServer};
 use serde_json::{json, Value};
 
 const PODS: &str = "/api/v1/namespaces/default/pods";
@@ -19,7 +18,7 @@ struct Lines {
 }
 
 impl Lines {
-    async fn open(s: &common::TestServer, path: &str) -> Lines {
+    async fn open(s: &TestServer, path: &str) -> Lines {
         let response = s
             .client
             .get(s.url(path))

@@ -5,95 +5,46 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::{deployment_manifest, replica_set_manifest, wait_for};
-use minik_apiserver::{app, ApiServer, Config};
-use minik_store::{SledStore, StoreConfig};
+use common::quick;
+use minik_apiserver::Config;
+use minik_testkit::manifest::{
+    deployment as deployment_manifest, labeled_pod as pod_manifest,
+    replica_set as replica_set_manifest,
+};
+use minik_testkit::{wait_for, TestServer, DEADLINE, HISTORY};
 use serde_json::{json, Value};
 
+/// A server with the controllers in it; dropping it aborts them.
 struct Cluster {
-    base: String,
-    http: reqwest::Client,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
+    server: TestServer,
 }
 
 async fn start(api: Config, controllers: minik_controllers::Config) -> Cluster {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = SledStore::open(StoreConfig::new(dir.path().join("store"))).expect("open store");
-    let server = ApiServer::new(Arc::new(store), api);
-    server.registry.bootstrap().await.expect("bootstrap");
-    let in_process: Arc<dyn minik_client::Api> = Arc::new(server.registry.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let serve = tokio::spawn(async move {
-        let _ = axum::serve(listener, app(server)).await;
-    });
-    let run = tokio::spawn(minik_controllers::run(in_process, controllers));
-    Cluster {
-        base: format!("http://{addr}"),
-        http: reqwest::Client::new(),
-        tasks: vec![serve, run],
-        _dir: dir,
-    }
-}
-
-fn quick() -> minik_controllers::Config {
-    minik_controllers::Config {
-        resync: Duration::from_secs(5),
-        ..minik_controllers::Config::default()
-    }
+    let mut server = minik_testkit::start_with(api, HISTORY).await;
+    server.spawn(minik_controllers::run(server.api.clone(), controllers));
+    Cluster { server }
 }
 
 impl Cluster {
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(body) = body {
-            request = request
-                .header("content-type", "application/merge-patch+json")
-                .body(body.to_string());
-        }
-        let response = request.send().await.expect("request");
-        let code = response.status().as_u16();
-        let body = response.json().await.unwrap_or(Value::Null);
-        (code, body)
-    }
-
     async fn get(&self, path: &str) -> Option<Value> {
-        let (code, body) = self.send(reqwest::Method::GET, path, None).await;
-        (code == 200).then_some(body)
+        let answer = self.server.get(path).await;
+        (answer.code == 200).then_some(answer.body)
     }
 
     async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
-        let code = response.status().as_u16();
-        (code, response.json().await.unwrap_or(Value::Null))
+        let answer = self.server.post(path, &body).await;
+        (answer.code, answer.body)
     }
 
     async fn patch(&self, path: &str, body: Value) -> (u16, Value) {
-        self.send(reqwest::Method::PATCH, path, Some(body)).await
+        let answer = self.server.merge_patch(path, &body).await;
+        (answer.code, answer.body)
     }
 
     async fn delete(&self, path: &str) -> u16 {
-        self.send(reqwest::Method::DELETE, path, None).await.0
+        self.server.delete(path).await.code
     }
 
     async fn items(&self, path: &str) -> Vec<Value> {
@@ -135,7 +86,7 @@ async fn deleting_a_namespace_empties_it_then_removes_it() {
             .0,
         201
     );
-    wait_for("the deployment's pods", || async {
+    wait_for("the deployment's pods", DEADLINE, || async {
         (c.items("/api/v1/namespaces/team/pods").await.len() == 2).then_some(())
     })
     .await;
@@ -149,7 +100,7 @@ async fn deleting_a_namespace_empties_it_then_removes_it() {
                 .is_some_and(|n| n["status"]["phase"] == "Terminating"),
         "{ns:?}"
     );
-    wait_for("the namespace to be gone", || async {
+    wait_for("the namespace to be gone", DEADLINE, || async {
         c.get("/api/v1/namespaces/team")
             .await
             .is_none()
@@ -168,12 +119,9 @@ async fn deleting_a_namespace_empties_it_then_removes_it() {
     }
     // The controllers do not recreate anything there.
     assert_eq!(
-        c.post(
-            "/api/v1/namespaces/team/pods",
-            common::pod_manifest("late", "web")
-        )
-        .await
-        .0,
+        c.post("/api/v1/namespaces/team/pods", pod_manifest("late", "web"))
+            .await
+            .0,
         404
     );
 }
@@ -198,7 +146,7 @@ async fn a_replica_set_held_back_by_quota_reports_it_and_recovers() {
         .0,
         201
     );
-    let condition = wait_for("the ReplicaFailure condition", || async {
+    let condition = wait_for("the ReplicaFailure condition", DEADLINE, || async {
         let rs = c
             .get("/apis/apps/v1/namespaces/default/replicasets/web")
             .await?;
@@ -217,7 +165,7 @@ async fn a_replica_set_held_back_by_quota_reports_it_and_recovers() {
         "{message}"
     );
     // The event and the condition are separate writes: wait for the event too.
-    wait_for("the FailedCreate event", || async {
+    wait_for("the FailedCreate event", DEADLINE, || async {
         let events = c.items("/api/v1/namespaces/default/events").await;
         events
             .iter()
@@ -241,7 +189,7 @@ async fn a_replica_set_held_back_by_quota_reports_it_and_recovers() {
         )
         .await;
     assert_eq!(code, 200);
-    wait_for("three pods and no failure", || async {
+    wait_for("three pods and no failure", DEADLINE, || async {
         let rs = c
             .get("/apis/apps/v1/namespaces/default/replicasets/web")
             .await?;
@@ -251,7 +199,7 @@ async fn a_replica_set_held_back_by_quota_reports_it_and_recovers() {
         (c.items("/api/v1/namespaces/default/pods").await.len() == 3 && !failing).then_some(())
     })
     .await;
-    wait_for("the quota to count three pods", || async {
+    wait_for("the quota to count three pods", DEADLINE, || async {
         let q = c
             .get("/api/v1/namespaces/default/resourcequotas/pods")
             .await?;
@@ -265,7 +213,7 @@ async fn a_replica_set_held_back_by_quota_reports_it_and_recovers() {
             .await,
         200
     );
-    wait_for("the quota to count no pods", || async {
+    wait_for("the quota to count no pods", DEADLINE, || async {
         let q = c
             .get("/api/v1/namespaces/default/resourcequotas/pods")
             .await?;
@@ -299,11 +247,11 @@ fn now() -> String {
         .to_string()
 }
 
-/// Plays a node agent's heartbeat until the returned task is aborted.
-fn heartbeat(c: &Cluster, name: &str) -> tokio::task::JoinHandle<()> {
-    let http = c.http.clone();
-    let url = format!("{}/api/v1/nodes/{name}/status", c.base);
-    tokio::spawn(async move {
+/// Plays a node agent's heartbeat until it is aborted, or the cluster dropped.
+fn heartbeat(c: &mut Cluster, name: &str) -> tokio::task::AbortHandle {
+    let http = c.server.client.clone();
+    let url = c.server.url(&format!("/api/v1/nodes/{name}/status"));
+    c.server.spawn(async move {
         loop {
             let body = json!({"status": {"conditions": [ready_condition(&now())]}});
             let _ = http
@@ -355,9 +303,8 @@ async fn a_silent_node_is_tainted_its_pods_evicted_and_a_returning_one_untainted
     for name in ["n1", "n2"] {
         assert_eq!(c.post("/api/v1/nodes", node(name, &now())).await.0, 201);
     }
-    let n2_beat = heartbeat(&c, "n2");
-    c.tasks.push(n2_beat);
-    let n1_beat = heartbeat(&c, "n1");
+    heartbeat(&mut c, "n2");
+    let n1_beat = heartbeat(&mut c, "n1");
 
     // A pod with the default tolerations (2 s here), one that tolerates an unreachable node for
     // an hour, and one on the healthy node.
@@ -396,7 +343,7 @@ async fn a_silent_node_is_tainted_its_pods_evicted_and_a_returning_one_untainted
 
     // n1 goes silent.
     n1_beat.abort();
-    let n1 = wait_for("n1 to be Unknown and tainted", || async {
+    let n1 = wait_for("n1 to be Unknown and tainted", DEADLINE, || async {
         let n = c.get("/api/v1/nodes/n1").await?;
         let t = taints(&n);
         (t.contains(&("node.kubernetes.io/unreachable".into(), "NoExecute".into()))
@@ -412,6 +359,7 @@ async fn a_silent_node_is_tainted_its_pods_evicted_and_a_returning_one_untainted
 
     wait_for(
         "the pod without its own toleration to be evicted",
+        DEADLINE,
         || async {
             let pod = c.get("/api/v1/namespaces/default/pods/short").await?;
             pod["metadata"]["deletionTimestamp"]
@@ -421,7 +369,7 @@ async fn a_silent_node_is_tainted_its_pods_evicted_and_a_returning_one_untainted
     )
     .await;
     // The event is written next to the deletion, not before it: wait for it too.
-    wait_for("the eviction event", || async {
+    wait_for("the eviction event", DEADLINE, || async {
         let events = c.items("/api/v1/namespaces/default/events").await;
         events
             .iter()
@@ -449,9 +397,8 @@ async fn a_silent_node_is_tainted_its_pods_evicted_and_a_returning_one_untainted
     assert!(taints(&n2).is_empty(), "{n2:#}");
 
     // n1 comes back: its agent writes Ready, the controller takes the taints away.
-    let back = heartbeat(&c, "n1");
-    c.tasks.push(back);
-    wait_for("n1 to be untainted", || async {
+    heartbeat(&mut c, "n1");
+    wait_for("n1 to be untainted", DEADLINE, || async {
         let n = c.get("/api/v1/nodes/n1").await?;
         (taints(&n).is_empty() && n["status"]["conditions"][0]["status"] == "True").then_some(())
     })
@@ -486,12 +433,17 @@ async fn when_every_node_is_silent_nothing_is_evicted() {
         .0,
         201
     );
-    let n = wait_for("the node to be Unknown with NoSchedule", || async {
-        let n = c.get("/api/v1/nodes/only").await?;
-        (n["status"]["conditions"][0]["status"] == "Unknown"
-            && taints(&n).contains(&("node.kubernetes.io/unreachable".into(), "NoSchedule".into())))
-        .then_some(n)
-    })
+    let n = wait_for(
+        "the node to be Unknown with NoSchedule",
+        DEADLINE,
+        || async {
+            let n = c.get("/api/v1/nodes/only").await?;
+            (n["status"]["conditions"][0]["status"] == "Unknown"
+                && taints(&n)
+                    .contains(&("node.kubernetes.io/unreachable".into(), "NoSchedule".into())))
+            .then_some(n)
+        },
+    )
     .await;
     // The whole cluster is down: that looks like the control plane's trouble, so no NoExecute
     // taint and no eviction, over several monitor periods.

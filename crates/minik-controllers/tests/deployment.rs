@@ -15,6 +15,8 @@ use minik_client::{resource_of, ApiExt, ListParams, WatchEventType};
 use serde_json::{json, Value};
 
 use common::*;
+use minik_testkit::manifest::deployment as deployment_manifest;
+use minik_testkit::{wait_for, DEADLINE};
 
 const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/default/deployments";
 
@@ -47,7 +49,7 @@ fn revision_of(
 /// Waits until the Deployment has rolled out `image` completely: every replica updated and
 /// available, the spec observed, and only the ReplicaSet of `image` scaled up.
 async fn rolled_out(cluster: &Cluster, name: &str, image: &str) -> (Deployment, ReplicaSet) {
-    wait_for(&format!("{name} to roll out {image}"), || async {
+    wait_for(&format!("{name} to roll out {image}"), DEADLINE, || async {
         let d = cluster.deployment(name).await?;
         let replicas = d.spec.as_ref()?.replicas?;
         let status = d.status.clone()?;
@@ -214,7 +216,7 @@ async fn a_rolling_update_stays_within_surge_and_unavailability() {
     assert_eq!(revision_of(&d.metadata).as_deref(), Some("2"));
     assert_eq!(revision_of(&second.metadata).as_deref(), Some("2"));
     let second_name = second.metadata.name.clone().unwrap_or_default();
-    wait_for("the watcher to see the rollout end", || async {
+    wait_for("the watcher to see the rollout end", DEADLINE, || async {
         let pods = seen.lock().map(|s| s.clone()).unwrap_or_default();
         (pods.len() == 4
             && pods
@@ -248,7 +250,7 @@ async fn a_rolling_update_stays_within_surge_and_unavailability() {
         progressing.message.clone().unwrap_or_default(),
         format!("ReplicaSet \"{second_name}\" has successfully progressed.")
     );
-    let events = wait_for("the scaling events", || async {
+    let events = wait_for("the scaling events", DEADLINE, || async {
         let events = events_about(&cluster, "web").await;
         events
             .iter()
@@ -337,11 +339,11 @@ async fn a_deployment_scales_through_the_scale_subresource() {
     assert_eq!(cluster.pods("app=web").await.len(), 6);
     cluster.scale(DEPLOYMENTS, "web", 2).await;
     rolled_out(&cluster, "web", "nginx:1.25").await;
-    wait_for("2 pods", || async {
+    wait_for("2 pods", DEADLINE, || async {
         (cluster.pods("app=web").await.len() == 2).then_some(())
     })
     .await;
-    let events = wait_for("the scaling events", || async {
+    let events = wait_for("the scaling events", DEADLINE, || async {
         let events = events_about(&cluster, "web").await;
         events
             .iter()
@@ -367,7 +369,7 @@ async fn a_paused_deployment_waits_to_roll_out() {
         .patch::<Deployment>("web", json!({"spec": {"paused": true}}))
         .await;
     set_image(&cluster, "web", "nginx:1.26").await;
-    let d = wait_for("the paused change to be observed", || async {
+    let d = wait_for("the paused change to be observed", DEADLINE, || async {
         let d = cluster.deployment("web").await?;
         let status = d.status.clone()?;
         let paused =
@@ -396,7 +398,7 @@ async fn a_rollout_without_ready_pods_exceeds_its_progress_deadline() {
     let mut manifest = deployment_manifest("stuck", 2, "nginx:1.25");
     manifest["spec"]["progressDeadlineSeconds"] = json!(1);
     cluster.create(manifest).await;
-    let condition = wait_for("Progressing to turn False", || async {
+    let condition = wait_for("Progressing to turn False", DEADLINE, || async {
         let d = cluster.deployment("stuck").await?;
         d.status?
             .conditions?
@@ -520,7 +522,7 @@ async fn recreate_never_runs_old_and_new_pods_together() {
         .and_then(|l| l.get("pod-template-hash"))
         .cloned()
         .unwrap_or_default();
-    wait_for("the watcher to see the new pods", || async {
+    wait_for("the watcher to see the new pods", DEADLINE, || async {
         let last = last.lock().map(|l| l.clone()).unwrap_or_default();
         (last.len() == 3 && last.values().all(|h| *h == new_hash)).then_some(())
     })

@@ -10,6 +10,7 @@ use minik_client::resource_of;
 use serde_json::{json, Value};
 
 use common::*;
+use minik_testkit::{wait_for, DEADLINE};
 
 async fn create<K: minik_api::k8s_openapi::Resource>(c: &Cluster, ns: Option<&str>, object: Value) {
     c.api
@@ -76,9 +77,11 @@ async fn wait_addresses(c: &Cluster, name: &str, ready: &[&str], not_ready: &[&s
         ready.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
         not_ready.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
     );
-    wait_for(&format!("endpoints {name} to be {want:?}"), || async {
-        (addresses(c, name).await.as_ref() == Some(&want)).then_some(())
-    })
+    wait_for(
+        &format!("endpoints {name} to be {want:?}"),
+        DEADLINE,
+        || async { (addresses(c, name).await.as_ref() == Some(&want)).then_some(()) },
+    )
     .await;
 }
 
@@ -112,7 +115,7 @@ async fn endpoints_follow_readiness_and_host_ports() {
 
     // The Service goes, its Endpoints go.
     c.delete::<Service>("web", None).await;
-    wait_for("endpoints web to go", || async {
+    wait_for("endpoints web to go", DEADLINE, || async {
         addresses(&c, "web").await.is_none().then_some(())
     })
     .await;
@@ -187,7 +190,7 @@ async fn load_balancers_list_ready_node_addresses() {
             Some(ips)
         }
     };
-    wait_for("ingress of both nodes", || async {
+    wait_for("ingress of both nodes", DEADLINE, || async {
         (ingress(&c).await? == ["127.0.0.2", "127.0.0.3"]).then_some(())
     })
     .await;
@@ -195,7 +198,7 @@ async fn load_balancers_list_ready_node_addresses() {
         .delete(resource_of::<Node>(), None, "n2", Default::default())
         .await
         .expect("delete node");
-    wait_for("ingress of n1 alone", || async {
+    wait_for("ingress of n1 alone", DEADLINE, || async {
         (ingress(&c).await? == ["127.0.0.2"]).then_some(())
     })
     .await;
@@ -206,7 +209,7 @@ async fn load_balancers_list_ready_node_addresses() {
                         "externalTrafficPolicy": null, "ports": [{"port": 8080, "nodePort": null}]}}),
     )
     .await;
-    wait_for("no ingress", || async {
+    wait_for("no ingress", DEADLINE, || async {
         ingress(&c).await.is_none().then_some(())
     })
     .await;

@@ -14,6 +14,11 @@ use minik_client::{Change, Informer, InformerConfig};
 use serde_json::json;
 
 use common::*;
+use minik_testkit::manifest::{
+    deployment as deployment_manifest, labeled_pod as pod_manifest,
+    replica_set as replica_set_manifest,
+};
+use minik_testkit::{wait_for, DEADLINE};
 
 /// The resourceVersions (store revisions) at which objects of one kind were deleted, by name.
 type Deletions = Arc<Mutex<Vec<(String, u64)>>>;
@@ -60,7 +65,7 @@ async fn three_pods(cluster: &Cluster, name: &str) -> (String, Vec<Pod>) {
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let pods = wait_for("3 pods", || async {
+    let pods = wait_for("3 pods", DEADLINE, || async {
         let pods: Vec<Pod> = cluster
             .pods(&format!("app={name}"))
             .await
@@ -83,7 +88,7 @@ async fn background_deletion_removes_dependents_after_the_owner() {
         "gone at once"
     );
     assert!(cluster.replica_set("web").await.is_none());
-    wait_for("the pods to be collected", || async {
+    wait_for("the pods to be collected", DEADLINE, || async {
         cluster.pods("app=web").await.is_empty().then_some(())
     })
     .await;
@@ -103,16 +108,16 @@ async fn foreground_deletion_removes_dependents_first() {
         answer["metadata"]["finalizers"],
         json!(["foregroundDeletion"])
     );
-    wait_for("the ReplicaSet to go", || async {
+    wait_for("the ReplicaSet to go", DEADLINE, || async {
         cluster.replica_set("web").await.is_none().then_some(())
     })
     .await;
     assert!(cluster.pods("app=web").await.is_empty());
-    let rs_gone = wait_for("the ReplicaSet's deletion to be seen", || async {
+    let rs_gone = wait_for("the ReplicaSet's deletion to be seen", DEADLINE, || async {
         revisions(&rs_deletions).first().map(|(_, rv)| *rv)
     })
     .await;
-    let pods_gone = wait_for("the pods' deletions to be seen", || async {
+    let pods_gone = wait_for("the pods' deletions to be seen", DEADLINE, || async {
         let d = revisions(&pod_deletions);
         (d.len() == pods.len()).then_some(d)
     })
@@ -133,7 +138,7 @@ async fn orphan_deletion_leaves_dependents_without_the_owner() {
         .delete::<ReplicaSet>("web", Some(Propagation::Orphan))
         .await;
     assert_eq!(answer["metadata"]["finalizers"], json!(["orphan"]));
-    wait_for("the ReplicaSet to go", || async {
+    wait_for("the ReplicaSet to go", DEADLINE, || async {
         cluster.replica_set("web").await.is_none().then_some(())
     })
     .await;
@@ -168,7 +173,7 @@ async fn an_object_whose_owner_does_not_exist_is_collected() {
         "uid": "11111111-1111-1111-1111-111111111111",
     }]);
     cluster.create(kept).await;
-    wait_for("the dangling pod to be collected", || async {
+    wait_for("the dangling pod to be collected", DEADLINE, || async {
         let names: Vec<String> = cluster
             .pods("app=none")
             .await
@@ -185,7 +190,7 @@ async fn deployment_up(cluster: &Cluster) -> String {
     cluster
         .create(deployment_manifest("app", 2, "nginx:1.25"))
         .await;
-    wait_for("the deployment's pods", || async {
+    wait_for("the deployment's pods", DEADLINE, || async {
         let rss = cluster.replica_sets("app=app").await;
         let pods = cluster.pods("app=app").await;
         (rss.len() == 1 && pods.len() == 2)
@@ -203,11 +208,15 @@ async fn deleting_a_deployment_cascades_in_every_mode() {
     // Background: the Deployment goes at once, then its ReplicaSet and pods.
     deployment_up(&cluster).await;
     cluster.delete::<Deployment>("app", None).await;
-    wait_for("everything to be collected (background)", || async {
-        (cluster.replica_sets("app=app").await.is_empty()
-            && cluster.pods("app=app").await.is_empty())
-        .then_some(())
-    })
+    wait_for(
+        "everything to be collected (background)",
+        DEADLINE,
+        || async {
+            (cluster.replica_sets("app=app").await.is_empty()
+                && cluster.pods("app=app").await.is_empty())
+            .then_some(())
+        },
+    )
     .await;
 
     // Foreground: pods, then the ReplicaSet, then the Deployment.
@@ -221,11 +230,11 @@ async fn deleting_a_deployment_cascades_in_every_mode() {
         answer["metadata"]["finalizers"],
         json!(["foregroundDeletion"])
     );
-    let d_gone = wait_for("the Deployment to go (foreground)", || async {
+    let d_gone = wait_for("the Deployment to go (foreground)", DEADLINE, || async {
         revisions(&d_deletions).first().map(|(_, rv)| *rv)
     })
     .await;
-    let rs_gone = wait_for("its ReplicaSet's deletion", || async {
+    let rs_gone = wait_for("its ReplicaSet's deletion", DEADLINE, || async {
         revisions(&rs_deletions)
             .into_iter()
             .rev()
@@ -233,7 +242,7 @@ async fn deleting_a_deployment_cascades_in_every_mode() {
             .map(|(_, rv)| rv)
     })
     .await;
-    let pods_gone = wait_for("its pods' deletions", || async {
+    let pods_gone = wait_for("its pods' deletions", DEADLINE, || async {
         let d = revisions(&pod_deletions);
         (d.len() == pods_before + 2).then(|| d[pods_before..].to_vec())
     })
@@ -251,11 +260,11 @@ async fn deleting_a_deployment_cascades_in_every_mode() {
     cluster
         .delete::<Deployment>("app", Some(Propagation::Orphan))
         .await;
-    wait_for("the Deployment to go (orphan)", || async {
+    wait_for("the Deployment to go (orphan)", DEADLINE, || async {
         cluster.deployment("app").await.is_none().then_some(())
     })
     .await;
-    let rss = wait_for("the ReplicaSet to be released", || async {
+    let rss = wait_for("the ReplicaSet to be released", DEADLINE, || async {
         let rss = cluster.replica_sets("app=app").await;
         rss.iter()
             .all(|rs| {

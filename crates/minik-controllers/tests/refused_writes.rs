@@ -21,6 +21,11 @@ use minik_client::{resource_of, Api, BoxFuture, EventStream, ListParams, ObjectL
 use serde_json::{json, Value};
 
 use common::*;
+use minik_testkit::manifest::{
+    deployment as deployment_manifest, labeled_pod as pod_manifest,
+    replica_set as replica_set_manifest,
+};
+use minik_testkit::{wait_for, DEADLINE};
 
 /// How long the writes are counted for once the controllers are in their steady state.
 const WINDOW: Duration = Duration::from_secs(3);
@@ -265,7 +270,7 @@ async fn owners_held_back_by_a_quota_write_their_status_once() {
     .await;
     // The ReplicaSet first, so that the one pod the quota allows is its own.
     c.create(replica_set_manifest("web", 2)).await;
-    wait_for("the ReplicaSet's one pod", || async {
+    wait_for("the ReplicaSet's one pod", DEADLINE, || async {
         (c.pods("app=web").await.len() == 1).then_some(())
     })
     .await;
@@ -275,6 +280,7 @@ async fn owners_held_back_by_a_quota_write_their_status_once() {
     // Every owner reports its refused creates.
     let app_rs = wait_for(
         "the Deployment's ReplicaSet to report its failure",
+        DEADLINE,
         || async {
             c.replica_sets("app=app")
                 .await
@@ -289,7 +295,7 @@ async fn owners_held_back_by_a_quota_write_their_status_once() {
         },
     )
     .await;
-    wait_for("the ReplicaSet to report its failure", || async {
+    wait_for("the ReplicaSet to report its failure", DEADLINE, || async {
         status_of::<ReplicaSet>(&c, "web")
             .await
             .filter(failing)
@@ -298,6 +304,7 @@ async fn owners_held_back_by_a_quota_write_their_status_once() {
     .await;
     wait_for(
         "the ReplicationController to report its failure",
+        DEADLINE,
         || async {
             status_of::<ReplicationController>(&c, "legacy")
                 .await
@@ -396,7 +403,7 @@ async fn every_controller_backs_off_when_its_creates_and_deletes_are_refused() {
         .expect("delete the namespace");
 
     // Each controller tries, and is refused.
-    wait_for("every controller to be refused", || async {
+    wait_for("every controller to be refused", DEADLINE, || async {
         let seen = snapshot(&counts);
         let tried = |prefix: &str| seen.keys().any(|k| k.starts_with(prefix));
         (tried("create Pod default/web-")

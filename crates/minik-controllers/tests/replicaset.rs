@@ -13,27 +13,33 @@ use minik_client::{resource_of, ApiExt, ListParams, WatchEventType};
 use serde_json::json;
 
 use common::*;
+use minik_testkit::manifest::{labeled_pod as pod_manifest, replica_set as replica_set_manifest};
+use minik_testkit::{wait_for, DEADLINE};
 
 const RS_PATH: &str = "/apis/apps/v1/namespaces/default/replicasets";
 const RC_PATH: &str = "/api/v1/namespaces/default/replicationcontrollers";
 
 /// Waits until the ReplicaSet has exactly `n` pods and says so in an observed status.
 async fn settled(cluster: &Cluster, name: &str, n: usize) -> Vec<Pod> {
-    wait_for(&format!("{name} to settle at {n} pods"), || async {
-        let rs = cluster.replica_set(name).await?;
-        let uid = rs.metadata.uid.clone().unwrap_or_default();
-        let pods: Vec<Pod> = cluster
-            .pods(&format!("app={name}"))
-            .await
-            .into_iter()
-            .filter(|p| controlled_by(p, &uid))
-            .collect();
-        let status = rs.status?;
-        (pods.len() == n
-            && status.replicas == n as i32
-            && status.observed_generation == rs.metadata.generation)
-            .then_some(pods)
-    })
+    wait_for(
+        &format!("{name} to settle at {n} pods"),
+        DEADLINE,
+        || async {
+            let rs = cluster.replica_set(name).await?;
+            let uid = rs.metadata.uid.clone().unwrap_or_default();
+            let pods: Vec<Pod> = cluster
+                .pods(&format!("app={name}"))
+                .await
+                .into_iter()
+                .filter(|p| controlled_by(p, &uid))
+                .collect();
+            let status = rs.status?;
+            (pods.len() == n
+                && status.replicas == n as i32
+                && status.observed_generation == rs.metadata.generation)
+                .then_some(pods)
+        },
+    )
     .await
 }
 
@@ -90,7 +96,7 @@ async fn status_counts_ready_and_available_pods() {
     let mut cluster = start().await;
     cluster.run_nodes();
     cluster.create(replica_set_manifest("web", 3)).await;
-    wait_for("3 ready and available replicas", || async {
+    wait_for("3 ready and available replicas", DEADLINE, || async {
         let status = cluster.replica_set("web").await?.status?;
         (status.ready_replicas == Some(3)
             && status.available_replicas == Some(3)
@@ -121,7 +127,7 @@ async fn orphans_are_adopted_and_relabelled_pods_released() {
         .patch::<Pod>("stray", json!({"metadata": {"labels": {"app": "debug"}}}))
         .await;
     settled(&cluster, "web", 2).await;
-    let stray = wait_for("the relabelled pod to be released", || async {
+    let stray = wait_for("the relabelled pod to be released", DEADLINE, || async {
         let pod = cluster
             .api
             .get_as::<Pod>(Some("default"), "stray")
@@ -166,7 +172,7 @@ async fn a_burst_is_created_once() {
     });
     cluster.create(replica_set_manifest("burst", 60)).await;
     settled(&cluster, "burst", 60).await;
-    wait_for("the watch to have seen every pod", || async {
+    wait_for("the watch to have seen every pod", DEADLINE, || async {
         (added.load(Ordering::SeqCst) >= 60).then_some(())
     })
     .await;
@@ -204,7 +210,7 @@ async fn replication_controller_keeps_its_replicas() {
         let cluster = &cluster;
         let uid = uid.clone();
         async move {
-            wait_for(&format!("legacy to have {n} pods"), || async {
+            wait_for(&format!("legacy to have {n} pods"), DEADLINE, || async {
                 let rc = cluster
                     .api
                     .get_as::<ReplicationController>(Some("default"), "legacy")
@@ -238,7 +244,7 @@ async fn creating_and_deleting_pods_is_recorded_in_events() {
     let pods = settled(&cluster, "web", 1).await;
     let pod = pods[0].metadata.name.clone().unwrap_or_default();
     let message = format!("Created pod: {pod}");
-    wait_for("a SuccessfulCreate event", || async {
+    wait_for("a SuccessfulCreate event", DEADLINE, || async {
         let (events, _) = cluster
             .api
             .list_as::<minik_api::k8s_openapi::api::core::v1::Event>(

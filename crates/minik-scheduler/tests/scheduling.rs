@@ -6,6 +6,7 @@ mod common;
 use std::collections::{BTreeSet, HashMap};
 
 use common::{cpu, start, start_server, test_config};
+use minik_testkit::{wait_for, DEADLINE};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,16 +42,19 @@ async fn a_burst_does_not_over_commit_a_node() {
     let mut pending = Vec::new();
     for i in 0..6 {
         let name = format!("p{i}");
-        let pod = c
-            .wait_for(&format!("{name} to be bound or unschedulable"), || async {
+        let pod = wait_for(
+            &format!("{name} to be bound or unschedulable"),
+            DEADLINE,
+            || async {
                 let pod = c.get_pod(&name).await;
                 let decided = pod["spec"]["nodeName"].is_string()
                     || pod["status"]["conditions"]
                         .as_array()
                         .is_some_and(|cs| cs.iter().any(|c| c["reason"] == "Unschedulable"));
                 decided.then_some(pod)
-            })
-            .await;
+            },
+        )
+        .await;
         match pod["spec"]["nodeName"].as_str() {
             Some(node) => *per_node.entry(node.to_owned()).or_default() += 1,
             None => pending.push(name),
@@ -259,15 +263,14 @@ async fn an_unschedulable_pod_gets_the_condition_and_one_event() {
         )
         .await;
     }
-    let events = c
-        .wait_for("the event's count to go up", || async {
-            let events = c.events_of("big").await;
-            let counted = events
-                .iter()
-                .any(|e| e["count"].as_i64().is_some_and(|n| n >= 2));
-            counted.then_some(events)
-        })
-        .await;
+    let events = wait_for("the event's count to go up", DEADLINE, || async {
+        let events = c.events_of("big").await;
+        let counted = events
+            .iter()
+            .any(|e| e["count"].as_i64().is_some_and(|n| n >= 2));
+        counted.then_some(events)
+    })
+    .await;
     let failed: Vec<_> = events
         .iter()
         .filter(|e| e["reason"] == "FailedScheduling")
@@ -304,14 +307,13 @@ async fn a_successful_bind_records_a_scheduled_event() {
     c.node("n2", "4", "4Gi", json!({})).await;
     c.pod("web-x", json!({})).await;
     assert_eq!(c.wait_bound("web-x").await, "n2");
-    let event = c
-        .wait_for("the Scheduled event", || async {
-            c.events_of("web-x")
-                .await
-                .into_iter()
-                .find(|e| e["reason"] == "Scheduled")
-        })
-        .await;
+    let event = wait_for("the Scheduled event", DEADLINE, || async {
+        c.events_of("web-x")
+            .await
+            .into_iter()
+            .find(|e| e["reason"] == "Scheduled")
+    })
+    .await;
     assert_eq!(event["type"], "Normal");
     assert_eq!(
         event["message"],
@@ -371,8 +373,10 @@ async fn two_schedulers_never_bind_a_pod_twice() {
     }
     // Every pod has exactly one Scheduled event: the loser of a race reports nothing.
     for name in &names {
-        let scheduled = c
-            .wait_for(&format!("the Scheduled event of {name}"), || async {
+        let scheduled = wait_for(
+            &format!("the Scheduled event of {name}"),
+            DEADLINE,
+            || async {
                 let n = c
                     .events_of(name)
                     .await
@@ -380,8 +384,9 @@ async fn two_schedulers_never_bind_a_pod_twice() {
                     .filter(|e| e["reason"] == "Scheduled")
                     .count();
                 (n > 0).then_some(n)
-            })
-            .await;
+            },
+        )
+        .await;
         assert_eq!(scheduled, 1, "{name}");
     }
 }

@@ -1,7 +1,7 @@
-//! A cluster for the tests: a real API server on an ephemeral loopback port over a store in a
-//! temporary directory, the controllers running inside it as in `minik server`, an HTTP client,
-//! and a stand-in for node agents that marks pods Running and Ready. Every task it starts is
-//! aborted when it is dropped, even when a test fails.
+//! A cluster for the controllers' tests: the shared test server (`minik_testkit`) with the
+//! controllers running inside it as in `minik server`, an HTTP client, and a stand-in for node
+//! agents that marks pods Running and Ready. Every task it starts is aborted when it is dropped,
+//! even when a test fails.
 
 #![allow(dead_code)]
 
@@ -13,29 +13,17 @@ use futures::StreamExt;
 use minik_api::k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use minik_api::k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use minik_api::request::{DeleteOptions, Patch, PatchKind, Propagation, WriteOptions};
-use minik_apiserver::{app, ApiServer, Config};
 use minik_client::{resource_of, Api, ApiExt, HttpApi, ListParams, WatchEventType};
-use minik_store::{SledStore, StoreConfig};
+use minik_testkit::TestServer;
 use serde_json::{json, Value};
-
-/// How long any condition may take before a test fails.
-pub const DEADLINE: Duration = Duration::from_secs(30);
 
 pub struct Cluster {
     pub base: String,
     /// A client over HTTP, as a user's.
     pub api: Arc<dyn Api>,
     pub http: reqwest::Client,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
+    /// The server; its tasks (and the controllers) are aborted when it is dropped.
+    server: TestServer,
 }
 
 pub async fn start() -> Cluster {
@@ -45,31 +33,21 @@ pub async fn start() -> Cluster {
 /// A cluster whose controllers reach the API through what `wrap` makes of it (a layer that
 /// counts or refuses their requests); the tests' own client is not wrapped.
 pub async fn start_with(wrap: impl FnOnce(Arc<dyn Api>) -> Arc<dyn Api>) -> Cluster {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = SledStore::open(StoreConfig::new(dir.path().join("store"))).expect("open store");
-    let server = ApiServer::new(Arc::new(store), Config::default());
-    server.registry.bootstrap().await.expect("bootstrap");
-    let in_process: Arc<dyn Api> = Arc::new(server.registry.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let serve = tokio::spawn(async move {
-        let _ = axum::serve(listener, app(server)).await;
-    });
-    let config = minik_controllers::Config {
-        // Short, so that a missed change is caught within a test's deadline.
+    let mut server = minik_testkit::start().await;
+    server.spawn(minik_controllers::run(wrap(server.api.clone()), quick()));
+    Cluster {
+        api: Arc::new(HttpApi::new(&server.base).expect("client")),
+        http: server.client.clone(),
+        base: server.base.clone(),
+        server,
+    }
+}
+
+/// Controllers that resync often, so that a missed change is caught within a test's deadline.
+pub fn quick() -> minik_controllers::Config {
+    minik_controllers::Config {
         resync: Duration::from_secs(5),
         ..minik_controllers::Config::default()
-    };
-    let controllers = tokio::spawn(minik_controllers::run(wrap(in_process), config));
-    let base = format!("http://{addr}");
-    Cluster {
-        api: Arc::new(HttpApi::new(&base).expect("client")),
-        http: reqwest::Client::new(),
-        base,
-        tasks: vec![serve, controllers],
-        _dir: dir,
     }
 }
 
@@ -77,7 +55,7 @@ impl Cluster {
     /// Plays the node agents: every pod that appears is marked Running and Ready.
     pub fn run_nodes(&mut self) {
         let api = self.api.clone();
-        self.tasks.push(tokio::spawn(async move {
+        self.spawn(async move {
             let params = ListParams::default();
             loop {
                 let Ok(mut events) = api
@@ -99,12 +77,12 @@ impl Cluster {
                     let _ = mark_ready(api.as_ref(), &name).await;
                 }
             }
-        }));
+        });
     }
 
     /// Spawns a task that is aborted with the cluster.
     pub fn spawn(&mut self, task: impl Future<Output = ()> + Send + 'static) {
-        self.tasks.push(tokio::spawn(task));
+        self.server.spawn(task);
     }
 
     pub async fn create(&self, object: Value) -> Value {
@@ -241,71 +219,11 @@ pub async fn mark_ready(api: &dyn Api, name: &str) -> Result<Value, minik_api::A
     .await
 }
 
-/// Polls `check` until it gives a value, failing the test after [`DEADLINE`].
-pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 pub fn is_ready(pod: &Pod) -> bool {
     pod.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-pub fn replica_set_manifest(name: &str, replicas: i32) -> Value {
-    json!({
-        "apiVersion": "apps/v1",
-        "kind": "ReplicaSet",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "main", "image": "nginx:1.25"}]}
-            }
-        }
-    })
-}
-
-pub fn pod_manifest(name: &str, app: &str) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "labels": {"app": app}},
-        "spec": {"containers": [{"name": "main", "image": "nginx:1.25"}]}
-    })
-}
-
-pub fn deployment_manifest(name: &str, replicas: i32, image: &str) -> Value {
-    json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "main", "image": image}]}
-            }
-        }
-    })
 }
 
 /// Whether a pod is controlled by the object with `uid`.

@@ -1,37 +1,28 @@
-//! A real API server on an ephemeral loopback port over a store in a temporary directory, the
-//! scheduler running against it, and helpers to create nodes and pods and to wait (with a
-//! deadline) for what the scheduler does.
+//! The scheduler's tests: the shared test server (`minik_testkit`) with the scheduler running
+//! against it, and helpers to create nodes and pods and to wait (with a deadline) for what the
+//! scheduler does.
 
 #![allow(dead_code)]
 
-use std::future::Future;
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
-use minik_apiserver::{app, ApiServer, Config};
 use minik_client::Api;
 use minik_scheduler::Backoff;
-use minik_store::{SledStore, StoreConfig};
+use minik_testkit::{wait_for, TestServer, DEADLINE};
 use serde_json::{json, Value};
 
-/// How long a test waits for something before it fails.
-pub const DEADLINE: Duration = Duration::from_secs(20);
-
+/// A server and what runs against it; dropping it aborts them. It derefs to the server (its
+/// `base`, `client`, the in-process `api`).
 pub struct Cluster {
-    pub base: String,
-    pub client: reqwest::Client,
-    /// The in-process API, as the components inside `minik server` reach it.
-    pub api: Arc<dyn Api>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+    server: TestServer,
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        // Every task this cluster started ends with the test, even when it fails.
-        for task in &self.tasks {
-            task.abort();
-        }
+impl Deref for Cluster {
+    type Target = TestServer;
+    fn deref(&self) -> &TestServer {
+        &self.server
     }
 }
 
@@ -56,99 +47,53 @@ pub async fn start() -> Cluster {
 
 /// An API server without a scheduler.
 pub async fn start_server() -> Cluster {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = SledStore::open(StoreConfig::new(dir.path().join("store"))).expect("open store");
-    let server = ApiServer::new(Arc::new(store), Config::default());
-    server.registry.bootstrap().await.expect("bootstrap");
-    let api: Arc<dyn Api> = Arc::new(server.registry.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let serve = tokio::spawn(async move {
-        let _ = axum::serve(listener, app(server)).await;
-    });
     Cluster {
-        base: format!("http://{addr}"),
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("client"),
-        api,
-        tasks: vec![serve],
-        _dir: dir,
+        server: minik_testkit::start().await,
     }
 }
 
 impl Cluster {
     /// Starts a scheduler over the in-process API.
     pub fn start_scheduler(&mut self, config: minik_scheduler::Config) {
-        self.tasks
-            .push(tokio::spawn(minik_scheduler::run(self.api.clone(), config)));
+        let api = self.server.api.clone();
+        self.server.spawn(minik_scheduler::run(api, config));
     }
 
     /// Starts a scheduler that reaches the server over HTTP, as a separate process would.
     pub fn start_scheduler_over_http(&mut self, config: minik_scheduler::Config) {
         let api: Arc<dyn Api> =
             Arc::new(minik_client::HttpApi::new(&self.base).expect("an HTTP client"));
-        self.tasks
-            .push(tokio::spawn(minik_scheduler::run(api, config)));
+        self.server.spawn(minik_scheduler::run(api, config));
     }
 
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<(&str, Value)>,
-    ) -> (u16, Value) {
-        let mut request = self.client.request(method, format!("{}{path}", self.base));
-        if let Some((content_type, body)) = body {
-            request = request
-                .header("content-type", content_type)
-                .body(body.to_string());
-        }
-        let response = request.send().await.expect("request");
-        let code = response.status().as_u16();
-        let text = response.text().await.expect("body");
-        (
-            code,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
+    /// POST that must create (201); the object created.
     pub async fn post(&self, path: &str, body: Value) -> Value {
-        let (code, answer) = self
-            .send(
-                reqwest::Method::POST,
-                path,
-                Some(("application/json", body)),
-            )
-            .await;
-        assert_eq!(code, 201, "POST {path}: {answer}");
-        answer
+        let answer = self.server.post(path, &body).await;
+        assert_eq!(answer.code, 201, "POST {path}: {}", answer.body);
+        answer.body
     }
 
+    /// GET that must find (200).
     pub async fn get(&self, path: &str) -> Value {
-        let (code, answer) = self.send(reqwest::Method::GET, path, None).await;
-        assert_eq!(code, 200, "GET {path}: {answer}");
-        answer
+        let answer = self.server.get(path).await;
+        assert_eq!(answer.code, 200, "GET {path}: {}", answer.body);
+        answer.body
     }
 
     pub async fn merge_patch(&self, path: &str, body: Value) -> Value {
-        let (code, answer) = self
-            .send(
-                reqwest::Method::PATCH,
-                path,
-                Some(("application/merge-patch+json", body)),
-            )
-            .await;
-        assert_eq!(code, 200, "PATCH {path}: {answer}");
-        answer
+        let answer = self.server.merge_patch(path, &body).await;
+        assert_eq!(answer.code, 200, "PATCH {path}: {}", answer.body);
+        answer.body
     }
 
     pub async fn delete(&self, path: &str) {
-        let (code, answer) = self.send(reqwest::Method::DELETE, path, None).await;
-        assert!(code == 200 || code == 202, "DELETE {path}: {code} {answer}");
+        let answer = self.server.delete(path).await;
+        assert!(
+            answer.code == 200 || answer.code == 202,
+            "DELETE {path}: {} {}",
+            answer.code,
+            answer.body
+        );
     }
 
     /// Creates a ready node with this much cpu and memory; `extra` is merged into it (labels,
@@ -203,12 +148,15 @@ impl Cluster {
 
     /// Waits until the pod is on a node, and returns the node.
     pub async fn wait_bound(&self, name: &str) -> String {
-        let pod = self
-            .wait_for(&format!("pod {name} to be bound"), || async {
-                let pod = self.get_pod(name).await;
-                pod["spec"]["nodeName"].is_string().then_some(pod)
-            })
-            .await;
+        let pod = wait_for(&format!("pod {name} to be bound"), DEADLINE, || async {
+            let pod = self.get_pod(name).await;
+            if pod["spec"]["nodeName"].is_string() {
+                Ok(pod)
+            } else {
+                Err(pod["status"].clone())
+            }
+        })
+        .await;
         pod["spec"]["nodeName"]
             .as_str()
             .unwrap_or_default()
@@ -217,18 +165,24 @@ impl Cluster {
 
     /// Waits until the pod's PodScheduled condition is False/Unschedulable with `message`.
     pub async fn wait_unschedulable(&self, name: &str, message: &str) -> Value {
-        self.wait_for(
+        wait_for(
             &format!("pod {name} to be unschedulable with {message:?}"),
+            DEADLINE,
             || async {
                 let pod = self.get_pod(name).await;
                 let condition = pod["status"]["conditions"]
                     .as_array()
                     .and_then(|cs| cs.iter().find(|c| c["type"] == "PodScheduled"))
-                    .cloned()?;
-                (condition["status"] == "False"
+                    .cloned()
+                    .unwrap_or_default();
+                if condition["status"] == "False"
                     && condition["reason"] == "Unschedulable"
-                    && condition["message"] == message)
-                    .then_some(pod)
+                    && condition["message"] == message
+                {
+                    Ok(pod)
+                } else {
+                    Err(condition)
+                }
             },
         )
         .await
@@ -242,25 +196,6 @@ impl Cluster {
             ))
             .await;
         list["items"].as_array().cloned().unwrap_or_default()
-    }
-
-    /// Polls `check` until it gives a value, failing the test after [`DEADLINE`].
-    pub async fn wait_for<T, F, Fut>(&self, what: &str, mut check: F) -> T
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Option<T>>,
-    {
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        loop {
-            if let Some(value) = check().await {
-                return value;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
     }
 }
 
