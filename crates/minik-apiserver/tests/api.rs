@@ -208,7 +208,8 @@ async fn yaml_bodies_and_yaml_answers() {
         .unwrap();
     assert_eq!(response.headers()["content-type"], "application/yaml");
     let text = response.text().await.unwrap();
-    assert!(text.contains("name: y"), "{text}");
+    // `y` is a boolean to YAML 1.1 readers, so it is quoted as kubectl quotes it.
+    assert!(text.contains("name: 'y'"), "{text}");
     // Regression: YAML 1.1 readers (kubectl's) take a plain `on` for a boolean.
     assert!(
         text.contains("flag: 'on'") || text.contains("flag: \"on\""),

@@ -83,6 +83,10 @@ type FlushRequest = (sled::Db, std::sync::mpsc::Sender<sled::Result<usize>>);
 #[derive(Default)]
 pub(crate) struct Flusher {
     requests: Option<std::sync::mpsc::Sender<FlushRequest>>,
+    /// The flush and nudge threads started, each holding the instance while it flushes: the
+    /// store is closed only once they let go of it (sled's lock on the directory goes with the
+    /// last handle, and a store opened again at once must not find it taken).
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Flusher {
@@ -116,16 +120,42 @@ impl Flusher {
                 // second flush sees the error and wakes it (or waits for a slow disk too).
                 nudged = true;
                 let db = db.clone();
-                let _ = std::thread::Builder::new()
+                let nudge = std::thread::Builder::new()
                     .name("minik-store-nudge".into())
                     .spawn(move || {
                         let _ = db.flush();
                     });
+                if let Ok(nudge) = nudge {
+                    self.keep(nudge);
+                }
             }
             if (is_full(path) && waited >= FLUSH_STUCK_ON_FULL_DISK) || waited >= patience {
                 // The thread may never come back: the next flush gets a new one.
                 self.requests = None;
                 return Flushed::Stuck;
+            }
+        }
+    }
+
+    /// Keeps `thread` to wait for at the end, forgetting those that finished.
+    fn keep(&mut self, thread: std::thread::JoinHandle<()>) {
+        self.threads.retain(|t| !t.is_finished());
+        self.threads.push(thread);
+    }
+
+    /// Stops the flush thread and waits, at most `patience`, for every thread that may still
+    /// hold the instance; one stuck on a full disk is left behind (with the instance it holds).
+    pub(crate) fn finish(&mut self, patience: Duration) {
+        self.requests = None;
+        let deadline = Instant::now() + patience;
+        for thread in std::mem::take(&mut self.threads) {
+            while !thread.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            } else {
+                tracing::warn!("a flush of the store's last instance did not finish in time");
             }
         }
     }
@@ -145,7 +175,10 @@ impl Flusher {
                     }
                 });
             match started {
-                Ok(_) => self.requests = Some(requests),
+                Ok(thread) => {
+                    self.keep(thread);
+                    self.requests = Some(requests);
+                }
                 Err(e) => tracing::warn!(error = %e, "cannot start the store's flush thread"),
             }
         }

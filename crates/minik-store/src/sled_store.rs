@@ -731,6 +731,10 @@ fn run_writer(
             tracing::error!(error = %e, "the store's final flush failed");
         }
     }
+    drop(backend);
+    // Regression: a nudge still flushing kept the instance (and sled's lock on the directory)
+    // after `close`, and opening the store again at once failed.
+    writer.flusher.finish(CLOSE_TIMEOUT);
 }
 
 /// Asks the writer to try to recover while the store has failed on a full disk; stops when
