@@ -18,6 +18,18 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+/// How strictly a write's body is decoded (`fieldValidation`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FieldValidation {
+    /// Unknown fields fail the request. minik's default, as kubectl's `--validate=strict`.
+    #[default]
+    Strict,
+    /// Unknown fields are dropped; Kubernetes would add a warning header.
+    Warn,
+    /// Unknown fields are dropped silently.
+    Ignore,
+}
+
 /// Why a document could not be decoded into its kind.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum DecodeError {

@@ -447,6 +447,18 @@ impl<'de> serde::Deserialize<'de> for Quantity {
     }
 }
 
+/// Amounts by resource name, sorted as Kubernetes prints them.
+pub type ResourceList = std::collections::BTreeMap<String, Quantity>;
+
+/// Adds `q` to the amount of `name` in `list`; a sum too large to hold leaves it as it was.
+pub(crate) fn add_to(list: &mut ResourceList, name: &str, q: Quantity) {
+    let sum = match list.get(name) {
+        Some(existing) => existing.checked_add(q).unwrap_or(*existing),
+        None => q,
+    };
+    list.insert(name.to_owned(), sum);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,30 +1,18 @@
 //! ResourceQuota arithmetic, as Kubernetes' quota evaluators do it: what one object adds to a
-//! namespace's usage (`pods`, `requests.cpu`, `services.nodeports`, `count/deployments.apps`,
-//! ...), which quotas an object concerns, whether a create fits, and the messages of a refusal.
-//! The API server's admission and the quota status controller share it, so both count alike.
+//! namespace's usage (`count/deployments.apps` for every kind, and what its kind's strategy
+//! adds: `pods` and `requests.cpu`, `services.nodeports`, ...), which quotas an object
+//! concerns, whether a create fits, and the messages of a refusal. The API server's admission
+//! and the quota status controller share it, so both count alike.
 //!
 //! No I/O: callers pass the objects (admitted, canonical JSON) and the time.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::quantity::Quantity;
+pub use crate::quantity::ResourceList;
+use crate::quantity::{add_to, Quantity};
 use crate::resources::{ResourceInfo, RESOURCES};
-
-/// Amounts by resource name, sorted as Kubernetes prints them.
-pub type ResourceList = BTreeMap<String, Quantity>;
-
-/// The resources whose quota makes every container of a pod say how much it asks for
-/// (Kubernetes' backward-compatibility rule for cpu and memory).
-const COMPUTE: [&str; 6] = [
-    "cpu",
-    "memory",
-    "requests.cpu",
-    "requests.memory",
-    "limits.cpu",
-    "limits.memory",
-];
 
 /// The `count/<resource>` name of a kind: `count/pods`, `count/deployments.apps`.
 pub fn count_name(info: &ResourceInfo) -> String {
@@ -33,98 +21,6 @@ pub fn count_name(info: &ResourceInfo) -> String {
 
 fn one() -> Quantity {
     Quantity::from_value(1)
-}
-
-fn add(list: &mut ResourceList, name: &str, q: Quantity) {
-    let sum = match list.get(name) {
-        Some(existing) => existing.checked_add(q).unwrap_or(*existing),
-        None => q,
-    };
-    list.insert(name.to_owned(), sum);
-}
-
-/// Whether a pod still counts against quota at `now` (seconds since the epoch): not when it
-/// finished, nor once it is being deleted and its grace period is over (Kubernetes'
-/// `QuotaV1Pod`).
-pub fn pod_counts(pod: &Value, now: i64) -> bool {
-    if matches!(
-        pod.pointer("/status/phase").and_then(Value::as_str),
-        Some("Succeeded" | "Failed")
-    ) {
-        return false;
-    }
-    match pod
-        .pointer("/metadata/deletionTimestamp")
-        .and_then(Value::as_str)
-        .and_then(crate::time::parse_seconds)
-    {
-        Some(deadline) => now < deadline,
-        None => true,
-    }
-}
-
-/// The compute resources one container's requests and limits stand for.
-fn container_usage(container: &Value) -> ResourceList {
-    let mut usage = ResourceList::new();
-    let read = |which: &str, name: &str| -> Option<Quantity> {
-        container
-            .pointer(&format!("/resources/{which}/{name}"))
-            .and_then(Value::as_str)
-            .and_then(|s| Quantity::parse(s).ok())
-    };
-    for name in ["cpu", "memory", "ephemeral-storage"] {
-        if let Some(q) = read("requests", name) {
-            usage.insert(format!("requests.{name}"), q);
-            usage.insert(name.to_owned(), q);
-        }
-        if let Some(q) = read("limits", name) {
-            usage.insert(format!("limits.{name}"), q);
-        }
-    }
-    usage
-}
-
-/// A pod's compute usage: its containers summed, or its largest init container where that is
-/// larger, plus its overhead (Kubernetes' `PodUsageFunc`).
-fn pod_compute(pod: &Value) -> ResourceList {
-    let mut total = ResourceList::new();
-    for c in pod
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        for (name, q) in container_usage(c) {
-            add(&mut total, &name, q);
-        }
-    }
-    for c in pod
-        .pointer("/spec/initContainers")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        for (name, q) in container_usage(c) {
-            if total.get(&name).is_none_or(|t| q > *t) {
-                total.insert(name, q);
-            }
-        }
-    }
-    if let Some(overhead) = pod.pointer("/spec/overhead").and_then(Value::as_object) {
-        for (name, q) in overhead {
-            if let Some(q) = q.as_str().and_then(|s| Quantity::parse(s).ok()) {
-                for key in [format!("requests.{name}"), name.clone()] {
-                    if total.contains_key(&key) {
-                        add(&mut total, &key, q);
-                    }
-                }
-                if total.contains_key(&format!("limits.{name}")) {
-                    add(&mut total, &format!("limits.{name}"), q);
-                }
-            }
-        }
-    }
-    total
 }
 
 /// What an update from `old` to `new` adds to its namespace's usage at `now`: the resources
@@ -146,57 +42,10 @@ pub fn update_delta(info: &ResourceInfo, old: &Value, new: &Value, now: i64) -> 
 
 /// What one object of `info`'s kind adds to its namespace's usage at `now`.
 pub fn usage(info: &ResourceInfo, object: &Value, now: i64) -> ResourceList {
-    let mut usage = ResourceList::new();
-    if info.kind == "Pod" && !pod_counts(object, now) {
-        return usage;
-    }
+    let Some(mut usage) = info.strategy.quota_usage(object, now) else {
+        return ResourceList::new();
+    };
     usage.insert(count_name(info), one());
-    match info.kind {
-        "Pod" => {
-            usage.insert("pods".into(), one());
-            usage.extend(pod_compute(object));
-        }
-        "Service" => {
-            usage.insert("services".into(), one());
-            let ports = object
-                .pointer("/spec/ports")
-                .and_then(Value::as_array)
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            match object.pointer("/spec/type").and_then(Value::as_str) {
-                Some("NodePort") => {
-                    usage.insert(
-                        "services.nodeports".into(),
-                        Quantity::from_value(ports.len() as i64),
-                    );
-                }
-                Some("LoadBalancer") => {
-                    usage.insert("services.loadbalancers".into(), one());
-                    let allocate = object
-                        .pointer("/spec/allocateLoadBalancerNodePorts")
-                        .and_then(Value::as_bool)
-                        .unwrap_or(true);
-                    let node_ports = if allocate {
-                        ports.len()
-                    } else {
-                        ports.iter().filter(|p| p.get("nodePort").is_some()).count()
-                    };
-                    usage.insert(
-                        "services.nodeports".into(),
-                        Quantity::from_value(node_ports as i64),
-                    );
-                }
-                _ => {}
-            }
-        }
-        "ReplicationController" => {
-            usage.insert("replicationcontrollers".into(), one());
-        }
-        "ResourceQuota" => {
-            usage.insert("resourcequotas".into(), one());
-        }
-        _ => {}
-    }
     usage
 }
 
@@ -205,22 +54,8 @@ pub fn kinds_for<'a>(hard: impl IntoIterator<Item = &'a String>) -> Vec<&'static
     let mut kinds: BTreeSet<usize> = BTreeSet::new();
     for name in hard {
         for (i, info) in RESOURCES.iter().enumerate() {
-            if !info.namespaced {
-                continue;
-            }
-            let counted = *name == count_name(info)
-                || match info.kind {
-                    "Pod" => {
-                        name == "pods"
-                            || COMPUTE.contains(&name.as_str())
-                            || name.ends_with("ephemeral-storage")
-                    }
-                    "Service" => name.starts_with("services"),
-                    "ReplicationController" => name == "replicationcontrollers",
-                    "ResourceQuota" => name == "resourcequotas",
-                    _ => false,
-                };
-            if counted {
+            if info.namespaced && (*name == count_name(info) || info.strategy.quota_resource(name))
+            {
                 kinds.insert(i);
             }
         }
@@ -228,25 +63,13 @@ pub fn kinds_for<'a>(hard: impl IntoIterator<Item = &'a String>) -> Vec<&'static
     kinds.into_iter().map(|i| &RESOURCES[i]).collect()
 }
 
-/// Whether a quota with these `spec.scopes` covers the object. Objects other than pods are
-/// covered only by quotas without scopes; scopes minik does not know cover nothing.
+/// Whether a quota with these `spec.scopes` covers the object: every scope must, by its
+/// kind's strategy (pods know Terminating, NotTerminating, BestEffort and NotBestEffort);
+/// objects of other kinds are covered only by quotas without scopes.
 pub fn scopes_match(scopes: &[String], info: &ResourceInfo, object: &Value) -> bool {
-    if scopes.is_empty() {
-        return true;
-    }
-    if info.kind != "Pod" {
-        return false;
-    }
-    let terminating = object.pointer("/spec/activeDeadlineSeconds").is_some();
-    let best_effort =
-        object.pointer("/status/qosClass").and_then(Value::as_str) == Some("BestEffort");
-    scopes.iter().all(|scope| match scope.as_str() {
-        "Terminating" => terminating,
-        "NotTerminating" => !terminating,
-        "BestEffort" => best_effort,
-        "NotBestEffort" => !best_effort,
-        _ => false,
-    })
+    scopes
+        .iter()
+        .all(|scope| info.strategy.in_quota_scope(scope, object))
 }
 
 /// The sum of the usage of `objects`, for exactly the resources `hard` names (zero for those
@@ -267,7 +90,7 @@ pub fn total_usage<'a>(
         }
         for (name, q) in usage(info, object, now) {
             if used.contains_key(&name) {
-                add(&mut used, &name, q);
+                add_to(&mut used, &name, q);
             }
         }
     }
@@ -319,51 +142,6 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-/// The containers (regular and init) of a pod that do not set each compute resource the quota
-/// limits, as `limits.cpu for: a,b; limits.memory for: a` (Kubernetes' pod `Constraints`).
-fn missing_compute(hard: &ResourceList, pod: &Value) -> Option<String> {
-    let required: BTreeSet<&str> = hard
-        .keys()
-        .map(String::as_str)
-        .filter(|k| COMPUTE.contains(k))
-        .collect();
-    if required.is_empty() {
-        return None;
-    }
-    let mut missing: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
-    for list in ["/spec/containers", "/spec/initContainers"] {
-        for c in pod
-            .pointer(list)
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let has = container_usage(c);
-            let name = c.get("name").and_then(Value::as_str).unwrap_or_default();
-            for r in &required {
-                if !has.contains_key(*r) {
-                    missing.entry(r).or_default().insert(name.to_owned());
-                }
-            }
-        }
-    }
-    if missing.is_empty() {
-        return None;
-    }
-    Some(
-        missing
-            .iter()
-            .map(|(r, names)| {
-                format!(
-                    "{r} for: {}",
-                    names.iter().cloned().collect::<Vec<_>>().join(",")
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; "),
-    )
-}
-
 /// Checks a create of `object` (usage `delta`) against one quota: its name, `hard` limits and
 /// current `used`. Returns the new `used` when the object concerns the quota and fits, `None`
 /// when the quota does not concern the object, and the refusal otherwise.
@@ -376,8 +154,8 @@ pub fn admit(
     delta: &ResourceList,
 ) -> Result<Option<ResourceList>, Refusal> {
     let interesting: Vec<&String> = delta.keys().filter(|k| hard.contains_key(*k)).collect();
-    if info.kind == "Pod" && !delta.is_empty() {
-        if let Some(missing) = missing_compute(hard, object) {
+    if !delta.is_empty() {
+        if let Some(missing) = info.strategy.quota_unspecified(hard, object) {
             return Err(Refusal::MustSpecify {
                 quota: quota.to_owned(),
                 missing,

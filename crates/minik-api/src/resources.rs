@@ -10,21 +10,11 @@ use k8s_openapi::api::core::v1::{
 };
 use serde_json::Value;
 
+pub use crate::decode::FieldValidation;
+
 use crate::decode::DecodeError;
 use crate::kinds::{self, Admission, AdmitError, Strategy};
 use crate::status::ApiError;
-
-/// How strictly a write's body is decoded (`fieldValidation`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum FieldValidation {
-    /// Unknown fields fail the request. minik's default, as kubectl's `--validate=strict`.
-    #[default]
-    Strict,
-    /// Unknown fields are dropped; Kubernetes would add a warning header.
-    Warn,
-    /// Unknown fields are dropped silently.
-    Ignore,
-}
 
 /// One served kind and what the API server needs to know to serve it.
 #[derive(Debug)]

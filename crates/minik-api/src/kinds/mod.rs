@@ -17,8 +17,10 @@
 //!
 //! Like all of `minik-api`, strategies are pure: no I/O, no clock (time is passed in).
 //!
-//! Columns, field selectors and quota usage are tables keyed by kind in [`crate::printers`],
-//! [`crate::fields`] and [`crate::quota`], which clients share with the server.
+//! The quota a kind is charged is its strategy's too ([`crate::quota`] does the arithmetic).
+//! Printer columns and field selectors stay tables keyed by kind name in [`crate::printers`]
+//! and [`crate::fields`]: clients look them up by the kind name they hold, and they need none
+//! of the registry's decisions.
 
 mod deployment;
 mod endpoints;
@@ -50,9 +52,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::decode::{self, DecodeError};
+use crate::decode::{self, DecodeError, FieldValidation};
 use crate::error::ErrorList;
-use crate::resources::FieldValidation;
+use crate::quantity::ResourceList;
 use crate::selector::Selector;
 
 /// A step of admission that needs the API server's I/O, declared by a kind and carried out by
@@ -133,6 +135,31 @@ pub trait Strategy: Sync + Send + std::fmt::Debug {
     /// The `conditions` of the object's row in a server-side `Table`; `Null` for none.
     fn row_conditions(&self, _object: &Value) -> Value {
         Value::Null
+    }
+
+    /// What the object adds to its namespace's quota usage at `now` (seconds since the epoch)
+    /// besides its `count/<resource>`, which every object adds; `None` when it does not count
+    /// at all any more (a finished pod).
+    fn quota_usage(&self, _object: &Value, _now: i64) -> Option<ResourceList> {
+        Some(ResourceList::new())
+    }
+
+    /// Whether objects of the kind make up the usage of the quota resource `name`, besides
+    /// `count/<resource>` (`pods`, `requests.cpu`, `services.nodeports`, ...).
+    fn quota_resource(&self, _name: &str) -> bool {
+        false
+    }
+
+    /// Whether the quota scope `scope` (`BestEffort`, ...) covers the object. Kinds without
+    /// scopes are covered by quotas without scopes only.
+    fn in_quota_scope(&self, _scope: &str, _object: &Value) -> bool {
+        false
+    }
+
+    /// What the object leaves unspecified that a quota limiting `hard` requires of it, in
+    /// Kubernetes' words (`limits.cpu for: a,b`); `None` when nothing is missing.
+    fn quota_unspecified(&self, _hard: &ResourceList, _object: &Value) -> Option<String> {
+        None
     }
 }
 
@@ -217,6 +244,12 @@ pub(crate) fn admit_update<K: Kind>(
         return Err(AdmitError::Invalid(errors));
     }
     encode(&object)
+}
+
+/// The usage of a kind whose objects quotas also count under their legacy name (`pods`,
+/// `services`, `replicationcontrollers`, `resourcequotas`), besides `count/<resource>`.
+fn legacy_quota_count(name: &str) -> ResourceList {
+    ResourceList::from([(name.to_owned(), crate::quantity::Quantity::from_value(1))])
 }
 
 /// The strategy of kinds that follow every common rule.

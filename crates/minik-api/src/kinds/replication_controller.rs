@@ -4,7 +4,8 @@
 use k8s_openapi::api::core::v1::ReplicationController;
 use serde_json::Value;
 
-use super::{typed_rules, Strategy};
+use super::{legacy_quota_count, typed_rules, Strategy};
+use crate::quantity::ResourceList;
 use crate::{defaults, validation};
 
 typed_rules!(
@@ -20,6 +21,14 @@ struct ReplicationControllers;
 pub(crate) const REPLICATION_CONTROLLERS: &dyn Strategy = &ReplicationControllers;
 
 impl Strategy for ReplicationControllers {
+    fn quota_usage(&self, _object: &Value, _now: i64) -> Option<ResourceList> {
+        Some(legacy_quota_count("replicationcontrollers"))
+    }
+
+    fn quota_resource(&self, name: &str) -> bool {
+        name == "replicationcontrollers"
+    }
+
     fn scale_selector(&self, rc: &Value) -> Result<String, String> {
         Ok(rc
             .pointer("/spec/selector")

@@ -1,12 +1,15 @@
 //! Services (v1): defaults and validation, what a replacement carries over from the stored
-//! Service (its allocated ClusterIPs and node ports), and the allocation of those addresses,
-//! which the API server carries out over the stored Services.
+//! Service (its allocated ClusterIPs and node ports), the allocation of those addresses,
+//! which the API server carries out over the stored Services, and what a Service is charged
+//! against quotas (`services`, `services.nodeports`, `services.loadbalancers`).
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::Metadata;
+use serde_json::Value;
 
-use super::{Admission, Kind, Strategy};
+use super::{legacy_quota_count, Admission, Kind, Strategy};
 use crate::error::ErrorList;
+use crate::quantity::{Quantity, ResourceList};
 use crate::{defaults, validation};
 
 impl Kind for Service {
@@ -33,5 +36,44 @@ pub(crate) const SERVICES: &dyn Strategy = &Services;
 impl Strategy for Services {
     fn admission(&self) -> &'static [Admission] {
         &[Admission::AllocateServiceAddresses]
+    }
+
+    fn quota_usage(&self, service: &Value, _now: i64) -> Option<ResourceList> {
+        let mut usage = legacy_quota_count("services");
+        let ports = service
+            .pointer("/spec/ports")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        match service.pointer("/spec/type").and_then(Value::as_str) {
+            Some("NodePort") => {
+                usage.insert(
+                    "services.nodeports".into(),
+                    Quantity::from_value(ports.len() as i64),
+                );
+            }
+            Some("LoadBalancer") => {
+                usage.insert("services.loadbalancers".into(), Quantity::from_value(1));
+                let allocate = service
+                    .pointer("/spec/allocateLoadBalancerNodePorts")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(true);
+                let node_ports = if allocate {
+                    ports.len()
+                } else {
+                    ports.iter().filter(|p| p.get("nodePort").is_some()).count()
+                };
+                usage.insert(
+                    "services.nodeports".into(),
+                    Quantity::from_value(node_ports as i64),
+                );
+            }
+            _ => {}
+        }
+        Some(usage)
+    }
+
+    fn quota_resource(&self, name: &str) -> bool {
+        name.starts_with("services")
     }
 }
