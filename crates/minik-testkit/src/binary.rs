@@ -144,10 +144,16 @@ impl Minik {
     /// Starts `minik server` with exactly `extra` besides the listen address and data dir (no
     /// anonymous access unless asked for).
     pub fn server_with(&self, data_dir: &Path, extra: &[&str]) -> Running {
+        self.server_on("127.0.0.1:0", data_dir, extra)
+    }
+
+    /// Starts `minik server --listen LISTEN` with `extra`; its `base` is the address it says it
+    /// listens on.
+    pub fn server_on(&self, listen: &str, data_dir: &Path, extra: &[&str]) -> Running {
         let mut child = self
             .command()
             .arg("server")
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .env("RUST_LOG", "warn")

@@ -103,6 +103,11 @@ impl Http {
     pub async fn get_json(&self, path: &str) -> Option<Value> {
         get_json(&self.client, &self.base, path).await
     }
+
+    /// `GET base+path` as text, or `None` if there was no answer or not a success.
+    pub async fn get_text(&self, path: &str) -> Option<String> {
+        get_text(&self.client, &self.base, path).await
+    }
 }
 
 /// `GET base+path` decoded as JSON, or `None` if there was no answer or not a success: for

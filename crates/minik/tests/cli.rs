@@ -8,7 +8,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use expect_test::expect;
-use support::client::{check, realign, wait_for, Cluster};
+use minik_testkit::blocking::wait_for;
+use minik_testkit::DEADLINE;
+use support::client::{check, realign, Cluster};
 
 const POD: &str = "apiVersion: v1
 kind: Pod
@@ -312,7 +314,7 @@ fn get_prints_kubectl_tables_and_formats() {
     let c = Cluster::with_node("fake");
     let file = c.write("app.yaml", &format!("{POD}---\n{DEPLOY}---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  type: NodePort\n  selector:\n    app: web\n  ports:\n  - port: 80\n    nodePort: 30080\n"));
     c.ok(&["apply", "-f", &file]);
-    wait_for("pod web to run", 30, || {
+    wait_for("pod web to run", DEADLINE, || {
         c.ok(&["get", "po", "web"])
             .contains("Running")
             .then_some(())
@@ -417,7 +419,7 @@ fn describe_shows_a_pod_in_kubectls_layout() {
     let c = Cluster::with_node("fake");
     let file = c.write("pod.yaml", POD);
     c.ok(&["apply", "-f", &file]);
-    wait_for("pod web to run", 30, || {
+    wait_for("pod web to run", DEADLINE, || {
         c.ok(&["get", "po", "web"])
             .contains("Running")
             .then_some(())
@@ -570,7 +572,7 @@ spec:
 ";
     let file = c.write("talker.yaml", pod);
     c.ok(&["apply", "-f", &file]);
-    let logs = wait_for("the pod's log", 30, || {
+    let logs = wait_for("the pod's log", DEADLINE, || {
         let out = c.minik(&["logs", "talker"]);
         (out.code == 0 && out.stdout.contains("three")).then_some(out.stdout)
     });

@@ -8,7 +8,9 @@ mod support;
 use std::time::Duration;
 
 use expect_test::expect;
-use support::client::{check, realign, wait_for, Cluster, Out};
+use minik_testkit::blocking::wait_for;
+use minik_testkit::DEADLINE;
+use support::client::{check, realign, Cluster, Out};
 
 const WEB: &str = "apiVersion: apps/v1
 kind: Deployment
@@ -134,7 +136,7 @@ fn rollout_status_history_undo_restart_pause_and_resume() {
         &c.ok(&["rollout", "status", "deployment", "web", "--timeout", "60s"]),
         "web",
     );
-    wait_for("revision 2 to carry its change-cause", 30, || {
+    wait_for("revision 2 to carry its change-cause", DEADLINE, || {
         let out = c.ok(&["rollout", "history", "deploy/web"]);
         out.contains("image 1.26").then_some(())
     });
@@ -626,7 +628,7 @@ fn cordon_uncordon_and_drain() {
     let file = c.write("web.yaml", WEB);
     c.ok(&["apply", "-f", &file]);
     c.ok(&["run", "loner", "--image", "busybox"]);
-    wait_for("three running pods", 30, || {
+    wait_for("three running pods", DEADLINE, || {
         let out = c.ok(&[
             "get",
             "pods",
@@ -716,7 +718,7 @@ fn cordon_uncordon_and_drain() {
         "{}",
         out.stdout
     );
-    wait_for("the deployment's new pods, unscheduled", 30, || {
+    wait_for("the deployment's new pods, unscheduled", DEADLINE, || {
         let out = c.ok(&[
             "get",
             "pods",
@@ -727,7 +729,7 @@ fn cordon_uncordon_and_drain() {
     });
     // --disable-eviction deletes instead, as kubectl's does.
     c.ok(&["uncordon", "n1"]);
-    wait_for("the deployment's pods, running again", 30, || {
+    wait_for("the deployment's pods, running again", DEADLINE, || {
         let out = c.ok(&[
             "get",
             "pods",
@@ -780,7 +782,7 @@ fn get_with_jsonpath_custom_columns_sort_by_all_and_watch_only() {
         "--annotations",
         "minik.io/fake-exit-code=1",
     ]);
-    wait_for("the deployment's pods to run", 30, || {
+    wait_for("the deployment's pods to run", DEADLINE, || {
         let out = c.ok(&[
             "get",
             "deploy",
@@ -860,11 +862,15 @@ fn get_with_jsonpath_custom_columns_sort_by_all_and_watch_only() {
             &format!("minik.io/fake-exit-code={code}"),
         ]);
     }
-    wait_for("the crashing pod to back off", 60, || {
-        let out = c.ok(&["get", "pod", "crash", "--no-headers"]);
-        out.contains(" CrashLoopBackOff ").then_some(())
-    });
-    wait_for("the finished pods' STATUS", 60, || {
+    wait_for(
+        "the crashing pod to back off",
+        Duration::from_secs(60),
+        || {
+            let out = c.ok(&["get", "pod", "crash", "--no-headers"]);
+            out.contains(" CrashLoopBackOff ").then_some(())
+        },
+    );
+    wait_for("the finished pods' STATUS", Duration::from_secs(60), || {
         let out = c.ok(&[
             "get",
             "pods",
@@ -928,7 +934,7 @@ fn get_with_jsonpath_custom_columns_sort_by_all_and_watch_only() {
     // A pod made before the watch has listed is not a change, so new pods are made until the
     // watch reports one; then a change to it is reported too.
     let mut made = 0;
-    let first = wait_for("the watch to report a new pod", 30, || {
+    let first = wait_for("the watch to report a new pod", DEADLINE, || {
         made += 1;
         let name = format!("w{made}");
         c.ok(&[
@@ -997,7 +1003,7 @@ fn failures_are_one_line_each() {
         "apiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: q\nspec:\n  hard:\n    pods: \"1\"\n",
     );
     c.ok(&["apply", "-f", &file]);
-    wait_for("the quota to count", 30, || {
+    wait_for("the quota to count", DEADLINE, || {
         c.ok(&["get", "quota", "q", "-o", "jsonpath={.status.hard.pods}"])
             .eq("1")
             .then_some(())
@@ -1057,7 +1063,7 @@ fn logs_of_a_deployment_and_of_every_pod_a_selector_picks() {
         );
     let file = c.write("talk.yaml", &talk);
     c.ok(&["apply", "-f", &file]);
-    let pods: Vec<String> = wait_for("both pods to have talked", 60, || {
+    let pods: Vec<String> = wait_for("both pods to have talked", Duration::from_secs(60), || {
         let names = c.ok(&[
             "get",
             "pods",

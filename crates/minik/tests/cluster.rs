@@ -67,7 +67,7 @@ impl Client {
 
 /// A server with short node lifecycle timings.
 fn server(dir: &std::path::Path) -> support::Running {
-    support::start_server(
+    support::MINIK.server(
         dir,
         &[
             "--node-monitor-grace-period",
@@ -79,15 +79,7 @@ fn server(dir: &std::path::Path) -> support::Running {
 }
 
 async fn wait_ready(c: &Client, node: &str) {
-    support::eventually(&format!("node {node} to be Ready"), 30, || async {
-        let n = c.get(&format!("/api/v1/nodes/{node}")).await?;
-        n["status"]["conditions"]
-            .as_array()?
-            .iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            .then_some(())
-    })
-    .await;
+    minik_testkit::wait_node_ready(&c.http, &c.base, node).await;
 }
 
 /// A ReplicaSet whose pods run a shell loop with `$(ME)` (the pod's name) and `marker` on its
@@ -138,8 +130,8 @@ async fn a_killed_node_s_pods_move_and_its_processes_stop_when_it_returns() {
     let server = server(server_dir.path());
     let c = Client::new(&server.base);
     let mut nodes = vec![
-        support::start_node(&server.base, "n1", dirs[0].path(), &[]),
-        support::start_node(&server.base, "n2", dirs[1].path(), &[]),
+        support::MINIK.node(&server.base, "n1", dirs[0].path(), &[]),
+        support::MINIK.node(&server.base, "n2", dirs[1].path(), &[]),
     ];
     wait_ready(&c, "n1").await;
     wait_ready(&c, "n2").await;
@@ -152,7 +144,7 @@ async fn a_killed_node_s_pods_move_and_its_processes_stop_when_it_returns() {
         )
         .await;
     assert_eq!(code, 201, "{body}");
-    let pods = support::eventually("two running pods", 60, || async {
+    let pods = support::wait_for("two running pods", Duration::from_secs(60), || async {
         let pods = c.items("/api/v1/namespaces/default/pods").await;
         (pods.iter().filter(|p| running(p)).count() == 2).then_some(pods)
     })
@@ -168,7 +160,7 @@ async fn a_killed_node_s_pods_move_and_its_processes_stop_when_it_returns() {
         .collect();
     for name in &evicted {
         let own = format!("{name}-{marker}");
-        support::eventually("the pod's process", 10, || async {
+        support::wait_for("the pod's process", support::DEADLINE, || async {
             support::process_with(&own).then_some(())
         })
         .await;
@@ -177,19 +169,23 @@ async fn a_killed_node_s_pods_move_and_its_processes_stop_when_it_returns() {
     nodes[victim_index].kill9();
     // Grace (3 s) + eviction timeout (2 s) + a margin for the monitor, the ReplicaSet, the
     // scheduler and the agent to start the process.
-    support::eventually("the pods recreated on the other node", 45, || async {
-        let pods = c.items("/api/v1/namespaces/default/pods").await;
-        let on_other = pods
-            .iter()
-            .filter(|p| running(p) && node_of(p) == other)
-            .count();
-        let gone_or_going = evicted.iter().all(|name| {
-            pods.iter()
-                .find(|p| name_of(p) == *name)
-                .is_none_or(|p| p["metadata"]["deletionTimestamp"].is_string())
-        });
-        (on_other == 2 && gone_or_going).then_some(())
-    })
+    support::wait_for(
+        "the pods recreated on the other node",
+        Duration::from_secs(45),
+        || async {
+            let pods = c.items("/api/v1/namespaces/default/pods").await;
+            let on_other = pods
+                .iter()
+                .filter(|p| running(p) && node_of(p) == other)
+                .count();
+            let gone_or_going = evicted.iter().all(|name| {
+                pods.iter()
+                    .find(|p| name_of(p) == *name)
+                    .is_none_or(|p| p["metadata"]["deletionTimestamp"].is_string())
+            });
+            (on_other == 2 && gone_or_going).then_some(())
+        },
+    )
     .await;
     let node = c
         .get(&format!("/api/v1/nodes/{victim}"))
@@ -210,14 +206,16 @@ async fn a_killed_node_s_pods_move_and_its_processes_stop_when_it_returns() {
     // The agent comes back: it stops what was evicted meanwhile, so no pod runs twice, and the
     // controller lifts the taints.
     nodes[victim_index] =
-        support::start_node(&server.base, &victim, dirs[victim_index].path(), &[]);
+        support::MINIK.node(&server.base, &victim, dirs[victim_index].path(), &[]);
     for name in &evicted {
         let own = format!("{name}-{marker}");
-        support::eventually("the evicted pod's process to stop", 30, || async {
-            (!support::process_with(&own)).then_some(())
-        })
+        support::wait_for(
+            "the evicted pod's process to stop",
+            support::DEADLINE,
+            || async { (!support::process_with(&own)).then_some(()) },
+        )
         .await;
-        support::eventually("the evicted pod to be gone", 30, || async {
+        support::wait_for("the evicted pod to be gone", support::DEADLINE, || async {
             c.get(&format!("/api/v1/namespaces/default/pods/{name}"))
                 .await
                 .is_none()
@@ -225,7 +223,7 @@ async fn a_killed_node_s_pods_move_and_its_processes_stop_when_it_returns() {
         })
         .await;
     }
-    support::eventually("the node untainted", 30, || async {
+    support::wait_for("the node untainted", support::DEADLINE, || async {
         let node = c.get(&format!("/api/v1/nodes/{victim}")).await?;
         node["spec"]["taints"]
             .as_array()
@@ -249,7 +247,7 @@ async fn deleting_a_namespace_removes_everything_in_it() {
     let node_dir = tempfile::tempdir().unwrap();
     let server = server(server_dir.path());
     let c = Client::new(&server.base);
-    let _node = support::start_node(&server.base, "n1", node_dir.path(), &[]);
+    let _node = support::MINIK.node(&server.base, "n1", node_dir.path(), &[]);
     wait_ready(&c, "n1").await;
     let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}});
     assert_eq!(c.post("/api/v1/namespaces", ns).await.0, 201);
@@ -266,7 +264,7 @@ async fn deleting_a_namespace_removes_everything_in_it() {
     let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
         "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}});
     assert_eq!(c.post("/api/v1/namespaces/team/services", svc).await.0, 201);
-    support::eventually("the pod's process", 60, || async {
+    support::wait_for("the pod's process", Duration::from_secs(60), || async {
         support::process_with(&marker).then_some(())
     })
     .await;
@@ -284,12 +282,16 @@ async fn deleting_a_namespace_removes_everything_in_it() {
         .await;
     // Refused while terminating, or not found once gone.
     assert!(code == 403 || code == 404, "{code} {refused}");
-    support::eventually("the namespace to be gone", 60, || async {
-        c.get("/api/v1/namespaces/team")
-            .await
-            .is_none()
-            .then_some(())
-    })
+    support::wait_for(
+        "the namespace to be gone",
+        Duration::from_secs(60),
+        || async {
+            c.get("/api/v1/namespaces/team")
+                .await
+                .is_none()
+                .then_some(())
+        },
+    )
     .await;
     assert!(
         !support::process_with(&marker),
@@ -366,14 +368,18 @@ async fn quota_refuses_then_admits_and_concurrent_creates_never_exceed_it() {
             .0,
         201
     );
-    support::eventually("status.used to count three pods", 30, || async {
-        let q = c
-            .get("/api/v1/namespaces/default/resourcequotas/compute-quota")
-            .await?;
-        (q["status"]["used"]["requests.cpu"] == "1500m"
-            && q["status"]["hard"]["requests.cpu"] == "2")
-            .then_some(())
-    })
+    support::wait_for(
+        "status.used to count three pods",
+        support::DEADLINE,
+        || async {
+            let q = c
+                .get("/api/v1/namespaces/default/resourcequotas/compute-quota")
+                .await?;
+            (q["status"]["used"]["requests.cpu"] == "1500m"
+                && q["status"]["hard"]["requests.cpu"] == "2")
+                .then_some(())
+        },
+    )
     .await;
 
     // Concurrent creates against a count quota in another namespace.

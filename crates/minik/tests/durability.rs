@@ -29,7 +29,7 @@ fn rv(v: &Value) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_9_mid_load() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = support::start_server(dir.path(), &[]);
+    let mut server = support::MINIK.server(dir.path(), &[]);
     let base = server.base.clone();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -108,7 +108,7 @@ async fn acknowledged_writes_survive_kill_9_mid_load() {
     let acked = acked.lock().unwrap().clone();
     let max_acked_rv = acked.values().map(|(rv, _)| *rv).max().unwrap();
 
-    let server = support::start_server(dir.path(), &[]);
+    let server = support::MINIK.server(dir.path(), &[]);
     let list: Value = client
         .get(format!("{}/api/v1/namespaces/default/pods", server.base))
         .send()
@@ -173,7 +173,7 @@ async fn acknowledged_writes_survive_kill_9_mid_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_the_server_even_with_watches_open() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = support::start_server(dir.path(), &[]);
+    let mut server = support::MINIK.server(dir.path(), &[]);
     let client = reqwest::Client::new();
     let mut watch = client
         .get(format!("{}/api/v1/pods?watch=true", server.base))
@@ -181,23 +181,9 @@ async fn sigterm_stops_the_server_even_with_watches_open() {
         .await
         .unwrap();
     assert_eq!(watch.status().as_u16(), 200);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(server.pid() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            assert!(status.success(), "{status:?}");
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the server did not stop with a watch open"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // It stops by itself, with a watch open.
+    let status = server.stop();
+    assert!(status.success(), "{status:?}");
     // The watch ended cleanly rather than hanging.
     while let Ok(Some(_)) = watch.chunk().await {}
 }

@@ -3,15 +3,18 @@
 
 mod support;
 
+use std::time::Duration;
+
 use serde_json::Value;
-use support::{eventually, Up};
+
+use support::{wait_for, Up, DEADLINE};
 
 fn example(name: &str) -> String {
     format!("{}/../../examples/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
 fn cluster(home: &tempfile::TempDir, data: &tempfile::TempDir) -> Up {
-    support::start_up(home.path(), data.path(), 2, &[])
+    support::MINIK.up(home.path(), data.path(), 2, &[])
 }
 
 async fn get(up: &Up, path: &str) -> Option<Value> {
@@ -50,11 +53,15 @@ fn apply(up: &Up, file: &str) -> String {
 /// returns them.
 async fn wait_running(up: &Up, selector: &str, count: usize) -> Vec<Value> {
     let path = format!("/api/v1/namespaces/default/pods?labelSelector={selector}");
-    eventually(&format!("{count} running pods {selector}"), 60, || async {
-        let list = get(up, &path).await?;
-        let pods = running(&items(&list));
-        (pods.len() == count && items(&list).len() == count).then_some(pods)
-    })
+    wait_for(
+        &format!("{count} running pods {selector}"),
+        Duration::from_secs(60),
+        || async {
+            let list = get(up, &path).await?;
+            let pods = running(&items(&list));
+            (pods.len() == count && items(&list).len() == count).then_some(pods)
+        },
+    )
     .await
 }
 
@@ -64,7 +71,7 @@ async fn pod_example_runs_and_says_hello_in_its_log() {
     let up = cluster(&home, &data);
     assert_eq!(apply(&up, "pod.yaml"), "pod/hello created\n");
     wait_running(&up, "app=hello", 1).await;
-    eventually("the pod's greeting in its log", 30, || async {
+    wait_for("the pod's greeting in its log", DEADLINE, || async {
         let (ok, stdout, _) = up.minik(&["logs", "hello"]);
         (ok && stdout == "hello from hello\n").then_some(())
     })
@@ -94,7 +101,7 @@ async fn replicaset_example_keeps_three_pods_and_replaces_a_deleted_one() {
     let (ok, stdout, stderr) = up.minik(&["delete", "pod", &victim]);
     assert!(ok, "{stderr}");
     assert_eq!(stdout, format!("pod \"{victim}\" deleted\n"));
-    let after = eventually("a replacement pod", 60, || async {
+    let after = wait_for("a replacement pod", Duration::from_secs(60), || async {
         let pods = wait_running(&up, selector, 3).await;
         let after = names(&pods);
         (!after.contains(&victim)).then_some(after)
@@ -120,7 +127,7 @@ async fn replicationcontroller_example_runs_three_and_scales() {
     assert!(ok, "{stderr}");
     assert_eq!(stdout, "replicationcontroller/nginx scaled\n");
     wait_running(&up, "app=nginx", 1).await;
-    eventually("the RC's status to say 1 ready", 30, || async {
+    wait_for("the RC's status to say 1 ready", DEADLINE, || async {
         let rc = get(
             &up,
             "/api/v1/namespaces/default/replicationcontrollers/nginx",
@@ -151,7 +158,10 @@ async fn deployment_example_serves_its_pod_names_and_rolls_out_a_change() {
         "deployment.apps/web created\n"
     );
     let path = "/apis/apps/v1/namespaces/default/deployments/web";
-    eventually("3 available replicas", 60, || rolled_out(&up, path)).await;
+    wait_for("3 available replicas", Duration::from_secs(60), || {
+        rolled_out(&up, path)
+    })
+    .await;
     // The readiness probe passed, so each pod answers on its port with its own name.
     let pods = wait_running(&up, "app=web", 3).await;
     for pod in &pods {
@@ -184,7 +194,7 @@ async fn deployment_example_serves_its_pod_names_and_rolls_out_a_change() {
             .unwrap();
         assert!(response.status().is_success());
     }
-    let rolled = eventually("the rollout", 90, || async {
+    let rolled = wait_for("the rollout", Duration::from_secs(90), || async {
         let d = rolled_out(&up, path).await?;
         (d["metadata"]["generation"] == 2).then_some(d)
     })
@@ -213,7 +223,7 @@ async fn probes_example_restarts_the_container_when_liveness_fails() {
     let up = cluster(&home, &data);
     assert_eq!(apply(&up, "probes.yaml"), "pod/liveness-exec created\n");
     let path = "/api/v1/namespaces/default/pods/liveness-exec";
-    eventually("the pod to be Ready", 30, || async {
+    wait_for("the pod to be Ready", DEADLINE, || async {
         let pod = get(&up, path).await?;
         pod["status"]["conditions"]
             .as_array()?
@@ -223,17 +233,21 @@ async fn probes_example_restarts_the_container_when_liveness_fails() {
     })
     .await;
     // The file goes after 10 s; the liveness probe (every 2 s, 3 failures) restarts it.
-    let pod = eventually("a restart after the liveness probe failed", 60, || async {
-        let pod = get(&up, path).await?;
-        (pod["status"]["containerStatuses"][0]["restartCount"].as_i64()? >= 1).then_some(pod)
-    })
+    let pod = wait_for(
+        "a restart after the liveness probe failed",
+        Duration::from_secs(60),
+        || async {
+            let pod = get(&up, path).await?;
+            (pod["status"]["containerStatuses"][0]["restartCount"].as_i64()? >= 1).then_some(pod)
+        },
+    )
     .await;
     let last = &pod["status"]["containerStatuses"][0]["lastState"]["terminated"];
     assert!(last.is_object(), "{pod}");
     // The agent sends its events from a queue, so they may trail the status: wait for them.
-    eventually(
+    wait_for(
         "the Unhealthy (liveness) and Killing events",
-        30,
+        DEADLINE,
         || async {
             let events = get(
                 &up,
@@ -268,14 +282,18 @@ async fn answer(addr: &str) -> Option<String> {
 
 /// The pod names that answer `n` requests to `addr`, once all of them succeed.
 async fn answered_by(addr: &str, n: usize) -> std::collections::BTreeSet<String> {
-    eventually(&format!("{n} answers from {addr}"), 60, || async {
-        let mut names = std::collections::BTreeSet::new();
-        for _ in 0..n {
-            let body = answer(addr).await?;
-            names.insert(body.trim().trim_start_matches("hello from ").to_owned());
-        }
-        Some(names)
-    })
+    wait_for(
+        &format!("{n} answers from {addr}"),
+        Duration::from_secs(60),
+        || async {
+            let mut names = std::collections::BTreeSet::new();
+            for _ in 0..n {
+                let body = answer(addr).await?;
+                names.insert(body.trim().trim_start_matches("hello from ").to_owned());
+            }
+            Some(names)
+        },
+    )
     .await
 }
 
@@ -302,9 +320,11 @@ async fn service_example_reaches_every_replica_through_each_type_of_service() {
     let cluster_ip = web["spec"]["clusterIP"].as_str().unwrap().to_owned();
     assert!(cluster_ip.starts_with("127.96."), "{web}");
     // 30 requests to the ClusterIP are answered by all three pods (once all are Ready).
-    eventually("all 3 pods behind the ClusterIP", 60, || async {
-        (answered_by(&format!("{cluster_ip}:8080"), 30).await == all).then_some(())
-    })
+    wait_for(
+        "all 3 pods behind the ClusterIP",
+        Duration::from_secs(60),
+        || async { (answered_by(&format!("{cluster_ip}:8080"), 30).await == all).then_some(()) },
+    )
     .await;
     let node_port = svc("web-nodeport").await["spec"]["ports"][0]["nodePort"]
         .as_i64()
@@ -314,7 +334,7 @@ async fn service_example_reaches_every_replica_through_each_type_of_service() {
         answered_by(&format!("127.0.0.1:{node_port}"), 30).await,
         all
     );
-    let lb = eventually("the LoadBalancer's ingress", 30, || async {
+    let lb = wait_for("the LoadBalancer's ingress", DEADLINE, || async {
         let lb = svc("web-lb").await;
         lb["status"]["loadBalancer"]["ingress"][0]["ip"]
             .as_str()
@@ -334,7 +354,7 @@ async fn quota_example_admits_the_pod_that_fits_and_refuses_one_more() {
         "namespace/quota-mem-cpu-example created\nresourcequota/mem-cpu-demo created\npod/quota-mem-cpu-demo created\n"
     );
     let ns = "/api/v1/namespaces/quota-mem-cpu-example";
-    eventually("the quota's usage to count the pod", 30, || async {
+    wait_for("the quota's usage to count the pod", DEADLINE, || async {
         let quota = get(&up, &format!("{ns}/resourcequotas/mem-cpu-demo")).await?;
         let used = &quota["status"]["used"];
         (used["requests.memory"] == "600Mi" && used["requests.cpu"] == "400m").then_some(())

@@ -35,10 +35,7 @@ impl Tmpfs {
             Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_owned(),
             Err(e) => e.to_string(),
         };
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("cannot mount a tmpfs for the data dir ({why}); this test needs root");
-        }
-        eprintln!("skipped: cannot mount a tmpfs ({why}); run as root (under CI=true this fails)");
+        minik_testkit::cannot_run("root, to mount a tmpfs for the data dir", why);
         None
     }
 
@@ -169,23 +166,6 @@ fn fill_disk(path: &Path) {
     let _ = file.sync_all();
 }
 
-/// Sends SIGTERM and asserts that the server exits by itself within 15 s.
-fn stops_on_sigterm(server: &mut support::Running) {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(server.pid() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while server.child.try_wait().unwrap().is_none() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the server did not stop within 15 s of SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn refusal_says(refused: &(u16, Value), words: &str) {
     let (code, status) = refused;
     assert_eq!(
@@ -207,7 +187,7 @@ async fn writes_short_of_the_reserve_get_507_reads_go_on_and_writes_resume_once_
     std::fs::write(&filler, vec![0u8; 6 << 20]).unwrap();
     let data: PathBuf = disk.path().join("data");
     let args = ["--min-free-disk", "4Mi"];
-    let mut server = support::start_server(&data, &args);
+    let mut server = support::MINIK.server(&data, &args);
     let c = client();
 
     let (mut acked, refused) = fill_until_refused(&c, &server.base, "full", 16 << 10).await;
@@ -227,16 +207,18 @@ async fn writes_short_of_the_reserve_get_507_reads_go_on_and_writes_resume_once_
     );
 
     std::fs::remove_file(&filler).unwrap();
-    support::eventually("/readyz to answer 200 once space is freed", 30, || async {
-        (readyz(&c, &server.base).await.0 == 200).then_some(())
-    })
+    support::wait_for(
+        "/readyz to answer 200 once space is freed",
+        support::DEADLINE,
+        || async { (readyz(&c, &server.base).await.0 == 200).then_some(()) },
+    )
     .await;
     let (code, body) = create(&c, &server.base, "after", 0).await;
     assert_eq!(code, 201, "writes resume once space is freed: {body}");
     acked.push("after".into());
 
     server.kill9();
-    let server = support::start_server(&data, &args);
+    let server = support::MINIK.server(&data, &args);
     assert_all_there(&c, &server.base, &acked).await;
 }
 
@@ -262,7 +244,7 @@ async fn kernel_says_the_disk_is_full(pad: usize, room: u64) {
     let data: PathBuf = disk.path().join("data");
     // No reserve: the writes go on until the kernel answers ENOSPC.
     let args = ["--min-free-disk", "0"];
-    let mut server = support::start_server(&data, &args);
+    let mut server = support::MINIK.server(&data, &args);
     let c = client();
     let mut acked = Vec::new();
     for i in 0..40 {
@@ -293,9 +275,9 @@ async fn kernel_says_the_disk_is_full(pad: usize, room: u64) {
     std::fs::remove_file(&filler).unwrap();
     // The store opens itself again once there is room, or (when sled cannot let go of the
     // failed instance) says to restart the server: both are documented.
-    let restart = support::eventually(
+    let restart = support::wait_for(
         "the server to recover or to ask for a restart",
-        30,
+        support::DEADLINE,
         || async {
             match readyz(&c, &server.base).await {
                 (200, _) => Some(false),
@@ -307,14 +289,14 @@ async fn kernel_says_the_disk_is_full(pad: usize, room: u64) {
     .await;
     if restart {
         // It stops when asked to, although sled holds on to the failed database.
-        stops_on_sigterm(&mut server);
-        server = support::start_server(&data, &args);
+        server.stop();
+        server = support::MINIK.server(&data, &args);
     }
     let (code, body) = create(&c, &server.base, "after", 0).await;
     assert_eq!(code, 201, "writes resume once space is freed: {body}");
     acked.push("after".into());
 
     server.kill9();
-    let server = support::start_server(&data, &args);
+    let server = support::MINIK.server(&data, &args);
     assert_all_there(&c, &server.base, &acked).await;
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{eventually, start_up};
+use support::{wait_for, DEADLINE, MINIK};
 
 fn kubectl_binary() -> String {
     std::env::var("MINIK_KUBECTL").unwrap_or_else(|_| "kubectl".into())
@@ -34,7 +34,7 @@ impl Kubectl {
     fn on_up(nodes: usize) -> (Kubectl, UpCluster) {
         let home = tempfile::tempdir().unwrap();
         let data = tempfile::tempdir().unwrap();
-        let up = start_up(home.path(), data.path(), nodes, &[]);
+        let up = MINIK.up(home.path(), data.path(), nodes, &[]);
         let k = Kubectl {
             kubeconfig: home.path().join(".minik/kubeconfig"),
             dir: home.path().to_owned(),
@@ -130,7 +130,7 @@ spec:
 async fn kubectl_works_against_minik_up() {
     let home = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
-    let up = start_up(home.path(), data.path(), 1, &[]);
+    let up = MINIK.up(home.path(), data.path(), 1, &[]);
     let printed: Vec<String> =
         std::iter::from_fn(|| up.lines.recv_timeout(Duration::from_secs(1)).ok())
             .take_while(|l| !l.starts_with("try:"))
@@ -347,7 +347,7 @@ async fn kubectl_works_against_minik_up() {
         k.ok(&["rollout", "undo", "deploy/web"]),
         "deployment.apps/web rolled back\n"
     );
-    let image = eventually("the rollback", 30, || async {
+    let image = wait_for("the rollback", DEADLINE, || async {
         let image = k.ok(&[
             "get",
             "deploy",
@@ -458,7 +458,7 @@ spec:
 #[tokio::test(flavor = "multi_thread")]
 async fn kubectl_drain_evicts_pods_to_the_other_node() {
     let (k, _cluster) = Kubectl::on_up(2);
-    let nodes = eventually("two ready nodes", 60, || async {
+    let nodes = wait_for("two ready nodes", Duration::from_secs(60), || async {
         let out = k.ok(&[
             "get",
             "nodes",
@@ -554,18 +554,22 @@ async fn kubectl_drain_evicts_pods_to_the_other_node() {
         "the drained node is not cordoned"
     );
     // The deployment's two pods run again, both on the other node.
-    let after = eventually("the pods on the other node", 90, || async {
-        let now = placed(&k);
-        let rows: Vec<Vec<&str>> = now
-            .lines()
-            .map(|l| l.split_whitespace().collect())
-            .collect();
-        (rows.len() == 2
-            && rows
-                .iter()
-                .all(|r| r.len() == 3 && r[1] == other && r[2] == "Running"))
-        .then_some(now)
-    })
+    let after = wait_for(
+        "the pods on the other node",
+        Duration::from_secs(90),
+        || async {
+            let now = placed(&k);
+            let rows: Vec<Vec<&str>> = now
+                .lines()
+                .map(|l| l.split_whitespace().collect())
+                .collect();
+            (rows.len() == 2
+                && rows
+                    .iter()
+                    .all(|r| r.len() == 3 && r[1] == other && r[2] == "Running"))
+            .then_some(now)
+        },
+    )
     .await;
     for pod in &victims {
         assert!(

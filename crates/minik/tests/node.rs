@@ -21,8 +21,8 @@ fn pod(name: &str, script: &str, marker: &str, policy: &str) -> Value {
 
 /// Fields drop in order: the node stops before the server it talks to.
 struct Cluster {
-    client: reqwest::Client,
-    base: String,
+    /// HTTP to the server (no timeout: logs are followed); the cluster derefs to it.
+    http: minik_testkit::Http,
     node: support::Running,
     _server: support::Running,
     node_dir: tempfile::TempDir,
@@ -33,19 +33,14 @@ struct Cluster {
 /// get when dropped, would leave them running, as it should in production).
 impl Drop for Cluster {
     fn drop(&mut self) {
-        if let Ok(None) = self.node.child.try_wait() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(self.node.pid() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-            while std::time::Instant::now() < deadline {
-                if !matches!(self.node.child.try_wait(), Ok(None)) {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-        }
+        self.node.terminate(std::time::Duration::from_secs(20));
+    }
+}
+
+impl std::ops::Deref for Cluster {
+    type Target = minik_testkit::Http;
+    fn deref(&self) -> &minik_testkit::Http {
+        &self.http
     }
 }
 
@@ -53,30 +48,21 @@ impl Cluster {
     async fn start() -> Cluster {
         let server_dir = tempfile::tempdir().unwrap();
         let node_dir = tempfile::tempdir().unwrap();
-        let server = support::start_server(server_dir.path(), &[]);
-        let node = support::start_node(&server.base, "n1", node_dir.path(), &[]);
+        let server = support::MINIK.server(server_dir.path(), &[]);
+        let node = support::MINIK.node(&server.base, "n1", node_dir.path(), &[]);
         let cluster = Cluster {
-            client: reqwest::Client::new(),
-            base: server.base.clone(),
+            http: minik_testkit::Http::without_timeout(&server.base),
             _server: server,
             node,
             node_dir,
             _server_dir: server_dir,
         };
-        support::eventually("node n1 to be Ready", 30, || async {
-            let node = cluster.get("/api/v1/nodes/n1").await?;
-            let ready = node["status"]["conditions"]
-                .as_array()?
-                .iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True");
-            ready.then_some(())
-        })
-        .await;
+        minik_testkit::wait_node_ready(&cluster.client, &cluster.base, "n1").await;
         cluster
     }
 
     async fn get(&self, path: &str) -> Option<Value> {
-        support::get_json(&self.client, &self.base, path).await
+        self.http.get_json(path).await
     }
 
     /// The code and Status message of a failing GET.
@@ -96,18 +82,12 @@ impl Cluster {
     }
 
     async fn create(&self, pod: &Value) {
-        let response = self
-            .client
-            .post(format!("{}/api/v1/namespaces/default/pods", self.base))
-            .json(pod)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 201);
+        let created = self.http.post("/api/v1/namespaces/default/pods", pod).await;
+        assert_eq!(created.code, 201, "{}", created.body);
     }
 
     async fn pod_until(&self, name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-        support::eventually(what, 30, || async {
+        support::wait_for(what, support::DEADLINE, || async {
             let pod = self
                 .get(&format!("/api/v1/namespaces/default/pods/{name}"))
                 .await?;
@@ -133,7 +113,7 @@ async fn registers_with_capacity_labels_and_heartbeats() {
     // The heartbeat is the node's Lease, renewed every period (as the kubelet's); the status is
     // written when it changes.
     let lease_path = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1";
-    let first = support::eventually("the node's lease", 10, || async {
+    let first = support::wait_for("the node's lease", support::DEADLINE, || async {
         let lease = c.get(lease_path).await?;
         assert_eq!(lease["spec"]["holderIdentity"], "n1");
         assert_eq!(lease["spec"]["leaseDurationSeconds"], 40);
@@ -143,7 +123,7 @@ async fn registers_with_capacity_labels_and_heartbeats() {
     let renewed = |after: String| {
         let c = &c;
         async move {
-            support::eventually("a renewed lease", 10, || async {
+            support::wait_for("a renewed lease", support::DEADLINE, || async {
                 let lease = c.get(lease_path).await?;
                 let now = lease["spec"]["renewTime"].as_str()?.to_owned();
                 (now != after).then_some(now)
@@ -190,7 +170,7 @@ async fn a_pod_runs_logs_and_stops_gracefully_with_its_process_group() {
         .unwrap();
     assert_eq!(ready["status"], "True");
     assert!(support::process_with(&marker));
-    let log = support::eventually("the log line", 10, || async {
+    let log = support::wait_for("the log line", support::DEADLINE, || async {
         let mut found = None;
         for entry in walk(c.node_dir.path()) {
             if entry.extension().is_some_and(|e| e == "log") {
@@ -243,14 +223,18 @@ async fn a_pod_runs_logs_and_stops_gracefully_with_its_process_group() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
-    support::eventually("the pod to be removed by its node", 30, || async {
-        c.get("/api/v1/namespaces/default/pods/web")
-            .await
-            .is_none()
-            .then_some(())
-    })
+    support::wait_for(
+        "the pod to be removed by its node",
+        support::DEADLINE,
+        || async {
+            c.get("/api/v1/namespaces/default/pods/web")
+                .await
+                .is_none()
+                .then_some(())
+        },
+    )
     .await;
-    support::eventually("the processes to be gone", 10, || async {
+    support::wait_for("the processes to be gone", support::DEADLINE, || async {
         (!support::process_with(&marker)).then_some(())
     })
     .await;
@@ -328,12 +312,7 @@ async fn stopping_the_agent_stops_its_pods() {
     c.pod_until("long", "long to run", |p| p["status"]["phase"] == "Running")
         .await;
     assert!(support::process_with(&marker));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(c.node.pid() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let status = c.node.child.wait().unwrap();
+    let status = c.node.stop();
     assert!(status.success(), "{status:?}");
     assert!(
         !support::process_with(&marker),
@@ -376,7 +355,7 @@ async fn probes_gate_readiness_and_restart_a_hung_process() {
         })
         .await;
     assert_eq!(ready["status"]["phase"], "Running");
-    let log = support::eventually("the port in the log", 10, || async {
+    let log = support::wait_for("the port in the log", support::DEADLINE, || async {
         let text = c
             .client
             .get(format!("{}/api/v1/namespaces/default/pods/web/log", c.base))
@@ -459,7 +438,7 @@ async fn logs_follow_and_tail_through_the_api() {
             .await,
         (400, "pod unbound does not have a host assigned".to_string())
     );
-    let tail = support::eventually("three lines", 10, || async {
+    let tail = support::wait_for("three lines", support::DEADLINE, || async {
         let text = c
             .client
             .get(format!(
@@ -533,12 +512,16 @@ impl Cluster {
         reason: &str,
         check: impl Fn(&str) -> bool,
     ) -> (String, String, String, String, String) {
-        support::eventually(&format!("a {reason} event about {pod}"), 30, || async {
-            self.events_of(pod)
-                .await
-                .into_iter()
-                .find(|e| e.0 == reason && check(&e.1))
-        })
+        support::wait_for(
+            &format!("a {reason} event about {pod}"),
+            support::DEADLINE,
+            || async {
+                self.events_of(pod)
+                    .await
+                    .into_iter()
+                    .find(|e| e.0 == reason && check(&e.1))
+            },
+        )
         .await
     }
 
@@ -699,7 +682,7 @@ async fn bad_input_waits_with_a_reason_an_event_and_back_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_memory_hog_is_oom_killed_where_cgroups_allow() {
     if let Err(why) = minik_node::runtime::MemoryCgroups::detect() {
-        eprintln!("skipped: memory limits cannot be enforced on this host: {why}");
+        minik_testkit::cannot_run("memory cgroups the agent can write", why);
         return;
     }
     let c = Cluster::start().await;

@@ -62,22 +62,28 @@ fn ticker(name: &str, marker: &str) -> Value {
 }
 
 struct Cluster {
-    client: reqwest::Client,
-    base: String,
+    /// HTTP to the server (no timeout: logs are followed); the cluster derefs to it.
+    http: minik_testkit::Http,
     node: Option<support::Running>,
     _server: support::Running,
     node_dir: tempfile::TempDir,
     _server_dir: tempfile::TempDir,
 }
 
+impl std::ops::Deref for Cluster {
+    type Target = minik_testkit::Http;
+    fn deref(&self) -> &minik_testkit::Http {
+        &self.http
+    }
+}
+
 impl Cluster {
     async fn start(node_flags: &[&str]) -> Cluster {
         let server_dir = tempfile::tempdir().unwrap();
         let node_dir = tempfile::tempdir().unwrap();
-        let server = support::start_server(server_dir.path(), &[]);
+        let server = support::MINIK.server(server_dir.path(), &[]);
         let mut cluster = Cluster {
-            client: reqwest::Client::new(),
-            base: server.base.clone(),
+            http: minik_testkit::Http::without_timeout(&server.base),
             _server: server,
             node: None,
             node_dir,
@@ -90,16 +96,15 @@ impl Cluster {
     /// Starts an agent over the cluster's node directory and waits for a heartbeat from it.
     async fn start_node(&mut self, flags: &[&str]) {
         let before = self.heartbeat().await;
-        self.node = Some(support::start_node(
-            &self.base,
-            "n1",
-            self.node_dir.path(),
-            flags,
-        ));
-        support::eventually("a heartbeat from the new agent", 30, || async {
-            let now = self.heartbeat().await?;
-            (Some(&now) != before.as_ref()).then_some(())
-        })
+        self.node = Some(support::MINIK.node(&self.base, "n1", self.node_dir.path(), flags));
+        support::wait_for(
+            "a heartbeat from the new agent",
+            support::DEADLINE,
+            || async {
+                let now = self.heartbeat().await?;
+                (Some(&now) != before.as_ref()).then_some(())
+            },
+        )
         .await;
     }
 
@@ -119,22 +124,16 @@ impl Cluster {
     }
 
     async fn get(&self, path: &str) -> Option<Value> {
-        support::get_json(&self.client, &self.base, path).await
+        self.http.get_json(path).await
     }
 
     async fn text(&self, path: &str) -> Option<String> {
-        support::get_text(&self.client, &self.base, path).await
+        self.http.get_text(path).await
     }
 
     async fn create(&self, pod: &Value) {
-        let response = self
-            .client
-            .post(format!("{}/api/v1/namespaces/default/pods", self.base))
-            .json(pod)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 201);
+        let created = self.http.post("/api/v1/namespaces/default/pods", pod).await;
+        assert_eq!(created.code, 201, "{}", created.body);
     }
 
     async fn delete(&self, name: &str, query: &str) {
@@ -151,7 +150,7 @@ impl Cluster {
     }
 
     async fn pod_until(&self, name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-        support::eventually(what, 30, || async {
+        support::wait_for(what, support::DEADLINE, || async {
             let pod = self
                 .get(&format!("/api/v1/namespaces/default/pods/{name}"))
                 .await?;
@@ -166,7 +165,7 @@ impl Cluster {
             p["status"]["containerStatuses"][0]["state"]["running"].is_object()
         })
         .await;
-        support::eventually("the container's process", 10, || async {
+        support::wait_for("the container's process", support::DEADLINE, || async {
             match pids_with(marker).as_slice() {
                 [pid] => Some(*pid),
                 _ => None,
@@ -177,7 +176,7 @@ impl Cluster {
 
     /// Waits until the pod's log, read through the API, has more ticks than `after`.
     async fn log_grows(&self, name: &str, after: usize) -> usize {
-        support::eventually("more log through the API", 20, || async {
+        support::wait_for("more log through the API", support::DEADLINE, || async {
             let log = self
                 .text(&format!("/api/v1/namespaces/default/pods/{name}/log"))
                 .await?;
@@ -218,13 +217,13 @@ async fn an_agent_killed_with_sigkill_adopts_its_pods_and_stops_those_deleted_me
     c.log_grows("keep", ticks).await;
     // Let it pass over the pod more than once (sync and heartbeat every second).
     let beat = c.heartbeat().await;
-    support::eventually("two more heartbeats", 20, || async {
+    support::wait_for("two more heartbeats", support::DEADLINE, || async {
         let now = c.heartbeat().await;
         (now != beat).then_some(())
     })
     .await;
     let beat = c.heartbeat().await;
-    support::eventually("one more heartbeat", 20, || async {
+    support::wait_for("one more heartbeat", support::DEADLINE, || async {
         (c.heartbeat().await != beat).then_some(())
     })
     .await;
@@ -251,16 +250,22 @@ async fn an_agent_killed_with_sigkill_adopts_its_pods_and_stops_those_deleted_me
     assert_eq!(pids_with(&m3).len(), 1);
 
     c.start_node(&[]).await;
-    support::eventually("the deleted pods' processes to stop", 30, || async {
-        (pids_with(&m2).is_empty() && pids_with(&m3).is_empty()).then_some(())
-    })
+    support::wait_for(
+        "the deleted pods' processes to stop",
+        support::DEADLINE,
+        || async { (pids_with(&m2).is_empty() && pids_with(&m3).is_empty()).then_some(()) },
+    )
     .await;
-    support::eventually("the graceful deletion to finish", 30, || async {
-        c.get("/api/v1/namespaces/default/pods/graceful")
-            .await
-            .is_none()
-            .then_some(())
-    })
+    support::wait_for(
+        "the graceful deletion to finish",
+        support::DEADLINE,
+        || async {
+            c.get("/api/v1/namespaces/default/pods/graceful")
+                .await
+                .is_none()
+                .then_some(())
+        },
+    )
     .await;
     assert_eq!(pids_with(&m1), [pid], "the pod that stays keeps running");
     let state_files = std::fs::read_dir(c.node_dir.path().join("containers"))
@@ -284,7 +289,7 @@ async fn a_container_that_died_while_the_agent_was_down_is_restarted_and_reporte
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    support::eventually("the container to die", 10, || async {
+    support::wait_for("the container to die", support::DEADLINE, || async {
         pids_with(&marker).is_empty().then_some(())
     })
     .await;
@@ -312,12 +317,7 @@ async fn leave_running_hands_the_pods_to_the_next_agent() {
     c.create(&ticker("upgrade", &marker)).await;
     let pid = c.running_pid("upgrade", &marker).await;
     let mut node = c.node.take().unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(node.pid() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let status = node.child.wait().unwrap();
+    let status = node.stop();
     assert!(status.success(), "{status:?}");
     assert_eq!(pids_with(&marker), [pid], "left running");
 
@@ -333,11 +333,6 @@ async fn leave_running_hands_the_pods_to_the_next_agent() {
     assert_eq!(restart_count(&pod), 0);
 
     let mut node = c.node.take().unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(node.pid() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    assert!(node.child.wait().unwrap().success());
+    assert!(node.stop().success());
     assert!(pids_with(&marker).is_empty(), "stopped by default");
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use support::{eventually, start_node_with_env, start_server_with};
+use support::{wait_for, DEADLINE, MINIK};
 
 /// A request: method, path and an optional (content type, body).
 type Request<'a> = (Method, String, Option<(&'a str, &'a Value)>);
@@ -89,7 +89,7 @@ async fn tokens_node_identities_and_authorization() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("server");
     // No --allow-anonymous-loopback: even loopback clients need a token.
-    let server = start_server_with(&data, &[]);
+    let server = MINIK.server_with(&data, &[]);
     let call = Call {
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
@@ -181,10 +181,10 @@ async fn tokens_node_identities_and_authorization() {
     let n1_dir = dir.path().join("n1");
     let n2_dir = dir.path().join("n2");
     let env = [("MINIK_TOKEN", join.as_str())];
-    let mut agent1 = start_node_with_env(&server.base, "n1", &n1_dir, &[], &env);
-    let mut agent2 = start_node_with_env(&server.base, "n2", &n2_dir, &[], &env);
+    let mut agent1 = MINIK.node_with_env(&server.base, "n1", &n1_dir, &[], &env);
+    let mut agent2 = MINIK.node_with_env(&server.base, "n2", &n2_dir, &[], &env);
     for node in ["n1", "n2"] {
-        eventually(&format!("node {node} Ready"), 30, || async {
+        wait_for(&format!("node {node} Ready"), DEADLINE, || async {
             let (code, n) = call.get(&format!("/api/v1/nodes/{node}"), admin).await;
             (code == 200
                 && n["status"]["conditions"]
@@ -235,7 +235,7 @@ async fn tokens_node_identities_and_authorization() {
         assert_eq!(code, 201, "{status}");
     }
     for name in ["p1", "p2"] {
-        eventually(&format!("{name} Running and logged"), 30, || async {
+        wait_for(&format!("{name} Running and logged"), DEADLINE, || async {
             let (code, log) = call.get(&format!("{pods}/{name}/log"), admin).await;
             (code == 200 && log.as_str()?.contains("env-done")).then_some(())
         })
@@ -306,7 +306,7 @@ async fn tokens_node_identities_and_authorization() {
     assert_eq!(code, 200, "{status}");
 
     // What a node may not do: each 403, and nothing changed.
-    let n2_lease = eventually("n2's lease", 30, || async {
+    let n2_lease = wait_for("n2's lease", DEADLINE, || async {
         let (code, lease) = call.get(&format!("{leases}/n2"), admin).await;
         (code == 200).then_some(lease)
     })
@@ -481,9 +481,9 @@ async fn tokens_node_identities_and_authorization() {
         .send(Method::DELETE, &format!("{pods}/p1"), admin, None)
         .await;
     assert_eq!(code, 200);
-    eventually(
+    wait_for(
         "p1 gone after its node finished the deletion",
-        30,
+        DEADLINE,
         || async { (call.get(&format!("{pods}/p1"), admin).await.0 == 404).then_some(()) },
     )
     .await;
@@ -667,7 +667,7 @@ fn canned_http(answer: String) -> std::net::SocketAddr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_does_not_follow_a_node_agents_redirects() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start_server_with(&dir.path().join("server"), &["--allow-anonymous-loopback"]);
+    let server = MINIK.server_with(&dir.path().join("server"), &["--allow-anonymous-loopback"]);
     let call = Call {
         http: reqwest::Client::new(),
         base: server.base.clone(),

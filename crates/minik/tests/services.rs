@@ -7,7 +7,6 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -55,14 +54,14 @@ impl Cluster {
     /// A server and a node agent per `(name, address)`, started with `extra` flags.
     async fn start_with(agents: &[(&str, &str)], extra: &[&str]) -> Cluster {
         let server_dir = tempfile::tempdir().unwrap();
-        let server = support::start_server(server_dir.path(), &[]);
+        let server = support::MINIK.server(server_dir.path(), &[]);
         let mut dirs = vec![server_dir];
         let mut nodes = Vec::new();
         for (name, address) in agents {
             let dir = tempfile::tempdir().unwrap();
             let mut flags = vec!["--address", address];
             flags.extend_from_slice(extra);
-            nodes.push(support::start_node(&server.base, name, dir.path(), &flags));
+            nodes.push(support::MINIK.node(&server.base, name, dir.path(), &flags));
             dirs.push(dir);
         }
         let cluster = Cluster {
@@ -79,15 +78,7 @@ impl Cluster {
             _dirs: dirs,
         };
         for (node, _) in agents {
-            support::eventually(&format!("node {node} to be Ready"), 30, || async {
-                let n = cluster.get(&format!("/api/v1/nodes/{node}")).await?;
-                n["status"]["conditions"]
-                    .as_array()?
-                    .iter()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                    .then_some(())
-            })
-            .await;
+            minik_testkit::wait_node_ready(&cluster.client, &cluster.base, node).await;
         }
         cluster
     }
@@ -196,29 +187,17 @@ fn set(names: &[String]) -> BTreeSet<String> {
 
 /// Starts `minik port-forward` and returns it with the local address it listens on.
 fn port_forward(base: &str, target: &str, remote: &str) -> (support::Running, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_minik"))
+    let mut child = support::MINIK
+        .command()
         .args(["port-forward", "--server", base, target, remote])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start minik port-forward");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Some(rest) = line.strip_prefix("Forwarding from ") {
-                let _ = tx.send(rest.to_owned());
-            }
-        }
-    });
-    let running = support::Running {
-        child,
-        base: base.to_owned(),
-    };
-    let line = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("port-forward reports where it listens");
+    let lines = minik_testkit::lines_of(child.stdout.take().expect("stdout"));
+    let mut running = support::Running::guard(child);
+    running.base = base.to_owned();
+    let line = minik_testkit::line_after(&lines, "Forwarding from ", "minik port-forward");
     let (local, to) = line.split_once(" -> ").expect("LOCAL -> REMOTE");
     assert_eq!(to, remote.rsplit(':').next().unwrap());
     (running, local.to_owned())
@@ -241,10 +220,14 @@ async fn the_tutorial_scenario_through_every_kind_of_service_address() {
 
     // 30 requests to the ClusterIP are answered by all 3 pods.
     let front = format!("{cluster_ip}:8080");
-    support::eventually("the proxies to know all 3 pods", 30, || async {
-        let seen = set(&c.try_answers(&front, 6).await?);
-        (seen == pods).then_some(())
-    })
+    support::wait_for(
+        "the proxies to know all 3 pods",
+        support::DEADLINE,
+        || async {
+            let seen = set(&c.try_answers(&front, 6).await?);
+            (seen == pods).then_some(())
+        },
+    )
     .await;
     assert_eq!(set(&c.answers(&front, 30).await), pods);
     // The NodePort of every node, and the LoadBalancer port on every node's address.
@@ -260,7 +243,7 @@ async fn the_tutorial_scenario_through_every_kind_of_service_address() {
             "LoadBalancer port on {node}"
         );
     }
-    let ingress = support::eventually("the LoadBalancer ingress", 30, || async {
+    let ingress = support::wait_for("the LoadBalancer ingress", support::DEADLINE, || async {
         let s = c.get("/api/v1/namespaces/default/services/web").await?;
         let ips: Vec<String> = s["status"]["loadBalancer"]["ingress"]
             .as_array()?
@@ -281,14 +264,18 @@ async fn the_tutorial_scenario_through_every_kind_of_service_address() {
     let gated = pods.iter().next().unwrap().clone();
     let mark = c.marks.path().join(format!("not-ready-{gated}"));
     std::fs::write(&mark, b"").unwrap();
-    support::eventually("the gated pod to be a not-ready address", 30, || async {
-        let (_, not_ready) = c.endpoints().await;
-        not_ready.contains(&gated).then_some(())
-    })
+    support::wait_for(
+        "the gated pod to be a not-ready address",
+        support::DEADLINE,
+        || async {
+            let (_, not_ready) = c.endpoints().await;
+            not_ready.contains(&gated).then_some(())
+        },
+    )
     .await;
-    support::eventually(
+    support::wait_for(
         "the proxies to stop sending to the gated pod",
-        30,
+        support::DEADLINE,
         || async { (!c.answers(&front, 6).await.contains(&gated)).then_some(()) },
     )
     .await;
@@ -299,9 +286,11 @@ async fn the_tutorial_scenario_through_every_kind_of_service_address() {
     );
     assert_eq!(set(&answered).len(), 2);
     std::fs::remove_file(&mark).unwrap();
-    support::eventually("the gated pod to get traffic again", 30, || async {
-        c.answers(&front, 6).await.contains(&gated).then_some(())
-    })
+    support::wait_for(
+        "the gated pod to get traffic again",
+        support::DEADLINE,
+        || async { c.answers(&front, 6).await.contains(&gated).then_some(()) },
+    )
     .await;
 
     // Port-forward through the server, to a pod and to the Service.
@@ -351,9 +340,11 @@ async fn the_tutorial_scenario_through_every_kind_of_service_address() {
         .await
         .unwrap();
     assert!(r.status().is_success());
-    support::eventually("the ClusterIP to stop answering", 30, || async {
-        c.fetch(&front, "/").await.is_none().then_some(())
-    })
+    support::wait_for(
+        "the ClusterIP to stop answering",
+        support::DEADLINE,
+        || async { c.fetch(&front, "/").await.is_none().then_some(()) },
+    )
     .await;
 }
 
@@ -424,7 +415,7 @@ async fn the_tutorial_scenario_through_nftables_agents() {
         &["--proxy-mode", "nftables"],
     )
     .await;
-    support::eventually("both agents' tables", 30, || async {
+    support::wait_for("both agents' tables", support::DEADLINE, || async {
         let listed = nft_tables();
         tables
             .iter()
@@ -449,9 +440,9 @@ async fn the_tutorial_scenario_through_nftables_agents() {
     // No endpoints yet: the connection is refused at once (a TCP reset), not left hanging,
     // although a socket (this test's) listens on the address: the table refuses it.
     let decoy = tokio::net::TcpListener::bind(&front).await.unwrap();
-    support::eventually(
+    support::wait_for(
         "the ClusterIP to refuse while there are no endpoints",
-        30,
+        support::DEADLINE,
         || async {
             let refused = tokio::time::timeout(
                 Duration::from_secs(2),
@@ -468,10 +459,14 @@ async fn the_tutorial_scenario_through_nftables_agents() {
     let pods = deploy_web(&c).await;
 
     // The ClusterIP spreads connections over all 3 pods.
-    support::eventually("the tables to know all 3 pods", 30, || async {
-        let seen = set(&c.try_answers(&front, 6).await?);
-        (seen == pods).then_some(())
-    })
+    support::wait_for(
+        "the tables to know all 3 pods",
+        support::DEADLINE,
+        || async {
+            let seen = set(&c.try_answers(&front, 6).await?);
+            (seen == pods).then_some(())
+        },
+    )
     .await;
     // The kernel sent them all to the pods, none to the socket on the address; without it,
     // nothing listens there.
@@ -500,9 +495,9 @@ async fn the_tutorial_scenario_through_nftables_agents() {
     let gated = pods.iter().next().unwrap().clone();
     let mark = c.marks.path().join(format!("not-ready-{gated}"));
     std::fs::write(&mark, b"").unwrap();
-    support::eventually(
+    support::wait_for(
         "the tables to stop sending to the gated pod",
-        30,
+        support::DEADLINE,
         || async { (!c.answers(&front, 6).await.contains(&gated)).then_some(()) },
     )
     .await;
@@ -530,9 +525,11 @@ async fn the_tutorial_scenario_through_nftables_agents() {
         .await
         .unwrap();
     assert!(r.status().is_success());
-    support::eventually("the ClusterIP to stop answering", 30, || async {
-        c.fetch(&front, "/").await.is_none().then_some(())
-    })
+    support::wait_for(
+        "the ClusterIP to stop answering",
+        support::DEADLINE,
+        || async { c.fetch(&front, "/").await.is_none().then_some(()) },
+    )
     .await;
 
     // Stopped agents delete their tables.
@@ -692,40 +689,13 @@ impl Drop for RestoreRouteLocalnet {
 /// Starts `minik server` on every interface (`0.0.0.0:0`), so that an agent in another
 /// network namespace reaches it; loopback clients need no token. Returns it with its port.
 fn start_server_on_all_interfaces(data_dir: &std::path::Path) -> (support::Running, u16) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_minik"))
-        .args([
-            "server",
-            "--listen",
-            "0.0.0.0:0",
-            "--allow-anonymous-loopback",
-        ])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start minik server");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(addr) = line.strip_prefix("minik server listening on http://") {
-                let _ = tx.send(addr.to_owned());
-            }
-        }
-    });
-    let mut running = support::Running {
-        child,
-        base: String::new(),
-    };
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("minik server reports its address within 30s");
-    let port: u16 = addr
+    let mut running =
+        support::MINIK.server_on("0.0.0.0:0", data_dir, &["--allow-anonymous-loopback"]);
+    let port: u16 = running
+        .base
         .rsplit_once(':')
         .and_then(|(_, p)| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {addr:?}"));
+        .unwrap_or_else(|| panic!("no port in {:?}", running.base));
     running.base = format!("http://127.0.0.1:{port}");
     (running, port)
 }
@@ -751,7 +721,7 @@ async fn nftables_cluster_ips_reach_endpoints_on_another_host() {
     let join = std::fs::read_to_string(server_dir.path().join("auth/join-token"))
         .expect("the server's join token");
     let here_dir = tempfile::tempdir().unwrap();
-    let here_agent = support::start_node(
+    let here_agent = support::MINIK.node(
         &server.base,
         &here,
         here_dir.path(),
@@ -761,13 +731,7 @@ async fn nftables_cluster_ips_reach_endpoints_on_another_host() {
     // (it is not a loopback client); its pods listen on its address there.
     let there_dir = tempfile::tempdir().unwrap();
     let agent = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &other.ns,
-            env!("CARGO_BIN_EXE_minik"),
-            "node",
-        ])
+        .args(["netns", "exec", &other.ns, support::MINIK.bin, "node"])
         .args(["--server", &format!("http://{}:{port}", other.host)])
         .args(["--name", &there, "--address", &other.peer, "--data-dir"])
         .arg(there_dir.path())
@@ -785,10 +749,7 @@ async fn nftables_cluster_ips_reach_endpoints_on_another_host() {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start minik node in the other namespace");
-    other.agent = Some(support::Running {
-        child: agent,
-        base: String::new(),
-    });
+    other.agent = Some(support::Running::guard(agent));
 
     let c = Cluster {
         client: reqwest::Client::builder()
@@ -803,18 +764,10 @@ async fn nftables_cluster_ips_reach_endpoints_on_another_host() {
         _dirs: vec![server_dir, here_dir, there_dir],
     };
     for node in [&here, &there] {
-        support::eventually(&format!("node {node} to be Ready"), 30, || async {
-            let n = c.get(&format!("/api/v1/nodes/{node}")).await?;
-            n["status"]["conditions"]
-                .as_array()?
-                .iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                .then_some(())
-        })
-        .await;
+        minik_testkit::wait_node_ready(&c.client, &c.base, node).await;
     }
     // The nftables agent turned route_localnet on (it may have been on already).
-    support::eventually("route_localnet to be 1", 30, || async {
+    support::wait_for("route_localnet to be 1", support::DEADLINE, || async {
         let value = std::fs::read_to_string(ROUTE_LOCALNET).ok()?;
         (value.trim() == "1").then_some(())
     })
@@ -842,11 +795,15 @@ async fn nftables_cluster_ips_reach_endpoints_on_another_host() {
                                 "ports": [{"name": "http", "containerPort": 8080}]}]}}}}),
     )
     .await;
-    let pods = support::eventually("2 ready pods in the Endpoints", 60, || async {
-        let ready = c.ready_pods().await;
-        (ready.len() == 2 && c.endpoints().await == (ready.clone(), BTreeSet::new()))
-            .then_some(ready)
-    })
+    let pods = support::wait_for(
+        "2 ready pods in the Endpoints",
+        Duration::from_secs(60),
+        || async {
+            let ready = c.ready_pods().await;
+            (ready.len() == 2 && c.endpoints().await == (ready.clone(), BTreeSet::new()))
+                .then_some(ready)
+        },
+    )
     .await;
     let ep = c
         .get("/api/v1/namespaces/default/endpoints/web")
@@ -865,9 +822,11 @@ async fn nftables_cluster_ips_reach_endpoints_on_another_host() {
     // The ClusterIP, the node port on 127.0.0.1 and on the agent's address: every request
     // is answered, by both pods.
     let front = format!("{cluster_ip}:8080");
-    support::eventually("the table to send to both pods", 30, || async {
-        (set(&c.try_answers(&front, 6).await?) == pods).then_some(())
-    })
+    support::wait_for(
+        "the table to send to both pods",
+        support::DEADLINE,
+        || async { (set(&c.try_answers(&front, 6).await?) == pods).then_some(()) },
+    )
     .await;
     for addr in [
         front.clone(),
@@ -924,18 +883,26 @@ async fn scale_to_one(c: &Cluster, front: &str, node_front: &str) {
         json!({"spec": {"replicas": 1}}),
     )
     .await;
-    let last = support::eventually("one pod left in the Endpoints", 60, || async {
-        let (ready, not_ready) = c.endpoints().await;
-        (ready.len() == 1 && not_ready.is_empty()).then(|| ready.into_iter().next().unwrap())
-    })
+    let last = support::wait_for(
+        "one pod left in the Endpoints",
+        Duration::from_secs(60),
+        || async {
+            let (ready, not_ready) = c.endpoints().await;
+            (ready.len() == 1 && not_ready.is_empty()).then(|| ready.into_iter().next().unwrap())
+        },
+    )
     .await;
-    support::eventually("the proxies to send to the last pod only", 30, || async {
-        c.try_answers(front, 6)
-            .await?
-            .iter()
-            .all(|n| *n == last)
-            .then_some(())
-    })
+    support::wait_for(
+        "the proxies to send to the last pod only",
+        support::DEADLINE,
+        || async {
+            c.try_answers(front, 6)
+                .await?
+                .iter()
+                .all(|n| *n == last)
+                .then_some(())
+        },
+    )
     .await;
     assert_eq!(
         set(&c.answers(front, 30).await),
@@ -965,10 +932,14 @@ async fn deploy_web(c: &Cluster) -> BTreeSet<String> {
                                                    "periodSeconds": 1}}]}}}}),
     )
     .await;
-    support::eventually("3 ready pods in the Endpoints", 60, || async {
-        let ready = c.ready_pods().await;
-        (ready.len() == 3 && c.endpoints().await == (ready.clone(), BTreeSet::new()))
-            .then_some(ready)
-    })
+    support::wait_for(
+        "3 ready pods in the Endpoints",
+        Duration::from_secs(60),
+        || async {
+            let ready = c.ready_pods().await;
+            (ready.len() == 3 && c.endpoints().await == (ready.clone(), BTreeSet::new()))
+                .then_some(ready)
+        },
+    )
     .await
 }

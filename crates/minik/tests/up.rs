@@ -18,7 +18,7 @@ async fn up_runs_pods_stops_them_all_and_brings_them_back() {
     let home = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
-    let mut up = support::start_up(home.path(), data.path(), 2, &[]);
+    let mut up = support::MINIK.up(home.path(), data.path(), 2, &[]);
     let base = up.base.clone();
     assert!(up.base.starts_with("http://127.0.0.1:"), "{}", up.base);
 
@@ -69,19 +69,14 @@ async fn up_runs_pods_stops_them_all_and_brings_them_back() {
         .unwrap();
     assert_eq!(created.status().as_u16(), 201);
     let url = format!("{base}/api/v1/namespaces/default/pods/sleeper");
-    support::eventually("the pod to run", 30, || async {
+    support::wait_for("the pod to run", support::DEADLINE, || async {
         let p = get(&client, url.clone()).await?;
         (p["status"]["phase"] == "Running").then_some(())
     })
     .await;
     assert!(support::process_with(&marker));
 
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(up.running.pid() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let status = up.running.child.wait().unwrap();
+    let status = up.running.stop();
     assert!(status.success(), "{status:?}");
     assert!(
         !support::process_with(&marker),
@@ -89,10 +84,10 @@ async fn up_runs_pods_stops_them_all_and_brings_them_back() {
     );
 
     // Same data dir: the pod is still in the store and runs again.
-    let up = support::start_up(home.path(), data.path(), 2, &[]);
+    let up = support::MINIK.up(home.path(), data.path(), 2, &[]);
     let base = up.base.clone();
     let url = format!("{base}/api/v1/namespaces/default/pods/sleeper");
-    support::eventually("the pod to run again", 30, || async {
+    support::wait_for("the pod to run again", support::DEADLINE, || async {
         let p = get(&client, url.clone()).await?;
         (p["status"]["phase"] == "Running" && support::process_with(&marker)).then_some(())
     })
@@ -109,7 +104,7 @@ async fn up_applies_the_manifests_it_is_given() {
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: from-file\nspec:\n  nodeName: node-1\n  containers:\n  - name: c\n    image: busybox\n    command: [sleep, '300']\n",
     )
     .unwrap();
-    let up = support::start_up(
+    let up = support::MINIK.up(
         home.path(),
         data.path(),
         2,
@@ -124,7 +119,7 @@ async fn up_applies_the_manifests_it_is_given() {
     assert_eq!(applied.as_deref(), Some("pod/from-file created"));
     let client = reqwest::Client::new();
     let url = format!("{base}/api/v1/namespaces/default/pods/from-file");
-    support::eventually("the applied pod to run", 30, || async {
+    support::wait_for("the applied pod to run", support::DEADLINE, || async {
         let p = get(&client, url.clone()).await?;
         (p["status"]["phase"] == "Running").then_some(())
     })

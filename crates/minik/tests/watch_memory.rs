@@ -55,7 +55,7 @@ async fn read_head(stream: &mut tokio::net::TcpStream) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_watcher_of_large_objects_is_cut_and_server_memory_stays_bounded() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = support::start_server(dir.path(), &[]);
+    let server = support::MINIK.server(dir.path(), &[]);
     let client = reqwest::Client::builder()
         .timeout(DEADLINE)
         .build()

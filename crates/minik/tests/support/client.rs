@@ -4,13 +4,13 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
 
 use expect_test::Expect;
+use minik_testkit::{blocking::wait_for, lines_of, DEADLINE};
 use serde_json::Value;
 
-use super::{start_node, start_server, Running};
+use super::{Running, MINIK};
 
 /// What one client command did.
 pub struct Out {
@@ -29,7 +29,7 @@ pub struct Cluster {
 impl Cluster {
     pub fn new() -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        let server = start_server(&dir.path().join("server"), &[]);
+        let server = MINIK.server(&dir.path().join("server"), &[]);
         Cluster {
             server,
             nodes: Vec::new(),
@@ -48,10 +48,14 @@ impl Cluster {
     pub fn add_node(&mut self, name: &str, extra: &[&str]) {
         let node_dir = self.dir.path().join(format!("node-{name}"));
         self.nodes
-            .push(start_node(&self.server.base, name, &node_dir, extra));
-        wait_for(&format!("node {name} to be Ready"), 30, || {
+            .push(MINIK.node(&self.server.base, name, &node_dir, extra));
+        wait_for(&format!("node {name} to be Ready"), DEADLINE, || {
             let out = self.minik(&["get", "no", name]);
-            (out.code == 0 && out.stdout.contains(" Ready ")).then_some(())
+            if out.code == 0 && out.stdout.contains(" Ready ") {
+                Ok(())
+            } else {
+                Err(format!("{}{}", out.stdout, out.stderr))
+            }
         });
     }
 
@@ -64,7 +68,7 @@ impl Cluster {
     }
 
     pub fn minik_in(&self, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Out {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_minik"));
+        let mut cmd = MINIK.command();
         cmd.args(args)
             .env("MINIK_SERVER", &self.server.base)
             .env_remove("MINIK_NAMESPACE")
@@ -99,8 +103,9 @@ impl Cluster {
 
     /// Starts `minik ARGS` in the background (a watch, `logs -f`); its stdout arrives line by
     /// line on the receiver. The process is killed when the guard is dropped.
-    pub fn spawn_lines(&self, args: &[&str]) -> (KillOnDrop, std::sync::mpsc::Receiver<String>) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_minik"))
+    pub fn spawn_lines(&self, args: &[&str]) -> (Running, std::sync::mpsc::Receiver<String>) {
+        let mut child = MINIK
+            .command()
             .args(args)
             .env("MINIK_SERVER", &self.server.base)
             .env_remove("MINIK_NAMESPACE")
@@ -112,21 +117,8 @@ impl Cluster {
             .stderr(Stdio::null())
             .spawn()
             .expect("start minik");
-        let stdout = child.stdout.take().expect("stdout");
-        let guard = KillOnDrop(child);
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        (guard, rx)
+        let lines = lines_of(child.stdout.take().expect("stdout"));
+        (Running::guard(child), lines)
     }
 
     /// Runs a command that must succeed and returns its stdout.
@@ -153,21 +145,6 @@ impl Cluster {
         let mut all = args.to_vec();
         all.extend(["-o", "json"]);
         serde_json::from_str(&self.ok(&all)).expect("json output")
-    }
-}
-
-/// Polls `check` every 50ms until it answers, for at most `seconds`.
-pub fn wait_for<T>(what: &str, seconds: u64, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {seconds}s waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -285,14 +262,4 @@ pub fn realign(table: &str, from: &str, to: &str) -> String {
 
 pub fn check(actual: &str, expect: Expect) {
     expect.assert_eq(&normalise(actual));
-}
-
-/// Kills a child process when dropped, so a failing test leaves nothing behind.
-pub struct KillOnDrop(pub std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
