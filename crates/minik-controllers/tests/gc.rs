@@ -66,12 +66,9 @@ async fn three_pods(cluster: &Cluster, name: &str) -> (String, Vec<Pod>) {
         .unwrap_or_default()
         .to_owned();
     let pods = wait_for("3 pods", DEADLINE, || async {
-        let pods: Vec<Pod> = cluster
-            .pods(&format!("app={name}"))
-            .await
-            .into_iter()
-            .filter(|p| controlled_by(p, &uid))
-            .collect();
+        let pods = cluster
+            .pods_controlled_by(&format!("app={name}"), &uid)
+            .await;
         (pods.len() == 3).then_some(pods)
     })
     .await;

@@ -27,12 +27,9 @@ async fn settled(cluster: &Cluster, name: &str, n: usize) -> Vec<Pod> {
         || async {
             let rs = cluster.replica_set(name).await?;
             let uid = rs.metadata.uid.clone().unwrap_or_default();
-            let pods: Vec<Pod> = cluster
-                .pods(&format!("app={name}"))
-                .await
-                .into_iter()
-                .filter(|p| controlled_by(p, &uid))
-                .collect();
+            let pods = cluster
+                .pods_controlled_by(&format!("app={name}"), &uid)
+                .await;
             let status = rs.status?;
             (pods.len() == n
                 && status.replicas == n as i32
@@ -216,12 +213,7 @@ async fn replication_controller_keeps_its_replicas() {
                     .get_as::<ReplicationController>(Some("default"), "legacy")
                     .await
                     .ok()?;
-                let pods: Vec<Pod> = cluster
-                    .pods("app=legacy")
-                    .await
-                    .into_iter()
-                    .filter(|p| controlled_by(p, &uid))
-                    .collect();
+                let pods = cluster.pods_controlled_by("app=legacy", &uid).await;
                 (pods.len() == n && rc.status?.replicas == n as i32).then_some(pods)
             })
             .await

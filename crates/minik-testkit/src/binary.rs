@@ -106,6 +106,19 @@ pub fn lines_of(stdout: std::process::ChildStdout) -> mpsc::Receiver<String> {
     rx
 }
 
+/// Starts `command` (`what`, for messages) with `RUST_LOG=warn`, its stdout read line by line
+/// and its stderr the test's.
+fn spawn_reading(mut command: Command, what: &str) -> (Running, mpsc::Receiver<String>) {
+    let mut child = command
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let lines = lines_of(child.stdout.take().expect("stdout"));
+    (Running::guard(child), lines)
+}
+
 /// Waits (up to [`DEADLINE`]) for the line of `what` that starts with `prefix`; answers the
 /// rest of it.
 pub fn line_after(lines: &mpsc::Receiver<String>, prefix: &str, what: &str) -> String {
@@ -150,19 +163,13 @@ impl Minik {
     /// Starts `minik server --listen LISTEN` with `extra`; its `base` is the address it says it
     /// listens on.
     pub fn server_on(&self, listen: &str, data_dir: &Path, extra: &[&str]) -> Running {
-        let mut child = self
-            .command()
+        let mut command = self.command();
+        command
             .arg("server")
             .args(["--listen", listen, "--data-dir"])
             .arg(data_dir)
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start minik server");
-        let lines = lines_of(child.stdout.take().expect("stdout"));
-        let mut running = Running::guard(child);
+            .args(extra);
+        let (mut running, lines) = spawn_reading(command, "minik server");
         running.base = line_after(&lines, "minik server listening on ", "minik server");
         running
     }
@@ -212,8 +219,8 @@ impl Minik {
     /// Starts `minik up --nodes N --listen 127.0.0.1:0 --data-dir DATA` plus `extra` with `HOME`
     /// set to `home`, and waits for the line that says it is up.
     pub fn up(&self, home: &Path, data: &Path, nodes: usize, extra: &[&str]) -> Up {
-        let mut child = self
-            .command()
+        let mut command = self.command();
+        command
             .args([
                 "up",
                 "--nodes",
@@ -224,14 +231,8 @@ impl Minik {
             ])
             .arg(data)
             .args(extra)
-            .env("HOME", home)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start minik up");
-        let lines = lines_of(child.stdout.take().expect("stdout"));
-        let mut running = Running::guard(child);
+            .env("HOME", home);
+        let (mut running, lines) = spawn_reading(command, "minik up");
         // `http://127.0.0.1:PORT` and what follows it on the line.
         let rest = line_after(&lines, "minik is up at ", "minik up");
         let base = rest.split(':').take(3).collect::<Vec<_>>().join(":");

@@ -108,6 +108,23 @@ impl Http {
     pub async fn get_text(&self, path: &str) -> Option<String> {
         get_text(&self.client, &self.base, path).await
     }
+
+    /// Polls `GET base+path` until `check` holds for the object; answers it. A timeout shows
+    /// the object as last read.
+    pub async fn wait_until(
+        &self,
+        what: &str,
+        path: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        crate::wait_for(what, crate::DEADLINE, || async {
+            match self.get_json(path).await {
+                Some(object) if check(&object) => Ok(object),
+                seen => Err(seen),
+            }
+        })
+        .await
+    }
 }
 
 /// `GET base+path` decoded as JSON, or `None` if there was no answer or not a success: for

@@ -150,13 +150,8 @@ impl Cluster {
     }
 
     async fn pod_until(&self, name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-        support::wait_for(what, support::DEADLINE, || async {
-            let pod = self
-                .get(&format!("/api/v1/namespaces/default/pods/{name}"))
-                .await?;
-            check(&pod).then_some(pod)
-        })
-        .await
+        let path = format!("/api/v1/namespaces/default/pods/{name}");
+        self.http.wait_until(what, &path, check).await
     }
 
     /// Waits for the pod to run, with exactly one process for its container; returns its pid.

@@ -109,6 +109,13 @@ impl Cluster {
         pods
     }
 
+    /// The pods matching `selector` that the object with `uid` controls.
+    pub async fn pods_controlled_by(&self, selector: &str, uid: &str) -> Vec<Pod> {
+        let mut pods = self.pods(selector).await;
+        pods.retain(|p| controlled_by(p, uid));
+        pods
+    }
+
     pub async fn replica_set(&self, name: &str) -> Option<ReplicaSet> {
         self.api
             .get_as::<ReplicaSet>(Some("default"), name)
