@@ -46,6 +46,9 @@ pub fn usage(info: &ResourceInfo, object: &Value, now: i64) -> ResourceList {
         return ResourceList::new();
     };
     usage.insert(count_name(info), one());
+    if let Some(name) = info.strategy.quota_object_count() {
+        usage.insert(name.to_owned(), one());
+    }
     usage
 }
 
@@ -54,8 +57,10 @@ pub fn kinds_for<'a>(hard: impl IntoIterator<Item = &'a String>) -> Vec<&'static
     let mut kinds: BTreeSet<usize> = BTreeSet::new();
     for name in hard {
         for (i, info) in RESOURCES.iter().enumerate() {
-            if info.namespaced && (*name == count_name(info) || info.strategy.quota_resource(name))
-            {
+            let counted = *name == count_name(info)
+                || info.strategy.quota_object_count() == Some(name.as_str())
+                || info.strategy.quota_resource(name);
+            if info.namespaced && counted {
                 kinds.insert(i);
             }
         }
@@ -313,6 +318,25 @@ mod tests {
         .map(|i| i.kind)
         .collect();
         assert_eq!(kinds, vec!["Pod", "Service", "Deployment"]);
+        let counted: Vec<&str> = kinds_for(&[
+            "resourcequotas".to_string(),
+            "replicationcontrollers".to_string(),
+            "services".to_string(),
+            "requests.cpu".to_string(),
+        ])
+        .iter()
+        .map(|i| i.kind)
+        .collect();
+        assert_eq!(
+            counted,
+            vec!["Pod", "ReplicationController", "Service", "ResourceQuota"]
+        );
+        let rcs = by_plural("", "v1", "replicationcontrollers").unwrap();
+        let u = usage(rcs, &json!({}), 0);
+        assert_eq!(
+            u.keys().collect::<Vec<_>>(),
+            vec!["count/replicationcontrollers", "replicationcontrollers"]
+        );
     }
 
     #[test]

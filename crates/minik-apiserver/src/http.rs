@@ -352,6 +352,14 @@ fn to_bytes(v: &Value) -> Bytes {
     Bytes::from(v.to_string())
 }
 
+/// The part of an object a write to the subresource `sub` (`status`, or none) may change.
+fn scope_of(sub: Option<&str>) -> Scope {
+    match sub {
+        Some(_) => Scope::Status,
+        None => Scope::Main,
+    }
+}
+
 /// The bare `201` Success Kubernetes answers to a binding or an eviction.
 fn created_success(encoding: Encoding) -> Result<Response, ApiError> {
     encode(
@@ -561,11 +569,7 @@ async fn handle(
         (&Method::PUT, Some(name), sub @ (None | Some("status"))) => {
             let of = BodyOf::object(info);
             let body = read_body(body, limit, headers, of, &query, warnings).await?;
-            let scope = if sub.is_some() {
-                Scope::Status
-            } else {
-                Scope::Main
-            };
+            let scope = scope_of(sub);
             let updated = registry
                 .update(info, ns, name, body, scope, query.write_options()?)
                 .await?;
@@ -575,11 +579,7 @@ async fn handle(
             let kind = patch_kind(headers)?;
             let of = BodyOf::patch(info, kind);
             let body = read_body(body, limit, headers, of, &query, warnings).await?;
-            let scope = if sub.is_some() {
-                Scope::Status
-            } else {
-                Scope::Main
-            };
+            let scope = scope_of(sub);
             let patched = registry
                 .patch(
                     info,

@@ -137,15 +137,21 @@ pub trait Strategy: Sync + Send + std::fmt::Debug {
         Value::Null
     }
 
+    /// The name quotas also count the kind's objects under, besides `count/<resource>`
+    /// (Kubernetes' legacy object counts: `pods`, `services`, ...).
+    fn quota_object_count(&self) -> Option<&'static str> {
+        None
+    }
+
     /// What the object adds to its namespace's quota usage at `now` (seconds since the epoch)
-    /// besides its `count/<resource>`, which every object adds; `None` when it does not count
-    /// at all any more (a finished pod).
+    /// besides its object counts; `None` when it does not count at all any more (a finished
+    /// pod).
     fn quota_usage(&self, _object: &Value, _now: i64) -> Option<ResourceList> {
         Some(ResourceList::new())
     }
 
     /// Whether objects of the kind make up the usage of the quota resource `name`, besides
-    /// `count/<resource>` (`pods`, `requests.cpu`, `services.nodeports`, ...).
+    /// their object counts (`requests.cpu`, `services.nodeports`, ...).
     fn quota_resource(&self, _name: &str) -> bool {
         false
     }
@@ -244,12 +250,6 @@ pub(crate) fn admit_update<K: Kind>(
         return Err(AdmitError::Invalid(errors));
     }
     encode(&object)
-}
-
-/// The usage of a kind whose objects quotas also count under their legacy name (`pods`,
-/// `services`, `replicationcontrollers`, `resourcequotas`), besides `count/<resource>`.
-fn legacy_quota_count(name: &str) -> ResourceList {
-    ResourceList::from([(name.to_owned(), crate::quantity::Quantity::from_value(1))])
 }
 
 /// The strategy of kinds that follow every common rule.

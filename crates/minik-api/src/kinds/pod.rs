@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{json, Value};
 
-use super::{legacy_quota_count, typed_rules, Admission, Deletion, Strategy};
+use super::{typed_rules, Admission, Deletion, Strategy};
 use crate::defaults::DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS;
 use crate::quantity::{add_to, Quantity, ResourceList};
 use crate::{defaults, validation};
@@ -62,17 +62,19 @@ impl Strategy for Pods {
         }
     }
 
+    fn quota_object_count(&self) -> Option<&'static str> {
+        Some("pods")
+    }
+
     fn quota_usage(&self, pod: &Value, now: i64) -> Option<ResourceList> {
         if !pod_counts(pod, now) {
             return None;
         }
-        let mut usage = pod_compute(pod);
-        usage.extend(legacy_quota_count("pods"));
-        Some(usage)
+        Some(pod_compute(pod))
     }
 
     fn quota_resource(&self, name: &str) -> bool {
-        name == "pods" || COMPUTE.contains(&name) || name.ends_with("ephemeral-storage")
+        COMPUTE.contains(&name) || name.ends_with("ephemeral-storage")
     }
 
     fn in_quota_scope(&self, scope: &str, pod: &Value) -> bool {

@@ -4,8 +4,7 @@
 use k8s_openapi::api::core::v1::ReplicationController;
 use serde_json::Value;
 
-use super::{legacy_quota_count, typed_rules, Strategy};
-use crate::quantity::ResourceList;
+use super::{typed_rules, Strategy};
 use crate::{defaults, validation};
 
 typed_rules!(
@@ -21,12 +20,8 @@ struct ReplicationControllers;
 pub(crate) const REPLICATION_CONTROLLERS: &dyn Strategy = &ReplicationControllers;
 
 impl Strategy for ReplicationControllers {
-    fn quota_usage(&self, _object: &Value, _now: i64) -> Option<ResourceList> {
-        Some(legacy_quota_count("replicationcontrollers"))
-    }
-
-    fn quota_resource(&self, name: &str) -> bool {
-        name == "replicationcontrollers"
+    fn quota_object_count(&self) -> Option<&'static str> {
+        Some("replicationcontrollers")
     }
 
     fn scale_selector(&self, rc: &Value) -> Result<String, String> {

@@ -3,10 +3,7 @@
 
 use k8s_openapi::api::core::v1::ResourceQuota;
 
-use serde_json::Value;
-
-use super::{legacy_quota_count, typed_rules, Admission, Strategy};
-use crate::quantity::ResourceList;
+use super::{typed_rules, Admission, Strategy};
 use crate::{defaults, validation};
 
 typed_rules!(
@@ -22,12 +19,8 @@ struct ResourceQuotas;
 pub(crate) const RESOURCE_QUOTAS: &dyn Strategy = &ResourceQuotas;
 
 impl Strategy for ResourceQuotas {
-    fn quota_usage(&self, _object: &Value, _now: i64) -> Option<ResourceList> {
-        Some(legacy_quota_count("resourcequotas"))
-    }
-
-    fn quota_resource(&self, name: &str) -> bool {
-        name == "resourcequotas"
+    fn quota_object_count(&self) -> Option<&'static str> {
+        Some("resourcequotas")
     }
 
     fn admission(&self) -> &'static [Admission] {

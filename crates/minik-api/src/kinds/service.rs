@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::Metadata;
 use serde_json::Value;
 
-use super::{legacy_quota_count, Admission, Kind, Strategy};
+use super::{Admission, Kind, Strategy};
 use crate::error::ErrorList;
 use crate::quantity::{Quantity, ResourceList};
 use crate::{defaults, validation};
@@ -38,8 +38,12 @@ impl Strategy for Services {
         &[Admission::AllocateServiceAddresses]
     }
 
+    fn quota_object_count(&self) -> Option<&'static str> {
+        Some("services")
+    }
+
     fn quota_usage(&self, service: &Value, _now: i64) -> Option<ResourceList> {
-        let mut usage = legacy_quota_count("services");
+        let mut usage = ResourceList::new();
         let ports = service
             .pointer("/spec/ports")
             .and_then(Value::as_array)
@@ -74,6 +78,6 @@ impl Strategy for Services {
     }
 
     fn quota_resource(&self, name: &str) -> bool {
-        name.starts_with("services")
+        name.starts_with("services.")
     }
 }
