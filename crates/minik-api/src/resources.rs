@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{
 use serde_json::Value;
 
 pub use crate::decode::FieldValidation;
+pub use crate::wellknown::NODE_LEASE_NAMESPACE;
 
 use crate::decode::DecodeError;
 use crate::kinds::{self, Admission, AdmitError, Strategy};
@@ -143,10 +144,6 @@ macro_rules! info {
         }
     };
 }
-
-/// Where nodes keep their heartbeat Leases, one per node, named after it (Kubernetes'
-/// `kube-node-lease`).
-pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 
 /// Every served kind, in the order discovery lists them.
 pub static RESOURCES: &[ResourceInfo] = &[

@@ -24,6 +24,10 @@ pub const ANNOTATION_DEPLOYMENT_REVISION: &str = "deployment.kubernetes.io/revis
 /// The scheduler a pod is meant for when it does not say.
 pub const DEFAULT_SCHEDULER_NAME: &str = "default-scheduler";
 
+/// Where nodes keep their heartbeat Leases, one per node, named after it (Kubernetes'
+/// `kube-node-lease`).
+pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
+
 /// Whether a toleration tolerates a taint (Kubernetes' `ToleratesTaint`): the effect matches
 /// (an empty effect matches every effect), the key matches (an empty key with `Exists` matches
 /// every key), and the value is equal (`Equal`, the default) or anything (`Exists`).

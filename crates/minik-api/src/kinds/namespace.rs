@@ -21,7 +21,7 @@ pub const SYSTEM: &[&str] = &[
     "default",
     "kube-system",
     "kube-public",
-    crate::resources::NODE_LEASE_NAMESPACE,
+    crate::wellknown::NODE_LEASE_NAMESPACE,
 ];
 
 /// The system namespaces that may never be deleted (all but the nodes' lease namespace).
