@@ -330,10 +330,16 @@ async fn service_example_reaches_every_replica_through_each_type_of_service() {
         .as_i64()
         .unwrap();
     assert!((30000..=32767).contains(&node_port));
-    assert_eq!(
-        answered_by(&format!("127.0.0.1:{node_port}"), 30).await,
-        all
-    );
+    // Each Service has Endpoints of its own, made on their own schedule: wait for this one's
+    // too rather than assume it caught up with the ClusterIP's (a race seen in CI).
+    wait_for(
+        "all 3 pods behind the NodePort",
+        Duration::from_secs(60),
+        || async {
+            (answered_by(&format!("127.0.0.1:{node_port}"), 30).await == all).then_some(())
+        },
+    )
+    .await;
     let lb = wait_for("the LoadBalancer's ingress", DEADLINE, || async {
         let lb = svc("web-lb").await;
         lb["status"]["loadBalancer"]["ingress"][0]["ip"]
@@ -342,7 +348,12 @@ async fn service_example_reaches_every_replica_through_each_type_of_service() {
     })
     .await;
     assert_eq!(lb, "127.0.0.1");
-    assert_eq!(answered_by(&format!("{lb}:8080"), 30).await, all);
+    wait_for(
+        "all 3 pods behind the LoadBalancer",
+        Duration::from_secs(60),
+        || async { (answered_by(&format!("{lb}:8080"), 30).await == all).then_some(()) },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
