@@ -28,8 +28,7 @@ fn last_seen(event: &Value) -> Option<i64> {
     ]
     .iter()
     .filter_map(|p| event.pointer(p).and_then(Value::as_str))
-    .filter_map(|s| s.parse::<minik_api::k8s_openapi::jiff::Timestamp>().ok())
-    .map(|t| t.as_second())
+    .filter_map(minik_api::time::parse_seconds)
     .max()
 }
 
@@ -41,7 +40,8 @@ pub async fn sweep_events(registry: Registry, ttl: Duration) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match expire_events(&registry, ttl).await {
+        let now = minik_api::time::from_system(std::time::SystemTime::now());
+        match expire_events(&registry, ttl, now).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(expired = n, "expired old events"),
             Err(e) => tracing::warn!(error = %e, "cannot expire old events"),
@@ -49,14 +49,17 @@ pub async fn sweep_events(registry: Registry, ttl: Duration) {
     }
 }
 
-/// One sweep: deletes every event last seen more than `ttl` ago; answers how many.
-pub async fn expire_events(registry: &Registry, ttl: Duration) -> Result<usize, ApiError> {
+/// One sweep at `now`: deletes every event last seen more than `ttl` before it; answers how
+/// many.
+pub async fn expire_events(
+    registry: &Registry,
+    ttl: Duration,
+    now: minik_api::time::Timestamp,
+) -> Result<usize, ApiError> {
     let info = events_info();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let oldest_kept = now.saturating_sub(ttl.as_secs() as i64);
+    let oldest_kept = now
+        .as_second()
+        .saturating_sub(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
     let listing = registry
         .store()
         .list(&info.prefix(None))

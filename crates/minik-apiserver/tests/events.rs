@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use minik_api::k8s_openapi::api::core::v1::ObjectReference;
 use minik_client::{CorrelatorOptions, EventNote, EventRecorder, EventType, HttpApi};
-use minik_testkit::{wait_for, DEADLINE};
 use serde_json::{json, Value};
 
 fn event(name: &str, message: &str) -> Value {
@@ -66,48 +65,39 @@ async fn old_events_expire() {
         201
     );
     let mut fresh = event("web.fresh", "fresh news");
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let now = minik_api::k8s_openapi::jiff::Timestamp::from_second(secs)
-        .unwrap()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string();
-    fresh["lastTimestamp"] = json!(now);
+    let t0 = minik_api::time::from_system(std::time::SystemTime::now());
+    fresh["lastTimestamp"] = json!(minik_api::time::rfc3339(t0));
     assert_eq!(
         s.post("/api/v1/namespaces/default/events", &fresh)
             .await
             .code,
         201
     );
-    // The old event was last seen in 2024 but created just now: a TTL of an hour keeps both
-    // (creation counts as being seen), a TTL of zero expires everything seen before this second.
+    // Time is the sweep's input. The old event was last seen in 2024 but created just now:
+    // creation counts as being seen, so an hour's TTL keeps both for that hour, and both go
+    // once it has passed.
+    let at = |minutes: i64| {
+        t0.checked_add(minik_api::k8s_openapi::jiff::SignedDuration::from_mins(
+            minutes,
+        ))
+        .expect("in range")
+    };
+    let ttl = Duration::from_secs(3600);
+    for minutes in [0, 30, 59] {
+        assert_eq!(
+            minik_apiserver::expire_events(&registry, ttl, at(minutes))
+                .await
+                .unwrap(),
+            0,
+            "{minutes} minutes on"
+        );
+    }
     assert_eq!(
-        minik_apiserver::expire_events(&registry, Duration::from_secs(3600))
+        minik_apiserver::expire_events(&registry, ttl, at(62))
             .await
             .unwrap(),
-        0
+        2
     );
-    // Once the clock has passed the second they were seen in (`expire_events` reads it), both
-    // go; polled rather than slept for, and counted across sweeps in case the two creations
-    // straddle a second.
-    let expired = std::cell::Cell::new(0);
-    let total = wait_for("a TTL of zero to expire both events", DEADLINE, || {
-        let (registry, expired) = (&registry, &expired);
-        async move {
-            let now = minik_apiserver::expire_events(registry, Duration::ZERO)
-                .await
-                .unwrap();
-            expired.set(expired.get() + now);
-            match expired.get() {
-                2.. => Ok(expired.get()),
-                n => Err(format!("{n} expired")),
-            }
-        }
-    })
-    .await;
-    assert_eq!(total, 2);
     assert!(stored_events(&s).await.is_empty());
 }
 
