@@ -5,6 +5,7 @@ pub mod decode;
 pub mod defaults;
 pub mod error;
 pub mod fields;
+pub mod generated;
 pub mod hostports;
 pub mod kinds;
 pub mod names;

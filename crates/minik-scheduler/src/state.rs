@@ -19,7 +19,7 @@ use crate::score::Weights;
 use crate::snapshot::{PlacedPod, Snapshot};
 
 /// The name events and the status are reported under, and the `schedulerName` served.
-pub const DEFAULT_SCHEDULER_NAME: &str = "default-scheduler";
+pub use minik_api::wellknown::DEFAULT_SCHEDULER_NAME;
 
 /// The two clocks the bookkeeping needs: a monotonic one for back-offs and the wall clock for
 /// the status's timestamps.

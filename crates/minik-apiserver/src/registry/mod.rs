@@ -126,13 +126,10 @@ pub struct ListResult {
     pub revision: Revision,
 }
 
-/// Five characters from Kubernetes' alphabet for generated names (no vowels, no look-alikes).
+/// Five random characters from Kubernetes' alphabet for generated names.
 fn random_suffix() -> String {
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    uuid::Uuid::new_v4().as_bytes()[..5]
-        .iter()
-        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect()
+    // A v4 uuid's bytes are random but for its version and variant bits (bytes 6 and 8).
+    minik_api::generated::suffix(uuid::Uuid::new_v4().as_bytes())
 }
 
 /// The clock of the registry's decisions: seconds since the epoch.
