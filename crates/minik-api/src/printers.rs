@@ -38,7 +38,7 @@ pub struct Column {
     pub priority: u8,
 }
 
-const fn col(name: &'static str, description: &'static str) -> Column {
+pub(crate) const fn col(name: &'static str, description: &'static str) -> Column {
     Column {
         name,
         cell: CellType::String,
@@ -48,42 +48,30 @@ const fn col(name: &'static str, description: &'static str) -> Column {
     }
 }
 
-const fn int(name: &'static str, description: &'static str) -> Column {
+pub(crate) const fn int(name: &'static str, description: &'static str) -> Column {
     Column {
         cell: CellType::Integer,
         ..col(name, description)
     }
 }
 
-const fn wide(c: Column) -> Column {
+pub(crate) const fn wide(c: Column) -> Column {
     Column { priority: 1, ..c }
 }
 
-const NAME: Column = Column {
+pub(crate) const NAME: Column = Column {
     format: "name",
     ..col(
         "Name",
         "Name must be unique within a namespace. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names",
     )
 };
-const AGE: Column = col(
+pub(crate) const AGE: Column = col(
     "Age",
     "CreationTimestamp is a timestamp representing the server time when this object was created.",
 );
 
-const POD: &[Column] = &[
-    NAME,
-    col("Ready", "The aggregate readiness state of this pod for accepting traffic."),
-    col("Status", "The aggregate status of the containers in this pod."),
-    col("Restarts", "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted."),
-    AGE,
-    wide(col("IP", "IP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated.")),
-    wide(col("Node", "NodeName is a request to schedule this pod onto a specific node.")),
-    wide(col("Nominated Node", "nominatedNodeName is set only when this pod preempts other pods on the node.")),
-    wide(col("Readiness Gates", "If specified, all readiness gates will be evaluated for pod readiness.")),
-];
-
-const WORKLOAD_WIDE: [Column; 3] = [
+pub(crate) const WORKLOAD_WIDE: [Column; 3] = [
     wide(col(
         "Containers",
         "Names of each container in the template.",
@@ -98,184 +86,22 @@ const WORKLOAD_WIDE: [Column; 3] = [
     )),
 ];
 
-const DEPLOYMENT: &[Column] = &[
-    NAME,
-    col("Ready", "Number of the pod with ready state"),
-    int("Up-to-date", "Total number of non-terminated pods targeted by this deployment that have the desired template spec."),
-    int("Available", "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment."),
-    AGE,
-    WORKLOAD_WIDE[0],
-    WORKLOAD_WIDE[1],
-    WORKLOAD_WIDE[2],
-];
+/// The columns of a kind without printers of its own: its name and age.
+pub(crate) const DEFAULT_COLUMNS: &[Column] = &[NAME, AGE];
 
-const REPLICA_SET: &[Column] = &[
-    NAME,
-    int("Desired", "Replicas is the number of desired replicas."),
-    int(
-        "Current",
-        "Replicas is the most recently observed number of replicas.",
-    ),
-    int(
-        "Ready",
-        "The number of ready replicas for this replica set.",
-    ),
-    AGE,
-    WORKLOAD_WIDE[0],
-    WORKLOAD_WIDE[1],
-    WORKLOAD_WIDE[2],
-];
-
-const SERVICE: &[Column] = &[
-    NAME,
-    col("Type", "type determines how the Service is exposed."),
-    col("Cluster-IP", "clusterIP is the IP address of the service and is usually assigned randomly."),
-    col("External-IP", "externalIPs is a list of IP addresses for which nodes in the cluster will also accept traffic for this service."),
-    col("Port(s)", "The list of ports that are exposed by this service."),
-    AGE,
-    wide(col("Selector", "Route service traffic to pods with label keys and values matching this selector.")),
-];
-
-const NODE: &[Column] = &[
-    NAME,
-    col("Status", "The status of the node"),
-    col("Roles", "The roles of the node"),
-    AGE,
-    col("Version", "Kubelet Version reported by the node."),
-    wide(col("Internal-IP", "List of addresses reachable to the node.")),
-    wide(col("External-IP", "List of addresses reachable to the node.")),
-    wide(col("OS-Image", "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy)).")),
-    wide(col("Kernel-Version", "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64).")),
-    wide(col("Container-Runtime", "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2).")),
-];
-
-const NAMESPACE: &[Column] = &[NAME, col("Status", "The status of the namespace"), AGE];
-
-const ENDPOINTS: &[Column] = &[NAME, col("Endpoints", "Endpoints of the service"), AGE];
-
-const EVENT: &[Column] = &[
-    col("Last Seen", "The time at which the most recent occurrence of this event was recorded."),
-    col("Type", "Type of this event (Normal, Warning), new types could be added in the future."),
-    col("Reason", "This should be a short, machine understandable string that gives the reason for the transition into the object's current status."),
-    col("Object", "The object that this event is about."),
-    wide(col("Subobject", "The subobject that this event is about.")),
-    wide(col("Source", "The component reporting this event.")),
-    col("Message", "A human-readable description of the status of this operation."),
-    wide(col("First Seen", "The time at which the event was first recorded.")),
-    wide(int("Count", "The number of times this event has occurred.")),
-    wide(Column {
-        format: "name",
-        ..col("Name", "Name must be unique within a namespace.")
-    }),
-];
-
-const RESOURCE_QUOTA: &[Column] = &[
-    NAME,
-    AGE,
-    col("Request", "Request represents a minimum amount of cpu/memory that a container may consume."),
-    col("Limit", "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node."),
-];
-
-const LEASE: &[Column] = &[NAME, col("Holder", "The holder of the lease."), AGE];
-
-const OTHER: &[Column] = &[NAME, AGE];
-
-/// The columns of `kind`'s table, wide ones included (priority 1).
-pub fn columns(kind: &str) -> &'static [Column] {
-    match kind {
-        "Pod" => POD,
-        "Deployment" => DEPLOYMENT,
-        "ReplicaSet" | "ReplicationController" => REPLICA_SET,
-        "Service" => SERVICE,
-        "Node" => NODE,
-        "Namespace" => NAMESPACE,
-        "Endpoints" => ENDPOINTS,
-        "Event" => EVENT,
-        "ResourceQuota" => RESOURCE_QUOTA,
-        "Lease" => LEASE,
-        _ => OTHER,
-    }
+/// The cells of [`DEFAULT_COLUMNS`].
+pub(crate) fn default_cells(obj: &Value, now: i64) -> Vec<Value> {
+    vec![name_cell(obj), age_cell(obj, now)]
 }
 
-/// The cells of `obj`'s row, one per entry of [`columns`]`(kind)`, computed as Kubernetes'
-/// printers compute them; `now` is seconds since the Unix epoch.
-pub fn cells(kind: &str, obj: &Value, now: i64) -> Vec<Value> {
-    let name = json!(s(obj, "/metadata/name"));
-    let age = json!(age(s(obj, "/metadata/creationTimestamp"), now));
-    let cells = match kind {
-        "Pod" => {
-            let p = pod_summary(obj, now);
-            vec![
-                name,
-                json!(p.ready),
-                json!(p.status),
-                json!(p.restarts),
-                age,
-                json!(or_none(s(obj, "/status/podIP"))),
-                json!(or_none(s(obj, "/spec/nodeName"))),
-                json!(or_none(s(obj, "/status/nominatedNodeName"))),
-                json!(readiness_gates(obj)),
-            ]
-        }
-        "Deployment" => {
-            let mut cells = vec![
-                name,
-                json!(format!(
-                    "{}/{}",
-                    n(obj, "/status/readyReplicas"),
-                    replicas(obj)
-                )),
-                json!(n(obj, "/status/updatedReplicas")),
-                json!(n(obj, "/status/availableReplicas")),
-                age,
-            ];
-            cells.extend(workload_wide(obj));
-            cells
-        }
-        "ReplicaSet" | "ReplicationController" => {
-            let mut cells = vec![
-                name,
-                json!(replicas(obj)),
-                json!(n(obj, "/status/replicas")),
-                json!(n(obj, "/status/readyReplicas")),
-                age,
-            ];
-            cells.extend(workload_wide(obj));
-            cells
-        }
-        "Service" => vec![
-            name,
-            json!(s(obj, "/spec/type")),
-            json!(or_none(s(obj, "/spec/clusterIP"))),
-            json!(service_external_ip(obj)),
-            json!(or_none(&service_ports(obj))),
-            age,
-            json!(or_none(&labels_string(obj.pointer("/spec/selector")))),
-        ],
-        "Node" => vec![
-            name,
-            json!(node_status(obj)),
-            json!(node_roles(obj)),
-            age,
-            json!(s(obj, "/status/nodeInfo/kubeletVersion")),
-            json!(or_none(node_address(obj, "InternalIP"))),
-            json!(or_none(node_address(obj, "ExternalIP"))),
-            json!(or_none(s(obj, "/status/nodeInfo/osImage"))),
-            json!(or_none(s(obj, "/status/nodeInfo/kernelVersion"))),
-            json!(or_none(s(obj, "/status/nodeInfo/containerRuntimeVersion"))),
-        ],
-        "Namespace" => vec![name, json!(s(obj, "/status/phase")), age],
-        "Endpoints" => vec![name, json!(endpoints(obj)), age],
-        "Event" => event_cells(obj, now),
-        "ResourceQuota" => {
-            let (request, limit) = quota_cells(obj);
-            vec![name, age, json!(request), json!(limit)]
-        }
-        "Lease" => vec![name, json!(or_none(s(obj, "/spec/holderIdentity"))), age],
-        _ => vec![name, age],
-    };
-    debug_assert_eq!(cells.len(), columns(kind).len(), "{kind}");
-    cells
+/// The cell of the [`NAME`] column.
+pub(crate) fn name_cell(obj: &Value) -> Value {
+    json!(s(obj, "/metadata/name"))
+}
+
+/// The cell of the [`AGE`] column at `now` (seconds since the epoch).
+pub(crate) fn age_cell(obj: &Value, now: i64) -> Value {
+    json!(age(s(obj, "/metadata/creationTimestamp"), now))
 }
 
 /// The string at a JSON pointer; empty when absent or not a string.
@@ -344,14 +170,14 @@ pub fn selector_string(selector: Option<&Value>) -> String {
     parts.join(",")
 }
 
-fn replicas(obj: &Value) -> i64 {
+pub(crate) fn replicas(obj: &Value) -> i64 {
     // An absent spec.replicas means 1, as the API defaults it.
     obj.pointer("/spec/replicas")
         .and_then(Value::as_i64)
         .unwrap_or(1)
 }
 
-fn workload_wide(obj: &Value) -> Vec<Value> {
+pub(crate) fn workload_wide(obj: &Value) -> Vec<Value> {
     let containers = arr(obj, "/spec/template/spec/containers");
     let names: Vec<&str> = containers.iter().map(|c| s(c, "/name")).collect();
     let images: Vec<&str> = containers.iter().map(|c| s(c, "/image")).collect();
@@ -375,7 +201,7 @@ pub fn selector_of(obj: &Value) -> String {
     }
 }
 
-fn readiness_gates(obj: &Value) -> String {
+pub(crate) fn readiness_gates(obj: &Value) -> String {
     let gates = arr(obj, "/spec/readinessGates");
     if gates.is_empty() {
         return "<none>".into();
@@ -503,7 +329,7 @@ pub fn pod_summary(pod: &Value, now: i64) -> PodSummary {
     }
 }
 
-fn service_external_ip(svc: &Value) -> String {
+pub(crate) fn service_external_ip(svc: &Value) -> String {
     let kind = s(svc, "/spec/type");
     if kind == "ExternalName" {
         return s(svc, "/spec/externalName").to_owned();
@@ -534,7 +360,7 @@ fn service_external_ip(svc: &Value) -> String {
     }
 }
 
-fn service_ports(svc: &Value) -> String {
+pub(crate) fn service_ports(svc: &Value) -> String {
     arr(svc, "/spec/ports")
         .iter()
         .map(|p| {
@@ -551,7 +377,7 @@ fn service_ports(svc: &Value) -> String {
         .join(",")
 }
 
-fn node_status(node: &Value) -> String {
+pub(crate) fn node_status(node: &Value) -> String {
     let ready = arr(node, "/status/conditions")
         .iter()
         .find(|c| s(c, "/type") == "Ready")
@@ -592,7 +418,7 @@ pub fn node_roles(node: &Value) -> String {
     or_none(&roles.join(","))
 }
 
-fn node_address<'a>(node: &'a Value, kind: &str) -> &'a str {
+pub(crate) fn node_address<'a>(node: &'a Value, kind: &str) -> &'a str {
     arr(node, "/status/addresses")
         .iter()
         .find(|a| s(a, "/type") == kind)
@@ -600,7 +426,7 @@ fn node_address<'a>(node: &'a Value, kind: &str) -> &'a str {
         .unwrap_or_default()
 }
 
-fn endpoints(ep: &Value) -> String {
+pub(crate) fn endpoints(ep: &Value) -> String {
     let mut all = Vec::new();
     for subset in arr(ep, "/subsets") {
         let (ports, addresses) = (arr(subset, "/ports"), arr(subset, "/addresses"));
@@ -636,7 +462,7 @@ pub fn event_time(ev: &Value) -> &str {
     .unwrap_or_default()
 }
 
-fn event_cells(ev: &Value, now: i64) -> Vec<Value> {
+pub(crate) fn event_cells(ev: &Value, now: i64) -> Vec<Value> {
     let object = format!(
         "{}/{}",
         s(ev, "/involvedObject/kind").to_lowercase(),
@@ -671,7 +497,7 @@ fn event_cells(ev: &Value, now: i64) -> Vec<Value> {
     ]
 }
 
-fn quota_cells(q: &Value) -> (String, String) {
+pub(crate) fn quota_cells(q: &Value) -> (String, String) {
     let hard = string_map(q.pointer("/status/hard").or(q.pointer("/spec/hard")));
     let used = string_map(q.pointer("/status/used"));
     let mut request = Vec::new();
@@ -712,7 +538,14 @@ mod tests {
     const NOW: i64 = 1_700_000_000; // 2023-11-14T22:13:20Z
 
     fn row(kind: &str, obj: Value) -> Vec<Value> {
-        cells(kind, &obj, NOW)
+        info(kind).cells(&obj, NOW)
+    }
+
+    fn info(kind: &str) -> &'static crate::resources::ResourceInfo {
+        crate::resources::RESOURCES
+            .iter()
+            .find(|r| r.kind == kind)
+            .expect("a served kind")
     }
 
     #[test]
@@ -728,20 +561,22 @@ mod tests {
             "Endpoints",
             "Event",
             "ResourceQuota",
-            "Other",
+            "Lease",
         ] {
             assert_eq!(
-                cells(kind, &json!({}), NOW).len(),
-                columns(kind).len(),
+                info(kind).cells(&json!({}), NOW).len(),
+                info(kind).columns().len(),
                 "{kind}"
             );
         }
+        assert_eq!(default_cells(&json!({}), NOW).len(), DEFAULT_COLUMNS.len());
     }
 
     #[test]
     fn column_names_are_kubernetes_names() {
         let names = |kind| -> Vec<&str> {
-            columns(kind)
+            info(kind)
+                .columns()
                 .iter()
                 .filter(|c| c.priority == 0)
                 .map(|c| c.name)
@@ -764,7 +599,8 @@ mod tests {
             ]
         );
         assert_eq!(names("Node"), ["Name", "Status", "Roles", "Age", "Version"]);
-        let wide_pod: Vec<&str> = columns("Pod")
+        let wide_pod: Vec<&str> = info("Pod")
+            .columns()
             .iter()
             .filter(|c| c.priority == 1)
             .map(|c| c.name)

@@ -11,7 +11,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use minik_api::printers;
 use minik_api::resources::ResourceInfo;
 use minik_api::ApiError;
 use serde_json::{json, Map, Value};
@@ -91,7 +90,7 @@ fn now() -> i64 {
 }
 
 fn column_definitions(info: &ResourceInfo) -> Vec<Value> {
-    printers::columns(info.kind)
+    info.columns()
         .iter()
         .map(|c| {
             json!({
@@ -112,7 +111,7 @@ fn row(
     include: IncludeObject,
     now: i64,
 ) -> Value {
-    let cells = printers::cells(info.kind, &object, now);
+    let cells = info.cells(&object, now);
     let mut row = Map::new();
     row.insert("cells".into(), Value::Array(cells));
     let conditions = info.strategy.row_conditions(&object);

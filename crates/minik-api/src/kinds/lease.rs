@@ -1,8 +1,10 @@
 //! Leases (coordination.k8s.io/v1): defaults and validation; nodes renew theirs in `kube-node-lease`.
 
 use k8s_openapi::api::coordination::v1::Lease;
+use serde_json::{json, Value};
 
-use super::{typed_rules, Common, Strategy};
+use super::{typed_rules, Strategy};
+use crate::printers::{age_cell, col, name_cell, or_none, s, Column, AGE, NAME};
 use crate::{defaults, validation};
 
 typed_rules!(
@@ -12,5 +14,25 @@ typed_rules!(
     validation::lease_update
 );
 
-/// The common rules of the registry are all of the kind's.
-pub(crate) const LEASES: &dyn Strategy = &Common;
+/// The common rules of the registry, and the kind's table.
+#[derive(Debug)]
+pub(crate) struct Leases;
+
+pub(crate) const LEASES: &dyn Strategy = &Leases;
+
+impl Strategy for Leases {
+    fn columns(&self) -> &'static [Column] {
+        COLUMNS
+    }
+
+    fn cells(&self, obj: &Value, now: i64) -> Vec<Value> {
+        vec![
+            name_cell(obj),
+            json!(or_none(s(obj, "/spec/holderIdentity"))),
+            age_cell(obj, now),
+        ]
+    }
+}
+
+/// The kind's table, as Kubernetes' printers define it.
+const COLUMNS: &[Column] = &[NAME, col("Holder", "The holder of the lease."), AGE];

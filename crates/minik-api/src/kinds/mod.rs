@@ -17,10 +17,10 @@
 //!
 //! Like all of `minik-api`, strategies are pure: no I/O, no clock (time is passed in).
 //!
-//! The quota a kind is charged is its strategy's too ([`crate::quota`] does the arithmetic).
-//! Printer columns and field selectors stay tables keyed by kind name in [`crate::printers`]
-//! and [`crate::fields`]: clients look them up by the kind name they hold, and they need none
-//! of the registry's decisions.
+//! The quota a kind is charged is its strategy's too ([`crate::quota`] does the arithmetic), and
+//! so are its printer columns and cells ([`crate::printers`] holds what several kinds share:
+//! the column type, the name and age columns, pod summaries). Field selectors stay a table
+//! keyed by kind name in [`crate::fields`], beside the field paths they read.
 
 mod deployment;
 mod endpoints;
@@ -54,6 +54,7 @@ use serde_json::Value;
 
 use crate::decode::{self, DecodeError, FieldValidation};
 use crate::error::ErrorList;
+use crate::printers::{self, Column};
 use crate::quantity::ResourceList;
 use crate::selector::Selector;
 
@@ -130,6 +131,18 @@ pub trait Strategy: Sync + Send + std::fmt::Debug {
             }
             None => Ok(String::new()),
         }
+    }
+
+    /// The columns of the kind's table (`kubectl get`, server-side `Table`s), wide ones
+    /// (priority 1) included, as Kubernetes' printers define them.
+    fn columns(&self) -> &'static [Column] {
+        printers::DEFAULT_COLUMNS
+    }
+
+    /// The cells of the object's row, one per [`Strategy::columns`], computed as Kubernetes'
+    /// printers compute them; `now` is seconds since the epoch.
+    fn cells(&self, object: &Value, now: i64) -> Vec<Value> {
+        printers::default_cells(object, now)
     }
 
     /// The `conditions` of the object's row in a server-side `Table`; `Null` for none.
@@ -251,9 +264,3 @@ pub(crate) fn admit_update<K: Kind>(
     }
     encode(&object)
 }
-
-/// The strategy of kinds that follow every common rule.
-#[derive(Debug)]
-pub(crate) struct Common;
-
-impl Strategy for Common {}

@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use serde_json::{json, Value};
 
 use super::{typed_rules, Deletion, Strategy};
+use crate::printers::{age_cell, col, name_cell, s, Column, AGE, NAME};
 use crate::{defaults, validation};
 
 typed_rules!(
@@ -33,6 +34,18 @@ struct Namespaces;
 pub(crate) const NAMESPACES: &dyn Strategy = &Namespaces;
 
 impl Strategy for Namespaces {
+    fn columns(&self) -> &'static [Column] {
+        COLUMNS
+    }
+
+    fn cells(&self, obj: &Value, now: i64) -> Vec<Value> {
+        vec![
+            name_cell(obj),
+            json!(s(obj, "/status/phase")),
+            age_cell(obj, now),
+        ]
+    }
+
     fn deletion(&self, _namespace: &Value) -> Deletion {
         Deletion::Finalized {
             status: json!({"phase": "Terminating"}),
@@ -56,6 +69,9 @@ impl Strategy for Namespaces {
         false
     }
 }
+
+/// The kind's table, as Kubernetes' printers define it.
+const COLUMNS: &[Column] = &[NAME, col("Status", "The status of the namespace"), AGE];
 
 #[cfg(test)]
 mod tests {

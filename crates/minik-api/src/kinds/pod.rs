@@ -10,6 +10,9 @@ use serde_json::{json, Value};
 
 use super::{typed_rules, Admission, Deletion, Strategy};
 use crate::defaults::DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS;
+use crate::printers::{
+    age_cell, col, name_cell, or_none, pod_summary, readiness_gates, s, wide, Column, AGE, NAME,
+};
 use crate::quantity::{add_to, Quantity, ResourceList};
 use crate::{defaults, validation};
 
@@ -21,6 +24,25 @@ struct Pods;
 pub(crate) const PODS: &dyn Strategy = &Pods;
 
 impl Strategy for Pods {
+    fn columns(&self) -> &'static [Column] {
+        COLUMNS
+    }
+
+    fn cells(&self, obj: &Value, now: i64) -> Vec<Value> {
+        let p = pod_summary(obj, now);
+        vec![
+            name_cell(obj),
+            json!(p.ready),
+            json!(p.status),
+            json!(p.restarts),
+            age_cell(obj, now),
+            json!(or_none(s(obj, "/status/podIP"))),
+            json!(or_none(s(obj, "/spec/nodeName"))),
+            json!(or_none(s(obj, "/status/nominatedNodeName"))),
+            json!(readiness_gates(obj)),
+        ]
+    }
+
     fn admission(&self) -> &'static [Admission] {
         &[Admission::DefaultTolerationSeconds]
     }
@@ -234,6 +256,19 @@ fn missing_compute(hard: &ResourceList, pod: &Value) -> Option<String> {
             .join("; "),
     )
 }
+
+/// The kind's table, as Kubernetes' printers define it.
+const COLUMNS: &[Column] = &[
+    NAME,
+    col("Ready", "The aggregate readiness state of this pod for accepting traffic."),
+    col("Status", "The aggregate status of the containers in this pod."),
+    col("Restarts", "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted."),
+    AGE,
+    wide(col("IP", "IP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated.")),
+    wide(col("Node", "NodeName is a request to schedule this pod onto a specific node.")),
+    wide(col("Nominated Node", "nominatedNodeName is set only when this pod preempts other pods on the node.")),
+    wide(col("Readiness Gates", "If specified, all readiness gates will be evaluated for pod readiness.")),
+];
 
 #[cfg(test)]
 mod tests {

@@ -1,8 +1,12 @@
 //! ReplicaSets (apps/v1): defaults and validation. Scalable with a `LabelSelector`, the common form.
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
+use serde_json::{json, Value};
 
-use super::{typed_rules, Common, Strategy};
+use super::{typed_rules, Strategy};
+use crate::printers::{
+    age_cell, int, n, name_cell, replicas, workload_wide, Column, AGE, NAME, WORKLOAD_WIDE,
+};
 use crate::{defaults, validation};
 
 typed_rules!(
@@ -12,5 +16,49 @@ typed_rules!(
     validation::replica_set_update
 );
 
-/// The common rules of the registry are all of the kind's.
-pub(crate) const REPLICA_SETS: &dyn Strategy = &Common;
+/// The common rules of the registry, and the kind's table.
+#[derive(Debug)]
+pub(crate) struct ReplicaSets;
+
+pub(crate) const REPLICA_SETS: &dyn Strategy = &ReplicaSets;
+
+impl Strategy for ReplicaSets {
+    fn columns(&self) -> &'static [Column] {
+        COLUMNS
+    }
+
+    fn cells(&self, obj: &Value, now: i64) -> Vec<Value> {
+        workload_cells(obj, now)
+    }
+}
+
+/// The table of ReplicaSets and ReplicationControllers, as Kubernetes' printers define it.
+pub(super) const COLUMNS: &[Column] = &[
+    NAME,
+    int("Desired", "Replicas is the number of desired replicas."),
+    int(
+        "Current",
+        "Replicas is the most recently observed number of replicas.",
+    ),
+    int(
+        "Ready",
+        "The number of ready replicas for this replica set.",
+    ),
+    AGE,
+    WORKLOAD_WIDE[0],
+    WORKLOAD_WIDE[1],
+    WORKLOAD_WIDE[2],
+];
+
+/// The cells of a ReplicaSet's or a ReplicationController's row.
+pub(super) fn workload_cells(obj: &Value, now: i64) -> Vec<Value> {
+    let mut cells = vec![
+        name_cell(obj),
+        json!(replicas(obj)),
+        json!(n(obj, "/status/replicas")),
+        json!(n(obj, "/status/readyReplicas")),
+        age_cell(obj, now),
+    ];
+    cells.extend(workload_wide(obj));
+    cells
+}

@@ -2,8 +2,10 @@
 //! status and charges every create it concerns (`Admission::QuotaStatus`).
 
 use k8s_openapi::api::core::v1::ResourceQuota;
+use serde_json::{json, Value};
 
 use super::{typed_rules, Admission, Strategy};
+use crate::printers::{age_cell, col, name_cell, quota_cells, Column, AGE, NAME};
 use crate::{defaults, validation};
 
 typed_rules!(
@@ -19,6 +21,20 @@ struct ResourceQuotas;
 pub(crate) const RESOURCE_QUOTAS: &dyn Strategy = &ResourceQuotas;
 
 impl Strategy for ResourceQuotas {
+    fn columns(&self) -> &'static [Column] {
+        COLUMNS
+    }
+
+    fn cells(&self, obj: &Value, now: i64) -> Vec<Value> {
+        let (request, limit) = quota_cells(obj);
+        vec![
+            name_cell(obj),
+            age_cell(obj, now),
+            json!(request),
+            json!(limit),
+        ]
+    }
+
     fn quota_object_count(&self) -> Option<&'static str> {
         Some("resourcequotas")
     }
@@ -27,3 +43,11 @@ impl Strategy for ResourceQuotas {
         &[Admission::QuotaStatus]
     }
 }
+
+/// The kind's table, as Kubernetes' printers define it.
+const COLUMNS: &[Column] = &[
+    NAME,
+    AGE,
+    col("Request", "Request represents a minimum amount of cpu/memory that a container may consume."),
+    col("Limit", "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node."),
+];

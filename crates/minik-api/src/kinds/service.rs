@@ -5,10 +5,14 @@
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::Metadata;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::{Admission, Kind, Strategy};
 use crate::error::ErrorList;
+use crate::printers::{
+    age_cell, col, labels_string, name_cell, or_none, s, service_external_ip, service_ports, wide,
+    Column, AGE, NAME,
+};
 use crate::quantity::{Quantity, ResourceList};
 use crate::{defaults, validation};
 
@@ -34,6 +38,22 @@ struct Services;
 pub(crate) const SERVICES: &dyn Strategy = &Services;
 
 impl Strategy for Services {
+    fn columns(&self) -> &'static [Column] {
+        COLUMNS
+    }
+
+    fn cells(&self, obj: &Value, now: i64) -> Vec<Value> {
+        vec![
+            name_cell(obj),
+            json!(s(obj, "/spec/type")),
+            json!(or_none(s(obj, "/spec/clusterIP"))),
+            json!(service_external_ip(obj)),
+            json!(or_none(&service_ports(obj))),
+            age_cell(obj, now),
+            json!(or_none(&labels_string(obj.pointer("/spec/selector")))),
+        ]
+    }
+
     fn admission(&self) -> &'static [Admission] {
         &[Admission::AllocateServiceAddresses]
     }
@@ -81,3 +101,14 @@ impl Strategy for Services {
         name.starts_with("services.")
     }
 }
+
+/// The kind's table, as Kubernetes' printers define it.
+const COLUMNS: &[Column] = &[
+    NAME,
+    col("Type", "type determines how the Service is exposed."),
+    col("Cluster-IP", "clusterIP is the IP address of the service and is usually assigned randomly."),
+    col("External-IP", "externalIPs is a list of IP addresses for which nodes in the cluster will also accept traffic for this service."),
+    col("Port(s)", "The list of ports that are exposed by this service."),
+    AGE,
+    wide(col("Selector", "Route service traffic to pods with label keys and values matching this selector.")),
+];

@@ -2,7 +2,7 @@
 //! `minik_api::printers`, the same code behind the API server's `Table` answers) laid out as
 //! kubectl lays them out, and YAML, JSON and name output.
 
-use minik_api::printers::{cells, columns, Column};
+use minik_api::printers::Column;
 use minik_api::resources::ResourceInfo;
 use serde_json::Value;
 
@@ -30,7 +30,8 @@ fn shown(column: &Column, opts: TableOptions) -> bool {
 
 /// The header cells of a kind's table: Kubernetes' column names upper-cased, as kubectl prints.
 pub fn headers(info: &ResourceInfo, opts: TableOptions) -> Vec<String> {
-    let mut h: Vec<String> = columns(info.kind)
+    let mut h: Vec<String> = info
+        .columns()
         .iter()
         .filter(|c| shown(c, opts))
         .map(|c| c.name.to_uppercase())
@@ -46,9 +47,10 @@ pub fn headers(info: &ResourceInfo, opts: TableOptions) -> Vec<String> {
 
 /// The cells of one object's row.
 pub fn row(info: &ResourceInfo, obj: &Value, opts: TableOptions, now: i64) -> Vec<String> {
-    let mut r: Vec<String> = columns(info.kind)
+    let mut r: Vec<String> = info
+        .columns()
         .iter()
-        .zip(cells(info.kind, obj, now))
+        .zip(info.cells(obj, now))
         .filter(|(c, _)| shown(c, opts))
         .map(|(c, cell)| match cell {
             // kubectl prefixes the name column with the kind when several kinds print; a kind
