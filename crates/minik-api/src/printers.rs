@@ -86,8 +86,22 @@ pub(crate) const WORKLOAD_WIDE: [Column; 3] = [
     )),
 ];
 
-/// The columns of a kind without printers of its own: its name and age.
-pub(crate) const DEFAULT_COLUMNS: &[Column] = &[NAME, AGE];
+/// A kind's table, as Kubernetes' printers define it: the columns, wide ones (priority 1)
+/// included, and how the cells of an object's row are computed at `now` (seconds since the
+/// epoch), one per column.
+#[derive(Clone, Copy, Debug)]
+pub struct Table {
+    pub columns: &'static [Column],
+    pub cells: fn(&Value, i64) -> Vec<Value>,
+}
+
+/// The table of a kind without printers of its own: its name and age.
+pub(crate) const DEFAULT_TABLE: Table = Table {
+    columns: DEFAULT_COLUMNS,
+    cells: default_cells,
+};
+
+const DEFAULT_COLUMNS: &[Column] = &[NAME, AGE];
 
 /// The cells of [`DEFAULT_COLUMNS`].
 pub(crate) fn default_cells(obj: &Value, now: i64) -> Vec<Value> {

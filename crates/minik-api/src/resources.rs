@@ -42,13 +42,13 @@ pub struct ResourceInfo {
 impl ResourceInfo {
     /// The columns of the kind's table, wide ones included (its strategy's).
     pub fn columns(&self) -> &'static [crate::printers::Column] {
-        self.strategy.columns()
+        self.strategy.table().columns
     }
 
     /// The cells of `object`'s row, one per [`ResourceInfo::columns`]; `now` is seconds since
     /// the epoch.
     pub fn cells(&self, object: &Value, now: i64) -> Vec<Value> {
-        let cells = self.strategy.cells(object, now);
+        let cells = (self.strategy.table().cells)(object, now);
         debug_assert_eq!(cells.len(), self.columns().len(), "{}", self.kind);
         cells
     }

@@ -3,9 +3,10 @@
 use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::{json, Value};
 
-use super::{typed_rules, Strategy};
+use super::{typed_rules, Common, Strategy};
 use crate::printers::{
-    age_cell, col, int, n, name_cell, replicas, workload_wide, Column, AGE, NAME, WORKLOAD_WIDE,
+    age_cell, col, int, n, name_cell, replicas, workload_wide, Column, Table, AGE, NAME,
+    WORKLOAD_WIDE,
 };
 use crate::{defaults, validation};
 
@@ -17,32 +18,7 @@ typed_rules!(
 );
 
 /// The common rules of the registry, and the kind's table.
-#[derive(Debug)]
-pub(crate) struct Deployments;
-
-pub(crate) const DEPLOYMENTS: &dyn Strategy = &Deployments;
-
-impl Strategy for Deployments {
-    fn columns(&self) -> &'static [Column] {
-        COLUMNS
-    }
-
-    fn cells(&self, obj: &Value, now: i64) -> Vec<Value> {
-        let mut cells = vec![
-            name_cell(obj),
-            json!(format!(
-                "{}/{}",
-                n(obj, "/status/readyReplicas"),
-                replicas(obj)
-            )),
-            json!(n(obj, "/status/updatedReplicas")),
-            json!(n(obj, "/status/availableReplicas")),
-            age_cell(obj, now),
-        ];
-        cells.extend(workload_wide(obj));
-        cells
-    }
-}
+pub(crate) const DEPLOYMENTS: &dyn Strategy = &Common(TABLE);
 
 /// The kind's table, as Kubernetes' printers define it.
 const COLUMNS: &[Column] = &[
@@ -55,3 +31,25 @@ const COLUMNS: &[Column] = &[
     WORKLOAD_WIDE[1],
     WORKLOAD_WIDE[2],
 ];
+
+/// The cells of an object's row, one per column.
+fn cells(obj: &Value, now: i64) -> Vec<Value> {
+    let mut cells = vec![
+        name_cell(obj),
+        json!(format!(
+            "{}/{}",
+            n(obj, "/status/readyReplicas"),
+            replicas(obj)
+        )),
+        json!(n(obj, "/status/updatedReplicas")),
+        json!(n(obj, "/status/availableReplicas")),
+        age_cell(obj, now),
+    ];
+    cells.extend(workload_wide(obj));
+    cells
+}
+
+const TABLE: Table = Table {
+    columns: COLUMNS,
+    cells,
+};

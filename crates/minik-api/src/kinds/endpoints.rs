@@ -3,8 +3,8 @@
 use k8s_openapi::api::core::v1::Endpoints;
 use serde_json::{json, Value};
 
-use super::{typed_rules, Strategy};
-use crate::printers::{age_cell, col, endpoints, name_cell, Column, AGE, NAME};
+use super::{typed_rules, Common, Strategy};
+use crate::printers::{age_cell, col, endpoints, name_cell, Column, Table, AGE, NAME};
 use crate::{defaults, validation};
 
 typed_rules!(
@@ -15,20 +15,17 @@ typed_rules!(
 );
 
 /// The common rules of the registry, and the kind's table.
-#[derive(Debug)]
-pub(crate) struct EndpointsStrategy;
-
-pub(crate) const ENDPOINTS: &dyn Strategy = &EndpointsStrategy;
-
-impl Strategy for EndpointsStrategy {
-    fn columns(&self) -> &'static [Column] {
-        COLUMNS
-    }
-
-    fn cells(&self, obj: &Value, now: i64) -> Vec<Value> {
-        vec![name_cell(obj), json!(endpoints(obj)), age_cell(obj, now)]
-    }
-}
+pub(crate) const ENDPOINTS: &dyn Strategy = &Common(TABLE);
 
 /// The kind's table, as Kubernetes' printers define it.
 const COLUMNS: &[Column] = &[NAME, col("Endpoints", "Endpoints of the service"), AGE];
+
+/// The cells of an object's row, one per column.
+fn cells(obj: &Value, now: i64) -> Vec<Value> {
+    vec![name_cell(obj), json!(endpoints(obj)), age_cell(obj, now)]
+}
+
+const TABLE: Table = Table {
+    columns: COLUMNS,
+    cells,
+};

@@ -3,8 +3,8 @@
 use k8s_openapi::api::core::v1::Event;
 use serde_json::Value;
 
-use super::{typed_rules, Strategy};
-use crate::printers::{col, event_cells, int, wide, Column};
+use super::{typed_rules, Common, Strategy};
+use crate::printers::{col, event_cells, int, wide, Column, Table};
 use crate::{defaults, validation};
 
 typed_rules!(
@@ -15,20 +15,7 @@ typed_rules!(
 );
 
 /// The common rules of the registry, and the kind's table.
-#[derive(Debug)]
-pub(crate) struct Events;
-
-pub(crate) const EVENTS: &dyn Strategy = &Events;
-
-impl Strategy for Events {
-    fn columns(&self) -> &'static [Column] {
-        COLUMNS
-    }
-
-    fn cells(&self, obj: &Value, now: i64) -> Vec<Value> {
-        event_cells(obj, now)
-    }
-}
+pub(crate) const EVENTS: &dyn Strategy = &Common(TABLE);
 
 /// The kind's table, as Kubernetes' printers define it.
 const COLUMNS: &[Column] = &[
@@ -46,3 +33,13 @@ const COLUMNS: &[Column] = &[
         ..col("Name", "Name must be unique within a namespace.")
     }),
 ];
+
+/// The cells of an object's row, one per column.
+fn cells(obj: &Value, now: i64) -> Vec<Value> {
+    event_cells(obj, now)
+}
+
+const TABLE: Table = Table {
+    columns: COLUMNS,
+    cells,
+};

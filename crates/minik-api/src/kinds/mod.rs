@@ -54,7 +54,7 @@ use serde_json::Value;
 
 use crate::decode::{self, DecodeError, FieldValidation};
 use crate::error::ErrorList;
-use crate::printers::{self, Column};
+use crate::printers::{self, Table};
 use crate::quantity::ResourceList;
 use crate::selector::Selector;
 
@@ -133,16 +133,9 @@ pub trait Strategy: Sync + Send + std::fmt::Debug {
         }
     }
 
-    /// The columns of the kind's table (`kubectl get`, server-side `Table`s), wide ones
-    /// (priority 1) included, as Kubernetes' printers define them.
-    fn columns(&self) -> &'static [Column] {
-        printers::DEFAULT_COLUMNS
-    }
-
-    /// The cells of the object's row, one per [`Strategy::columns`], computed as Kubernetes'
-    /// printers compute them; `now` is seconds since the epoch.
-    fn cells(&self, object: &Value, now: i64) -> Vec<Value> {
-        printers::default_cells(object, now)
+    /// The kind's table (`kubectl get`, server-side `Table`s).
+    fn table(&self) -> &Table {
+        &printers::DEFAULT_TABLE
     }
 
     /// The `conditions` of the object's row in a server-side `Table`; `Null` for none.
@@ -263,4 +256,15 @@ pub(crate) fn admit_update<K: Kind>(
         return Err(AdmitError::Invalid(errors));
     }
     encode(&object)
+}
+
+/// The strategy of kinds that follow every common rule of the registry: only their table is
+/// their own.
+#[derive(Debug)]
+pub(crate) struct Common(pub(crate) Table);
+
+impl Strategy for Common {
+    fn table(&self) -> &Table {
+        &self.0
+    }
 }

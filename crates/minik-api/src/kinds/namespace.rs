@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use serde_json::{json, Value};
 
 use super::{typed_rules, Deletion, Strategy};
-use crate::printers::{age_cell, col, name_cell, s, Column, AGE, NAME};
+use crate::printers::{age_cell, col, name_cell, s, Column, Table, AGE, NAME};
 use crate::{defaults, validation};
 
 typed_rules!(
@@ -34,16 +34,8 @@ struct Namespaces;
 pub(crate) const NAMESPACES: &dyn Strategy = &Namespaces;
 
 impl Strategy for Namespaces {
-    fn columns(&self) -> &'static [Column] {
-        COLUMNS
-    }
-
-    fn cells(&self, obj: &Value, now: i64) -> Vec<Value> {
-        vec![
-            name_cell(obj),
-            json!(s(obj, "/status/phase")),
-            age_cell(obj, now),
-        ]
+    fn table(&self) -> &Table {
+        &TABLE
     }
 
     fn deletion(&self, _namespace: &Value) -> Deletion {
@@ -72,6 +64,20 @@ impl Strategy for Namespaces {
 
 /// The kind's table, as Kubernetes' printers define it.
 const COLUMNS: &[Column] = &[NAME, col("Status", "The status of the namespace"), AGE];
+
+/// The cells of an object's row, one per column.
+fn cells(obj: &Value, now: i64) -> Vec<Value> {
+    vec![
+        name_cell(obj),
+        json!(s(obj, "/status/phase")),
+        age_cell(obj, now),
+    ]
+}
+
+const TABLE: Table = Table {
+    columns: COLUMNS,
+    cells,
+};
 
 #[cfg(test)]
 mod tests {

@@ -6,8 +6,8 @@ use serde_json::{json, Value};
 
 use super::{typed_rules, Strategy};
 use crate::printers::{
-    age_cell, col, name_cell, node_address, node_roles, node_status, or_none, s, wide, Column, AGE,
-    NAME,
+    age_cell, col, name_cell, node_address, node_roles, node_status, or_none, s, wide, Column,
+    Table, AGE, NAME,
 };
 use crate::{defaults, validation};
 
@@ -24,23 +24,8 @@ struct Nodes;
 pub(crate) const NODES: &dyn Strategy = &Nodes;
 
 impl Strategy for Nodes {
-    fn columns(&self) -> &'static [Column] {
-        COLUMNS
-    }
-
-    fn cells(&self, obj: &Value, now: i64) -> Vec<Value> {
-        vec![
-            name_cell(obj),
-            json!(node_status(obj)),
-            json!(node_roles(obj)),
-            age_cell(obj, now),
-            json!(s(obj, "/status/nodeInfo/kubeletVersion")),
-            json!(or_none(node_address(obj, "InternalIP"))),
-            json!(or_none(node_address(obj, "ExternalIP"))),
-            json!(or_none(s(obj, "/status/nodeInfo/osImage"))),
-            json!(or_none(s(obj, "/status/nodeInfo/kernelVersion"))),
-            json!(or_none(s(obj, "/status/nodeInfo/containerRuntimeVersion"))),
-        ]
+    fn table(&self) -> &Table {
+        &TABLE
     }
 
     fn keeps_status_on_create(&self) -> bool {
@@ -61,3 +46,24 @@ const COLUMNS: &[Column] = &[
     wide(col("Kernel-Version", "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64).")),
     wide(col("Container-Runtime", "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2).")),
 ];
+
+/// The cells of an object's row, one per column.
+fn cells(obj: &Value, now: i64) -> Vec<Value> {
+    vec![
+        name_cell(obj),
+        json!(node_status(obj)),
+        json!(node_roles(obj)),
+        age_cell(obj, now),
+        json!(s(obj, "/status/nodeInfo/kubeletVersion")),
+        json!(or_none(node_address(obj, "InternalIP"))),
+        json!(or_none(node_address(obj, "ExternalIP"))),
+        json!(or_none(s(obj, "/status/nodeInfo/osImage"))),
+        json!(or_none(s(obj, "/status/nodeInfo/kernelVersion"))),
+        json!(or_none(s(obj, "/status/nodeInfo/containerRuntimeVersion"))),
+    ]
+}
+
+const TABLE: Table = Table {
+    columns: COLUMNS,
+    cells,
+};

@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 use super::{typed_rules, Admission, Deletion, Strategy};
 use crate::defaults::DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS;
 use crate::printers::{
-    age_cell, col, name_cell, or_none, pod_summary, readiness_gates, s, wide, Column, AGE, NAME,
+    age_cell, col, name_cell, or_none, pod_summary, readiness_gates, s, wide, Column, Table, AGE,
+    NAME,
 };
 use crate::quantity::{add_to, Quantity, ResourceList};
 use crate::{defaults, validation};
@@ -24,23 +25,8 @@ struct Pods;
 pub(crate) const PODS: &dyn Strategy = &Pods;
 
 impl Strategy for Pods {
-    fn columns(&self) -> &'static [Column] {
-        COLUMNS
-    }
-
-    fn cells(&self, obj: &Value, now: i64) -> Vec<Value> {
-        let p = pod_summary(obj, now);
-        vec![
-            name_cell(obj),
-            json!(p.ready),
-            json!(p.status),
-            json!(p.restarts),
-            age_cell(obj, now),
-            json!(or_none(s(obj, "/status/podIP"))),
-            json!(or_none(s(obj, "/spec/nodeName"))),
-            json!(or_none(s(obj, "/status/nominatedNodeName"))),
-            json!(readiness_gates(obj)),
-        ]
+    fn table(&self) -> &Table {
+        &TABLE
     }
 
     fn admission(&self) -> &'static [Admission] {
@@ -269,6 +255,27 @@ const COLUMNS: &[Column] = &[
     wide(col("Nominated Node", "nominatedNodeName is set only when this pod preempts other pods on the node.")),
     wide(col("Readiness Gates", "If specified, all readiness gates will be evaluated for pod readiness.")),
 ];
+
+/// The cells of an object's row, one per column.
+fn cells(obj: &Value, now: i64) -> Vec<Value> {
+    let p = pod_summary(obj, now);
+    vec![
+        name_cell(obj),
+        json!(p.ready),
+        json!(p.status),
+        json!(p.restarts),
+        age_cell(obj, now),
+        json!(or_none(s(obj, "/status/podIP"))),
+        json!(or_none(s(obj, "/spec/nodeName"))),
+        json!(or_none(s(obj, "/status/nominatedNodeName"))),
+        json!(readiness_gates(obj)),
+    ]
+}
+
+const TABLE: Table = Table {
+    columns: COLUMNS,
+    cells,
+};
 
 #[cfg(test)]
 mod tests {

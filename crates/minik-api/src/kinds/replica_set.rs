@@ -3,9 +3,9 @@
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use serde_json::{json, Value};
 
-use super::{typed_rules, Strategy};
+use super::{typed_rules, Common, Strategy};
 use crate::printers::{
-    age_cell, int, n, name_cell, replicas, workload_wide, Column, AGE, NAME, WORKLOAD_WIDE,
+    age_cell, int, n, name_cell, replicas, workload_wide, Column, Table, AGE, NAME, WORKLOAD_WIDE,
 };
 use crate::{defaults, validation};
 
@@ -17,23 +17,10 @@ typed_rules!(
 );
 
 /// The common rules of the registry, and the kind's table.
-#[derive(Debug)]
-pub(crate) struct ReplicaSets;
-
-pub(crate) const REPLICA_SETS: &dyn Strategy = &ReplicaSets;
-
-impl Strategy for ReplicaSets {
-    fn columns(&self) -> &'static [Column] {
-        COLUMNS
-    }
-
-    fn cells(&self, obj: &Value, now: i64) -> Vec<Value> {
-        workload_cells(obj, now)
-    }
-}
+pub(crate) const REPLICA_SETS: &dyn Strategy = &Common(TABLE);
 
 /// The table of ReplicaSets and ReplicationControllers, as Kubernetes' printers define it.
-pub(super) const COLUMNS: &[Column] = &[
+const COLUMNS: &[Column] = &[
     NAME,
     int("Desired", "Replicas is the number of desired replicas."),
     int(
@@ -50,8 +37,13 @@ pub(super) const COLUMNS: &[Column] = &[
     WORKLOAD_WIDE[2],
 ];
 
+pub(super) const TABLE: Table = Table {
+    columns: COLUMNS,
+    cells: workload_cells,
+};
+
 /// The cells of a ReplicaSet's or a ReplicationController's row.
-pub(super) fn workload_cells(obj: &Value, now: i64) -> Vec<Value> {
+fn workload_cells(obj: &Value, now: i64) -> Vec<Value> {
     let mut cells = vec![
         name_cell(obj),
         json!(replicas(obj)),

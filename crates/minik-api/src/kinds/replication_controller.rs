@@ -5,7 +5,7 @@ use k8s_openapi::api::core::v1::ReplicationController;
 use serde_json::Value;
 
 use super::{typed_rules, Strategy};
-use crate::printers::Column;
+use crate::printers::Table;
 use crate::{defaults, validation};
 
 typed_rules!(
@@ -21,12 +21,8 @@ struct ReplicationControllers;
 pub(crate) const REPLICATION_CONTROLLERS: &dyn Strategy = &ReplicationControllers;
 
 impl Strategy for ReplicationControllers {
-    fn columns(&self) -> &'static [Column] {
-        super::replica_set::COLUMNS
-    }
-
-    fn cells(&self, obj: &Value, now: i64) -> Vec<Value> {
-        super::replica_set::workload_cells(obj, now)
+    fn table(&self) -> &Table {
+        &super::replica_set::TABLE
     }
 
     fn quota_object_count(&self) -> Option<&'static str> {

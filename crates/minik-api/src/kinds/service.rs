@@ -11,7 +11,7 @@ use super::{Admission, Kind, Strategy};
 use crate::error::ErrorList;
 use crate::printers::{
     age_cell, col, labels_string, name_cell, or_none, s, service_external_ip, service_ports, wide,
-    Column, AGE, NAME,
+    Column, Table, AGE, NAME,
 };
 use crate::quantity::{Quantity, ResourceList};
 use crate::{defaults, validation};
@@ -38,20 +38,8 @@ struct Services;
 pub(crate) const SERVICES: &dyn Strategy = &Services;
 
 impl Strategy for Services {
-    fn columns(&self) -> &'static [Column] {
-        COLUMNS
-    }
-
-    fn cells(&self, obj: &Value, now: i64) -> Vec<Value> {
-        vec![
-            name_cell(obj),
-            json!(s(obj, "/spec/type")),
-            json!(or_none(s(obj, "/spec/clusterIP"))),
-            json!(service_external_ip(obj)),
-            json!(or_none(&service_ports(obj))),
-            age_cell(obj, now),
-            json!(or_none(&labels_string(obj.pointer("/spec/selector")))),
-        ]
+    fn table(&self) -> &Table {
+        &TABLE
     }
 
     fn admission(&self) -> &'static [Admission] {
@@ -112,3 +100,21 @@ const COLUMNS: &[Column] = &[
     AGE,
     wide(col("Selector", "Route service traffic to pods with label keys and values matching this selector.")),
 ];
+
+/// The cells of an object's row, one per column.
+fn cells(obj: &Value, now: i64) -> Vec<Value> {
+    vec![
+        name_cell(obj),
+        json!(s(obj, "/spec/type")),
+        json!(or_none(s(obj, "/spec/clusterIP"))),
+        json!(service_external_ip(obj)),
+        json!(or_none(&service_ports(obj))),
+        age_cell(obj, now),
+        json!(or_none(&labels_string(obj.pointer("/spec/selector")))),
+    ]
+}
+
+const TABLE: Table = Table {
+    columns: COLUMNS,
+    cells,
+};
