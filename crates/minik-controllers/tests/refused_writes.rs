@@ -14,10 +14,9 @@ use minik_api::k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use minik_api::k8s_openapi::api::core::v1::{
     Namespace, Pod, ReplicationController, ResourceQuota, Service,
 };
-use minik_api::request::{DeleteOptions, Patch, WriteOptions};
-use minik_api::resources::ResourceInfo;
+use minik_api::request::{DeleteOptions, WriteOptions};
 use minik_api::ApiError;
-use minik_client::{resource_of, Api, BoxFuture, EventStream, ListParams, ObjectList};
+use minik_client::resource_of;
 use serde_json::{json, Value};
 
 use common::*;
@@ -25,7 +24,7 @@ use minik_testkit::manifest::{
     deployment as deployment_manifest, labeled_pod as pod_manifest,
     replica_set as replica_set_manifest,
 };
-use minik_testkit::{wait_for, DEADLINE};
+use minik_testkit::{wait_for, Intercepted, Write, DEADLINE};
 
 /// How long the writes are counted for once the controllers are in their steady state.
 const WINDOW: Duration = Duration::from_secs(3);
@@ -38,155 +37,47 @@ const MAX_TRIES: usize = 15;
 /// Writes per "verb Kind namespace/subject".
 type Counts = BTreeMap<String, usize>;
 
-/// The controllers' API: counts every write; refuses those `refuse` picks with 403.
-struct Counting {
-    inner: Arc<dyn Api>,
-    counts: Arc<Mutex<Counts>>,
+/// Counts a write, and refuses it (403) when `refuse` picks it.
+fn count(
+    counts: &Mutex<Counts>,
     refuse: fn(verb: &str, kind: &str) -> bool,
-}
-
-impl Counting {
-    /// Counts a write and answers whether to refuse it.
-    fn write(&self, verb: &str, info: &ResourceInfo, ns: Option<&str>, subject: &str) -> bool {
-        let key = format!("{verb} {} {}/{subject}", info.kind, ns.unwrap_or(""));
-        if let Ok(mut counts) = self.counts.lock() {
-            *counts.entry(key).or_default() += 1;
-        }
-        (self.refuse)(verb, info.kind)
-    }
-}
-
-fn refused<T>(verb: &str, subject: &str) -> Result<T, ApiError> {
-    Err(ApiError::Forbidden(format!(
-        "{verb} of {subject} refused by the test"
-    )))
-}
-
-impl Api for Counting {
-    fn get<'a>(
-        &'a self,
-        info: &'static ResourceInfo,
-        ns: Option<&'a str>,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<Value, ApiError>> {
-        self.inner.get(info, ns, name)
-    }
-
-    fn list<'a>(
-        &'a self,
-        info: &'static ResourceInfo,
-        ns: Option<&'a str>,
-        params: &'a ListParams,
-    ) -> BoxFuture<'a, Result<ObjectList, ApiError>> {
-        self.inner.list(info, ns, params)
-    }
-
-    fn watch<'a>(
-        &'a self,
-        info: &'static ResourceInfo,
-        ns: Option<&'a str>,
-        params: &'a ListParams,
-        resource_version: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<EventStream, ApiError>> {
-        self.inner.watch(info, ns, params, resource_version)
-    }
-
-    fn create<'a>(
-        &'a self,
-        info: &'static ResourceInfo,
-        ns: Option<&'a str>,
-        object: Value,
-        opts: WriteOptions,
-    ) -> BoxFuture<'a, Result<Value, ApiError>> {
-        // Pods of one owner differ only in their random suffix, events in their time: count
-        // them per owner and per object they are about.
-        let subject = [
+    write: &Write<'_>,
+) -> Result<(), ApiError> {
+    // Pods of one owner differ only in their random suffix, events in their time: count
+    // creates per owner and per object they are about.
+    let subject = match write.object {
+        Some(object) => [
             "/metadata/generateName",
             "/involvedObject/name",
             "/metadata/name",
         ]
         .iter()
         .find_map(|p| object.pointer(p).and_then(Value::as_str))
-        .unwrap_or_default()
-        .to_owned();
-        let refuse = self.write("create", info, ns, &subject);
-        Box::pin(async move {
-            if refuse {
-                // Named as the API server names what it refuses: a new name each time.
-                let name = object.pointer("/metadata/name").and_then(Value::as_str);
-                return refused("create", name.unwrap_or(&subject));
-            }
-            self.inner.create(info, ns, object, opts).await
-        })
+        .unwrap_or_default(),
+        None => write.name,
+    };
+    let key = format!(
+        "{} {} {}/{subject}",
+        write.verb,
+        write.info.kind,
+        write.ns.unwrap_or("")
+    );
+    if let Ok(mut counts) = counts.lock() {
+        *counts.entry(key).or_default() += 1;
     }
-
-    fn replace<'a>(
-        &'a self,
-        info: &'static ResourceInfo,
-        ns: Option<&'a str>,
-        name: &'a str,
-        object: Value,
-        status: bool,
-        opts: WriteOptions,
-    ) -> BoxFuture<'a, Result<Value, ApiError>> {
-        let verb = if status { "replace-status" } else { "replace" };
-        if self.write(verb, info, ns, name) {
-            return Box::pin(async move { refused(verb, name) });
-        }
-        self.inner.replace(info, ns, name, object, status, opts)
+    if !refuse(write.verb, write.info.kind) {
+        return Ok(());
     }
-
-    fn patch<'a>(
-        &'a self,
-        info: &'static ResourceInfo,
-        ns: Option<&'a str>,
-        name: &'a str,
-        patch: Patch,
-        status: bool,
-        opts: WriteOptions,
-    ) -> BoxFuture<'a, Result<Value, ApiError>> {
-        let verb = if status { "patch-status" } else { "patch" };
-        if self.write(verb, info, ns, name) {
-            return Box::pin(async move { refused(verb, name) });
-        }
-        self.inner.patch(info, ns, name, patch, status, opts)
-    }
-
-    fn delete<'a>(
-        &'a self,
-        info: &'static ResourceInfo,
-        ns: Option<&'a str>,
-        name: &'a str,
-        opts: DeleteOptions,
-    ) -> BoxFuture<'a, Result<Value, ApiError>> {
-        if self.write("delete", info, ns, name) {
-            return Box::pin(async move { refused("delete", name) });
-        }
-        self.inner.delete(info, ns, name, opts)
-    }
-
-    fn bind<'a>(
-        &'a self,
-        ns: &'a str,
-        pod: &'a str,
-        node: &'a str,
-    ) -> BoxFuture<'a, Result<(), ApiError>> {
-        if self.write("bind", resource_of::<Pod>(), Some(ns), pod) {
-            return Box::pin(async move { refused("bind", pod) });
-        }
-        self.inner.bind(ns, pod, node)
-    }
-
-    fn finalize_namespace<'a>(
-        &'a self,
-        name: &'a str,
-        finalizers: Vec<String>,
-    ) -> BoxFuture<'a, Result<Value, ApiError>> {
-        if self.write("finalize", resource_of::<Namespace>(), None, name) {
-            return Box::pin(async move { refused("finalize", name) });
-        }
-        self.inner.finalize_namespace(name, finalizers)
-    }
+    // Named as the API server names what it refuses: a create's new name each time.
+    let name = if write.name.is_empty() {
+        subject
+    } else {
+        write.name
+    };
+    Err(ApiError::Forbidden(format!(
+        "{} of {name} refused by the test",
+        write.verb
+    )))
 }
 
 /// A cluster whose controllers' writes are counted, and refused when `refuse` says so.
@@ -194,11 +85,9 @@ async fn counted_cluster(refuse: fn(&str, &str) -> bool) -> (Cluster, Arc<Mutex<
     let counts = Arc::new(Mutex::new(Counts::new()));
     let shared = counts.clone();
     let cluster = start_with(move |inner| {
-        Arc::new(Counting {
-            inner,
-            counts: shared,
-            refuse,
-        })
+        Arc::new(Intercepted::new(inner, move |write: &Write<'_>| {
+            count(&shared, refuse, write)
+        }))
     })
     .await;
     (cluster, counts)

@@ -1,7 +1,8 @@
 //! What minik's tests share, so that each rule of a test harness is written once: an API server
 //! in process on `127.0.0.1:0` over a store in a temporary directory ([`TestServer`]), the real
 //! `minik` binary under guards that kill it even when a test fails ([`Minik`], [`Running`]), HTTP
-//! helpers that answer a status and JSON ([`Http`], [`Answer`]), manifest builders
+//! helpers that answer a status and JSON ([`Http`], [`Answer`]), an API that shows a test each
+//! write and may refuse it ([`Intercepted`]), manifest builders
 //! ([`manifest`]), one deadline policy for everything a test waits on ([`wait_for`],
 //! [`DEADLINE`]), and the rule for tests that need root or a kernel feature ([`cannot_run`]).
 //!
@@ -11,6 +12,7 @@
 mod binary;
 mod ci;
 mod http;
+mod intercept;
 pub mod manifest;
 mod server;
 mod wait;
@@ -18,5 +20,6 @@ mod wait;
 pub use binary::{line_after, lines_of, process_with, Minik, Running, Up};
 pub use ci::{cannot_run, in_ci};
 pub use http::{get_json, get_text, wait_node_ready, Answer, Http};
+pub use intercept::{Intercepted, Write};
 pub use server::{open_store, serve, start, start_with, TestServer, HISTORY};
 pub use wait::{blocking, wait_for, Outcome, DEADLINE, POLL};
