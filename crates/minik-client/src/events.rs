@@ -20,7 +20,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use minik_api::k8s_openapi;
 use minik_api::k8s_openapi::api::core::v1::{Event, ObjectReference};
+use minik_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use minik_api::k8s_openapi::jiff::Timestamp;
 use minik_api::request::{Patch, PatchKind, WriteOptions};
 use minik_api::ApiError;
@@ -65,6 +67,23 @@ pub struct EventNote {
     pub type_: EventType,
     pub reason: String,
     pub message: String,
+}
+
+/// What names `object` as the one an event is about: its apiVersion, kind, namespace, name and
+/// uid.
+pub fn object_reference<K>(object: &K) -> ObjectReference
+where
+    K: k8s_openapi::Resource + k8s_openapi::Metadata<Ty = ObjectMeta>,
+{
+    let meta = object.metadata();
+    ObjectReference {
+        api_version: Some(K::API_VERSION.into()),
+        kind: Some(K::KIND.into()),
+        namespace: meta.namespace.clone(),
+        name: meta.name.clone(),
+        uid: meta.uid.clone(),
+        ..ObjectReference::default()
+    }
 }
 
 /// How the correlator merges, combines and limits events; the defaults are client-go's.
@@ -644,6 +663,15 @@ mod tests {
                 line
             })
             .collect()
+    }
+
+    #[test]
+    fn an_object_reference_names_the_object_by_its_kind_and_uid() {
+        let web: minik_api::k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "shop", "uid": "uid-web", "resourceVersion": "7"}
+        }))
+        .unwrap();
+        assert_eq!(object_reference(&web), pod("web"));
     }
 
     #[test]

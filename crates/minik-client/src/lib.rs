@@ -16,7 +16,7 @@ pub use api::{
     resource_of, Api, ApiExt, BoxFuture, EventStream, ListParams, ObjectList, WatchEvent,
     WatchEventType,
 };
-pub use events::{CorrelatorOptions, EventNote, EventRecorder, EventType};
+pub use events::{object_reference, CorrelatorOptions, EventNote, EventRecorder, EventType};
 pub use http::HttpApi;
 pub use informer::{cache_key, Change, Informer, InformerCache, InformerConfig, Subscription};
 pub use queue::WorkQueue;

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use minik_api::k8s_openapi::api::core::v1::{ObjectReference, Pod};
-use minik_client::{Api, EventNote, EventRecorder};
+use minik_client::{object_reference, Api, EventNote, EventRecorder};
 use tokio::sync::mpsc;
 
 pub(crate) use minik_client::EventType as Kind;
@@ -57,13 +57,8 @@ impl Recorder {
     ) -> EventNote {
         EventNote {
             involved: ObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Pod".into()),
-                namespace: pod.metadata.namespace.clone(),
-                name: pod.metadata.name.clone(),
-                uid: pod.metadata.uid.clone(),
                 field_path: container.map(|c| format!("spec.containers{{{c}}}")),
-                ..ObjectReference::default()
+                ..object_reference(pod)
             },
             component: COMPONENT.to_owned(),
             host: Some(self.node.clone()),

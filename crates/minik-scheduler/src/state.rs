@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use minik_api::k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
 use minik_api::ApiError;
-use minik_client::{cache_key, EventNote, EventType};
+use minik_client::{cache_key, object_reference, EventNote, EventType};
 use serde_json::{json, Value};
 
 use crate::decide::schedule_with;
@@ -399,13 +399,8 @@ impl State {
     fn note(&self, pod: &Pod, type_: EventType, reason: &str, message: &str) -> EventNote {
         EventNote {
             involved: ObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Pod".into()),
-                namespace: pod.metadata.namespace.clone(),
-                name: pod.metadata.name.clone(),
-                uid: pod.metadata.uid.clone(),
                 resource_version: pod.metadata.resource_version.clone(),
-                ..ObjectReference::default()
+                ..object_reference(pod)
             },
             component: self.scheduler_name.clone(),
             host: None,
