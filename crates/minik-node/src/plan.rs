@@ -523,7 +523,8 @@ pub fn start_failed(container: &str, message: &str) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::{ContainerSpec, Exit, FakeRuntime, FakeScript, Runtime};
+    use crate::pod::tests::{exited, running, wall};
+    use crate::runtime::{ContainerSpec, FakeRuntime, FakeScript, Runtime};
     use serde_json::{json, Value};
 
     const SECOND: Duration = Duration::from_secs(1);
@@ -554,23 +555,6 @@ mod tests {
         Now {
             instant,
             wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-        }
-    }
-
-    fn wall(secs: u64) -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
-    }
-
-    fn running() -> State {
-        State::Running {
-            started_at: wall(100),
-        }
-    }
-
-    fn exited(code: i32) -> State {
-        State::Exited {
-            started_at: wall(100),
-            exit: Exit::code(code, None, wall(105)),
         }
     }
 
@@ -1117,17 +1101,7 @@ mod tests {
         *record = planned.record.clone();
         for name in starts(&planned) {
             let id = pod::begin_start(record, name, now.instant);
-            let spec = ContainerSpec {
-                id,
-                program: "x".into(),
-                args: vec![],
-                env: vec![],
-                working_dir: None,
-                log_path: "/dev/null".into(),
-                memory_limit: None,
-                host_ports: vec![],
-                fake: FakeScript::of(pod, name),
-            };
+            let spec = ContainerSpec::faked(id, FakeScript::of(pod, name));
             if let Err(e) = rt.start(&spec) {
                 pod::start_failed(
                     record,

@@ -421,11 +421,11 @@ fn merge_conditions(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
-    fn wall(secs: u64) -> SystemTime {
+    pub(crate) fn wall(secs: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
     }
 
@@ -440,13 +440,15 @@ mod tests {
         .unwrap()
     }
 
-    fn running() -> State {
+    /// A container running since `wall(100)`.
+    pub(crate) fn running() -> State {
         State::Running {
             started_at: wall(100),
         }
     }
 
-    fn exited(code: i32) -> State {
+    /// A container that ran from `wall(100)` to `wall(105)` and exited with `code`.
+    pub(crate) fn exited(code: i32) -> State {
         State::Exited {
             started_at: wall(100),
             exit: Exit::code(code, None, wall(105)),

@@ -203,6 +203,24 @@ impl Runtime for FakeRuntime {
     }
 }
 
+#[cfg(test)]
+impl ContainerSpec {
+    /// A container for the fake runtime alone: `fake` is all it does.
+    pub(crate) fn faked(id: impl Into<String>, fake: FakeScript) -> ContainerSpec {
+        ContainerSpec {
+            id: id.into(),
+            program: "x".into(),
+            args: vec![],
+            env: vec![],
+            working_dir: None,
+            log_path: "/dev/null".into(),
+            memory_limit: None,
+            host_ports: vec![],
+            fake,
+        }
+    }
+}
+
 fn finished(fake: &Fake) -> bool {
     fake.run_for.is_some_and(|d| fake.started.elapsed() >= d)
 }
@@ -218,17 +236,7 @@ mod tests {
     }
 
     fn spec(id: &str, fake: FakeScript) -> ContainerSpec {
-        ContainerSpec {
-            id: id.into(),
-            program: "x".into(),
-            args: vec![],
-            env: vec![],
-            working_dir: None,
-            log_path: "/dev/null".into(),
-            memory_limit: None,
-            host_ports: vec![],
-            fake,
-        }
+        ContainerSpec::faked(id, fake)
     }
 
     #[test]
