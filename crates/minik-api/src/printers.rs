@@ -95,11 +95,14 @@ pub struct Table {
     pub cells: fn(&Value, i64) -> Vec<Value>,
 }
 
+impl Table {
+    pub const fn new(columns: &'static [Column], cells: fn(&Value, i64) -> Vec<Value>) -> Table {
+        Table { columns, cells }
+    }
+}
+
 /// The table of a kind without printers of its own: its name and age.
-pub(crate) const DEFAULT_TABLE: Table = Table {
-    columns: DEFAULT_COLUMNS,
-    cells: default_cells,
-};
+pub(crate) const DEFAULT_TABLE: Table = Table::new(DEFAULT_COLUMNS, default_cells);
 
 const DEFAULT_COLUMNS: &[Column] = &[NAME, AGE];
 

@@ -25,7 +25,4 @@ fn cells(obj: &Value, now: i64) -> Vec<Value> {
     vec![name_cell(obj), json!(endpoints(obj)), age_cell(obj, now)]
 }
 
-const TABLE: Table = Table {
-    columns: COLUMNS,
-    cells,
-};
+const TABLE: Table = Table::new(COLUMNS, cells);

@@ -39,7 +39,4 @@ fn cells(obj: &Value, now: i64) -> Vec<Value> {
     event_cells(obj, now)
 }
 
-const TABLE: Table = Table {
-    columns: COLUMNS,
-    cells,
-};
+const TABLE: Table = Table::new(COLUMNS, cells);

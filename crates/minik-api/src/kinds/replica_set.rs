@@ -37,10 +37,7 @@ const COLUMNS: &[Column] = &[
     WORKLOAD_WIDE[2],
 ];
 
-pub(super) const TABLE: Table = Table {
-    columns: COLUMNS,
-    cells: workload_cells,
-};
+pub(super) const TABLE: Table = Table::new(COLUMNS, workload_cells);
 
 /// The cells of a ReplicaSet's or a ReplicationController's row.
 fn workload_cells(obj: &Value, now: i64) -> Vec<Value> {

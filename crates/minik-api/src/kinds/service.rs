@@ -114,7 +114,4 @@ fn cells(obj: &Value, now: i64) -> Vec<Value> {
     ]
 }
 
-const TABLE: Table = Table {
-    columns: COLUMNS,
-    cells,
-};
+const TABLE: Table = Table::new(COLUMNS, cells);
