@@ -187,10 +187,10 @@ async fn writes_short_of_the_reserve_get_507_reads_go_on_and_writes_resume_once_
     std::fs::write(&filler, vec![0u8; 6 << 20]).unwrap();
     let data: PathBuf = disk.path().join("data");
     let args = ["--min-free-disk", "4Mi"];
-    let mut server = support::MINIK.server(&data, &args);
+    let server = support::MINIK.server(&data, &args);
     let c = client();
 
-    let (mut acked, refused) = fill_until_refused(&c, &server.base, "full", 16 << 10).await;
+    let (acked, refused) = fill_until_refused(&c, &server.base, "full", 16 << 10).await;
     assert!(acked.len() > 10, "only {} leases fit", acked.len());
     refusal_says(&refused, "must stay free");
     let again = create(&c, &server.base, "refused-again", 16 << 10).await;
@@ -213,13 +213,25 @@ async fn writes_short_of_the_reserve_get_507_reads_go_on_and_writes_resume_once_
         || async { (readyz(&c, &server.base).await.0 == 200).then_some(()) },
     )
     .await;
-    let (code, body) = create(&c, &server.base, "after", 0).await;
+    writes_resume_and_survive_a_restart(&c, server, &data, &args, acked).await;
+}
+
+/// Once space is freed: a write is taken, and the server killed and started again on the same
+/// data dir finds every acknowledged object, that one included.
+async fn writes_resume_and_survive_a_restart(
+    c: &reqwest::Client,
+    mut server: support::Running,
+    data: &Path,
+    args: &[&str],
+    mut acked: Vec<String>,
+) {
+    let (code, body) = create(c, &server.base, "after", 0).await;
     assert_eq!(code, 201, "writes resume once space is freed: {body}");
     acked.push("after".into());
 
     server.kill9();
-    let server = support::MINIK.server(&data, &args);
-    assert_all_there(&c, &server.base, &acked).await;
+    let server = support::MINIK.server(data, args);
+    assert_all_there(c, &server.base, &acked).await;
 }
 
 /// Small objects: sled fails its log write and poisons itself; the store reopens it.
@@ -292,11 +304,5 @@ async fn kernel_says_the_disk_is_full(pad: usize, room: u64) {
         server.stop();
         server = support::MINIK.server(&data, &args);
     }
-    let (code, body) = create(&c, &server.base, "after", 0).await;
-    assert_eq!(code, 201, "writes resume once space is freed: {body}");
-    acked.push("after".into());
-
-    server.kill9();
-    let server = support::MINIK.server(&data, &args);
-    assert_all_there(&c, &server.base, &acked).await;
+    writes_resume_and_survive_a_restart(&c, server, &data, &args, acked).await;
 }
