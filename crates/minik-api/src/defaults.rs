@@ -592,13 +592,7 @@ pub fn service(svc: &mut Service) {
     }
 
     let type_ = spec.type_.clone().unwrap_or_default();
-    let externally_accessible = type_ == "NodePort"
-        || type_ == "LoadBalancer"
-        || (type_ == "ClusterIP"
-            && spec
-                .external_ips
-                .as_ref()
-                .is_some_and(|ips| !ips.is_empty()));
+    let externally_accessible = externally_accessible(spec, &type_);
     if externally_accessible {
         fill(&mut spec.external_traffic_policy, "Cluster");
     }
@@ -647,6 +641,18 @@ pub fn service(svc: &mut Service) {
             }
         }
     }
+}
+
+/// Whether a service of `type_` is reachable from outside the cluster: a node port, a load
+/// balancer, or a cluster IP with external IPs.
+pub(crate) fn externally_accessible(spec: &ServiceSpec, type_: &str) -> bool {
+    type_ == "NodePort"
+        || type_ == "LoadBalancer"
+        || (type_ == "ClusterIP"
+            && spec
+                .external_ips
+                .as_ref()
+                .is_some_and(|ips| !ips.is_empty()))
 }
 
 /// Carries the values the API server allocated for `old` into a replacement `new` that left them

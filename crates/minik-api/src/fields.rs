@@ -108,13 +108,7 @@ impl fmt::Display for FieldRequirement {
 impl fmt::Display for FieldSelector {
     /// The canonical form, `a=b,c!=d`, requirements in the order kept.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, r) in self.requirements.iter().enumerate() {
-            if i > 0 {
-                f.write_str(",")?;
-            }
-            write!(f, "{r}")?;
-        }
-        Ok(())
+        crate::selector::write_comma_separated(f, &self.requirements)
     }
 }
 

@@ -307,14 +307,22 @@ impl fmt::Display for Selector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut sorted: Vec<&Requirement> = self.requirements.iter().collect();
         sorted.sort_by(|a, b| a.key.cmp(&b.key));
-        for (i, r) in sorted.iter().enumerate() {
-            if i > 0 {
-                f.write_str(",")?;
-            }
-            write!(f, "{r}")?;
-        }
-        Ok(())
+        write_comma_separated(f, sorted)
     }
+}
+
+/// Writes `items` joined with commas: a selector's canonical form, labels' and fields' alike.
+pub(crate) fn write_comma_separated<T: fmt::Display>(
+    f: &mut fmt::Formatter<'_>,
+    items: impl IntoIterator<Item = T>,
+) -> fmt::Result {
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            f.write_str(",")?;
+        }
+        write!(f, "{item}")?;
+    }
+    Ok(())
 }
 
 impl std::str::FromStr for Selector {

@@ -2207,88 +2207,59 @@ mod tests {
 
     #[test]
     fn list_strategies_match_the_kubernetes_struct_tags() {
-        let cases: &[(&str, &str, &str)] = &[
-            ("Pod", "metadata.ownerReferences", "merge by uid"),
-            ("Pod", "metadata.finalizers", "merge as a set"),
-            ("Pod", "metadata.managedFields", "replace"),
-            ("Pod", "spec.containers", "merge by name"),
-            ("Pod", "spec.initContainers", "merge by name"),
-            ("Pod", "spec.ephemeralContainers", "merge by name"),
-            ("Pod", "spec.volumes", "merge by name"),
-            ("Pod", "spec.imagePullSecrets", "merge by name"),
-            ("Pod", "spec.hostAliases", "merge by ip"),
-            (
-                "Pod",
-                "spec.topologySpreadConstraints",
-                "merge by topologyKey",
-            ),
-            ("Pod", "spec.tolerations", "replace"),
-            ("Pod", "spec.readinessGates", "replace"),
-            ("Pod", "spec.containers.ports", "merge by containerPort"),
-            ("Pod", "spec.containers.env", "merge by name"),
-            ("Pod", "spec.containers.volumeMounts", "merge by mountPath"),
-            (
-                "Pod",
-                "spec.containers.volumeDevices",
-                "merge by devicePath",
-            ),
-            ("Pod", "spec.containers.args", "replace"),
-            ("Pod", "spec.ephemeralContainers.env", "merge by name"),
-            ("Pod", "status.conditions", "merge by type"),
-            ("Pod", "status.podIPs", "merge by ip"),
-            ("Pod", "status.containerStatuses", "replace"),
-            (
-                "Deployment",
-                "spec.template.spec.containers",
-                "merge by name",
-            ),
-            (
-                "Deployment",
-                "spec.template.spec.containers.env",
-                "merge by name",
-            ),
-            (
-                "Deployment",
-                "spec.template.metadata.finalizers",
-                "merge as a set",
-            ),
-            ("Deployment", "status.conditions", "merge by type"),
-            (
-                "ReplicaSet",
-                "spec.template.spec.initContainers",
-                "merge by name",
-            ),
-            ("ReplicaSet", "status.conditions", "merge by type"),
-            (
-                "ReplicationController",
-                "spec.template.spec.volumes",
-                "merge by name",
-            ),
-            (
-                "ReplicationController",
-                "status.conditions",
-                "merge by type",
-            ),
-            ("Service", "spec.ports", "merge by port"),
-            ("Service", "status.conditions", "merge by type"),
-            ("Service", "status.loadBalancer.ingress", "replace"),
-            ("Endpoints", "subsets", "replace"),
-            ("Namespace", "status.conditions", "merge by type"),
-            ("Namespace", "spec.finalizers", "replace"),
-            ("Node", "spec.taints", "replace"),
-            ("Node", "spec.podCIDRs", "merge as a set"),
-            ("Node", "status.conditions", "merge by type"),
-            ("Node", "status.addresses", "merge by type"),
-            ("Node", "status.images", "replace"),
-            ("Event", "metadata.finalizers", "merge as a set"),
-            ("ResourceQuota", "spec.scopes", "replace"),
-            ("Widget", "metadata.finalizers", "replace"),
-        ];
-        for (kind, path, expected) in cases {
+        // One case a line: `<kind> <path>: <expected strategy>`.
+        let cases = "\
+            Pod metadata.ownerReferences: merge by uid
+            Pod metadata.finalizers: merge as a set
+            Pod metadata.managedFields: replace
+            Pod spec.containers: merge by name
+            Pod spec.initContainers: merge by name
+            Pod spec.ephemeralContainers: merge by name
+            Pod spec.volumes: merge by name
+            Pod spec.imagePullSecrets: merge by name
+            Pod spec.hostAliases: merge by ip
+            Pod spec.topologySpreadConstraints: merge by topologyKey
+            Pod spec.tolerations: replace
+            Pod spec.readinessGates: replace
+            Pod spec.containers.ports: merge by containerPort
+            Pod spec.containers.env: merge by name
+            Pod spec.containers.volumeMounts: merge by mountPath
+            Pod spec.containers.volumeDevices: merge by devicePath
+            Pod spec.containers.args: replace
+            Pod spec.ephemeralContainers.env: merge by name
+            Pod status.conditions: merge by type
+            Pod status.podIPs: merge by ip
+            Pod status.containerStatuses: replace
+            Deployment spec.template.spec.containers: merge by name
+            Deployment spec.template.spec.containers.env: merge by name
+            Deployment spec.template.metadata.finalizers: merge as a set
+            Deployment status.conditions: merge by type
+            ReplicaSet spec.template.spec.initContainers: merge by name
+            ReplicaSet status.conditions: merge by type
+            ReplicationController spec.template.spec.volumes: merge by name
+            ReplicationController status.conditions: merge by type
+            Service spec.ports: merge by port
+            Service status.conditions: merge by type
+            Service status.loadBalancer.ingress: replace
+            Endpoints subsets: replace
+            Namespace status.conditions: merge by type
+            Namespace spec.finalizers: replace
+            Node spec.taints: replace
+            Node spec.podCIDRs: merge as a set
+            Node status.conditions: merge by type
+            Node status.addresses: merge by type
+            Node status.images: replace
+            Event metadata.finalizers: merge as a set
+            ResourceQuota spec.scopes: replace
+            Widget metadata.finalizers: replace
+        ";
+        for case in cases.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let (kind, rest) = case.split_once(' ').expect("kind");
+            let (path, expected) = rest.split_once(": ").expect("expected strategy");
             let path: Vec<&str> = path.split('.').collect();
             assert_eq!(
                 strategy_at(kind, &path),
-                *expected,
+                expected,
                 "{kind} {}",
                 path.join(".")
             );

@@ -466,59 +466,61 @@ fn unhex(lines: &[&str]) -> Vec<u8> {
         .collect()
 }
 
+/// The hex `lines` decode, with strict field validation, to `expected`.
+fn assert_decodes_strictly_to(lines: &[&str], expected: serde_json::Value) {
+    let body = unhex(lines);
+    assert_eq!(decode(&body, FieldValidation::Strict).unwrap(), expected);
+}
+
 /// The bodies kubectl 1.33.1 sent for `create deployment web --image=nginx`, `create service
 /// clusterip web --tcp=80:8080` and `create namespace team-a` (recorded by a proxy), decode to
 /// what kubectl 1.31 sends as JSON for the same commands (`--dry-run=client -o json`), but for
 /// `creationTimestamp: null`, which says the same as its absence.
 #[test]
 fn kubectl_1_33_bodies_decode_to_what_kubectl_1_31_sends_as_json() {
-    let deployment = unhex(&[
-        "6b3873000a150a07617070732f7631120a4465706c6f796d656e7412ab010a1f0a0377656212001a0022002a00320038",
-        "0042005a0a0a036170701203776562127a0801120c0a0a0a0361707012037765621a600a1c0a0012001a0022002a0032",
-        "00380042005a0a0a036170701203776562124012220a056e67696e7812056e67696e782a0042006a0072008001008801",
-        "00900100a201001a00320042004a0052005800600068008201008a01009a0100c2010022020a00280038001a0c080010",
-        "0018002000280038001a002200",
-    ]);
-    assert_eq!(
-        decode(&deployment, FieldValidation::Strict).unwrap(),
+    assert_decodes_strictly_to(
+        &[
+            "6b3873000a150a07617070732f7631120a4465706c6f796d656e7412ab010a1f0a0377656212001a0022002a00320038",
+            "0042005a0a0a036170701203776562127a0801120c0a0a0a0361707012037765621a600a1c0a0012001a0022002a0032",
+            "00380042005a0a0a036170701203776562124012220a056e67696e7812056e67696e782a0042006a0072008001008801",
+            "00900100a201001a00320042004a0052005800600068008201008a01009a0100c2010022020a00280038001a0c080010",
+            "0018002000280038001a002200",
+        ],
         json!({"kind": "Deployment", "apiVersion": "apps/v1",
             "metadata": {"name": "web", "labels": {"app": "web"}},
             "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
                 "template": {"metadata": {"labels": {"app": "web"}},
                     "spec": {"containers": [{"name": "nginx", "image": "nginx", "resources": {}}]}},
                 "strategy": {}},
-            "status": {}})
+            "status": {}}),
     );
-    let service = unhex(&[
-        "6b3873000a0d0a02763112075365727669636512690a1f0a0377656212001a0022002a003200380042005a0a0a036170",
-        "70120377656212420a1b0a0738302d38303830120354435018502207080010903f1a002800120a0a0361707012037765",
-        "621a002209436c757374657249503a00420052005a00600068001a020a001a002200",
-    ]);
-    assert_eq!(
-        decode(&service, FieldValidation::Strict).unwrap(),
+    assert_decodes_strictly_to(
+        &[
+            "6b3873000a0d0a02763112075365727669636512690a1f0a0377656212001a0022002a003200380042005a0a0a036170",
+            "70120377656212420a1b0a0738302d38303830120354435018502207080010903f1a002800120a0a0361707012037765",
+            "621a002209436c757374657249503a00420052005a00600068001a020a001a002200",
+        ],
         json!({"kind": "Service", "apiVersion": "v1",
             "metadata": {"name": "web", "labels": {"app": "web"}},
             "spec": {"ports": [{"name": "80-8080", "protocol": "TCP", "port": 80, "targetPort": 8080}],
                 "selector": {"app": "web"}, "type": "ClusterIP"},
-            "status": {"loadBalancer": {}}})
+            "status": {"loadBalancer": {}}}),
     );
-    let namespace = unhex(&[
-        "6b3873000a0f0a02763112094e616d657370616365121e0a160a067465616d2d6112001a0022002a0032003800420012",
-        "001a020a001a002200",
-    ]);
-    assert_eq!(
-        decode(&namespace, FieldValidation::Strict).unwrap(),
+    assert_decodes_strictly_to(
+        &[
+            "6b3873000a0f0a02763112094e616d657370616365121e0a160a067465616d2d6112001a0022002a0032003800420012",
+            "001a020a001a002200",
+        ],
         json!({"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": "team-a"},
-            "spec": {}, "status": {}})
+            "spec": {}, "status": {}}),
     );
 }
 
 /// `kubectl drain --disable-eviction --grace-period=1` (1.33.1) deletes with these options.
 #[test]
 fn kubectl_1_33_delete_options_decode() {
-    let options = unhex(&["6b3873000a130a027631120d44656c6574654f7074696f6e73120208011a002200"]);
-    assert_eq!(
-        decode(&options, FieldValidation::Strict).unwrap(),
-        json!({"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 1})
+    assert_decodes_strictly_to(
+        &["6b3873000a130a027631120d44656c6574654f7074696f6e73120208011a002200"],
+        json!({"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 1}),
     );
 }

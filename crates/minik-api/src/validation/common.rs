@@ -253,15 +253,15 @@ fn is_integer_resource(name: &str) -> bool {
 fn resource_name(errs: &mut ErrorList, name: &str, path: &FieldPath) {
     let before = errs.len();
     label_name(errs, name, path);
-    if errs.len() == before
-        && !name.contains('/')
-        && !(STANDARD_RESOURCES.contains(&name) || is_quota_hugepages(name))
-    {
-        errs.push(FieldError::invalid(
+    let known = STANDARD_RESOURCES.contains(&name) || is_quota_hugepages(name);
+    if errs.len() == before {
+        invalid_unless(
+            errs,
+            name.contains('/') || known,
             path,
             name,
             "must be a standard resource type or fully qualified",
-        ));
+        );
     }
 }
 
@@ -269,19 +269,23 @@ fn resource_name(errs: &mut ErrorList, name: &str, path: &FieldPath) {
 pub(super) fn container_resource_name(errs: &mut ErrorList, name: &str, path: &FieldPath) {
     resource_name(errs, name, path);
     if !name.contains('/') {
-        if !(STANDARD_CONTAINER_RESOURCES.contains(&name) || is_hugepages(name)) {
-            errs.push(FieldError::invalid(
-                path,
-                name,
-                "must be a standard resource for containers",
-            ));
-        }
-    } else if !is_native(name) && !is_extended(name) {
-        errs.push(FieldError::invalid(
+        let known = STANDARD_CONTAINER_RESOURCES.contains(&name) || is_hugepages(name);
+        invalid_unless(
+            errs,
+            known,
+            path,
+            name,
+            "must be a standard resource for containers",
+        );
+    } else {
+        let ok = is_native(name) || is_extended(name);
+        invalid_unless(
+            errs,
+            ok,
             path,
             name,
             "doesn't follow extended resource name standard",
-        ));
+        );
     }
 }
 
@@ -290,12 +294,20 @@ pub(super) fn container_resource_name(errs: &mut ErrorList, name: &str, path: &F
 pub(super) fn quota_resource_name(errs: &mut ErrorList, name: &str, path: &FieldPath) {
     resource_name(errs, name, path);
     let known = STANDARD_QUOTA_RESOURCES.contains(&name) || is_quota_hugepages(name);
-    if !(name.contains('/') || known) {
-        errs.push(FieldError::invalid(
-            path,
-            name,
-            "must be a standard resource for quota",
-        ));
+    let ok = name.contains('/') || known;
+    invalid_unless(
+        errs,
+        ok,
+        path,
+        name,
+        "must be a standard resource for quota",
+    );
+}
+
+/// `Invalid` with `message` for the resource `name` unless `ok`.
+fn invalid_unless(errs: &mut ErrorList, ok: bool, path: &FieldPath, name: &str, message: &str) {
+    if !ok {
+        errs.push(FieldError::invalid(path, name, message));
     }
 }
 

@@ -223,26 +223,14 @@ fn owner_references(refs: &[OwnerReference], path: &FieldPath) -> ErrorList {
                 "version must not be empty",
             ));
         }
-        if r.kind.is_empty() {
-            errs.push(FieldError::invalid(
-                &path.child("kind"),
-                "",
-                "must not be empty",
-            ));
-        }
-        if r.name.is_empty() {
-            errs.push(FieldError::invalid(
-                &path.child("name"),
-                "",
-                "must not be empty",
-            ));
-        }
-        if r.uid.is_empty() {
-            errs.push(FieldError::invalid(
-                &path.child("uid"),
-                "",
-                "must not be empty",
-            ));
+        for (field, value) in [("kind", &r.kind), ("name", &r.name), ("uid", &r.uid)] {
+            if value.is_empty() {
+                errs.push(FieldError::invalid(
+                    &path.child(field),
+                    "",
+                    "must not be empty",
+                ));
+            }
         }
         if r.api_version == "v1" && r.kind == "Event" {
             errs.push(FieldError::invalid(

@@ -569,24 +569,14 @@ fn dns_config(errs: &mut ErrorList, spec: &PodSpec, dns_policy: &str, path: &Fie
         return;
     };
     let nameservers = config.nameservers.as_deref().unwrap_or_default();
-    if nameservers.len() > 3 {
-        errs.push(FieldError::invalid(
-            &path.child("nameservers"),
-            json(nameservers),
-            "must not have more than 3 nameservers",
-        ));
-    }
+    let too_many = "must not have more than 3 nameservers";
+    at_most(errs, nameservers, 3, &path.child("nameservers"), too_many);
     for (i, ns) in nameservers.iter().enumerate() {
         ip_address(errs, ns, &path.child("nameservers").index(i));
     }
     let searches = config.searches.as_deref().unwrap_or_default();
-    if searches.len() > 32 {
-        errs.push(FieldError::invalid(
-            &path.child("searches"),
-            json(searches),
-            "must not have more than 32 search paths",
-        ));
-    }
+    let too_many = "must not have more than 32 search paths";
+    at_most(errs, searches, 32, &path.child("searches"), too_many);
     for (i, search) in searches.iter().enumerate() {
         if search != "." {
             dns_subdomain(
@@ -603,6 +593,13 @@ fn dns_config(errs: &mut ErrorList, spec: &PodSpec, dns_policy: &str, path: &Fie
                 "must not be empty",
             ));
         }
+    }
+}
+
+/// `Invalid`, naming the whole list, when `items` holds more than `max`.
+fn at_most(errs: &mut ErrorList, items: &[String], max: usize, path: &FieldPath, message: &str) {
+    if items.len() > max {
+        errs.push(FieldError::invalid(path, json(items), message));
     }
 }
 

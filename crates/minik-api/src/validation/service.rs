@@ -455,13 +455,7 @@ fn cluster_ips(errs: &mut ErrorList, spec: &ServiceSpec, spec_path: &FieldPath) 
 }
 
 fn traffic_policies(errs: &mut ErrorList, spec: &ServiceSpec, type_: &str, spec_path: &FieldPath) {
-    let externally_accessible = type_ == "NodePort"
-        || type_ == "LoadBalancer"
-        || (type_ == "ClusterIP"
-            && spec
-                .external_ips
-                .as_ref()
-                .is_some_and(|ips| !ips.is_empty()));
+    let externally_accessible = crate::defaults::externally_accessible(spec, type_);
     let external = s(&spec.external_traffic_policy);
     let external_path = spec_path.child("externalTrafficPolicy");
     if !externally_accessible {

@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStrategy, ReplicaSet};
 use k8s_openapi::api::core::v1::{PodTemplateSpec, ReplicationController};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::common::{json, nonnegative, s, IMMUTABLE};
@@ -15,12 +15,7 @@ use crate::selector::{self, Selector};
 
 /// Validates a ReplicaSet on create.
 pub fn replica_set(rs: &ReplicaSet) -> ErrorList {
-    let mut errs = object_meta(
-        &rs.metadata,
-        true,
-        names::dns1123_subdomain,
-        &FieldPath::new("metadata"),
-    );
+    let mut errs = workload_meta(&rs.metadata);
     let spec_path = FieldPath::new("spec");
     let spec = rs.spec.clone().unwrap_or_default();
     nonnegative(
@@ -45,12 +40,7 @@ pub fn replica_set(rs: &ReplicaSet) -> ErrorList {
 
 /// Validates a ReplicaSet update: as on create, and the selector cannot change (apps/v1).
 pub fn replica_set_update(new: &ReplicaSet, old: &ReplicaSet) -> ErrorList {
-    let mut errs = object_meta_update(&new.metadata, &old.metadata, &FieldPath::new("metadata"));
-    errs.extend(
-        replica_set(new)
-            .into_iter()
-            .filter(|e| !is_metadata_create_only(e)),
-    );
+    let mut errs = update_errors(&new.metadata, &old.metadata, replica_set(new));
     let new_selector = new.spec.as_ref().map(|s| &s.selector);
     let old_selector = old.spec.as_ref().map(|s| &s.selector);
     immutable_selector(&mut errs, new_selector, old_selector);
@@ -59,12 +49,7 @@ pub fn replica_set_update(new: &ReplicaSet, old: &ReplicaSet) -> ErrorList {
 
 /// Validates a ReplicationController on create.
 pub fn replication_controller(rc: &ReplicationController) -> ErrorList {
-    let mut errs = object_meta(
-        &rc.metadata,
-        true,
-        names::dns1123_subdomain,
-        &FieldPath::new("metadata"),
-    );
+    let mut errs = workload_meta(&rc.metadata);
     let spec_path = FieldPath::new("spec");
     let spec = rc.spec.clone().unwrap_or_default();
     nonnegative(
@@ -107,23 +92,12 @@ pub fn replication_controller_update(
     new: &ReplicationController,
     old: &ReplicationController,
 ) -> ErrorList {
-    let mut errs = object_meta_update(&new.metadata, &old.metadata, &FieldPath::new("metadata"));
-    errs.extend(
-        replication_controller(new)
-            .into_iter()
-            .filter(|e| !is_metadata_create_only(e)),
-    );
-    errs
+    update_errors(&new.metadata, &old.metadata, replication_controller(new))
 }
 
 /// Validates a Deployment on create.
 pub fn deployment(d: &Deployment) -> ErrorList {
-    let mut errs = object_meta(
-        &d.metadata,
-        true,
-        names::dns1123_subdomain,
-        &FieldPath::new("metadata"),
-    );
+    let mut errs = workload_meta(&d.metadata);
     let spec_path = FieldPath::new("spec");
     let spec = d.spec.clone().unwrap_or_default();
     nonnegative(
@@ -169,15 +143,28 @@ pub fn deployment(d: &Deployment) -> ErrorList {
 
 /// Validates a Deployment update: as on create, and the selector cannot change (apps/v1).
 pub fn deployment_update(new: &Deployment, old: &Deployment) -> ErrorList {
-    let mut errs = object_meta_update(&new.metadata, &old.metadata, &FieldPath::new("metadata"));
-    errs.extend(
-        deployment(new)
-            .into_iter()
-            .filter(|e| !is_metadata_create_only(e)),
-    );
+    let mut errs = update_errors(&new.metadata, &old.metadata, deployment(new));
     let new_selector = new.spec.as_ref().map(|s| &s.selector);
     let old_selector = old.spec.as_ref().map(|s| &s.selector);
     immutable_selector(&mut errs, new_selector, old_selector);
+    errs
+}
+
+/// The metadata check every workload starts with on create: namespaced, named as a DNS subdomain.
+fn workload_meta(meta: &ObjectMeta) -> ErrorList {
+    object_meta(
+        meta,
+        true,
+        names::dns1123_subdomain,
+        &FieldPath::new("metadata"),
+    )
+}
+
+/// An update's errors: the metadata update rules, then the create-time errors less the metadata
+/// ones (already checked by `object_meta_update`).
+fn update_errors(new: &ObjectMeta, old: &ObjectMeta, create: ErrorList) -> ErrorList {
+    let mut errs = object_meta_update(new, old, &FieldPath::new("metadata"));
+    errs.extend(create.into_iter().filter(|e| !is_metadata_create_only(e)));
     errs
 }
 
