@@ -134,19 +134,7 @@ fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
 
 impl ApiArgs {
     pub fn config(self) -> anyhow::Result<ApiConfig> {
-        let minik = match self.minik {
-            Some(path) => path,
-            None => std::env::current_exe()
-                .context("cannot tell where minik-bench is")?
-                .parent()
-                .context("minik-bench has no parent directory")?
-                .join("minik"),
-        };
-        ensure!(
-            minik.is_file(),
-            "the minik binary is not at {}: build it with `cargo build --release -p minik`, or pass --minik PATH",
-            minik.display()
-        );
+        let minik = crate::up::minik_path(self.minik)?;
         for (name, value) in [
             ("clients", self.clients),
             ("creates", self.creates),

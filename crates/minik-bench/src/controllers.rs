@@ -200,39 +200,29 @@ async fn measure(minik: &Path, args: &ControllersArgs) -> anyhow::Result<Vec<Row
     progress!("deployment of {} replicas", args.replicas);
     let created = deployment_available(&ctx, "bench-web", args.replicas).await?;
     progress!("all available after {:.2}s", created.as_secs_f64());
-    rows.push(
-        Row::new(
-            format!(
-                "Deployment {} replicas, create to all available",
-                args.replicas
-            ),
-            created.as_secs_f64() * 1e3,
-            Unit::Millis,
-        )
-        .baseline(
-            format!("{} bare bound pods to Running", args.replicas),
-            baseline.as_secs_f64() * 1e3,
-        )
-        .target(Target::AtMost(5_000.0)),
-    );
+    rows.push(against_bare_pods(
+        format!(
+            "Deployment {} replicas, create to all available",
+            args.replicas
+        ),
+        created,
+        args.replicas,
+        baseline,
+        5_000.0,
+    ));
     progress!("rolling update of {} replicas", args.replicas);
     let rolled = rolling_update(&ctx, "bench-web", args.replicas).await?;
     progress!("rolled out after {:.2}s", rolled.as_secs_f64());
-    rows.push(
-        Row::new(
-            format!(
-                "rolling update of {} replicas to all available",
-                args.replicas
-            ),
-            rolled.as_secs_f64() * 1e3,
-            Unit::Millis,
-        )
-        .baseline(
-            format!("{} bare bound pods to Running", args.replicas),
-            baseline.as_secs_f64() * 1e3,
-        )
-        .target(Target::AtMost(15_000.0)),
-    );
+    rows.push(against_bare_pods(
+        format!(
+            "rolling update of {} replicas to all available",
+            args.replicas
+        ),
+        rolled,
+        args.replicas,
+        baseline,
+        15_000.0,
+    ));
     ctx.send(
         reqwest::Method::DELETE,
         &format!("/apis/apps/v1/namespaces/{NAMESPACE}/deployments/bench-web"),
@@ -483,4 +473,21 @@ fn raw_spawn(count: usize) -> anyhow::Result<Duration> {
         Some(e) => Err(e).context("cannot spawn sleep"),
         None => Ok(took),
     }
+}
+
+/// A row in milliseconds, shown against the time `replicas` bare bound pods took to run and
+/// held to at most `at_most_ms`.
+fn against_bare_pods(
+    name: String,
+    took: Duration,
+    replicas: usize,
+    baseline: Duration,
+    at_most_ms: f64,
+) -> Row {
+    Row::new(name, took.as_secs_f64() * 1e3, Unit::Millis)
+        .baseline(
+            format!("{replicas} bare bound pods to Running"),
+            baseline.as_secs_f64() * 1e3,
+        )
+        .target(Target::AtMost(at_most_ms))
 }

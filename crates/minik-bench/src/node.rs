@@ -187,18 +187,7 @@ fn mib(bytes: u64) -> f64 {
 }
 
 pub fn run(args: NodeArgs) -> anyhow::Result<()> {
-    let minik = match args.minik.clone() {
-        Some(path) => path,
-        None => std::env::current_exe()?
-            .parent()
-            .context("minik-bench has no parent directory")?
-            .join("minik"),
-    };
-    ensure!(
-        minik.is_file(),
-        "the minik binary is not at {}: build it with `cargo build --release -p minik`, or pass --minik PATH",
-        minik.display()
-    );
+    let minik = crate::up::minik_path(args.minik.clone())?;
     let command: Vec<String> = args.command.split_whitespace().map(str::to_owned).collect();
     ensure!(!command.is_empty(), "--command must not be empty");
     ensure!(

@@ -75,7 +75,8 @@ impl Drop for UpProcess {
 pub fn minik_path(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     let minik = match given {
         Some(path) => path,
-        None => std::env::current_exe()?
+        None => std::env::current_exe()
+            .context("cannot tell where minik-bench is")?
             .parent()
             .context("minik-bench has no parent directory")?
             .join("minik"),

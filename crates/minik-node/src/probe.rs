@@ -357,9 +357,9 @@ pub fn spawn(
     let verdict = shared.clone();
     let task = tokio::spawn(async move {
         let started_at = tokio::time::Instant::now();
-        if let Some(probe) = &startup {
-            let outcome = run_probe(
-                ProbeKind::Startup,
+        let run = |kind, probe| {
+            run_probe(
+                kind,
                 probe,
                 &target,
                 checker.as_ref(),
@@ -367,37 +367,20 @@ pub fn spawn(
                 changed.as_ref(),
                 started_at,
             )
-            .await;
-            if !outcome {
+        };
+        if let Some(probe) = &startup {
+            if !run(ProbeKind::Startup, probe).await {
                 return;
             }
         }
         let live = async {
             if let Some(probe) = &liveness {
-                run_probe(
-                    ProbeKind::Liveness,
-                    probe,
-                    &target,
-                    checker.as_ref(),
-                    &verdict,
-                    changed.as_ref(),
-                    started_at,
-                )
-                .await;
+                run(ProbeKind::Liveness, probe).await;
             }
         };
         let ready = async {
             if let Some(probe) = &readiness {
-                run_probe(
-                    ProbeKind::Readiness,
-                    probe,
-                    &target,
-                    checker.as_ref(),
-                    &verdict,
-                    changed.as_ref(),
-                    started_at,
-                )
-                .await;
+                run(ProbeKind::Readiness, probe).await;
             } else {
                 let mut v = verdict.lock();
                 if !v.ready {

@@ -143,16 +143,7 @@ fn set_owner_refs(item: &Item<'_>, refs: Vec<OwnerReference>) -> Action {
     } else {
         serde_json::to_value(refs).unwrap_or(Value::Null)
     };
-    Action::Patch {
-        kind: item.kind,
-        namespace: kinds::namespace(item.meta).to_owned(),
-        name: kinds::name(item.meta).to_owned(),
-        body: json!({"metadata": {
-            "resourceVersion": kinds::resource_version(item.meta),
-            "ownerReferences": refs,
-        }}),
-        status: false,
-    }
+    patch_metadata(item, "ownerReferences", refs)
 }
 
 fn remove_finalizer(item: &Item<'_>, finalizer: &str) -> Action {
@@ -163,13 +154,23 @@ fn remove_finalizer(item: &Item<'_>, finalizer: &str) -> Action {
         .flatten()
         .filter(|f| *f != finalizer)
         .collect();
+    let rest = if rest.is_empty() {
+        Value::Null
+    } else {
+        json!(rest)
+    };
+    patch_metadata(item, "finalizers", rest)
+}
+
+/// A patch of one metadata field of `item`, at the resourceVersion it was read at.
+fn patch_metadata(item: &Item<'_>, field: &str, value: Value) -> Action {
     Action::Patch {
         kind: item.kind,
         namespace: kinds::namespace(item.meta).to_owned(),
         name: kinds::name(item.meta).to_owned(),
         body: json!({"metadata": {
             "resourceVersion": kinds::resource_version(item.meta),
-            "finalizers": if rest.is_empty() { Value::Null } else { json!(rest) },
+            field: value,
         }}),
         status: false,
     }

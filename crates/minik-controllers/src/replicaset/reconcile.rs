@@ -44,18 +44,18 @@ pub(crate) struct Owner<'a> {
     pub status_json: Value,
 }
 
-impl<'a> Owner<'a> {
-    pub(crate) fn of_replica_set(rs: &'a ReplicaSet) -> Result<Owner<'a>, String> {
-        let spec = rs.spec.as_ref().ok_or("the ReplicaSet has no spec")?;
-        let selector = Selector::from_label_selector(&spec.selector)?;
-        let status = rs.status.as_ref();
-        Ok(Owner {
-            kind: Kind::ReplicaSet,
-            meta: &rs.metadata,
-            replicas: spec.replicas.unwrap_or(1),
-            selector,
-            template: spec.template.as_ref(),
-            min_ready_seconds: spec.min_ready_seconds.unwrap_or(0),
+/// The [`Owner`] of a ReplicaSet or a ReplicationController: their specs and statuses are
+/// different types with the same fields.
+macro_rules! owner {
+    ($kind:expr, $object:expr, $spec:expr, $selector:expr) => {{
+        let status = $object.status.as_ref();
+        Owner {
+            kind: $kind,
+            meta: &$object.metadata,
+            replicas: $spec.replicas.unwrap_or(1),
+            selector: $selector,
+            template: $spec.template.as_ref(),
+            min_ready_seconds: $spec.min_ready_seconds.unwrap_or(0),
             status: Counts {
                 replicas: status.map_or(0, |s| s.replicas),
                 fully_labeled: status.and_then(|s| s.fully_labeled_replicas).unwrap_or(0),
@@ -64,7 +64,15 @@ impl<'a> Owner<'a> {
                 observed_generation: status.and_then(|s| s.observed_generation).unwrap_or(0),
             },
             status_json: serde_json::to_value(status).unwrap_or(Value::Null),
-        })
+        }
+    }};
+}
+
+impl<'a> Owner<'a> {
+    pub(crate) fn of_replica_set(rs: &'a ReplicaSet) -> Result<Owner<'a>, String> {
+        let spec = rs.spec.as_ref().ok_or("the ReplicaSet has no spec")?;
+        let selector = Selector::from_label_selector(&spec.selector)?;
+        Ok(owner!(Kind::ReplicaSet, rs, spec, selector))
     }
 
     pub(crate) fn of_replication_controller(
@@ -80,23 +88,7 @@ impl<'a> Owner<'a> {
             Some(s) if !s.is_empty() => Selector::from_map(s),
             _ => Selector::nothing(),
         };
-        let status = rc.status.as_ref();
-        Ok(Owner {
-            kind: Kind::ReplicationController,
-            meta: &rc.metadata,
-            replicas: spec.replicas.unwrap_or(1),
-            selector,
-            template: spec.template.as_ref(),
-            min_ready_seconds: spec.min_ready_seconds.unwrap_or(0),
-            status: Counts {
-                replicas: status.map_or(0, |s| s.replicas),
-                fully_labeled: status.and_then(|s| s.fully_labeled_replicas).unwrap_or(0),
-                ready: status.and_then(|s| s.ready_replicas).unwrap_or(0),
-                available: status.and_then(|s| s.available_replicas).unwrap_or(0),
-                observed_generation: status.and_then(|s| s.observed_generation).unwrap_or(0),
-            },
-            status_json: serde_json::to_value(status).unwrap_or(Value::Null),
-        })
+        Ok(owner!(Kind::ReplicationController, rc, spec, selector))
     }
 
     fn uid(&self) -> &str {
