@@ -38,6 +38,12 @@ impl Cluster {
         (answer.code, answer.body)
     }
 
+    /// Posts `body` and fails the test unless it was created.
+    async fn create(&self, path: &str, body: Value) {
+        let (code, answer) = self.post(path, body).await;
+        assert_eq!(code, 201, "POST {path}: {answer:#}");
+    }
+
     async fn patch(&self, path: &str, body: Value) -> (u16, Value) {
         let answer = self.server.merge_patch(path, &body).await;
         (answer.code, answer.body)
@@ -66,26 +72,18 @@ async fn deleting_a_namespace_empties_it_then_removes_it() {
         .await;
     assert_eq!(code, 201);
     let base = "/apis/apps/v1/namespaces/team";
-    assert_eq!(
-        c.post(
-            &format!("{base}/deployments"),
-            deployment_manifest("web", 2, "nginx:1.25")
-        )
-        .await
-        .0,
-        201
-    );
+    c.create(
+        &format!("{base}/deployments"),
+        deployment_manifest("web", 2, "nginx:1.25"),
+    )
+    .await;
     let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
         "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}});
-    assert_eq!(c.post("/api/v1/namespaces/team/services", svc).await.0, 201);
+    c.create("/api/v1/namespaces/team/services", svc).await;
     let quota = json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "q"},
         "spec": {"hard": {"pods": "10"}}});
-    assert_eq!(
-        c.post("/api/v1/namespaces/team/resourcequotas", quota)
-            .await
-            .0,
-        201
-    );
+    c.create("/api/v1/namespaces/team/resourcequotas", quota)
+        .await;
     wait_for("the deployment's pods", DEADLINE, || async {
         (c.items("/api/v1/namespaces/team/pods").await.len() == 2).then_some(())
     })
@@ -131,21 +129,13 @@ async fn a_replica_set_held_back_by_quota_reports_it_and_recovers() {
     let c = start(Config::default(), quick()).await;
     let quota = json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "pods"},
         "spec": {"hard": {"pods": "1"}}});
-    assert_eq!(
-        c.post("/api/v1/namespaces/default/resourcequotas", quota)
-            .await
-            .0,
-        201
-    );
-    assert_eq!(
-        c.post(
-            "/apis/apps/v1/namespaces/default/replicasets",
-            replica_set_manifest("web", 3)
-        )
-        .await
-        .0,
-        201
-    );
+    c.create("/api/v1/namespaces/default/resourcequotas", quota)
+        .await;
+    c.create(
+        "/apis/apps/v1/namespaces/default/replicasets",
+        replica_set_manifest("web", 3),
+    )
+    .await;
     let condition = wait_for("the ReplicaFailure condition", DEADLINE, || async {
         let rs = c
             .get("/apis/apps/v1/namespaces/default/replicasets/web")
@@ -301,7 +291,7 @@ async fn a_silent_node_is_tainted_its_pods_evicted_and_a_returning_one_untainted
     };
     let mut c = start(api, controllers).await;
     for name in ["n1", "n2"] {
-        assert_eq!(c.post("/api/v1/nodes", node(name, &now())).await.0, 201);
+        c.create("/api/v1/nodes", node(name, &now())).await;
     }
     heartbeat(&mut c, "n2");
     let n1_beat = heartbeat(&mut c, "n1");
@@ -322,24 +312,16 @@ async fn a_silent_node_is_tainted_its_pods_evicted_and_a_returning_one_untainted
         "{short:#}"
     );
     let patient = json!([{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 3600}]);
-    assert_eq!(
-        c.post(
-            "/api/v1/namespaces/default/pods",
-            bound_pod("patient", "n1", patient)
-        )
-        .await
-        .0,
-        201
-    );
-    assert_eq!(
-        c.post(
-            "/api/v1/namespaces/default/pods",
-            bound_pod("elsewhere", "n2", Value::Null)
-        )
-        .await
-        .0,
-        201
-    );
+    c.create(
+        "/api/v1/namespaces/default/pods",
+        bound_pod("patient", "n1", patient),
+    )
+    .await;
+    c.create(
+        "/api/v1/namespaces/default/pods",
+        bound_pod("elsewhere", "n2", Value::Null),
+    )
+    .await;
 
     // n1 goes silent.
     n1_beat.abort();
@@ -418,21 +400,13 @@ async fn when_every_node_is_silent_nothing_is_evicted() {
         ..quick()
     };
     let c = start(api, controllers).await;
-    assert_eq!(
-        c.post("/api/v1/nodes", node("only", "2024-01-01T00:00:00Z"))
-            .await
-            .0,
-        201
-    );
-    assert_eq!(
-        c.post(
-            "/api/v1/namespaces/default/pods",
-            bound_pod("p", "only", Value::Null)
-        )
-        .await
-        .0,
-        201
-    );
+    c.create("/api/v1/nodes", node("only", "2024-01-01T00:00:00Z"))
+        .await;
+    c.create(
+        "/api/v1/namespaces/default/pods",
+        bound_pod("p", "only", Value::Null),
+    )
+    .await;
     let n = wait_for(
         "the node to be Unknown with NoSchedule",
         DEADLINE,

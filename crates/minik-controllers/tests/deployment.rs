@@ -86,11 +86,7 @@ async fn watch_invariants(
     min_ready: usize,
 ) -> (Violations, Seen) {
     let params = ListParams::labels(format!("app={name}"));
-    let list = cluster
-        .api
-        .list(resource_of::<Pod>(), Some("default"), &params)
-        .await
-        .expect("list pods");
+    let (list, mut events) = list_and_watch_pods(cluster.api.as_ref(), &params).await;
     let mut pods: HashMap<String, bool> = HashMap::new();
     for item in list.items {
         if let Ok(pod) = serde_json::from_value::<Pod>(item) {
@@ -100,16 +96,6 @@ async fn watch_invariants(
             );
         }
     }
-    let mut events = cluster
-        .api
-        .watch(
-            resource_of::<Pod>(),
-            Some("default"),
-            &params,
-            Some(&list.resource_version),
-        )
-        .await
-        .expect("watch pods");
     let violations: Violations = Arc::default();
     let seen: Seen = Arc::default();
     let (v, s) = (violations.clone(), seen.clone());
@@ -449,11 +435,7 @@ async fn recreate_never_runs_old_and_new_pods_together() {
 
     // A watcher that records any moment with pods of both templates.
     let params = ListParams::labels("app=web");
-    let list = cluster
-        .api
-        .list(resource_of::<Pod>(), Some("default"), &params)
-        .await
-        .expect("list");
+    let (list, mut events) = list_and_watch_pods(cluster.api.as_ref(), &params).await;
     let mut hashes: HashMap<String, String> = list
         .items
         .iter()
@@ -466,16 +448,6 @@ async fn recreate_never_runs_old_and_new_pods_together() {
             ))
         })
         .collect();
-    let mut events = cluster
-        .api
-        .watch(
-            resource_of::<Pod>(),
-            Some("default"),
-            &params,
-            Some(&list.resource_version),
-        )
-        .await
-        .expect("watch");
     let mixed: Violations = Arc::default();
     let sink = mixed.clone();
     let last: Arc<Mutex<HashMap<String, String>>> = Arc::default();

@@ -13,7 +13,9 @@ use futures::StreamExt;
 use minik_api::k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use minik_api::k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use minik_api::request::{DeleteOptions, Patch, PatchKind, Propagation, WriteOptions};
-use minik_client::{resource_of, Api, ApiExt, HttpApi, ListParams, WatchEventType};
+use minik_client::{
+    resource_of, Api, ApiExt, EventStream, HttpApi, ListParams, ObjectList, WatchEventType,
+};
 use minik_testkit::TestServer;
 use serde_json::{json, Value};
 
@@ -240,4 +242,23 @@ pub fn controlled_by(pod: &Pod, uid: &str) -> bool {
         .iter()
         .flatten()
         .any(|r| r.controller == Some(true) && r.uid == uid)
+}
+
+/// The default namespace's pods that `params` selects, and a watch of every change to them
+/// after that list.
+pub async fn list_and_watch_pods(api: &dyn Api, params: &ListParams) -> (ObjectList, EventStream) {
+    let list = api
+        .list(resource_of::<Pod>(), Some("default"), params)
+        .await
+        .expect("list pods");
+    let events = api
+        .watch(
+            resource_of::<Pod>(),
+            Some("default"),
+            params,
+            Some(&list.resource_version),
+        )
+        .await
+        .expect("watch pods");
+    (list, events)
 }
