@@ -687,22 +687,20 @@ async fn handle(
             crate::portforward::pod_port_forward(server, ns, name, &query.0, headers, on_upgrade)
                 .await
         }
-        (&Method::POST, Some(name), Some("binding")) => {
-            let of = BodyOf::subresource("Binding", None);
+        // A binding, or an eviction: Kubernetes answers an eviction with 201 and a bare Success,
+        // the pod gone or only marked for a graceful deletion.
+        (&Method::POST, Some(name), Some(sub @ ("binding" | "eviction"))) => {
+            let binding = sub == "binding";
+            let of = BodyOf::subresource(if binding { "Binding" } else { "Eviction" }, None);
             let body = read_body(body, limit, headers, of, &query, warnings).await?;
-            registry
-                .bind(ns.unwrap_or_default(), name, &body, query.dry_run()?)
-                .await?;
-            created_success(encoding)
-        }
-        // Kubernetes answers an eviction with 201 and a bare Success, the pod gone or only
-        // marked for a graceful deletion.
-        (&Method::POST, Some(name), Some("eviction")) => {
-            let of = BodyOf::subresource("Eviction", None);
-            let body = read_body(body, limit, headers, of, &query, warnings).await?;
-            registry
-                .evict(ns.unwrap_or_default(), name, &body, query.write_options()?)
-                .await?;
+            let ns = ns.unwrap_or_default();
+            if binding {
+                registry.bind(ns, name, &body, query.dry_run()?).await?;
+            } else {
+                registry
+                    .evict(ns, name, &body, query.write_options()?)
+                    .await?;
+            }
             created_success(encoding)
         }
         (method, name, sub) => Err(ApiError::MethodNotAllowed(format!(

@@ -371,38 +371,21 @@ mod tests {
             api_version: "meta.k8s.io/v1",
         };
         let mut first = true;
+        let mut line = |raw: &[u8]| -> Value {
+            let line = watch_line(info, raw, request, IncludeObject::Metadata, &mut first);
+            serde_json::from_slice(&line).unwrap()
+        };
         let added = br#"{"type":"ADDED","object":{"metadata":{"name":"p","resourceVersion":"7"}}}"#;
-        let one: Value = serde_json::from_slice(&watch_line(
-            info,
-            added,
-            request,
-            IncludeObject::Metadata,
-            &mut first,
-        ))
-        .unwrap();
+        let one = line(added);
         assert_eq!(one["object"]["kind"], "Table");
         assert_eq!(one["object"]["metadata"]["resourceVersion"], "7");
         assert_eq!(one["object"]["columnDefinitions"][0]["name"], "Name");
         assert_eq!(one["object"]["rows"][0]["cells"][0], "p");
-        let two: Value = serde_json::from_slice(&watch_line(
-            info,
-            added,
-            request,
-            IncludeObject::Metadata,
-            &mut first,
-        ))
-        .unwrap();
+        let two = line(added);
         assert_eq!(two["object"]["columnDefinitions"], json!([]));
         let bookmark =
             br#"{"type":"BOOKMARK","object":{"kind":"Pod","metadata":{"resourceVersion":"9"}}}"#;
-        let b: Value = serde_json::from_slice(&watch_line(
-            info,
-            bookmark,
-            request,
-            IncludeObject::Metadata,
-            &mut first,
-        ))
-        .unwrap();
+        let b = line(bookmark);
         assert_eq!(b["object"]["kind"], "Pod");
     }
 }

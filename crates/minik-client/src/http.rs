@@ -197,6 +197,17 @@ impl HttpApi {
             .boxed())
     }
 
+    /// A create, replace or patch request: `method` on `url` with the write options' query.
+    fn write_request(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        opts: WriteOptions,
+    ) -> reqwest::RequestBuilder {
+        self.request(&self.client, method, url)
+            .query(&Self::write_query(opts))
+    }
+
     fn write_query(opts: WriteOptions) -> Vec<(&'static str, &'static str)> {
         let mut query = vec![(
             "fieldValidation",
@@ -362,8 +373,7 @@ impl Api for HttpApi {
         Box::pin(async move {
             let url = self.path(info, ns, None, None);
             self.send(
-                self.request(&self.client, reqwest::Method::POST, &url)
-                    .query(&Self::write_query(opts))
+                self.write_request(reqwest::Method::POST, &url, opts)
                     .json(&object),
             )
             .await
@@ -382,8 +392,7 @@ impl Api for HttpApi {
         Box::pin(async move {
             let url = self.path(info, ns, Some(name), status.then_some("status"));
             self.send(
-                self.request(&self.client, reqwest::Method::PUT, &url)
-                    .query(&Self::write_query(opts))
+                self.write_request(reqwest::Method::PUT, &url, opts)
                     .json(&object),
             )
             .await
@@ -402,8 +411,7 @@ impl Api for HttpApi {
         Box::pin(async move {
             let url = self.path(info, ns, Some(name), status.then_some("status"));
             self.send(
-                self.request(&self.client, reqwest::Method::PATCH, &url)
-                    .query(&Self::write_query(opts))
+                self.write_request(reqwest::Method::PATCH, &url, opts)
                     .header("content-type", patch.kind.content_type())
                     .body(patch.body.to_string()),
             )

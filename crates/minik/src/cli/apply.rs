@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use minik_api::patch::three_way_merge_patch;
 use minik_api::request::{DeleteOptions, Patch, PatchKind, Propagation, WriteOptions};
-use minik_client::{Api, ListParams};
+use minik_client::Api;
 use serde_json::{json, Map, Value};
 
 use super::manifest::{self, FileFlags, Manifest};
@@ -255,17 +255,10 @@ pub async fn delete(args: DeleteArgs) -> CliResult<ExitCode> {
                 client.ns_for(info)
             };
             if names.is_empty() {
-                if args.selector.is_none() && !args.all {
-                    return Err(fail!(
-                        "resource(s) were provided, but no name was specified"
-                    ));
-                }
-                let params = ListParams {
-                    label_selector: args.selector.clone(),
-                    field_selector: None,
-                };
-                let list = client.api.list(info, ns, &params).await?;
-                for item in list.items {
+                let items = client
+                    .list_selected(info, ns, &args.selector, args.all)
+                    .await?;
+                for item in items {
                     let name = item
                         .pointer("/metadata/name")
                         .and_then(Value::as_str)

@@ -276,17 +276,7 @@ fn pod(w: &mut String, pod: &Value, now: i64) {
             let _ = writeln!(w, "  IP:\t{}", s(ip, "/ip"));
         }
     }
-    if let Some(owner) = arr(pod, "/metadata/ownerReferences")
-        .iter()
-        .find(|o| o.get("controller") == Some(&Value::Bool(true)))
-    {
-        let _ = writeln!(
-            w,
-            "Controlled By:\t{}/{}",
-            s(owner, "/kind"),
-            s(owner, "/name")
-        );
-    }
+    controlled_by(w, pod);
     for (title, spec_key, status_key) in [
         ("Init Containers", "initContainers", "initContainerStatuses"),
         ("Containers", "containers", "containerStatuses"),
@@ -607,11 +597,8 @@ fn deployment(w: &mut String, obj: &Value, replica_sets: &[Value]) {
     );
 }
 
-/// kubectl's `DescribeReplicaSet` (and `DescribeReplicationController`).
-fn replica_set(w: &mut String, obj: &Value, pods: &[Value]) {
-    let _ = writeln!(w, "Selector:\t{}", or_none(&selector_of(obj)));
-    map_lines(w, "Labels", obj.pointer("/metadata/labels"));
-    map_lines(w, "Annotations", obj.pointer("/metadata/annotations"));
+/// The `Controlled By:` line, for an object with a controller among its owners.
+fn controlled_by(w: &mut String, obj: &Value) {
     if let Some(owner) = arr(obj, "/metadata/ownerReferences")
         .iter()
         .find(|o| o.get("controller") == Some(&Value::Bool(true)))
@@ -623,6 +610,14 @@ fn replica_set(w: &mut String, obj: &Value, pods: &[Value]) {
             s(owner, "/name")
         );
     }
+}
+
+/// kubectl's `DescribeReplicaSet` (and `DescribeReplicationController`).
+fn replica_set(w: &mut String, obj: &Value, pods: &[Value]) {
+    let _ = writeln!(w, "Selector:\t{}", or_none(&selector_of(obj)));
+    map_lines(w, "Labels", obj.pointer("/metadata/labels"));
+    map_lines(w, "Annotations", obj.pointer("/metadata/annotations"));
+    controlled_by(w, obj);
     let desired = obj
         .pointer("/spec/replicas")
         .and_then(Value::as_i64)

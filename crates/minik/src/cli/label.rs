@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use minik_api::request::PatchKind;
 use minik_api::resources::ResourceInfo;
-use minik_client::{Api, ListParams};
+use minik_client::Api;
 use serde_json::{json, Map, Value};
 
 use super::{exit, fail, kind_slash_name, parse_targets, report, CliResult, Client, ClientFlags};
@@ -225,17 +225,11 @@ pub async fn run(args: LabelArgs, which: Which) -> CliResult<ExitCode> {
     let mut failed = false;
     for (info, names) in &targets.groups {
         if names.is_empty() {
-            if args.selector.is_none() && !args.all {
-                return Err(fail!(
-                    "resource(s) were provided, but no name was specified"
-                ));
-            }
-            let params = ListParams {
-                label_selector: args.selector.clone(),
-                field_selector: None,
-            };
-            let list = client.api.list(info, client.ns_for(info), &params).await?;
-            objects.extend(list.items.into_iter().map(|o| (*info, o)));
+            let ns = client.ns_for(info);
+            let items = client
+                .list_selected(info, ns, &args.selector, args.all)
+                .await?;
+            objects.extend(items.into_iter().map(|o| (*info, o)));
         } else {
             for name in names {
                 match client.api.get(info, client.ns_for(info), name).await {

@@ -26,7 +26,7 @@ use std::process::ExitCode;
 
 use minik_api::resources::{self, ResourceInfo};
 use minik_api::ApiError;
-use minik_client::{Api, HttpApi};
+use minik_client::{Api, HttpApi, ListParams};
 
 pub use config::ClientFlags;
 
@@ -168,6 +168,27 @@ impl Client {
     /// The namespace a namespaced request goes to; `None` for cluster-scoped kinds.
     pub fn ns_for<'a>(&'a self, info: &ResourceInfo) -> Option<&'a str> {
         info.namespaced.then_some(self.settings.namespace.as_str())
+    }
+
+    /// The objects of `info` in `ns` that `selector` picks, for a verb given a kind and no
+    /// names; without a selector, only with `all` (`--all`).
+    pub async fn list_selected(
+        &self,
+        info: &'static ResourceInfo,
+        ns: Option<&str>,
+        selector: &Option<String>,
+        all: bool,
+    ) -> CliResult<Vec<serde_json::Value>> {
+        if selector.is_none() && !all {
+            return Err(fail!(
+                "resource(s) were provided, but no name was specified"
+            ));
+        }
+        let params = ListParams {
+            label_selector: selector.clone(),
+            field_selector: None,
+        };
+        Ok(self.api.list(info, ns, &params).await?.items)
     }
 
     /// Patches one object in the namespace the verb works in.

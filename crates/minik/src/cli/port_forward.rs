@@ -279,34 +279,18 @@ mod tests {
 
     #[test]
     fn port_pairs_parse_like_kubectl() {
-        assert_eq!(
-            parse_pair("8080:80").unwrap(),
-            PortPair {
-                local: 8080,
-                remote: 80
-            }
-        );
-        assert_eq!(
-            parse_pair("80").unwrap(),
-            PortPair {
-                local: 80,
-                remote: 80
-            }
-        );
-        assert_eq!(
-            parse_pair(":80").unwrap(),
-            PortPair {
-                local: 0,
-                remote: 80
-            }
-        );
-        assert_eq!(
-            parse_pair("0:80").unwrap(),
-            PortPair {
-                local: 0,
-                remote: 80
-            }
-        );
+        for (text, local, remote) in [
+            ("8080:80", 8080, 80),
+            ("80", 80, 80),
+            (":80", 0, 80),
+            ("0:80", 0, 80),
+        ] {
+            assert_eq!(
+                parse_pair(text).unwrap(),
+                PortPair { local, remote },
+                "{text}"
+            );
+        }
         for bad in ["0", "x:80", "80:", "80:0", "70000", "1:2:3"] {
             assert!(parse_pair(bad).is_err(), "{bad}");
         }

@@ -93,6 +93,15 @@ async fn next_stream(incoming: &mut Incoming) -> NewStream {
         .expect("the session is open")
 }
 
+/// A session with `config` and one stream the client opened and the server accepted: the
+/// client, the session's incoming streams, the stream's id and the server's ends of it.
+async fn one_stream(config: Config) -> (Client, Incoming, u32, StreamReader, StreamWriter) {
+    let (mut client, mut incoming) = Client::start(config);
+    let id = client.open(&[]).await;
+    let (reader, writer) = next_stream(&mut incoming).await.accept().await.unwrap();
+    (client, incoming, id, reader, writer)
+}
+
 #[tokio::test]
 async fn a_stream_carries_data_both_ways_and_finishes() {
     let (mut client, mut incoming) = Client::start(Config::default());
@@ -221,9 +230,7 @@ async fn streams_are_refused_when_nobody_takes_them_or_ids_go_backwards() {
 
 #[tokio::test]
 async fn a_malformed_frame_ends_the_session_with_goaway() {
-    let (mut client, mut incoming) = Client::start(Config::default());
-    let id = client.open(&[]).await;
-    let (mut reader, _writer) = next_stream(&mut incoming).await.accept().await.unwrap();
+    let (mut client, mut incoming, id, mut reader, _writer) = one_stream(Config::default()).await;
     client.frame().await.unwrap(); // SYN_REPLY
     client.send_raw(&[0x80, 3, 0, 6, 0, 0, 0, 2, 0, 0]).await;
     assert_eq!(
@@ -267,9 +274,7 @@ fn pattern(n: usize) -> Vec<u8> {
 /// and every byte arrives in order.
 #[tokio::test]
 async fn sending_waits_for_the_windows_of_a_client_with_flow_control() {
-    let (mut client, mut incoming) = Client::start(Config::default());
-    let id = client.open(&[]).await;
-    let (_reader, mut writer) = next_stream(&mut incoming).await.accept().await.unwrap();
+    let (mut client, _incoming, id, _reader, mut writer) = one_stream(Config::default()).await;
     let payload = pattern(3 << 20);
     let sent = payload.clone();
     let sender = tokio::spawn(async move {
@@ -369,9 +374,7 @@ async fn sending_goes_on_for_a_client_without_flow_control() {
         flow_control_grace: Duration::from_millis(50),
         ..Config::default()
     };
-    let (mut client, mut incoming) = Client::start(config);
-    let id = client.open(&[]).await;
-    let (_reader, mut writer) = next_stream(&mut incoming).await.accept().await.unwrap();
+    let (mut client, _incoming, id, _reader, mut writer) = one_stream(config).await;
     let payload = pattern(3 << 20);
     let sent = payload.clone();
     let sender = tokio::spawn(async move {
@@ -404,9 +407,7 @@ async fn sending_goes_on_for_a_client_without_flow_control() {
 /// arrives, and the server gives every consumed byte back with WINDOW_UPDATEs.
 #[tokio::test]
 async fn receiving_gives_windows_back_and_holds_back_a_client_that_ignores_them() {
-    let (mut client, mut incoming) = Client::start(Config::default());
-    let id = client.open(&[]).await;
-    let (mut reader, writer) = next_stream(&mut incoming).await.accept().await.unwrap();
+    let (client, _incoming, id, mut reader, writer) = one_stream(Config::default()).await;
     // Nothing to send: only WINDOW_UPDATEs come back.
     drop(writer);
     let payload = pattern(3 << 20);
