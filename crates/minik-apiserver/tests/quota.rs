@@ -3,6 +3,12 @@
 
 use serde_json::{json, Value};
 
+/// Asserts that `answer` is a 403 saying `message`.
+fn assert_forbidden(answer: &minik_testkit::Answer, message: &str) {
+    assert_eq!(answer.code, 403, "{:?}", answer.body);
+    assert_eq!(answer.body["message"], message);
+}
+
 fn compute_quota(cpu: &str) -> Value {
     json!({
         "apiVersion": "v1", "kind": "ResourceQuota",
@@ -104,11 +110,7 @@ async fn pods_without_the_constrained_limits_are_refused_naming_them() {
             "resources": {"requests": {"cpu": "100m", "memory": "10Mi"}}}]}
     });
     let refused = s.post("/api/v1/namespaces/default/pods", &pod).await;
-    assert_eq!(refused.code, 403);
-    assert_eq!(
-        refused.body["message"],
-        "pods \"nginx\" is forbidden: failed quota: compute-quota: must specify limits.cpu for: nginx; limits.memory for: nginx"
-    );
+    assert_forbidden(&refused, "pods \"nginx\" is forbidden: failed quota: compute-quota: must specify limits.cpu for: nginx; limits.memory for: nginx");
     // A quota on something else does not care about pods' resources.
     let other = json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "objects"},
         "spec": {"hard": {"services": "1", "count/deployments.apps": "1"}}});
@@ -139,11 +141,7 @@ async fn pods_without_the_constrained_limits_are_refused_naming_them() {
             &minik_testkit::manifest::deployment("two", 0, "nginx:1.25"),
         )
         .await;
-    assert_eq!(second.code, 403);
-    assert_eq!(
-        second.body["message"],
-        "deployments.apps \"two\" is forbidden: exceeded quota: objects, requested: count/deployments.apps=1, used: count/deployments.apps=1, limited: count/deployments.apps=1"
-    );
+    assert_forbidden(&second, "deployments.apps \"two\" is forbidden: exceeded quota: objects, requested: count/deployments.apps=1, used: count/deployments.apps=1, limited: count/deployments.apps=1");
 }
 
 #[tokio::test]
@@ -232,10 +230,9 @@ async fn terminating_namespaces_refuse_content_and_system_ones_stay() {
     let s = minik_testkit::start().await;
     for ns in ["default", "kube-system", "kube-public"] {
         let refused = s.delete(&format!("/api/v1/namespaces/{ns}")).await;
-        assert_eq!(refused.code, 403);
-        assert_eq!(
-            refused.body["message"],
-            format!("namespaces \"{ns}\" is forbidden: this namespace may not be deleted")
+        assert_forbidden(
+            &refused,
+            &format!("namespaces \"{ns}\" is forbidden: this namespace may not be deleted"),
         );
     }
     let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "doomed"}});
@@ -247,11 +244,7 @@ async fn terminating_namespaces_refuse_content_and_system_ones_stay() {
             &minik_testkit::manifest::pod("late"),
         )
         .await;
-    assert_eq!(refused.code, 403);
-    assert_eq!(
-        refused.body["message"],
-        "pods \"late\" is forbidden: unable to create new content in namespace doomed because it is being terminated"
-    );
+    assert_forbidden(&refused, "pods \"late\" is forbidden: unable to create new content in namespace doomed because it is being terminated");
 }
 
 #[tokio::test]
@@ -292,11 +285,7 @@ async fn an_update_that_uses_more_is_checked_and_charged_like_a_create() {
                 &to_node_port,
             )
             .await;
-        assert_eq!(refused.code, 403, "{:?}", refused.body);
-        assert_eq!(
-            refused.body["message"],
-            "services \"two\" is forbidden: exceeded quota: ports, requested: services.nodeports=2, used: services.nodeports=0, limited: services.nodeports=1"
-        );
+        assert_forbidden(&refused, "services \"two\" is forbidden: exceeded quota: ports, requested: services.nodeports=2, used: services.nodeports=0, limited: services.nodeports=1");
     }
     let after = s.get(&format!("{services}/two")).await.body;
     assert_eq!(
