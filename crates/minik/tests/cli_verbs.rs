@@ -67,8 +67,7 @@ fn rolled_out(out: &str, name: &str) {
 #[test]
 fn rollout_status_history_undo_restart_pause_and_resume() {
     let c = Cluster::with_node("fake");
-    let file = c.write("web.yaml", WEB);
-    c.ok(&["apply", "-f", &file]);
+    c.apply("web.yaml", WEB);
     rolled_out(&c.ok(&["rollout", "status", "deploy/web"]), "web");
     let hash = c.ok(&[
         "get",
@@ -261,8 +260,7 @@ fn rollout_status_fails_on_the_progress_deadline_and_on_timeout() {
             "    spec:\n      containers:",
             "    spec:\n      nodeSelector:\n        nowhere: \"true\"\n      containers:",
         );
-    let file = c.write("stuck.yaml", &stuck);
-    c.ok(&["apply", "-f", &file]);
+    c.apply("stuck.yaml", &stuck);
     let out = c.minik(&["rollout", "status", "deploy/web", "--timeout", "60s"]);
     assert_eq!(
         (out.code, out.stderr.as_str()),
@@ -276,8 +274,7 @@ fn rollout_status_fails_on_the_progress_deadline_and_on_timeout() {
     let slow = stuck
         .replace("progressDeadlineSeconds: 1", "progressDeadlineSeconds: 600")
         .replace("name: web\n  labels", "name: slow\n  labels");
-    let file = c.write("slow.yaml", &slow);
-    c.ok(&["apply", "-f", &file]);
+    c.apply("slow.yaml", &slow);
     let out = c.minik(&["rollout", "status", "deploy/slow", "--timeout", "1s"]);
     assert_eq!(
         (out.code, out.stderr.as_str()),
@@ -405,8 +402,7 @@ fn run_create_expose_set_image_label_and_annotate() {
     );
 
     // expose: the Service selects what the workload selects, on the ports it declares.
-    let file = c.write("web.yaml", WEB);
-    c.ok(&["apply", "-f", &file]);
+    c.apply("web.yaml", WEB);
     check(
         &c.ok(&[
             "expose",
@@ -546,8 +542,7 @@ fn run_create_expose_set_image_label_and_annotate() {
 #[test]
 fn edit_reopens_the_file_with_the_error_then_saves() {
     let c = Cluster::new();
-    let file = c.write("web.yaml", &WEB.replace("replicas: 2", "replicas: 0"));
-    c.ok(&["apply", "-f", &file]);
+    c.apply("web.yaml", &WEB.replace("replicas: 2", "replicas: 0"));
     // An editor that first saves an invalid value, then (seeing the error) a valid one.
     let script = c.write(
         "editor.sh",
@@ -625,8 +620,7 @@ fi
 #[test]
 fn cordon_uncordon_and_drain() {
     let c = Cluster::with_node("fake");
-    let file = c.write("web.yaml", WEB);
-    c.ok(&["apply", "-f", &file]);
+    c.apply("web.yaml", WEB);
     c.ok(&["run", "loner", "--image", "busybox"]);
     wait_for("three running pods", DEADLINE, || {
         let out = c.ok(&[
@@ -768,8 +762,7 @@ fn cordon_uncordon_and_drain() {
 #[test]
 fn get_with_jsonpath_custom_columns_sort_by_all_and_watch_only() {
     let c = Cluster::with_node("fake");
-    let file = c.write("web.yaml", WEB);
-    c.ok(&["apply", "-f", &file]);
+    c.apply("web.yaml", WEB);
     c.ok(&["expose", "deploy", "web"]);
     // The fake runtime's container exits at once with code 1, again and again.
     c.ok(&[
@@ -998,11 +991,8 @@ fn failures_are_one_line_each() {
         "The Pod \"Bad\" is invalid: [metadata.name: Invalid value: \"Bad\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*'), spec.containers[0].name: Invalid value: \"Bad\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')]",
     );
     // Forbidden by a quota.
-    let file = c.write(
-        "quota.yaml",
-        "apiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: q\nspec:\n  hard:\n    pods: \"1\"\n",
-    );
-    c.ok(&["apply", "-f", &file]);
+    c.apply("quota.yaml",
+        "apiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: q\nspec:\n  hard:\n    pods: \"1\"\n",);
     wait_for("the quota to count", DEADLINE, || {
         c.ok(&["get", "quota", "q", "-o", "jsonpath={.status.hard.pods}"])
             .eq("1")
@@ -1061,8 +1051,7 @@ fn logs_of_a_deployment_and_of_every_pod_a_selector_picks() {
             "        image: nginx:1.25\n        ports:\n        - containerPort: 80\n",
             "        image: busybox\n        command: [sh, -c, 'echo hello from $POD_NAME; echo bye; sleep 60']\n",
         );
-    let file = c.write("talk.yaml", &talk);
-    c.ok(&["apply", "-f", &file]);
+    c.apply("talk.yaml", &talk);
     let pods: Vec<String> = wait_for("both pods to have talked", Duration::from_secs(60), || {
         let names = c.ok(&[
             "get",

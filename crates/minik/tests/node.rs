@@ -392,14 +392,7 @@ async fn probes_gate_readiness_and_restart_a_hung_process() {
     assert_eq!(p["status"]["containerStatuses"][0]["ready"], false);
 
     // Hung: nothing answers on its port, so the liveness probe fails and it is restarted.
-    let hung = json!({
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hung"},
-        "spec": {"nodeName": "n1", "terminationGracePeriodSeconds": 2, "containers": [{
-            "name": "hung", "image": "busybox", "command": ["sleep", "300"],
-            "ports": [{"containerPort": 8080}],
-            "livenessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1, "failureThreshold": 2}
-        }]}
-    });
+    let hung = hung_pod("hung", "hung", 2);
     c.create(&hung).await;
     let restarted = c
         .pod_until("hung", "a liveness restart", |p| {
@@ -570,14 +563,7 @@ async fn the_agent_records_kubelet_events() {
         .await;
     assert_eq!(backoff.2, "Warning");
 
-    let hung = json!({
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "unhealthy"},
-        "spec": {"nodeName": "n1", "terminationGracePeriodSeconds": 1, "containers": [{
-            "name": "main", "image": "busybox", "command": ["sleep", "300"],
-            "ports": [{"containerPort": 8080}],
-            "livenessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1, "failureThreshold": 2}
-        }]}
-    });
+    let hung = hung_pod("unhealthy", "main", 1);
     c.create(&hung).await;
     let unhealthy = c
         .event("unhealthy", "Unhealthy", |m| {
@@ -698,4 +684,17 @@ async fn a_memory_hog_is_oom_killed_where_cgroups_allow() {
     let terminated = &done["status"]["containerStatuses"][0]["state"]["terminated"];
     assert_eq!(terminated["reason"], "OOMKilled", "{terminated}");
     assert_eq!(terminated["exitCode"], 137);
+}
+
+/// A pod on n1 whose one container `container` sleeps while its liveness probe knocks on a
+/// port nothing listens on, so that it fails after two periods of a second.
+fn hung_pod(name: &str, container: &str, grace_seconds: u32) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"nodeName": "n1", "terminationGracePeriodSeconds": grace_seconds, "containers": [{
+            "name": container, "image": "busybox", "command": ["sleep", "300"],
+            "ports": [{"containerPort": 8080}],
+            "livenessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1, "failureThreshold": 2}
+        }]}
+    })
 }

@@ -333,19 +333,7 @@ async fn the_tutorial_scenario_through_every_kind_of_service_address() {
     scale_to_one(&c, &front, &format!("127.0.0.3:{node_port}")).await;
 
     // Deleting the Service stops the proxies listening.
-    let client = c.client.clone();
-    let r = client
-        .delete(format!("{}/api/v1/namespaces/default/services/web", c.base))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
-    support::wait_for(
-        "the ClusterIP to stop answering",
-        support::DEADLINE,
-        || async { c.fetch(&front, "/").await.is_none().then_some(()) },
-    )
-    .await;
+    delete_service(&c, &front).await;
 }
 
 /// The nftables tables of this host (`nft list tables`); fails the test if nft cannot run: the
@@ -518,19 +506,7 @@ async fn the_tutorial_scenario_through_nftables_agents() {
     scale_to_one(&c, &front, &format!("127.0.0.5:{node_port}")).await;
 
     // Deleting the Service takes its translation away.
-    let r = c
-        .client
-        .delete(format!("{}/api/v1/namespaces/default/services/web", c.base))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
-    support::wait_for(
-        "the ClusterIP to stop answering",
-        support::DEADLINE,
-        || async { c.fetch(&front, "/").await.is_none().then_some(()) },
-    )
-    .await;
+    delete_service(&c, &front).await;
 
     // Stopped agents delete their tables.
     for node in &mut c.nodes {
@@ -875,6 +851,23 @@ async fn nftables_cluster_ips_reach_endpoints_on_another_host() {
 /// Scales the `web` Deployment to 1 and waits until every connection through `front` and
 /// through `node_front` reaches the pod left. While the proxies learn of the change, a request
 /// can still reach a pod that is shutting down and fail; once they have, none does.
+/// Deletes the Service `web` and waits until its ClusterIP `front` no longer answers.
+async fn delete_service(c: &Cluster, front: &str) {
+    let r = c
+        .client
+        .delete(format!("{}/api/v1/namespaces/default/services/web", c.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    support::wait_for(
+        "the ClusterIP to stop answering",
+        support::DEADLINE,
+        || async { c.fetch(front, "/").await.is_none().then_some(()) },
+    )
+    .await;
+}
+
 async fn scale_to_one(c: &Cluster, front: &str, node_front: &str) {
     c.send(
         reqwest::Method::PATCH,

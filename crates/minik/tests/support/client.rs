@@ -141,6 +141,12 @@ impl Cluster {
         path.display().to_string()
     }
 
+    /// Writes `text` as the manifest `name` and applies it, which must succeed.
+    pub fn apply(&self, name: &str, text: &str) -> String {
+        let file = self.write(name, text);
+        self.ok(&["apply", "-f", &file])
+    }
+
     pub fn json(&self, args: &[&str]) -> Value {
         let mut all = args.to_vec();
         all.extend(["-o", "json"]);
