@@ -649,33 +649,19 @@ async fn handle(
             StatusCode::OK,
             to_bytes(&registry.get_scale(info, ns, name).await?),
         ),
-        (&Method::PUT, Some(name), Some("scale")) => {
-            let of = BodyOf::subresource("Scale", None);
+        (&Method::PUT | &Method::PATCH, Some(name), Some("scale")) => {
+            let kind = match parts.method {
+                Method::PATCH => Some(patch_kind(headers)?),
+                _ => None,
+            };
+            let of = BodyOf::subresource("Scale", kind);
             let body = read_body(body, limit, headers, of, &query, warnings).await?;
-            let scale = registry
-                .update_scale(
-                    info,
-                    ns,
-                    name,
-                    ScaleChange::Replace(body),
-                    query.write_options()?,
-                )
-                .await?;
-            encode(encoding, StatusCode::OK, to_bytes(&scale))
-        }
-        (&Method::PATCH, Some(name), Some("scale")) => {
-            let kind = patch_kind(headers)?;
-            let of = BodyOf::subresource("Scale", Some(kind));
-            let body = read_body(body, limit, headers, of, &query, warnings).await?;
-            let scale = registry
-                .update_scale(
-                    info,
-                    ns,
-                    name,
-                    ScaleChange::Patch(kind, body),
-                    query.write_options()?,
-                )
-                .await?;
+            let change = match kind {
+                Some(kind) => ScaleChange::Patch(kind, body),
+                None => ScaleChange::Replace(body),
+            };
+            let opts = query.write_options()?;
+            let scale = registry.update_scale(info, ns, name, change, opts).await?;
             encode(encoding, StatusCode::OK, to_bytes(&scale))
         }
         (&Method::GET, Some(name), Some("log")) => {

@@ -126,7 +126,7 @@ fn deployment(replicas: u32) -> Vec<u8> {
 
 #[test]
 fn a_deployment_becomes_the_json_kubectl_would_send() {
-    let got = decode(&deployment(0), FieldValidation::Strict).unwrap();
+    let got = decode_strict(&deployment(0));
     assert_eq!(
         got,
         json!({
@@ -176,19 +176,15 @@ fn a_service_with_int_or_string_ports_and_a_selector() {
         s(3, ""),
         s(4, "ClusterIP"),
     ]);
-    let got = decode(
-        &envelope(
-            "v1",
-            "Service",
-            &cat(&[
-                ld(1, &object_meta("web", &[])),
-                ld(2, &spec),
-                ld(3, &ld(1, &[])),
-            ]),
-        ),
-        FieldValidation::Strict,
-    )
-    .unwrap();
+    let got = decode_strict(&envelope(
+        "v1",
+        "Service",
+        &cat(&[
+            ld(1, &object_meta("web", &[])),
+            ld(2, &spec),
+            ld(3, &ld(1, &[])),
+        ]),
+    ));
     assert_eq!(
         got,
         json!({
@@ -256,11 +252,7 @@ fn inline_structs_times_quantities_and_packed_numbers() {
             &cat(&[s(1, "kubectl"), ld(7, &s(1, r#"{"f:metadata":{}}"#))]),
         ),
     ]);
-    let got = decode(
-        &envelope("v1", "Pod", &cat(&[ld(1, &meta), ld(2, &spec)])),
-        FieldValidation::Strict,
-    )
-    .unwrap();
+    let got = decode_strict(&envelope("v1", "Pod", &cat(&[ld(1, &meta), ld(2, &spec)])));
     assert_eq!(
         got,
         json!({
@@ -297,16 +289,12 @@ fn event_micro_times_and_delete_options() {
         s(3, "Started"),
         ld(10, &cat(&[v(1, 1_700_000_000), v(2, 123_456_789)])),
     ]);
-    let got = decode(&envelope("v1", "Event", &event), FieldValidation::Strict).unwrap();
+    let got = decode_strict(&envelope("v1", "Event", &event));
     assert_eq!(got["eventTime"], json!("2023-11-14T22:13:20.123456Z"));
     assert_eq!(got["involvedObject"], json!({"kind": "Pod", "name": "p"}));
 
     let options = cat(&[v(1, 0), s(4, "Foreground"), s(5, "All")]);
-    let got = decode(
-        &envelope("meta.k8s.io/v1", "DeleteOptions", &options),
-        FieldValidation::Strict,
-    )
-    .unwrap();
+    let got = decode_strict(&envelope("meta.k8s.io/v1", "DeleteOptions", &options));
     assert_eq!(
         got,
         json!({
@@ -337,10 +325,7 @@ fn unknown_field_numbers_fail_strict_and_are_dropped_otherwise() {
     // A newer client's fields left unset (Go writes them as zeros) pass even under Strict.
     let spec = cat(&[v(1, 3), v(99, 0), s(100, ""), ld(101, &[])]);
     let body = envelope("apps/v1", "Deployment", &ld(2, &spec));
-    assert_eq!(
-        decode(&body, FieldValidation::Strict).unwrap()["spec"],
-        json!({"replicas": 3})
-    );
+    assert_eq!(decode_strict(&body)["spec"], json!({"replicas": 3}));
 }
 
 #[test]
@@ -466,10 +451,15 @@ fn unhex(lines: &[&str]) -> Vec<u8> {
         .collect()
 }
 
+/// `body` decoded with strict field validation, which must succeed.
+fn decode_strict(body: &[u8]) -> Value {
+    decode(body, FieldValidation::Strict).unwrap()
+}
+
 /// The hex `lines` decode, with strict field validation, to `expected`.
 fn assert_decodes_strictly_to(lines: &[&str], expected: serde_json::Value) {
     let body = unhex(lines);
-    assert_eq!(decode(&body, FieldValidation::Strict).unwrap(), expected);
+    assert_eq!(decode_strict(&body), expected);
 }
 
 /// The bodies kubectl 1.33.1 sent for `create deployment web --image=nginx`, `create service

@@ -25,12 +25,14 @@ const MAX_INT32: i64 = i32::MAX as i64;
 /// The fields of a pod an update may change, as Kubernetes lists them in its error.
 const UPDATABLE_POD_SPEC_FIELDS: &str = "`spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
 
-/// Validates a Pod on create.
-pub fn pod(p: &Pod) -> ErrorList {
-    let mut errs = pod_metadata_and_spec(p);
-    let spec_path = FieldPath::new("spec");
-    let empty = PodSpec::default();
-    let spec = p.spec.as_ref().unwrap_or(&empty);
+/// `Forbidden` with `message` when `spec` has ephemeral containers (only the
+/// `ephemeralcontainers` subresource adds them).
+fn no_ephemeral_containers(
+    errs: &mut ErrorList,
+    spec: &PodSpec,
+    spec_path: &FieldPath,
+    message: &str,
+) {
     if spec
         .ephemeral_containers
         .as_ref()
@@ -38,9 +40,18 @@ pub fn pod(p: &Pod) -> ErrorList {
     {
         errs.push(FieldError::forbidden(
             &spec_path.child("ephemeralContainers"),
-            "cannot be set on create",
+            message,
         ));
     }
+}
+
+/// Validates a Pod on create.
+pub fn pod(p: &Pod) -> ErrorList {
+    let mut errs = pod_metadata_and_spec(p);
+    let spec_path = FieldPath::new("spec");
+    let empty = PodSpec::default();
+    let spec = p.spec.as_ref().unwrap_or(&empty);
+    no_ephemeral_containers(&mut errs, spec, &spec_path, "cannot be set on create");
     let gated = spec
         .scheduling_gates
         .as_ref()
@@ -857,16 +868,12 @@ pub(super) fn workload_template(
     let empty = PodSpec::default();
     let spec = t.spec.as_ref().unwrap_or(&empty);
     errs.extend(pod_spec(spec, &spec_path, false));
-    if spec
-        .ephemeral_containers
-        .as_ref()
-        .is_some_and(|e| !e.is_empty())
-    {
-        errs.push(FieldError::forbidden(
-            &spec_path.child("ephemeralContainers"),
-            "ephemeral containers not allowed in pod template",
-        ));
-    }
+    no_ephemeral_containers(
+        &mut errs,
+        spec,
+        &spec_path,
+        "ephemeral containers not allowed in pod template",
+    );
     let restart = s(&spec.restart_policy);
     if !restart.is_empty() && restart != "Always" {
         errs.push(FieldError::not_supported(
