@@ -109,14 +109,9 @@ async fn acknowledged_writes_survive_kill_9_mid_load() {
     let max_acked_rv = acked.values().map(|(rv, _)| *rv).max().unwrap();
 
     let server = support::MINIK.server(dir.path(), &[]);
-    let list: Value = client
-        .get(format!("{}/api/v1/namespaces/default/pods", server.base))
-        .send()
+    let list = minik_testkit::get_json(&client, &server.base, "/api/v1/namespaces/default/pods")
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .expect("list the pods after the restart");
     let stored: BTreeMap<String, Value> = list["items"]
         .as_array()
         .unwrap()

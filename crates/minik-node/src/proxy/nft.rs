@@ -401,6 +401,25 @@ mod tests {
         }
     }
 
+    /// The Service default/web's port `http` as ClusterIP 127.96.0.5:8080, NodePort
+    /// 127.0.0.9:30080 and LoadBalancer 127.0.0.9:8080, to `ready`.
+    fn web(ready: &[&str]) -> BTreeMap<SocketAddr, Frontend> {
+        table(&[
+            (
+                "127.96.0.5:8080",
+                frontend("default/web", "http", Kind::ClusterIp, ready),
+            ),
+            (
+                "127.0.0.9:30080",
+                frontend("default/web", "http", Kind::NodePort, ready),
+            ),
+            (
+                "127.0.0.9:8080",
+                frontend("default/web", "http", Kind::LoadBalancer, ready),
+            ),
+        ])
+    }
+
     fn table(entries: &[(&str, Frontend)]) -> BTreeMap<SocketAddr, Frontend> {
         entries
             .iter()
@@ -471,29 +490,16 @@ table ip minik-n1 {{
     #[test]
     fn cluster_ips_node_ports_and_load_balancers_go_to_their_endpoints_in_turn() {
         let ready = ["127.0.0.2:31000", "127.0.0.3:31000", "127.0.0.5:31005"];
-        let frontends = table(&[
-            (
-                "127.96.0.5:8080",
-                frontend("default/web", "http", Kind::ClusterIp, &ready),
+        let mut frontends = web(&ready);
+        frontends.extend(table(&[(
+            "127.96.0.6:9000",
+            frontend(
+                "default/plain",
+                "9000",
+                Kind::ClusterIp,
+                &["127.0.0.2:32000"],
             ),
-            (
-                "127.0.0.9:30080",
-                frontend("default/web", "http", Kind::NodePort, &ready),
-            ),
-            (
-                "127.0.0.9:8080",
-                frontend("default/web", "http", Kind::LoadBalancer, &ready),
-            ),
-            (
-                "127.96.0.6:9000",
-                frontend(
-                    "default/plain",
-                    "9000",
-                    Kind::ClusterIp,
-                    &["127.0.0.2:32000"],
-                ),
-            ),
-        ]);
+        )]));
         let expected = format!(
             "add table ip minik-n1
 delete table ip minik-n1
@@ -597,19 +603,8 @@ table ip minik-n1 {{
     #[test]
     fn nft_accepts_the_rulesets_and_its_refusals_are_quoted() {
         let ready = ["127.0.0.2:31000", "127.0.0.3:31000"];
-        let frontends = table(&[
-            (
-                "127.96.0.5:8080",
-                frontend("default/web", "http", Kind::ClusterIp, &ready),
-            ),
-            (
-                "127.0.0.9:30080",
-                frontend("default/web", "http", Kind::NodePort, &ready),
-            ),
-            (
-                "127.0.0.9:8080",
-                frontend("default/web", "http", Kind::LoadBalancer, &ready),
-            ),
+        let mut frontends = web(&ready);
+        frontends.extend(table(&[
             (
                 "127.96.0.6:9000",
                 frontend("default/one", "9000", Kind::ClusterIp, &["127.0.0.2:1"]),
@@ -622,7 +617,7 @@ table ip minik-n1 {{
                 "127.0.0.9:31234",
                 frontend("shop/cart", "80", Kind::NodePort, &[]),
             ),
-        ]);
+        ]));
         let name = format!("minik-unit-{}", std::process::id());
         for ruleset in [render(&name, &BTreeMap::new()), render(&name, &frontends)] {
             if let Err(e) = run(&["-c", "-f", "-"], Some(&ruleset)) {
