@@ -323,13 +323,7 @@ async fn bare_pods_running(ctx: &Ctx, count: usize, nodes: usize) -> anyhow::Res
     for r in results {
         r?;
     }
-    let path = format!("/api/v1/namespaces/{NAMESPACE}/pods?labelSelector={BASELINE_LABEL}");
-    ctx.until("bare pods Running", async || {
-        let list = ctx.get(&path).await?;
-        Ok((items(&list).iter().filter(|p| is_running(p)).count() >= count).then_some(()))
-    })
-    .await?;
-    let took = started.elapsed();
+    let took = running_after(ctx, "bare pods Running", BASELINE_LABEL, count, started).await?;
     // Gone at once (grace 0), so the nodes have room for the Deployment.
     ctx.send(
         reqwest::Method::DELETE,
@@ -355,6 +349,24 @@ fn deployment(name: &str, replicas: usize, template_spec: Value, labels: Value) 
 
 /// Waits until the Deployment's status says every replica of its current generation is
 /// updated and available and no old one is left.
+/// Waits until `count` pods that `selector` picks are Running; answers how long that was after
+/// `started`.
+async fn running_after(
+    ctx: &Ctx,
+    what: &str,
+    selector: &str,
+    count: usize,
+    started: Instant,
+) -> anyhow::Result<Duration> {
+    let path = format!("/api/v1/namespaces/{NAMESPACE}/pods?labelSelector={selector}");
+    ctx.until(what, async || {
+        let list = ctx.get(&path).await?;
+        Ok((items(&list).iter().filter(|p| is_running(p)).count() >= count).then_some(()))
+    })
+    .await?;
+    Ok(started.elapsed())
+}
+
 async fn wait_rolled_out(ctx: &Ctx, name: &str, replicas: usize) -> anyhow::Result<()> {
     let path = format!("/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{name}");
     let want = replicas as u64;
@@ -424,13 +436,8 @@ async fn process_deployment(ctx: &Ctx, replicas: usize) -> anyhow::Result<Durati
         "application/json",
     )
     .await?;
-    let path = format!("/api/v1/namespaces/{NAMESPACE}/pods?labelSelector=app={name}");
-    ctx.until("sleep pods Running", async || {
-        let list = ctx.get(&path).await?;
-        Ok((items(&list).iter().filter(|p| is_running(p)).count() >= replicas).then_some(()))
-    })
-    .await?;
-    let took = started.elapsed();
+    let selector = format!("app={name}");
+    let took = running_after(ctx, "sleep pods Running", &selector, replicas, started).await?;
     ctx.send(
         reqwest::Method::DELETE,
         &format!("/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{name}"),
