@@ -159,7 +159,9 @@ pub(super) fn resource_quantity(
 
 const STANDARD_CONTAINER_RESOURCES: &[&str] = &["cpu", "memory", "ephemeral-storage"];
 
-const STANDARD_RESOURCES: &[&str] = &[
+/// The standard resources that are amounts of compute or storage; the others are
+/// `INTEGER_RESOURCES`.
+const STANDARD_AMOUNT_RESOURCES: &[&str] = &[
     "cpu",
     "memory",
     "ephemeral-storage",
@@ -169,39 +171,8 @@ const STANDARD_RESOURCES: &[&str] = &[
     "limits.cpu",
     "limits.memory",
     "limits.ephemeral-storage",
-    "pods",
-    "resourcequotas",
-    "services",
-    "replicationcontrollers",
-    "secrets",
-    "configmaps",
-    "persistentvolumeclaims",
     "storage",
     "requests.storage",
-    "services.nodeports",
-    "services.loadbalancers",
-];
-
-const STANDARD_QUOTA_RESOURCES: &[&str] = &[
-    "cpu",
-    "memory",
-    "ephemeral-storage",
-    "requests.cpu",
-    "requests.memory",
-    "requests.storage",
-    "requests.ephemeral-storage",
-    "limits.cpu",
-    "limits.memory",
-    "limits.ephemeral-storage",
-    "pods",
-    "resourcequotas",
-    "services",
-    "replicationcontrollers",
-    "secrets",
-    "persistentvolumeclaims",
-    "configmaps",
-    "services.nodeports",
-    "services.loadbalancers",
 ];
 
 /// Resources counted in whole objects: a quota of `pods: 1.5` makes no sense.
@@ -216,6 +187,11 @@ const INTEGER_RESOURCES: &[&str] = &[
     "services.nodeports",
     "services.loadbalancers",
 ];
+
+/// Kubernetes' `IsStandardResourceName`.
+fn is_standard_resource(name: &str) -> bool {
+    STANDARD_AMOUNT_RESOURCES.contains(&name) || INTEGER_RESOURCES.contains(&name)
+}
 
 pub(super) fn is_hugepages(name: &str) -> bool {
     name.starts_with("hugepages-")
@@ -253,7 +229,7 @@ fn is_integer_resource(name: &str) -> bool {
 fn resource_name(errs: &mut ErrorList, name: &str, path: &FieldPath) {
     let before = errs.len();
     label_name(errs, name, path);
-    let known = STANDARD_RESOURCES.contains(&name) || is_quota_hugepages(name);
+    let known = is_standard_resource(name) || is_quota_hugepages(name);
     if errs.len() == before {
         invalid_unless(
             errs,
@@ -293,7 +269,9 @@ pub(super) fn container_resource_name(errs: &mut ErrorList, name: &str, path: &F
 /// name with a domain.
 pub(super) fn quota_resource_name(errs: &mut ErrorList, name: &str, path: &FieldPath) {
     resource_name(errs, name, path);
-    let known = STANDARD_QUOTA_RESOURCES.contains(&name) || is_quota_hugepages(name);
+    // Kubernetes' standard quota resources are the standard resources but `storage`.
+    let standard = is_standard_resource(name) && name != "storage";
+    let known = standard || is_quota_hugepages(name);
     let ok = name.contains('/') || known;
     invalid_unless(
         errs,

@@ -809,6 +809,7 @@ fn resource_quotas() {
                 "spec.hard[widgets]: Invalid value: \"widgets\": must be a standard resource type or fully qualified",
                 "spec.hard[widgets]: Invalid value: \"widgets\": must be a standard resource for quota",
             ])),
+            ("storage is standard but not for quota", hard(json!({"storage": "1Gi"})), exactly(["spec.hard[storage]: Invalid value: \"storage\": must be a standard resource for quota"])),
             ("unparsable", hard(json!({"requests.memory": "1GB"})), exactly(["spec.hard[requests.memory]: Invalid value: \"1GB\": quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"])),
             ("scopes", json!({"spec": {"hard": {"requests.cpu": null, "limits.memory": null}, "scopes": ["BestEffort", "NotBestEffort"]}}), exactly(["spec.scopes: Invalid value: [\"BestEffort\",\"NotBestEffort\"]: conflicting scopes"])),
             ("scope for compute", json!({"spec": {"scopes": ["BestEffort"]}}), exactly(["spec.scopes: Invalid value: [\"BestEffort\"]: unsupported scope applied to resource"])),
