@@ -1535,7 +1535,7 @@ mod tests {
                     {"name": "sidecar", "image": "side:1"},
                 ])),
                 json!({"spec": {
-                    "$setElementOrder/containers": [{"name": "app"}, {"name": "sidecar"}],
+                    "$setElementOrder/containers": containers(&["app", "sidecar"]),
                     "containers": [{"name": "sidecar", "image": "side:2"}],
                 }}),
                 pod_with(json!([
@@ -1550,7 +1550,7 @@ mod tests {
                     json!([{"name": "app", "image": "app:1"}, {"name": "sidecar", "image": "side:1"}]),
                 ),
                 json!({"spec": {
-                    "$setElementOrder/containers": [{"name": "app"}],
+                    "$setElementOrder/containers": containers(&["app"]),
                     "containers": [{"$patch": "delete", "name": "sidecar"}],
                 }}),
                 pod_with(json!([{"name": "app", "image": "app:1"}])),
@@ -1567,7 +1567,7 @@ mod tests {
                     ]}]},
                 }}}),
                 json!({"spec": {"template": {"spec": {
-                    "$setElementOrder/containers": [{"name": "web"}],
+                    "$setElementOrder/containers": containers(&["web"]),
                     "containers": [{
                         "$setElementOrder/env": [{"name": "A"}, {"name": "B"}, {"name": "C"}],
                         "name": "web",
@@ -1595,7 +1595,7 @@ mod tests {
                 "Pod",
                 pod_with(containers(&["a", "c"])),
                 json!({"spec": {
-                    "$setElementOrder/containers": [{"name": "a"}, {"name": "b"}, {"name": "c"}],
+                    "$setElementOrder/containers": containers(&["a", "b", "c"]),
                     "containers": [{"name": "b", "image": "b:1"}],
                 }}),
                 pod_with(json!([{"name": "a"}, {"name": "b", "image": "b:1"}, {"name": "c"}])),
@@ -1610,25 +1610,21 @@ mod tests {
                 "reorders without other changes",
                 "Pod",
                 pod_with(containers(&["a", "b", "c"])),
-                json!({"spec": {"$setElementOrder/containers": [{"name": "c"}, {"name": "a"}, {"name": "b"}]}}),
+                json!({"spec": {"$setElementOrder/containers": containers(&["c", "a", "b"])}}),
                 pod_with(containers(&["c", "a", "b"])),
             ),
             (
                 "server-only elements keep their place",
                 "Pod",
                 pod_with(containers(&["1", "2", "9", "3", "4"])),
-                json!({"spec": {"$setElementOrder/containers": [
-                    {"name": "2"}, {"name": "1"}, {"name": "4"}, {"name": "3"},
-                ]}}),
+                json!({"spec": {"$setElementOrder/containers": containers(&["2", "1", "4", "3"])}}),
                 pod_with(containers(&["2", "1", "9", "4", "3"])),
             ),
             (
                 "server-only elements after the ordered ones stay after them",
                 "Pod",
                 pod_with(containers(&["1", "3", "4", "2", "9"])),
-                json!({"spec": {"$setElementOrder/containers": [
-                    {"name": "4"}, {"name": "2"}, {"name": "3"}, {"name": "1"},
-                ]}}),
+                json!({"spec": {"$setElementOrder/containers": containers(&["4", "2", "3", "1"])}}),
                 pod_with(containers(&["4", "2", "3", "1", "9"])),
             ),
             (
@@ -1636,7 +1632,7 @@ mod tests {
                 "Pod",
                 pod_with(containers(&["1", "2"])),
                 json!({"spec": {
-                    "$setElementOrder/containers": [{"name": "4"}, {"name": "1"}, {"name": "2"}, {"name": "3"}],
+                    "$setElementOrder/containers": containers(&["4", "1", "2", "3"]),
                     "containers": [{"name": "4"}, {"name": "3"}],
                 }}),
                 pod_with(containers(&["4", "1", "2", "3"])),
@@ -1646,7 +1642,7 @@ mod tests {
                 "Pod",
                 pod_with(containers(&["1", "3"])),
                 json!({"spec": {
-                    "$setElementOrder/containers": [{"name": "3"}, {"name": "2"}, {"name": "1"}],
+                    "$setElementOrder/containers": containers(&["3", "2", "1"]),
                     "containers": [{"name": "3", "v": 3}, {"name": "1", "v": 1}],
                 }}),
                 pod_with(json!([{"name": "3", "v": 3}, {"name": "1", "v": 1}])),
@@ -1656,7 +1652,7 @@ mod tests {
                 "Pod",
                 json!({"spec": {}}),
                 json!({"spec": {
-                    "$setElementOrder/containers": [{"name": "b"}, {"name": "a"}],
+                    "$setElementOrder/containers": containers(&["b", "a"]),
                     "containers": [{"name": "b"}, {"name": "a"}],
                 }}),
                 json!({"spec": {"containers": [{"name": "b"}, {"name": "a"}]}}),
@@ -2123,7 +2119,7 @@ mod tests {
                 "Pod",
                 pod_with(containers(&["1", "3", "2"])),
                 json!({"spec": {
-                    "$setElementOrder/containers": [{"name": "1"}, {"name": "2"}, {"name": "3"}],
+                    "$setElementOrder/containers": containers(&["1", "2", "3"]),
                     "containers": [{"name": "3"}, {"name": "1"}],
                 }}),
                 "spec.containers: the patch's elements are missing from $setElementOrder or in a different order",
