@@ -48,6 +48,18 @@ fn revision_of(
 
 /// Waits until the Deployment has rolled out `image` completely: every replica updated and
 /// available, the spec observed, and only the ReplicaSet of `image` scaled up.
+/// A cluster whose nodes run the Deployment `web` of `replicas` nginx:1.25 pods, rolled out;
+/// and that rollout's ReplicaSet.
+async fn web_rolled_out(replicas: i32) -> (Cluster, ReplicaSet) {
+    let mut cluster = start().await;
+    cluster.run_nodes();
+    cluster
+        .create(deployment_manifest("web", replicas, "nginx:1.25"))
+        .await;
+    let (_, rs) = rolled_out(&cluster, "web", "nginx:1.25").await;
+    (cluster, rs)
+}
+
 async fn rolled_out(cluster: &Cluster, name: &str, image: &str) -> (Deployment, ReplicaSet) {
     wait_for(&format!("{name} to roll out {image}"), DEADLINE, || async {
         let d = cluster.deployment(name).await?;
@@ -258,12 +270,7 @@ async fn a_rolling_update_stays_within_surge_and_unavailability() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undo_rolls_back_to_the_previous_replica_set() {
-    let mut cluster = start().await;
-    cluster.run_nodes();
-    cluster
-        .create(deployment_manifest("web", 3, "nginx:1.25"))
-        .await;
-    let (_, first) = rolled_out(&cluster, "web", "nginx:1.25").await;
+    let (cluster, first) = web_rolled_out(3).await;
     set_image(&cluster, "web", "nginx:1.26").await;
     rolled_out(&cluster, "web", "nginx:1.26").await;
 
@@ -312,12 +319,7 @@ async fn undo_rolls_back_to_the_previous_replica_set() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deployment_scales_through_the_scale_subresource() {
-    let mut cluster = start().await;
-    cluster.run_nodes();
-    cluster
-        .create(deployment_manifest("web", 3, "nginx:1.25"))
-        .await;
-    let (_, rs) = rolled_out(&cluster, "web", "nginx:1.25").await;
+    let (cluster, rs) = web_rolled_out(3).await;
     let rs_name = rs.metadata.name.clone().unwrap_or_default();
     cluster.scale(DEPLOYMENTS, "web", 6).await;
     let (_, rs) = rolled_out(&cluster, "web", "nginx:1.25").await;
@@ -345,12 +347,7 @@ async fn a_deployment_scales_through_the_scale_subresource() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_deployment_waits_to_roll_out() {
-    let mut cluster = start().await;
-    cluster.run_nodes();
-    cluster
-        .create(deployment_manifest("web", 2, "nginx:1.25"))
-        .await;
-    rolled_out(&cluster, "web", "nginx:1.25").await;
+    let (cluster, _) = web_rolled_out(2).await;
     cluster
         .patch::<Deployment>("web", json!({"spec": {"paused": true}}))
         .await;
