@@ -208,6 +208,18 @@ impl HttpApi {
             .query(&Self::write_query(opts))
     }
 
+    /// A create (POST) or replace (PUT) of `object` at `url`.
+    async fn send_object(
+        &self,
+        method: reqwest::Method,
+        url: String,
+        object: Value,
+        opts: WriteOptions,
+    ) -> Result<Value, ApiError> {
+        self.send(self.write_request(method, &url, opts).json(&object))
+            .await
+    }
+
     fn write_query(opts: WriteOptions) -> Vec<(&'static str, &'static str)> {
         let mut query = vec![(
             "fieldValidation",
@@ -370,14 +382,8 @@ impl Api for HttpApi {
         object: Value,
         opts: WriteOptions,
     ) -> BoxFuture<'a, Result<Value, ApiError>> {
-        Box::pin(async move {
-            let url = self.path(info, ns, None, None);
-            self.send(
-                self.write_request(reqwest::Method::POST, &url, opts)
-                    .json(&object),
-            )
-            .await
-        })
+        let url = self.path(info, ns, None, None);
+        Box::pin(self.send_object(reqwest::Method::POST, url, object, opts))
     }
 
     fn replace<'a>(
@@ -389,14 +395,8 @@ impl Api for HttpApi {
         status: bool,
         opts: WriteOptions,
     ) -> BoxFuture<'a, Result<Value, ApiError>> {
-        Box::pin(async move {
-            let url = self.path(info, ns, Some(name), status.then_some("status"));
-            self.send(
-                self.write_request(reqwest::Method::PUT, &url, opts)
-                    .json(&object),
-            )
-            .await
-        })
+        let url = self.path(info, ns, Some(name), status.then_some("status"));
+        Box::pin(self.send_object(reqwest::Method::PUT, url, object, opts))
     }
 
     fn patch<'a>(
