@@ -307,10 +307,7 @@ mod tests {
     use serde_json::json;
 
     fn parse(s: &str) -> FieldSelector {
-        match FieldSelector::parse(s) {
-            Ok(sel) => sel,
-            Err(e) => panic!("{s:?} should parse: {e}"),
-        }
+        FieldSelector::parse(s).unwrap_or_else(|e| panic!("{s:?} should parse: {e}"))
     }
 
     #[test]

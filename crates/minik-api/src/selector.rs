@@ -669,10 +669,7 @@ mod tests {
     }
 
     fn parse(s: &str) -> Selector {
-        match Selector::parse(s) {
-            Ok(sel) => sel,
-            Err(e) => panic!("{s:?} should parse: {e}"),
-        }
+        Selector::parse(s).unwrap_or_else(|e| panic!("{s:?} should parse: {e}"))
     }
 
     #[test]
