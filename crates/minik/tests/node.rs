@@ -90,6 +90,17 @@ impl Cluster {
         let path = format!("/api/v1/namespaces/default/pods/{name}");
         self.http.wait_until(what, &path, check).await
     }
+
+    /// The pod `name` once its first container has restarted `times` times or more.
+    async fn restarted(&self, name: &str, what: &str, times: i64) -> Value {
+        self.pod_until(name, what, |p| {
+            p["status"]["containerStatuses"][0]["restartCount"]
+                .as_i64()
+                .unwrap_or(0)
+                >= times
+        })
+        .await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,14 +256,7 @@ async fn a_crashing_pod_restarts_with_back_off_and_a_broken_one_says_why() {
         "Always",
     ))
     .await;
-    let crashed = c
-        .pod_until("crash", "restarts", |p| {
-            p["status"]["containerStatuses"][0]["restartCount"]
-                .as_i64()
-                .unwrap_or(0)
-                >= 2
-        })
-        .await;
+    let crashed = c.restarted("crash", "restarts", 2).await;
     let status = &crashed["status"]["containerStatuses"][0];
     assert_eq!(status["lastState"]["terminated"]["exitCode"], 3);
     assert_eq!(status["lastState"]["terminated"]["reason"], "Error");
@@ -394,14 +398,7 @@ async fn probes_gate_readiness_and_restart_a_hung_process() {
     // Hung: nothing answers on its port, so the liveness probe fails and it is restarted.
     let hung = hung_pod("hung", "hung", 2);
     c.create(&hung).await;
-    let restarted = c
-        .pod_until("hung", "a liveness restart", |p| {
-            p["status"]["containerStatuses"][0]["restartCount"]
-                .as_i64()
-                .unwrap_or(0)
-                >= 1
-        })
-        .await;
+    let restarted = c.restarted("hung", "a liveness restart", 1).await;
     let last = &restarted["status"]["containerStatuses"][0]["lastState"]["terminated"];
     assert_eq!(last["exitCode"], 143, "{last}");
 }

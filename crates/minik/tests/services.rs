@@ -206,16 +206,7 @@ fn port_forward(base: &str, target: &str, remote: &str) -> (support::Running, St
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tutorial_scenario_through_every_kind_of_service_address() {
     let c = Cluster::start().await;
-    let svc = c
-        .post(
-            "/api/v1/namespaces/default/services",
-            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
-                   "spec": {"type": "LoadBalancer", "selector": {"app": "web"},
-                            "ports": [{"port": 8080, "targetPort": "http"}]}}),
-        )
-        .await;
-    let cluster_ip = svc["spec"]["clusterIP"].as_str().unwrap().to_owned();
-    let node_port = svc["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+    let (cluster_ip, node_port) = web_service(&c, "LoadBalancer").await;
     let pods = deploy_web(&c).await;
 
     // 30 requests to the ClusterIP are answered by all 3 pods.
@@ -412,17 +403,8 @@ async fn the_tutorial_scenario_through_nftables_agents() {
     })
     .await;
 
-    let svc = c
-        .post(
-            "/api/v1/namespaces/default/services",
-            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
-                   "spec": {"type": "NodePort", "selector": {"app": "web"},
-                            "ports": [{"port": 8080, "targetPort": "http"}]}}),
-        )
-        .await;
-    let cluster_ip: std::net::Ipv4Addr =
-        svc["spec"]["clusterIP"].as_str().unwrap().parse().unwrap();
-    let node_port = svc["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+    let (cluster_ip, node_port) = web_service(&c, "NodePort").await;
+    let cluster_ip: std::net::Ipv4Addr = cluster_ip.parse().unwrap();
     let front = format!("{cluster_ip}:8080");
 
     // No endpoints yet: the connection is refused at once (a TCP reset), not left hanging,
@@ -749,16 +731,7 @@ async fn nftables_cluster_ips_reach_endpoints_on_another_host() {
     })
     .await;
 
-    let svc = c
-        .post(
-            "/api/v1/namespaces/default/services",
-            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
-                   "spec": {"type": "NodePort", "selector": {"app": "web"},
-                            "ports": [{"port": 8080, "targetPort": "http"}]}}),
-        )
-        .await;
-    let cluster_ip = svc["spec"]["clusterIP"].as_str().unwrap().to_owned();
-    let node_port = svc["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+    let (cluster_ip, node_port) = web_service(&c, "NodePort").await;
     // Both pods on the other host.
     c.post(
         "/apis/apps/v1/namespaces/default/deployments",
@@ -851,6 +824,22 @@ async fn nftables_cluster_ips_reach_endpoints_on_another_host() {
 /// Scales the `web` Deployment to 1 and waits until every connection through `front` and
 /// through `node_front` reaches the pod left. While the proxies learn of the change, a request
 /// can still reach a pod that is shutting down and fail; once they have, none does.
+/// Creates the Service `web` of `kind` (port 8080 to the pods' port `http`); answers its
+/// ClusterIP and NodePort.
+async fn web_service(c: &Cluster, kind: &str) -> (String, i64) {
+    let svc = c
+        .post(
+            "/api/v1/namespaces/default/services",
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                   "spec": {"type": kind, "selector": {"app": "web"},
+                            "ports": [{"port": 8080, "targetPort": "http"}]}}),
+        )
+        .await;
+    let cluster_ip = svc["spec"]["clusterIP"].as_str().unwrap().to_owned();
+    let node_port = svc["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+    (cluster_ip, node_port)
+}
+
 /// Deletes the Service `web` and waits until its ClusterIP `front` no longer answers.
 async fn delete_service(c: &Cluster, front: &str) {
     let r = c
