@@ -55,12 +55,8 @@ async fn compute_quota_refuses_the_over_limit_pod_with_kubernetes_message() {
             &sized_pod("nginx", "500m", "128Mi"),
         )
         .await;
-    assert_eq!(refused.code, 403, "{:?}", refused.body);
+    assert_forbidden(&refused, "pods \"nginx\" is forbidden: exceeded quota: compute-quota, requested: requests.cpu=500m, used: requests.cpu=1, limited: requests.cpu=1");
     assert_eq!(refused.body["reason"], "Forbidden");
-    assert_eq!(
-        refused.body["message"],
-        "pods \"nginx\" is forbidden: exceeded quota: compute-quota, requested: requests.cpu=500m, used: requests.cpu=1, limited: requests.cpu=1"
-    );
     assert_eq!(
         s.get("/api/v1/namespaces/default/pods/nginx").await.code,
         404,
