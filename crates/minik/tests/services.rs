@@ -46,6 +46,19 @@ struct Cluster {
     _dirs: Vec<tempfile::TempDir>,
 }
 
+/// Regression: the agents are killed with SIGKILL, which leaves their pods running (to be
+/// adopted by the next agent); one python pod per run outlived the tests. Kill them too.
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            node.kill9();
+        }
+        for dir in &self._dirs {
+            minik_testkit::kill_pods_recorded_in(dir.path());
+        }
+    }
+}
+
 impl Cluster {
     async fn start() -> Cluster {
         Cluster::start_with(&[("n1", "127.0.0.2"), ("n2", "127.0.0.3")], &[]).await
