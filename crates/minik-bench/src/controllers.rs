@@ -67,6 +67,17 @@ struct Ctx {
 }
 
 impl Ctx {
+    /// Creates the Deployment `body` in the bench namespace.
+    async fn create_deployment(&self, body: &Value) -> anyhow::Result<StatusCode> {
+        self.send(
+            reqwest::Method::POST,
+            &format!("/apis/apps/v1/namespaces/{NAMESPACE}/deployments"),
+            Some(body),
+            "application/json",
+        )
+        .await
+    }
+
     async fn get(&self, path: &str) -> anyhow::Result<Value> {
         let response = self
             .http
@@ -390,13 +401,7 @@ async fn deployment_available(ctx: &Ctx, name: &str, replicas: usize) -> anyhow:
         json!({"app": name}),
     );
     let started = Instant::now();
-    ctx.send(
-        reqwest::Method::POST,
-        &format!("/apis/apps/v1/namespaces/{NAMESPACE}/deployments"),
-        Some(&body),
-        "application/json",
-    )
-    .await?;
+    ctx.create_deployment(&body).await?;
     wait_rolled_out(ctx, name, replicas).await?;
     Ok(started.elapsed())
 }
@@ -429,13 +434,7 @@ async fn process_deployment(ctx: &Ctx, replicas: usize) -> anyhow::Result<Durati
         json!({"app": name}),
     );
     let started = Instant::now();
-    ctx.send(
-        reqwest::Method::POST,
-        &format!("/apis/apps/v1/namespaces/{NAMESPACE}/deployments"),
-        Some(&body),
-        "application/json",
-    )
-    .await?;
+    ctx.create_deployment(&body).await?;
     let selector = format!("app={name}");
     let took = running_after(ctx, "sleep pods Running", &selector, replicas, started).await?;
     ctx.send(
