@@ -20,6 +20,16 @@ use minik_testkit::{wait_for, DEADLINE};
 
 const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/default/deployments";
 
+/// The pod-template-hash label of a ReplicaSet (empty without one).
+fn template_hash(rs: &ReplicaSet) -> String {
+    rs.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("pod-template-hash"))
+        .cloned()
+        .unwrap_or_default()
+}
+
 fn image_of(rs: &ReplicaSet) -> Option<&str> {
     rs.spec
         .as_ref()?
@@ -422,13 +432,7 @@ async fn recreate_never_runs_old_and_new_pods_together() {
     manifest["spec"]["strategy"] = json!({"type": "Recreate"});
     cluster.create(manifest).await;
     let (_, first) = rolled_out(&cluster, "web", "nginx:1.25").await;
-    let old_hash = first
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get("pod-template-hash"))
-        .cloned()
-        .unwrap_or_default();
+    let old_hash = template_hash(&first);
 
     // A watcher that records any moment with pods of both templates.
     let params = ListParams::labels("app=web");
@@ -484,13 +488,7 @@ async fn recreate_never_runs_old_and_new_pods_together() {
     });
     set_image(&cluster, "web", "nginx:1.26").await;
     let (_, second) = rolled_out(&cluster, "web", "nginx:1.26").await;
-    let new_hash = second
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get("pod-template-hash"))
-        .cloned()
-        .unwrap_or_default();
+    let new_hash = template_hash(&second);
     wait_for("the watcher to see the new pods", DEADLINE, || async {
         let last = last.lock().map(|l| l.clone()).unwrap_or_default();
         (last.len() == 3 && last.values().all(|h| *h == new_hash)).then_some(())
