@@ -181,6 +181,15 @@ impl Cluster {
         Some(out)
     }
 
+    /// Waits until six requests in a row to `addr` are all answered, by exactly `pods` between
+    /// them.
+    async fn until_answered_by(&self, what: &str, addr: &str, pods: &BTreeSet<String>) {
+        support::wait_for(what, support::DEADLINE, || async {
+            (set(&self.try_answers(addr, 6).await?) == *pods).then_some(())
+        })
+        .await;
+    }
+
     /// Who answered each of `n` requests to `addr`; every request must succeed.
     async fn answers(&self, addr: &str, n: usize) -> Vec<String> {
         let mut out = Vec::new();
@@ -224,15 +233,8 @@ async fn the_tutorial_scenario_through_every_kind_of_service_address() {
 
     // 30 requests to the ClusterIP are answered by all 3 pods.
     let front = format!("{cluster_ip}:8080");
-    support::wait_for(
-        "the proxies to know all 3 pods",
-        support::DEADLINE,
-        || async {
-            let seen = set(&c.try_answers(&front, 6).await?);
-            (seen == pods).then_some(())
-        },
-    )
-    .await;
+    c.until_answered_by("the proxies to know all 3 pods", &front, &pods)
+        .await;
     assert_eq!(set(&c.answers(&front, 30).await), pods);
     // The NodePort of every node, and the LoadBalancer port on every node's address.
     for node in ["127.0.0.2", "127.0.0.3"] {
@@ -442,15 +444,8 @@ async fn the_tutorial_scenario_through_nftables_agents() {
     let pods = deploy_web(&c).await;
 
     // The ClusterIP spreads connections over all 3 pods.
-    support::wait_for(
-        "the tables to know all 3 pods",
-        support::DEADLINE,
-        || async {
-            let seen = set(&c.try_answers(&front, 6).await?);
-            (seen == pods).then_some(())
-        },
-    )
-    .await;
+    c.until_answered_by("the tables to know all 3 pods", &front, &pods)
+        .await;
     // The kernel sent them all to the pods, none to the socket on the address; without it,
     // nothing listens there.
     assert_eq!(set(&c.answers(&front, 30).await), pods);
@@ -784,12 +779,8 @@ async fn nftables_cluster_ips_reach_endpoints_on_another_host() {
     // The ClusterIP, the node port on 127.0.0.1 and on the agent's address: every request
     // is answered, by both pods.
     let front = format!("{cluster_ip}:8080");
-    support::wait_for(
-        "the table to send to both pods",
-        support::DEADLINE,
-        || async { (set(&c.try_answers(&front, 6).await?) == pods).then_some(()) },
-    )
-    .await;
+    c.until_answered_by("the table to send to both pods", &front, &pods)
+        .await;
     for addr in [
         front.clone(),
         format!("127.0.0.1:{node_port}"),
