@@ -30,6 +30,18 @@ pub fn kill_pods_recorded_in(dir: &Path) -> usize {
     killed
 }
 
+/// Kills, when dropped, the pods recorded under each of its node agents' data dirs: declared
+/// before the agents' guards, it runs after them, also when the test fails.
+pub struct KillPodsOnDrop(pub Vec<std::path::PathBuf>);
+
+impl Drop for KillPodsOnDrop {
+    fn drop(&mut self) {
+        for dir in &self.0 {
+            kill_pods_recorded_in(dir);
+        }
+    }
+}
+
 /// Kills the process recorded in the container file `path` if it is still that process.
 fn kill_recorded(path: &Path) -> bool {
     let Some(record) = std::fs::read(path)

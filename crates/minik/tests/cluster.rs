@@ -127,6 +127,9 @@ fn name_of(pod: &Value) -> String {
 async fn a_killed_node_s_pods_move_and_its_processes_stop_when_it_returns() {
     let server_dir = tempfile::tempdir().unwrap();
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    // Regression: the agents die by SIGKILL, which leaves their pods running; two looping pods
+    // per run outlived this test. Dropped after the agents' guards, this kills them.
+    let _pods = minik_testkit::KillPodsOnDrop(dirs.iter().map(|d| d.path().to_owned()).collect());
     let server = server(server_dir.path());
     let c = Client::new(&server.base);
     let mut nodes = vec![
