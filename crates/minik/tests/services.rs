@@ -42,21 +42,11 @@ struct Cluster {
     marks: tempfile::TempDir,
     // Dropped in order: nodes before the server.
     nodes: Vec<support::Running>,
+    // Regression: the agents die by SIGKILL, which leaves their pods running (to be adopted by
+    // the next agent); one python pod per run outlived the tests. Dropped after the agents.
+    _pods: minik_testkit::KillPodsOnDrop,
     _server: support::Running,
     _dirs: Vec<tempfile::TempDir>,
-}
-
-/// Regression: the agents are killed with SIGKILL, which leaves their pods running (to be
-/// adopted by the next agent); one python pod per run outlived the tests. Kill them too.
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for node in &mut self.nodes {
-            node.kill9();
-        }
-        for dir in &self._dirs {
-            minik_testkit::kill_pods_recorded_in(dir.path());
-        }
-    }
 }
 
 impl Cluster {
@@ -87,6 +77,9 @@ impl Cluster {
             base: server.base.clone(),
             marks: tempfile::tempdir().unwrap(),
             nodes,
+            _pods: minik_testkit::KillPodsOnDrop(
+                dirs.iter().map(|d| d.path().to_owned()).collect(),
+            ),
             _server: server,
             _dirs: dirs,
         };
@@ -726,6 +719,10 @@ async fn nftables_cluster_ips_reach_endpoints_on_another_host() {
         base: server.base.clone(),
         marks: tempfile::tempdir().unwrap(),
         nodes: vec![here_agent],
+        _pods: minik_testkit::KillPodsOnDrop(vec![
+            here_dir.path().to_owned(),
+            there_dir.path().to_owned(),
+        ]),
         _server: server,
         _dirs: vec![server_dir, here_dir, there_dir],
     };
