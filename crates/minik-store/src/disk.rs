@@ -200,3 +200,34 @@ pub(crate) fn stuck_flush(path: &Path) -> sled::Error {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// Regression: a nudge still flushing held the sled instance after the store closed, and
+    /// opening the directory again at once failed on sled's lock. `finish` waits for every
+    /// thread the flusher started (a slow one stands in for a nudge here).
+    #[test]
+    fn finish_waits_for_the_threads_that_may_hold_the_instance() {
+        let mut flusher = Flusher::default();
+        let done = Arc::new(AtomicBool::new(false));
+        let slow = {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                done.store(true, Ordering::SeqCst);
+            })
+        };
+        flusher.keep(slow);
+        flusher.finish(Duration::from_secs(30));
+        assert!(
+            done.load(Ordering::SeqCst),
+            "finish returned before the thread ended"
+        );
+        assert!(flusher.threads.is_empty());
+    }
+}
