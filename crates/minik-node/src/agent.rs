@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use crate::events::Recorder;
+use crate::images::{ImageManager, ERR_IMAGE_PULL};
 use crate::plan::{self, AfterTearDown, Now, Phase, Plan, View};
 use crate::pod::{self, Backoff, PodRecord};
 use crate::probe::{self, Checker};
@@ -82,16 +83,26 @@ struct Agent {
     events: Recorder,
     /// What was last written to each pod's state file, to write only changes.
     saved: Mutex<HashMap<String, SavedPod>>,
+    /// The image manager, for runtimes that run images; `None` when containers are host
+    /// programs (the process runtime).
+    images: Option<Arc<ImageManager>>,
 }
 
-/// Runs the agent until `shutdown` resolves; then stops every pod's containers.
+/// Runs the agent until `shutdown` resolves; then stops every pod's containers. With `images`,
+/// every container's image is made present (pulled, as its pull policy says) before it starts;
+/// the archives in `DATA_DIR/images/` are imported first.
 pub async fn run(
     api: Arc<dyn Api>,
     runtime: Arc<dyn Runtime>,
     checker: Arc<dyn Checker>,
+    images: Option<Arc<ImageManager>>,
     config: AgentConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
+    if let Some(images) = &images {
+        import_images(images, &config.data_dir.join("images")).await;
+        images.unpin_all_but(&runtime.containers().into_iter().collect());
+    }
     let listener = tokio::net::TcpListener::bind((config.address.as_str(), config.port))
         .await
         .map_err(|e| {
@@ -152,6 +163,7 @@ pub async fn run(
         services: services.clone(),
         events,
         saved: Mutex::new(saved),
+        images,
         config,
     });
     let mut tasks = Vec::new();
@@ -173,6 +185,16 @@ pub async fn run(
         tasks.push(tokio::spawn(work(agent.clone())));
     }
     tasks.push(tokio::spawn(adopt(agent.clone())));
+    if let Some(images) = agent.images.clone() {
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(crate::images::GC_PERIOD);
+            loop {
+                tick.tick().await;
+                let images = images.clone();
+                let _ = tokio::task::spawn_blocking(move || images.collect_garbage()).await;
+            }
+        }));
+    }
     shutdown.await;
     for task in &tasks {
         task.abort();
@@ -186,6 +208,22 @@ pub async fn run(
         agent.stop_everything().await;
     }
     Ok(())
+}
+
+/// Imports the image archives dropped in `dir` (k3s's `agent/images`), so that air-gapped nodes
+/// have their images before the first pod starts.
+async fn import_images(images: &ImageManager, dir: &std::path::Path) {
+    for (file, result) in images.service().import_dir(dir).await {
+        match result {
+            Ok(records) => {
+                let names: Vec<String> = records.iter().map(|r| r.display_name()).collect();
+                tracing::info!(file = %file.display(), images = ?names, "imported image archive");
+            }
+            Err(e) => {
+                tracing::error!(file = %file.display(), error = %e, "cannot import image archive")
+            }
+        }
+    }
 }
 
 fn node_object(config: &AgentConfig, port: u16) -> Value {
@@ -349,7 +387,15 @@ async fn heartbeat(agent: Arc<Agent>, port: u16) {
             .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
         let ready_stored = stored.is_some_and(|c| c.status == "True");
         let due = reported.is_none_or(|at| at.elapsed() >= STATUS_REPORT_FREQUENCY);
-        if ready_stored && !due {
+        let images = agent.images.as_ref().map(|m| m.node_images());
+        let images_stored = node
+            .status
+            .as_ref()
+            .and_then(|s| s.images.as_ref())
+            .map(|i| serde_json::to_value(i).unwrap_or_default())
+            .unwrap_or(Value::Array(Vec::new()));
+        let images_changed = images.as_ref().is_some_and(|i| i != &images_stored);
+        if ready_stored && !due && !images_changed {
             continue;
         }
         let now = now_rfc3339();
@@ -359,11 +405,14 @@ async fn heartbeat(agent: Arc<Agent>, port: u16) {
             .and_then(|c| c.last_transition_time.as_ref())
             .map(|t| minik_api::time::rfc3339(t.0))
             .unwrap_or_else(|| now.clone());
-        let body = json!({"status": {"conditions": [{
+        let mut body = json!({"status": {"conditions": [{
             "type": "Ready", "status": "True", "reason": "KubeletReady",
             "message": "minik node agent is posting ready status",
             "lastHeartbeatTime": now, "lastTransitionTime": transition,
         }]}});
+        if let Some(images) = images {
+            body["status"]["images"] = images;
+        }
         let patch = Patch {
             kind: PatchKind::Merge,
             body,
@@ -824,13 +873,42 @@ impl Agent {
         now: Instant,
     ) -> Result<(), Duration> {
         let name = container.name.as_str();
+        let image = match &self.images {
+            Some(images) => {
+                let emit = |event: plan::Event| self.send(pod, &[event]);
+                match images.ensure(container, &emit).await {
+                    Ok(ready) => Some(ready),
+                    Err(failure) => {
+                        self.send(pod, &[plan::start_failed(name, failure.reason)]);
+                        let delay = pod::start_failed(
+                            record,
+                            name,
+                            failure.reason,
+                            &failure.message,
+                            now,
+                            &self.config.backoff,
+                        );
+                        // Look again soon, to report the back-off (`ImagePullBackOff`).
+                        return Err(if failure.reason == ERR_IMAGE_PULL {
+                            delay.min(Duration::from_secs(1))
+                        } else {
+                            delay
+                        });
+                    }
+                }
+            }
+            None => None,
+        };
         let placement = self.placement(binds.clone(), self.services.env_for(pod).await);
         let previous = record.containers.get(name).and_then(|c| c.instance.clone());
         let id = pod::begin_start(record, name, now);
+        if let Some(c) = record.containers.get_mut(name) {
+            c.image_id = image.as_ref().map(|i| i.image_id.clone());
+        }
         if let Some(previous) = previous {
             // The run that ended is in the status as lastState; the runtime can forget it.
             self.drop_probes(&previous);
-            self.runtime.remove(&previous);
+            self.forget(&previous);
         }
         let spec = spec::environment(pod, container, &placement).and_then(|env| {
             let (program, args) = spec::command_line(container, &env)?;
@@ -849,14 +927,22 @@ impl Agent {
         });
         let started = match spec {
             Ok(spec) => match self.runtime.start(&spec) {
-                Ok(info) => Ok((spec, info)),
+                Ok(info) => {
+                    if let (Some(images), Some(image)) = (&self.images, &image) {
+                        images.pin(&spec.id, &image.record);
+                    }
+                    Ok((spec, info))
+                }
                 Err(e) => Err((e.reason(), e.to_string())),
             },
             Err(message) => Err(("CreateContainerConfigError", message)),
         };
         match started {
             Ok((spec, info)) => {
-                self.send(pod, &plan::started(container, &spec.program, &info));
+                self.send(
+                    pod,
+                    &plan::started(container, &spec.program, &info, image.is_some()),
+                );
                 let target = probe::Target {
                     host: self.config.address.clone(),
                     ports: binds,
@@ -913,7 +999,7 @@ impl Agent {
             .map(|id| async move {
                 self.drop_probes(&id);
                 self.runtime.stop(&id, grace).await;
-                self.runtime.remove(&id);
+                self.forget(&id);
             });
         futures::future::join_all(stops).await;
         if forget {
@@ -958,7 +1044,15 @@ impl Agent {
         for id in orphans {
             tracing::info!(container = %id, "stopping a container whose pod is gone");
             self.runtime.stop(&id, Duration::from_secs(2)).await;
-            self.runtime.remove(&id);
+            self.forget(&id);
+        }
+    }
+
+    /// Forgets an exited container instance: the runtime's record of it and its image's pin.
+    fn forget(&self, id: &str) {
+        self.runtime.remove(id);
+        if let Some(images) = &self.images {
+            images.unpin(id);
         }
     }
 

@@ -24,6 +24,7 @@ use minik_api::k8s_openapi::api::core::v1::{Container, Pod};
 use tokio::time::Instant;
 
 use crate::events::Kind;
+use crate::images;
 use crate::pod::{self, Backoff, ContainerRecord, PodRecord, Terminated};
 use crate::probe::{ProbeKind, Verdict};
 use crate::runtime::{Started, State};
@@ -179,7 +180,12 @@ pub struct Event {
 }
 
 impl Event {
-    fn about(container: &str, kind: Kind, reason: &'static str, message: String) -> Event {
+    pub(crate) fn about(
+        container: &str,
+        kind: Kind,
+        reason: &'static str,
+        message: String,
+    ) -> Event {
         Event {
             container: Some(container.to_owned()),
             kind,
@@ -349,6 +355,7 @@ fn drive(
     for container in containers {
         let c = record.containers.entry(container.name.clone()).or_default();
         let was_backing_off = is_crash_loop(c);
+        let was_pulling_back_off = is_pull_back_off(c);
         let state = view.state(c.instance.as_deref());
         let phase = advance(pod, &policy, container, c, state, now.instant, backoff);
         match &phase {
@@ -366,6 +373,15 @@ fn drive(
                 }
             }
             Phase::Starting | Phase::Exited => {}
+        }
+        if is_pull_back_off(c) && !was_pulling_back_off {
+            let image = container.image.as_deref().unwrap_or_default();
+            events.push(Event::about(
+                &container.name,
+                Kind::Normal,
+                "BackOff",
+                format!("Back-off pulling image {image:?}"),
+            ));
         }
         if is_crash_loop(c) && !was_backing_off {
             events.push(Event::about(
@@ -387,6 +403,12 @@ fn drive(
         events,
         requeue_after,
     })
+}
+
+fn is_pull_back_off(c: &ContainerRecord) -> bool {
+    c.waiting
+        .as_ref()
+        .is_some_and(|(reason, _)| reason == images::IMAGE_PULL_BACK_OFF)
 }
 
 fn is_crash_loop(c: &ContainerRecord) -> bool {
@@ -463,28 +485,47 @@ fn advance(
                 None => Phase::Exited,
             }
         }
-        // Never started, lost, or its start failed (then it waits with that reason).
+        // Never started, lost, or its start failed (then it waits with that reason; a failed
+        // pull waits as `ImagePullBackOff`, as the kubelet reports it).
         State::Unknown => match c.not_before {
-            Some(until) if until > now => Phase::Waiting(Wait::BackOff { until }),
+            Some(until) if until > now => {
+                if let Some((reason, message)) = &mut c.waiting {
+                    if reason == images::ERR_IMAGE_PULL {
+                        let image = container.image.as_deref().unwrap_or_default();
+                        *message = images::back_off_message(image, message);
+                        *reason = images::IMAGE_PULL_BACK_OFF.to_owned();
+                    }
+                }
+                Phase::Waiting(Wait::BackOff { until })
+            }
             _ => Phase::Starting,
         },
     }
 }
 
-/// The events of a successful start: Pulled, Created, Started, and a warning when the memory
-/// limit cannot be enforced. `program` is the command as the container gives it.
-pub fn started(container: &Container, program: &str, info: &Started) -> Vec<Event> {
+/// The events of a successful start: Pulled (unless the image manager pulled the image and
+/// said so already), Created, Started, and a warning when the memory limit cannot be enforced.
+/// `program` is the command as the container gives it.
+pub fn started(
+    container: &Container,
+    program: &str,
+    info: &Started,
+    image_pulled: bool,
+) -> Vec<Event> {
     let name = container.name.as_str();
     let image = container.image.as_deref().unwrap_or_default();
-    let mut events = vec![Event::about(
-        name,
-        Kind::Normal,
-        "Pulled",
-        format!(
-            "Container image {image:?} is not pulled by minik's process runtime: {program:?} resolved to {} on the node",
-            info.program.display()
-        ),
-    )];
+    let mut events = Vec::new();
+    if !image_pulled {
+        events.push(Event::about(
+            name,
+            Kind::Normal,
+            "Pulled",
+            format!(
+                "Container image {image:?} is not pulled by minik's process runtime: {program:?} resolved to {} on the node",
+                info.program.display()
+            ),
+        ));
+    }
     if let Some(why) = &info.limit_not_enforced {
         events.push(Event::about(
             name,
@@ -1049,7 +1090,7 @@ mod tests {
             program: "/usr/bin/sleep".into(),
             limit_not_enforced: Some("no cgroup".into()),
         };
-        let reported: Vec<(Kind, &str, String)> = started(&container, "sleep", &info)
+        let reported: Vec<(Kind, &str, String)> = started(&container, "sleep", &info, false)
             .into_iter()
             .map(|e| (e.kind, e.reason, e.message))
             .collect();

@@ -98,6 +98,9 @@ pub struct ContainerRecord {
     pub current_delay: Duration,
     /// When the current instance was started, by the agent's clock.
     pub started: Option<Instant>,
+    /// The image the current (or last) instance runs from, as `imageID` reports it (the repo
+    /// digest); `None` for runtimes that run no images.
+    pub image_id: Option<String>,
 }
 
 /// What the agent remembers about one pod.
@@ -316,7 +319,7 @@ pub fn status(
         statuses.push(ContainerStatus {
             name: container.name.clone(),
             image: container.image.clone().unwrap_or_default(),
-            image_id: String::new(),
+            image_id: rec.image_id.clone().unwrap_or_default(),
             container_id: rec.instance.as_deref().map(container_id),
             ready: is_ready,
             started: Some(is_running && started),

@@ -32,6 +32,8 @@ pub struct SavedContainer {
     pub restart_count: i32,
     pub terminated: Option<SavedTerminated>,
     pub last_terminated: Option<SavedTerminated>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +81,7 @@ impl SavedPod {
                             restart_count: c.restart_count,
                             terminated: c.terminated.as_ref().map(Into::into),
                             last_terminated: c.last_terminated.as_ref().map(Into::into),
+                            image_id: c.image_id.clone(),
                         },
                     )
                 })
@@ -106,6 +109,7 @@ impl SavedPod {
                     restart_count: c.restart_count,
                     terminated: c.terminated.as_ref().map(Into::into),
                     last_terminated: c.last_terminated.as_ref().map(Into::into),
+                    image_id: c.image_id.clone(),
                     ..Default::default()
                 },
             );

@@ -15,6 +15,7 @@ mod http;
 mod intercept;
 pub mod manifest;
 mod pods;
+pub mod registry;
 mod server;
 mod wait;
 

@@ -1,6 +1,7 @@
 //! The `minik` binary: parses the command line and runs one role (server, ...).
 
 mod cli;
+mod image;
 mod node;
 mod server;
 mod up;
@@ -32,6 +33,8 @@ enum Command {
     Client(cli::ClientCommand),
     /// Run a whole cluster on this machine: the control plane and N node agents.
     Up(up::UpArgs),
+    /// The images on this node: ls, pull, rm, inspect, import.
+    Image(image::ImageArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -49,6 +52,7 @@ fn main() -> std::process::ExitCode {
         // Client verbs print their own errors, in kubectl's forms.
         Command::Client(command) => return cli::run(command),
         Command::Up(args) => up::run(args),
+        Command::Image(args) => image::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

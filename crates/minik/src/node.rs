@@ -88,6 +88,63 @@ pub struct NodeArgs {
     /// connections in the kernel; needs root and the nft command). See docs/services.md.
     #[arg(long, default_value = "userspace", value_parser = ["userspace", "nftables"])]
     proxy_mode: String,
+    #[command(flatten)]
+    images: ImageFlags,
+}
+
+/// The image flags of `minik node` and `minik up`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ImageFlags {
+    #[command(flatten)]
+    pub store: crate::image::ImageStoreArgs,
+    /// Pull every container's image (as its imagePullPolicy says) before the container starts,
+    /// with the kubelet's events and waiting reasons. For `--runtime fake`, whose containers
+    /// run nothing: the `process` runtime runs host programs and takes no image.
+    #[arg(long)]
+    pub pull_images: bool,
+    /// Percent of the image disk in use at which unused images are removed (kubelet's flag).
+    #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub image_gc_high_threshold: u8,
+    /// Percent of the image disk that garbage collection frees down to (kubelet's flag).
+    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub image_gc_low_threshold: u8,
+    /// Unused images younger than this are never collected (a Go duration, kubelet's flag).
+    #[arg(long, default_value = "2m")]
+    pub image_minimum_gc_age: String,
+}
+
+impl ImageFlags {
+    /// The image manager of a node whose data dir is `data_dir`, when its runtime pulls images.
+    pub fn manager(
+        &self,
+        runtime: &str,
+        data_dir: &std::path::Path,
+    ) -> anyhow::Result<Option<Arc<minik_node::images::ImageManager>>> {
+        if !self.pull_images {
+            return Ok(None);
+        }
+        anyhow::ensure!(
+            runtime == "fake",
+            "--pull-images: the {runtime} runtime runs host programs, not images; use it with --runtime fake"
+        );
+        anyhow::ensure!(
+            self.image_gc_low_threshold < self.image_gc_high_threshold,
+            "--image-gc-low-threshold ({}) must be below --image-gc-high-threshold ({})",
+            self.image_gc_low_threshold,
+            self.image_gc_high_threshold
+        );
+        let min_age = crate::cli::time::parse_duration(&self.image_minimum_gc_age)
+            .map_err(|e| anyhow::anyhow!("--image-minimum-gc-age: {e}"))?;
+        let service = self.store.open(data_dir)?;
+        Ok(Some(Arc::new(minik_node::images::ImageManager::new(
+            Arc::new(service),
+            minik_image::GcPolicy {
+                high_percent: self.image_gc_high_threshold,
+                low_percent: self.image_gc_low_threshold,
+                min_age_seconds: min_age.as_secs(),
+            },
+        ))))
+    }
 }
 
 /// Settings of the process runtime, validated.
@@ -135,7 +192,7 @@ fn parse_taints(s: &str) -> anyhow::Result<Vec<Value>> {
     Ok(taints)
 }
 
-fn host_name() -> String {
+pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_lowercase())
         .ok()
@@ -262,6 +319,7 @@ impl NodeArgs {
 }
 
 pub fn run(args: NodeArgs) -> anyhow::Result<()> {
+    let image_flags = args.images.clone();
     let (mut config, server, settings, token) = args.config()?;
     minik_node::without_huge_pages();
     HttpApi::new(&server).map_err(|e| anyhow::anyhow!("--server: {e}"))?;
@@ -309,7 +367,8 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
                     (Arc::new(runtime), Arc::new(HostChecker))
                 }
             };
-        minik_node::run(Arc::new(api), runtime, checker, config, crate::server::shutdown_signal())
+        let images = image_flags.manager(&config.runtime_name, &config.data_dir)?;
+        minik_node::run(Arc::new(api), runtime, checker, images, config, crate::server::shutdown_signal())
             .await
             .context("the node agent failed")?;
         tracing::info!("minik node stopped");

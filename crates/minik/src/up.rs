@@ -43,6 +43,10 @@ pub struct UpArgs {
     /// How the nodes proxy Services: `userspace` or `nftables` (as `minik node --proxy-mode`).
     #[arg(long, default_value = "userspace", value_parser = ["userspace", "nftables"])]
     proxy_mode: String,
+    /// The nodes' images; without --image-store, the nodes share DATA_DIR/image-store, and
+    /// registries.yaml is read from DATA_DIR.
+    #[command(flatten)]
+    images: crate::node::ImageFlags,
 }
 
 /// Resolves when `stop` turns true.
@@ -224,10 +228,18 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
                 (Arc::new(runtime), Arc::new(HostChecker))
             }
         };
+        let mut image_flags = args.images.clone();
+        image_flags.store.image_store = Some(image_flags.store.store_dir(&args.data_dir));
+        if image_flags.store.private_registry.is_none() {
+            let file = args.data_dir.join("registries.yaml");
+            image_flags.store.private_registry = file.exists().then_some(file);
+        }
+        let images = image_flags.manager(&args.runtime, &config.data_dir)?;
         agents.push(tokio::spawn(minik_node::run(
             node_api,
             runtime,
             checker,
+            images,
             config,
             stopped(nodes_stop.clone()),
         )));

@@ -18,7 +18,7 @@ mod port_forward;
 mod printers;
 mod rollout;
 mod run;
-mod tabwriter;
+pub(crate) mod tabwriter;
 pub(crate) mod time;
 mod token;
 

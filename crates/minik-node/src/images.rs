@@ -1,0 +1,227 @@
+//! The agent's image manager, as the kubelet's (`pkg/kubelet/images`): before a container starts
+//! on a runtime that runs images, its image is made present as its `imagePullPolicy` says, with
+//! the kubelet's events (`Pulling`, `Pulled`, `Failed`, `ErrImageNeverPull`, `InspectFailed`)
+//! and waiting reasons (`ErrImagePull`, then `ImagePullBackOff` during the back-off;
+//! `ErrImageNeverPull`, `InvalidImageName`). It also reports the node's images and collects
+//! garbage by disk thresholds.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use minik_api::k8s_openapi::api::core::v1::Container;
+use minik_image::{GcPolicy, ImageError, ImageRecord, ImageService, PullPolicy, Reference};
+use serde_json::{json, Value};
+
+use crate::events::Kind;
+use crate::plan::Event;
+
+/// The waiting reason of a container whose image pull failed.
+pub const ERR_IMAGE_PULL: &str = "ErrImagePull";
+/// The waiting reason during the back-off after a failed pull.
+pub const IMAGE_PULL_BACK_OFF: &str = "ImagePullBackOff";
+
+/// How many images the Node's status lists, largest first (the kubelet's
+/// `nodeStatusMaxImages`).
+const NODE_STATUS_MAX_IMAGES: usize = 50;
+
+/// A node's image manager.
+pub struct ImageManager {
+    service: Arc<ImageService>,
+    gc: GcPolicy,
+}
+
+/// An image made present for a container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ready {
+    pub record: ImageRecord,
+    /// What the container status reports as `imageID`: the repo digest (`docker.io/library/
+    /// busybox@sha256:...`) or, for an image imported without one, its id.
+    pub image_id: String,
+}
+
+/// Why a container's image is not there: its waiting reason and message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PullFailure {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl ImageManager {
+    pub fn new(service: Arc<ImageService>, gc: GcPolicy) -> ImageManager {
+        ImageManager { service, gc }
+    }
+
+    pub fn service(&self) -> &ImageService {
+        &self.service
+    }
+
+    /// Makes the container's image present as its pull policy says. Events go to `emit` as
+    /// they happen (`Pulling` before a pull that may take minutes).
+    pub(crate) async fn ensure(
+        &self,
+        container: &Container,
+        emit: &(dyn Fn(Event) + Sync),
+    ) -> Result<Ready, PullFailure> {
+        let name = container.name.as_str();
+        let image = container.image.as_deref().unwrap_or_default();
+        let event = |kind, reason, message: String| Event {
+            container: Some(name.to_owned()),
+            kind,
+            reason,
+            message,
+        };
+        if let Err(e) = image.parse::<Reference>() {
+            let message = format!("Failed to apply default image tag {image:?}: {e}");
+            emit(event(Kind::Warning, "InspectFailed", message.clone()));
+            return Err(PullFailure {
+                reason: "InvalidImageName",
+                message,
+            });
+        }
+        let policy = match container.image_pull_policy.as_deref() {
+            Some(p) => p.parse().map_err(|e: String| PullFailure {
+                reason: "CreateContainerConfigError",
+                message: e,
+            })?,
+            None => PullPolicy::default_for(image),
+        };
+        let present = image
+            .parse::<Reference>()
+            .ok()
+            .and_then(|r| self.service.store().lookup(&r).ok().flatten());
+        if policy == PullPolicy::Always || (policy == PullPolicy::IfNotPresent && present.is_none())
+        {
+            emit(event(
+                Kind::Normal,
+                "Pulling",
+                format!("Pulling image {image:?}"),
+            ));
+        }
+        match self.service.ensure(image, policy, &[]).await {
+            Ok(outcome) => {
+                let message = match &outcome.pulled {
+                    None => format!("Container image {image:?} already present on machine"),
+                    Some(stats) => format!(
+                        "Successfully pulled image {image:?} in {:?} ({:?} including waiting). Image size: {} bytes.",
+                        stats.elapsed, stats.elapsed, outcome.image.size
+                    ),
+                };
+                emit(event(Kind::Normal, "Pulled", message));
+                let image_id = outcome
+                    .image
+                    .repo_digests
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| outcome.image.id.to_string());
+                Ok(Ready {
+                    record: outcome.image,
+                    image_id,
+                })
+            }
+            Err(ImageError::NeverPull { .. }) => {
+                let message =
+                    format!("Container image {image:?} is not present with pull policy of Never");
+                emit(event(Kind::Warning, "ErrImageNeverPull", message.clone()));
+                Err(PullFailure {
+                    reason: "ErrImageNeverPull",
+                    message,
+                })
+            }
+            Err(e) => {
+                emit(event(
+                    Kind::Warning,
+                    "Failed",
+                    format!("Failed to pull image {image:?}: {e}"),
+                ));
+                Err(PullFailure {
+                    reason: ERR_IMAGE_PULL,
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+
+    /// The images the Node's status lists: names (repo digests and tags) and size, largest
+    /// first, at most [`NODE_STATUS_MAX_IMAGES`], as the kubelet reports them.
+    pub fn node_images(&self) -> Value {
+        let mut images = self.service.store().images().unwrap_or_default();
+        images.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.id.cmp(&b.id)));
+        let list: Vec<Value> = images
+            .iter()
+            .take(NODE_STATUS_MAX_IMAGES)
+            .map(|image| {
+                let names: Vec<&String> = image.repo_digests.iter().chain(&image.names).collect();
+                let names = if names.is_empty() {
+                    vec![json!(image.id.to_string())]
+                } else {
+                    names.into_iter().map(|n| json!(n)).collect()
+                };
+                json!({"names": names, "sizeBytes": image.size})
+            })
+            .collect();
+        Value::Array(list)
+    }
+
+    /// Notes that `container` runs from `image`, so that neither garbage collection nor `minik
+    /// image rm` removes it meanwhile.
+    pub fn pin(&self, container: &str, image: &ImageRecord) {
+        if let Err(e) = self.service.store().pin(container, &image.id) {
+            tracing::warn!(container, error = %e, "cannot pin the container's image");
+        }
+        if let Err(e) = self.service.store().touch(&image.id, SystemTime::now()) {
+            tracing::warn!(container, error = %e, "cannot note the image's use");
+        }
+    }
+
+    pub fn unpin(&self, container: &str) {
+        self.service.store().unpin(container);
+    }
+
+    /// Removes the pins of containers the runtime no longer has (an agent killed between
+    /// removing a container and unpinning it).
+    pub fn unpin_all_but(&self, containers: &BTreeSet<String>) {
+        for container in self.service.store().pins().into_keys() {
+            if !containers.contains(&container) {
+                self.unpin(&container);
+            }
+        }
+    }
+
+    /// One garbage collection pass; logs what it removed.
+    pub fn collect_garbage(&self) {
+        let store = self.service.store();
+        let result = store
+            .fs_stats()
+            .and_then(|fs| store.collect_garbage(&self.gc, fs, SystemTime::now()));
+        match result {
+            Ok(report) if !report.removed.is_empty() => {
+                let names: Vec<String> = report.removed.iter().map(|r| r.display_name()).collect();
+                tracing::info!(removed = ?names, freed = report.freed, wanted = report.wanted, "image garbage collection");
+                if report.freed < report.wanted {
+                    tracing::warn!(
+                        freed = report.freed,
+                        wanted = report.wanted,
+                        "image garbage collection could not free enough space"
+                    );
+                }
+            }
+            Ok(report) if report.wanted > 0 => {
+                tracing::warn!(
+                    wanted = report.wanted,
+                    "the image disk is past its high threshold and no unused image can go"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "image garbage collection failed"),
+        }
+    }
+}
+
+/// How often garbage collection runs (the kubelet's `ImageGCPeriod`).
+pub const GC_PERIOD: Duration = Duration::from_secs(300);
+
+/// The back-off message of a container whose pull failed, as the kubelet writes it.
+pub fn back_off_message(image: &str, failure: &str) -> String {
+    format!("Back-off pulling image {image:?}: {ERR_IMAGE_PULL}: {failure}")
+}
