@@ -281,3 +281,39 @@ async fn pods_pull_their_images_as_the_kubelet_does() {
     let err = String::from_utf8_lossy(&rm.stderr);
     assert!(err.contains("is used by a container"), "{err}");
 }
+
+/// An unknown registry host is named in the error and nothing is stored. The pull runs in a
+/// network namespace of its own (only a loopback that is down), so that the name lookup fails
+/// on this machine and no packet leaves it.
+#[test]
+fn an_unknown_registry_host_is_named_and_nothing_is_stored() {
+    if !nix::unistd::geteuid().is_root() {
+        minik_testkit::cannot_run("root (unshare --net)", "not running as root");
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("unshare")
+        .args(["--net", "--"])
+        .arg(support::MINIK.command().get_program())
+        .args(["image", "pull", "--data-dir"])
+        .arg(data.path())
+        .arg("registry.nosuch.invalid/team/app:1")
+        .output()
+        .expect("run unshare");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "error: pulling registry.nosuch.invalid/team/app:1: registry.nosuch.invalid: "
+        ) && err.contains("dns error"),
+        "{err}"
+    );
+    let ls = support::MINIK
+        .command()
+        .args(["image", "ls", "-q", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(ls.status.success());
+    assert_eq!(String::from_utf8_lossy(&ls.stdout), "", "nothing stored");
+}
