@@ -19,7 +19,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::manifest::{self, Fetched, Platform, OCI_MANIFEST};
+use crate::manifest::{
+    self, Fetched, Platform, OCI_CONFIG, OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_LAYER_ZSTD,
+    OCI_MANIFEST,
+};
 use crate::unpack::{clean_path, decompress, sniff, sniff_file};
 use crate::{Compression, Digest, ImageError, Verifier};
 
@@ -43,10 +46,6 @@ const MAX_JSON: u64 = 8 << 20;
 /// Symbolic links between members followed at most this many times.
 const MAX_LINKS: usize = 16;
 
-const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
-const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
 const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 

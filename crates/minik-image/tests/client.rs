@@ -10,8 +10,8 @@ use minik_image::{
     RegistryClient, Resolved,
 };
 use minik_testkit::registry::{
-    build_busybox_layout, build_multiplatform_layout, closed_port, image_tools, push, push_with,
-    Fault, Layout, Push, Registry, TokenProxy,
+    build_busybox_layout, build_multiplatform_layout, closed_port, image_tools, push_with, Fault,
+    Layout, Push, Registry, TokenProxy,
 };
 
 /// A `registries.yaml` that sends `registry` to `endpoints` (`127.0.0.1:PORT`, plain HTTP) in
@@ -54,6 +54,36 @@ fn busybox(dir: &Path) -> Layout {
         &["echo hi"],
         &["GREETING=hello"],
     )
+}
+
+/// A registry on loopback with the busybox image pushed, and the directory it was built in
+/// (where tests download blobs).
+struct Pushed {
+    registry: Registry,
+    /// The digest the registry serves for the pushed name.
+    digest: String,
+    dir: tempfile::TempDir,
+}
+
+/// Builds busybox and pushes it as `name` (`library/busybox:1.36`) as `how` says, to a fresh
+/// registry that wants `how.creds` when it has some. `None` when the tools are missing (the
+/// test returns).
+fn pushed_busybox(name: &str, how: Push) -> Option<Pushed> {
+    if !image_tools() {
+        return None;
+    }
+    let registry = match how.creds {
+        Some((user, pass)) => Registry::start_with_htpasswd(user, pass)?,
+        None => Registry::start()?,
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = busybox(dir.path());
+    let digest = push_with(&layout, "1.36", &registry.addr(), name, how);
+    Some(Pushed {
+        registry,
+        digest,
+        dir,
+    })
 }
 
 /// Downloads every blob of `resolved` into `dir` and checks what arrived; answers the config.
@@ -101,15 +131,14 @@ async fn fetch_to(
 
 #[tokio::test]
 async fn resolves_and_fetches_by_tag_and_by_digest() {
-    if !image_tools() {
-        return;
-    }
-    let Some(registry) = Registry::start() else {
+    let Some(Pushed {
+        registry,
+        digest: pushed,
+        dir,
+    }) = pushed_busybox("library/busybox:1.36", Push::default())
+    else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let layout = busybox(dir.path());
-    let pushed = push(&layout, "1.36", &registry.addr(), "library/busybox:1.36");
     let client = client_via(&registry.addr(), &[registry.addr()]);
     let host = Platform::host();
 
@@ -152,25 +181,18 @@ async fn resolves_and_fetches_by_tag_and_by_digest() {
 
 #[tokio::test]
 async fn reads_docker_media_types() {
-    if !image_tools() {
-        return;
-    }
-    let Some(registry) = Registry::start() else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let layout = busybox(dir.path());
     let docker = Push {
         docker_format: true,
         ..Push::default()
     };
-    let pushed = push_with(
-        &layout,
-        "1.36",
-        &registry.addr(),
-        "library/busybox:docker",
-        docker,
-    );
+    let Some(Pushed {
+        registry,
+        digest: pushed,
+        dir,
+    }) = pushed_busybox("library/busybox:docker", docker)
+    else {
+        return;
+    };
     let client = client_via(&registry.addr(), &[registry.addr()]);
     let image = reference(&format!("{}/library/busybox:docker", registry.addr()));
     let resolved = client
@@ -274,15 +296,11 @@ fn host_name(host: &Platform) -> String {
 
 #[tokio::test]
 async fn mirrors_are_tried_in_order() {
-    if !image_tools() {
-        return;
-    }
-    let Some(registry) = Registry::start() else {
+    let Some(Pushed { registry, dir, .. }) =
+        pushed_busybox("library/busybox:1.36", Push::default())
+    else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let layout = busybox(dir.path());
-    push(&layout, "1.36", &registry.addr(), "library/busybox:1.36");
     let closed = closed_port();
     let client = client_via("registry.test", &[closed.clone(), registry.addr()]);
     let image = reference("registry.test/library/busybox:1.36");
@@ -349,25 +367,14 @@ async fn a_closed_port_is_unreachable() {
 
 #[tokio::test]
 async fn htpasswd_wants_the_credentials() {
-    if !image_tools() {
-        return;
-    }
-    let Some(registry) = Registry::start_with_htpasswd("minik", "s3cret") else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let layout = busybox(dir.path());
     let with_creds = Push {
         creds: Some(("minik", "s3cret")),
         ..Push::default()
     };
-    push_with(
-        &layout,
-        "1.36",
-        &registry.addr(),
-        "private/busybox:1.36",
-        with_creds,
-    );
+    let Some(Pushed { registry, dir, .. }) = pushed_busybox("private/busybox:1.36", with_creds)
+    else {
+        return;
+    };
     let image = reference(&format!("{}/private/busybox:1.36", registry.addr()));
     let host = Platform::host();
     let client = client_via(&registry.addr(), &[registry.addr()]);
@@ -412,15 +419,11 @@ async fn htpasswd_wants_the_credentials() {
 
 #[tokio::test]
 async fn bearer_tokens_anonymous_and_with_credentials() {
-    if !image_tools() {
-        return;
-    }
-    let Some(registry) = Registry::start() else {
+    let Some(Pushed { registry, dir, .. }) =
+        pushed_busybox("library/busybox:1.36", Push::default())
+    else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let layout = busybox(dir.path());
-    push(&layout, "1.36", &registry.addr(), "library/busybox:1.36");
     let host = Platform::host();
 
     let anonymous = TokenProxy::start(&registry.addr(), None).await;
@@ -473,13 +476,7 @@ struct Faulty {
 }
 
 async fn faulty() -> Option<Faulty> {
-    if !image_tools() {
-        return None;
-    }
-    let registry = Registry::start()?;
-    let dir = tempfile::tempdir().unwrap();
-    let layout = busybox(dir.path());
-    push(&layout, "1.36", &registry.addr(), "library/busybox:1.36");
+    let Pushed { registry, dir, .. } = pushed_busybox("library/busybox:1.36", Push::default())?;
     let proxy = TokenProxy::passthrough(&registry.addr()).await;
     let client = client_via("registry.test", &[proxy.addr()]);
     let image = reference("registry.test/library/busybox:1.36");

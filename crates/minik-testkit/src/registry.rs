@@ -621,6 +621,34 @@ pub enum Fault {
     /// Blob requests are redirected (307) to the upstream registry, as registries redirect to
     /// their storage.
     RedirectBlobs,
+    /// Blobs arrive whole but slowly: [`SLOW_CHUNK`] bytes every [`SLOW_DELAY`] (about 800 kB/s),
+    /// so that a test can catch a pull in the middle of a download.
+    SlowBlobs,
+}
+
+/// How many bytes of a blob [`Fault::SlowBlobs`] sends at a time.
+pub const SLOW_CHUNK: usize = 16 * 1024;
+
+/// How long [`Fault::SlowBlobs`] waits before each chunk.
+pub const SLOW_DELAY: Duration = Duration::from_millis(20);
+
+/// The body of `upstream`, cut in [`SLOW_CHUNK`]s sent one every [`SLOW_DELAY`].
+fn slow_body(upstream: reqwest::Response) -> Body {
+    use futures::StreamExt as _;
+    let pieces = upstream.bytes_stream().flat_map(|chunk| {
+        let pieces: Vec<Result<Bytes, std::io::Error>> = match chunk {
+            Ok(bytes) => (0..bytes.len())
+                .step_by(SLOW_CHUNK)
+                .map(|at| Ok(bytes.slice(at..(at + SLOW_CHUNK).min(bytes.len()))))
+                .collect(),
+            Err(e) => vec![Err(std::io::Error::other(e))],
+        };
+        futures::stream::iter(pieces)
+    });
+    Body::from_stream(pieces.then(|piece| async move {
+        tokio::time::sleep(SLOW_DELAY).await;
+        piece
+    }))
 }
 
 /// Who may have a token from a [`TokenProxy`].
@@ -898,6 +926,7 @@ async fn handle(state: &ProxyState, method: Method, uri: Uri, headers: HeaderMap
                     futures::stream::once(async move { Ok::<Bytes, std::io::Error>(half) });
                 return respond(status, &copied, Body::from_stream(stream));
             }
+            Some(Fault::SlowBlobs) => return respond(status, &copied, slow_body(upstream)),
             _ => {}
         }
     }
