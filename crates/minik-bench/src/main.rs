@@ -5,6 +5,7 @@ mod all;
 mod api;
 mod controllers;
 mod cpu;
+mod images;
 mod machine;
 mod node;
 mod parse;
@@ -48,6 +49,9 @@ enum Command {
     Node(node::NodeArgs),
     /// The Service proxy: HTTP requests/s and latency through a ClusterIP versus direct.
     Proxy(proxy::ProxyArgs),
+    /// Image pulls: minik's cold and warm pull of a Debian-like image from a loopback registry
+    /// against `skopeo copy` (and `umoci unpack`) of the same image.
+    Images(images::ImagesArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -60,6 +64,7 @@ fn main() -> std::process::ExitCode {
         Command::Up(args) => up::run(args),
         Command::Node(args) => node::run(args),
         Command::Proxy(args) => proxy::run(args),
+        Command::Images(args) => images::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

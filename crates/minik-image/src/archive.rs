@@ -959,4 +959,29 @@ mod tests {
             assert!(images[0].blobs.contains_key(&m.config.digest), "{dest}");
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 96, ..Default::default() })]
+
+        /// Fuzzing: whatever bytes a file holds, reading it as an archive answers, never panics.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096)) {
+            let _ = read(&bytes);
+        }
+
+        /// Fuzzing: valid archives of both formats with bytes flipped here and there answer
+        /// (an image or an error), never panic.
+        #[test]
+        fn mutated_archives_never_panic(
+            docker in proptest::prelude::any::<bool>(),
+            flips in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()), 1..12),
+        ) {
+            let mut bytes = if docker { docker_archive().0 } else { oci_archive("busybox:1.36").0 };
+            for (index, value) in flips {
+                let at = index.index(bytes.len());
+                bytes[at] = value;
+            }
+            let _ = read(&bytes);
+        }
+    }
 }

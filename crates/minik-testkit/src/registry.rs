@@ -111,6 +111,8 @@ pub struct Registry {
     process: Running,
     addr: String,
     credentials: Option<(String, String)>,
+    /// The CA that signed the registry's certificate, when it serves HTTPS.
+    ca_file: Option<PathBuf>,
     dir: tempfile::TempDir,
 }
 
@@ -118,13 +120,24 @@ impl Registry {
     /// An open registry (no authentication). `None` (after [`cannot_run`]) when
     /// `docker-registry` is not installed.
     pub fn start() -> Option<Registry> {
-        Registry::start_inner(None)
+        Registry::start_inner(None, false)
+    }
+
+    /// A registry that serves HTTPS only, with a certificate for `127.0.0.1` and `localhost`
+    /// signed by a CA made for it ([`Registry::ca_file`]).
+    pub fn start_tls() -> Option<Registry> {
+        Registry::start_inner(None, true)
+    }
+
+    /// The PEM file of the CA that signed an HTTPS registry's certificate.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca_file.as_deref()
     }
 
     /// A registry that wants HTTP basic authentication as `user`/`pass` (htpasswd, bcrypt).
     /// `None` (after [`cannot_run`]) when `docker-registry` or `htpasswd` is not installed.
     pub fn start_with_htpasswd(user: &str, pass: &str) -> Option<Registry> {
-        Registry::start_inner(Some((user.to_string(), pass.to_string())))
+        Registry::start_inner(Some((user.to_string(), pass.to_string())), false)
     }
 
     /// `127.0.0.1:PORT`.
@@ -144,7 +157,7 @@ impl Registry {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
 
-    fn start_inner(credentials: Option<(String, String)>) -> Option<Registry> {
+    fn start_inner(credentials: Option<(String, String)>, tls: bool) -> Option<Registry> {
         if which("docker-registry").is_none() {
             cannot_run(
                 "docker-registry",
@@ -169,6 +182,29 @@ impl Registry {
                 )
             }
         };
+        let (tls_config, ca_file) = if tls {
+            let (ca, cert, key) = test_certificates();
+            let write = |name: &str, pem: &str| {
+                let path = dir.path().join(name);
+                std::fs::write(&path, pem).unwrap_or_else(|e| panic!("write {name}: {e}"));
+                path
+            };
+            let (cert, key, ca) = (
+                write("tls.crt", &cert),
+                write("tls.key", &key),
+                write("ca.crt", &ca),
+            );
+            (
+                format!(
+                    "  tls:\n    certificate: {}\n    key: {}\n",
+                    cert.display(),
+                    key.display()
+                ),
+                Some(ca),
+            )
+        } else {
+            (String::new(), None)
+        };
         let mut last_log = String::new();
         for _attempt in 0..5 {
             let addr = format!("127.0.0.1:{}", free_port());
@@ -178,7 +214,7 @@ impl Registry {
                 format!(
                     "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n\
                      storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                     http:\n  addr: {addr}\n{auth}",
+                     http:\n  addr: {addr}\n{tls_config}{auth}",
                     dir.path().join("storage").display()
                 ),
             )
@@ -200,11 +236,14 @@ impl Registry {
                 process: Running::guard(child),
                 addr,
                 credentials: credentials.clone(),
+                ca_file: ca_file.clone(),
                 dir,
             };
             let until = Instant::now() + DEADLINE;
             loop {
-                if let Some(200 | 401) = http_status(&registry.addr, "/v2/") {
+                // An HTTPS server answers plain HTTP with 400: it is up.
+                let up: &[u16] = if tls { &[400] } else { &[200, 401] };
+                if http_status(&registry.addr, "/v2/").is_some_and(|s| up.contains(&s)) {
                     return Some(registry);
                 }
                 if let Ok(Some(_)) = registry.process.child.try_wait() {
@@ -227,6 +266,30 @@ impl Registry {
         }
         panic!("docker-registry exited at start five times; last log: {last_log}");
     }
+}
+
+/// A CA, and a serving certificate it signed for `127.0.0.1` and `localhost`: PEM texts of the
+/// CA certificate, the certificate and its key.
+fn test_certificates() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+    let ca_key = KeyPair::generate().unwrap_or_else(|e| panic!("CA key: {e}"));
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "minik test registry CA");
+    let ca = ca
+        .self_signed(&ca_key)
+        .unwrap_or_else(|e| panic!("CA certificate: {e}"));
+    let key = KeyPair::generate().unwrap_or_else(|e| panic!("key: {e}"));
+    let mut params =
+        CertificateParams::new(vec!["localhost".to_string()]).unwrap_or_else(|e| panic!("{e}"));
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+    let cert = params
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap_or_else(|e| panic!("certificate: {e}"));
+    (ca.pem(), cert.pem(), key.serialize_pem())
 }
 
 /// An OCI image layout on disk (`index.json`, `blobs/sha256/...`), as umoci writes it.
