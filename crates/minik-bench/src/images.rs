@@ -107,6 +107,8 @@ struct Picked {
     bytes: u64,
     files: usize,
     symlinks: usize,
+    /// The roots that gave something.
+    roots: Vec<String>,
 }
 
 /// Walks `roots` (relative to `base`) in name order and picks regular files (each at most
@@ -126,6 +128,7 @@ fn pick(
         if picked.bytes >= target {
             break;
         }
+        let before = picked.files + picked.symlinks;
         walk(
             base,
             Path::new(root),
@@ -135,6 +138,9 @@ fn pick(
             &mut dirs,
             &mut picked,
         );
+        if picked.files + picked.symlinks > before {
+            picked.roots.push(format!("/{root}"));
+        }
     }
     picked
 }
@@ -196,7 +202,6 @@ fn walk(
 /// One layer of the image as built.
 struct BuiltLayer {
     what: &'static str,
-    roots: String,
     picked: Picked,
     /// The compressed blob's size, as the registry serves it.
     blob: u64,
@@ -342,20 +347,8 @@ fn build_image(dir: &Path, layers_mb: &[u64]) -> anyhow::Result<(PathBuf, Vec<Bu
         )?;
         std::fs::remove_file(&tar).with_context(|| format!("removing {}", tar.display()))?;
         std::fs::remove_file(&list).with_context(|| format!("removing {}", list.display()))?;
-        let used_roots: Vec<String> = kind
-            .roots
-            .iter()
-            .filter(|r| {
-                picked
-                    .entries
-                    .iter()
-                    .any(|e| e.starts_with(r) && e.as_os_str().len() > r.len())
-            })
-            .map(|r| format!("/{r}"))
-            .collect();
         built.push(BuiltLayer {
             what: kind.what,
-            roots: used_roots.join(", "),
             picked,
             blob: 0,
         });
@@ -693,7 +686,7 @@ pub fn run(args: ImagesArgs) -> anyhow::Result<()> {
             mb(layer.picked.bytes),
             layer.picked.files,
             layer.picked.symlinks,
-            layer.roots,
+            layer.picked.roots.join(", "),
             mb(layer.blob),
             layer.picked.bytes as f64 / layer.blob.max(1) as f64,
         );
@@ -857,6 +850,7 @@ mod tests {
             ]
         );
         assert_eq!((picked.bytes, picked.files, picked.symlinks), (400, 2, 1));
+        assert_eq!(picked.roots, ["/usr/lib"]);
 
         // The next layer never takes a file again, and moves on to the next root.
         let next = pick(
@@ -876,6 +870,7 @@ mod tests {
             ["usr", "usr/lib", "usr/lib/d.so", "usr/bin", "usr/bin/tool"]
         );
         assert_eq!((next.bytes, next.files), (120, 2));
+        assert_eq!(next.roots, ["/usr/lib", "/usr/bin"]);
     }
 
     #[test]
