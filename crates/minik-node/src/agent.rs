@@ -911,7 +911,22 @@ impl Agent {
             self.forget(&previous);
         }
         let spec = spec::environment(pod, container, &placement).and_then(|env| {
-            let (program, args) = spec::command_line(container, &env)?;
+            let (program, args, env, image_spec) = match (&self.images, &image) {
+                (Some(images), Some(ready)) => {
+                    let (layers, config) = images.layers_and_config(ready)?;
+                    let env = crate::runtime::oci::command::environment(&config, &env);
+                    let mut argv =
+                        crate::runtime::oci::command::command_line(container, &config, &env)?
+                            .into_iter();
+                    let program = argv.next().unwrap_or_default();
+                    let image_spec = crate::images::image_spec(pod, container, layers, config)?;
+                    (program, argv.collect(), env, Some(image_spec))
+                }
+                _ => {
+                    let (program, args) = spec::command_line(container, &env)?;
+                    (program, args, env, None)
+                }
+            };
             probe_problem(container, &self.config.address, &binds, &env)?;
             Ok(ContainerSpec {
                 log_path: self.log_path(pod, name, attempt_of(&id)),
@@ -923,6 +938,7 @@ impl Agent {
                 memory_limit: memory_limit(container)?,
                 host_ports: declared_host_ports(container, &self.config.address),
                 fake: FakeScript::of(pod, name),
+                image: image_spec,
             })
         });
         let started = match spec {
@@ -1003,6 +1019,7 @@ impl Agent {
             });
         futures::future::join_all(stops).await;
         if forget {
+            self.runtime.remove_pod_sandbox(&record.uid);
             self.saved
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())

@@ -225,3 +225,103 @@ pub const GC_PERIOD: Duration = Duration::from_secs(300);
 pub fn back_off_message(image: &str, failure: &str) -> String {
     format!("Back-off pulling image {image:?}: {ERR_IMAGE_PULL}: {failure}")
 }
+
+impl ImageManager {
+    /// The unpacked layers (base first) and the configuration of an image made present.
+    pub(crate) fn layers_and_config(
+        &self,
+        ready: &Ready,
+    ) -> Result<(Vec<std::path::PathBuf>, minik_image::ImageConfig), String> {
+        let store = self.service.store();
+        let layers = ready
+            .record
+            .layers
+            .iter()
+            .map(|l| store.layer_rootfs(l))
+            .collect();
+        let config = store
+            .blob(&ready.record.id)
+            .and_then(|bytes| minik_image::ImageConfig::parse(&bytes, &ready.record.display_name()))
+            .map_err(|e| {
+                format!(
+                    "the configuration of image {}: {e}",
+                    ready.record.display_name()
+                )
+            })?;
+        Ok((layers, config))
+    }
+}
+
+/// What a runtime that runs images needs of a container beyond its command line: its layers
+/// and image configuration, its pod's sandbox, its security context (the container's over the
+/// pod's, as Kubernetes merges them) and its CPU requests and limits.
+pub(crate) fn image_spec(
+    pod: &minik_api::k8s_openapi::api::core::v1::Pod,
+    container: &Container,
+    layers: Vec<std::path::PathBuf>,
+    config: minik_image::ImageConfig,
+) -> Result<crate::runtime::ImageSpec, String> {
+    use crate::runtime::{ImageSpec, PodSandbox, SecuritySpec};
+    let spec = pod.spec.as_ref();
+    let pod_security = spec.and_then(|s| s.security_context.as_ref());
+    let security = container.security_context.as_ref();
+    let capabilities = security.and_then(|s| s.capabilities.as_ref());
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let hostname = spec
+        .and_then(|s| s.hostname.clone())
+        .filter(|h| !h.is_empty())
+        .unwrap_or(name);
+    let cpu = |which: &str| -> Result<Option<u64>, String> {
+        let resources = container.resources.as_ref();
+        let quantity = match which {
+            "requests" => resources.and_then(|r| r.requests.as_ref()),
+            _ => resources.and_then(|r| r.limits.as_ref()),
+        }
+        .and_then(|m| m.get("cpu"));
+        quantity
+            .map(|q| {
+                minik_api::quantity::Quantity::parse(&q.0)
+                    .map(|q| q.millis().max(0) as u64)
+                    .map_err(|e| format!("resources.{which}.cpu {:?}: {e}", q.0))
+            })
+            .transpose()
+    };
+    Ok(ImageSpec {
+        layers,
+        config,
+        pod: PodSandbox {
+            uid: pod.metadata.uid.clone().unwrap_or_default(),
+            hostname,
+            host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
+            host_pid: spec.and_then(|s| s.host_pid).unwrap_or(false),
+            host_ipc: spec.and_then(|s| s.host_ipc).unwrap_or(false),
+            share_process_namespace: spec
+                .and_then(|s| s.share_process_namespace)
+                .unwrap_or(false),
+        },
+        security: SecuritySpec {
+            run_as_user: security
+                .and_then(|s| s.run_as_user)
+                .or(pod_security.and_then(|s| s.run_as_user)),
+            run_as_group: security
+                .and_then(|s| s.run_as_group)
+                .or(pod_security.and_then(|s| s.run_as_group)),
+            run_as_non_root: security
+                .and_then(|s| s.run_as_non_root)
+                .or(pod_security.and_then(|s| s.run_as_non_root)),
+            privileged: security.and_then(|s| s.privileged).unwrap_or(false),
+            read_only_root: security
+                .and_then(|s| s.read_only_root_filesystem)
+                .unwrap_or(false),
+            allow_privilege_escalation: security
+                .and_then(|s| s.allow_privilege_escalation)
+                .unwrap_or(true),
+            cap_add: capabilities.and_then(|c| c.add.clone()).unwrap_or_default(),
+            cap_drop: capabilities
+                .and_then(|c| c.drop.clone())
+                .unwrap_or_default(),
+        },
+        cpu_request_millis: cpu("requests")?,
+        cpu_limit_millis: cpu("limits")?,
+    })
+}

@@ -35,10 +35,34 @@ enum Command {
     Up(up::UpArgs),
     /// The images on this node: ls, pull, rm, inspect, import.
     Image(image::ImageArgs),
+    /// Helpers the node agent starts (the oci runtime's container monitor and pod sandbox
+    /// maker): `minik` started again as a small single-threaded process.
+    #[command(hide = true)]
+    Internal {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // Before anything starts a thread: the helpers fork into containers and namespaces. Their
+    // stdout and stderr are the container's log, so they log nothing.
+    if let Command::Internal { args } = &cli.command {
+        let code = match args.split_first() {
+            Some((helper, rest)) if helper == "oci-monitor" => {
+                minik_node::runtime::oci_monitor_main(rest)
+            }
+            Some((helper, rest)) if helper == "oci-sandbox" => {
+                minik_node::runtime::oci_sandbox_main(rest)
+            }
+            _ => {
+                eprintln!("minik internal: unknown helper {args:?}");
+                2
+            }
+        };
+        return std::process::ExitCode::from(code.clamp(0, 255) as u8);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -53,6 +77,7 @@ fn main() -> std::process::ExitCode {
         Command::Client(command) => return cli::run(command),
         Command::Up(args) => up::run(args),
         Command::Image(args) => image::run(args),
+        Command::Internal { .. } => unreachable!("helpers ran above"),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -30,8 +30,9 @@ pub struct NodeArgs {
     /// The node's name (default: this host's name, lower-cased).
     #[arg(long)]
     name: Option<String>,
-    /// How containers run: `process` (host processes) or `fake` (simulated, for tests and scale).
-    #[arg(long, default_value = "process", value_parser = ["process", "fake"])]
+    /// How containers run: `process` (host processes), `oci` (isolated containers from their
+    /// images; needs root) or `fake` (simulated, for tests and scale).
+    #[arg(long, default_value = "process", value_parser = ["process", "oci", "fake"])]
     runtime: String,
     /// Where logs and pod state go (default: ./minik-node-data/NAME).
     #[arg(long)]
@@ -120,12 +121,13 @@ impl ImageFlags {
         runtime: &str,
         data_dir: &std::path::Path,
     ) -> anyhow::Result<Option<Arc<minik_node::images::ImageManager>>> {
-        if !self.pull_images {
+        // The oci runtime runs images: it always pulls.
+        if !self.pull_images && runtime != "oci" {
             return Ok(None);
         }
         anyhow::ensure!(
-            runtime == "fake",
-            "--pull-images: the {runtime} runtime runs host programs, not images; use it with --runtime fake"
+            runtime != "process",
+            "--pull-images: the process runtime runs host programs, not images; use --runtime oci (or fake)"
         );
         anyhow::ensure!(
             self.image_gc_low_threshold < self.image_gc_high_threshold,
@@ -352,6 +354,17 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         let (runtime, checker): (Arc<dyn Runtime>, Arc<dyn Checker>) =
             match config.runtime_name.as_str() {
                 "fake" => (Arc::new(FakeRuntime::new()), Arc::new(FakeChecker)),
+                "oci" => {
+                    minik_node::runtime::check_oci_host().map_err(anyhow::Error::msg)?;
+                    let state_dir = config.data_dir.join("oci");
+                    let runtime = minik_node::runtime::OciRuntime::open(minik_node::runtime::OciOptions {
+                        state_dir: state_dir.clone(),
+                        logs: settings.logs,
+                        helper: std::env::current_exe().context("cannot find the minik binary")?,
+                    })
+                    .with_context(|| format!("cannot open the runtime state in {}", state_dir.display()))?;
+                    (Arc::new(runtime), Arc::new(HostChecker))
+                }
                 _ => {
                     // Opening the runtime adopts the processes an earlier agent left running.
                     let state_dir = config.data_dir.join("containers");

@@ -31,8 +31,9 @@ pub struct UpArgs {
     /// Address to serve the API on.
     #[arg(long, default_value = "127.0.0.1:6443")]
     listen: SocketAddr,
-    /// How the nodes run containers: `process` or `fake`.
-    #[arg(long, default_value = "process", value_parser = ["process", "fake"])]
+    /// How the nodes run containers: `process`, `oci` (isolated containers from images; needs
+    /// root) or `fake`.
+    #[arg(long, default_value = "process", value_parser = ["process", "oci", "fake"])]
     runtime: String,
     /// Do not write the client configuration (~/.minik/config).
     #[arg(long)]
@@ -213,6 +214,20 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         );
         let (runtime, checker): (Arc<dyn Runtime>, Arc<dyn Checker>) = match args.runtime.as_str() {
             "fake" => (Arc::new(FakeRuntime::new()), Arc::new(FakeChecker)),
+            "oci" => {
+                minik_node::runtime::check_oci_host().map_err(anyhow::Error::msg)?;
+                let state_dir = config.data_dir.join("oci");
+                let runtime =
+                    minik_node::runtime::OciRuntime::open(minik_node::runtime::OciOptions {
+                        state_dir: state_dir.clone(),
+                        logs: LogLimits::default(),
+                        helper: std::env::current_exe().context("cannot find the minik binary")?,
+                    })
+                    .with_context(|| {
+                        format!("cannot open the runtime state in {}", state_dir.display())
+                    })?;
+                (Arc::new(runtime), Arc::new(HostChecker))
+            }
             _ => {
                 // State under the node's data dir, as `minik node` keeps it: a `minik up` that
                 // was killed finds and adopts (or stops) its pods' processes when restarted.

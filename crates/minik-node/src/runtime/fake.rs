@@ -217,6 +217,7 @@ impl ContainerSpec {
             memory_limit: None,
             host_ports: vec![],
             fake,
+            image: None,
         }
     }
 }

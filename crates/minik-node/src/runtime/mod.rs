@@ -5,6 +5,7 @@
 
 mod cgroup;
 mod fake;
+pub(crate) mod oci;
 mod process;
 mod state;
 
@@ -13,6 +14,10 @@ use std::time::{Duration, SystemTime};
 
 pub use cgroup::MemoryCgroups;
 pub use fake::{FakeRuntime, FakeScript};
+pub use oci::{
+    check_host as check_oci_host, monitor_main as oci_monitor_main,
+    sandbox_main as oci_sandbox_main, OciOptions, OciRuntime,
+};
 pub use process::{resolve_program, ProcessOptions, ProcessRuntime};
 pub(crate) use state::{from_nanos, nanos, ExitState};
 
@@ -37,6 +42,52 @@ pub struct ContainerSpec {
     /// What the fake runtime is to do with the container (`FakeScript::of` reads it from the
     /// pod); every other runtime ignores it.
     pub fake: FakeScript,
+    /// The image the container runs from and its pod's sandbox, for runtimes that run images
+    /// (`oci`); `None` for the process and fake runtimes. With an image, `program` and `args`
+    /// are the whole command line (the image's Entrypoint/Cmd merged with the pod's) and
+    /// `working_dir` is a path inside the container.
+    pub image: Option<ImageSpec>,
+}
+
+/// A container's image and pod, as a runtime that runs images needs them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImageSpec {
+    /// The unpacked layers, base first (overlayfs lower directories).
+    pub layers: Vec<PathBuf>,
+    /// The image's configuration: user, working directory, stop signal.
+    pub config: minik_image::ImageConfig,
+    pub pod: PodSandbox,
+    pub security: SecuritySpec,
+    /// `requests.cpu` and `limits.cpu` in millicores.
+    pub cpu_request_millis: Option<u64>,
+    pub cpu_limit_millis: Option<u64>,
+}
+
+/// The pod a container belongs to, as its sandbox needs it (CRI's `PodSandboxConfig`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodSandbox {
+    pub uid: String,
+    /// The pod's hostname: its name, or `spec.hostname`.
+    pub hostname: String,
+    pub host_network: bool,
+    /// `hostPID`, `hostIPC`: the host's PID or IPC namespace.
+    pub host_pid: bool,
+    pub host_ipc: bool,
+    /// `shareProcessNamespace`: the pod's containers share one PID namespace.
+    pub share_process_namespace: bool,
+}
+
+/// A container's `securityContext` (merged with the pod's), as the runtime enforces it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SecuritySpec {
+    pub run_as_user: Option<i64>,
+    pub run_as_group: Option<i64>,
+    pub run_as_non_root: Option<bool>,
+    pub privileged: bool,
+    pub read_only_root: bool,
+    pub allow_privilege_escalation: bool,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
 }
 
 /// Why a container could not be started: each becomes a waiting reason and message.
@@ -52,6 +103,13 @@ pub enum StartError {
         port: u16,
         error: String,
     },
+    /// The container's configuration cannot be honoured (a user the image lacks, runAsNonRoot
+    /// with a root image, a bad capability).
+    #[error("{0}")]
+    Config(String),
+    /// The runtime could not create the container.
+    #[error("{0}")]
+    Create(String),
     #[error("{0}")]
     Failed(String),
 }
@@ -60,7 +118,10 @@ impl StartError {
     /// The Kubernetes waiting reason for this failure.
     pub fn reason(&self) -> &'static str {
         match self {
-            StartError::NotFound(_) | StartError::WorkingDir(_) => "CreateContainerError",
+            StartError::NotFound(_) | StartError::WorkingDir(_) | StartError::Create(_) => {
+                "CreateContainerError"
+            }
+            StartError::Config(_) => "CreateContainerConfigError",
             StartError::PortInUse { .. } | StartError::Failed(_) => "RunContainerError",
         }
     }
@@ -134,4 +195,9 @@ pub trait Runtime: Send + Sync + 'static {
     /// The ids of every container the runtime knows, including ones started by an earlier run
     /// of the agent.
     fn containers(&self) -> Vec<String>;
+
+    /// Removes what the runtime keeps for a pod beyond its containers (CRI's
+    /// `RemovePodSandbox`: the oci runtime's pod namespaces), once every container of the pod
+    /// is removed. Runtimes without sandboxes have nothing to do.
+    fn remove_pod_sandbox(&self, _pod_uid: &str) {}
 }

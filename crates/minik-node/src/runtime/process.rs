@@ -36,7 +36,7 @@ use crate::BoxFuture;
 /// How much a container may write while no agent drains its output (the pipe's buffer).
 const PIPE_BUFFER: i32 = 256 * 1024;
 /// How long the agent waits, once a container ended, for the last of its output.
-const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+pub(crate) const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
 /// Settings of the process runtime.
 #[derive(Clone, Debug)]
@@ -268,7 +268,7 @@ fn unknown_exit(cgroup: Option<&Cgroup>) -> Exit {
 
 /// Waits until process `pid` (started at `ticks`) is gone: through a pidfd where the kernel
 /// has them, else by polling `/proc`.
-async fn wait_for_end(pid: i32, ticks: Option<u64>) {
+pub(crate) async fn wait_for_end(pid: i32, ticks: Option<u64>) {
     let same = || ticks.is_none_or(|t| state::start_ticks(pid) == Some(t));
     // SAFETY: pidfd_open takes a pid and flags and returns a new file descriptor or -1.
     let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
@@ -337,7 +337,7 @@ fn exit_of(status: std::process::ExitStatus) -> Exit {
 }
 
 /// Copies what a container writes on one stream into its log until no one writes any more.
-async fn pump(rx: pipe::Receiver, stream: Stream, writer: Arc<Mutex<LogWriter>>) {
+pub(crate) async fn pump(rx: pipe::Receiver, stream: Stream, writer: Arc<Mutex<LogWriter>>) {
     let mut failed = false;
     loop {
         if rx.readable().await.is_err() {
@@ -368,7 +368,7 @@ async fn pump(rx: pipe::Receiver, stream: Stream, writer: Arc<Mutex<LogWriter>>)
 /// Creates the named pipe of one output stream and opens both ends: the agent's (reading) and
 /// the container's (read-write, so that the pipe always has a reader and the container never
 /// gets SIGPIPE, whether or not an agent runs).
-fn output_pipe(path: &Path) -> std::io::Result<(pipe::Receiver, std::fs::File)> {
+pub(crate) fn output_pipe(path: &Path) -> std::io::Result<(pipe::Receiver, std::fs::File)> {
     let _ = std::fs::remove_file(path);
     nix::unistd::mkfifo(
         path,
@@ -683,6 +683,7 @@ mod tests {
             memory_limit: None,
             host_ports: vec![],
             fake: Default::default(),
+            image: None,
         }
     }
 
