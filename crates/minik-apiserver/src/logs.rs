@@ -29,13 +29,18 @@ pub async fn pod_log(
     query: &HashMap<String, String>,
 ) -> Result<Response, ApiError> {
     let pod = agent::pod(server, ns, name).await?;
-    let containers: Vec<&str> = pod
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .map(|cs| cs.iter().filter_map(|c| c["name"].as_str()).collect())
-        .unwrap_or_default();
+    let names = |field: &str| -> Vec<&str> {
+        pod.pointer(field)
+            .and_then(Value::as_array)
+            .map(|cs| cs.iter().filter_map(|c| c["name"].as_str()).collect())
+            .unwrap_or_default()
+    };
+    let containers = names("/spec/containers");
+    let init_containers = names("/spec/initContainers");
     let container = match query.get("container").filter(|c| !c.is_empty()) {
-        Some(c) if containers.contains(&c.as_str()) => c.clone(),
+        Some(c) if containers.contains(&c.as_str()) || init_containers.contains(&c.as_str()) => {
+            c.clone()
+        }
         Some(c) => {
             return Err(ApiError::BadRequest(format!(
                 "container {c} is not valid for pod {name}"
@@ -43,10 +48,18 @@ pub async fn pod_log(
         }
         None if containers.len() == 1 => containers[0].to_owned(),
         None => {
-            return Err(ApiError::BadRequest(format!(
+            // The API server's words, init containers included.
+            let mut message = format!(
                 "a container name must be specified for pod {name}, choose one of: [{}]",
                 containers.join(" ")
-            )))
+            );
+            if !init_containers.is_empty() {
+                message.push_str(&format!(
+                    " or one of the init containers: [{}]",
+                    init_containers.join(" ")
+                ));
+            }
+            return Err(ApiError::BadRequest(message));
         }
     };
     let agent = agent::pod_agent(server, &pod, name).await?;

@@ -765,14 +765,25 @@ impl Agent {
         self.send(pod, &events);
         let ports = self.ports_of(key, pod);
         crate::proxy::publish_host_ports(self.api.as_ref(), pod, &ports).await?;
-        let containers = pod
-            .spec
-            .as_ref()
-            .map(|s| s.containers.as_slice())
+        let spec = pod.spec.as_ref();
+        let init_containers = spec
+            .and_then(|s| s.init_containers.as_deref())
             .unwrap_or_default();
-        for (index, container) in containers.iter().enumerate() {
+        let containers = spec.map(|s| s.containers.as_slice()).unwrap_or_default();
+        // Init containers have no ports of their own on the node; app containers have theirs
+        // by index.
+        let all = init_containers
+            .iter()
+            .map(|c| (c, None))
+            .chain(containers.iter().enumerate().map(|(i, c)| (c, Some(i))));
+        for (container, index) in all {
             let Some((_, phase)) = phases.iter().find(|(name, _)| *name == container.name) else {
                 continue;
+            };
+            let binds_of = |index: Option<usize>| {
+                index
+                    .and_then(|i| ports.get(i).cloned())
+                    .unwrap_or_default()
             };
             let instance = record
                 .containers
@@ -780,7 +791,7 @@ impl Agent {
                 .and_then(|c| c.instance.clone());
             match (phase, instance) {
                 (Phase::Starting, _) => {
-                    let binds = ports.get(index).cloned().unwrap_or_default();
+                    let binds = binds_of(index);
                     if let Err(delay) = self
                         .start(key, pod, container, binds, &mut record, now.instant)
                         .await
@@ -790,7 +801,7 @@ impl Agent {
                 }
                 // A running instance adopted from an earlier agent gets its probes.
                 (Phase::Running, Some(instance)) if !self.probes().contains_key(&instance) => {
-                    let binds = ports.get(index).cloned().unwrap_or_default();
+                    let binds = binds_of(index);
                     let placement = self.placement(binds.clone(), Vec::new());
                     let env = spec::environment(pod, container, &placement).unwrap_or_default();
                     let target = probe::Target {

@@ -167,6 +167,26 @@ pub enum Wait {
     /// The restart back-off, after a crash (`CrashLoopBackOff`) or a failed start (its reason):
     /// no start before `until`.
     BackOff { until: Instant },
+    /// The init containers before it: they run one at a time, in order, each to success
+    /// (sidecars, init containers with `restartPolicy: Always`, to running), before the next
+    /// one and the app containers start (`PodInitializing`).
+    Init,
+}
+
+/// The waiting reason of the containers that wait for init containers.
+pub const POD_INITIALIZING: &str = "PodInitializing";
+
+/// Whether an init container is a sidecar (Kubernetes 1.29+: `restartPolicy: Always`).
+pub fn is_sidecar(container: &Container) -> bool {
+    container.restart_policy.as_deref() == Some("Always")
+}
+
+/// Whether a (non-sidecar) init container ran to success: it is not run again.
+pub fn completed(c: &ContainerRecord) -> bool {
+    c.not_before.is_none()
+        && c.terminated
+            .as_ref()
+            .is_some_and(|t| t.exit.code == 0 && !t.exit.status_unknown)
 }
 
 /// An event about the pod, or one of its containers, for the agent to send.
@@ -345,19 +365,64 @@ fn drive(
     mut events: Vec<Event>,
 ) -> Plan {
     let policy = restart_policy(pod).to_owned();
-    let containers = pod
-        .spec
-        .as_ref()
-        .map(|s| s.containers.as_slice())
+    let spec = pod.spec.as_ref();
+    let init_containers = spec
+        .and_then(|s| s.init_containers.as_deref())
         .unwrap_or_default();
-    let mut phases = Vec::with_capacity(containers.len());
+    let containers = spec.map(|s| s.containers.as_slice()).unwrap_or_default();
+    let mut phases = Vec::with_capacity(init_containers.len() + containers.len());
     let mut requeue_after = None;
-    for container in containers {
+    // Init containers first, one at a time: each must complete (a sidecar: run) before the
+    // next starts; the app containers wait for all of them.
+    let mut initialized = true;
+    let init = init_containers.iter().map(|c| (c, true));
+    for (container, is_init) in init.chain(containers.iter().map(|c| (c, false))) {
         let c = record.containers.entry(container.name.clone()).or_default();
+        if !initialized {
+            if c.instance.is_none() && c.terminated.is_none() {
+                c.waiting = Some((POD_INITIALIZING.into(), String::new()));
+            }
+            phases.push((container.name.clone(), Phase::Waiting(Wait::Init)));
+            continue;
+        }
+        if c.waiting
+            .as_ref()
+            .is_some_and(|(r, _)| r == POD_INITIALIZING)
+        {
+            c.waiting = None;
+        }
+        let sidecar = is_init && is_sidecar(container);
+        if is_init && !sidecar && completed(c) {
+            phases.push((container.name.clone(), Phase::Exited));
+            continue;
+        }
+        // An init container is restarted on failure unless the pod never restarts anything; a
+        // sidecar always.
+        let container_policy = match (is_init, sidecar, policy.as_str()) {
+            (true, true, _) => "Always",
+            (true, false, "Never") => "Never",
+            (true, false, _) => "OnFailure",
+            (false, _, p) => p,
+        };
         let was_backing_off = is_crash_loop(c);
         let was_pulling_back_off = is_pull_back_off(c);
         let state = view.state(c.instance.as_deref());
-        let phase = advance(pod, &policy, container, c, state, now.instant, backoff);
+        let phase = advance(
+            pod,
+            container_policy,
+            container,
+            c,
+            state,
+            now.instant,
+            backoff,
+        );
+        if is_init {
+            initialized = match &phase {
+                Phase::Running => sidecar,
+                Phase::Exited => completed(c),
+                Phase::Starting | Phase::Waiting(_) => false,
+            };
+        }
         match &phase {
             Phase::Waiting(Wait::BackOff { until }) => sooner(
                 &mut requeue_after,
@@ -372,7 +437,7 @@ fn drive(
                     sooner(&mut requeue_after, backoff.reset.saturating_sub(ran));
                 }
             }
-            Phase::Starting | Phase::Exited => {}
+            Phase::Starting | Phase::Exited | Phase::Waiting(Wait::Init) => {}
         }
         if is_pull_back_off(c) && !was_pulling_back_off {
             let image = container.image.as_deref().unwrap_or_default();
@@ -565,7 +630,7 @@ pub fn start_failed(container: &str, message: &str) -> Event {
 mod tests {
     use super::*;
     use crate::pod::tests::{exited, running, wall};
-    use crate::runtime::{ContainerSpec, FakeRuntime, FakeScript, Runtime};
+    use crate::runtime::{ContainerSpec, Exit, FakeRuntime, FakeScript, Runtime};
     use serde_json::{json, Value};
 
     const SECOND: Duration = Duration::from_secs(1);
@@ -654,6 +719,157 @@ mod tests {
                 .map(|(k, m)| (*k, (*m).to_owned()))
                 .collect(),
         }
+    }
+
+    /// A pod with init containers `inits` (`side` a sidecar) before app container `app`.
+    fn pod_with_inits(policy: &str, inits: &[&str]) -> Pod {
+        let inits: Vec<Value> = inits
+            .iter()
+            .map(|name| {
+                let mut c = json!({"name": name, "image": "busybox"});
+                if name.starts_with("side") {
+                    c["restartPolicy"] = json!("Always");
+                }
+                c
+            })
+            .collect();
+        pod_of(policy, &["app"], json!({"spec": {"initContainers": inits}}))
+    }
+
+    #[test]
+    fn init_containers_run_one_at_a_time_in_order_before_the_app() {
+        let now = Instant::now();
+        let pod = pod_with_inits("Always", &["one", "two"]);
+        // Nothing ran yet: only the first init container starts; the rest wait.
+        let first = run(plan(
+            Some(&pod),
+            None,
+            &View::default(),
+            at(now),
+            &Backoff::default(),
+        ));
+        assert_eq!(starts(&first), ["one"]);
+        assert_eq!(phase(&first, "two"), Phase::Waiting(Wait::Init));
+        assert_eq!(phase(&first, "app"), Phase::Waiting(Wait::Init));
+        assert_eq!(
+            first.record.containers["app"].waiting,
+            Some((POD_INITIALIZING.to_owned(), String::new()))
+        );
+        // `one` runs: still nothing else.
+        let (record, view) = recorded(&[("one", running())], now);
+        let r = run(plan(
+            Some(&pod),
+            Some(&record),
+            &view,
+            at(now),
+            &Backoff::default(),
+        ));
+        assert_eq!(phase(&r, "one"), Phase::Running);
+        assert!(starts(&r).is_empty());
+        // `one` succeeded: `two` starts, the app still waits.
+        let (record, view) = recorded(&[("one", exited(0))], now);
+        let r = run(plan(
+            Some(&pod),
+            Some(&record),
+            &view,
+            at(now),
+            &Backoff::default(),
+        ));
+        assert_eq!(phase(&r, "one"), Phase::Exited);
+        assert_eq!(starts(&r), ["two"]);
+        assert_eq!(phase(&r, "app"), Phase::Waiting(Wait::Init));
+        // Both succeeded: the app starts, and its PodInitializing wait is over.
+        let (mut record, view) = recorded(&[("one", exited(0)), ("two", exited(0))], now);
+        record.containers.insert(
+            "app".into(),
+            ContainerRecord {
+                waiting: Some((POD_INITIALIZING.into(), String::new())),
+                ..Default::default()
+            },
+        );
+        let r = run(plan(
+            Some(&pod),
+            Some(&record),
+            &view,
+            at(now),
+            &Backoff::default(),
+        ));
+        assert_eq!(starts(&r), ["app"]);
+        assert_eq!(r.record.containers["app"].waiting, None);
+        // Once done, an init container is not run again, even when the runtime forgot it.
+        let (mut record, _) = recorded(&[("one", exited(0)), ("two", exited(0))], now);
+        for c in record.containers.values_mut() {
+            c.terminated = Some(Terminated {
+                exit: Exit::code(0, None, wall(60)),
+                started_at: wall(55),
+                container_id: "minik://gone".into(),
+            });
+        }
+        let r = run(plan(
+            Some(&pod),
+            Some(&record),
+            &View::default(),
+            at(now),
+            &Backoff::default(),
+        ));
+        assert_eq!(starts(&r), ["app"]);
+    }
+
+    #[test]
+    fn a_failed_init_container_is_restarted_unless_the_pod_never_restarts() {
+        let now = Instant::now();
+        for (policy, expected) in [
+            ("Always", Phase::Starting),
+            ("OnFailure", Phase::Starting),
+            ("Never", Phase::Exited),
+        ] {
+            let pod = pod_with_inits(policy, &["one"]);
+            let (record, view) = recorded(&[("one", exited(1))], now - 5 * SECOND);
+            let r = run(plan(
+                Some(&pod),
+                Some(&record),
+                &view,
+                at(now),
+                &Backoff::default(),
+            ));
+            assert_eq!(phase(&r, "one"), expected, "{policy}");
+            assert_eq!(phase(&r, "app"), Phase::Waiting(Wait::Init), "{policy}");
+        }
+    }
+
+    #[test]
+    fn a_sidecar_starts_before_the_app_and_keeps_running() {
+        let now = Instant::now();
+        let pod = pod_with_inits("Never", &["side", "one"]);
+        let r = run(plan(
+            Some(&pod),
+            None,
+            &View::default(),
+            at(now),
+            &Backoff::default(),
+        ));
+        assert_eq!(starts(&r), ["side"]);
+        // The sidecar runs: the next init container starts.
+        let (record, view) = recorded(&[("side", running())], now);
+        let r = run(plan(
+            Some(&pod),
+            Some(&record),
+            &view,
+            at(now),
+            &Backoff::default(),
+        ));
+        assert_eq!(starts(&r), ["one"]);
+        // The sidecar exits, even under restartPolicy Never: it is restarted.
+        let (record, view) = recorded(&[("side", exited(0)), ("one", exited(0))], now - 5 * SECOND);
+        let r = run(plan(
+            Some(&pod),
+            Some(&record),
+            &view,
+            at(now),
+            &Backoff::default(),
+        ));
+        assert_eq!(phase(&r, "side"), Phase::Starting);
+        assert_eq!(phase(&r, "app"), Phase::Waiting(Wait::Init));
     }
 
     #[test]

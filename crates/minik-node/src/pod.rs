@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use minik_api::k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus, Pod, PodCondition, PodStatus,
+    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
+    ContainerStateWaiting, ContainerStatus, Pod, PodCondition, PodStatus,
 };
 use minik_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::time::Instant;
@@ -243,94 +243,60 @@ pub fn status(
     pod_ip: &str,
 ) -> PodStatus {
     let previous = pod.status.clone().unwrap_or_default();
-    let containers = pod
-        .spec
-        .as_ref()
-        .map(|s| s.containers.as_slice())
+    let spec = pod.spec.as_ref();
+    let init_containers = spec
+        .and_then(|s| s.init_containers.as_deref())
         .unwrap_or_default();
+    let containers = spec.map(|s| s.containers.as_slice()).unwrap_or_default();
+    let record_of = |name: &str| record.containers.get(name).cloned().unwrap_or_default();
+    // Init containers: done when each ran to success (a sidecar: runs); failed for good when
+    // one failed and the pod restarts nothing.
+    let mut init_statuses = Vec::new();
+    let mut incomplete = Vec::new();
+    let mut init_failed = false;
+    for container in init_containers {
+        let rec = record_of(&container.name);
+        let (status, _) = container_status(container, &rec, view);
+        let sidecar = crate::plan::is_sidecar(container);
+        let done = if sidecar {
+            status.started == Some(true)
+        } else {
+            crate::plan::completed(&rec)
+        };
+        if !done {
+            incomplete.push(container.name.clone());
+            let failed = status
+                .state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+                .is_some_and(|t| t.exit_code != 0);
+            if failed && restart_policy(pod) == "Never" {
+                init_failed = true;
+            }
+        }
+        init_statuses.push(status);
+    }
+    let initialized = incomplete.is_empty();
     let (mut pending, mut running, mut stopped, mut succeeded) = (0, 0, 0, 0);
     let mut statuses = Vec::new();
     for container in containers {
-        let rec = record
-            .containers
-            .get(&container.name)
-            .cloned()
-            .unwrap_or_default();
-        let runtime_state = view.state(rec.instance.as_deref());
-        let last_state = rec.last_terminated.as_ref().map(Terminated::to_state);
-        let (state, last_state, is_running) = match (&rec.waiting, &runtime_state) {
-            (Some((reason, message)), _) => {
-                let waiting = ContainerState {
-                    waiting: Some(ContainerStateWaiting {
-                        reason: Some(reason.clone()),
-                        message: Some(message.clone()),
-                    }),
-                    ..Default::default()
-                };
-                // While it waits to restart, the run that just ended is the last state.
-                let last = rec
-                    .terminated
-                    .as_ref()
-                    .map(Terminated::to_state)
-                    .or(last_state);
-                (waiting, last, false)
-            }
-            (None, State::Running { started_at }) => (
-                ContainerState {
-                    running: Some(ContainerStateRunning {
-                        started_at: Some(time(*started_at)),
-                    }),
-                    ..Default::default()
-                },
-                last_state,
-                true,
-            ),
-            (None, State::Exited { .. }) => match &rec.terminated {
-                Some(t) => (t.to_state(), last_state, false),
-                None => (ContainerState::default(), last_state, false),
-            },
-            (None, State::Unknown) => (
-                ContainerState {
-                    waiting: Some(ContainerStateWaiting {
-                        reason: Some("ContainerCreating".into()),
-                        message: None,
-                    }),
-                    ..Default::default()
-                },
-                last_state,
-                false,
-            ),
-        };
-        if is_running {
-            running += 1;
-        } else if state.terminated.is_some() {
-            stopped += 1;
-            if state.terminated.as_ref().is_some_and(|t| t.exit_code == 0) {
+        let rec = record_of(&container.name);
+        let (status, class) = container_status(container, &rec, view);
+        match class {
+            Class::Running => running += 1,
+            Class::Succeeded => {
+                stopped += 1;
                 succeeded += 1;
             }
-        } else if last_state.is_some() {
-            // Waiting to restart after a run: counts as stopped, not pending.
-            stopped += 1;
-        } else {
-            pending += 1;
+            Class::Stopped => stopped += 1,
+            Class::Pending => pending += 1,
         }
-        let (started, ready) = view.probed(rec.instance.as_deref());
-        let is_ready = is_running && started && ready;
-        statuses.push(ContainerStatus {
-            name: container.name.clone(),
-            image: container.image.clone().unwrap_or_default(),
-            image_id: rec.image_id.clone().unwrap_or_default(),
-            container_id: rec.instance.as_deref().map(container_id),
-            ready: is_ready,
-            started: Some(is_running && started),
-            restart_count: rec.restart_count,
-            state: Some(state),
-            last_state: Some(last_state.unwrap_or_default()),
-            ..Default::default()
-        });
+        statuses.push(status);
     }
     let policy = restart_policy(pod);
-    let phase = if pending > 0 {
+    let phase = if init_failed {
+        "Failed"
+    } else if !initialized || pending > 0 {
         "Pending"
     } else if running > 0 {
         "Running"
@@ -354,7 +320,11 @@ pub fn status(
         now,
         &[
             ("PodReadyToStartContainers", "True", None),
-            ("Initialized", "True", None),
+            (
+                "Initialized",
+                flag(initialized),
+                (!initialized).then_some("ContainersNotInitialized"),
+            ),
             (
                 "Ready",
                 flag(all_ready),
@@ -373,6 +343,7 @@ pub fn status(
         phase: Some(phase.into()),
         conditions: Some(conditions),
         container_statuses: Some(statuses),
+        init_container_statuses: (!init_statuses.is_empty()).then_some(init_statuses),
         host_ip: Some(host_ip.into()),
         pod_ip: Some(pod_ip.into()),
         host_ips: Some(vec![minik_api::k8s_openapi::api::core::v1::HostIP {
@@ -385,6 +356,100 @@ pub fn status(
         qos_class: previous.qos_class,
         ..Default::default()
     }
+}
+
+/// What a container counts as in the pod's phase.
+enum Class {
+    Running,
+    Succeeded,
+    Stopped,
+    Pending,
+}
+
+/// One container's status from its record and what the runtime and probes say of it.
+fn container_status(
+    container: &Container,
+    rec: &ContainerRecord,
+    view: &View,
+) -> (ContainerStatus, Class) {
+    let runtime_state = view.state(rec.instance.as_deref());
+    let last_state = rec.last_terminated.as_ref().map(Terminated::to_state);
+    let (state, last_state, is_running) = match (&rec.waiting, &runtime_state) {
+        (Some((reason, message)), _) => {
+            let waiting = ContainerState {
+                waiting: Some(ContainerStateWaiting {
+                    reason: Some(reason.clone()),
+                    message: (!message.is_empty()).then(|| message.clone()),
+                }),
+                ..Default::default()
+            };
+            // While it waits to restart, the run that just ended is the last state.
+            let last = rec
+                .terminated
+                .as_ref()
+                .map(Terminated::to_state)
+                .or(last_state);
+            (waiting, last, false)
+        }
+        (None, State::Running { started_at }) => (
+            ContainerState {
+                running: Some(ContainerStateRunning {
+                    started_at: Some(time(*started_at)),
+                }),
+                ..Default::default()
+            },
+            last_state,
+            true,
+        ),
+        (None, State::Exited { .. }) => match &rec.terminated {
+            Some(t) => (t.to_state(), last_state, false),
+            None => (ContainerState::default(), last_state, false),
+        },
+        (None, State::Unknown) => match &rec.terminated {
+            // An init container that completed, whose instance the runtime forgot.
+            Some(t) => (t.to_state(), last_state, false),
+            None => (
+                ContainerState {
+                    waiting: Some(ContainerStateWaiting {
+                        reason: Some("ContainerCreating".into()),
+                        message: None,
+                    }),
+                    ..Default::default()
+                },
+                last_state,
+                false,
+            ),
+        },
+    };
+    let class = if is_running {
+        Class::Running
+    } else if let Some(t) = &state.terminated {
+        if t.exit_code == 0 {
+            Class::Succeeded
+        } else {
+            Class::Stopped
+        }
+    } else if last_state.is_some() {
+        // Waiting to restart after a run: counts as stopped, not pending.
+        Class::Stopped
+    } else {
+        Class::Pending
+    };
+    let (started, ready) = view.probed(rec.instance.as_deref());
+    let is_ready = is_running && started && ready;
+    let status = ContainerStatus {
+        name: container.name.clone(),
+        image: container.image.clone().unwrap_or_default(),
+        image_id: rec.image_id.clone().unwrap_or_default(),
+        container_id: rec.instance.as_deref().map(container_id),
+        ready: is_ready,
+        started: Some(is_running && started),
+        restart_count: rec.restart_count,
+        state: Some(state),
+        last_state: Some(last_state.unwrap_or_default()),
+        ..Default::default()
+    };
+    (status, class)
 }
 
 /// Sets the conditions, keeping `lastTransitionTime` of those whose status did not change.
@@ -542,6 +607,77 @@ pub(crate) mod tests {
                 "{policy} {containers:?}"
             );
         }
+    }
+
+    #[test]
+    fn init_containers_are_reported_and_hold_the_pod_pending() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u1"},
+            "spec": {
+                "restartPolicy": "Never",
+                "initContainers": [{"name": "one", "image": "busybox"}, {"name": "two", "image": "busybox"}],
+                "containers": [{"name": "app", "image": "busybox"}],
+            }
+        }))
+        .unwrap();
+        let report = |containers: &[(&str, Option<State>)]| {
+            let (mut record, view) = recorded(containers);
+            if let Some(app) = record.containers.get_mut("app") {
+                if app.instance.is_none() {
+                    app.waiting = Some(("PodInitializing".into(), String::new()));
+                }
+            }
+            status(&pod, &record, &view, wall(200), "10.0.0.1", "10.0.0.1")
+        };
+        // `one` completed, `two` runs: Pending, not initialized, the app waits.
+        let s = report(&[
+            ("one", Some(exited(0))),
+            ("two", Some(running())),
+            ("app", None),
+        ]);
+        assert_eq!(s.phase.as_deref(), Some("Pending"));
+        let initialized = condition(&s, "Initialized");
+        assert_eq!(
+            (initialized.status.as_str(), initialized.reason.as_deref()),
+            ("False", Some("ContainersNotInitialized"))
+        );
+        let inits = s.init_container_statuses.as_ref().unwrap();
+        assert_eq!(inits.len(), 2);
+        let done = inits[0]
+            .state
+            .as_ref()
+            .unwrap()
+            .terminated
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (done.exit_code, done.reason.as_deref()),
+            (0, Some("Completed"))
+        );
+        assert!(inits[1].state.as_ref().unwrap().running.is_some());
+        let app = s.container_statuses.as_ref().unwrap()[0]
+            .state
+            .clone()
+            .unwrap();
+        assert_eq!(
+            app.waiting.unwrap().reason.as_deref(),
+            Some("PodInitializing")
+        );
+        // `two` failed and the pod never restarts: Failed.
+        let s = report(&[
+            ("one", Some(exited(0))),
+            ("two", Some(exited(1))),
+            ("app", None),
+        ]);
+        assert_eq!(s.phase.as_deref(), Some("Failed"));
+        // Both completed and the app runs: Running, initialized.
+        let s = report(&[
+            ("one", Some(exited(0))),
+            ("two", Some(exited(0))),
+            ("app", Some(running())),
+        ]);
+        assert_eq!(s.phase.as_deref(), Some("Running"));
+        assert_eq!(condition(&s, "Initialized").status, "True");
     }
 
     #[test]

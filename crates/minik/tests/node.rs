@@ -695,3 +695,95 @@ fn hung_pod(name: &str, container: &str, grace_seconds: u32) -> Value {
         }]}
     })
 }
+
+/// Init containers run one at a time, in order, each to success, before the app container;
+/// their statuses, the Initialized condition and `logs -c INIT` are as Kubernetes'. One that
+/// fails under restartPolicy Never fails the pod, and its app container never starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_containers_run_in_order_before_the_app() {
+    let c = Cluster::start().await;
+    let order = c.node_dir.path().join("order.txt");
+    let step = |name: &str, script: String| json!({"name": name, "image": "busybox", "command": ["sh", "-c", script]});
+    let file = order.display().to_string();
+    c.create(&json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "ordered"},
+        "spec": {
+            "nodeName": "n1",
+            "restartPolicy": "Never",
+            "initContainers": [
+                step("first", format!("echo first >> {file}; echo first ran")),
+                step("second", format!("test -s {file} && echo second >> {file}")),
+            ],
+            "containers": [step("app", format!("echo app >> {file}"))],
+        }
+    }))
+    .await;
+    let done = c
+        .pod_until("ordered", "the pod to succeed", |p| {
+            p["status"]["phase"] == "Succeeded"
+        })
+        .await;
+    assert_eq!(
+        std::fs::read_to_string(&order).unwrap(),
+        "first\nsecond\napp\n"
+    );
+    let inits = done["status"]["initContainerStatuses"].as_array().unwrap();
+    assert_eq!(inits.len(), 2);
+    for init in inits {
+        assert_eq!(init["state"]["terminated"]["reason"], "Completed", "{init}");
+    }
+    let initialized = done["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Initialized")
+        .unwrap()
+        .clone();
+    assert_eq!(initialized["status"], "True");
+    let log = c
+        .http
+        .get_text("/api/v1/namespaces/default/pods/ordered/log?container=first")
+        .await;
+    assert_eq!(log.as_deref(), Some("first ran\n"));
+    // A failing init container under restartPolicy Never: the pod fails, the app never runs.
+    c.create(&json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "broken"},
+        "spec": {
+            "nodeName": "n1",
+            "restartPolicy": "Never",
+            "initContainers": [step("setup", "exit 3".into())],
+            "containers": [step("app", format!("echo broken-app >> {file}"))],
+        }
+    }))
+    .await;
+    let failed = c
+        .pod_until("broken", "the pod to fail", |p| {
+            p["status"]["phase"] == "Failed"
+        })
+        .await;
+    assert_eq!(
+        failed["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"],
+        3
+    );
+    assert_eq!(
+        failed["status"]["containerStatuses"][0]["state"]["waiting"]["reason"],
+        "PodInitializing"
+    );
+    // kubectl's STATUS column, as the server's table prints it.
+    let table = c
+        .client
+        .get(format!("{}/api/v1/namespaces/default/pods/broken", c.base))
+        .header("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(table["rows"][0]["cells"][2], "Init:Error", "{table}");
+    assert!(!std::fs::read_to_string(&order)
+        .unwrap()
+        .contains("broken-app"));
+}
