@@ -935,6 +935,15 @@ impl Agent {
                 }
                 _ => {
                     let (program, args) = spec::command_line(container, &env)?;
+                    // A host process sees the node's PATH and HOME unless the pod sets them.
+                    let mut env = env;
+                    for name in ["PATH", "HOME"] {
+                        if !env.iter().any(|(k, _)| k == name) {
+                            if let Ok(value) = std::env::var(name) {
+                                env.insert(0, (name.to_owned(), value));
+                            }
+                        }
+                    }
                     (program, args, env, None)
                 }
             };

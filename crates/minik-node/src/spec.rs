@@ -236,6 +236,15 @@ pub fn environment(
         .as_ref()
         .and_then(|s| s.enable_service_links)
         .unwrap_or(true);
+    // What every container on Kubernetes sees: its pod's hostname.
+    let hostname = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.hostname.clone())
+        .filter(|h| !h.is_empty())
+        .or_else(|| pod.metadata.name.clone())
+        .unwrap_or_default();
+    set(&mut vars, "HOSTNAME".into(), hostname);
     if links {
         for (name, value) in &placement.services {
             set(&mut vars, name.clone(), value.clone());
@@ -469,7 +478,8 @@ mod tests {
         };
         let env = environment(&pod, &container, &placement).unwrap();
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        assert_eq!(env[0].0, "WEB_FRONT_SERVICE_HOST");
+        assert_eq!(env[0].0, "HOSTNAME");
+        assert_eq!(env[1].0, "WEB_FRONT_SERVICE_HOST");
         assert_eq!(get("URL"), Some("http://127.96.0.7"));
         assert_eq!(get("WEB_FRONT_SERVICE_PORT"), Some("8080"));
         // enableServiceLinks: false leaves them out.
