@@ -785,6 +785,13 @@ pub fn event(_e: &mut Event) {}
 /// Leases have no defaults.
 pub fn lease(_l: &mut k8s_openapi::api::coordination::v1::Lease) {}
 
+/// RuntimeClasses have no defaults; their overhead is written in canonical quantities.
+pub fn runtime_class(rc: &mut k8s_openapi::api::node::v1::RuntimeClass) {
+    if let Some(overhead) = rc.overhead.as_mut() {
+        canonical_quantities(&mut overhead.pod_fixed);
+    }
+}
+
 /// ResourceQuotas have no defaults; their quantities are written in canonical form.
 pub fn resource_quota(q: &mut ResourceQuota) {
     if let Some(spec) = q.spec.as_mut() {

@@ -579,6 +579,7 @@ mod tests {
             "Event",
             "ResourceQuota",
             "Lease",
+            "RuntimeClass",
         ] {
             assert_eq!(
                 info(kind).cells(&json!({}), NOW).len(),
@@ -616,6 +617,7 @@ mod tests {
             ]
         );
         assert_eq!(names("Node"), ["Name", "Status", "Roles", "Age", "Version"]);
+        assert_eq!(names("RuntimeClass"), ["Name", "Handler", "Age"]);
         let wide_pod: Vec<&str> = info("Pod")
             .columns()
             .iter()

@@ -8,6 +8,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     Endpoints, Event, Namespace, Node, Pod, ReplicationController, ResourceQuota, Service,
 };
+use k8s_openapi::api::node::v1::RuntimeClass;
 use serde_json::Value;
 
 pub use crate::decode::FieldValidation;
@@ -190,7 +191,14 @@ pub static RESOURCES: &[ResourceInfo] = &[
         "pod",
         &["po"],
         true,
-        &["status", "binding", "eviction", "log", "portforward"],
+        &[
+            "status",
+            "binding",
+            "eviction",
+            "log",
+            "portforward",
+            "exec"
+        ],
         &["all"]
     ),
     info!(
@@ -281,6 +289,17 @@ pub static RESOURCES: &[ResourceInfo] = &[
         &[],
         &[]
     ),
+    info!(
+        RuntimeClass,
+        kinds::RUNTIME_CLASSES,
+        "node.k8s.io",
+        "runtimeclasses",
+        "runtimeclass",
+        &[],
+        false,
+        &[],
+        &[]
+    ),
 ];
 
 /// The resource at `/{api|apis/group}/{version}/.../{plural}`.
@@ -358,6 +377,8 @@ mod tests {
             ("quota", "resourcequotas"),
             ("rc", "replicationcontrollers"),
             ("ev", "events"),
+            ("runtimeclass", "runtimeclasses"),
+            ("runtimeclasses.node.k8s.io", "runtimeclasses"),
         ] {
             assert_eq!(by_user_name(name).map(|r| r.plural), Some(plural), "{name}");
         }

@@ -2,7 +2,8 @@
 //! admission — SPEC §8. The administrator may do everything; a joiner only joins (`auth.rs`).
 //!
 //! A node (`system:node:NAME`) may:
-//! - read nodes, services and endpoints (its proxy and the pods' Service variables need them);
+//! - read nodes, services and endpoints (its proxy and the pods' Service variables need them),
+//!   and RuntimeClasses (as the kubelet reads them);
 //! - list and watch pods only with the field selector `spec.nodeName=NAME`, and get, read the
 //!   log of, and update the status of the pods bound to it;
 //! - set the `minik.io/host-ports` annotation of a pod bound to it (a merge patch of that one
@@ -115,6 +116,7 @@ async fn node_may(
     let deny = |reason: &str| Err(a.forbidden(identity, reason));
     match (a.info.group, a.info.plural) {
         ("", "services" | "endpoints") if read && a.subresource.is_none() => Ok(()),
+        ("node.k8s.io", "runtimeclasses") if read && a.subresource.is_none() => Ok(()),
         ("", "nodes") => match (a.method, a.name) {
             (&Method::GET, _) if a.subresource.is_none() || a.subresource == Some("status") => {
                 Ok(())

@@ -614,6 +614,7 @@ fn version_and_api_resources() {
             deployments              deploy       apps/v1                  true         Deployment
             replicasets              rs           apps/v1                  true         ReplicaSet
             leases                                coordination.k8s.io/v1   true         Lease
+            runtimeclasses                        node.k8s.io/v1           false        RuntimeClass
         "#]],
     );
 }

@@ -32,6 +32,7 @@ mod pod;
 mod replica_set;
 mod replication_controller;
 mod resource_quota;
+pub mod runtime_class;
 mod service;
 
 pub(crate) use deployment::DEPLOYMENTS;
@@ -44,6 +45,7 @@ pub(crate) use pod::PODS;
 pub(crate) use replica_set::REPLICA_SETS;
 pub(crate) use replication_controller::REPLICATION_CONTROLLERS;
 pub(crate) use resource_quota::RESOURCE_QUOTAS;
+pub(crate) use runtime_class::RUNTIME_CLASSES;
 pub(crate) use service::SERVICES;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -71,6 +73,10 @@ pub enum Admission {
     /// The object is a ResourceQuota: its first status is counted from the namespace on create,
     /// its own updates are not charged, and reading it waits for charges under way.
     QuotaStatus,
+    /// A pod being created, once defaulted and validated, gets the overhead, node selector and
+    /// tolerations of the RuntimeClass it names, and is refused when that class does not exist
+    /// or conflicts with it (Kubernetes' RuntimeClass admission; [`runtime_class::admit_pod`]).
+    RuntimeClass,
 }
 
 /// How a delete proceeds, once preconditions and propagation finalizers are dealt with.

@@ -1,7 +1,8 @@
-//! Pods (v1): defaults and validation, the DefaultTolerationSeconds admission, graceful
-//! deletion of a pod that runs on a node, the `Completed` condition of finished pods' rows,
-//! and what a pod is charged against quotas (Kubernetes' pod evaluator: `pods`, compute
-//! requests and limits, scopes, and the compute resources a quota requires it to set).
+//! Pods (v1): defaults and validation, the DefaultTolerationSeconds and RuntimeClass
+//! admissions, graceful deletion of a pod that runs on a node, the `Completed` condition of
+//! finished pods' rows, and what a pod is charged against quotas (Kubernetes' pod evaluator:
+//! `pods`, compute requests and limits, scopes, and the compute resources a quota requires it
+//! to set).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -30,7 +31,7 @@ impl Strategy for Pods {
     }
 
     fn admission(&self) -> &'static [Admission] {
-        &[Admission::DefaultTolerationSeconds]
+        &[Admission::DefaultTolerationSeconds, Admission::RuntimeClass]
     }
 
     /// A pod on a node stops gracefully: its agent sees `deletionTimestamp`, stops the

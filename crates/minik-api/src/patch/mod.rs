@@ -191,6 +191,7 @@ const SERVED_KINDS: &[&str] = &[
     "Node",
     "Event",
     "ResourceQuota",
+    "RuntimeClass",
 ];
 
 /// Where each struct sits and which of its lists merge, transcribed from the `patchStrategy`
@@ -234,6 +235,8 @@ static FIELD_RULES: &[FieldRule] = &[
     rule("Node", "status", Struct("NodeStatus")),
     rule("Event", "metadata", Struct("ObjectMeta")),
     rule("ResourceQuota", "metadata", Struct("ObjectMeta")),
+    // node/v1 RuntimeClass: `scheduling.tolerations` is atomic, the rest plain fields.
+    rule("RuntimeClass", "metadata", Struct("ObjectMeta")),
     // meta/v1 ObjectMeta: `OwnerReferences ... patchStrategy:"merge" patchMergeKey:"uid"`.
     rule(
         "ObjectMeta",

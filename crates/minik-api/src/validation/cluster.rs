@@ -1,17 +1,23 @@
-//! Validation of the cluster's bookkeeping objects: Namespaces, Nodes, Events, ResourceQuotas
-//! and Leases.
+//! Validation of the cluster's bookkeeping objects: Namespaces, Nodes, Events, ResourceQuotas,
+//! Leases and RuntimeClasses.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Event, Namespace, Node, ResourceQuota, Taint};
+use k8s_openapi::api::core::v1::{
+    Event, Namespace, Node, ResourceQuota, ResourceRequirements, Taint, Toleration,
+};
+use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 
-use super::common::{cidr, json, label_name, quota_resource_name, resource_quantity, s, IMMUTABLE};
+use super::common::{
+    cidr, dns_label, json, label_name, quota_resource_name, resource_quantity, s, IMMUTABLE,
+};
+use super::container::resource_requirements;
 use super::meta::{kube_finalizer_name, object_meta, object_meta_update};
-use super::pod::taint_effects;
+use super::pod::{taint_effects, tolerations_errors};
 use crate::error::{ErrorList, FieldError, FieldPath};
-use crate::names;
+use crate::{names, selector};
 
 /// Validates a Namespace on create: a DNS label name, and finalizer names Kubernetes accepts.
 pub fn namespace(ns: &Namespace) -> ErrorList {
@@ -532,6 +538,71 @@ fn lease_spec(l: &Lease) -> ErrorList {
             &path.child("preferredHolder"),
             "may only be specified if `strategy` is defined",
         ));
+    }
+    errs
+}
+
+/// Validates a RuntimeClass on create (Kubernetes' `ValidateRuntimeClass`): a DNS subdomain
+/// name, a DNS label `handler` (an empty one is reported as an invalid label, as Kubernetes
+/// does), valid `overhead.podFixed` amounts (reported under `overhead.limits`, as Kubernetes
+/// checks them as a container's limits), and valid `scheduling` labels and tolerations.
+pub fn runtime_class(rc: &RuntimeClass) -> ErrorList {
+    let mut errs = object_meta(
+        &rc.metadata,
+        false,
+        names::dns1123_subdomain,
+        &FieldPath::new("metadata"),
+    );
+    dns_label(&mut errs, &rc.handler, &FieldPath::new("handler"));
+    if let Some(overhead) = rc.overhead.as_ref() {
+        let limits = ResourceRequirements {
+            limits: overhead.pod_fixed.clone(),
+            ..ResourceRequirements::default()
+        };
+        resource_requirements(&mut errs, &limits, &FieldPath::new("overhead"));
+    }
+    if let Some(scheduling) = rc.scheduling.as_ref() {
+        let path = FieldPath::new("scheduling");
+        if let Some(node_selector) = scheduling.node_selector.as_ref() {
+            errs.extend(selector::validate_labels(
+                node_selector,
+                &path.child("nodeSelector"),
+            ));
+        }
+        let tolerations = scheduling.tolerations.as_deref().unwrap_or_default();
+        errs.extend(unique_tolerations(tolerations, &path.child("tolerations")));
+    }
+    errs
+}
+
+/// Validates a RuntimeClass update: the create checks of the new object, and `handler` may
+/// not change.
+pub fn runtime_class_update(new: &RuntimeClass, old: &RuntimeClass) -> ErrorList {
+    let mut errs = runtime_class(new);
+    errs.extend(object_meta_update(
+        &new.metadata,
+        &old.metadata,
+        &FieldPath::new("metadata"),
+    ));
+    if new.handler != old.handler {
+        errs.push(FieldError::invalid(
+            &FieldPath::new("handler"),
+            new.handler.as_str(),
+            IMMUTABLE,
+        ));
+    }
+    errs
+}
+
+/// Valid tolerations, each at most once: no two with the same key, operator, value and effect.
+fn unique_tolerations(tolerations: &[Toleration], path: &FieldPath) -> ErrorList {
+    let mut errs = tolerations_errors(tolerations, path);
+    let mut seen = BTreeSet::new();
+    for (i, t) in tolerations.iter().enumerate() {
+        let list_key = (s(&t.key), s(&t.operator), s(&t.value), s(&t.effect));
+        if !seen.insert(list_key) {
+            errs.push(FieldError::duplicate(&path.index(i), json(t)));
+        }
     }
     errs
 }

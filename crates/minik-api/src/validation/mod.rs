@@ -33,7 +33,8 @@ mod tests;
 
 pub use cluster::{
     event, event_update, lease, lease_update, namespace, namespace_finalize_update,
-    namespace_update, node, node_update, resource_quota, resource_quota_update,
+    namespace_update, node, node_update, resource_quota, resource_quota_update, runtime_class,
+    runtime_class_update,
 };
 pub use meta::{object_meta, object_meta_update, TOTAL_ANNOTATION_SIZE_LIMIT};
 pub use pod::{pod, pod_update};

@@ -6,6 +6,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{
     Endpoints, Event, Namespace, Node, Pod, ReplicationController, ResourceQuota, Service,
 };
+use k8s_openapi::api::node::v1::RuntimeClass;
 use proptest::prelude::*;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -833,6 +834,66 @@ fn resource_quotas() {
     );
 }
 
+#[test]
+fn runtime_classes() {
+    let base = rich_runtime_class();
+    let scheduling = |s: Value| json!({"scheduling": s});
+    let label_error = first(names::dns1123_label("Run.C"));
+    run_table::<RuntimeClass>(
+        &base,
+        vec![
+            ("valid", json!({}), ok()),
+            ("the docs' example", json!({"metadata": {"name": "myclass"}, "handler": "myconfiguration", "overhead": null, "scheduling": null}), ok()),
+            ("bad name", json!({"metadata": {"name": "My_Class"}}), exactly([format!("metadata.name: Invalid value: \"My_Class\": {}", first(names::dns1123_subdomain("My_Class")))])),
+            ("namespaced", json!({"metadata": {"namespace": "default"}}), exactly(["metadata.namespace: Forbidden: not allowed on this type"])),
+            ("no handler", json!({"handler": null}), exactly([format!("handler: Invalid value: \"\": {}", first(names::dns1123_label("")))])),
+            ("handler not a label", json!({"handler": "Run.C"}), exactly([format!("handler: Invalid value: \"Run.C\": {label_error}")])),
+            ("negative overhead", json!({"overhead": {"podFixed": {"cpu": "-1"}}}), exactly(["overhead.limits[cpu]: Invalid value: \"-1\": must be greater than or equal to 0"])),
+            ("unknown overhead", json!({"overhead": {"podFixed": {"widgets": "1"}}}), contains(["overhead.limits[widgets]: Invalid value: \"widgets\": must be a standard resource for containers"])),
+            ("unparsable overhead", json!({"overhead": {"podFixed": {"memory": "1GB"}}}), exactly(["overhead.limits[memory]: Invalid value: \"1GB\": quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"])),
+            ("empty overhead", json!({"overhead": {"podFixed": null}}), ok()),
+            ("node selector key", scheduling(json!({"nodeSelector": {"bad key": "x"}})), exactly([format!("scheduling.nodeSelector: Invalid value: \"bad key\": {}", first(names::qualified_name("bad key")))])),
+            ("node selector value", scheduling(json!({"nodeSelector": {"sandbox": "not ok"}})), exactly([format!("scheduling.nodeSelector: Invalid value: \"not ok\": {}", first(names::label_value("not ok")))])),
+            ("toleration operator", scheduling(json!({"tolerations": [{"key": "k", "operator": "Like"}]})), exactly(["scheduling.tolerations[0].operator: Unsupported value: \"Like\": supported values: \"Equal\", \"Exists\""])),
+            ("toleration seconds", scheduling(json!({"tolerations": [{"key": "k", "operator": "Exists", "effect": "NoSchedule", "tolerationSeconds": 5}]})), exactly(["scheduling.tolerations[0].effect: Invalid value: \"NoSchedule\": effect must be 'NoExecute' when `tolerationSeconds` is set"])),
+            ("duplicate toleration", scheduling(json!({"tolerations": [{"key": "k", "operator": "Exists", "effect": "NoSchedule"}, {"key": "k", "operator": "Exists", "effect": "NoSchedule", "tolerationSeconds": null}]})), exactly(["scheduling.tolerations[1]: Duplicate value: {\"effect\":\"NoSchedule\",\"key\":\"k\",\"operator\":\"Exists\"}"])),
+            ("same key other effect", scheduling(json!({"tolerations": [{"key": "k", "operator": "Exists", "effect": "NoSchedule"}, {"key": "k", "operator": "Exists", "effect": "NoExecute"}]})), ok()),
+        ],
+        defaults::runtime_class,
+        super::runtime_class,
+    );
+    run_update_table::<RuntimeClass>(
+        &base,
+        vec![
+            (
+                "labels",
+                json!({"metadata": {"labels": {"team": "a"}}}),
+                ok(),
+            ),
+            (
+                "overhead",
+                json!({"overhead": {"podFixed": {"cpu": "1"}}}),
+                ok(),
+            ),
+            (
+                "handler",
+                json!({"handler": "kata"}),
+                exactly(["handler: Invalid value: \"kata\": field is immutable"]),
+            ),
+            (
+                "handler and its syntax",
+                json!({"handler": "Run.C"}),
+                exactly([
+                    format!("handler: Invalid value: \"Run.C\": {label_error}"),
+                    "handler: Invalid value: \"Run.C\": field is immutable".to_owned(),
+                ]),
+            ),
+        ],
+        defaults::runtime_class,
+        super::runtime_class_update,
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Nothing panics
 // ---------------------------------------------------------------------------------------------
@@ -1099,6 +1160,16 @@ fn rich_deployment() -> Value {
     d
 }
 
+fn rich_runtime_class() -> Value {
+    json!({
+        "metadata": {"name": "gvisor", "labels": {"sandbox": "yes"}},
+        "handler": "runsc",
+        "overhead": {"podFixed": {"cpu": "250m", "memory": "64Mi"}},
+        "scheduling": {"nodeSelector": {"sandbox": "gvisor"},
+                       "tolerations": [{"key": "sandbox", "operator": "Equal", "value": "gvisor", "effect": "NoSchedule"}]}
+    })
+}
+
 fn rich_service() -> Value {
     json!({
         "metadata": {"name": "web", "namespace": "default"},
@@ -1161,6 +1232,11 @@ proptest! {
     }
 
     #[test]
+    fn runtime_classes_never_panic(v in mangled(rich_runtime_class())) {
+        exercise::<RuntimeClass>(v, &rich_runtime_class(), defaults::runtime_class, super::runtime_class, super::runtime_class_update);
+    }
+
+    #[test]
     fn random_json_never_panics(v in any_json()) {
         exercise::<Pod>(v.clone(), &rich_pod(), defaults::pod, super::pod, super::pod_update);
         exercise::<Deployment>(v.clone(), &rich_deployment(), defaults::deployment, super::deployment, super::deployment_update);
@@ -1193,6 +1269,16 @@ fn rich_objects_are_valid() {
             &json!({}),
             defaults::service,
             super::service,
+        ),
+        &ok(),
+    );
+    check(
+        "runtime class",
+        errors::<RuntimeClass>(
+            &rich_runtime_class(),
+            &json!({}),
+            defaults::runtime_class,
+            super::runtime_class,
         ),
         &ok(),
     );

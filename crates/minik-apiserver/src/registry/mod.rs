@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use minik_api::fields::{self, FieldSelector};
-use minik_api::kinds::Admission;
+use minik_api::kinds::{runtime_class, Admission};
 use minik_api::request::{DeleteOptions, Patch, PatchKind, WriteOptions};
 use minik_api::resources::{self, ResourceInfo};
 use minik_api::selector::Selector;
@@ -276,6 +276,11 @@ impl Registry {
                 Value::String(uuid::Uuid::new_v4().to_string()),
             );
             let mut admitted = info.admit_create(&object, opts.field_validation)?;
+            if info.admits(Admission::RuntimeClass) {
+                // After defaults, as Kubernetes' admission plugins see a pod (the default
+                // tolerations included); what the class adds was validated with the class.
+                self.admit_runtime_class(info, &mut admitted).await?;
+            }
             let allocation = self.allocation(info, ns, None, Scope::Main).await?;
             if let Some(allocation) = &allocation {
                 allocation.assign(&mut admitted, None)?;
@@ -305,6 +310,37 @@ impl Registry {
             }
         }
         Err(last_err.unwrap_or_else(|| ApiError::Internal("no name could be generated".into())))
+    }
+
+    /// Kubernetes' RuntimeClass admission of a pod being created: reads the RuntimeClass the
+    /// pod names and lets [`runtime_class::admit_pod`] fill the pod in from it or refuse it.
+    async fn admit_runtime_class(
+        &self,
+        info: &ResourceInfo,
+        pod: &mut Value,
+    ) -> Result<(), ApiError> {
+        let classes = runtime_classes();
+        let class = match runtime_class::class_name(pod).map(str::to_owned) {
+            // An empty name is no key; such a class does not exist.
+            None => None,
+            Some(name) if name.is_empty() => None,
+            Some(name) => match self
+                .store
+                .get(&classes.key(None, &name))
+                .await
+                .map_err(|e| store_error(classes, &name, e))?
+            {
+                Some(stored) => Some(parse_object(classes, &name, &stored.value)?),
+                None => None,
+            },
+        };
+        runtime_class::admit_pod(pod, class.as_ref()).map_err(|why| {
+            let resource = info.qualified_plural();
+            ApiError::Forbidden(match str_at(pod, "/metadata/name") {
+                Some(name) => format!("{resource} {name:?} is forbidden: {why}"),
+                None => format!("{resource} is forbidden: {why}"),
+            })
+        })
     }
 
     /// For a write of the object itself (not its status) of a kind whose addresses the server
@@ -565,4 +601,8 @@ pub(crate) fn namespaces() -> &'static ResourceInfo {
 
 pub(crate) fn pods() -> &'static ResourceInfo {
     resources::by_plural("", "v1", "pods").expect("pods are served")
+}
+
+fn runtime_classes() -> &'static ResourceInfo {
+    resources::by_plural("node.k8s.io", "v1", "runtimeclasses").expect("runtime classes are served")
 }
