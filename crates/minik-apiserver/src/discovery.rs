@@ -148,6 +148,7 @@ fn subresource_kind(
         "finalize" => ("Namespace", None, &["update"]),
         "log" => ("Pod", None, &["get"]),
         "portforward" => ("PodPortForwardOptions", None, &["create", "get"]),
+        "exec" => ("PodExecOptions", None, &["create", "get"]),
         "scale" => ("Scale", Some("autoscaling"), &["get", "patch", "update"]),
         _ => (info.kind, None, &["get", "patch", "update"]),
     }

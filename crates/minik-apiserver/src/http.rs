@@ -673,6 +673,11 @@ async fn handle(
             crate::portforward::pod_port_forward(server, ns, name, &query.0, headers, on_upgrade)
                 .await
         }
+        (&Method::GET | &Method::POST, Some(name), Some("exec")) => {
+            let on_upgrade = parts.extensions.get::<hyper::upgrade::OnUpgrade>().cloned();
+            let ns = ns.unwrap_or_default();
+            crate::exec::pod_exec(server, ns, name, parts.uri.query(), headers, on_upgrade).await
+        }
         // A binding, or an eviction: Kubernetes answers an eviction with 201 and a bare Success,
         // the pod gone or only marked for a graceful deletion.
         (&Method::POST, Some(name), Some(sub @ ("binding" | "eviction"))) => {

@@ -9,6 +9,7 @@ mod authz;
 mod discovery;
 mod errors;
 mod events;
+mod exec;
 mod http;
 mod identity;
 mod limits;

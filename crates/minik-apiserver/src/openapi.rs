@@ -421,6 +421,27 @@ fn resource_paths(info: &ResourceInfo, paths: &mut Map<String, Value>) {
                     body: &[],
                 }),
             }),
+            "exec" => {
+                let params: Vec<Value> = [
+                    (
+                        "command",
+                        "The command to run, one argument per value",
+                        "string",
+                    ),
+                    ("container", "The container to run it in", "string"),
+                    ("stdin", "Pass stdin to the command", "boolean"),
+                    ("stdout", "Pass the command's stdout back", "boolean"),
+                    ("stderr", "Pass the command's stderr back", "boolean"),
+                    ("tty", "Run the command in a terminal", "boolean"),
+                ]
+                .iter()
+                .map(|(name, what, kind)| query_param(name, what, kind))
+                .collect();
+                json!({
+                    "get": operation(Op { id: id("connectGet", &suffix), action: "connect", gvk: gvk("", "v1", "PodExecOptions"), params: params.clone(), body: &[] }),
+                    "post": operation(Op { id: id("connectPost", &suffix), action: "connect", gvk: gvk("", "v1", "PodExecOptions"), params, body: &[] }),
+                })
+            }
             "portforward" => json!({
                 "get": operation(Op { id: id("connectGet", &suffix), action: "connect", gvk: gvk("", "v1", "PodPortForwardOptions"), params: vec![query_param("ports", "List of ports to forward", "integer")], body: &[] }),
                 "post": operation(Op { id: id("connectPost", &suffix), action: "connect", gvk: gvk("", "v1", "PodPortForwardOptions"), params: vec![query_param("ports", "List of ports to forward", "integer")], body: &[] }),

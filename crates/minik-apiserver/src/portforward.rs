@@ -17,7 +17,7 @@
 //! (`POST /portForward/{ns}/{pod}?port=N`, upgraded to `minik-portforward`); the agent side
 //! is the same for all.
 
-mod websocket;
+pub(crate) mod websocket;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -63,7 +63,7 @@ enum Protocol {
 }
 
 /// The comma-separated tokens of every `name` header.
-fn tokens<'a>(headers: &'a HeaderMap, name: &str) -> impl Iterator<Item = &'a str> {
+pub(crate) fn tokens<'a>(headers: &'a HeaderMap, name: &str) -> impl Iterator<Item = &'a str> {
     headers
         .get_all(name)
         .into_iter()

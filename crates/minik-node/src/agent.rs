@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use minik_api::k8s_openapi::api::coordination::v1::Lease;
 use minik_api::k8s_openapi::api::core::v1::{Container, Node, Pod, PodStatus};
+use minik_api::k8s_openapi::api::node::v1::RuntimeClass;
 use minik_api::request::{DeleteOptions, Patch, PatchKind, WriteOptions};
 use minik_api::resources::NODE_LEASE_NAMESPACE;
 use minik_api::ApiError;
@@ -24,7 +25,7 @@ use crate::images::{ImageManager, ERR_IMAGE_PULL};
 use crate::plan::{self, AfterTearDown, Now, Phase, Plan, View};
 use crate::pod::{self, Backoff, PodRecord};
 use crate::probe::{self, Checker};
-use crate::runtime::{ContainerSpec, FakeScript, Runtime};
+use crate::runtime::{ContainerSpec, FakeScript, Runtime, Runtimes};
 use crate::saved::SavedPod;
 use crate::spec::{self, Placement, PortBinding};
 
@@ -47,6 +48,9 @@ pub struct AgentConfig {
     pub backoff: Backoff,
     /// Name of the runtime, reported in nodeInfo.
     pub runtime_name: String,
+    /// The runtime handlers the node offers (`status.runtimeHandlers`); filled from the
+    /// runtimes by [`run`].
+    pub runtime_handlers: Vec<String>,
     /// How many pods are worked on at once.
     pub workers: usize,
     /// The port of the agent's own endpoint (logs), on `address`; 0 picks a free one.
@@ -68,7 +72,10 @@ const MAX_PLANS_PER_PASS: usize = 4;
 /// The state the workers share.
 struct Agent {
     api: Arc<dyn Api>,
-    runtime: Arc<dyn Runtime>,
+    /// The node's runtimes, by handler name (one container API over all of them).
+    runtime: Arc<Runtimes>,
+    /// The RuntimeClasses, to find the handler a pod's `runtimeClassName` names.
+    runtime_classes: InformerCache<RuntimeClass>,
     config: AgentConfig,
     pods: InformerCache<Pod>,
     records: Mutex<HashMap<String, PodRecord>>,
@@ -93,12 +100,14 @@ struct Agent {
 /// the archives in `DATA_DIR/images/` are imported first.
 pub async fn run(
     api: Arc<dyn Api>,
-    runtime: Arc<dyn Runtime>,
+    runtime: Arc<Runtimes>,
     checker: Arc<dyn Checker>,
     images: Option<Arc<ImageManager>>,
     config: AgentConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let mut config = config;
+    config.runtime_handlers = runtime.names().into_iter().map(str::to_owned).collect();
     if let Some(images) = &images {
         import_images(images, &config.data_dir.join("images")).await;
         images.unpin_all_but(&runtime.containers().into_iter().collect());
@@ -124,6 +133,7 @@ pub async fn run(
             ..Default::default()
         },
     );
+    let classes = Informer::<RuntimeClass>::spawn(api.clone(), InformerConfig::default());
     let (events, write_events) = Recorder::new(api.clone(), &config.name);
     // What an earlier run of the agent left: its pods' records (the runtime adopted their
     // processes already).
@@ -151,6 +161,7 @@ pub async fn run(
     let agent = Arc::new(Agent {
         api: api.clone(),
         runtime,
+        runtime_classes: classes.cache(),
         pods: informer.cache(),
         records: Mutex::new(records),
         ports: Mutex::new(ports),
@@ -200,6 +211,7 @@ pub async fn run(
         task.abort();
     }
     drop(informer);
+    drop(classes);
     if agent.config.leave_running {
         tracing::info!("leaving the pods running for the next agent to adopt");
         // Stop the probes; the processes, their state and their records stay.
@@ -253,6 +265,10 @@ fn node_object(config: &AgentConfig, port: u16) -> Value {
                 {"type": "Hostname", "address": config.name},
             ],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
+            "runtimeHandlers": config.runtime_handlers.iter().map(|name| json!({
+                "name": name,
+                "features": {"recursiveReadOnlyMounts": false, "userNamespaces": false},
+            })).collect::<Vec<_>>(),
             "nodeInfo": {
                 "machineID": "", "systemUUID": "", "bootID": "",
                 "kernelVersion": kernel_version(),
@@ -884,7 +900,29 @@ impl Agent {
         now: Instant,
     ) -> Result<(), Duration> {
         let name = container.name.as_str();
-        let image = match &self.images {
+        let handler = match self.handler_of(pod) {
+            Ok(handler) => handler,
+            Err(message) => {
+                self.send(
+                    pod,
+                    &[plan::Event {
+                        container: None,
+                        kind: crate::events::Kind::Warning,
+                        reason: "FailedCreatePodSandBox",
+                        message: format!("Failed to create pod sandbox: {message}"),
+                    }],
+                );
+                return Err(pod::start_failed(
+                    record,
+                    name,
+                    "ContainerCreating",
+                    &message,
+                    now,
+                    &self.config.backoff,
+                ));
+            }
+        };
+        let image = match self.images.as_ref().filter(|_| handler.runs_images) {
             Some(images) => {
                 let emit = |event: plan::Event| self.send(pod, &[event]);
                 match images.ensure(container, &emit).await {
@@ -922,7 +960,8 @@ impl Agent {
             self.forget(&previous);
         }
         let spec = spec::environment(pod, container, &placement).and_then(|env| {
-            let (program, args, env, image_spec) = match (&self.images, &image) {
+            let images = self.images.as_ref().filter(|_| handler.runs_images);
+            let (program, args, env, image_spec) = match (images, &image) {
                 (Some(images), Some(ready)) => {
                     let (layers, config) = images.layers_and_config(ready)?;
                     let env = crate::runtime::oci::command::environment(&config, &env);
@@ -959,6 +998,7 @@ impl Agent {
                 host_ports: declared_host_ports(container, &self.config.address),
                 fake: FakeScript::of(pod, name),
                 image: image_spec,
+                handler: Some(handler.name.clone()),
             })
         });
         let started = match spec {
@@ -1083,6 +1123,24 @@ impl Agent {
             self.runtime.stop(&id, Duration::from_secs(2)).await;
             self.forget(&id);
         }
+    }
+
+    /// The runtime handler for a pod: the one its RuntimeClass names, or the node's default.
+    fn handler_of(&self, pod: &Pod) -> Result<&crate::runtime::Handler, String> {
+        let class = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.runtime_class_name.as_deref());
+        let handler = match class {
+            None => None,
+            Some(class) => Some(
+                self.runtime_classes
+                    .get(class)
+                    .map(|rc| rc.handler.clone())
+                    .ok_or_else(|| format!("RuntimeClass {class:?} not found"))?,
+            ),
+        };
+        self.runtime.handler(handler.as_deref())
     }
 
     /// Forgets an exited container instance: the runtime's record of it and its image's pin.
@@ -1249,5 +1307,59 @@ impl crate::endpoint::LogSource for Agent {
             self.runtime.state(instance),
             crate::runtime::State::Running { .. }
         )
+    }
+
+    /// `kubectl exec`: the container's running instance, with the environment and working
+    /// directory its start had (service variables as they are now).
+    fn exec(
+        &self,
+        ns: &str,
+        name: &str,
+        container: &str,
+        mut request: crate::runtime::ExecRequest,
+    ) -> crate::BoxFuture<'_, Result<crate::runtime::ExecProcess, (u16, String)>> {
+        let (ns, name, container) = (ns.to_owned(), name.to_owned(), container.to_owned());
+        Box::pin(async move {
+            let key = format!("{ns}/{name}");
+            let pod = self.pods.get(&key).ok_or_else(|| {
+                (
+                    404,
+                    format!("pod {name:?} in namespace {ns:?} is not on this node"),
+                )
+            })?;
+            let spec = pod.spec.as_ref();
+            let apps = spec.map(|s| s.containers.as_slice()).unwrap_or_default();
+            let inits = spec
+                .and_then(|s| s.init_containers.as_deref())
+                .unwrap_or_default();
+            let index = apps.iter().position(|c| c.name == container);
+            let found = index
+                .map(|i| &apps[i])
+                .or_else(|| inits.iter().find(|c| c.name == container))
+                .ok_or_else(|| {
+                    (
+                        404,
+                        format!("container {container} is not valid for pod {name}"),
+                    )
+                })?;
+            let instance = self
+                .records()
+                .get(&key)
+                .and_then(|r| r.containers.get(&container))
+                .and_then(|c| c.instance.clone())
+                .filter(|i| self.is_running(i))
+                .ok_or_else(|| (400, format!("container {container} is not running")))?;
+            let binds = index
+                .and_then(|i| self.ports_of(&key, &pod).get(i).cloned())
+                .unwrap_or_default();
+            let placement = self.placement(binds, self.services.env_for(&pod).await);
+            request.env = spec::environment(&pod, found, &placement).map_err(|e| (500, e))?;
+            request.working_dir = found.working_dir.as_ref().map(PathBuf::from);
+            let runtime = self.runtime.clone();
+            tokio::task::spawn_blocking(move || runtime.exec(&instance, &request))
+                .await
+                .map_err(|e| (500, format!("the exec did not start: {e}")))?
+                .map_err(|e| (500, e))
+        })
     }
 }

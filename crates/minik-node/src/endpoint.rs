@@ -18,6 +18,8 @@ use axum::Router;
 use bytes::Bytes;
 use serde::Deserialize;
 
+use crate::runtime::{ExecProcess, ExecRequest};
+
 /// Where a container's log is, and which run it belongs to.
 pub struct Located {
     pub path: PathBuf,
@@ -39,6 +41,20 @@ pub trait LogSource: Send + Sync + 'static {
 
     /// Whether the run is still going (so a follower keeps waiting for more).
     fn is_running(&self, instance: &str) -> bool;
+
+    /// Starts `request` in the running `container` of a pod on this node (`kubectl exec`;
+    /// the source fills in the container's environment and working directory). Resolves once
+    /// the command runs. Errors are (HTTP code, message): 404 no such pod or container here,
+    /// 400 the container is not running, 500 the runtime could not start the command.
+    fn exec(
+        &self,
+        _ns: &str,
+        _pod: &str,
+        _container: &str,
+        _request: ExecRequest,
+    ) -> crate::BoxFuture<'_, Result<ExecProcess, (u16, String)>> {
+        Box::pin(async { Err((501, "this node does not run exec".to_owned())) })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -193,6 +209,10 @@ async fn port_forward(
 pub fn router(source: Arc<dyn LogSource>) -> Router {
     Router::new()
         .route("/containerLogs/{ns}/{pod}/{container}", get(container_logs))
+        .route(
+            "/exec/{ns}/{pod}/{container}",
+            axum::routing::post(exec_command),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .with_state(source)
 }
@@ -301,6 +321,142 @@ async fn container_logs(
     plain(Body::from_stream(stream))
 }
 
+/// The `Upgrade` protocol of minik's exec tunnel between the API server and the agent: after
+/// `101 Switching Protocols` the connection carries exec frames (see [`crate::exec`]).
+pub const EXEC_PROTOCOL: &str = "minik-exec";
+
+/// The parameters of `POST /exec/...`: `command` (repeated), `stdin`, `stdout`, `stderr`, `tty`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecQuery {
+    pub command: Vec<String>,
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    pub tty: bool,
+}
+
+impl ExecQuery {
+    /// Reads a query string (`command=sh&command=-c&...`, form-encoded).
+    pub fn parse(query: &str) -> Result<ExecQuery, String> {
+        let mut parsed = ExecQuery::default();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let name = form_decode(name)?;
+            let value = form_decode(value)?;
+            let flag = || match value.as_str() {
+                "true" | "1" | "" => Ok(true),
+                "false" | "0" => Ok(false),
+                _ => Err(format!("{name}: {value:?} is not a boolean")),
+            };
+            match name.as_str() {
+                "command" => parsed.command.push(value),
+                "stdin" => parsed.stdin = flag()?,
+                "stdout" => parsed.stdout = flag()?,
+                "stderr" => parsed.stderr = flag()?,
+                "tty" => parsed.tty = flag()?,
+                _ => {}
+            }
+        }
+        Ok(parsed)
+    }
+}
+
+/// Decodes one form-encoded query component (`+` is a space, `%XX` a byte, UTF-8 overall).
+fn form_decode(s: &str) -> Result<String, String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| format!("the query has a bad escape in {s:?}"))?;
+                out.push(hex);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| format!("the query is not UTF-8 in {s:?}"))
+}
+
+/// `POST /exec/{ns}/{pod}/{container}?command=...&stdin&stdout&stderr&tty` with `Connection:
+/// Upgrade` and `Upgrade: minik-exec`: starts the command, then switches protocols and runs the
+/// session ([`crate::exec::run`]). Refusals are HTTP answers before the switch.
+async fn exec_command(
+    State(source): State<Arc<dyn LogSource>>,
+    Path((ns, pod, container)): Path<(String, String, String)>,
+    mut request: axum::extract::Request,
+) -> Response {
+    let upgrade = request
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !upgrade.eq_ignore_ascii_case(EXEC_PROTOCOL) {
+        return error(
+            400,
+            format!("exec needs `Connection: Upgrade` and `Upgrade: {EXEC_PROTOCOL}`"),
+        );
+    }
+    let query = match ExecQuery::parse(request.uri().query().unwrap_or_default()) {
+        Ok(q) => q,
+        Err(e) => return error(400, e),
+    };
+    if query.command.is_empty() {
+        return error(
+            400,
+            "you must specify at least one command for the container".into(),
+        );
+    }
+    let exec = ExecRequest {
+        command: query.command.clone(),
+        env: Vec::new(),
+        working_dir: None,
+        tty: query.tty,
+        stdin: query.stdin,
+    };
+    let process = match source.exec(&ns, &pod, &container, exec).await {
+        Ok(p) => p,
+        Err((code, message)) => return error(code, message),
+    };
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    let wanted = crate::exec::Wanted {
+        stdout: query.stdout,
+        stderr: query.stderr,
+    };
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let stream = hyper_util::rt::TokioIo::new(upgraded);
+                let ended = crate::exec::run(stream, process, &query.command, wanted).await;
+                tracing::debug!(pod = %pod, container = %container, ?ended, "exec ended");
+            }
+            Err(e) => {
+                process.control.kill();
+                tracing::debug!(error = %e, "exec upgrade failed");
+            }
+        }
+    });
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("Upgrade"),
+    );
+    headers.insert(
+        header::UPGRADE,
+        header::HeaderValue::from_static(EXEC_PROTOCOL),
+    );
+    response
+}
+
 fn plain(body: Body) -> Response {
     let mut response = Response::new(body);
     response.headers_mut().insert(
@@ -313,6 +469,153 @@ fn plain(body: Body) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::{ContainerSpec, ProcessRuntime, Runtime};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn exec_queries_are_read_with_repeated_commands() {
+        let q = ExecQuery::parse(
+            "command=sh&command=-c&command=echo+a%20b%3Bexit%203&stdin=true&stdout=1&stderr=false&tty=",
+        )
+        .unwrap();
+        assert_eq!(q.command, ["sh", "-c", "echo a b;exit 3"]);
+        assert!(q.stdin && q.stdout && !q.stderr && q.tty);
+        assert_eq!(ExecQuery::parse("").unwrap(), ExecQuery::default());
+        assert!(ExecQuery::parse("command=%zz").is_err());
+        assert!(ExecQuery::parse("command=%e2%82").is_err());
+        assert!(ExecQuery::parse("tty=maybe").is_err());
+    }
+
+    /// A node with one pod, `ns/p`, whose container `c` runs (a host process).
+    struct OnePod {
+        runtime: ProcessRuntime,
+    }
+
+    impl LogSource for OnePod {
+        fn locate(&self, _: &str, _: &str, _: &str, _: bool) -> Result<Located, (u16, String)> {
+            Err((404, "no logs here".into()))
+        }
+
+        fn is_running(&self, _: &str) -> bool {
+            false
+        }
+
+        fn exec(
+            &self,
+            ns: &str,
+            pod: &str,
+            container: &str,
+            request: ExecRequest,
+        ) -> crate::BoxFuture<'_, Result<ExecProcess, (u16, String)>> {
+            let found = (ns, pod, container) == ("ns", "p", "c");
+            Box::pin(async move {
+                if !found {
+                    return Err((404, "pod \"p\" is not on this node".into()));
+                }
+                self.runtime.exec("u/c/1", &request).map_err(|e| (500, e))
+            })
+        }
+    }
+
+    /// Sends one exec request; answers the status line and head, and the connection.
+    async fn post(port: u16, path_and_query: &str, key: &str) -> (String, tokio::net::TcpStream) {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let request = format!(
+            "POST {path_and_query} HTTP/1.1\r\nHost: node\r\nAuthorization: Bearer {key}\r\nConnection: Upgrade\r\nUpgrade: minik-exec\r\nContent-Length: 0\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        // The head, byte by byte: what follows it is the tunnel's.
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            if stream.read(&mut byte).await.unwrap() == 0 {
+                break;
+            }
+            head.push(byte[0]);
+        }
+        (String::from_utf8_lossy(&head).into_owned(), stream)
+    }
+
+    #[tokio::test]
+    async fn exec_over_http_starts_first_then_switches_to_frames() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = ProcessRuntime::new();
+        runtime
+            .start(&ContainerSpec {
+                id: "u/c/1".into(),
+                program: "sleep".into(),
+                args: vec!["300".into()],
+                env: vec![],
+                working_dir: None,
+                log_path: dir.path().join("c.log"),
+                memory_limit: None,
+                host_ports: vec![],
+                fake: Default::default(),
+                image: None,
+                handler: None,
+            })
+            .unwrap();
+        let source = Arc::new(OnePod {
+            runtime: runtime.clone(),
+        });
+        let app = only_with_key(router(source), "secret".into());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+
+        let ok = "/exec/ns/p/c?command=sh&command=-c&command=echo%20hi%3B%20echo%20oops%20%3E%262%3B%20exit%202&stdout=true&stderr=true";
+        let (head, _) = post(port, ok, "wrong").await;
+        assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+        let (head, _) = post(port, "/exec/ns/q/c?command=true", "secret").await;
+        assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+        let (head, _) = post(port, "/exec/ns/p/c?stdout=true", "secret").await;
+        assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+        let (head, mut stream) = post(port, "/exec/ns/p/c?command=nope-xyz", "secret").await;
+        assert!(head.starts_with("HTTP/1.1 500"), "{head}");
+        let mut body = Vec::new();
+        let read = async {
+            let mut buf = [0u8; 1024];
+            while !body.ends_with(b"$PATH") {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => body.extend_from_slice(&buf[..n]),
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
+        let body = String::from_utf8_lossy(&body);
+        assert!(
+            body.contains("exec: \"nope-xyz\": executable file not found in $PATH"),
+            "{body}"
+        );
+
+        let (head, stream) = post(port, ok, "secret").await;
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        assert!(
+            head.to_ascii_lowercase().contains("upgrade: minik-exec"),
+            "{head}"
+        );
+        let mut frames = crate::exec::FrameReader::new(stream);
+        let mut out = std::collections::BTreeMap::<u8, Vec<u8>>::new();
+        let mut last = None;
+        while let Some(f) = frames.next().await.unwrap() {
+            out.entry(f.channel)
+                .or_default()
+                .extend_from_slice(&f.payload);
+            last = Some(f.channel);
+        }
+        assert_eq!(out[&crate::exec::STDOUT], b"hi\n");
+        assert_eq!(out[&crate::exec::STDERR], b"oops\n");
+        assert_eq!(last, Some(crate::exec::ERROR));
+        let status: serde_json::Value = serde_json::from_slice(&out[&crate::exec::ERROR]).unwrap();
+        assert_eq!(status["status"], "Failure");
+        assert_eq!(status["details"]["causes"][0]["message"], "2");
+        runtime.stop("u/c/1", Duration::from_secs(1)).await;
+    }
 
     #[test]
     fn tail_counts_lines_from_the_end() {

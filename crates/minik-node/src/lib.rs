@@ -4,6 +4,7 @@
 mod agent;
 pub mod endpoint;
 mod events;
+pub mod exec;
 pub mod images;
 pub mod join;
 pub mod logs;

@@ -56,6 +56,9 @@ fn main() -> std::process::ExitCode {
             Some((helper, rest)) if helper == "oci-sandbox" => {
                 minik_node::runtime::oci_sandbox_main(rest)
             }
+            Some((helper, rest)) if helper == "oci-exec" => {
+                minik_node::runtime::oci_exec_main(rest)
+            }
             _ => {
                 eprintln!("minik internal: unknown helper {args:?}");
                 2

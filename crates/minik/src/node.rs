@@ -34,6 +34,10 @@ pub struct NodeArgs {
     /// images; needs root) or `fake` (simulated, for tests and scale).
     #[arg(long, default_value = "process", value_parser = ["process", "oci", "fake"])]
     runtime: String,
+    /// More runtimes the node offers besides --runtime, for pods whose RuntimeClass names them
+    /// (`handler: oci`, `handler: process`): a comma-separated list of process, oci, fake.
+    #[arg(long, default_value = "")]
+    runtime_handlers: String,
     /// Where logs and pod state go (default: ./minik-node-data/NAME).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -115,20 +119,16 @@ pub struct ImageFlags {
 }
 
 impl ImageFlags {
-    /// The image manager of a node whose data dir is `data_dir`, when its runtime pulls images.
+    /// The image manager of a node whose data dir is `data_dir`, when one of its runtimes runs
+    /// images (oci, or fake with --pull-images).
     pub fn manager(
         &self,
-        runtime: &str,
+        runs_images: bool,
         data_dir: &std::path::Path,
     ) -> anyhow::Result<Option<Arc<minik_node::images::ImageManager>>> {
-        // The oci runtime runs images: it always pulls.
-        if !self.pull_images && runtime != "oci" {
+        if !runs_images {
             return Ok(None);
         }
-        anyhow::ensure!(
-            runtime != "process",
-            "--pull-images: the process runtime runs host programs, not images; use --runtime oci (or fake)"
-        );
         anyhow::ensure!(
             self.image_gc_low_threshold < self.image_gc_high_threshold,
             "--image-gc-low-threshold ({}) must be below --image-gc-high-threshold ({})",
@@ -149,11 +149,91 @@ impl ImageFlags {
     }
 }
 
+/// The handlers of --runtime-handlers: known names, without repeats.
+fn parse_handlers(list: &str) -> anyhow::Result<Vec<String>> {
+    let mut handlers: Vec<String> = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        anyhow::ensure!(
+            matches!(name, "process" | "oci" | "fake"),
+            "--runtime-handlers: unknown runtime {name:?} (expected process, oci or fake)"
+        );
+        if !handlers.iter().any(|h| h == name) {
+            handlers.push(name.to_owned());
+        }
+    }
+    Ok(handlers)
+}
+
+/// Opens the node's runtimes: `default` first, then `extra` (each once), adopting what earlier
+/// agents left in `data_dir`. `pull_images` makes the fake runtime's containers pull their
+/// images. The probes run on the host for real runtimes, scripted for the fake one.
+pub fn open_runtimes(
+    default: &str,
+    extra: &[String],
+    data_dir: &std::path::Path,
+    settings: &RuntimeSettings,
+    pull_images: bool,
+) -> anyhow::Result<(minik_node::runtime::Runtimes, Arc<dyn Checker>)> {
+    use minik_node::runtime::{Handler, OciOptions, OciRuntime};
+    let mut names = vec![default.to_owned()];
+    names.extend(extra.iter().filter(|h| h.as_str() != default).cloned());
+    let mut handlers = Vec::new();
+    for name in &names {
+        let (runtime, runs_images): (Arc<dyn Runtime>, bool) = match name.as_str() {
+            "fake" => (Arc::new(FakeRuntime::new()), pull_images),
+            "oci" => {
+                minik_node::runtime::check_oci_host().map_err(anyhow::Error::msg)?;
+                let state_dir = data_dir.join("oci");
+                let runtime = OciRuntime::open(OciOptions {
+                    state_dir: state_dir.clone(),
+                    logs: settings.logs,
+                    helper: std::env::current_exe().context("cannot find the minik binary")?,
+                })
+                .with_context(|| {
+                    format!("cannot open the runtime state in {}", state_dir.display())
+                })?;
+                (Arc::new(runtime), true)
+            }
+            _ => {
+                anyhow::ensure!(
+                    !(pull_images && names.len() == 1),
+                    "--pull-images: the process runtime runs host programs, not images; use --runtime oci (or fake)"
+                );
+                // Opening the runtime adopts the processes an earlier agent left running.
+                let state_dir = data_dir.join("containers");
+                let runtime = ProcessRuntime::open(ProcessOptions {
+                    state_dir: state_dir.clone(),
+                    logs: settings.logs,
+                    memory_limits: settings.memory_limits,
+                })
+                .with_context(|| {
+                    format!("cannot open the runtime state in {}", state_dir.display())
+                })?;
+                if let Err(why) = runtime.memory_cgroups() {
+                    tracing::warn!(reason = %why, "memory limits will not be enforced on this node");
+                }
+                (Arc::new(runtime), false)
+            }
+        };
+        handlers.push(Handler {
+            name: name.clone(),
+            runtime,
+            runs_images,
+        });
+    }
+    let checker: Arc<dyn Checker> = if default == "fake" {
+        Arc::new(FakeChecker)
+    } else {
+        Arc::new(HostChecker)
+    };
+    Ok((minik_node::runtime::Runtimes::new(handlers), checker))
+}
+
 /// Settings of the process runtime, validated.
 #[derive(Debug)]
-struct RuntimeSettings {
-    logs: LogLimits,
-    memory_limits: bool,
+pub struct RuntimeSettings {
+    pub logs: LogLimits,
+    pub memory_limits: bool,
 }
 
 fn parse_labels(s: &str) -> anyhow::Result<BTreeMap<String, String>> {
@@ -306,6 +386,7 @@ impl NodeArgs {
                     ..Backoff::default()
                 },
                 runtime_name: self.runtime,
+                runtime_handlers: Vec::new(),
                 workers: 8,
                 port: self.port,
                 leave_running: self.leave_running,
@@ -322,6 +403,7 @@ impl NodeArgs {
 
 pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     let image_flags = args.images.clone();
+    let extra_handlers = parse_handlers(&args.runtime_handlers)?;
     let (mut config, server, settings, token) = args.config()?;
     minik_node::without_huge_pages();
     HttpApi::new(&server).map_err(|e| anyhow::anyhow!("--server: {e}"))?;
@@ -351,37 +433,15 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         let api = HttpApi::new(&server)
             .map_err(|e| anyhow::anyhow!("--server: {e}"))?
             .with_token(Some(credential.token));
-        let (runtime, checker): (Arc<dyn Runtime>, Arc<dyn Checker>) =
-            match config.runtime_name.as_str() {
-                "fake" => (Arc::new(FakeRuntime::new()), Arc::new(FakeChecker)),
-                "oci" => {
-                    minik_node::runtime::check_oci_host().map_err(anyhow::Error::msg)?;
-                    let state_dir = config.data_dir.join("oci");
-                    let runtime = minik_node::runtime::OciRuntime::open(minik_node::runtime::OciOptions {
-                        state_dir: state_dir.clone(),
-                        logs: settings.logs,
-                        helper: std::env::current_exe().context("cannot find the minik binary")?,
-                    })
-                    .with_context(|| format!("cannot open the runtime state in {}", state_dir.display()))?;
-                    (Arc::new(runtime), Arc::new(HostChecker))
-                }
-                _ => {
-                    // Opening the runtime adopts the processes an earlier agent left running.
-                    let state_dir = config.data_dir.join("containers");
-                    let runtime = ProcessRuntime::open(ProcessOptions {
-                        state_dir: state_dir.clone(),
-                        logs: settings.logs,
-                        memory_limits: settings.memory_limits,
-                    })
-                    .with_context(|| format!("cannot open the runtime state in {}", state_dir.display()))?;
-                    if let Err(why) = runtime.memory_cgroups() {
-                        tracing::warn!(reason = %why, "memory limits will not be enforced on this node");
-                    }
-                    (Arc::new(runtime), Arc::new(HostChecker))
-                }
-            };
-        let images = image_flags.manager(&config.runtime_name, &config.data_dir)?;
-        minik_node::run(Arc::new(api), runtime, checker, images, config, crate::server::shutdown_signal())
+        let (runtimes, checker) = open_runtimes(
+            &config.runtime_name,
+            &extra_handlers,
+            &config.data_dir,
+            &settings,
+            image_flags.pull_images,
+        )?;
+        let images = image_flags.manager(runtimes.any_runs_images(), &config.data_dir)?;
+        minik_node::run(Arc::new(api), Arc::new(runtimes), checker, images, config, crate::server::shutdown_signal())
             .await
             .context("the node agent failed")?;
         tracing::info!("minik node stopped");

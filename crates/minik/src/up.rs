@@ -12,8 +12,6 @@ use minik_api::k8s_openapi::api::core::v1::Node;
 use minik_client::{Api, ApiExt, HttpApi, ListParams};
 use minik_node::logs::LogLimits;
 use minik_node::pod::Backoff;
-use minik_node::probe::{Checker, FakeChecker, HostChecker};
-use minik_node::runtime::{FakeRuntime, ProcessOptions, ProcessRuntime, Runtime};
 use minik_node::AgentConfig;
 use tokio::sync::watch;
 
@@ -74,6 +72,7 @@ fn agent_config(
         sync_period: Duration::from_secs(10),
         backoff: Backoff::default(),
         runtime_name: runtime.to_owned(),
+        runtime_handlers: Vec::new(),
         workers: 8,
         port: 0,
         leave_running: false,
@@ -212,47 +211,28 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("{e}"))?
                 .with_token(Some(credential.token)),
         );
-        let (runtime, checker): (Arc<dyn Runtime>, Arc<dyn Checker>) = match args.runtime.as_str() {
-            "fake" => (Arc::new(FakeRuntime::new()), Arc::new(FakeChecker)),
-            "oci" => {
-                minik_node::runtime::check_oci_host().map_err(anyhow::Error::msg)?;
-                let state_dir = config.data_dir.join("oci");
-                let runtime =
-                    minik_node::runtime::OciRuntime::open(minik_node::runtime::OciOptions {
-                        state_dir: state_dir.clone(),
-                        logs: LogLimits::default(),
-                        helper: std::env::current_exe().context("cannot find the minik binary")?,
-                    })
-                    .with_context(|| {
-                        format!("cannot open the runtime state in {}", state_dir.display())
-                    })?;
-                (Arc::new(runtime), Arc::new(HostChecker))
-            }
-            _ => {
-                // State under the node's data dir, as `minik node` keeps it: a `minik up` that
-                // was killed finds and adopts (or stops) its pods' processes when restarted.
-                let state_dir = config.data_dir.join("containers");
-                let runtime = ProcessRuntime::open(ProcessOptions {
-                    state_dir: state_dir.clone(),
-                    logs: LogLimits::default(),
-                    memory_limits: true,
-                })
-                .with_context(|| {
-                    format!("cannot open the runtime state in {}", state_dir.display())
-                })?;
-                (Arc::new(runtime), Arc::new(HostChecker))
-            }
-        };
+        // State under the node's data dir, as `minik node` keeps it: a `minik up` that was
+        // killed finds and adopts (or stops) its pods' containers when restarted.
+        let (runtimes, checker) = crate::node::open_runtimes(
+            &args.runtime,
+            &[],
+            &config.data_dir,
+            &crate::node::RuntimeSettings {
+                logs: LogLimits::default(),
+                memory_limits: true,
+            },
+            args.images.pull_images,
+        )?;
         let mut image_flags = args.images.clone();
         image_flags.store.image_store = Some(image_flags.store.store_dir(&args.data_dir));
         if image_flags.store.private_registry.is_none() {
             let file = args.data_dir.join("registries.yaml");
             image_flags.store.private_registry = file.exists().then_some(file);
         }
-        let images = image_flags.manager(&args.runtime, &config.data_dir)?;
+        let images = image_flags.manager(runtimes.any_runs_images(), &config.data_dir)?;
         agents.push(tokio::spawn(minik_node::run(
             node_api,
-            runtime,
+            Arc::new(runtimes),
             checker,
             images,
             config,

@@ -14,20 +14,20 @@ pub const SPDY_TUNNEL_PROTOCOL: &str = "SPDY/3.1+portforward.k8s.io";
 
 const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
-const OP_CONTINUATION: u8 = 0x0;
-const OP_TEXT: u8 = 0x1;
-const OP_BINARY: u8 = 0x2;
-const OP_CLOSE: u8 = 0x8;
-const OP_PING: u8 = 0x9;
-const OP_PONG: u8 = 0xa;
+pub(crate) const OP_CONTINUATION: u8 = 0x0;
+pub(crate) const OP_TEXT: u8 = 0x1;
+pub(crate) const OP_BINARY: u8 = 0x2;
+pub(crate) const OP_CLOSE: u8 = 0x8;
+pub(crate) const OP_PING: u8 = 0x9;
+pub(crate) const OP_PONG: u8 = 0xa;
 
 /// Close codes.
-const CLOSE_NORMAL: u16 = 1000;
-const CLOSE_PROTOCOL_ERROR: u16 = 1002;
-const CLOSE_UNSUPPORTED_DATA: u16 = 1003;
+pub(crate) const CLOSE_NORMAL: u16 = 1000;
+pub(crate) const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+pub(crate) const CLOSE_UNSUPPORTED_DATA: u16 = 1003;
 
 /// The largest control frame payload (RFC 6455: 125 bytes).
-const MAX_CONTROL_PAYLOAD: u64 = 125;
+pub(crate) const MAX_CONTROL_PAYLOAD: u64 = 125;
 
 /// `Sec-WebSocket-Accept` for a client's `Sec-WebSocket-Key`.
 pub fn accept_key(key: &str) -> String {
@@ -39,14 +39,17 @@ pub fn accept_key(key: &str) -> String {
 
 /// A frame's header; the payload follows it on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FrameHead {
-    fin: bool,
-    opcode: u8,
-    mask: Option<[u8; 4]>,
-    len: u64,
+pub(crate) struct FrameHead {
+    pub fin: bool,
+    pub opcode: u8,
+    pub mask: Option<[u8; 4]>,
+    pub len: u64,
 }
 
-async fn read_head<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Option<FrameHead>> {
+/// Reads a frame's header: `None` at a clean end between frames.
+pub(crate) async fn read_head<R: AsyncRead + Unpin>(
+    r: &mut R,
+) -> std::io::Result<Option<FrameHead>> {
     let mut two = [0u8; 2];
     // A clean end between frames is the end of the tunnel.
     match r.read(&mut two[..1]).await? {
@@ -77,7 +80,7 @@ async fn read_head<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Option<Fr
 }
 
 /// An unmasked frame from the server.
-fn encode(out: &mut BytesMut, opcode: u8, payload: &[u8]) {
+pub(crate) fn encode(out: &mut BytesMut, opcode: u8, payload: &[u8]) {
     out.put_u8(0x80 | opcode);
     match payload.len() {
         n if n < 126 => out.put_u8(n as u8),
@@ -93,7 +96,8 @@ fn encode(out: &mut BytesMut, opcode: u8, payload: &[u8]) {
     out.put_slice(payload);
 }
 
-fn close_payload(code: u16, reason: &str) -> Vec<u8> {
+/// A close frame's payload: the code, then at most 100 bytes of the reason.
+pub(crate) fn close_payload(code: u16, reason: &str) -> Vec<u8> {
     let mut p = code.to_be_bytes().to_vec();
     p.extend_from_slice(&reason.as_bytes()[..reason.len().min(100)]);
     p

@@ -201,6 +201,10 @@ impl Runtime for FakeRuntime {
     fn containers(&self) -> Vec<String> {
         self.lock().keys().cloned().collect()
     }
+
+    fn exec(&self, _id: &str, _request: &super::ExecRequest) -> Result<super::ExecProcess, String> {
+        Err("the fake runtime runs no processes".into())
+    }
 }
 
 #[cfg(test)]
@@ -218,6 +222,7 @@ impl ContainerSpec {
             host_ports: vec![],
             fake,
             image: None,
+            handler: None,
         }
     }
 }

@@ -5,17 +5,23 @@
 
 mod cgroup;
 mod fake;
+mod handlers;
 pub(crate) mod oci;
 mod process;
 mod state;
 
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use cgroup::MemoryCgroups;
 pub use fake::{FakeRuntime, FakeScript};
+pub use handlers::{Handler, Runtimes};
 pub use oci::{
-    check_host as check_oci_host, monitor_main as oci_monitor_main,
+    check_host as check_oci_host, exec_main as oci_exec_main, monitor_main as oci_monitor_main,
     sandbox_main as oci_sandbox_main, OciOptions, OciRuntime,
 };
 pub use process::{resolve_program, ProcessOptions, ProcessRuntime};
@@ -47,6 +53,8 @@ pub struct ContainerSpec {
     /// are the whole command line (the image's Entrypoint/Cmd merged with the pod's) and
     /// `working_dir` is a path inside the container.
     pub image: Option<ImageSpec>,
+    /// The runtime handler the pod's RuntimeClass names; `None`: the node's default.
+    pub handler: Option<String>,
 }
 
 /// A container's image and pod, as a runtime that runs images needs them.
@@ -177,6 +185,61 @@ pub enum State {
     Unknown,
 }
 
+/// A command to run in a running container (`kubectl exec`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecRequest {
+    /// The command line; the first word is looked up on the command's `PATH`.
+    pub command: Vec<String>,
+    /// The environment the agent gives the command: the container's, as it was started. The
+    /// oci runtime sets these on top of the environment the container has in its bundle.
+    pub env: Vec<(String, String)>,
+    /// Where the command runs; the container's own working directory when `None`.
+    pub working_dir: Option<PathBuf>,
+    /// Run the command on a terminal: its stdin, stdout and stderr are one pseudo-terminal.
+    pub tty: bool,
+    /// Give the command a stdin to write to (else it reads `/dev/null`; with a tty the
+    /// terminal is its stdin all the same, and nothing is written to it).
+    pub stdin: bool,
+}
+
+/// The command's stdout or stderr.
+pub type ExecReader = Pin<Box<dyn AsyncRead + Send>>;
+/// The command's stdin.
+pub type ExecWriter = Pin<Box<dyn AsyncWrite + Send>>;
+
+/// What can be done to a running exec besides feeding it input.
+pub trait ExecControl: Send + Sync {
+    /// Sets the terminal's size (with a tty; without, an error).
+    fn resize(&self, width: u16, height: u16) -> Result<(), String>;
+    /// Kills the command (SIGKILL to its process group); nothing once it has ended.
+    fn kill(&self);
+}
+
+/// A command started in a container.
+pub struct ExecProcess {
+    /// Its stdin, when asked for. Shutting it down closes the command's stdin (with a tty,
+    /// the terminal stays open: the end of input is what the terminal sends, `^D`).
+    pub stdin: Option<ExecWriter>,
+    /// Its stdout; with a tty, the terminal (all output).
+    pub stdout: Option<ExecReader>,
+    /// Its stderr; `None` with a tty.
+    pub stderr: Option<ExecReader>,
+    pub control: Arc<dyn ExecControl>,
+    /// Resolves to the command's exit code (128 + the signal when a signal ended it), or to
+    /// why its end could not be known.
+    pub exit: crate::BoxFuture<'static, Result<i32, String>>,
+}
+
+impl std::fmt::Debug for ExecProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecProcess")
+            .field("stdin", &self.stdin.is_some())
+            .field("stdout", &self.stdout.is_some())
+            .field("stderr", &self.stderr.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// A container runtime.
 pub trait Runtime: Send + Sync + 'static {
     /// Starts a container; returns once it runs (or failed to).
@@ -200,4 +263,12 @@ pub trait Runtime: Send + Sync + 'static {
     /// `RemovePodSandbox`: the oci runtime's pod namespaces), once every container of the pod
     /// is removed. Runtimes without sandboxes have nothing to do.
     fn remove_pod_sandbox(&self, _pod_uid: &str) {}
+
+    /// Starts a command in the running container `id` (`kubectl exec`); returns once it runs,
+    /// or why it cannot (the message is the user's: `exec: "x": executable file not found in
+    /// $PATH`). Must be called inside Tokio; it may block for a moment (call it off the async
+    /// workers).
+    fn exec(&self, _id: &str, _request: &ExecRequest) -> Result<ExecProcess, String> {
+        Err("exec is not supported by this runtime".into())
+    }
 }

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,7 +30,9 @@ use tokio::sync::watch;
 
 use super::cgroup::{Cgroup, MemoryCgroups, Version};
 use super::state::{self, ContainerState, ExitState};
-use super::{ContainerSpec, Exit, Runtime, StartError, Started, State};
+use super::{
+    ContainerSpec, ExecControl, ExecProcess, ExecRequest, Exit, Runtime, StartError, Started, State,
+};
 use crate::logs::{LogLimits, LogWriter, Stream};
 use crate::BoxFuture;
 
@@ -637,6 +640,309 @@ impl Runtime for ProcessRuntime {
     fn containers(&self) -> Vec<String> {
         self.lock().keys().cloned().collect()
     }
+    fn exec(&self, id: &str, request: &ExecRequest) -> Result<ExecProcess, String> {
+        let cgroup = match self.lock().get(id) {
+            Some(p) if p.exit.borrow().is_none() => p.cgroup.clone(),
+            _ => return Err("the container is not running".into()),
+        };
+        exec_host(request, cgroup.as_ref())
+    }
+}
+
+/// Starts `request` as a host process (the process runtime's exec): in its own process group
+/// (a session of its own with a tty), in `cgroup` when given.
+fn exec_host(request: &ExecRequest, cgroup: Option<&Cgroup>) -> Result<ExecProcess, String> {
+    let (program, args) = request
+        .command
+        .split_first()
+        .ok_or("you must specify at least one command for the container")?;
+    if let Some(dir) = &request.working_dir {
+        if !dir.is_dir() {
+            return Err(format!(
+                "the working directory {} does not exist",
+                dir.display()
+            ));
+        }
+    }
+    let mut command = std::process::Command::new(program);
+    command
+        .args(args)
+        .env_clear()
+        .envs(request.env.iter().map(|(k, v)| (k, v)));
+    // As at the container's start: the node's PATH and HOME unless the container sets them.
+    for name in ["PATH", "HOME"] {
+        if !request.env.iter().any(|(k, _)| k == name) {
+            if let Some(value) = std::env::var_os(name) {
+                command.env(name, value);
+            }
+        }
+    }
+    if let Some(dir) = &request.working_dir {
+        command.current_dir(dir);
+    }
+    let procs = match cgroup {
+        Some(c) => Some(
+            OpenOptions::new()
+                .write(true)
+                .open(c.procs_file())
+                .map_err(|e| format!("cannot open the container's cgroup: {e}"))?,
+        ),
+        None => None,
+    };
+    let procs_fd = procs.as_ref().map(|f| f.as_raw_fd());
+    let pty = if request.tty {
+        let pair = nix::pty::openpty(None, None)
+            .map_err(|e| format!("cannot open a pseudo-terminal: {e}"))?;
+        let slave = std::fs::File::from(pair.slave);
+        let clone = |f: &std::fs::File| {
+            f.try_clone()
+                .map_err(|e| format!("cannot open a pseudo-terminal: {e}"))
+        };
+        // The terminal is all three, as with runc: without stdin the agent just writes
+        // nothing to it.
+        command
+            .stdin(clone(&slave)?)
+            .stdout(clone(&slave)?)
+            .stderr(slave);
+        Some(Pty::new(pair.master).map_err(|e| format!("cannot open a pseudo-terminal: {e}"))?)
+    } else {
+        let piped = std::process::Stdio::piped;
+        command
+            .stdin(if request.stdin {
+                piped()
+            } else {
+                std::process::Stdio::null()
+            })
+            .stdout(piped())
+            .stderr(piped())
+            .process_group(0);
+        None
+    };
+    let tty = request.tty;
+    // SAFETY: between fork and exec only async-signal-safe calls: write(2) on a descriptor
+    // opened before the fork, setsid(2) and ioctl(2).
+    unsafe {
+        command.pre_exec(move || {
+            if let Some(fd) = procs_fd {
+                if nix::libc::write(fd, b"0".as_ptr().cast(), 1) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            if tty {
+                if nix::libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The terminal becomes the session's.
+                if nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let mut command = tokio::process::Command::from(command);
+    command.kill_on_drop(false);
+    let spawned = command.spawn();
+    drop(command);
+    drop(procs);
+    let mut child = spawned.map_err(|e| exec_error(program, &e))?;
+    let pid = child
+        .id()
+        .map(|p| p as i32)
+        .ok_or("the command ended before it could be tracked")?;
+    let ended = Arc::new(AtomicBool::new(false));
+    let control = Arc::new(ExecHandle {
+        pgid: pid,
+        ended: ended.clone(),
+        pty: pty.clone(),
+    });
+    let (stdin, stdout, stderr): (Option<super::ExecWriter>, _, _) = match &pty {
+        Some(pty) => (
+            request
+                .stdin
+                .then(|| Box::pin(PtyWriter(pty.clone())) as super::ExecWriter),
+            Some(Box::pin(PtyReader(pty.clone())) as super::ExecReader),
+            None,
+        ),
+        None => (
+            child.stdin.take().map(|w| Box::pin(w) as super::ExecWriter),
+            child
+                .stdout
+                .take()
+                .map(|r| Box::pin(r) as super::ExecReader),
+            child
+                .stderr
+                .take()
+                .map(|r| Box::pin(r) as super::ExecReader),
+        ),
+    };
+    Ok(ExecProcess {
+        stdin,
+        stdout,
+        stderr,
+        control,
+        exit: watch_exit(child, ended),
+    })
+}
+
+/// The user's message for a command that could not be started, as runc words it.
+pub(crate) fn exec_error(program: &str, e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound if !program.contains('/') => {
+            format!("exec: {program:?}: executable file not found in $PATH")
+        }
+        std::io::ErrorKind::NotFound => format!("exec: {program:?}: no such file or directory"),
+        std::io::ErrorKind::PermissionDenied => format!("exec: {program:?}: permission denied"),
+        _ => format!("exec: {program:?}: {e}"),
+    }
+}
+
+/// Waits for an exec'd child in a task of its own; the future answers its exit code (128 +
+/// the signal when a signal ended it). `ended` is set once it is reaped.
+pub(crate) fn watch_exit(
+    mut child: tokio::process::Child,
+    ended: Arc<AtomicBool>,
+) -> BoxFuture<'static, Result<i32, String>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let status = child.wait().await;
+        ended.store(true, Ordering::SeqCst);
+        let _ = tx.send(
+            status
+                .map(|s| exit_of(s).code)
+                .map_err(|e| format!("cannot wait for the command: {e}")),
+        );
+    });
+    Box::pin(async move {
+        rx.await
+            .unwrap_or_else(|_| Err("the command's end was not seen".into()))
+    })
+}
+
+/// Resize and kill of an exec'd process group.
+pub(crate) struct ExecHandle {
+    /// The process group (with a tty, the session) of the command.
+    pub(crate) pgid: i32,
+    /// Set once the command is reaped: its group id may then name someone else.
+    pub(crate) ended: Arc<AtomicBool>,
+    pub(crate) pty: Option<Arc<Pty>>,
+}
+
+impl ExecControl for ExecHandle {
+    fn resize(&self, width: u16, height: u16) -> Result<(), String> {
+        match &self.pty {
+            Some(pty) => pty.resize(width, height),
+            None => Err("the command has no terminal to resize".into()),
+        }
+    }
+
+    fn kill(&self) {
+        if !self.ended.load(Ordering::SeqCst) && self.pgid > 0 {
+            let _ = killpg(Pid::from_raw(self.pgid), Signal::SIGKILL);
+        }
+    }
+}
+
+/// The master side of a pseudo-terminal, read and written without blocking Tokio.
+pub(crate) struct Pty {
+    fd: tokio::io::unix::AsyncFd<OwnedFd>,
+}
+
+impl Pty {
+    /// Wraps a master descriptor (made non-blocking here). Must run inside Tokio.
+    pub(crate) fn new(master: OwnedFd) -> std::io::Result<Arc<Pty>> {
+        use nix::fcntl::{fcntl, FcntlArg, OFlag};
+        let flags = fcntl(&master, FcntlArg::F_GETFL).map_err(std::io::Error::from)?;
+        let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+        fcntl(&master, FcntlArg::F_SETFL(flags)).map_err(std::io::Error::from)?;
+        // SAFETY: an OwnedFd stays open, and the same descriptor, for as long as it is owned.
+        let fd =
+            unsafe { tokio::io::unix::AsyncFd::register(master) }.map_err(|e| e.into_parts().1)?;
+        Ok(Arc::new(Pty { fd }))
+    }
+
+    /// Sets the terminal's size; the command gets SIGWINCH.
+    pub(crate) fn resize(&self, width: u16, height: u16) -> Result<(), String> {
+        let size = nix::libc::winsize {
+            ws_row: height,
+            ws_col: width,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads one winsize from the pointer, which lives for the call.
+        let r = unsafe {
+            nix::libc::ioctl(self.fd.get_ref().as_raw_fd(), nix::libc::TIOCSWINSZ, &size)
+        };
+        if r < 0 {
+            return Err(format!(
+                "cannot resize the terminal: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Reads what the command writes on its terminal.
+pub(crate) struct PtyReader(pub(crate) Arc<Pty>);
+
+/// Writes to the command's terminal (its input).
+pub(crate) struct PtyWriter(pub(crate) Arc<Pty>);
+
+impl tokio::io::AsyncRead for PtyReader {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        loop {
+            let mut guard = std::task::ready!(self.0.fd.poll_read_ready(cx))?;
+            let unfilled = buf.initialize_unfilled();
+            match guard.try_io(|fd| nix::unistd::read(fd.get_ref(), unfilled).map_err(Into::into)) {
+                Ok(Ok(n)) => {
+                    buf.advance(n);
+                    return std::task::Poll::Ready(Ok(()));
+                }
+                // Every slave descriptor is closed: the end of the output.
+                Ok(Err(e)) if e.raw_os_error() == Some(nix::libc::EIO) => {
+                    return std::task::Poll::Ready(Ok(()))
+                }
+                Ok(Err(e)) => return std::task::Poll::Ready(Err(e)),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for PtyWriter {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        loop {
+            let mut guard = std::task::ready!(self.0.fd.poll_write_ready(cx))?;
+            match guard.try_io(|fd| nix::unistd::write(fd.get_ref(), buf).map_err(Into::into)) {
+                Ok(result) => return std::task::Poll::Ready(result),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    /// A terminal's input has no end of its own: it stays open for the command's output.
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
 }
 
 impl Drop for Inner {
@@ -684,6 +990,7 @@ mod tests {
             host_ports: vec![],
             fake: Default::default(),
             image: None,
+            handler: None,
         }
     }
 
@@ -954,6 +1261,101 @@ mod tests {
         wait_exit(&rt, "u/c/1").await;
         drop(rt);
         assert!(!state_dir.exists());
+    }
+
+    /// Reads an exec's output stream to its end.
+    async fn read_all(reader: Option<super::super::ExecReader>) -> String {
+        use tokio::io::AsyncReadExt;
+        let mut out = Vec::new();
+        if let Some(mut r) = reader {
+            r.read_to_end(&mut out).await.unwrap();
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test]
+    async fn exec_runs_a_command_with_the_given_environment_and_directory() {
+        use tokio::io::AsyncWriteExt;
+        let dir = tempfile::tempdir().unwrap();
+        let rt = ProcessRuntime::open(options(dir.path())).unwrap();
+        rt.start(&spec(dir.path(), "u/c/1", "sleep", &["300"]))
+            .unwrap();
+        let request = ExecRequest {
+            command: [
+                "sh",
+                "-c",
+                "echo $GREETING $(pwd); read x; echo got $x >&2; exit 4",
+            ]
+            .map(String::from)
+            .to_vec(),
+            env: vec![("GREETING".into(), "hi".into())],
+            working_dir: Some(dir.path().to_owned()),
+            tty: false,
+            stdin: true,
+        };
+        let mut process = rt.exec("u/c/1", &request).unwrap();
+        let mut stdin = process.stdin.take().unwrap();
+        stdin.write_all(b"line\n").await.unwrap();
+        stdin.shutdown().await.unwrap();
+        drop(stdin);
+        let (out, err) = tokio::join!(
+            read_all(process.stdout.take()),
+            read_all(process.stderr.take())
+        );
+        assert_eq!(out, format!("hi {}\n", dir.path().display()));
+        assert_eq!(err, "got line\n");
+        assert_eq!(process.exit.await, Ok(4));
+        assert!(process.control.resize(80, 24).is_err(), "no terminal");
+
+        let missing = ExecRequest {
+            command: vec!["no-such-command-xyz".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            rt.exec("u/c/1", &missing).unwrap_err(),
+            "exec: \"no-such-command-xyz\": executable file not found in $PATH"
+        );
+        let elsewhere = ExecRequest {
+            command: vec!["true".into()],
+            working_dir: Some(dir.path().join("gone")),
+            ..Default::default()
+        };
+        assert!(rt
+            .exec("u/c/1", &elsewhere)
+            .unwrap_err()
+            .contains("does not exist"));
+        rt.stop("u/c/1", Duration::from_secs(5)).await;
+        wait_exit(&rt, "u/c/1").await;
+        let err = rt.exec("u/c/1", &request).unwrap_err();
+        assert_eq!(err, "the container is not running");
+        assert!(rt.exec("u/other/1", &request).is_err());
+    }
+
+    #[tokio::test]
+    async fn exec_with_a_tty_runs_on_a_terminal_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = ProcessRuntime::open(options(dir.path())).unwrap();
+        rt.start(&spec(dir.path(), "u/c/1", "sleep", &["300"]))
+            .unwrap();
+        let request = ExecRequest {
+            command: ["sh", "-c", "tty; echo to-stderr >&2; kill -KILL $$"]
+                .map(String::from)
+                .to_vec(),
+            tty: true,
+            ..Default::default()
+        };
+        let mut process = rt.exec("u/c/1", &request).unwrap();
+        assert!(process.stdin.is_none() && process.stderr.is_none());
+        process.control.resize(120, 40).unwrap();
+        let out = read_all(process.stdout.take()).await;
+        let mut lines = out.lines();
+        let tty = lines.next().unwrap_or_default();
+        assert!(tty.starts_with("/dev/pts/"), "{out:?}");
+        assert_eq!(lines.next(), Some("to-stderr"), "{out:?}");
+        assert_eq!(process.exit.await, Ok(128 + 9));
+        // Killing an ended command does nothing.
+        process.control.kill();
+        rt.stop("u/c/1", Duration::from_secs(5)).await;
     }
 
     #[tokio::test]

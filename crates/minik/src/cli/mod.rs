@@ -6,6 +6,7 @@ mod apply;
 mod config;
 mod describe;
 mod edit;
+mod exec;
 mod get;
 mod jsonpath;
 mod label;
@@ -45,6 +46,8 @@ pub enum ClientCommand {
     Delete(apply::DeleteArgs),
     /// Print the log of a container of a pod.
     Logs(logs::LogsArgs),
+    /// Run a command in a container of a pod: exec [-i] [-t] POD [-c CONTAINER] -- COMMAND [ARGS...].
+    Exec(exec::ExecArgs),
     /// Forward local ports to a pod (or a pod of a deployment or service) through the server.
     PortForward(port_forward::PortForwardArgs),
     /// Set the number of replicas of a deployment, replica set or replication controller.
@@ -236,6 +239,7 @@ async fn dispatch(command: ClientCommand) -> CliResult<ExitCode> {
         ClientCommand::Describe(args) => describe::run(args).await,
         ClientCommand::Delete(args) => apply::delete(args).await,
         ClientCommand::Logs(args) => logs::run(args).await.map(|()| ExitCode::SUCCESS),
+        ClientCommand::Exec(args) => exec::run(args).await,
         ClientCommand::PortForward(args) => {
             port_forward::run(args).await.map(|()| ExitCode::SUCCESS)
         }

@@ -12,12 +12,14 @@
 pub(crate) mod bundle;
 pub(crate) mod command;
 pub(crate) mod container;
+pub(crate) mod exec;
 pub(crate) mod monitor;
 pub(crate) mod rootfs;
 mod runtime;
 pub(crate) mod sandbox;
 pub(crate) mod user;
 
+pub use exec::main as exec_main;
 pub use monitor::main as monitor_main;
 pub use runtime::{check_host, OciOptions, OciRuntime};
 pub use sandbox::main as sandbox_main;

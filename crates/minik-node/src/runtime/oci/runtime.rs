@@ -690,6 +690,18 @@ impl Runtime for OciRuntime {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a pod sandbox");
         }
     }
+
+    fn exec(
+        &self,
+        id: &str,
+        request: &crate::runtime::ExecRequest,
+    ) -> Result<crate::runtime::ExecProcess, String> {
+        if !matches!(self.state(id), State::Running { .. }) {
+            return Err("the container is not running".into());
+        }
+        let options = &self.inner.options;
+        super::exec::start(&options.helper, &options.state_dir, id, request)
+    }
 }
 
 impl Drop for Inner {
