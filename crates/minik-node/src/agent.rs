@@ -959,48 +959,58 @@ impl Agent {
             self.drop_probes(&previous);
             self.forget(&previous);
         }
-        let spec = spec::environment(pod, container, &placement).and_then(|env| {
-            let images = self.images.as_ref().filter(|_| handler.runs_images);
-            let (program, args, env, image_spec) = match (images, &image) {
-                (Some(images), Some(ready)) => {
-                    let (layers, config) = images.layers_and_config(ready)?;
-                    let env = crate::runtime::oci::command::environment(&config, &env);
-                    let mut argv =
-                        crate::runtime::oci::command::command_line(container, &config, &env)?
-                            .into_iter();
-                    let program = argv.next().unwrap_or_default();
-                    let image_spec = crate::images::image_spec(pod, container, layers, config)?;
-                    (program, argv.collect(), env, Some(image_spec))
-                }
-                _ => {
-                    let (program, args) = spec::command_line(container, &env)?;
-                    // A host process sees the node's PATH and HOME unless the pod sets them.
-                    let mut env = env;
-                    for name in ["PATH", "HOME"] {
-                        if !env.iter().any(|(k, _)| k == name) {
-                            if let Ok(value) = std::env::var(name) {
-                                env.insert(0, (name.to_owned(), value));
+        // What the container's spec cannot give: the kubelet's CreateContainerConfigError, or,
+        // for what only the runtime finds (an image with no command), CreateContainerError.
+        let config_error = |e: String| ("CreateContainerConfigError", e);
+        let spec = spec::environment(pod, container, &placement)
+            .map_err(config_error)
+            .and_then(|env| {
+                let images = self.images.as_ref().filter(|_| handler.runs_images);
+                let (program, args, env, image_spec) = match (images, &image) {
+                    (Some(images), Some(ready)) => {
+                        let (layers, config) =
+                            images.layers_and_config(ready).map_err(config_error)?;
+                        let env = crate::runtime::oci::command::environment(&config, &env);
+                        let mut argv =
+                            crate::runtime::oci::command::command_line(container, &config, &env)
+                                .map_err(|e| ("CreateContainerError", e))?
+                                .into_iter();
+                        let program = argv.next().unwrap_or_default();
+                        let image_spec = crate::images::image_spec(pod, container, layers, config)
+                            .map_err(config_error)?;
+                        (program, argv.collect(), env, Some(image_spec))
+                    }
+                    _ => {
+                        let (program, args) =
+                            spec::command_line(container, &env).map_err(config_error)?;
+                        // A host process sees the node's PATH and HOME unless the pod sets them.
+                        let mut env = env;
+                        for name in ["PATH", "HOME"] {
+                            if !env.iter().any(|(k, _)| k == name) {
+                                if let Ok(value) = std::env::var(name) {
+                                    env.insert(0, (name.to_owned(), value));
+                                }
                             }
                         }
+                        (program, args, env, None)
                     }
-                    (program, args, env, None)
-                }
-            };
-            probe_problem(container, &self.config.address, &binds, &env)?;
-            Ok(ContainerSpec {
-                log_path: self.log_path(pod, name, attempt_of(&id)),
-                id: id.clone(),
-                program,
-                args,
-                env,
-                working_dir: container.working_dir.as_ref().map(PathBuf::from),
-                memory_limit: memory_limit(container)?,
-                host_ports: declared_host_ports(container, &self.config.address),
-                fake: FakeScript::of(pod, name),
-                image: image_spec,
-                handler: Some(handler.name.clone()),
-            })
-        });
+                };
+                probe_problem(container, &self.config.address, &binds, &env)
+                    .map_err(config_error)?;
+                Ok(ContainerSpec {
+                    log_path: self.log_path(pod, name, attempt_of(&id)),
+                    id: id.clone(),
+                    program,
+                    args,
+                    env,
+                    working_dir: container.working_dir.as_ref().map(PathBuf::from),
+                    memory_limit: memory_limit(container).map_err(config_error)?,
+                    host_ports: declared_host_ports(container, &self.config.address),
+                    fake: FakeScript::of(pod, name),
+                    image: image_spec,
+                    handler: Some(handler.name.clone()),
+                })
+            });
         let started = match spec {
             Ok(spec) => match self.runtime.start(&spec) {
                 Ok(info) => {
@@ -1011,7 +1021,7 @@ impl Agent {
                 }
                 Err(e) => Err((e.reason(), e.to_string())),
             },
-            Err(message) => Err(("CreateContainerConfigError", message)),
+            Err(failure) => Err(failure),
         };
         match started {
             Ok((spec, info)) => {
@@ -1078,8 +1088,10 @@ impl Agent {
                 self.forget(&id);
             });
         futures::future::join_all(stops).await;
+        // Nothing of the pod runs any more: its sandbox (the oci runtime's namespaces) goes too,
+        // also when the agent stops; a pod started again gets a new one.
+        self.runtime.remove_pod_sandbox(&record.uid);
         if forget {
-            self.runtime.remove_pod_sandbox(&record.uid);
             self.saved
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())

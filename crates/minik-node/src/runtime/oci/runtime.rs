@@ -358,16 +358,13 @@ impl OciRuntime {
     }
 
     /// Starts the monitor and waits for it to say how the start went.
-    fn launch(
-        &self,
-        spec: &ContainerSpec,
-        dir: &Path,
-    ) -> Result<(tokio::process::Child, i32), StartError> {
+    fn launch(&self, spec: &ContainerSpec, dir: &Path) -> Result<Launched, StartError> {
+        // The agent's read ends stay open from here on: output a container writes before the
+        // agent starts draining it (one that ends at once) waits in the pipe.
         let (out_rx, out_w) =
             output_pipe(&dir.join("stdout")).map_err(|e| failed("creating the output pipe", e))?;
         let (err_rx, err_w) =
             output_pipe(&dir.join("stderr")).map_err(|e| failed("creating the output pipe", e))?;
-        drop((out_rx, err_rx));
         let (status_r, status_w) = nix::unistd::pipe().map_err(|e| failed("creating a pipe", e))?;
         let oci_id = file_stem(&spec.id);
         let args = MonitorArgs {
@@ -406,7 +403,11 @@ impl OciRuntime {
             Some(("ok", pid)) => pid
                 .trim()
                 .parse()
-                .map(|pid| (child, pid))
+                .map(|pid| Launched {
+                    monitor: child,
+                    pid,
+                    output: [(out_rx, Stream::Stdout), (err_rx, Stream::Stderr)],
+                })
                 .map_err(|_| StartError::Failed(format!("the monitor said {line:?}"))),
             Some(("error", message)) => Err(StartError::Create(message.trim().to_owned())),
             _ => Err(StartError::Failed(format!(
@@ -414,6 +415,14 @@ impl OciRuntime {
             ))),
         }
     }
+}
+
+/// A container the monitor started: the monitor (the agent's child), the container's pid, and
+/// the agent's ends of its output pipes.
+struct Launched {
+    monitor: tokio::process::Child,
+    pid: i32,
+    output: [(tokio::net::unix::pipe::Receiver, Stream); 2],
 }
 
 /// Reads the monitor's one status line, with a deadline.
@@ -574,10 +583,17 @@ impl Runtime for OciRuntime {
                     e,
                 )
             })?;
-            let (child, pid) = self.launch(spec, &dir)?;
-            Ok((child, pid, writer))
+            let launched = self.launch(spec, &dir)?;
+            Ok((launched, writer))
         });
-        let (mut child, pid, writer) = match result {
+        let (
+            Launched {
+                monitor: mut child,
+                pid,
+                output,
+            },
+            writer,
+        ) = match result {
             Ok(r) => r,
             Err(e) => {
                 self.clean_dir(&dir);
@@ -599,14 +615,9 @@ impl Runtime for OciRuntime {
             tracing::warn!(container = %spec.id, error = %e, "cannot record a container");
         }
         let writer = Arc::new(Mutex::new(writer));
-        let pumps: Vec<_> = [("stdout", Stream::Stdout), ("stderr", Stream::Stderr)]
+        let pumps: Vec<_> = output
             .into_iter()
-            .filter_map(|(name, stream)| {
-                let rx = tokio::net::unix::pipe::OpenOptions::new()
-                    .open_receiver(dir.join(name))
-                    .ok()?;
-                Some(tokio::spawn(pump(rx, stream, writer.clone())))
-            })
+            .map(|(rx, stream)| tokio::spawn(pump(rx, stream, writer.clone())))
             .collect();
         let (tx, rx) = watch::channel(None);
         let watched = dir.clone();

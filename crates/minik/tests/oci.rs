@@ -1,0 +1,664 @@
+//! The `oci` runtime end to end: a server and one `minik node --runtime oci` whose images come
+//! from a docker-registry on loopback that `registries.yaml` names as the `docker.io` mirror.
+//! Each pod runs as an isolated container made from the busybox test image; the tests read
+//! from inside the container through its log (its PID, hostname, user, namespaces, what it may
+//! write) and from its status (exit codes, reasons, restarts), and check on the host that a
+//! deleted pod leaves no process, mount, cgroup or file behind, also after the agent was killed
+//! with SIGKILL and a new one adopted the container.
+//!
+//! These tests need root, overlayfs and the image tools; every container process, mount and
+//! cgroup a test makes is removed when it ends, even if it fails ([`OciCleanup`]).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use minik_testkit::registry::{build_busybox_layout, image_tools, push, Registry};
+use minik_testkit::{Http, OciCleanup};
+use serde_json::{json, Value};
+
+const PODS: &str = "/api/v1/namespaces/default/pods";
+
+/// A server, an agent on the oci runtime and the registry it pulls from, in temp dirs. Dropping
+/// it stops the agent with SIGTERM (it stops its containers), then [`OciCleanup`] removes what
+/// is left (after a SIGKILL, or a runtime that failed to clean) before the dirs go.
+struct Oci {
+    http: Http,
+    node: Option<support::Running>,
+    _server: support::Running,
+    cleanup: OciCleanup,
+    registry: Registry,
+    /// The digest the registry serves for `library/busybox:1.36`.
+    digest: String,
+    registries: PathBuf,
+    node_dir: tempfile::TempDir,
+    _server_dir: tempfile::TempDir,
+    build: tempfile::TempDir,
+}
+
+impl Drop for Oci {
+    fn drop(&mut self) {
+        if let Some(node) = &mut self.node {
+            node.terminate(Duration::from_secs(20));
+        }
+    }
+}
+
+impl std::ops::Deref for Oci {
+    type Target = Http;
+    fn deref(&self) -> &Http {
+        &self.http
+    }
+}
+
+/// Whether this host can run the oci runtime and the image tools; if not, says so through
+/// `cannot_run` (which fails under CI=true).
+fn host_can_run() -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        minik_testkit::cannot_run("root (the oci runtime)", "not running as root");
+        return false;
+    }
+    let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+    if !filesystems
+        .lines()
+        .any(|l| l.trim_end().ends_with("overlay"))
+    {
+        minik_testkit::cannot_run("overlayfs (the oci runtime)", "not in /proc/filesystems");
+        return false;
+    }
+    if !Path::new("/proc/self/ns/pid").exists() || !Path::new("/sys/fs/cgroup").is_dir() {
+        minik_testkit::cannot_run(
+            "namespaces and cgroups (the oci runtime)",
+            "no /proc/self/ns/pid or /sys/fs/cgroup",
+        );
+        return false;
+    }
+    image_tools()
+}
+
+impl Oci {
+    /// Everything up, the busybox image pushed as `busybox:1.36`, node `n1` Ready; `None` when
+    /// the host cannot run it.
+    async fn start() -> Option<Oci> {
+        if !host_can_run() {
+            return None;
+        }
+        let registry = Registry::start()?;
+        let build = tempfile::tempdir().unwrap();
+        let layout = build_busybox_layout(build.path(), "1.36", &[], &[], &["sh"], &[]);
+        let digest = push(&layout, "1.36", &registry.addr(), "library/busybox:1.36");
+        let registries = build.path().join("registries.yaml");
+        std::fs::write(
+            &registries,
+            format!(
+                "mirrors:\n  docker.io:\n    endpoint: [\"http://{}\"]\n",
+                registry.addr()
+            ),
+        )
+        .unwrap();
+        let server_dir = tempfile::tempdir().unwrap();
+        let node_dir = tempfile::tempdir().unwrap();
+        let cleanup = OciCleanup::new(node_dir.path());
+        let server = support::MINIK.server(server_dir.path(), &[]);
+        let mut oci = Oci {
+            http: Http::new(&server.base),
+            node: None,
+            _server: server,
+            cleanup,
+            registry,
+            digest,
+            registries,
+            node_dir,
+            _server_dir: server_dir,
+            build,
+        };
+        oci.start_node();
+        minik_testkit::wait_node_ready(&oci.http.client, &oci.http.base, "n1").await;
+        Some(oci)
+    }
+
+    /// Starts an agent on the oci runtime over the node's data dir.
+    fn start_node(&mut self) {
+        let registries = self.registries.to_str().unwrap().to_owned();
+        self.node = Some(support::MINIK.node(
+            &self.http.base,
+            "n1",
+            self.node_dir.path(),
+            &[
+                "--runtime",
+                "oci",
+                "--disable-default-registry-endpoint",
+                "--private-registry",
+                &registries,
+            ],
+        ));
+    }
+
+    /// Builds another busybox image with this Entrypoint and Cmd and pushes it as `name`
+    /// (`library/bare:1`); answers its digest.
+    fn push_busybox(&self, tag: &str, entrypoint: &[&str], cmd: &[&str], name: &str) -> String {
+        let layout = build_busybox_layout(self.build.path(), tag, &[], entrypoint, cmd, &[]);
+        push(&layout, tag, &self.registry.addr(), name)
+    }
+
+    /// Creates the pod; answers its uid (which the cleanup guard then also looks for).
+    async fn create(&self, pod: &Value) -> String {
+        let created = self.http.post(PODS, pod).await;
+        assert_eq!(created.code, 201, "{}", created.body);
+        let uid = created.body["metadata"]["uid"]
+            .as_str()
+            .expect("a uid")
+            .to_owned();
+        self.cleanup.track_pod(&uid);
+        uid
+    }
+
+    async fn pod_until(&self, name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        self.http
+            .wait_until(
+                &format!("pod {name}: {what}"),
+                &format!("{PODS}/{name}"),
+                check,
+            )
+            .await
+    }
+
+    /// The container's log as the API serves it (empty if there is none yet).
+    async fn log(&self, name: &str, container: &str) -> String {
+        self.http
+            .get_text(&format!("{PODS}/{name}/log?container={container}"))
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Waits until the container's log holds `text`; answers the log.
+    async fn log_with(&self, name: &str, container: &str, text: &str) -> String {
+        support::wait_for(
+            &format!("{text:?} in the log of {name}/{container}"),
+            support::DEADLINE,
+            || async {
+                let log = self.log(name, container).await;
+                if log.contains(text) {
+                    Ok(log)
+                } else {
+                    let pod = self.http.get_json(&format!("{PODS}/{name}")).await;
+                    let status = pod.map(|p| p["status"]["containerStatuses"].clone());
+                    Err(format!("log {log:?}, statuses {status:?}"))
+                }
+            },
+        )
+        .await
+    }
+
+    /// Waits until the pod's first container is waiting with `reason`; answers its message.
+    async fn waiting(&self, name: &str, reason: &str) -> String {
+        let pod = self
+            .pod_until(name, &format!("waiting with {reason}"), |p| {
+                p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == reason
+            })
+            .await;
+        pod["status"]["containerStatuses"][0]["state"]["waiting"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Deletes the pod (with its own grace period) and waits until it is gone from the API.
+    async fn delete(&self, name: &str) {
+        let deleted = self.http.delete(&format!("{PODS}/{name}")).await;
+        assert!(deleted.is_success(), "{deleted:?}");
+        support::wait_for(
+            &format!("pod {name} to be gone"),
+            support::DEADLINE,
+            || async {
+                let answer = self.http.get(&format!("{PODS}/{name}")).await;
+                if answer.code == 404 {
+                    Ok(())
+                } else {
+                    Err(answer.body["status"].clone())
+                }
+            },
+        )
+        .await;
+    }
+
+    /// Waits until nothing of the node's containers is left on the host: no monitor or sandbox
+    /// process, no container process, no mount under the data dir, no cgroup of a pod it ran,
+    /// and its `oci/containers` and `oci/sandboxes` empty.
+    async fn wait_all_clean(&self) {
+        let oci = self.cleanup.data_dir().join("oci");
+        support::wait_for(
+            "nothing left of the node's containers",
+            support::DEADLINE,
+            || async {
+                let left = self.cleanup.leftovers();
+                let files = [
+                    dir_entries(&oci.join("containers")),
+                    dir_entries(&oci.join("sandboxes")),
+                ];
+                if left.is_empty() && files.iter().all(Vec::is_empty) {
+                    Ok(())
+                } else {
+                    Err(format!("{left:?}, files {files:?}"))
+                }
+            },
+        )
+        .await;
+    }
+
+    /// The node's last heartbeat: its Lease's renew time.
+    async fn heartbeat(&self) -> Option<String> {
+        let lease = self
+            .http
+            .get_json("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1")
+            .await?;
+        lease["spec"]["renewTime"].as_str().map(str::to_owned)
+    }
+}
+
+/// The names in a directory (none if it does not exist).
+fn dir_entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A pod of one container `main` from `busybox:1.36` running `/bin/sh -c SCRIPT`.
+fn pod(name: &str, script: &str, restart_policy: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "nodeName": "n1",
+            "restartPolicy": restart_policy,
+            "terminationGracePeriodSeconds": 2,
+            "containers": [{
+                "name": "main",
+                "image": "busybox:1.36",
+                "command": ["/bin/sh", "-c", script]
+            }]
+        }
+    })
+}
+
+fn terminated(pod: &Value) -> &Value {
+    &pod["status"]["containerStatuses"][0]["state"]["terminated"]
+}
+
+/// Whether `pid` is a live (not zombie) process.
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X")
+    })
+}
+
+/// The value of the first line `KEY=...` of a log.
+fn value<'a>(log: &'a str, key: &str) -> Option<&'a str> {
+    log.lines()
+        .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_is_isolated_from_the_host() {
+    let Some(c) = Oci::start().await else {
+        return;
+    };
+    // A file in the host's /tmp the container must not see.
+    let host_file = tempfile::Builder::new()
+        .prefix("minik-oci-hostfile-")
+        .tempfile_in("/tmp")
+        .unwrap();
+    let host_name = host_file.path().file_name().unwrap().to_str().unwrap();
+    // Kubernetes turns `$$` into `$`: `$$$$` is the shell's `$$`, `$$(...)` a substitution.
+    let script = format!(
+        "echo pid=$$$$; echo hostname=$$(hostname); \
+         echo init=$$(/bin/busybox tr '\\0' ' ' < /proc/1/cmdline); \
+         if ls /tmp/{host_name} >/dev/null 2>&1; then echo hostfile; else echo nohostfile; fi; \
+         if ls /bin/busybox >/dev/null 2>&1; then echo imagefile; fi; \
+         echo procs=$$(ls /proc | grep -c '^[0-9]'); \
+         echo uid=$$(id -u); echo done"
+    );
+    c.create(&pod("iso", &script, "Never")).await;
+    let done = c
+        .pod_until("iso", "Succeeded", |p| p["status"]["phase"] == "Succeeded")
+        .await;
+    let end = terminated(&done);
+    assert_eq!(end["exitCode"], 0, "{done}");
+    assert_eq!(end["reason"], "Completed", "{done}");
+    let status = &done["status"]["containerStatuses"][0];
+    assert_eq!(
+        status["imageID"],
+        format!("docker.io/library/busybox@{}", c.digest),
+        "{status}"
+    );
+    let log = c.log_with("iso", "main", "done").await;
+    assert_eq!(value(&log, "pid"), Some("1"), "{log}");
+    assert_eq!(value(&log, "hostname"), Some("iso"), "{log}");
+    let init = value(&log, "init").unwrap_or_default();
+    assert!(init.starts_with("/bin/sh -c echo pid="), "{log}");
+    assert!(log.lines().any(|l| l == "nohostfile"), "{log}");
+    assert!(log.lines().any(|l| l == "imagefile"), "{log}");
+    // Its own PID namespace: the shell, `ls` and `grep` (and a subshell), not the host's.
+    let procs: usize = value(&log, "procs")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!((1..=5).contains(&procs), "{log}");
+    assert_eq!(value(&log, "uid"), Some("0"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_codes_and_restarts_are_reported_as_the_kubelet_does() {
+    let Some(c) = Oci::start().await else {
+        return;
+    };
+    c.create(&pod("fail", "echo failing; exit 3", "Never"))
+        .await;
+    c.create(&pod("crash", "echo crashing; exit 1", "Always"))
+        .await;
+
+    let failed = c
+        .pod_until("fail", "Failed", |p| p["status"]["phase"] == "Failed")
+        .await;
+    let end = terminated(&failed);
+    assert_eq!(end["exitCode"], 3, "{failed}");
+    assert_eq!(end["reason"], "Error", "{failed}");
+    assert_eq!(
+        failed["status"]["containerStatuses"][0]["restartCount"], 0,
+        "{failed}"
+    );
+    c.log_with("fail", "main", "failing").await;
+
+    let crashing = c
+        .pod_until("crash", "CrashLoopBackOff after restarts", |p| {
+            let status = &p["status"]["containerStatuses"][0];
+            status["restartCount"].as_i64().unwrap_or(0) >= 2
+                && status["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+        })
+        .await;
+    let last = &crashing["status"]["containerStatuses"][0]["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 1, "{crashing}");
+    assert_eq!(last["reason"], "Error", "{crashing}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_security_context_is_applied() {
+    let Some(c) = Oci::start().await else {
+        return;
+    };
+    let mut as_user = pod("uid", "echo uid=$$(id -u); echo done", "Never");
+    as_user["spec"]["containers"][0]["securityContext"] = json!({"runAsUser": 1000});
+    c.create(&as_user).await;
+
+    let mut read_only = pod("ro", "touch /x; echo touch=$$?; echo done", "Never");
+    read_only["spec"]["containers"][0]["securityContext"] = json!({"readOnlyRootFilesystem": true});
+    c.create(&read_only).await;
+
+    let mut non_root = pod("nonroot", "echo should-not-run", "Never");
+    non_root["spec"]["securityContext"] = json!({"runAsNonRoot": true});
+    c.create(&non_root).await;
+
+    let log = c.log_with("uid", "main", "done").await;
+    assert_eq!(value(&log, "uid"), Some("1000"), "{log}");
+
+    let log = c.log_with("ro", "main", "done").await;
+    assert_eq!(value(&log, "touch"), Some("1"), "{log}");
+    assert!(log.contains("Read-only file system"), "{log}");
+
+    let message = c.waiting("nonroot", "CreateContainerConfigError").await;
+    assert!(
+        message.starts_with("container has runAsNonRoot and image will run as root"),
+        "{message}"
+    );
+    assert_eq!(c.log("nonroot", "main").await, "", "it never ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_over_its_memory_limit_is_oom_killed() {
+    let Some(c) = Oci::start().await else {
+        return;
+    };
+    // `tail` keeps the whole line in memory: 200 MiB without a newline.
+    let mut hog = pod(
+        "hog",
+        "echo start; /bin/busybox head -c 200m /dev/zero | /bin/busybox tail",
+        "Never",
+    );
+    hog["spec"]["containers"][0]["resources"] = json!({"limits": {"memory": "32Mi"}});
+    c.create(&hog).await;
+    let ended = c
+        .pod_until("hog", "Failed", |p| p["status"]["phase"] == "Failed")
+        .await;
+    let end = terminated(&ended);
+    assert_eq!(end["reason"], "OOMKilled", "{ended}");
+    assert_eq!(end["exitCode"], 137, "{ended}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_containers_of_a_pod_share_its_network_and_hostname() {
+    let Some(c) = Oci::start().await else {
+        return;
+    };
+    let namespaces = "echo net=$$(/bin/busybox readlink /proc/self/ns/net); \
+                      echo uts=$$(/bin/busybox readlink /proc/self/ns/uts); \
+                      echo ipc=$$(/bin/busybox readlink /proc/self/ns/ipc); \
+                      echo hostname=$$(hostname)";
+    let server = format!(
+        "{namespaces}; mkdir -p /tmp/www; echo hello-from-server > /tmp/www/index.html; \
+         exec httpd -f -p 127.0.0.1:8080 -h /tmp/www"
+    );
+    let client = format!(
+        "{namespaces}; until wget -qO- http://127.0.0.1:8080/; do sleep 0.1; done; echo done"
+    );
+    c.create(&json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "pair"},
+        "spec": {
+            "nodeName": "n1",
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 2,
+            "containers": [
+                {"name": "server", "image": "busybox:1.36", "command": ["/bin/sh", "-c", server]},
+                {"name": "client", "image": "busybox:1.36", "command": ["/bin/sh", "-c", client]}
+            ]
+        }
+    }))
+    .await;
+    let done = c
+        .pod_until("pair", "the client to end", |p| {
+            p["status"]["containerStatuses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|s| s["name"] == "client" && s["state"]["terminated"].is_object())
+        })
+        .await;
+    let client_status = done["status"]["containerStatuses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["name"] == "client")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        client_status["state"]["terminated"]["exitCode"], 0,
+        "{done}"
+    );
+    let client_log = c.log_with("pair", "client", "done").await;
+    assert!(
+        client_log.lines().any(|l| l == "hello-from-server"),
+        "{client_log}"
+    );
+    let server_log = c.log_with("pair", "server", "hostname=").await;
+    for key in ["net", "uts", "ipc", "hostname"] {
+        let (s, k) = (value(&server_log, key), value(&client_log, key));
+        assert!(s.is_some() && s == k, "{key}: {server_log} / {client_log}");
+    }
+    assert_eq!(value(&client_log, "hostname"), Some("pair"));
+    // Namespaces of their own, not the host's.
+    for key in ["net", "uts", "ipc"] {
+        let host = std::fs::read_link(format!("/proc/self/ns/{key}")).unwrap();
+        assert_ne!(
+            value(&client_log, key),
+            host.to_str(),
+            "{key}: {client_log}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_pod_leaves_nothing_behind() {
+    let Some(c) = Oci::start().await else {
+        return;
+    };
+    let uid = c
+        .create(&pod(
+            "doomed",
+            "trap 'echo stopping; exit 0' TERM; echo ready; while true; do sleep 0.1; done",
+            "Always",
+        ))
+        .await;
+    c.pod_until("doomed", "Running", |p| p["status"]["phase"] == "Running")
+        .await;
+    c.log_with("doomed", "main", "ready").await;
+    assert_eq!(c.cleanup.pod_inits(&uid).len(), 1, "one container process");
+    assert_eq!(c.cleanup.pod_helpers(&uid).len(), 1, "one monitor");
+    assert!(
+        !c.cleanup.leftovers().mounts.is_empty(),
+        "its root is mounted"
+    );
+
+    c.delete("doomed").await;
+    c.wait_all_clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_agent_adopts_a_container_after_sigkill() {
+    let Some(mut c) = Oci::start().await else {
+        return;
+    };
+    let uid = c
+        .create(&pod(
+            "kept",
+            "echo started; while true; do echo tick; sleep 0.2; done",
+            "Always",
+        ))
+        .await;
+    c.pod_until("kept", "Running", |p| p["status"]["phase"] == "Running")
+        .await;
+    c.log_with("kept", "main", "tick").await;
+    let inits = c.cleanup.pod_inits(&uid);
+    let monitors = c.cleanup.pod_helpers(&uid);
+    assert_eq!(inits.len(), 1, "one container: {inits:?}");
+    assert_eq!(monitors.len(), 1, "one monitor: {monitors:?}");
+
+    let before = c.heartbeat().await;
+    let ticks = c.log("kept", "main").await.matches("tick").count();
+    if let Some(mut node) = c.node.take() {
+        node.kill9();
+    }
+    assert!(alive(inits[0]), "the container outlives its agent");
+    assert!(alive(monitors[0]), "so does its monitor");
+
+    c.start_node();
+    support::wait_for(
+        "a heartbeat from the new agent",
+        support::DEADLINE,
+        || async {
+            let now = c.heartbeat().await;
+            (now.is_some() && now != before).then_some(())
+        },
+    )
+    .await;
+    // A pod the new agent starts: it syncs pods (and has opened the runtime, adopting).
+    c.create(&pod(
+        "probe",
+        "echo probing; while true; do sleep 1; done",
+        "Always",
+    ))
+    .await;
+    c.pod_until("probe", "Running", |p| p["status"]["phase"] == "Running")
+        .await;
+    // The log goes on, through the new agent's pumps.
+    support::wait_for(
+        "more ticks after the restart",
+        support::DEADLINE,
+        || async {
+            let now = c.log("kept", "main").await.matches("tick").count();
+            (now > ticks + 2).then_some(())
+        },
+    )
+    .await;
+    let kept = c
+        .http
+        .get_json(&format!("{PODS}/kept"))
+        .await
+        .expect("pod kept");
+    let status = &kept["status"]["containerStatuses"][0];
+    assert_eq!(kept["status"]["phase"], "Running", "{kept}");
+    assert!(status["state"]["running"].is_object(), "{kept}");
+    assert_eq!(status["restartCount"], 0, "{kept}");
+    assert_eq!(c.cleanup.pod_inits(&uid), inits, "the same one container");
+    assert_eq!(c.cleanup.pod_helpers(&uid), monitors, "the same monitor");
+
+    c.delete("kept").await;
+    c.delete("probe").await;
+    c.wait_all_clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_without_a_command_cannot_be_created() {
+    let Some(c) = Oci::start().await else {
+        return;
+    };
+    c.push_busybox("bare", &[], &[], "library/bare:1");
+    c.create(&json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "bare"},
+        "spec": {
+            "nodeName": "n1",
+            "restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "bare:1"}]
+        }
+    }))
+    .await;
+    let message = c.waiting("bare", "CreateContainerError").await;
+    assert!(message.contains("no command specified"), "{message}");
+}
+
+/// A container that prints and ends at once: its output must be in its log, even when it ended
+/// before the agent started reading its pipes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_output_of_a_container_that_ends_at_once_is_kept() {
+    let Some(c) = Oci::start().await else {
+        return;
+    };
+    const PODS_N: usize = 12;
+    for i in 0..PODS_N {
+        c.create(&pod(
+            &format!("quick{i}"),
+            &format!("echo hello-{i}"),
+            "Never",
+        ))
+        .await;
+    }
+    let mut lost = Vec::new();
+    for i in 0..PODS_N {
+        let name = format!("quick{i}");
+        c.pod_until(&name, "Succeeded", |p| p["status"]["phase"] == "Succeeded")
+            .await;
+        let log = c.log(&name, "main").await;
+        if log != format!("hello-{i}\n") {
+            lost.push((name, log));
+        }
+    }
+    assert!(lost.is_empty(), "logs without the output: {lost:?}");
+}
