@@ -820,13 +820,15 @@ impl Agent {
                     let binds = binds_of(index);
                     let placement = self.placement(binds.clone(), Vec::new());
                     let env = spec::environment(pod, container, &placement).unwrap_or_default();
-                    let target = probe::Target {
-                        host: self.config.address.clone(),
-                        ports: binds,
+                    let runs_images = self.handler_of(pod).is_ok_and(|h| h.runs_images);
+                    let target = self.probe_target(
+                        runs_images,
+                        &instance,
+                        binds,
                         env,
-                        working_dir: container.working_dir.as_ref().map(PathBuf::from),
-                        fake: FakeScript::of(pod, &container.name),
-                    };
+                        container.working_dir.as_ref().map(PathBuf::from),
+                        FakeScript::of(pod, &container.name),
+                    );
                     self.spawn_probes(key, container, target, instance);
                 }
                 // The probes of an instance that ended are of no more use.
@@ -1029,13 +1031,14 @@ impl Agent {
                     pod,
                     &plan::started(container, &spec.program, &info, image.is_some()),
                 );
-                let target = probe::Target {
-                    host: self.config.address.clone(),
-                    ports: binds,
-                    env: spec.env,
-                    working_dir: spec.working_dir,
-                    fake: spec.fake,
-                };
+                let target = self.probe_target(
+                    handler.runs_images,
+                    &id,
+                    binds,
+                    spec.env,
+                    spec.working_dir,
+                    spec.fake,
+                );
                 self.spawn_probes(key, container, target, id);
                 Ok(())
             }
@@ -1050,6 +1053,49 @@ impl Agent {
                     &self.config.backoff,
                 ))
             }
+        }
+    }
+
+    /// Where the probes of a container's instance reach it: a host process on the node's
+    /// address and its host ports; a container of its own (a runtime that runs images) from
+    /// the inside — exec in it, connections from its pod's network namespace to its ports.
+    fn probe_target(
+        &self,
+        inside: bool,
+        instance: &str,
+        ports: Vec<PortBinding>,
+        env: Vec<(String, String)>,
+        working_dir: Option<PathBuf>,
+        fake: FakeScript,
+    ) -> probe::Target {
+        if !inside {
+            return probe::Target {
+                host: self.config.address.clone(),
+                ports,
+                env,
+                working_dir,
+                fake,
+                inside: None,
+            };
+        }
+        let netns = self.runtime.network_namespace(instance);
+        probe::Target {
+            // In the pod's own network namespace the container is on its loopback; a
+            // host-network pod's is the node's.
+            host: if netns.is_some() {
+                "127.0.0.1".into()
+            } else {
+                self.config.address.clone()
+            },
+            ports: Vec::new(),
+            env,
+            working_dir,
+            fake,
+            inside: Some(probe::Inside {
+                runtime: self.runtime.clone(),
+                instance: instance.to_owned(),
+                netns,
+            }),
         }
     }
 

@@ -58,6 +58,29 @@ pub struct Target {
     pub working_dir: Option<std::path::PathBuf>,
     /// What the fake checker is to answer; other checkers ignore it.
     pub fake: crate::runtime::FakeScript,
+    /// For a container of its own (the oci runtime): exec probes run in it, through its
+    /// runtime's exec, and HTTP and TCP probes connect from inside its pod's network namespace
+    /// (`host` is then an address in there: 127.0.0.1). `None`: a host process, probed from
+    /// the host.
+    pub inside: Option<Inside>,
+}
+
+/// A container probed from the inside.
+#[derive(Clone)]
+pub struct Inside {
+    pub runtime: Arc<dyn crate::runtime::Runtime>,
+    pub instance: String,
+    /// The pod's network namespace (an nsfs file), or `None` for a host-network pod.
+    pub netns: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for Inside {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inside")
+            .field("instance", &self.instance)
+            .field("netns", &self.netns)
+            .finish()
+    }
 }
 
 /// Resolves a probe port (number or container port name) to the host port the process
@@ -176,6 +199,103 @@ impl Checker for HostChecker {
 }
 
 async fn run_check(check: &Check, target: &Target) -> Result<(), String> {
+    match (check, &target.inside) {
+        (Check::Exec { command }, Some(inside)) => exec_inside(command, target, inside).await,
+        (Check::Http { url, headers }, Some(inside)) => {
+            http_get(url, headers, inside.netns.as_deref()).await
+        }
+        (Check::Tcp { host, port }, Some(inside)) => connect(host, *port, inside.netns.as_deref())
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("dial tcp {host}:{port}: {e}")),
+        _ => run_on_host(check, target).await,
+    }
+}
+
+/// An exec probe in the container (its namespaces, user, root): the runtime's exec.
+async fn exec_inside(command: &[String], target: &Target, inside: &Inside) -> Result<(), String> {
+    if command.is_empty() {
+        return Err("the exec probe has no command".into());
+    }
+    let request = crate::runtime::ExecRequest {
+        command: command.to_vec(),
+        env: target.env.clone(),
+        working_dir: target.working_dir.clone(),
+        tty: false,
+        stdin: false,
+    };
+    let (runtime, instance) = (inside.runtime.clone(), inside.instance.clone());
+    let process = tokio::task::spawn_blocking(move || runtime.exec(&instance, &request))
+        .await
+        .map_err(|e| e.to_string())??;
+    // A probe that times out is dropped: its command must not run on.
+    struct KillOnDrop(Option<Arc<dyn crate::runtime::ExecControl>>);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            if let Some(control) = self.0.take() {
+                control.kill();
+            }
+        }
+    }
+    let mut guard = KillOnDrop(Some(process.control.clone()));
+    // Output is not kept (the kubelet keeps only a little of it); it is drained so that the
+    // command never blocks on a full pipe.
+    let drain = |reader: Option<crate::runtime::ExecReader>| async move {
+        if let Some(mut r) = reader {
+            let _ = tokio::io::copy(&mut r, &mut tokio::io::sink()).await;
+        }
+    };
+    let (code, _, _) = tokio::join!(process.exit, drain(process.stdout), drain(process.stderr));
+    guard.0 = None;
+    match code? {
+        0 => Ok(()),
+        code => Err(format!("command exited with {code}")),
+    }
+}
+
+/// Connects to `host:port`, from inside the network namespace `netns` when given: a thread of
+/// its own enters the namespace (setns changes only the calling thread), connects, and ends;
+/// the socket stays in that namespace.
+async fn connect(
+    host: &str,
+    port: u16,
+    netns: Option<&std::path::Path>,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let Some(netns) = netns else {
+        return tokio::net::TcpStream::connect((host, port)).await;
+    };
+    let address: std::net::IpAddr = host.parse().map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{host} is not an IP address (a probe inside a pod takes one)"),
+        )
+    })?;
+    let netns = netns.to_path_buf();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("probe-netns".into())
+        .spawn(move || {
+            let connected = std::fs::File::open(&netns)
+                .and_then(|ns| {
+                    nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                        .map_err(std::io::Error::from)
+                })
+                .and_then(|()| {
+                    std::net::TcpStream::connect_timeout(
+                        &std::net::SocketAddr::new(address, port),
+                        Duration::from_secs(10),
+                    )
+                });
+            let _ = tx.send(connected);
+        })?;
+    let stream = rx
+        .await
+        .map_err(|_| std::io::Error::other("the probe's thread ended"))??;
+    stream.set_nonblocking(true)?;
+    tokio::net::TcpStream::from_std(stream)
+}
+
+async fn run_on_host(check: &Check, target: &Target) -> Result<(), String> {
     match check {
         Check::Unsupported(why) => Err(why.clone()),
         Check::Exec { command } => {
@@ -201,8 +321,8 @@ async fn run_check(check: &Check, target: &Target) -> Result<(), String> {
                 None => Err("command was killed".into()),
             }
         }
-        Check::Http { url, headers } => http_get(url, headers).await,
-        Check::Tcp { host, port } => tokio::net::TcpStream::connect((host.as_str(), *port))
+        Check::Http { url, headers } => http_get(url, headers, None).await,
+        Check::Tcp { host, port } => connect(host, *port, None)
             .await
             .map(|_| ())
             .map_err(|e| format!("dial tcp {host}:{port}: {e}")),
@@ -210,7 +330,11 @@ async fn run_check(check: &Check, target: &Target) -> Result<(), String> {
 }
 
 /// A minimal HTTP/1.0 GET: the status line decides (200–399 is success), as the kubelet does.
-async fn http_get(url: &str, headers: &[(String, String)]) -> Result<(), String> {
+async fn http_get(
+    url: &str,
+    headers: &[(String, String)],
+    netns: Option<&std::path::Path>,
+) -> Result<(), String> {
     let rest = url
         .strip_prefix("http://")
         .ok_or("only http:// is supported")?;
@@ -218,7 +342,11 @@ async fn http_get(url: &str, headers: &[(String, String)]) -> Result<(), String>
         .split_once('/')
         .map(|(a, p)| (a, format!("/{p}")))
         .unwrap_or((rest, "/".into()));
-    let mut stream = tokio::net::TcpStream::connect(authority)
+    let (host, port) = authority
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.trim_matches(['[', ']']), p.parse::<u16>().ok()?)))
+        .unwrap_or((authority, 80));
+    let mut stream = connect(host, port, netns)
         .await
         .map_err(|e| format!("Get \"{url}\": dial tcp {authority}: {e}"))?;
     let mut request = format!("GET {path} HTTP/1.0\r\nHost: {authority}\r\nUser-Agent: minik-probe/1.0\r\nAccept: */*\r\n");

@@ -128,6 +128,9 @@ impl Oci {
             &[
                 "--runtime",
                 "oci",
+                // Host processes too, for pods whose RuntimeClass names them.
+                "--runtime-handlers",
+                "process",
                 "--disable-default-registry-endpoint",
                 "--private-registry",
                 &registries,
@@ -661,4 +664,104 @@ async fn the_output_of_a_container_that_ends_at_once_is_kept() {
         }
     }
     assert!(lost.is_empty(), "logs without the output: {lost:?}");
+}
+
+/// Probes run from inside the pod: an HTTP GET to the container's own port in the pod's network
+/// namespace gates readiness, and an exec probe runs in the container (its files, not the
+/// host's) and restarts it when it fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_reach_the_container_from_inside_its_pod() {
+    let Some(c) = Oci::start().await else {
+        return;
+    };
+    let script = "mkdir -p /tmp/www; echo ok > /tmp/www/index.html; touch /tmp/alive; \
+                  httpd -p 127.0.0.1:8080 -h /tmp/www; \
+                  /bin/busybox sleep 3; rm /tmp/alive; exec /bin/busybox sleep 3600";
+    c.create(&json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "probed"},
+        "spec": {
+            "nodeName": "n1",
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "web", "image": "busybox:1.36",
+                "command": ["/bin/sh", "-c", script],
+                "readinessProbe": {"httpGet": {"path": "/index.html", "port": 8080}, "periodSeconds": 1},
+                "livenessProbe": {"exec": {"command": ["cat", "/tmp/alive"]}, "periodSeconds": 1, "failureThreshold": 1}
+            }]
+        }
+    }))
+    .await;
+    c.pod_until("probed", "the HTTP readiness probe to pass", |p| {
+        p["status"]["containerStatuses"][0]["ready"] == true
+    })
+    .await;
+    // /tmp/alive exists only in the container: the exec probe passed there, and fails once it
+    // is removed, which restarts the container.
+    c.pod_until("probed", "the exec liveness probe to restart it", |p| {
+        p["status"]["containerStatuses"][0]["restartCount"]
+            .as_i64()
+            .unwrap_or(0)
+            >= 1
+    })
+    .await;
+    c.delete("probed").await;
+}
+
+/// One node, two runtimes: a pod whose RuntimeClass names `process` runs as a host process (the
+/// host's hostname), the others in containers (their pod's); a handler the node lacks leaves
+/// the pod ContainerCreating with an event that says what the node offers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_class_picks_the_runtime() {
+    let Some(c) = Oci::start().await else {
+        return;
+    };
+    for (name, handler) in [("host", "process"), ("sandboxed", "runsc")] {
+        let created = c
+            .http
+            .post(
+                "/apis/node.k8s.io/v1/runtimeclasses",
+                &json!({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": name}, "handler": handler}),
+            )
+            .await;
+        assert!(created.is_success(), "{}", created.body);
+    }
+    let mut on_host = pod("on-host", "hostname", "Never");
+    on_host["spec"]["runtimeClassName"] = json!("host");
+    on_host["spec"]["containers"][0]["command"] = json!(["sh", "-c", "hostname"]);
+    c.create(&on_host).await;
+    c.create(&pod("boxed", "hostname", "Never")).await;
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(
+        c.log_with("on-host", "main", host_name.trim()).await.trim(),
+        host_name.trim()
+    );
+    assert_eq!(c.log_with("boxed", "main", "boxed").await.trim(), "boxed");
+    let node = c.http.get_json("/api/v1/nodes/n1").await.unwrap();
+    let handlers: Vec<&str> = node["status"]["runtimeHandlers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["name"].as_str())
+        .collect();
+    assert_eq!(handlers, ["oci", "process"]);
+
+    let mut unsupported = pod("unsupported", "true", "Never");
+    unsupported["spec"]["runtimeClassName"] = json!("sandboxed");
+    c.create(&unsupported).await;
+    c.waiting("unsupported", "ContainerCreating").await;
+    let events = support::wait_for("a FailedCreatePodSandBox event", support::DEADLINE, || async {
+        let list = c
+            .http
+            .get_json("/api/v1/namespaces/default/events?fieldSelector=involvedObject.name=unsupported")
+            .await?;
+        list["items"].as_array()?.iter().find_map(|e| {
+            (e["reason"] == "FailedCreatePodSandBox").then(|| e["message"].as_str().unwrap_or_default().to_owned())
+        })
+    })
+    .await;
+    assert_eq!(
+        events,
+        "Failed to create pod sandbox: no runtime for \"runsc\" is configured on this node (it offers: oci, process)"
+    );
 }

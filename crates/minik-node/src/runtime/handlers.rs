@@ -143,6 +143,10 @@ impl Runtime for Runtimes {
         }
     }
 
+    fn network_namespace(&self, id: &str) -> Option<std::path::PathBuf> {
+        self.owner(id).and_then(|r| r.network_namespace(id))
+    }
+
     fn exec(&self, id: &str, request: &ExecRequest) -> Result<ExecProcess, String> {
         match self.owner(id) {
             Some(runtime) => runtime.exec(id, request),

@@ -264,6 +264,12 @@ pub trait Runtime: Send + Sync + 'static {
     /// is removed. Runtimes without sandboxes have nothing to do.
     fn remove_pod_sandbox(&self, _pod_uid: &str) {}
 
+    /// The network namespace container `id` runs in, when it is not the host's (the oci
+    /// runtime's pod sandboxes): probes connect from inside it.
+    fn network_namespace(&self, _id: &str) -> Option<PathBuf> {
+        None
+    }
+
     /// Starts a command in the running container `id` (`kubectl exec`); returns once it runs,
     /// or why it cannot (the message is the user's: `exec: "x": executable file not found in
     /// $PATH`). Must be called inside Tokio; it may block for a moment (call it off the async

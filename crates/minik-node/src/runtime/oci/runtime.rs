@@ -695,6 +695,12 @@ impl Runtime for OciRuntime {
         self.lock().keys().cloned().collect()
     }
 
+    fn network_namespace(&self, id: &str) -> Option<PathBuf> {
+        let pod_uid = id.split('/').next()?;
+        let net = self.sandbox_dir(pod_uid).join("net");
+        net.exists().then_some(net)
+    }
+
     fn remove_pod_sandbox(&self, pod_uid: &str) {
         let dir = self.sandbox_dir(pod_uid);
         if let Err(e) = Sandbox::at(&dir, false, true).remove() {
