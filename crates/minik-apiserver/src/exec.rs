@@ -105,54 +105,6 @@ impl ExecOptions {
     }
 }
 
-/// The names of the containers of `pod` in `field` (`/spec/containers`, ...).
-fn names<'a>(pod: &'a Value, field: &str) -> Vec<&'a str> {
-    pod.pointer(field)
-        .and_then(Value::as_array)
-        .map(|cs| cs.iter().filter_map(|c| c["name"].as_str()).collect())
-        .unwrap_or_default()
-}
-
-/// The container an exec runs in: the one asked for, which must be the pod's, or the pod's
-/// only container; the API server's words otherwise.
-fn container_of(pod: &Value, name: &str, asked: Option<&str>) -> Result<String, ApiError> {
-    let containers = names(pod, "/spec/containers");
-    let init_containers = names(pod, "/spec/initContainers");
-    match asked {
-        Some(c) => {
-            let known = containers
-                .iter()
-                .chain(&init_containers)
-                .chain(&names(pod, "/spec/ephemeralContainers"))
-                .any(|k| *k == c);
-            if known {
-                Ok(c.to_owned())
-            } else {
-                Err(ApiError::BadRequest(format!(
-                    "container {c} is not valid for pod {name}"
-                )))
-            }
-        }
-        None if containers.len() == 1 => Ok(containers[0].to_owned()),
-        None if containers.is_empty() => Err(ApiError::BadRequest(format!(
-            "a container name must be specified for pod {name}"
-        ))),
-        None => {
-            let mut message = format!(
-                "a container name must be specified for pod {name}, choose one of: [{}]",
-                containers.join(" ")
-            );
-            if !init_containers.is_empty() {
-                message.push_str(&format!(
-                    " or one of the init containers: [{}]",
-                    init_containers.join(" ")
-                ));
-            }
-            Err(ApiError::BadRequest(message))
-        }
-    }
-}
-
 /// The client's protocol, from the request's headers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Protocol {
@@ -363,7 +315,7 @@ pub async fn pod_exec(
 ) -> Result<Response, ApiError> {
     let options = ExecOptions::parse(raw_query)?;
     let pod = agent::pod(server, ns, name).await?;
-    let container = container_of(&pod, name, options.container.as_deref())?;
+    let container = agent::container_of(&pod, name, options.container.as_deref())?;
     let agent = agent::pod_agent(server, &pod, name).await?;
     let phase = pod
         .pointer("/status/phase")

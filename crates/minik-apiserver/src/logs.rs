@@ -8,7 +8,6 @@ use axum::http::{header, HeaderValue};
 use axum::response::Response;
 use futures::StreamExt;
 use minik_api::ApiError;
-use serde_json::Value;
 
 use crate::{agent, ApiServer};
 
@@ -29,39 +28,14 @@ pub async fn pod_log(
     query: &HashMap<String, String>,
 ) -> Result<Response, ApiError> {
     let pod = agent::pod(server, ns, name).await?;
-    let names = |field: &str| -> Vec<&str> {
-        pod.pointer(field)
-            .and_then(Value::as_array)
-            .map(|cs| cs.iter().filter_map(|c| c["name"].as_str()).collect())
-            .unwrap_or_default()
-    };
-    let containers = names("/spec/containers");
-    let init_containers = names("/spec/initContainers");
-    let container = match query.get("container").filter(|c| !c.is_empty()) {
-        Some(c) if containers.contains(&c.as_str()) || init_containers.contains(&c.as_str()) => {
-            c.clone()
-        }
-        Some(c) => {
-            return Err(ApiError::BadRequest(format!(
-                "container {c} is not valid for pod {name}"
-            )))
-        }
-        None if containers.len() == 1 => containers[0].to_owned(),
-        None => {
-            // The API server's words, init containers included.
-            let mut message = format!(
-                "a container name must be specified for pod {name}, choose one of: [{}]",
-                containers.join(" ")
-            );
-            if !init_containers.is_empty() {
-                message.push_str(&format!(
-                    " or one of the init containers: [{}]",
-                    init_containers.join(" ")
-                ));
-            }
-            return Err(ApiError::BadRequest(message));
-        }
-    };
+    let container = agent::container_of(
+        &pod,
+        name,
+        query
+            .get("container")
+            .map(String::as_str)
+            .filter(|c| !c.is_empty()),
+    )?;
     let agent = agent::pod_agent(server, &pod, name).await?;
     let url = agent.url(&format!("/containerLogs/{ns}/{name}/{container}"));
     let passed: Vec<(&str, &str)> = PASSED_ON

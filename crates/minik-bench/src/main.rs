@@ -8,6 +8,7 @@ mod cpu;
 mod images;
 mod machine;
 mod node;
+mod oci;
 mod parse;
 mod proxy;
 mod report;
@@ -52,6 +53,9 @@ enum Command {
     /// Image pulls: minik's cold and warm pull of a Debian-like image from a loopback registry
     /// against `skopeo copy` (and `umoci unpack`) of the same image.
     Images(images::ImagesArgs),
+    /// Pod start with the oci runtime (isolated containers) against `runc run -d`, and the
+    /// memory minik adds per running container.
+    Oci(oci::OciArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -65,6 +69,7 @@ fn main() -> std::process::ExitCode {
         Command::Node(args) => node::run(args),
         Command::Proxy(args) => proxy::run(args),
         Command::Images(args) => images::run(args),
+        Command::Oci(args) => oci::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -10,6 +10,8 @@ use axum::extract::{Path, RawQuery, Request};
 use axum::response::IntoResponse;
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::json;
+
+use crate::agent::container_of;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 

@@ -36,6 +36,7 @@ use nix::sys::socket::{
     SockFlag, SockType, UnixAddr,
 };
 
+use super::monitor::{chain, one_line};
 use crate::runtime::process::{watch_exit, ExecHandle, Pty, PtyReader, PtyWriter};
 use crate::runtime::state::file_stem;
 use crate::runtime::{ExecProcess, ExecReader, ExecRequest, ExecWriter};
@@ -380,22 +381,6 @@ fn report(agent: Option<&UnixStream>, line: &str, fd: Option<&OwnedFd>) {
         }
         _ => {}
     }
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// An error and its causes, on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    one_line(&text)
 }
 
 fn ignore_signals() {

@@ -160,13 +160,13 @@ fn report(status: &mut Option<std::fs::File>, line: &str) {
     }
 }
 
-fn one_line(s: &str) -> String {
+pub(super) fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// An error and its causes, on one line (libcontainer's own messages are terse: "oci spec
 /// error"; the cause says which field).
-fn chain(e: &dyn std::error::Error) -> String {
+pub(super) fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
