@@ -95,6 +95,10 @@ pub struct NodeArgs {
     proxy_mode: String,
     #[command(flatten)]
     images: ImageFlags,
+    /// The most processes a container of the oci runtime may have (the kubelet's flag; minik
+    /// applies it to each container); -1: no limit.
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pod_max_pids: i64,
 }
 
 /// The image flags of `minik node` and `minik up`.
@@ -188,6 +192,7 @@ pub fn open_runtimes(
                     state_dir: state_dir.clone(),
                     logs: settings.logs,
                     helper: std::env::current_exe().context("cannot find the minik binary")?,
+                    pids_limit: settings.pids_limit,
                 })
                 .with_context(|| {
                     format!("cannot open the runtime state in {}", state_dir.display())
@@ -234,6 +239,8 @@ pub fn open_runtimes(
 pub struct RuntimeSettings {
     pub logs: LogLimits,
     pub memory_limits: bool,
+    /// `--pod-max-pids` (oci), `None` for no limit.
+    pub pids_limit: Option<i64>,
 }
 
 fn parse_labels(s: &str) -> anyhow::Result<BTreeMap<String, String>> {
@@ -366,6 +373,7 @@ impl NodeArgs {
                 max_files: self.container_log_max_files,
             },
             memory_limits: !self.no_memory_limits,
+            pids_limit: (self.pod_max_pids > 0).then_some(self.pod_max_pids),
         };
         Ok((
             AgentConfig {

@@ -220,6 +220,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             &crate::node::RuntimeSettings {
                 logs: LogLimits::default(),
                 memory_limits: true,
+                pids_limit: None,
             },
             args.images.pull_images,
         )?;

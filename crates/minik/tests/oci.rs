@@ -131,6 +131,8 @@ impl Oci {
                 // Host processes too, for pods whose RuntimeClass names them.
                 "--runtime-handlers",
                 "process",
+                "--pod-max-pids",
+                "64",
                 "--disable-default-registry-endpoint",
                 "--private-registry",
                 &registries,
@@ -764,4 +766,61 @@ async fn a_runtime_class_picks_the_runtime() {
         events,
         "Failed to create pod sandbox: no runtime for \"runsc\" is configured on this node (it offers: oci, process)"
     );
+}
+
+/// The container's cgroup directory (v1) in `controller`: the one under the node's
+/// `minik-oci` parent whose name holds the pod's uid.
+fn cgroup_dir(controller: &str, uid: &str) -> Option<std::path::PathBuf> {
+    fn find(dir: &Path, uid: &str, depth: usize) -> Option<std::path::PathBuf> {
+        for entry in std::fs::read_dir(dir).ok()?.flatten() {
+            let path = entry.path();
+            if !path.is_dir() {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(uid) && dir.ends_with("minik-oci") {
+                return Some(path);
+            }
+            if depth > 0 {
+                if let Some(found) = find(&path, uid, depth - 1) {
+                    return Some(found);
+                }
+            }
+        }
+        None
+    }
+    find(&Path::new("/sys/fs/cgroup").join(controller), uid, 6)
+}
+
+/// CPU requests become shares, CPU limits a CFS quota, and --pod-max-pids a pids limit, in the
+/// container's own cgroups, as the kubelet sets them (cgroup v1 here: where the host has only
+/// v2 the test says it cannot run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_and_pids_limits_reach_the_containers_cgroups() {
+    let Some(c) = Oci::start().await else {
+        return;
+    };
+    if !Path::new("/sys/fs/cgroup/cpu").is_dir() || !Path::new("/sys/fs/cgroup/pids").is_dir() {
+        minik_testkit::cannot_run("cgroup v1 cpu and pids hierarchies", "not mounted");
+        return;
+    }
+    let mut limited = pod("limited", "exec /bin/busybox sleep 3600", "Never");
+    limited["spec"]["containers"][0]["resources"] =
+        json!({"requests": {"cpu": "250m"}, "limits": {"cpu": "500m"}});
+    let uid = c.create(&limited).await;
+    c.pod_until("limited", "it to run", |p| {
+        p["status"]["phase"] == "Running"
+    })
+    .await;
+    let read = |controller: &str, file: &str| {
+        cgroup_dir(controller, &uid)
+            .and_then(|d| std::fs::read_to_string(d.join(file)).ok())
+            .map(|v| v.trim().to_owned())
+    };
+    // The kubelet's conversions: 250m -> 256 shares; 500m -> 50000us per 100000us.
+    assert_eq!(read("cpu", "cpu.shares").as_deref(), Some("256"));
+    assert_eq!(read("cpu", "cpu.cfs_quota_us").as_deref(), Some("50000"));
+    assert_eq!(read("cpu", "cpu.cfs_period_us").as_deref(), Some("100000"));
+    assert_eq!(read("pids", "pids.max").as_deref(), Some("64"));
+    c.delete("limited").await;
 }

@@ -48,6 +48,9 @@ pub struct OciOptions {
     pub logs: LogLimits,
     /// The `minik` binary, started again as the monitor and the sandbox helper.
     pub helper: PathBuf,
+    /// The most processes one container may have (the kubelet's `--pod-max-pids`, which minik
+    /// applies per container); `None`: no limit.
+    pub pids_limit: Option<i64>,
 }
 
 /// What the agent records of a container, in `state.json`.
@@ -337,7 +340,7 @@ impl OciRuntime {
                 memory_limit: spec.memory_limit.map(|m| m as i64),
                 cpu_shares: image.cpu_request_millis.map(shares_of),
                 cpu_quota: image.cpu_limit_millis.map(|m| ((m as i64) * 100, 100_000)),
-                pids_limit: None,
+                pids_limit: self.inner.options.pids_limit,
             },
             security: Security {
                 privileged: sec.privileged,
