@@ -178,8 +178,12 @@ pub async fn run(
         config,
     });
     let mut tasks = Vec::new();
+    let forward = PodForward {
+        services,
+        agent: agent.clone(),
+    };
     let endpoint = crate::endpoint::router(agent.clone())
-        .merge(crate::endpoint::forward_router(Arc::new(services)));
+        .merge(crate::endpoint::forward_router(Arc::new(forward)));
     let endpoint = match agent.config.endpoint_key.clone() {
         Some(key) => crate::endpoint::only_with_key(endpoint, key.expose().to_owned()),
         None => endpoint,
@@ -1419,5 +1423,39 @@ impl crate::endpoint::LogSource for Agent {
                 .map_err(|e| (500, format!("the exec did not start: {e}")))?
                 .map_err(|e| (500, e))
         })
+    }
+}
+
+/// Port-forward targets: a pod with a network namespace of its own (the oci runtime) is reached
+/// on its loopback inside it, at the container's own port; a host process at its host port.
+struct PodForward {
+    services: crate::proxy::Services,
+    agent: Arc<Agent>,
+}
+
+impl crate::endpoint::ForwardTarget for PodForward {
+    fn resolve(
+        &self,
+        ns: &str,
+        pod: &str,
+        port: u16,
+    ) -> Result<(std::net::SocketAddr, Option<PathBuf>), (u16, String)> {
+        let netns = self
+            .agent
+            .records()
+            .get(&format!("{ns}/{pod}"))
+            .into_iter()
+            .flat_map(|r| r.containers.values())
+            .filter_map(|c| c.instance.as_deref())
+            .find_map(|instance| self.agent.runtime.network_namespace(instance));
+        match netns {
+            Some(netns) => {
+                // Kubernetes' checks first (the pod is here and runs).
+                self.services.resolve(ns, pod, port)?;
+                let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+                Ok((loopback, Some(netns)))
+            }
+            None => self.services.resolve(ns, pod, port),
+        }
     }
 }

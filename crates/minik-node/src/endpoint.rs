@@ -105,14 +105,15 @@ pub const PORT_FORWARD_PROTOCOL: &str = "minik-portforward";
 
 /// Where a port-forward to a pod on this node connects.
 pub trait ForwardTarget: Send + Sync + 'static {
-    /// The address of `port` of the pod (its host port under the process runtime). Errors are
-    /// (HTTP code, message).
+    /// The address of `port` of the pod (its host port under the process runtime), and the
+    /// network namespace it is in when the pod has one of its own. Errors are (HTTP code,
+    /// message).
     fn resolve(
         &self,
         ns: &str,
         pod: &str,
         port: u16,
-    ) -> Result<std::net::SocketAddr, (u16, String)>;
+    ) -> Result<(std::net::SocketAddr, Option<std::path::PathBuf>), (u16, String)>;
 }
 
 /// The port-forward route: `POST /portForward/{ns}/{pod}?port=N` with `Connection: Upgrade`
@@ -157,13 +158,14 @@ async fn port_forward(
             )
         }
     };
-    let address = match target.resolve(&ns, &pod, port) {
+    let (address, netns) = match target.resolve(&ns, &pod, port) {
         Ok(a) => a,
         Err((code, message)) => return error(code, message),
     };
+    let ip = address.ip().to_string();
     let connect = tokio::time::timeout(
         Duration::from_secs(5),
-        tokio::net::TcpStream::connect(address),
+        crate::netns::connect(&ip, address.port(), netns.as_deref()),
     );
     let mut upstream = match connect.await {
         Ok(Ok(s)) => s,

@@ -8,6 +8,7 @@ pub mod exec;
 pub mod images;
 pub mod join;
 pub mod logs;
+mod netns;
 mod plan;
 pub mod pod;
 pub mod probe;

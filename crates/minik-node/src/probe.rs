@@ -204,10 +204,12 @@ async fn run_check(check: &Check, target: &Target) -> Result<(), String> {
         (Check::Http { url, headers }, Some(inside)) => {
             http_get(url, headers, inside.netns.as_deref()).await
         }
-        (Check::Tcp { host, port }, Some(inside)) => connect(host, *port, inside.netns.as_deref())
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("dial tcp {host}:{port}: {e}")),
+        (Check::Tcp { host, port }, Some(inside)) => {
+            crate::netns::connect(host, *port, inside.netns.as_deref())
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("dial tcp {host}:{port}: {e}"))
+        }
         _ => run_on_host(check, target).await,
     }
 }
@@ -253,48 +255,6 @@ async fn exec_inside(command: &[String], target: &Target, inside: &Inside) -> Re
     }
 }
 
-/// Connects to `host:port`, from inside the network namespace `netns` when given: a thread of
-/// its own enters the namespace (setns changes only the calling thread), connects, and ends;
-/// the socket stays in that namespace.
-async fn connect(
-    host: &str,
-    port: u16,
-    netns: Option<&std::path::Path>,
-) -> std::io::Result<tokio::net::TcpStream> {
-    let Some(netns) = netns else {
-        return tokio::net::TcpStream::connect((host, port)).await;
-    };
-    let address: std::net::IpAddr = host.parse().map_err(|_| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("{host} is not an IP address (a probe inside a pod takes one)"),
-        )
-    })?;
-    let netns = netns.to_path_buf();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("probe-netns".into())
-        .spawn(move || {
-            let connected = std::fs::File::open(&netns)
-                .and_then(|ns| {
-                    nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
-                        .map_err(std::io::Error::from)
-                })
-                .and_then(|()| {
-                    std::net::TcpStream::connect_timeout(
-                        &std::net::SocketAddr::new(address, port),
-                        Duration::from_secs(10),
-                    )
-                });
-            let _ = tx.send(connected);
-        })?;
-    let stream = rx
-        .await
-        .map_err(|_| std::io::Error::other("the probe's thread ended"))??;
-    stream.set_nonblocking(true)?;
-    tokio::net::TcpStream::from_std(stream)
-}
-
 async fn run_on_host(check: &Check, target: &Target) -> Result<(), String> {
     match check {
         Check::Unsupported(why) => Err(why.clone()),
@@ -322,7 +282,7 @@ async fn run_on_host(check: &Check, target: &Target) -> Result<(), String> {
             }
         }
         Check::Http { url, headers } => http_get(url, headers, None).await,
-        Check::Tcp { host, port } => connect(host, *port, None)
+        Check::Tcp { host, port } => crate::netns::connect(host, *port, None)
             .await
             .map(|_| ())
             .map_err(|e| format!("dial tcp {host}:{port}: {e}")),
@@ -346,7 +306,7 @@ async fn http_get(
         .rsplit_once(':')
         .and_then(|(h, p)| Some((h.trim_matches(['[', ']']), p.parse::<u16>().ok()?)))
         .unwrap_or((authority, 80));
-    let mut stream = connect(host, port, netns)
+    let mut stream = crate::netns::connect(host, port, netns)
         .await
         .map_err(|e| format!("Get \"{url}\": dial tcp {authority}: {e}"))?;
     let mut request = format!("GET {path} HTTP/1.0\r\nHost: {authority}\r\nUser-Agent: minik-probe/1.0\r\nAccept: */*\r\n");

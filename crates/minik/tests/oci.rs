@@ -824,3 +824,44 @@ async fn cpu_and_pids_limits_reach_the_containers_cgroups() {
     assert_eq!(read("pids", "pids.max").as_deref(), Some("64"));
     c.delete("limited").await;
 }
+
+/// `minik port-forward` to a pod in a network namespace of its own reaches the container's
+/// port there (through the API server and the agent, which connects from inside the
+/// namespace).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_forward_reaches_a_container_in_its_pod_network_namespace() {
+    let Some(c) = Oci::start().await else {
+        return;
+    };
+    let script = "mkdir -p /tmp/www; echo forwarded-page > /tmp/www/index.html; \
+                  exec httpd -f -p 127.0.0.1:8080 -h /tmp/www";
+    c.create(&pod("web", script, "Never")).await;
+    c.pod_until("web", "it to run", |p| p["status"]["phase"] == "Running")
+        .await;
+    let mut forward = std::process::Command::new(support::MINIK.command().get_program())
+        .args(["port-forward", "--server", &c.http.base, "pod/web", ":8080"])
+        .env("HOME", c.node_dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = minik_testkit::lines_of(forward.stdout.take().unwrap());
+    let guard = minik_testkit::Running::guard(forward);
+    let local = minik_testkit::line_after(&lines, "Forwarding from ", "minik port-forward");
+    let local = local.split(" -> ").next().unwrap().to_owned();
+    let page = support::wait_for(
+        "the page through the forward",
+        support::DEADLINE,
+        || async {
+            let answer = reqwest::get(format!("http://{local}/index.html"))
+                .await
+                .ok()?;
+            let text = answer.text().await.ok()?;
+            text.contains("forwarded-page").then_some(text)
+        },
+    )
+    .await;
+    assert_eq!(page.trim(), "forwarded-page");
+    drop(guard);
+    c.delete("web").await;
+}

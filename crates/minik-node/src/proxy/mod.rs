@@ -205,7 +205,12 @@ impl Services {
 }
 
 impl crate::endpoint::ForwardTarget for Services {
-    fn resolve(&self, ns: &str, pod: &str, port: u16) -> Result<SocketAddr, (u16, String)> {
+    fn resolve(
+        &self,
+        ns: &str,
+        pod: &str,
+        port: u16,
+    ) -> Result<(SocketAddr, Option<std::path::PathBuf>), (u16, String)> {
         let found = self.pods.get(&format!("{ns}/{pod}")).ok_or_else(|| {
             (
                 404,
@@ -235,7 +240,7 @@ impl crate::endpoint::ForwardTarget for Services {
         let host_port = spec::host_port_of(&found, i32::from(port));
         let host_port = u16::try_from(host_port)
             .map_err(|_| (500, format!("pod {pod:?} records host port {host_port}")))?;
-        Ok(SocketAddr::new(ip, host_port))
+        Ok((SocketAddr::new(ip, host_port), None))
     }
 }
 
