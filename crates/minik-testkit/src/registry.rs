@@ -1,11 +1,13 @@
 //! Image registries on loopback for the image tests: the real distribution registry
 //! (`docker-registry serve`, optionally behind htpasswd) under a guard ([`Registry`]), small real
 //! images built with umoci from the host's static busybox ([`build_busybox_layout`],
-//! [`build_multiplatform_layout`], [`build_layered_layout`]) and pushed or saved with skopeo
+//! [`build_multiplatform_layout`], [`build_layered_layout`]), an nginx image built from Debian's
+//! packages ([`build_debian_nginx_layout`]), all pushed or saved with skopeo
 //! ([`push`], [`save_docker_archive`], [`save_oci_archive`]), and a bearer-token proxy in front
 //! of a registry that can also misbehave on purpose ([`TokenProxy`], [`Fault`]).
 //!
-//! Nothing here reaches anything but 127.0.0.1. A test that needs a tool this host lacks asks
+//! Nothing here reaches anything but 127.0.0.1, but for the Debian mirror the nginx image is
+//! installed from (once: the build is cached). A test that needs a tool this host lacks asks
 //! [`image_tools`] (or gets `None` from [`Registry::start`]), which calls
 //! [`cannot_run`](crate::cannot_run): the test returns, and fails under `CI=true`.
 
@@ -669,6 +671,310 @@ pub fn save_oci_archive(layout: &Layout, tag: &str, file: &Path, name: &str) {
         .args(["copy", "--quiet"])
         .arg(format!("oci:{}", layout.image(tag)))
         .arg(format!("oci-archive:{}:{name}", file.display())));
+}
+
+/// The recipe of [`build_debian_nginx_layout`]'s image: a cached build is used only by the same
+/// recipe, so a change to how the image is built changes this.
+pub const DEBIAN_NGINX_VERSION: &str = "bookworm-nginx-light-1";
+
+/// The Debian release and mirror the nginx image comes from (the mirror Debian's own images and
+/// this project's CI hosts use).
+const DEBIAN_SUITE: &str = "bookworm";
+const DEBIAN_MIRROR: &str = "http://deb.debian.org/debian";
+
+/// `PATH` for the commands run in the Debian root, and in the image's configuration.
+const DEBIAN_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The official nginx image's `/etc/nginx/conf.d/default.conf`, IPv4 only (its entrypoint adds
+/// `listen [::]:80` only where IPv6 works): Debian's welcome page on port 80.
+const NGINX_DEFAULT_CONF: &str = "server {
+    listen       80;
+    server_name  localhost;
+
+    location / {
+        root   /usr/share/nginx/html;
+        index  index.html index.htm;
+    }
+}
+";
+
+/// Where `tool` is: on `PATH`, or in `/usr/sbin` or `/sbin` (root's tools, which a test's `PATH`
+/// may lack).
+fn find_tool(tool: &str) -> Option<PathBuf> {
+    which(tool).or_else(|| {
+        ["/usr/sbin", "/sbin"]
+            .into_iter()
+            .map(|dir| Path::new(dir).join(tool))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+/// Builds in `dir` an OCI layout holding `tag`: an nginx image made as the official one is, from
+/// Debian's packages. Debian bookworm (`debootstrap --variant=minbase`) with `nginx-light`
+/// (nginx 1.22), its logs linked to `/dev/stdout` and `/dev/stderr`, the official image's
+/// `default.conf` serving Debian's "Welcome to nginx!" page on port 80, and the official
+/// configuration: `CMD ["nginx", "-g", "daemon off;"]`, `STOPSIGNAL SIGQUIT`, port `80/tcp`.
+///
+/// The image is built once per [`DEBIAN_NGINX_VERSION`] and kept under the system temp dir
+/// (`minik-test-images/`), where later runs find it; two tests building at once build it once.
+/// A build takes about a minute and a half and needs root, `debootstrap`, `umoci`, `skopeo` and
+/// the Debian mirror. `None` (after [`cannot_run`]) when it cannot be built here.
+pub fn build_debian_nginx_layout(dir: &Path, tag: &str) -> Option<Layout> {
+    use std::os::unix::fs::MetadataExt;
+    if !std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0) {
+        cannot_run(
+            "root (debootstrap and chroot build the Debian nginx image)",
+            "not running as root",
+        );
+        return None;
+    }
+    let missing: Vec<&str> = ["debootstrap", "chroot", "umoci", "skopeo"]
+        .into_iter()
+        .filter(|tool| find_tool(tool).is_none())
+        .collect();
+    let Some(debootstrap) = find_tool("debootstrap").filter(|_| missing.is_empty()) else {
+        cannot_run(
+            "the tools that build the Debian nginx image (debootstrap, umoci, skopeo)",
+            format!("missing: {}", missing.join(", ")),
+        );
+        return None;
+    };
+    let cached = cached_debian_nginx(&debootstrap);
+    let layout = Layout {
+        dir: dir.join("oci"),
+    };
+    run(skopeo()
+        .args(["copy", "--quiet"])
+        .arg(format!("oci:{}", cached.image("nginx")))
+        .arg(format!("oci:{}", layout.image(tag))));
+    Some(layout)
+}
+
+/// The cached build of the Debian nginx image (tagged `nginx`), built first if there is none.
+/// Builders take turns on a lock file; a build is made in a directory of its own and renamed
+/// into place whole, so a reader never sees half of one.
+fn cached_debian_nginx(debootstrap: &Path) -> Layout {
+    let root = std::env::temp_dir().join("minik-test-images");
+    std::fs::create_dir_all(&root).unwrap_or_else(|e| panic!("{}: {e}", root.display()));
+    let name = format!("debian-nginx-{DEBIAN_NGINX_VERSION}");
+    let cached = Layout {
+        dir: root.join(&name),
+    };
+    let complete = |layout: &Layout| layout.dir.join("index.json").is_file();
+    if complete(&cached) {
+        return cached;
+    }
+    let lock_path = root.join(format!("{name}.lock"));
+    let lock = std::fs::File::create(&lock_path)
+        .unwrap_or_else(|e| panic!("{}: {e}", lock_path.display()));
+    // Waits while another test or test process builds it; released when `lock` is dropped.
+    lock.lock()
+        .unwrap_or_else(|e| panic!("lock {}: {e}", lock_path.display()));
+    if complete(&cached) {
+        return cached;
+    }
+    if cached.dir.exists() {
+        // Not made by a rename of ours (those are whole): start again.
+        std::fs::remove_dir_all(&cached.dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", cached.dir.display()));
+    }
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".{name}-"))
+        .tempdir_in(&root)
+        .unwrap_or_else(|e| panic!("tempdir in {}: {e}", root.display()));
+    let staging_dir = std::fs::canonicalize(staging.path())
+        .unwrap_or_else(|e| panic!("{}: {e}", staging.path().display()));
+    // Dropped before `staging`: nothing stays mounted in what is then removed.
+    let mounts = UnmountUnder(staging_dir.clone());
+    let built = build_debian_nginx(&staging_dir, debootstrap, &mounts);
+    std::fs::rename(&built.dir, &cached.dir).unwrap_or_else(|e| {
+        panic!(
+            "rename {} to {}: {e}",
+            built.dir.display(),
+            cached.dir.display()
+        )
+    });
+    cached
+}
+
+/// Builds the Debian nginx image as `dir/oci:nginx`.
+fn build_debian_nginx(dir: &Path, debootstrap: &Path, mounts: &UnmountUnder) -> Layout {
+    let tag = "nginx";
+    let layout = empty_image(dir, tag);
+    let bundle = dir.join("bundle");
+    // As root (not rootless): the files keep the owners Debian gives them.
+    run(Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(layout.image(tag))
+        .arg(&bundle));
+    let rootfs = bundle.join("rootfs");
+    run(Command::new(debootstrap)
+        .env("PATH", DEBIAN_PATH)
+        .arg("--variant=minbase")
+        .arg(DEBIAN_SUITE)
+        .arg(&rootfs)
+        .arg(DEBIAN_MIRROR));
+    mounts.unmount();
+
+    // No service starts while packages are installed (nginx's would listen on the host).
+    let policy = "/usr/sbin/policy-rc.d";
+    write_file(&rootfs, policy, b"#!/bin/sh\nexit 101\n");
+    in_chroot(
+        &rootfs,
+        &[
+            "apt-get",
+            "install",
+            "-y",
+            "--no-install-recommends",
+            "nginx-light",
+        ],
+    );
+    in_chroot(&rootfs, &["apt-get", "clean"]);
+    mounts.unmount();
+    remove(&rootfs.join(policy.trim_start_matches('/')));
+    for emptied in [
+        "var/lib/apt/lists",
+        "var/cache/apt",
+        "dev",
+        "tmp",
+        "var/tmp",
+    ] {
+        empty_dir(&rootfs.join(emptied));
+    }
+    // The host's name and resolver, which debootstrap copied; the runtime mounts a pod's own.
+    write_file(&rootfs, "/etc/hostname", b"localhost\n");
+    write_file(&rootfs, "/etc/resolv.conf", b"");
+
+    // As the official image: logs to the container's output, its server in conf.d.
+    for (log, target) in [("access.log", "/dev/stdout"), ("error.log", "/dev/stderr")] {
+        let path = rootfs.join("var/log/nginx").join(log);
+        remove(&path);
+        std::os::unix::fs::symlink(target, &path)
+            .unwrap_or_else(|e| panic!("link {}: {e}", path.display()));
+    }
+    remove(&rootfs.join("etc/nginx/sites-enabled/default"));
+    write_file(
+        &rootfs,
+        "/etc/nginx/conf.d/default.conf",
+        NGINX_DEFAULT_CONF.as_bytes(),
+    );
+    let page = rootfs.join("usr/share/nginx/html/index.html");
+    let welcome = std::fs::read_to_string(&page).unwrap_or_default();
+    assert!(
+        welcome.contains("Welcome to nginx!"),
+        "{}: not Debian's welcome page: {welcome:?}",
+        page.display()
+    );
+
+    repack(&layout, tag, &bundle);
+    run(Command::new("umoci")
+        .args(["config", "--image"])
+        .arg(layout.image(tag))
+        .args([
+            &format!("--config.env=PATH={DEBIAN_PATH}"),
+            "--config.cmd=nginx",
+            "--config.cmd=-g",
+            "--config.cmd=daemon off;",
+            "--config.exposedports=80/tcp",
+            "--config.stopsignal=SIGQUIT",
+            "--history.created_by=minik-testkit build_debian_nginx_layout",
+        ]));
+    finish(&layout, &bundle);
+    layout
+}
+
+/// Runs `command` in the Debian root `rootfs`, with a clean environment.
+fn in_chroot(rootfs: &Path, command: &[&str]) {
+    run(Command::new("chroot")
+        .env_clear()
+        .env("PATH", DEBIAN_PATH)
+        .env("HOME", "/root")
+        .env("LC_ALL", "C")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .arg(rootfs)
+        .args(command));
+}
+
+/// Removes a file or a symbolic link if it is there.
+fn remove(path: &Path) {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => panic!("remove {}: {e}", path.display()),
+    }
+}
+
+/// Removes what is in `dir`, keeping `dir`.
+fn empty_dir(dir: &Path) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => panic!("{}: {e}", dir.display()),
+    };
+    for entry in entries {
+        let entry = entry.unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let path = entry.path();
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        let removed = if is_dir {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.unwrap_or_else(|e| panic!("remove {}: {e}", path.display()));
+    }
+}
+
+/// The mount points under one directory: [`UnmountUnder::unmount`] unmounts them (debootstrap
+/// mounts `/proc` and `/sys` in its target while it works and unmounts them when it ends, but
+/// not if it is killed), and so does dropping it.
+struct UnmountUnder(PathBuf);
+
+impl UnmountUnder {
+    /// Mount points under the directory, deepest first.
+    fn mounts(&self) -> Vec<PathBuf> {
+        let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut found: Vec<PathBuf> = text
+            .lines()
+            .filter_map(|line| line.split(' ').nth(4))
+            .map(|field| {
+                PathBuf::from(
+                    field
+                        .replace("\\040", " ")
+                        .replace("\\011", "\t")
+                        .replace("\\012", "\n")
+                        .replace("\\134", "\\"),
+                )
+            })
+            .filter(|mount| mount.starts_with(&self.0))
+            .collect();
+        found.sort_by_key(|mount| std::cmp::Reverse(mount.as_os_str().len()));
+        found.dedup();
+        found
+    }
+
+    /// Unmounts (lazily) everything mounted under the directory, deepest first.
+    fn unmount_all(&self) {
+        for mount in self.mounts() {
+            let _ = Command::new("umount")
+                .arg("--lazy")
+                .arg(&mount)
+                .stdin(Stdio::null())
+                .output();
+        }
+    }
+
+    /// [`UnmountUnder::unmount_all`]; fails the test if something stays mounted.
+    fn unmount(&self) {
+        self.unmount_all();
+        let left = self.mounts();
+        assert!(left.is_empty(), "still mounted: {left:?}");
+    }
+}
+
+impl Drop for UnmountUnder {
+    fn drop(&mut self) {
+        self.unmount_all();
+    }
 }
 
 /// A way for [`TokenProxy`] to misbehave, to see that a client notices.

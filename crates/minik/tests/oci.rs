@@ -865,3 +865,27 @@ async fn port_forward_reaches_a_container_in_its_pod_network_namespace() {
     drop(guard);
     c.delete("web").await;
 }
+
+/// Bad input the runtime finds: a working directory that cannot be made (a file is in the way)
+/// and a memory limit below what a container needs; each a waiting reason with a message that
+/// says why, and nothing left on the host. (A user the image lacks: user.rs's tests.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_runtime_refuses_waits_with_a_reason() {
+    let Some(c) = Oci::start().await else {
+        return;
+    };
+    let mut blocked = pod("blocked", "true", "Never");
+    blocked["spec"]["containers"][0]["workingDir"] = json!("/etc/passwd/sub");
+    c.create(&blocked).await;
+    let mut tiny = pod("tiny", "true", "Never");
+    tiny["spec"]["containers"][0]["resources"] = json!({"limits": {"memory": "1Ki"}});
+    c.create(&tiny).await;
+    let message = c.waiting("blocked", "CreateContainerError").await;
+    assert!(message.contains("/etc/passwd/sub"), "{message}");
+    let message = c.waiting("tiny", "CreateContainerError").await;
+    assert!(message.contains("memory"), "{message}");
+    for name in ["blocked", "tiny"] {
+        c.delete(name).await;
+    }
+    c.wait_all_clean().await;
+}

@@ -37,6 +37,10 @@ use crate::runtime::state::{self, file_stem};
 use crate::runtime::{ContainerSpec, Exit, ImageSpec, Runtime, StartError, Started, State};
 use crate::BoxFuture;
 
+/// The smallest memory limit a container is started with: below it the runtime's own start
+/// does not fit (Docker refuses less than 6 MiB too).
+const MIN_MEMORY_LIMIT: u64 = 6 << 20;
+
 /// How long a container may take to be created and started.
 const START_LIMIT: Duration = Duration::from_secs(60);
 
@@ -304,6 +308,15 @@ impl OciRuntime {
         if !cwd.starts_with('/') {
             return Err(StartError::Config(format!(
                 "the working directory {cwd:?} is not an absolute path"
+            )));
+        }
+        if let Some(problem) = user::working_dir_problem(&root, &cwd) {
+            return Err(StartError::Create(problem));
+        }
+        if let Some(limit) = spec.memory_limit.filter(|l| *l < MIN_MEMORY_LIMIT) {
+            return Err(StartError::Create(format!(
+                "the memory limit of {limit} bytes is below the {} MiB a container needs to start (as Docker's minimum)",
+                MIN_MEMORY_LIMIT >> 20
             )));
         }
         let binds = etc_files(&dir.join("etc"), image)?;

@@ -284,6 +284,33 @@ fn read_limited(file: File) -> io::Result<Option<Vec<u8>>> {
     Ok(Some(bytes))
 }
 
+/// Why the working directory `cwd` cannot be made in the container's root, if it cannot: a
+/// component that exists and is not a directory. Missing directories are made at the start.
+pub(crate) fn working_dir_problem(root: &Path, cwd: &str) -> Option<String> {
+    let mut prefix = PathBuf::from("/");
+    for part in Path::new(cwd).components().skip(1) {
+        prefix.push(part);
+        match resolve_in_root(root, &prefix) {
+            Ok(Some(host)) => match fs::metadata(&host) {
+                Ok(meta) if !meta.is_dir() => {
+                    return Some(format!(
+                        "the working directory {cwd:?} cannot be made: {} is not a directory",
+                        prefix.display()
+                    ))
+                }
+                _ => {}
+            },
+            Ok(None) => return None,
+            Err(e) => {
+                return Some(format!(
+                    "the working directory {cwd:?} cannot be resolved: {e}"
+                ))
+            }
+        }
+    }
+    None
+}
+
 /// The host path of `path` as the container would see it with `root` as `/`: symbolic links
 /// are followed inside the root (absolute targets start again at the root, `..` never goes
 /// above it). `None` when a component does not exist or is not a directory.
@@ -633,6 +660,32 @@ disk:x:6:
                     members: vec!["a".into(), "b".into()]
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn a_working_directory_behind_a_file_cannot_be_made() {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir_all(root.path().join("etc")).unwrap();
+        fs::write(
+            root.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\n",
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("/etc", root.path().join("conf")).unwrap();
+        assert_eq!(
+            working_dir_problem(root.path(), "/srv/app"),
+            None,
+            "made at start"
+        );
+        assert_eq!(working_dir_problem(root.path(), "/etc"), None);
+        assert_eq!(
+            working_dir_problem(root.path(), "/etc/passwd/sub").as_deref(),
+            Some("the working directory \"/etc/passwd/sub\" cannot be made: /etc/passwd is not a directory")
+        );
+        assert!(
+            working_dir_problem(root.path(), "/conf/passwd").is_some(),
+            "through a link"
         );
     }
 }
