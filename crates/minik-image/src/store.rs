@@ -353,7 +353,10 @@ impl Store {
     /// store and survives a restart of the agent (which unpins what it no longer runs).
     pub fn pin(&self, container: &str, image: &Digest) -> Result<(), ImageError> {
         let path = self.pin_path(container);
-        let staged = self.work.join("pin");
+        // Staged under a name of its own: several containers are pinned at once.
+        let staged = self
+            .work
+            .join(format!("pin-{}", container.replace('/', "~")));
         write_synced(&staged, image.to_string().as_bytes())?;
         fs::rename(&staged, &path).map_err(ImageError::io(format!("writing {}", path.display())))
     }

@@ -959,6 +959,7 @@ impl Agent {
         let id = pod::begin_start(record, name, now);
         if let Some(c) = record.containers.get_mut(name) {
             c.image_id = image.as_ref().map(|i| i.image_id.clone());
+            c.image = image.as_ref().map(|i| i.image.clone());
         }
         if let Some(previous) = previous {
             // The run that ended is in the status as lastState; the runtime can forget it.

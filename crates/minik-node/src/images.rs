@@ -35,6 +35,9 @@ pub struct ImageManager {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ready {
     pub record: ImageRecord,
+    /// The reference as the runtime reports it in `containerStatuses[].image`: normalised
+    /// (`docker.io/library/nginx:1.14.2`), as the kubelet with containerd does.
+    pub image: String,
     /// What the container status reports as `imageID`: the repo digest (`docker.io/library/
     /// busybox@sha256:...`) or, for an image imported without one, its id.
     pub image_id: String,
@@ -114,9 +117,14 @@ impl ImageManager {
                     .first()
                     .cloned()
                     .unwrap_or_else(|| outcome.image.id.to_string());
+                let image = image
+                    .parse::<Reference>()
+                    .map(|r| r.to_string())
+                    .unwrap_or_else(|_| image.to_owned());
                 Ok(Ready {
                     record: outcome.image,
                     image_id,
+                    image,
                 })
             }
             Err(ImageError::NeverPull { .. }) => {

@@ -101,6 +101,8 @@ pub struct ContainerRecord {
     /// The image the current (or last) instance runs from, as `imageID` reports it (the repo
     /// digest); `None` for runtimes that run no images.
     pub image_id: Option<String>,
+    /// Its reference as `image` reports it (normalised); `None`: the spec's, as written.
+    pub image: Option<String>,
 }
 
 /// What the agent remembers about one pod.
@@ -439,7 +441,11 @@ fn container_status(
     let is_ready = is_running && started && ready;
     let status = ContainerStatus {
         name: container.name.clone(),
-        image: container.image.clone().unwrap_or_default(),
+        image: rec
+            .image
+            .clone()
+            .or_else(|| container.image.clone())
+            .unwrap_or_default(),
         image_id: rec.image_id.clone().unwrap_or_default(),
         container_id: rec.instance.as_deref().map(container_id),
         ready: is_ready,

@@ -34,6 +34,8 @@ pub struct SavedContainer {
     pub last_terminated: Option<SavedTerminated>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +84,7 @@ impl SavedPod {
                             terminated: c.terminated.as_ref().map(Into::into),
                             last_terminated: c.last_terminated.as_ref().map(Into::into),
                             image_id: c.image_id.clone(),
+                            image: c.image.clone(),
                         },
                     )
                 })
@@ -110,6 +113,7 @@ impl SavedPod {
                     terminated: c.terminated.as_ref().map(Into::into),
                     last_terminated: c.last_terminated.as_ref().map(Into::into),
                     image_id: c.image_id.clone(),
+                    image: c.image.clone(),
                     ..Default::default()
                 },
             );

@@ -147,7 +147,8 @@ async fn pods_pull_their_images_as_the_kubelet_does() {
         format!("docker.io/library/busybox@{pushed}"),
         "{status}"
     );
-    assert_eq!(status["image"], "busybox:1.36");
+    // As the kubelet with containerd reports it: the normalised reference.
+    assert_eq!(status["image"], "docker.io/library/busybox:1.36");
     wait_event(&http, "web", "Pulling", "Pulling image \"busybox:1.36\"").await;
     let pulled = wait_event(
         &http,
