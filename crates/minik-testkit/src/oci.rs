@@ -438,6 +438,31 @@ fn collect_tree(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// Whether this host can run the oci runtime (root, overlayfs, namespaces, cgroups); if not,
+/// says so through [`crate::cannot_run`] (which fails under CI=true).
+pub fn oci_host() -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        crate::cannot_run("root (the oci runtime)", "not running as root");
+        return false;
+    }
+    let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+    if !filesystems
+        .lines()
+        .any(|l| l.trim_end().ends_with("overlay"))
+    {
+        crate::cannot_run("overlayfs (the oci runtime)", "not in /proc/filesystems");
+        return false;
+    }
+    if !Path::new("/proc/self/ns/pid").exists() || !Path::new("/sys/fs/cgroup").is_dir() {
+        crate::cannot_run(
+            "namespaces and cgroups (the oci runtime)",
+            "no /proc/self/ns/pid or /sys/fs/cgroup",
+        );
+        return false;
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

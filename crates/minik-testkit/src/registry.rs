@@ -1302,6 +1302,18 @@ async fn handle(state: &ProxyState, method: Method, uri: Uri, headers: HeaderMap
     respond(status, &copied, Body::from_stream(upstream.bytes_stream()))
 }
 
+/// Writes `dir/registries.yaml` sending `docker.io` to the registry at `addr` (plain HTTP on
+/// loopback): with `--disable-default-registry-endpoint`, pulls never leave the machine.
+pub fn docker_io_mirror(dir: &Path, addr: &str) -> PathBuf {
+    let file = dir.join("registries.yaml");
+    std::fs::write(
+        &file,
+        format!("mirrors:\n  docker.io:\n    endpoint: [\"http://{addr}\"]\n"),
+    )
+    .unwrap_or_else(|e| panic!("write {}: {e}", file.display()));
+    file
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

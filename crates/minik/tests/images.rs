@@ -6,8 +6,6 @@
 
 mod support;
 
-use std::path::Path;
-
 use minik_testkit::registry::{
     build_busybox_layout, image_tools, push, save_docker_archive, Registry,
 };
@@ -80,16 +78,6 @@ async fn wait_waiting(http: &minik_testkit::Http, pod: &str, reason: &str) -> St
         .to_owned()
 }
 
-fn write_registries(dir: &Path, registry: &str) -> std::path::PathBuf {
-    let file = dir.join("registries.yaml");
-    std::fs::write(
-        &file,
-        format!("mirrors:\n  docker.io:\n    endpoint: [\"http://{registry}\"]\n"),
-    )
-    .unwrap();
-    file
-}
-
 #[tokio::test]
 async fn pods_pull_their_images_as_the_kubelet_does() {
     if !image_tools() {
@@ -112,7 +100,7 @@ async fn pods_pull_their_images_as_the_kubelet_does() {
         &node_dir.path().join("images/airgap.tar"),
         "airgap/app:1",
     );
-    let registries = write_registries(build.path(), &registry.addr());
+    let registries = minik_testkit::registry::docker_io_mirror(build.path(), &registry.addr());
     let server = support::MINIK.server(server_dir.path(), &[]);
     let _node = support::MINIK.node(
         &server.base,

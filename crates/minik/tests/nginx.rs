@@ -96,36 +96,11 @@ impl Drop for Cluster {
     }
 }
 
-/// Whether this host can run the oci runtime; if not, says so through `cannot_run` (which fails
-/// under CI=true).
-fn host_can_run() -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        minik_testkit::cannot_run("root (the oci runtime)", "not running as root");
-        return false;
-    }
-    let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
-    if !filesystems
-        .lines()
-        .any(|l| l.trim_end().ends_with("overlay"))
-    {
-        minik_testkit::cannot_run("overlayfs (the oci runtime)", "not in /proc/filesystems");
-        return false;
-    }
-    if !Path::new("/proc/self/ns/pid").exists() || !Path::new("/sys/fs/cgroup").is_dir() {
-        minik_testkit::cannot_run(
-            "namespaces and cgroups (the oci runtime)",
-            "no /proc/self/ns/pid or /sys/fs/cgroup",
-        );
-        return false;
-    }
-    true
-}
-
 impl Cluster {
     /// The image built and pushed as `library/nginx:1.14.2` and `:latest`, everything up, node
     /// `n1` Ready; `None` when the host cannot run it.
     async fn start() -> Option<Cluster> {
-        if !host_can_run() {
+        if !minik_testkit::oci_host() {
             return None;
         }
         let registry = Registry::start()?;
@@ -136,15 +111,7 @@ impl Cluster {
         let digest = push(&layout, "nginx", &registry.addr(), "library/nginx:1.14.2");
         let latest = push(&layout, "nginx", &registry.addr(), "library/nginx:latest");
         assert_eq!(digest, latest, "one image, two tags");
-        let registries = home.path().join("registries.yaml");
-        std::fs::write(
-            &registries,
-            format!(
-                "mirrors:\n  docker.io:\n    endpoint: [\"http://{}\"]\n",
-                registry.addr()
-            ),
-        )
-        .unwrap();
+        let registries = minik_testkit::registry::docker_io_mirror(home.path(), &registry.addr());
         let server_dir = tempfile::tempdir().unwrap();
         let node_dir = tempfile::tempdir().unwrap();
         let cleanup = OciCleanup::new(node_dir.path());

@@ -52,51 +52,18 @@ impl std::ops::Deref for Oci {
     }
 }
 
-/// Whether this host can run the oci runtime and the image tools; if not, says so through
-/// `cannot_run` (which fails under CI=true).
-fn host_can_run() -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        minik_testkit::cannot_run("root (the oci runtime)", "not running as root");
-        return false;
-    }
-    let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
-    if !filesystems
-        .lines()
-        .any(|l| l.trim_end().ends_with("overlay"))
-    {
-        minik_testkit::cannot_run("overlayfs (the oci runtime)", "not in /proc/filesystems");
-        return false;
-    }
-    if !Path::new("/proc/self/ns/pid").exists() || !Path::new("/sys/fs/cgroup").is_dir() {
-        minik_testkit::cannot_run(
-            "namespaces and cgroups (the oci runtime)",
-            "no /proc/self/ns/pid or /sys/fs/cgroup",
-        );
-        return false;
-    }
-    image_tools()
-}
-
 impl Oci {
     /// Everything up, the busybox image pushed as `busybox:1.36`, node `n1` Ready; `None` when
     /// the host cannot run it.
     async fn start() -> Option<Oci> {
-        if !host_can_run() {
+        if !minik_testkit::oci_host() || !image_tools() {
             return None;
         }
         let registry = Registry::start()?;
         let build = tempfile::tempdir().unwrap();
         let layout = build_busybox_layout(build.path(), "1.36", &[], &[], &["sh"], &[]);
         let digest = push(&layout, "1.36", &registry.addr(), "library/busybox:1.36");
-        let registries = build.path().join("registries.yaml");
-        std::fs::write(
-            &registries,
-            format!(
-                "mirrors:\n  docker.io:\n    endpoint: [\"http://{}\"]\n",
-                registry.addr()
-            ),
-        )
-        .unwrap();
+        let registries = minik_testkit::registry::docker_io_mirror(build.path(), &registry.addr());
         let server_dir = tempfile::tempdir().unwrap();
         let node_dir = tempfile::tempdir().unwrap();
         let cleanup = OciCleanup::new(node_dir.path());
