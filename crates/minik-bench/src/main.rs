@@ -10,6 +10,7 @@ mod machine;
 mod node;
 mod oci;
 mod parse;
+mod podwatch;
 mod proxy;
 mod report;
 mod scheduler;

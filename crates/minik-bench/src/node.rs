@@ -3,19 +3,18 @@
 //! sees it) one at a time and in a burst, next to spawning the same command without minik, and
 //! the agent's memory idle and with pods running.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context};
+use anyhow::{ensure, Context};
 use futures::StreamExt;
 use serde_json::{json, Value};
-use tokio::sync::Notify;
 
 use crate::agent::Agent;
 use crate::machine::{memory_of, Machine};
+use crate::podwatch::{create, watch_pods, Seen};
 use crate::server::Server;
 use crate::stats::{ms, Summary};
 
@@ -47,85 +46,6 @@ pub struct NodeArgs {
     phase_seconds: f64,
 }
 
-/// When each pod was first seen Running by the watch.
-#[derive(Default)]
-struct Seen {
-    running: Mutex<HashMap<String, Instant>>,
-    changed: Notify,
-}
-
-impl Seen {
-    async fn wait_for(&self, names: &[String], limit: Duration) -> anyhow::Result<Vec<Instant>> {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            let notified = self.changed.notified();
-            {
-                let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-                let found: Vec<Instant> = names
-                    .iter()
-                    .filter_map(|n| running.get(n).copied())
-                    .collect();
-                if found.len() == names.len() {
-                    return Ok(found);
-                }
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-                let missing = names.iter().filter(|n| !running.contains_key(*n)).count();
-                bail!(
-                    "{missing} of {} pods were not Running within {limit:?}",
-                    names.len()
-                );
-            }
-        }
-    }
-}
-
-/// Follows the pods of `default` and notes when each is first Running.
-async fn watch_pods(http: reqwest::Client, base: String, seen: Arc<Seen>) -> anyhow::Result<()> {
-    let list: Value = http
-        .get(format!("{base}/api/v1/namespaces/default/pods"))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let rv = list["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap_or("0")
-        .to_owned();
-    let response = http
-        .get(format!(
-            "{base}/api/v1/namespaces/default/pods?watch=true&resourceVersion={rv}"
-        ))
-        .send()
-        .await?;
-    let mut body = response.bytes_stream();
-    let mut buffer = Vec::new();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk?;
-        let at = Instant::now();
-        buffer.extend_from_slice(&chunk);
-        while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buffer.drain(..=end).collect();
-            let Ok(event) = serde_json::from_slice::<Value>(&line) else {
-                continue;
-            };
-            let pod = &event["object"];
-            if pod["status"]["phase"] == "Running" {
-                if let Some(name) = pod["metadata"]["name"].as_str() {
-                    seen.running
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .entry(name.to_owned())
-                        .or_insert(at);
-                    seen.changed.notify_waiters();
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
 fn pod(name: &str, command: &[String]) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -136,21 +56,6 @@ fn pod(name: &str, command: &[String]) -> Value {
             "containers": [{"name": "main", "image": "busybox", "command": command}]
         }
     })
-}
-
-async fn create(http: &reqwest::Client, base: &str, body: &Value) -> anyhow::Result<()> {
-    let response = http
-        .post(format!("{base}/api/v1/namespaces/default/pods"))
-        .json(body)
-        .send()
-        .await?;
-    ensure!(
-        response.status().as_u16() == 201,
-        "creating a pod answered {}: {}",
-        response.status(),
-        response.text().await.unwrap_or_default()
-    );
-    Ok(())
 }
 
 /// Spawns the command `n` times without minik, one at a time, each in its own process group
@@ -270,7 +175,7 @@ async fn measure(minik: &Path, args: &NodeArgs, command: &[String]) -> anyhow::R
         let http = http.clone();
         let base = base.clone();
         let body = pod(name, command);
-        async move { create(&http, &base, &body).await }
+        async move { create(&http, &base, &body).await.map(|_| ()) }
     }))
     .buffer_unordered(args.clients.max(1))
     .collect::<Vec<_>>()

@@ -1,0 +1,121 @@
+//! What the pod-start benchmarks share: pods created through the API, and the moment each is
+//! first seen Running by a watch.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context};
+use futures::StreamExt;
+use serde_json::Value;
+use tokio::sync::Notify;
+
+const PODS: &str = "/api/v1/namespaces/default/pods";
+
+/// When each pod was first seen Running by the watch.
+#[derive(Default)]
+pub(crate) struct Seen {
+    running: Mutex<HashMap<String, Instant>>,
+    changed: Notify,
+}
+
+impl Seen {
+    pub(crate) async fn wait_for(
+        &self,
+        names: &[String],
+        limit: Duration,
+    ) -> anyhow::Result<Vec<Instant>> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.changed.notified();
+            {
+                let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+                let found: Vec<Instant> = names
+                    .iter()
+                    .filter_map(|n| running.get(n).copied())
+                    .collect();
+                if found.len() == names.len() {
+                    return Ok(found);
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+                let missing: Vec<&String> =
+                    names.iter().filter(|n| !running.contains_key(*n)).collect();
+                bail!(
+                    "{} of {} pods were not Running within {limit:?} (first: {:?})",
+                    missing.len(),
+                    names.len(),
+                    missing.first()
+                );
+            }
+        }
+    }
+}
+
+/// Follows the pods of `default` and notes when each is first Running.
+pub(crate) async fn watch_pods(
+    http: reqwest::Client,
+    base: String,
+    seen: Arc<Seen>,
+) -> anyhow::Result<()> {
+    let list: Value = http
+        .get(format!("{base}{PODS}"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("0")
+        .to_owned();
+    let response = http
+        .get(format!("{base}{PODS}?watch=true&resourceVersion={rv}"))
+        .send()
+        .await?;
+    let mut body = response.bytes_stream();
+    let mut buffer = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        let at = Instant::now();
+        buffer.extend_from_slice(&chunk);
+        while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=end).collect();
+            let Ok(event) = serde_json::from_slice::<Value>(&line) else {
+                continue;
+            };
+            let pod = &event["object"];
+            if event["type"] != "DELETED" && pod["status"]["phase"] == "Running" {
+                if let Some(name) = pod["metadata"]["name"].as_str() {
+                    seen.running
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .entry(name.to_owned())
+                        .or_insert(at);
+                    seen.changed.notify_waiters();
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creates the pod; answers its uid.
+pub(crate) async fn create(
+    http: &reqwest::Client,
+    base: &str,
+    body: &Value,
+) -> anyhow::Result<String> {
+    let response = http.post(format!("{base}{PODS}")).json(body).send().await?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    ensure!(
+        status.as_u16() == 201,
+        "creating a pod answered {status}: {text}"
+    );
+    let created: Value = serde_json::from_str(&text).context("the created pod is not JSON")?;
+    created["metadata"]["uid"]
+        .as_str()
+        .map(str::to_owned)
+        .context("the created pod has no uid")
+}
