@@ -32,7 +32,7 @@ use serde_json::{json, Value};
 
 use crate::agent::Agent;
 use crate::machine::{memory_of, Machine};
-use crate::podwatch::{create, watch_pods, Seen};
+use crate::podwatch::{create, wait_node_ready, watch_pods, Seen};
 use crate::server::Server;
 use crate::stats::{median, ms, Summary};
 
@@ -675,26 +675,7 @@ async fn drive(
     args: &OciArgs,
     limit: Duration,
 ) -> anyhow::Result<MinikFigures> {
-    let ready_by = Instant::now() + limit;
-    loop {
-        let node: Option<Value> = match http.get(format!("{base}/api/v1/nodes/{NODE}")).send().await
-        {
-            Ok(r) if r.status().is_success() => r.json().await.ok(),
-            _ => None,
-        };
-        let ready = node
-            .as_ref()
-            .and_then(|n| n["status"]["conditions"].as_array())
-            .is_some_and(|cs| {
-                cs.iter()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            });
-        if ready {
-            break;
-        }
-        ensure!(Instant::now() < ready_by, "the node did not become Ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_node_ready(http, base, NODE, limit).await?;
     let seen = Arc::new(Seen::default());
     let watcher = tokio::spawn(watch_pods(http.clone(), base.to_owned(), seen.clone()));
     let _abort = AbortOnDrop(watcher);

@@ -119,3 +119,35 @@ pub(crate) async fn create(
         .map(str::to_owned)
         .context("the created pod has no uid")
 }
+
+/// Waits until node `name` says it is Ready, for at most `limit`.
+pub(crate) async fn wait_node_ready(
+    http: &reqwest::Client,
+    base: &str,
+    name: &str,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    let ready_by = Instant::now() + limit;
+    loop {
+        let node: Option<Value> = match http.get(format!("{base}/api/v1/nodes/{name}")).send().await
+        {
+            Ok(r) if r.status().is_success() => r.json().await.ok(),
+            _ => None,
+        };
+        let ready = node
+            .as_ref()
+            .and_then(|n| n["status"]["conditions"].as_array())
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            });
+        if ready {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < ready_by,
+            "node {name} did not become Ready"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -438,6 +438,42 @@ fn collect_tree(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+impl OciCleanup {
+    /// Waits (up to [`crate::DEADLINE`]) until nothing of the node's containers is left on the
+    /// host: no helper or container process, mount or cgroup ([`OciCleanup::leftovers`]), and
+    /// the node's `oci/containers` and `oci/sandboxes` empty.
+    pub async fn wait_clean(&self) {
+        let oci = self.data_dir().join("oci");
+        let entries = |dir: PathBuf| -> Vec<String> {
+            std::fs::read_dir(dir)
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        crate::wait_for(
+            "nothing left of the node's containers",
+            crate::DEADLINE,
+            || async {
+                let left = self.leftovers();
+                let files = [
+                    entries(oci.join("containers")),
+                    entries(oci.join("sandboxes")),
+                ];
+                if left.is_empty() && files.iter().all(Vec::is_empty) {
+                    Ok(())
+                } else {
+                    Err(format!("{left:?}, files {files:?}"))
+                }
+            },
+        )
+        .await;
+    }
+}
+
 /// Whether this host can run the oci runtime (root, overlayfs, namespaces, cgroups); if not,
 /// says so through [`crate::cannot_run`] (which fails under CI=true).
 pub fn oci_host() -> bool {

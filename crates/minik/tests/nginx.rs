@@ -270,29 +270,6 @@ impl Cluster {
             assert!(!log.contains(bad), "{name}: {log}");
         }
     }
-
-    /// Waits until nothing of the node's containers is left on the host: no process, mount or
-    /// cgroup, and its `oci/containers` and `oci/sandboxes` empty.
-    async fn wait_all_clean(&self) {
-        let oci = self.cleanup.data_dir().join("oci");
-        support::wait_for(
-            "nothing left of the node's containers",
-            support::DEADLINE,
-            || async {
-                let left = self.cleanup.leftovers();
-                let files = [
-                    dir_entries(&oci.join("containers")),
-                    dir_entries(&oci.join("sandboxes")),
-                ];
-                if left.is_empty() && files.iter().all(Vec::is_empty) {
-                    Ok(())
-                } else {
-                    Err(format!("{left:?}, files {files:?}"))
-                }
-            },
-        )
-        .await;
-    }
 }
 
 /// `GET /` on `127.0.0.1:port` in the network namespace `netns`, from a thread that enters it
@@ -332,18 +309,6 @@ fn command_line(pid: i32) -> String {
                 .filter(|arg| !arg.is_empty())
                 .collect::<Vec<_>>()
                 .join(" ")
-        })
-        .unwrap_or_default()
-}
-
-/// The names in a directory (none if it does not exist).
-fn dir_entries(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
         })
         .unwrap_or_default()
 }
@@ -429,5 +394,5 @@ async fn the_docs_nginx_pod_and_deployment_serve_the_welcome_page() {
         },
     )
     .await;
-    c.wait_all_clean().await;
+    c.cleanup.wait_clean().await;
 }

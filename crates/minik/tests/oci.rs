@@ -195,30 +195,6 @@ impl Oci {
         .await;
     }
 
-    /// Waits until nothing of the node's containers is left on the host: no monitor or sandbox
-    /// process, no container process, no mount under the data dir, no cgroup of a pod it ran,
-    /// and its `oci/containers` and `oci/sandboxes` empty.
-    async fn wait_all_clean(&self) {
-        let oci = self.cleanup.data_dir().join("oci");
-        support::wait_for(
-            "nothing left of the node's containers",
-            support::DEADLINE,
-            || async {
-                let left = self.cleanup.leftovers();
-                let files = [
-                    dir_entries(&oci.join("containers")),
-                    dir_entries(&oci.join("sandboxes")),
-                ];
-                if left.is_empty() && files.iter().all(Vec::is_empty) {
-                    Ok(())
-                } else {
-                    Err(format!("{left:?}, files {files:?}"))
-                }
-            },
-        )
-        .await;
-    }
-
     /// The node's last heartbeat: its Lease's renew time.
     async fn heartbeat(&self) -> Option<String> {
         let lease = self
@@ -227,18 +203,6 @@ impl Oci {
             .await?;
         lease["spec"]["renewTime"].as_str().map(str::to_owned)
     }
-}
-
-/// The names in a directory (none if it does not exist).
-fn dir_entries(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// A pod of one container `main` from `busybox:1.36` running `/bin/sh -c SCRIPT`.
@@ -509,7 +473,7 @@ async fn a_deleted_pod_leaves_nothing_behind() {
     );
 
     c.delete("doomed").await;
-    c.wait_all_clean().await;
+    c.cleanup.wait_clean().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -583,7 +547,7 @@ async fn a_new_agent_adopts_a_container_after_sigkill() {
 
     c.delete("kept").await;
     c.delete("probe").await;
-    c.wait_all_clean().await;
+    c.cleanup.wait_clean().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -854,5 +818,5 @@ async fn what_the_runtime_refuses_waits_with_a_reason() {
     for name in ["blocked", "tiny"] {
         c.delete(name).await;
     }
-    c.wait_all_clean().await;
+    c.cleanup.wait_clean().await;
 }
