@@ -820,3 +820,51 @@ async fn what_the_runtime_refuses_waits_with_a_reason() {
     }
     c.cleanup.wait_clean().await;
 }
+
+/// The PID and IPC namespaces follow the pod's spec: `hostIPC` gives the host's IPC namespace
+/// (the PID one stays the container's own), and `shareProcessNamespace` one PID namespace per
+/// pod (held by a pause process), in which a container sees its neighbour's processes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pid_and_ipc_namespaces_follow_the_pod_spec() {
+    let Some(c) = Oci::start().await else {
+        return;
+    };
+    let ns = "echo pid=$$(/bin/busybox readlink /proc/self/ns/pid); \
+              echo ipc=$$(/bin/busybox readlink /proc/self/ns/ipc); echo done";
+    let mut host = pod("host-ns", ns, "Never");
+    host["spec"]["hostIPC"] = json!(true);
+    c.create(&host).await;
+    let log = c.log_with("host-ns", "main", "done").await;
+    let own = |key: &str| std::fs::read_link(format!("/proc/self/ns/{key}")).unwrap();
+    assert_eq!(value(&log, "ipc"), own("ipc").to_str(), "{log}");
+    assert_ne!(value(&log, "pid"), own("pid").to_str(), "{log}");
+
+    let shared = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "shared"},
+        "spec": {
+            "nodeName": "n1",
+            "shareProcessNamespace": true,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [
+                {"name": "sleeper", "image": "busybox:1.36",
+                 "command": ["/bin/busybox", "sleep", "3600"]},
+                {"name": "looker", "image": "busybox:1.36",
+                 "command": ["/bin/sh", "-c",
+                    "until /bin/busybox ps | /bin/busybox grep -q '[s]leep 3600'; do /bin/busybox sleep 0.2; done; \
+                     echo seen; echo pid=$$(/bin/busybox readlink /proc/self/ns/pid); exec /bin/busybox sleep 3600"]}
+            ]
+        }
+    });
+    c.create(&shared).await;
+    let log = c.log_with("shared", "looker", "seen").await;
+    let own = std::fs::read_link("/proc/self/ns/pid").unwrap();
+    assert_ne!(
+        value(&log, "pid"),
+        own.to_str(),
+        "a namespace of the pod's own: {log}"
+    );
+    c.delete("shared").await;
+    c.delete("host-ns").await;
+    c.cleanup.wait_clean().await;
+}
