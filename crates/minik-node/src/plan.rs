@@ -8,9 +8,9 @@
 //!
 //! The anchor is the kubelet's `computePodActions`. Each container of a pod is, at every pass,
 //! in one [`Phase`] of its life: waiting for what it needs first, starting, running, exited; the
-//! plan is what moves it on. What a container waits for is a [`Wait`]: the restart
-//! back-off or the init containers before it. Init containers are one more `Wait` (`Wait::Init`: one at a time, in order, before the
-//! app containers); image pulls happen at a start (`images.rs`); volumes will be another `Wait`.
+//! plan is what moves it on. What a container waits for is a [`Wait`]: the restart back-off,
+//! or the init containers before it (`Wait::Init`: one at a time, in order, before the app
+//! containers). Image pulls happen at a start (`images.rs`); volumes will be another `Wait`.
 //!
 //! Stopping comes first and ends the plan: a pass applies it, then plans again with a fresh
 //! view. So the exit of a container stopped because its probe gave up is handled as any other
