@@ -100,7 +100,7 @@ pub fn object_meta_update(new: &mut ObjectMeta, old: &ObjectMeta) {
 /// Defaults a Pod: everything a pod template gets ([`pod_spec`]) plus what Kubernetes adds only
 /// to real pods — requests copied from limits, `enableServiceLinks`, priority and preemption
 /// policy (Priority admission), the not-ready/unreachable tolerations (DefaultTolerationSeconds
-/// admission), host ports under `hostNetwork`, and the initial status: phase `Pending` and the
+/// admission), the service account (`default` unless named; ServiceAccount admission), host ports under `hostNetwork`, and the initial status: phase `Pending` and the
 /// QoS class.
 pub fn pod(p: &mut Pod) {
     let spec = p.spec.get_or_insert_with(PodSpec::default);
@@ -128,6 +128,16 @@ pub fn pod(p: &mut Pod) {
     }
     fill(&mut spec.preemption_policy, "PreemptLowerPriority");
     default_tolerations(spec);
+    // The ServiceAccount admission plugin: every pod runs as a service account, `default`
+    // unless it names one; `serviceAccount` is the deprecated name of the same field, kept equal.
+    if unset(&spec.service_account_name) {
+        spec.service_account_name = spec
+            .service_account
+            .clone()
+            .filter(|s| !s.is_empty())
+            .or_else(|| Some("default".to_owned()));
+    }
+    spec.service_account.clone_from(&spec.service_account_name);
 
     let qos = pod_qos_class(spec);
     let status = p.status.get_or_insert_with(PodStatus::default);
@@ -791,6 +801,26 @@ pub fn runtime_class(rc: &mut k8s_openapi::api::node::v1::RuntimeClass) {
         canonical_quantities(&mut overhead.pod_fixed);
     }
 }
+
+/// ConfigMaps have no defaults.
+pub fn config_map(_cm: &mut k8s_openapi::api::core::v1::ConfigMap) {}
+
+/// A Secret's `stringData` is merged into `data` (its values win) and dropped: it is write-only,
+/// as in Kubernetes. The type defaults to `Opaque`.
+pub fn secret(s: &mut k8s_openapi::api::core::v1::Secret) {
+    if let Some(strings) = s.string_data.take() {
+        let data = s.data.get_or_insert_with(BTreeMap::new);
+        for (key, value) in strings {
+            data.insert(key, k8s_openapi::ByteString(value.into_bytes()));
+        }
+    }
+    if s.type_.is_none() {
+        s.type_ = Some(crate::validation::SECRET_TYPE_OPAQUE.to_owned());
+    }
+}
+
+/// ServiceAccounts have no defaults.
+pub fn service_account(_sa: &mut k8s_openapi::api::core::v1::ServiceAccount) {}
 
 /// ResourceQuotas have no defaults; their quantities are written in canonical form.
 pub fn resource_quota(q: &mut ResourceQuota) {

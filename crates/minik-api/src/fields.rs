@@ -228,6 +228,8 @@ const EVENT: &[&str] = &[
     "type",
 ];
 
+const SECRET: &[&str] = &["metadata.name", "metadata.namespace", "type"];
+
 const NAMESPACE: &[&str] = &["metadata.name", "metadata.namespace", "status.phase"];
 
 const REPLICATED: &[&str] = &["metadata.name", "metadata.namespace", "status.replicas"];
@@ -240,6 +242,7 @@ pub fn supported_fields(kind: &str) -> &'static [&'static str] {
         "Node" => NODE,
         "Event" => EVENT,
         "Namespace" => NAMESPACE,
+        "Secret" => SECRET,
         "ReplicaSet" | "ReplicationController" => REPLICATED,
         _ => META,
     }

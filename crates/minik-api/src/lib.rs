@@ -14,6 +14,7 @@ pub mod printers;
 pub mod protobuf;
 pub mod quantity;
 pub mod quota;
+pub mod references;
 pub mod request;
 pub mod resources;
 pub mod selector;

@@ -145,6 +145,28 @@ pub fn env_var_name(s: &str) -> Vec<String> {
     }
 }
 
+/// A key of a ConfigMap or Secret, or a projected file name (Kubernetes' `IsConfigMapKey`).
+pub fn config_map_key(key: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if key.len() > 253 {
+        errs.push("must be no more than 253 characters".to_owned());
+    }
+    if !key
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    {
+        errs.push("a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')".to_owned());
+    }
+    if key == "." {
+        errs.push("must not be '.'".to_owned());
+    } else if key == ".." {
+        errs.push("must not be '..'".to_owned());
+    } else if key.starts_with("..") {
+        errs.push("must not start with '..'".to_owned());
+    }
+    errs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,8 @@
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    Endpoints, Event, Namespace, Node, Pod, ReplicationController, ResourceQuota, Service,
+    ConfigMap, Endpoints, Event, Namespace, Node, Pod, ReplicationController, ResourceQuota,
+    Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::node::v1::RuntimeClass;
 use serde_json::Value;
@@ -257,6 +258,39 @@ pub static RESOURCES: &[ResourceInfo] = &[
         &[]
     ),
     info!(
+        ConfigMap,
+        kinds::CONFIG_MAPS,
+        "",
+        "configmaps",
+        "configmap",
+        &["cm"],
+        true,
+        &[],
+        &[]
+    ),
+    info!(
+        Secret,
+        kinds::SECRETS,
+        "",
+        "secrets",
+        "secret",
+        &[],
+        true,
+        &[],
+        &[]
+    ),
+    info!(
+        ServiceAccount,
+        kinds::SERVICE_ACCOUNTS,
+        "",
+        "serviceaccounts",
+        "serviceaccount",
+        &["sa"],
+        true,
+        &[],
+        &[]
+    ),
+    info!(
         Deployment,
         kinds::DEPLOYMENTS,
         "apps",
@@ -358,7 +392,7 @@ mod tests {
         let err = by_kind("apps/v1beta2", "Deployment").unwrap_err();
         assert!(err.starts_with("no kind \"Deployment\" is registered for version \"apps/v1beta2\"; Deployment is served as apps/v1"), "{err}");
         assert!(err.contains("apps/v1 ReplicaSet"));
-        assert!(by_kind("v1", "ConfigMap").is_err());
+        assert!(by_kind("v1", "PersistentVolume").is_err());
         assert_eq!(
             by_kind("apps/v1", "ReplicaSet").unwrap().plural,
             "replicasets"
@@ -378,6 +412,9 @@ mod tests {
             ("rc", "replicationcontrollers"),
             ("ev", "events"),
             ("runtimeclass", "runtimeclasses"),
+            ("cm", "configmaps"),
+            ("secret", "secrets"),
+            ("sa", "serviceaccounts"),
             ("runtimeclasses.node.k8s.io", "runtimeclasses"),
         ] {
             assert_eq!(by_user_name(name).map(|r| r.plural), Some(plural), "{name}");

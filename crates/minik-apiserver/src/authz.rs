@@ -11,7 +11,10 @@
 //! - delete a pod bound to it once the pod is being deleted (after its graceful termination);
 //! - create its own Node and update it and its status; get, create, update and delete its own
 //!   Lease (`kube-node-lease/NAME`, its heartbeat);
-//! - create, update and patch events.
+//! - create, update and patch events;
+//! - get a ConfigMap or Secret that a pod bound to it refers to (environment, volumes, image
+//!   pull secrets: `minik_api::references`), and list and watch one such object by the field
+//!   selector `metadata.name=NAME` in its namespace (how the kubelet follows them).
 //!
 //! Everything else is 403 with Kubernetes' message, before anything changes.
 
@@ -161,6 +164,9 @@ async fn node_may(
                 ))
             }
         }
+        ("", "configmaps" | "secrets") => referenced_may(server, node, a)
+            .await
+            .or_else(|reason| deny(&reason)),
         ("" | "events.k8s.io", "events")
             if matches!(a.method, &Method::POST | &Method::PUT | &Method::PATCH)
                 && a.subresource.is_none() =>
@@ -230,6 +236,63 @@ async fn pod_may(server: &ApiServer, node: &str, a: &Attempt<'_>) -> Result<(), 
     Ok(())
 }
 
+/// `Ok` when node `node` may make `a` on a ConfigMap or Secret, else why not: reads of one
+/// object, by name or by a `metadata.name` field selector, that a pod bound to the node refers
+/// to.
+async fn referenced_may(server: &ApiServer, node: &str, a: &Attempt<'_>) -> Result<(), String> {
+    let kind = a.info.kind;
+    let by_selector = a.field_selector.and_then(selected_name);
+    let name = match (a.method, a.name, a.subresource) {
+        (&Method::GET, Some(name), None) if !a.watch => name.to_owned(),
+        (&Method::GET, None, None) => by_selector.ok_or_else(|| {
+            format!(
+                "node {node:?} may only list and watch one {kind} at a time, by fieldSelector metadata.name=NAME"
+            )
+        })?,
+        _ => return Err(format!("node {node:?} may only read {}", a.info.plural)),
+    };
+    let ns = a.namespace.unwrap_or_default();
+    let pods = minik_api::resources::by_plural("", "v1", "pods")
+        .ok_or_else(|| "pods are not served".to_owned())?;
+    let filter = crate::registry::Filter::parse(pods, None, Some(&format!("spec.nodeName={node}")))
+        .map_err(|e| e.to_string())?;
+    let listed = server
+        .registry
+        .list(pods, Some(ns), &filter)
+        .await
+        .map_err(|e| e.to_string())?;
+    let referenced = listed.items.iter().any(|bytes| {
+        serde_json::from_slice::<minik_api::k8s_openapi::api::core::v1::Pod>(bytes)
+            .ok()
+            .and_then(|p| p.spec)
+            .is_some_and(|spec| minik_api::references::of_pod_spec(&spec).contains(kind, &name))
+    });
+    if referenced {
+        Ok(())
+    } else {
+        Err(format!(
+            "no relationship found between node {node:?} and this object"
+        ))
+    }
+}
+
+/// The name a field selector pins `metadata.name` to, if that is all it selects on.
+fn selected_name(selector: &str) -> Option<String> {
+    let terms: Vec<&str> = selector
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
+    match terms.as_slice() {
+        [term] => term
+            .strip_prefix("metadata.name==")
+            .or_else(|| term.strip_prefix("metadata.name="))
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned),
+        _ => None,
+    }
+}
+
 /// Whether a field selector pins `spec.nodeName` to `node`.
 fn selects_node(selector: Option<&str>, node: &str) -> bool {
     selector.is_some_and(|s| {
@@ -279,6 +342,16 @@ fn only_host_ports(kind: Option<PatchKind>, body: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_object_is_selected_by_name() {
+        assert_eq!(selected_name("metadata.name=cfg"), Some("cfg".into()));
+        assert_eq!(selected_name("metadata.name==cfg"), Some("cfg".into()));
+        assert_eq!(selected_name("metadata.name="), None);
+        assert_eq!(selected_name("metadata.name!=cfg"), None);
+        assert_eq!(selected_name("metadata.name=a,metadata.namespace=b"), None);
+        assert_eq!(selected_name("type=Opaque"), None);
+    }
 
     #[test]
     fn field_selectors_must_pin_the_node() {

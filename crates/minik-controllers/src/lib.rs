@@ -18,6 +18,7 @@ mod nodelifecycle;
 mod pods;
 mod quota;
 mod replicaset;
+mod serviceaccount;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,7 +122,8 @@ pub async fn run(api: Arc<dyn Api>, config: Config) {
         &config,
     ));
     tasks.spawn(namespace::controller(&informers, executor.clone(), &config));
-    tasks.spawn(quota::controller(&informers, executor, &config));
+    tasks.spawn(quota::controller(&informers, executor.clone(), &config));
+    tasks.spawn(serviceaccount::controller(&informers, executor, &config));
     tracing::info!("controllers started");
     while let Some(done) = tasks.join_next().await {
         if let Err(e) = done {

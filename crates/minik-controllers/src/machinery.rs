@@ -16,7 +16,7 @@ use futures::FutureExt;
 use minik_api::k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use minik_api::k8s_openapi::api::coordination::v1::Lease;
 use minik_api::k8s_openapi::api::core::v1::{
-    Endpoints, Namespace, Node, Pod, ReplicationController, ResourceQuota, Service,
+    Endpoints, Namespace, Node, Pod, ReplicationController, ResourceQuota, Service, ServiceAccount,
 };
 use minik_api::ApiError;
 use minik_client::{Api, Informer, InformerCache, InformerConfig, RateLimit, WorkQueue};
@@ -38,6 +38,7 @@ pub(crate) struct Informers {
     pub resource_quotas: Informer<ResourceQuota>,
     /// The nodes' heartbeats (`kube-node-lease`).
     pub leases: Informer<Lease>,
+    pub service_accounts: Informer<ServiceAccount>,
 }
 
 /// Read-only views of the shared informers. Cheap to clone.
@@ -53,6 +54,7 @@ pub(crate) struct Caches {
     pub namespaces: InformerCache<Namespace>,
     pub resource_quotas: InformerCache<ResourceQuota>,
     pub leases: InformerCache<Lease>,
+    pub service_accounts: InformerCache<ServiceAccount>,
 }
 
 impl Informers {
@@ -71,7 +73,8 @@ impl Informers {
             nodes: Informer::spawn(api.clone(), config.clone()),
             namespaces: Informer::spawn(api.clone(), config.clone()),
             resource_quotas: Informer::spawn(api.clone(), config.clone()),
-            leases: Informer::spawn(api, config),
+            leases: Informer::spawn(api.clone(), config.clone()),
+            service_accounts: Informer::spawn(api, config),
         }
     }
 
@@ -87,6 +90,7 @@ impl Informers {
             namespaces: self.namespaces.cache(),
             resource_quotas: self.resource_quotas.cache(),
             leases: self.leases.cache(),
+            service_accounts: self.service_accounts.cache(),
         }
     }
 }
@@ -105,6 +109,7 @@ impl Caches {
         self.namespaces.wait_synced().await;
         self.resource_quotas.wait_synced().await;
         self.leases.wait_synced().await;
+        self.service_accounts.wait_synced().await;
     }
 }
 

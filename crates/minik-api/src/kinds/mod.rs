@@ -22,6 +22,7 @@
 //! the column type, the name and age columns, pod summaries). Field selectors stay a table
 //! keyed by kind name in [`crate::fields`], beside the field paths they read.
 
+mod config_map;
 mod deployment;
 mod endpoints;
 mod event;
@@ -33,8 +34,11 @@ mod replica_set;
 mod replication_controller;
 mod resource_quota;
 pub mod runtime_class;
+mod secret;
 mod service;
+mod service_account;
 
+pub(crate) use config_map::CONFIG_MAPS;
 pub(crate) use deployment::DEPLOYMENTS;
 pub(crate) use endpoints::ENDPOINTS;
 pub(crate) use event::EVENTS;
@@ -46,7 +50,9 @@ pub(crate) use replica_set::REPLICA_SETS;
 pub(crate) use replication_controller::REPLICATION_CONTROLLERS;
 pub(crate) use resource_quota::RESOURCE_QUOTAS;
 pub(crate) use runtime_class::RUNTIME_CLASSES;
+pub(crate) use secret::SECRETS;
 pub(crate) use service::SERVICES;
+pub(crate) use service_account::SERVICE_ACCOUNTS;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::Metadata;

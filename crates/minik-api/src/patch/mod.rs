@@ -192,6 +192,9 @@ const SERVED_KINDS: &[&str] = &[
     "Event",
     "ResourceQuota",
     "RuntimeClass",
+    "ConfigMap",
+    "Secret",
+    "ServiceAccount",
 ];
 
 /// Where each struct sits and which of its lists merge, transcribed from the `patchStrategy`
@@ -237,6 +240,16 @@ static FIELD_RULES: &[FieldRule] = &[
     rule("ResourceQuota", "metadata", Struct("ObjectMeta")),
     // node/v1 RuntimeClass: `scheduling.tolerations` is atomic, the rest plain fields.
     rule("RuntimeClass", "metadata", Struct("ObjectMeta")),
+    rule("ConfigMap", "metadata", Struct("ObjectMeta")),
+    rule("Secret", "metadata", Struct("ObjectMeta")),
+    rule("ServiceAccount", "metadata", Struct("ObjectMeta")),
+    // core/v1 ServiceAccount: `Secrets []ObjectReference ... patchStrategy:"merge"
+    // patchMergeKey:"name"`.
+    rule(
+        "ServiceAccount",
+        "secrets",
+        by_key("name", "ObjectReference"),
+    ),
     // meta/v1 ObjectMeta: `OwnerReferences ... patchStrategy:"merge" patchMergeKey:"uid"`.
     rule(
         "ObjectMeta",

@@ -352,32 +352,10 @@ fn key_selector(errs: &mut ErrorList, name: &str, key: &str, path: &FieldPath) {
     if key.is_empty() {
         errs.push(FieldError::required(&key_path, ""));
     } else {
-        for m in config_map_key(key) {
+        for m in names::config_map_key(key) {
             errs.push(FieldError::invalid(&key_path, key, m));
         }
     }
-}
-
-/// Kubernetes' `IsConfigMapKey`.
-fn config_map_key(key: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    if key.len() > 253 {
-        errs.push("must be no more than 253 characters".to_owned());
-    }
-    if !key
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-    {
-        errs.push("a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')".to_owned());
-    }
-    if key == "." {
-        errs.push("must not be '.'".to_owned());
-    } else if key == ".." {
-        errs.push("must not be '..'".to_owned());
-    } else if key.starts_with("..") {
-        errs.push("must not start with '..'".to_owned());
-    }
-    errs
 }
 
 fn env_from_sources(errs: &mut ErrorList, sources: &[EnvFromSource], path: &FieldPath) {

@@ -22,6 +22,7 @@
 
 mod cluster;
 mod common;
+mod config;
 mod container;
 mod meta;
 mod pod;
@@ -35,6 +36,12 @@ pub use cluster::{
     event, event_update, lease, lease_update, namespace, namespace_finalize_update,
     namespace_update, node, node_update, resource_quota, resource_quota_update, runtime_class,
     runtime_class_update,
+};
+pub use config::{
+    config_map, config_map_update, secret, secret_update, service_account, service_account_update,
+    MAX_CONFIG_MAP_SIZE, MAX_SECRET_SIZE, SECRET_TYPE_BASIC_AUTH, SECRET_TYPE_DOCKERCFG,
+    SECRET_TYPE_DOCKER_CONFIG_JSON, SECRET_TYPE_OPAQUE, SECRET_TYPE_SERVICE_ACCOUNT_TOKEN,
+    SECRET_TYPE_SSH_AUTH, SECRET_TYPE_TLS, SERVICE_ACCOUNT_NAME_ANNOTATION,
 };
 pub use meta::{object_meta, object_meta_update, TOTAL_ANNOTATION_SIZE_LIMIT};
 pub use pod::{pod, pod_update};

@@ -162,6 +162,8 @@ pub fn describe(
         "ReplicaSet" | "ReplicationController" => replica_set(w, obj, related),
         "Node" => node(w, obj),
         "Service" => service(w, obj),
+        "ConfigMap" => config_map(w, obj),
+        "Secret" => secret(w, obj),
         _ => {
             meta(w, obj);
             if let Some(phase) = obj.pointer("/status/phase").and_then(Value::as_str) {
@@ -171,6 +173,52 @@ pub fn describe(
     }
     events_section(w, events, now);
     align(&out, 2)
+}
+
+/// A ConfigMap's keys with their values, as kubectl shows them (binary values by size only).
+fn config_map(w: &mut String, obj: &Value) {
+    map_lines(w, "Labels", obj.pointer("/metadata/labels"));
+    map_lines(w, "Annotations", obj.pointer("/metadata/annotations"));
+    let _ = writeln!(w, "\nData\n====");
+    for (key, value) in obj
+        .pointer("/data")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        let _ = writeln!(w, "{key}:\n----\n{}\n", value.as_str().unwrap_or_default());
+    }
+    let _ = writeln!(w, "\nBinaryData\n====");
+    for (key, value) in obj
+        .pointer("/binaryData")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        let _ = writeln!(w, "{key}:\t{} bytes", base64_len(value.as_str().unwrap_or_default()));
+    }
+}
+
+/// A Secret's type and the size of each key, never the values (kubectl's describer).
+fn secret(w: &mut String, obj: &Value) {
+    map_lines(w, "Labels", obj.pointer("/metadata/labels"));
+    map_lines(w, "Annotations", obj.pointer("/metadata/annotations"));
+    let _ = writeln!(w, "\nType:\t{}", s(obj, "/type"));
+    let _ = writeln!(w, "\nData\n====");
+    for (key, value) in obj
+        .pointer("/data")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        let _ = writeln!(w, "{key}:\t{} bytes", base64_len(value.as_str().unwrap_or_default()));
+    }
+}
+
+/// How many bytes a base64 text decodes to, without decoding it.
+fn base64_len(text: &str) -> usize {
+    let text = text.trim_end_matches('=');
+    text.len() * 3 / 4
 }
 
 fn map_lines(w: &mut String, title: &str, map: Option<&Value>) {
@@ -815,5 +863,40 @@ fn events_section(w: &mut String, events: &[Value], now: i64) {
             s(e, "/reason"),
             s(e, "/message").trim()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn secrets_are_described_by_size_only() {
+        let info = minik_api::resources::by_user_name("secret").unwrap();
+        let obj = json!({"metadata": {"name": "db", "namespace": "default"}, "type": "Opaque",
+            "data": {"password": "aHVudGVyMg==", "user": "cm9vdA=="}});
+        let text = describe(info, &obj, &[], &[], 0);
+        assert!(text.contains("Type:") && text.contains("Opaque"), "{text}");
+        assert!(text.contains("password:  7 bytes"), "{text}");
+        assert!(text.contains("user:      4 bytes"), "{text}");
+        assert!(!text.contains("aHVudGVyMg") && !text.contains("hunter2"), "{text}");
+    }
+
+    #[test]
+    fn config_maps_show_their_data() {
+        let info = minik_api::resources::by_user_name("cm").unwrap();
+        let obj = json!({"metadata": {"name": "game", "namespace": "default"},
+            "data": {"lives": "3"}, "binaryData": {"logo": "AAEC"}});
+        let text = describe(info, &obj, &[], &[], 0);
+        assert!(text.contains("lives:\n----\n3\n"), "{text}");
+        assert!(text.contains("logo:") && text.contains("3 bytes"), "{text}");
+    }
+
+    #[test]
+    fn base64_lengths() {
+        for (text, n) in [("", 0), ("YQ==", 1), ("YWI=", 2), ("YWJj", 3), ("YWJjZA==", 4)] {
+            assert_eq!(base64_len(text), n, "{text}");
+        }
     }
 }
