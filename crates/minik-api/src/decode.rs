@@ -120,8 +120,9 @@ pub fn parse_body(text: &[u8]) -> Result<Document, DecodeError> {
             let text = std::str::from_utf8(text)
                 .map_err(|e| DecodeError::Syntax(format!("not UTF-8: {e}")))?;
             let size = prescan::check(text)?;
+            let text = prescan::yaml11_octals(text, &size);
             let state = State::for_yaml(size);
-            let value = state.value(serde_yaml::Deserializer::from_str(text))?;
+            let value = state.value(serde_yaml::Deserializer::from_str(&text))?;
             return Ok(state.document(value));
         }
     };
@@ -131,9 +132,10 @@ pub fn parse_body(text: &[u8]) -> Result<Document, DecodeError> {
 /// Splits YAML (or JSON) text into its documents, skipping empty ones.
 pub fn parse_documents(text: &str) -> Result<Vec<Value>, (usize, DecodeError)> {
     let size = prescan::check_depth(text)?;
+    let text = prescan::yaml11_octals(text, &size);
     let mut docs = Vec::new();
     let state = State::for_yaml(size);
-    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+    for (i, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
         let value = state.value(doc).map_err(|e| (i + 1, e))?;
         if !value.is_null() {
             docs.push(value);
@@ -423,6 +425,18 @@ fn find_unknown(input: &Value, typed: &Value, path: &mut Path, out: &mut Vec<Str
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn yaml_1_1_octal_integers_read_as_kubernetes_reads_them() {
+        let text = "mode: 0400\nneg: -017 # comment\nflow: [0644, 0755]\nquoted: \"0400\"\nkey: 0400x\nzero: 0\ndec: 0400.5\n0644: k\nnine: 0490\n";
+        let docs = parse_documents(text).unwrap();
+        assert_eq!(
+            docs[0],
+            serde_json::json!({"mode": 256, "neg": -15, "flow": [420, 493], "quoted": "0400",
+                "key": "0400x", "zero": 0, "dec": 400.5, "0644": "k", "nine": "0490"})
+        );
+        assert_eq!(parse_body(text.as_bytes()).unwrap().value, docs[0]);
+    }
+
     use super::*;
     use k8s_openapi::api::apps::v1::Deployment;
     use k8s_openapi::api::core::v1::Pod;

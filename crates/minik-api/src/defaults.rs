@@ -909,6 +909,8 @@ mod tests {
                 "restartPolicy": "Always",
                 "schedulerName": "default-scheduler",
                 "securityContext": {},
+                "serviceAccount": "default",
+                "serviceAccountName": "default",
                 "terminationGracePeriodSeconds": 30,
                 "tolerations": [
                     {"effect": "NoExecute", "key": "node.kubernetes.io/not-ready", "operator": "Exists", "tolerationSeconds": 300},

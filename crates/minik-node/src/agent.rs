@@ -93,6 +93,11 @@ struct Agent {
     /// The image manager, for runtimes that run images; `None` when containers are host
     /// programs (the process runtime).
     images: Option<Arc<ImageManager>>,
+    /// The ConfigMaps and Secrets the pods read, followed.
+    configs: crate::configs::Configs,
+    /// Whether the agent runs as root: it may mount (tmpfs volumes, the process runtime's
+    /// private mount namespaces).
+    root: bool,
 }
 
 /// Runs the agent until `shutdown` resolves; then stops every pod's containers. With `images`,
@@ -158,6 +163,12 @@ pub async fn run(
         config.proxy_mode,
         informer.cache(),
     );
+    let queue: WorkQueue<String> = WorkQueue::new(
+        config.backoff.initial.min(Duration::from_secs(1)),
+        Duration::from_secs(30),
+    );
+    let wake = queue.clone();
+    let configs = crate::configs::Configs::new(api.clone(), Arc::new(move |key| wake.add(key)));
     let agent = Arc::new(Agent {
         api: api.clone(),
         runtime,
@@ -165,16 +176,15 @@ pub async fn run(
         pods: informer.cache(),
         records: Mutex::new(records),
         ports: Mutex::new(ports),
-        queue: WorkQueue::new(
-            config.backoff.initial.min(Duration::from_secs(1)),
-            Duration::from_secs(30),
-        ),
+        queue,
         checker,
         probes: Mutex::default(),
         services: services.clone(),
         events,
         saved: Mutex::new(saved),
         images,
+        configs,
+        root: nix::unistd::geteuid().is_root(),
         config,
     });
     let mut tasks = Vec::new();
@@ -524,9 +534,12 @@ async fn adopt(agent: Arc<Agent>) {
 async fn feed(agent: Arc<Agent>, mut changes: minik_client::Subscription<Pod>) {
     while let Some(change) = changes.next().await {
         match change {
-            Change::Applied(pod) | Change::Deleted(pod) => {
-                agent.queue.add(minik_client::cache_key(&pod.metadata))
+            Change::Applied(pod) => {
+                let key = minik_client::cache_key(&pod.metadata);
+                agent.configs.track(&key, &pod);
+                agent.queue.add(key)
             }
+            Change::Deleted(pod) => agent.queue.add(minik_client::cache_key(&pod.metadata)),
             Change::Resync => {
                 for pod in agent.pods.list() {
                     agent.queue.add(minik_client::cache_key(&pod.metadata));
@@ -823,7 +836,10 @@ impl Agent {
                 (Phase::Running, Some(instance)) if !self.probes().contains_key(&instance) => {
                     let binds = binds_of(index);
                     let placement = self.placement(binds.clone(), Vec::new());
-                    let env = spec::environment(pod, container, &placement).unwrap_or_default();
+                    let env =
+                        spec::environment(pod, container, &placement, &spec::Sources::default())
+                            .map(|e| e.vars)
+                            .unwrap_or_default();
                     let runs_images = self.handler_of(pod).is_ok_and(|h| h.runs_images);
                     let target = self.probe_target(
                         runs_images,
@@ -840,6 +856,7 @@ impl Agent {
                 _ => {}
             }
         }
+        self.refresh_volumes(key, pod, &record).await;
         let view = self.view(Some(pod), Some(&record), false);
         let status = pod::status(
             pod,
@@ -928,6 +945,33 @@ impl Agent {
                 ));
             }
         };
+        // What the pod reads from the API, then its volumes (before any image is pulled, as the
+        // kubelet mounts them first).
+        let sources = self.sources(key, pod).await;
+        let pod_dir = self.pod_dir(key, &record.uid);
+        let volumes = match crate::volumes::set_up(&pod_dir, pod, &sources, self.root) {
+            Ok(dirs) => dirs,
+            Err(e) => {
+                let message = e.to_string();
+                self.send(
+                    pod,
+                    &[plan::Event {
+                        container: None,
+                        kind: crate::events::Kind::Warning,
+                        reason: "FailedMount",
+                        message: message.clone(),
+                    }],
+                );
+                return Err(pod::wait_for_config(
+                    record,
+                    name,
+                    "ContainerCreating",
+                    &message,
+                    now,
+                    &self.config.backoff,
+                ));
+            }
+        };
         let image = match self.images.as_ref().filter(|_| handler.runs_images) {
             Some(images) => {
                 let emit = |event: plan::Event| self.send(pod, &[event]);
@@ -969,9 +1013,25 @@ impl Agent {
         // What the container's spec cannot give: the kubelet's CreateContainerConfigError, or,
         // for what only the runtime finds (an image with no command), CreateContainerError.
         let config_error = |e: String| ("CreateContainerConfigError", e);
-        let spec = spec::environment(pod, container, &placement)
+        let spec = spec::environment(pod, container, &placement, &sources)
+            .map(|e| {
+                for message in e.skipped {
+                    self.send(
+                        pod,
+                        &[plan::Event {
+                            container: Some(name.to_owned()),
+                            kind: crate::events::Kind::Warning,
+                            reason: "InvalidEnvironmentVariableNames",
+                            message,
+                        }],
+                    );
+                }
+                e.vars
+            })
             .map_err(config_error)
             .and_then(|env| {
+                let mounts =
+                    crate::volumes::mounts(container, &volumes, &env).map_err(config_error)?;
                 let images = self.images.as_ref().filter(|_| handler.runs_images);
                 let (program, args, env, image_spec) = match (images, &image) {
                     (Some(images), Some(ready)) => {
@@ -1016,6 +1076,7 @@ impl Agent {
                     fake: FakeScript::of(pod, name),
                     image: image_spec,
                     handler: Some(handler.name.clone()),
+                    mounts,
                 })
             });
         let started = match spec {
@@ -1046,6 +1107,17 @@ impl Agent {
                 );
                 self.spawn_probes(key, container, target, id);
                 Ok(())
+            }
+            Err((reason, message)) if reason == "CreateContainerConfigError" => {
+                self.send(pod, &[plan::start_failed(name, &message)]);
+                Err(pod::wait_for_config(
+                    record,
+                    name,
+                    reason,
+                    &message,
+                    now,
+                    &self.config.backoff,
+                ))
             }
             Err((reason, message)) => {
                 self.send(pod, &[plan::start_failed(name, &message)]);
@@ -1147,7 +1219,14 @@ impl Agent {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(key);
+            self.configs.forget(key);
             let dir = self.pod_dir(key, &record.uid);
+            // A volume that cannot be torn down (a busy mount) keeps the pod's directory:
+            // removing it would reach into the mount.
+            if let Err(e) = crate::volumes::tear_down(&dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a pod's volumes");
+                return;
+            }
             if let Err(e) = std::fs::remove_dir_all(&dir) {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a pod's files");
@@ -1204,6 +1283,59 @@ impl Agent {
             ),
         };
         self.runtime.handler(handler.as_deref())
+    }
+
+    /// What `pod` reads from the API (its ConfigMaps and Secrets as last seen), and the node's
+    /// allocatable resources for `resourceFieldRef`s.
+    async fn sources(&self, key: &str, pod: &Pod) -> spec::Sources {
+        let mut sources = self.configs.sources(key, pod).await;
+        let mut allocatable = BTreeMap::new();
+        if let Ok(cpu) = minik_api::quantity::Quantity::parse(&self.config.cpu) {
+            allocatable.insert("cpu".to_owned(), cpu);
+        }
+        allocatable.insert(
+            "memory".to_owned(),
+            minik_api::quantity::Quantity::from_value(
+                i64::try_from(self.config.memory_bytes).unwrap_or(i64::MAX),
+            ),
+        );
+        sources.node_allocatable = allocatable;
+        sources
+    }
+
+    /// Updates the files of the volumes whose contents come from the API (ConfigMaps, Secrets,
+    /// the downward API) of a pod whose containers started, as the kubelet does on every sync;
+    /// a source that went missing keeps the files as they were, with a `FailedMount` warning.
+    async fn refresh_volumes(&self, key: &str, pod: &Pod, record: &PodRecord) {
+        let has_api_volumes = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.as_ref())
+            .is_some_and(|vs| {
+                vs.iter().any(|v| {
+                    v.config_map.is_some()
+                        || v.secret.is_some()
+                        || v.downward_api.is_some()
+                        || v.projected.is_some()
+                })
+            });
+        let started = record.containers.values().any(|c| c.instance.is_some());
+        if !has_api_volumes || !started {
+            return;
+        }
+        let sources = self.sources(key, pod).await;
+        let pod_dir = self.pod_dir(key, &record.uid);
+        if let Err(e) = crate::volumes::set_up(&pod_dir, pod, &sources, self.root) {
+            self.send(
+                pod,
+                &[plan::Event {
+                    container: None,
+                    kind: crate::events::Kind::Warning,
+                    reason: "FailedMount",
+                    message: e.to_string(),
+                }],
+            );
+        }
     }
 
     /// Forgets an exited container instance: the runtime's record of it and its image's pin.
@@ -1416,7 +1548,9 @@ impl crate::endpoint::LogSource for Agent {
                 .and_then(|i| self.ports_of(&key, &pod).get(i).cloned())
                 .unwrap_or_default();
             let placement = self.placement(binds, self.services.env_for(&pod).await);
-            request.env = spec::environment(&pod, found, &placement).map_err(|e| (500, e))?;
+            request.env = spec::environment(&pod, found, &placement, &spec::Sources::default())
+                .map(|e| e.vars)
+                .map_err(|e| (500, e))?;
             request.working_dir = found.working_dir.as_ref().map(PathBuf::from);
             let runtime = self.runtime.clone();
             tokio::task::spawn_blocking(move || runtime.exec(&instance, &request))

@@ -557,6 +557,7 @@ mod tests {
                 fake: Default::default(),
                 image: None,
                 handler: None,
+                mounts: Vec::new(),
             })
             .unwrap();
         let source = Arc::new(OnePod {

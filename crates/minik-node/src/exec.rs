@@ -509,6 +509,7 @@ mod tests {
             fake: Default::default(),
             image: None,
             handler: None,
+            mounts: Vec::new(),
         };
         rt.start(&spec).unwrap();
         spec.id

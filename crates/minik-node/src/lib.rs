@@ -2,6 +2,8 @@
 //! bound to it to their spec through a [`runtime::Runtime`].
 
 mod agent;
+mod configs;
+pub mod downward;
 pub mod endpoint;
 mod events;
 pub mod exec;
@@ -16,6 +18,7 @@ pub mod proxy;
 pub mod runtime;
 mod saved;
 pub mod spec;
+pub mod volumes;
 
 use std::future::Future;
 use std::pin::Pin;

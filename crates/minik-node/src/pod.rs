@@ -211,6 +211,26 @@ pub fn start_failed(
     delay
 }
 
+/// Records that `name` cannot start until something it reads from the API appears (a
+/// ConfigMap, a Secret, a key of one: `CreateContainerConfigError`, or a volume's source:
+/// `ContainerCreating` after `FailedMount`): it waits with the reason and is tried again as soon
+/// as it is looked at — when the object changes — or after the back-off, which grows as for a
+/// failed start. Returns the back-off.
+pub fn wait_for_config(
+    record: &mut PodRecord,
+    name: &str,
+    reason: &str,
+    message: &str,
+    now: Instant,
+    backoff: &Backoff,
+) -> Duration {
+    let delay = start_failed(record, name, reason, message, now, backoff);
+    if let Some(c) = record.containers.get_mut(name) {
+        c.not_before = None;
+    }
+    delay
+}
+
 pub(crate) fn container_id(instance: &str) -> String {
     format!("minik://{instance}")
 }

@@ -1,12 +1,19 @@
 //! From a pod's container to what the runtime runs: the program (command, or the image's
-//! name), arguments and environment with Kubernetes' `$(VAR)` expansion, the downward API
-//! (`fieldRef`), minik's own variables (`POD_NAME`, `PORT`, ...) and Kubernetes' service
-//! variables (`{SVC}_SERVICE_HOST`, ...); and the `minik.io/host-ports` annotation that tells
-//! the cluster which host port each declared container port got. Pure functions.
+//! name), arguments and environment with Kubernetes' `$(VAR)` expansion, `envFrom` and
+//! `valueFrom` (ConfigMaps, Secrets, the downward API's `fieldRef` and `resourceFieldRef`),
+//! minik's own variables (`POD_NAME`, `PORT`, ...) and Kubernetes' service variables
+//! (`{SVC}_SERVICE_HOST`, ...); the ConfigMaps and Secrets a pod refers to ([`referenced`]);
+//! and the `minik.io/host-ports` annotation that tells the cluster which host port each
+//! declared container port got. Pure functions.
 
 use std::collections::BTreeMap;
 
-use minik_api::k8s_openapi::api::core::v1::{Container, Pod, Service};
+use minik_api::k8s_openapi::api::core::v1::{
+    ConfigMap, Container, EnvFromSource, EnvVar, EphemeralContainer, Pod, Secret, Service,
+};
+use minik_api::quantity::Quantity;
+
+use crate::downward;
 
 /// The executable the process runtime runs for an image with no command: the repository's
 /// last path element, without tag or digest (`docker.io/library/nginx:1.16` → `nginx`).
@@ -148,60 +155,6 @@ pub fn service_variables(services: &[&Service]) -> Vec<(String, String)> {
     vars
 }
 
-/// The value of a `fieldRef` path, as Kubernetes' downward API gives it.
-fn field_ref(pod: &Pod, placement: &Placement, path: &str) -> Result<String, String> {
-    let meta = &pod.metadata;
-    let quoted_key = |prefix: &str| -> Option<String> {
-        path.strip_prefix(prefix)?
-            .strip_suffix("']")
-            .map(str::to_owned)
-    };
-    let value = match path {
-        "metadata.name" => meta.name.clone().unwrap_or_default(),
-        "metadata.namespace" => meta.namespace.clone().unwrap_or_default(),
-        "metadata.uid" => meta.uid.clone().unwrap_or_default(),
-        "spec.nodeName" => placement.node_name.clone(),
-        "spec.serviceAccountName" => pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.service_account_name.clone())
-            .unwrap_or_default(),
-        "status.podIP" | "status.podIPs" => placement.pod_ip.clone(),
-        "status.hostIP" | "status.hostIPs" => placement.host_ip.clone(),
-        "metadata.labels" => render_map(meta.labels.as_ref()),
-        "metadata.annotations" => render_map(meta.annotations.as_ref()),
-        _ => {
-            if let Some(key) = quoted_key("metadata.labels['") {
-                meta.labels
-                    .as_ref()
-                    .and_then(|l| l.get(&key))
-                    .cloned()
-                    .unwrap_or_default()
-            } else if let Some(key) = quoted_key("metadata.annotations['") {
-                meta.annotations
-                    .as_ref()
-                    .and_then(|a| a.get(&key))
-                    .cloned()
-                    .unwrap_or_default()
-            } else {
-                return Err(format!("unsupported fieldRef path {path:?}"));
-            }
-        }
-    };
-    Ok(value)
-}
-
-/// `key="value"` lines, as the downward API renders a whole map.
-fn render_map(map: Option<&BTreeMap<String, String>>) -> String {
-    map.map(|m| {
-        m.iter()
-            .map(|(k, v)| format!("{k}={v:?}"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    })
-    .unwrap_or_default()
-}
-
 /// The environment variable name minik gives a named port: `PORT_HTTP_ALT` for `http-alt`.
 fn port_var(name: &str) -> String {
     format!(
@@ -216,21 +169,152 @@ fn port_var(name: &str) -> String {
     )
 }
 
-/// The environment of a container: the service variables, then minik's variables, then the
-/// container's `env` in order, each value expanded against the ones before it, as Kubernetes
-/// does (a container's own `env` wins over both).
+/// What the agent fetched for a pod: its ConfigMaps and Secrets by name (in the pod's
+/// namespace) and the node's allocatable resources. A `None` value means the agent looked and
+/// the object does not exist; a name that is not in the map was not fetched and counts as not
+/// found too.
+#[derive(Clone, Debug, Default)]
+pub struct Sources {
+    pub config_maps: BTreeMap<String, Option<ConfigMap>>,
+    pub secrets: BTreeMap<String, Option<Secret>>,
+    /// The node's `status.allocatable`, which stands in for unset CPU, memory and
+    /// ephemeral-storage limits in `resourceFieldRef` ([`crate::downward::allocatable`]
+    /// converts the Node's own map).
+    pub node_allocatable: BTreeMap<String, Quantity>,
+}
+
+impl Sources {
+    /// The ConfigMap `name`, if it was fetched and exists.
+    pub fn config_map(&self, name: &str) -> Option<&ConfigMap> {
+        self.config_maps.get(name).and_then(Option::as_ref)
+    }
+
+    /// The Secret `name`, if it was fetched and exists.
+    pub fn secret(&self, name: &str) -> Option<&Secret> {
+        self.secrets.get(name).and_then(Option::as_ref)
+    }
+}
+
+/// The kubelet's text for an object that does not exist: `configmap "NAME" not found`,
+/// `secret "NAME" not found` (`kind` is `configmap` or `secret`).
+pub fn not_found(kind: &str, name: &str) -> String {
+    format!("{kind} {} not found", downward::go_quote(name))
+}
+
+/// A Secret's values as text, as a container's environment gets them. Kubernetes uses the
+/// bytes as they are; a Rust string cannot hold bytes that are not UTF-8, so those become
+/// U+FFFD. `stringData` entries, which the API server folds into `data` when the Secret is
+/// written, win over `data` here too, should a Secret reach the node unfolded.
+pub fn secret_strings(secret: &Secret) -> BTreeMap<String, String> {
+    let mut values: BTreeMap<String, String> = secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
+        .collect();
+    for (k, v) in secret.string_data.iter().flatten() {
+        values.insert(k.clone(), v.clone());
+    }
+    values
+}
+
+/// One value of a Secret as text, as [`secret_strings`] gives it.
+fn secret_value(secret: &Secret, key: &str) -> Option<String> {
+    if let Some(value) = secret.string_data.as_ref().and_then(|d| d.get(key)) {
+        return Some(value.clone());
+    }
+    let bytes = secret.data.as_ref()?.get(key)?;
+    Some(String::from_utf8_lossy(&bytes.0).into_owned())
+}
+
+/// A Secret's values as bytes (`data`, with `stringData` folded in as the API server does).
+pub fn secret_bytes(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
+    let mut values: BTreeMap<String, Vec<u8>> = secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.0.clone()))
+        .collect();
+    for (k, v) in secret.string_data.iter().flatten() {
+        values.insert(k.clone(), v.clone().into_bytes());
+    }
+    values
+}
+
+/// Whether a name can be an environment variable, by the rule Kubernetes applies since it
+/// relaxed env var names (on by default from 1.32): printable ASCII other than `=`. Since that
+/// change the kubelet no longer filters `envFrom` keys (the API's ConfigMap and Secret key
+/// rule and the relaxed `prefix` rule already guarantee such names); minik still skips keys
+/// that break the rule, which only an object the API should have refused can have, because
+/// `=` or a control character cannot be in a process's environment name.
+pub fn is_env_var_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| (b' '..=b'~').contains(&b) && b != b'=')
+}
+
+/// A container's environment and what building it skipped.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Environment {
+    /// The variables, in order.
+    pub vars: Vec<(String, String)>,
+    /// One message per `envFrom` source with keys that cannot be variable names, in
+    /// Kubernetes' words: the message of an `InvalidEnvironmentVariableNames` warning event
+    /// (`Keys [a, b] from the EnvFrom configMap default/x were skipped since they are
+    /// considered invalid environment variable names.`).
+    pub skipped: Vec<String>,
+}
+
+/// The environment of a container: `HOSTNAME`, the service variables, minik's variables,
+/// then the container's `envFrom` sources in order (keys with their `prefix`), then its `env`
+/// in order, each literal value expanded against the variables before it, as Kubernetes does
+/// (`env` wins over `envFrom`, and both over the rest). Errors are the kubelet's texts, which
+/// make the container wait with reason `CreateContainerConfigError`: `configmap "NAME" not
+/// found`, `couldn't find key KEY in ConfigMap NS/NAME`, `secret "NAME" not found`,
+/// `couldn't find key KEY in Secret NS/NAME`, and the downward API's. An `optional` source or
+/// key that is missing is left out.
 pub fn environment(
     pod: &Pod,
     container: &Container,
     placement: &Placement,
-) -> Result<Vec<(String, String)>, String> {
+    sources: &Sources,
+) -> Result<Environment, String> {
+    build_environment(
+        pod,
+        ContainerEnv {
+            own: container,
+            env: container.env.as_deref().unwrap_or_default(),
+            env_from: container.env_from.as_deref().unwrap_or_default(),
+        },
+        placement,
+        sources,
+    )
+}
+
+/// What of a container the environment is built from; `own` answers `resourceFieldRef`s
+/// without a container name.
+struct ContainerEnv<'a> {
+    own: &'a Container,
+    env: &'a [EnvVar],
+    env_from: &'a [EnvFromSource],
+}
+
+fn build_environment(
+    pod: &Pod,
+    container: ContainerEnv<'_>,
+    placement: &Placement,
+    sources: &Sources,
+) -> Result<Environment, String> {
     let mut vars: BTreeMap<String, String> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
+    let mut skipped: Vec<String> = Vec::new();
     let mut set = |vars: &mut BTreeMap<String, String>, name: String, value: String| {
         if vars.insert(name.clone(), value).is_none() {
             order.push(name);
         }
     };
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
     let links = pod
         .spec
         .as_ref()
@@ -255,11 +339,7 @@ pub fn environment(
         "POD_NAME".into(),
         pod.metadata.name.clone().unwrap_or_default(),
     );
-    set(
-        &mut vars,
-        "POD_NAMESPACE".into(),
-        pod.metadata.namespace.clone().unwrap_or_default(),
-    );
+    set(&mut vars, "POD_NAMESPACE".into(), namespace.to_owned());
     set(&mut vars, "POD_IP".into(), placement.pod_ip.clone());
     set(&mut vars, "NODE_NAME".into(), placement.node_name.clone());
     for (i, port) in placement.ports.iter().enumerate() {
@@ -276,37 +356,142 @@ pub fn environment(
             host_port,
         );
     }
-    for env in container.env.iter().flatten() {
-        let value = match (&env.value, &env.value_from) {
-            (_, Some(from)) => {
+    for from in container.env_from {
+        let prefix = from.prefix.as_deref().unwrap_or_default();
+        let (kind, name, values) = if let Some(r) = &from.config_map_ref {
+            match sources.config_map(&r.name) {
+                Some(cm) => ("configMap", &r.name, cm.data.clone().unwrap_or_default()),
+                None if r.optional == Some(true) => continue,
+                None => return Err(not_found("configmap", &r.name)),
+            }
+        } else if let Some(r) = &from.secret_ref {
+            match sources.secret(&r.name) {
+                Some(secret) => ("secret", &r.name, secret_strings(secret)),
+                None if r.optional == Some(true) => continue,
+                None => return Err(not_found("secret", &r.name)),
+            }
+        } else {
+            continue;
+        };
+        let mut invalid = Vec::new();
+        for (key, value) in values {
+            let var = format!("{prefix}{key}");
+            if is_env_var_name(&var) {
+                set(&mut vars, var, value);
+            } else {
+                invalid.push(var);
+            }
+        }
+        if !invalid.is_empty() {
+            invalid.sort();
+            skipped.push(format!(
+                "Keys [{}] from the EnvFrom {kind} {namespace}/{name} were skipped since they \
+                 are considered invalid environment variable names.",
+                invalid.join(", ")
+            ));
+        }
+    }
+    for env in container.env {
+        let value = match (
+            env.value.as_deref().filter(|v| !v.is_empty()),
+            &env.value_from,
+        ) {
+            (Some(value), _) => expand(value, &vars),
+            (None, None) => String::new(),
+            (None, Some(from)) => {
                 if let Some(field) = &from.field_ref {
-                    field_ref(pod, placement, &field.field_path)?
-                } else if from.config_map_key_ref.is_some() {
-                    return Err(format!(
-                        "env {}: ConfigMaps are not served by minik",
-                        env.name
-                    ));
-                } else if from.secret_key_ref.is_some() {
-                    return Err(format!("env {}: Secrets are not served by minik", env.name));
+                    downward::field_ref(pod, placement, field)?
+                } else if let Some(selector) = &from.resource_field_ref {
+                    let named = selector.container_name.as_deref().unwrap_or_default();
+                    if named.is_empty() {
+                        downward::container_resource(
+                            container.own,
+                            selector,
+                            &sources.node_allocatable,
+                        )?
+                    } else {
+                        downward::resource_field_ref(
+                            pod,
+                            named,
+                            selector,
+                            &sources.node_allocatable,
+                        )?
+                    }
+                } else if let Some(r) = &from.config_map_key_ref {
+                    let optional = r.optional == Some(true);
+                    let Some(cm) = sources.config_map(&r.name) else {
+                        if optional {
+                            continue;
+                        }
+                        return Err(not_found("configmap", &r.name));
+                    };
+                    match cm.data.as_ref().and_then(|d| d.get(&r.key)) {
+                        Some(value) => value.clone(),
+                        None if optional => continue,
+                        None => {
+                            return Err(format!(
+                                "couldn't find key {} in ConfigMap {namespace}/{}",
+                                r.key, r.name
+                            ))
+                        }
+                    }
+                } else if let Some(r) = &from.secret_key_ref {
+                    let optional = r.optional == Some(true);
+                    let Some(secret) = sources.secret(&r.name) else {
+                        if optional {
+                            continue;
+                        }
+                        return Err(not_found("secret", &r.name));
+                    };
+                    match secret_value(secret, &r.key) {
+                        Some(value) => value,
+                        None if optional => continue,
+                        None => {
+                            return Err(format!(
+                                "couldn't find key {} in Secret {namespace}/{}",
+                                r.key, r.name
+                            ))
+                        }
+                    }
                 } else {
-                    return Err(format!(
-                        "env {}: resourceFieldRef is not supported by minik",
-                        env.name
-                    ));
+                    String::new()
                 }
             }
-            (Some(value), None) => expand(value, &vars),
-            (None, None) => String::new(),
         };
         set(&mut vars, env.name.clone(), value);
     }
-    Ok(order
+    let vars = order
         .into_iter()
         .map(|name| {
             let value = vars.remove(&name).unwrap_or_default();
             (name, value)
         })
-        .collect())
+        .collect();
+    Ok(Environment { vars, skipped })
+}
+
+/// The environment of an ephemeral container (`kubectl debug`), built as [`environment`]'s;
+/// such a container has no resources of its own, so its limits are the node's allocatable.
+pub fn ephemeral_environment(
+    pod: &Pod,
+    container: &EphemeralContainer,
+    placement: &Placement,
+    sources: &Sources,
+) -> Result<Environment, String> {
+    let own = Container {
+        name: container.name.clone(),
+        ..Container::default()
+    };
+    build_environment(
+        pod,
+        ContainerEnv {
+            own: &own,
+            env: container.env.as_deref().unwrap_or_default(),
+            env_from: container.env_from.as_deref().unwrap_or_default(),
+        },
+        placement,
+        sources,
+    )
 }
 
 /// The program and arguments of a container: `command` + `args`, expanded against its
@@ -410,7 +595,9 @@ mod tests {
             }],
             services: vec![],
         };
-        let env = environment(&pod, container, &placement).unwrap();
+        let env = environment(&pod, container, &placement, &Sources::default())
+            .unwrap()
+            .vars;
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(get("POD_NAME"), Some("web-1"));
         assert_eq!(get("POD_NAMESPACE"), Some("shop"));
@@ -476,7 +663,9 @@ mod tests {
             services: vars,
             ..Placement::default()
         };
-        let env = environment(&pod, &container, &placement).unwrap();
+        let env = environment(&pod, &container, &placement, &Sources::default())
+            .unwrap()
+            .vars;
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(env[0].0, "HOSTNAME");
         assert_eq!(env[1].0, "WEB_FRONT_SERVICE_HOST");
@@ -484,7 +673,9 @@ mod tests {
         assert_eq!(get("WEB_FRONT_SERVICE_PORT"), Some("8080"));
         // enableServiceLinks: false leaves them out.
         pod.spec.as_mut().unwrap().enable_service_links = Some(false);
-        let env = environment(&pod, &container, &placement).unwrap();
+        let env = environment(&pod, &container, &placement, &Sources::default())
+            .unwrap()
+            .vars;
         assert!(env.iter().all(|(n, _)| n != "WEB_FRONT_SERVICE_HOST"));
     }
 
@@ -526,16 +717,234 @@ mod tests {
         assert_eq!(host_port_of(&pod, 8000), 8443);
     }
 
-    #[test]
-    fn unsupported_sources_are_errors() {
+    fn sources() -> Sources {
+        let config_map: ConfigMap = serde_json::from_value(json!({
+            "metadata": {"name": "settings", "namespace": "shop"},
+            "data": {"MODE": "fast", "1st": "x", "db.url": "postgres://db", "log level": "debug"},
+            "binaryData": {"BLOB": "AP8="}
+        }))
+        .unwrap();
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": "creds", "namespace": "shop"},
+            // "hunter2", and the bytes 61 ff 62 (not UTF-8).
+            "data": {"PASSWORD": "aHVudGVyMg==", "RAW": "Yf9i", "bad=key": "eA=="}
+        }))
+        .unwrap();
+        Sources {
+            config_maps: [
+                ("settings".to_owned(), Some(config_map)),
+                ("gone".to_owned(), None),
+            ]
+            .into(),
+            secrets: [("creds".to_owned(), Some(secret))].into(),
+            node_allocatable: [
+                ("cpu".to_owned(), Quantity::parse("4").unwrap()),
+                ("memory".to_owned(), Quantity::parse("8Gi").unwrap()),
+            ]
+            .into(),
+        }
+    }
+
+    fn env_of(container: serde_json::Value, sources: &Sources) -> Result<Environment, String> {
         let mut pod = pod();
-        let container = &mut pod.spec.as_mut().unwrap().containers[0];
-        container.env = Some(vec![serde_json::from_value(
-            json!({"name": "S", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}),
+        let mut container: Container = serde_json::from_value(container).unwrap();
+        container.name = "c".into();
+        pod.spec.as_mut().unwrap().containers = vec![container.clone()];
+        environment(&pod, &container, &Placement::default(), sources)
+    }
+
+    fn var<'a>(env: &'a Environment, name: &str) -> Option<&'a str> {
+        env.vars
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn env_from_comes_before_env_with_prefixes() {
+        let env = env_of(
+            json!({
+                "envFrom": [
+                    {"configMapRef": {"name": "settings"}},
+                    {"prefix": "S_", "secretRef": {"name": "creds"}},
+                    {"configMapRef": {"name": "gone", "optional": true}},
+                    {"secretRef": {"name": "never-fetched", "optional": true}}
+                ],
+                "env": [
+                    {"name": "MODE", "value": "slow"},
+                    {"name": "URL", "value": "$(db.url)/$(S_PASSWORD)"}
+                ]
+            }),
+            &sources(),
         )
-        .unwrap()]);
-        let container = container.clone();
-        let err = environment(&pod, &container, &Placement::default()).unwrap_err();
-        assert_eq!(err, "env S: Secrets are not served by minik");
+        .unwrap();
+        assert_eq!(var(&env, "MODE"), Some("slow"));
+        assert_eq!(var(&env, "1st"), Some("x"));
+        assert_eq!(var(&env, "log level"), Some("debug"));
+        assert_eq!(var(&env, "db.url"), Some("postgres://db"));
+        // envFrom takes data only, not binaryData.
+        assert_eq!(var(&env, "BLOB"), None);
+        assert_eq!(var(&env, "S_PASSWORD"), Some("hunter2"));
+        assert_eq!(var(&env, "S_RAW"), Some("a\u{fffd}b"));
+        assert_eq!(var(&env, "URL"), Some("postgres://db/hunter2"));
+        assert_eq!(
+            env.skipped,
+            [
+                "Keys [S_bad=key] from the EnvFrom secret shop/creds were skipped since they are \
+              considered invalid environment variable names."
+            ]
+        );
+        // The order: minik's variables, then envFrom's (each source's keys sorted), then env.
+        let names: Vec<&str> = env.vars.iter().map(|(n, _)| n.as_str()).collect();
+        let first = names.iter().position(|n| *n == "1st").unwrap();
+        assert_eq!(names[first - 1], "NODE_NAME");
+        assert_eq!(names.last(), Some(&"URL"));
+    }
+
+    #[test]
+    fn invalid_names_are_skipped_and_reported() {
+        let mut sources = sources();
+        let cm: ConfigMap = serde_json::from_value(json!({
+            "metadata": {"name": "odd"},
+            "data": {"b=1": "x", "a\u{1}": "y", "OK": "z"}
+        }))
+        .unwrap();
+        sources.config_maps.insert("odd".into(), Some(cm));
+        let env = env_of(
+            json!({"envFrom": [{"configMapRef": {"name": "odd"}}]}),
+            &sources,
+        )
+        .unwrap();
+        assert_eq!(var(&env, "OK"), Some("z"));
+        assert_eq!(
+            env.skipped,
+            ["Keys [a\u{1}, b=1] from the EnvFrom configMap shop/odd were skipped since they are \
+              considered invalid environment variable names."]
+        );
+        for (name, valid) in [
+            ("PATH", true),
+            ("my.env-name", true),
+            ("1abc", true),
+            ("a b", true),
+            ("", false),
+            ("a=b", false),
+            ("caf\u{e9}", false),
+            ("tab\t", false),
+        ] {
+            assert_eq!(is_env_var_name(name), valid, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn missing_sources_are_kubernetes_errors() {
+        let cases = [
+            (
+                json!({"envFrom": [{"configMapRef": {"name": "gone"}}]}),
+                "configmap \"gone\" not found",
+            ),
+            (
+                json!({"envFrom": [{"secretRef": {"name": "never-fetched"}}]}),
+                "secret \"never-fetched\" not found",
+            ),
+            (
+                json!({"env": [{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "gone", "key": "k"}}}]}),
+                "configmap \"gone\" not found",
+            ),
+            (
+                json!({"env": [{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "k"}}}]}),
+                "couldn't find key k in ConfigMap shop/settings",
+            ),
+            (
+                // binaryData is not looked at for env.
+                json!({"env": [{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "BLOB"}}}]}),
+                "couldn't find key BLOB in ConfigMap shop/settings",
+            ),
+            (
+                json!({"env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "nope", "key": "k"}}}]}),
+                "secret \"nope\" not found",
+            ),
+            (
+                json!({"env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "k"}}}]}),
+                "couldn't find key k in Secret shop/creds",
+            ),
+            (
+                json!({"env": [{"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "spec.containers"}}}]}),
+                "field label not supported: spec.containers",
+            ),
+            (
+                json!({"env": [{"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.gpu"}}}]}),
+                "unsupported container resource : limits.gpu",
+            ),
+        ];
+        for (container, error) in cases {
+            assert_eq!(
+                env_of(container.clone(), &sources()),
+                Err(error.to_owned()),
+                "{container}"
+            );
+        }
+    }
+
+    #[test]
+    fn optional_refs_leave_the_variable_out() {
+        let env = env_of(
+            json!({"env": [
+                {"name": "A", "valueFrom": {"configMapKeyRef": {"name": "gone", "key": "k", "optional": true}}},
+                {"name": "B", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "k", "optional": true}}},
+                {"name": "C", "valueFrom": {"secretKeyRef": {"name": "nope", "key": "k", "optional": true}}},
+                {"name": "D", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "k", "optional": true}}},
+                {"name": "E", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "MODE", "optional": true}}},
+                {"name": "F", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "PASSWORD"}}},
+                {"name": "G"}
+            ]}),
+            &sources(),
+        )
+        .unwrap();
+        for name in ["A", "B", "C", "D"] {
+            assert_eq!(var(&env, name), None, "{name}");
+        }
+        assert_eq!(var(&env, "E"), Some("fast"));
+        assert_eq!(var(&env, "F"), Some("hunter2"));
+        assert_eq!(var(&env, "G"), Some(""));
+        assert!(env.skipped.is_empty());
+    }
+
+    #[test]
+    fn resource_field_refs_in_env() {
+        let container = json!({
+            "resources": {"limits": {"cpu": "500m"}, "requests": {"memory": "100Mi"}},
+            "env": [
+                {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
+                {"name": "CPU_M", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1m"}}},
+                {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
+                {"name": "REQ", "valueFrom": {"resourceFieldRef": {"resource": "requests.memory", "divisor": "1Mi"}}},
+                {"name": "NAMED", "valueFrom": {"resourceFieldRef": {"containerName": "c", "resource": "limits.cpu", "divisor": "1m"}}},
+                {"name": "OTHER", "valueFrom": {"resourceFieldRef": {"containerName": "x", "resource": "limits.cpu"}}}
+            ]
+        });
+        assert_eq!(
+            env_of(container.clone(), &sources()),
+            Err("container x not found".to_owned())
+        );
+        let mut container = container;
+        container["env"].as_array_mut().unwrap().pop();
+        let env = env_of(container, &sources()).unwrap();
+        assert_eq!(var(&env, "CPU"), Some("1"));
+        assert_eq!(var(&env, "CPU_M"), Some("500"));
+        assert_eq!(var(&env, "MEM"), Some("8192"));
+        assert_eq!(var(&env, "REQ"), Some("100"));
+        assert_eq!(var(&env, "NAMED"), Some("500"));
+    }
+
+    #[test]
+    fn ephemeral_containers_have_no_resources() {
+        let pod = pod();
+        let debug: EphemeralContainer = serde_json::from_value(json!({
+            "name": "debug",
+            "env": [{"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Gi"}}}]
+        }))
+        .unwrap();
+        let env = ephemeral_environment(&pod, &debug, &Placement::default(), &sources()).unwrap();
+        assert_eq!(var(&env, "MEM"), Some("8"));
     }
 }

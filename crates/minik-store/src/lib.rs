@@ -9,6 +9,7 @@
 //!   inside the kept history window.
 
 mod disk;
+mod encryption;
 mod hub;
 mod sled_store;
 
@@ -17,6 +18,9 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 
+pub use encryption::{
+    Encryption, EncryptionConfigError, AESGCM_PREFIX, ENCRYPTED_PREFIX, KEY_BYTES,
+};
 pub use hub::{WatchEvent, WatchStream, DEFAULT_WATCH_BUFFER_BYTES};
 pub use sled_store::{SledStore, StoreConfig};
 

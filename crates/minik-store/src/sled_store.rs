@@ -49,6 +49,7 @@ use crate::disk::{
     available_bytes, make_ballast, mebibytes, remove_ballast, stuck_flush, Flushed, Flusher,
     BALLAST_BYTES,
 };
+use crate::encryption::{decode_json, form_of, Encryption, Form};
 use crate::hub::{Hub, WatchEvent};
 use crate::{
     is_no_space, EventType, Listing, Result, Revision, Store, StoreError, Stored, WatchStream,
@@ -107,6 +108,11 @@ pub struct StoreConfig {
     /// less is refused with [`StoreError::NoSpace`] before sled sees it. 0 turns the check off
     /// (a full disk is then met by the kernel's ENOSPC, which the store also survives).
     pub min_free_bytes: u64,
+    /// Encryption at rest of the keys it covers (Secrets): their JSON is encrypted on disk
+    /// only; reads, lists and watches see plaintext. At open, every covered value not in the
+    /// form new writes take is re-written in it, with its revision unchanged. `None`: values
+    /// are stored as written.
+    pub encryption: Option<Arc<Encryption>>,
 }
 
 impl StoreConfig {
@@ -119,6 +125,7 @@ impl StoreConfig {
             cache_bytes: 64 << 20,
             max_group: 1_024,
             min_free_bytes: 64 << 20,
+            encryption: None,
         }
     }
 }
@@ -198,6 +205,8 @@ struct Shared {
     path: PathBuf,
     cache_bytes: u64,
     min_free_bytes: u64,
+    /// What covered values are encrypted with on disk.
+    encryption: Option<Arc<Encryption>>,
     hub: Hub,
     /// Read-held by every use of sled; write-held only by the writer, to record a failure or to
     /// swap in a reopened instance.
@@ -297,6 +306,10 @@ impl SledStore {
     pub fn open(config: StoreConfig) -> Result<SledStore> {
         let db = open_db(&config.path, config.cache_bytes)?;
         let revision = read_revision(&db)?;
+        match &config.encryption {
+            Some(encryption) => reencrypt(&db, encryption, &config.path, config.min_free_bytes)?,
+            None => warn_if_encrypted(&db),
+        }
         if let Err(e) = make_ballast(&config.path) {
             tracing::warn!(
                 error = %e,
@@ -307,6 +320,7 @@ impl SledStore {
             path: config.path.clone(),
             cache_bytes: config.cache_bytes,
             min_free_bytes: config.min_free_bytes,
+            encryption: config.encryption.clone(),
             hub: Hub::new(
                 revision,
                 config.history_size,
@@ -452,7 +466,11 @@ fn read_key(shared: &Shared, key: &str) -> Result<(Option<Stored>, Revision), Re
             return Ok((before.clone(), 0));
         }
     }
-    let found = db.get(key)?.map(|v| decode_stored(key, &v)).transpose()?;
+    let encryption = shared.encryption.as_deref();
+    let found = db
+        .get(key)?
+        .map(|v| decode_stored(encryption, key, &v))
+        .transpose()?;
     let needed = found.as_ref().map_or(applied, |s| s.revision);
     Ok((found, needed))
 }
@@ -594,7 +612,7 @@ fn scan(shared: &Shared, prefix: &str) -> Result<Listing, ReadError> {
     for kv in db.scan_prefix(prefix) {
         let (k, v) = kv?;
         let key = String::from_utf8_lossy(&k).into_owned();
-        items.push(decode_stored(&key, &v)?);
+        items.push(decode_stored(shared.encryption.as_deref(), &key, &v)?);
     }
     if let Some(group) = backend.failed_group() {
         // The failed group's keys as they were before it.
@@ -617,22 +635,132 @@ fn decode_revision(v: &[u8]) -> Option<Revision> {
     Some(Revision::from_be_bytes(v.get(..8)?.try_into().ok()?))
 }
 
-/// A sled value is the revision of the key's last change (8 bytes, big endian) and the JSON.
-fn encode_value(revision: Revision, json: &[u8]) -> Vec<u8> {
+/// A sled value is the revision of the key's last change (8 bytes, big endian) and the JSON,
+/// encrypted when `encryption` covers `key`.
+fn encode_value(
+    encryption: Option<&Encryption>,
+    key: &str,
+    revision: Revision,
+    json: &[u8],
+) -> Result<Vec<u8>> {
     let mut v = Vec::with_capacity(8 + json.len());
     v.extend_from_slice(&revision.to_be_bytes());
-    v.extend_from_slice(json);
-    v
+    match encryption {
+        Some(encryption) => encryption.encode_into(key, json, &mut v)?,
+        None => v.extend_from_slice(json),
+    }
+    Ok(v)
 }
 
-fn decode_stored(key: &str, v: &[u8]) -> Result<Stored> {
+/// A sled value as the store hands it out: its JSON decrypted if it was encrypted, an error
+/// naming the key if it cannot be.
+fn decode_stored(encryption: Option<&Encryption>, key: &str, v: &[u8]) -> Result<Stored> {
     let revision = decode_revision(v)
         .ok_or_else(|| StoreError::Backend(format!("the value of {key} is corrupt")))?;
+    let value = match decode_json(encryption, key, v.get(8..).unwrap_or_default())? {
+        std::borrow::Cow::Borrowed(json) => Bytes::copy_from_slice(json),
+        std::borrow::Cow::Owned(json) => Bytes::from(json),
+    };
     Ok(Stored {
         key: key.to_owned(),
         revision,
-        value: Bytes::copy_from_slice(&v[8..]),
+        value,
     })
+}
+
+/// At open, before the store serves anything: re-writes every value `encryption` covers that
+/// is not in the form new writes take (encrypted with another key, or plaintext, or encrypted
+/// when `identity` comes first), keeping its revision: a change of storage, not of objects, so
+/// no events. One batch and one flush, so a crash leaves all or nothing (and the next open does
+/// it again). A value naming a key the configuration lacks stops the open: that key was removed
+/// too early. A value that does not decrypt (corrupt) is left as it is, and reads of it fail.
+fn reencrypt(
+    db: &sled::Db,
+    encryption: &Encryption,
+    path: &Path,
+    min_free_bytes: u64,
+) -> Result<()> {
+    let mut batch = sled::Batch::default();
+    let (mut rewritten, mut bytes, mut corrupt) = (0usize, 0u64, 0usize);
+    for prefix in encryption.prefixes() {
+        for kv in db.scan_prefix(prefix) {
+            let (k, v) = kv?;
+            let key = String::from_utf8_lossy(&k).into_owned();
+            let data = v.get(8..).unwrap_or_default();
+            let form = form_of(data);
+            if !encryption.needs_rewrite(&key, &form) {
+                continue;
+            }
+            if let Form::AesGcm(name) = form {
+                if !name.is_empty() && !encryption.has_key(name) {
+                    return Err(StoreError::Backend(format!(
+                        "{key} is encrypted with key {name:?}, which the encryption                          configuration{} does not have; put that key back (after the key that                          encrypts) until the store has re-encrypted everything with the new one",
+                        encryption.origin()
+                    )));
+                }
+            }
+            let stored = match decode_stored(Some(encryption), &key, &v) {
+                Ok(stored) => stored,
+                Err(e) => {
+                    tracing::error!(error = %e, "a value cannot be re-encrypted; it is left as it is");
+                    corrupt += 1;
+                    continue;
+                }
+            };
+            let encoded = encode_value(Some(encryption), &key, stored.revision, &stored.value)?;
+            bytes += (k.len() + encoded.len()) as u64;
+            batch.insert(k, encoded);
+            rewritten += 1;
+        }
+    }
+    if rewritten > 0 {
+        if min_free_bytes > 0 {
+            if let Ok(available) = available_bytes(path) {
+                let needed =
+                    min_free_bytes.saturating_add(bytes.saturating_mul(DISK_BYTES_PER_BYTE));
+                if available < needed {
+                    return Err(StoreError::NoSpace(format!(
+                        "the disk holding the store has {} free, too little to re-encrypt                          {rewritten} values and keep {} free; free space and start again",
+                        mebibytes(available),
+                        mebibytes(min_free_bytes)
+                    )));
+                }
+            }
+        }
+        db.apply_batch(batch)?;
+        db.flush()?;
+    }
+    let write_keys: Vec<&str> = encryption
+        .prefixes()
+        .map(|p| encryption.write_key(p).unwrap_or("identity"))
+        .collect();
+    tracing::info!(
+        rewritten,
+        corrupt,
+        written_with = ?write_keys,
+        "encryption at rest: re-wrote the values not in the configured form"
+    );
+    Ok(())
+}
+
+/// Without an encryption configuration: warns if Secrets on disk are encrypted (reads of them
+/// will fail until the server is started with the configuration that has their key).
+fn warn_if_encrypted(db: &sled::Db) {
+    for kv in db.scan_prefix("/registry/secrets/") {
+        let Ok((k, v)) = kv else {
+            return;
+        };
+        if let Form::AesGcm(name) | Form::Other(name) = form_of(v.get(8..).unwrap_or_default()) {
+            tracing::error!(
+                key = %String::from_utf8_lossy(&k),
+                key_name = name,
+                "Secrets in the store are encrypted at rest, but no encryption configuration was \
+                 given: reads of them fail; start the server with the configuration that has \
+                 their key"
+            );
+            return;
+        }
+    }
 }
 
 /// Sets `metadata.resourceVersion` to `revision` and serializes the object.
@@ -827,6 +955,7 @@ impl Writer<'_> {
         let mut revision = start;
         let mut bytes = 0u64;
         let mut read_failure = None;
+        let encryption = shared.encryption.as_deref();
 
         for request in group.drain(..) {
             let current = match overlay.get(&request.key) {
@@ -835,7 +964,9 @@ impl Writer<'_> {
                 // way, and could not write one): the whole group fails with it.
                 None => match db.get(&request.key) {
                     Ok(v) => {
-                        let current = v.map(|v| decode_stored(&request.key, &v)).transpose();
+                        let current = v
+                            .map(|v| decode_stored(encryption, &request.key, &v))
+                            .transpose();
                         if let Ok(current) = &current {
                             before.insert(request.key.clone(), current.clone());
                         }
@@ -850,20 +981,25 @@ impl Writer<'_> {
             };
             let outcome = current
                 .and_then(|current| apply_one(&request.key, request.kind, current, revision + 1));
+            // The bytes for disk (encrypted if the key is covered), made before the write takes
+            // its revision: a write that cannot be encrypted fails alone.
+            let outcome = outcome.and_then(|(stored, event_kind, prev)| match event_kind {
+                EventType::Deleted => Ok((stored, event_kind, prev, None)),
+                _ => encode_value(encryption, &request.key, revision + 1, &stored.value)
+                    .map(|encoded| (stored, event_kind, prev, Some(encoded))),
+            });
             let outcome = match outcome {
-                Ok((stored, event_kind, prev)) => {
+                Ok((stored, event_kind, prev, encoded)) => {
                     revision += 1;
-                    bytes += (request.key.len() + stored.value.len() + 8) as u64;
-                    match event_kind {
-                        EventType::Deleted => {
+                    match encoded {
+                        None => {
+                            bytes += (request.key.len() + stored.value.len() + 8) as u64;
                             batch.remove(request.key.as_bytes());
                             overlay.insert(request.key.clone(), None);
                         }
-                        _ => {
-                            batch.insert(
-                                request.key.as_bytes(),
-                                encode_value(revision, &stored.value),
-                            );
+                        Some(encoded) => {
+                            bytes += (request.key.len() + encoded.len()) as u64;
+                            batch.insert(request.key.as_bytes(), encoded);
                             overlay.insert(request.key.clone(), Some(stored.clone()));
                         }
                     }

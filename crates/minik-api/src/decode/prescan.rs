@@ -35,12 +35,35 @@ pub const MAX_NODES: usize = 1 << 16;
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// What a YAML text holds, as the pre-scan counted it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Size {
     /// Scalars, collections, aliases and entries (see [`MAX_NODES`]), in all its documents.
     pub nodes: usize,
     /// The bytes of its scalars (keys and values), as written.
     pub scalar_bytes: usize,
+    /// Where plain scalar values are YAML 1.1 octal integers (`0644`, `-017`): the offset of
+    /// their leading `0`. Kubernetes reads YAML 1.1 (go-yaml), where `mode: 0400` is 256;
+    /// serde_yaml reads YAML 1.2, where it is the string "0400" ([`yaml11_octals`] rewrites
+    /// them to 1.2's `0o400`).
+    pub octals: Vec<usize>,
+}
+
+/// `text` with each YAML 1.1 octal integer the pre-scan found written the YAML 1.2 way
+/// (`0400` → `0o400`), so that serde_yaml reads the number Kubernetes reads.
+pub fn yaml11_octals<'a>(text: &'a str, size: &Size) -> std::borrow::Cow<'a, str> {
+    if size.octals.is_empty() {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + size.octals.len());
+    let mut from = 0;
+    for &at in &size.octals {
+        // Each offset is of an ASCII `0`, so a character boundary.
+        out.push_str(&text[from..=at]);
+        out.push('o');
+        from = at + 1;
+    }
+    out.push_str(&text[from..]);
+    std::borrow::Cow::Owned(out)
 }
 
 /// Checks a request body against [`MAX_DEPTH`] and [`MAX_NODES`], in time linear in its length.
@@ -61,6 +84,7 @@ fn scan(text: &str, node_limit: bool) -> Result<Size, (usize, DecodeError)> {
         Ok(()) => Ok(Size {
             nodes: scanner.total_nodes,
             scalar_bytes: scanner.scalar_bytes,
+            octals: scanner.octals,
         }),
         Err(refusal) => Err((scanner.document, DecodeError::Syntax(refusal.to_string()))),
     }
@@ -118,6 +142,8 @@ struct Scanner<'a> {
     nodes: usize,
     total_nodes: usize,
     scalar_bytes: usize,
+    /// See [`Size::octals`].
+    octals: Vec<usize>,
     /// The current document (1-based), and whether it has had a token yet.
     document: usize,
     in_document: bool,
@@ -147,6 +173,7 @@ impl<'a> Scanner<'a> {
             nodes: 0,
             total_nodes: 0,
             scalar_bytes: 0,
+            octals: Vec::new(),
             document: 1,
             in_document: false,
             limits: true,
@@ -368,6 +395,7 @@ impl<'a> Scanner<'a> {
                     self.save_simple_key();
                     self.simple_key_allowed = false;
                     let start = self.pos;
+                    self.note_octal();
                     self.plain_scalar();
                     self.scalar(start)?;
                 }
@@ -553,6 +581,36 @@ impl<'a> Scanner<'a> {
                     self.skip_line();
                 }
             }
+        }
+    }
+
+    /// Records a plain scalar starting here that is a whole YAML 1.1 octal integer
+    /// (`[-+]?0[0-7]+`, then only blanks before the end of the line, a comment, or in flow
+    /// context the end of the entry); a key (`0644: x`) is left as written.
+    fn note_octal(&mut self) {
+        let sign = usize::from(matches!(self.at(0), b'-' | b'+'));
+        if self.at(sign) != b'0' {
+            return;
+        }
+        let mut end = sign + 1;
+        while (b'0'..=b'7').contains(&self.at(end)) {
+            end += 1;
+        }
+        if end == sign + 1 {
+            return;
+        }
+        let flow_end = |c: u8| self.flow_level > 0 && matches!(c, b',' | b']' | b'}');
+        let mut k = end;
+        let ends = if self.is_blank(k) {
+            while self.is_blank(k) {
+                k += 1;
+            }
+            self.is_breakz(k) || self.at(k) == b'#' || flow_end(self.at(k))
+        } else {
+            self.is_breakz(k) || flow_end(self.at(k))
+        };
+        if ends {
+            self.octals.push(self.pos + sign);
         }
     }
 

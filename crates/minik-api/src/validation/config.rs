@@ -184,16 +184,13 @@ fn secret_data(s: &Secret) -> ErrorList {
         SECRET_TYPE_DOCKER_CONFIG_JSON => {
             docker_json(&mut errs, data, ".dockerconfigjson", &data_path)
         }
-        SECRET_TYPE_BASIC_AUTH => {
-            if !has("username") && !has("password") {
-                errs.push(FieldError::required(&data_path.key("username"), ""));
-                errs.push(FieldError::required(&data_path.key("password"), ""));
-            }
+        // Username or password may be empty, but one of them must be there.
+        SECRET_TYPE_BASIC_AUTH if !has("username") && !has("password") => {
+            errs.push(FieldError::required(&data_path.key("username"), ""));
+            errs.push(FieldError::required(&data_path.key("password"), ""));
         }
-        SECRET_TYPE_SSH_AUTH => {
-            if data.get("ssh-privatekey").is_none_or(|v| v.0.is_empty()) {
-                errs.push(FieldError::required(&data_path.key("ssh-privatekey"), ""));
-            }
+        SECRET_TYPE_SSH_AUTH if data.get("ssh-privatekey").is_none_or(|v| v.0.is_empty()) => {
+            errs.push(FieldError::required(&data_path.key("ssh-privatekey"), ""));
         }
         SECRET_TYPE_TLS => {
             for key in ["tls.crt", "tls.key"] {

@@ -223,6 +223,7 @@ impl ContainerSpec {
             fake,
             image: None,
             handler: None,
+            mounts: Vec::new(),
         }
     }
 }

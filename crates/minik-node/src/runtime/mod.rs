@@ -55,6 +55,8 @@ pub struct ContainerSpec {
     pub image: Option<ImageSpec>,
     /// The runtime handler the pod's RuntimeClass names; `None`: the node's default.
     pub handler: Option<String>,
+    /// The container's volume mounts: host paths bound at paths inside the container.
+    pub mounts: Vec<crate::volumes::Mount>,
 }
 
 /// A container's image and pod, as a runtime that runs images needs them.

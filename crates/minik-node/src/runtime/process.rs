@@ -439,6 +439,7 @@ impl Runtime for ProcessRuntime {
                 });
             }
         }
+        let binds = mount_points(&spec.mounts)?;
         let writer = LogWriter::open(&spec.log_path, self.inner.options.logs).map_err(|e| {
             failed(
                 &format!("cannot open the log file {}", spec.log_path.display()),
@@ -519,6 +520,13 @@ impl Runtime for ProcessRuntime {
                     }
                     Ok(())
                 });
+            }
+        }
+        if !binds.is_empty() {
+            // SAFETY: between fork and exec only async-signal-safe calls are allowed: these are
+            // unshare(2) and mount(2) on C strings made before the fork.
+            unsafe {
+                command.pre_exec(move || private_mounts(&binds));
             }
         }
         let spawned = command.spawn();
@@ -974,6 +982,104 @@ fn remove_cgroup(cgroup: Cgroup) {
     }
 }
 
+/// A bind mount as the child makes it: source, destination, read-only.
+type Bind = (std::ffi::CString, std::ffi::CString, bool);
+
+/// The process runtime's volumes: a host process cannot have a root of its own, so when a
+/// container mounts volumes it runs in a private mount namespace (the agent must be root) in
+/// which each volume is bound at its `mountPath` on the host's tree. A mount point the host
+/// lacks is made first — an empty directory, or an empty file for a file — and stays on the
+/// host (docs/runtimes.md says so). Returns the binds for [`private_mounts`].
+fn mount_points(mounts: &[crate::volumes::Mount]) -> Result<Vec<Bind>, StartError> {
+    if mounts.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return Err(StartError::Config(format!(
+            "the process runtime mounts volumes (here at {}) in a private mount namespace, which needs an agent running as root; run the pod with the oci runtime or the agent as root",
+            mounts
+                .iter()
+                .map(|m| m.destination.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let mut binds = Vec::new();
+    for m in mounts {
+        let dest = Path::new(&m.destination);
+        if !dest.is_absolute() {
+            return Err(StartError::Config(format!(
+                "mountPath {:?} is not an absolute path",
+                m.destination
+            )));
+        }
+        if std::fs::symlink_metadata(dest).is_err() {
+            let made = if m.source.is_dir() {
+                std::fs::create_dir_all(dest)
+            } else {
+                dest.parent()
+                    .map_or(Ok(()), std::fs::create_dir_all)
+                    .and_then(|()| std::fs::File::create(dest).map(drop))
+            };
+            made.map_err(|e| {
+                StartError::Config(format!(
+                    "cannot make the mount point {} on the node: {e}",
+                    dest.display()
+                ))
+            })?;
+        }
+        let c = |p: &Path| {
+            std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).map_err(|_| {
+                StartError::Config(format!("the path {} holds a NUL byte", p.display()))
+            })
+        };
+        binds.push((c(&m.source)?, c(dest)?, m.read_only));
+    }
+    Ok(binds)
+}
+
+/// In the child, before exec: a private mount namespace with `binds` made in it.
+fn private_mounts(binds: &[Bind]) -> std::io::Result<()> {
+    use nix::libc;
+    let check = |rc: libc::c_int| {
+        if rc < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    };
+    // SAFETY: plain system calls on valid C strings; nothing here allocates.
+    unsafe {
+        check(libc::unshare(libc::CLONE_NEWNS))?;
+        check(libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ))?;
+        for (source, dest, read_only) in binds {
+            check(libc::mount(
+                source.as_ptr(),
+                dest.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND | libc::MS_REC,
+                std::ptr::null(),
+            ))?;
+            if *read_only {
+                check(libc::mount(
+                    std::ptr::null(),
+                    dest.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                    std::ptr::null(),
+                ))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -991,6 +1097,7 @@ mod tests {
             fake: Default::default(),
             image: None,
             handler: None,
+            mounts: Vec::new(),
         }
     }
 

@@ -195,7 +195,11 @@ fn config_map(w: &mut String, obj: &Value) {
         .into_iter()
         .flatten()
     {
-        let _ = writeln!(w, "{key}:\t{} bytes", base64_len(value.as_str().unwrap_or_default()));
+        let _ = writeln!(
+            w,
+            "{key}:\t{} bytes",
+            base64_len(value.as_str().unwrap_or_default())
+        );
     }
 }
 
@@ -211,7 +215,11 @@ fn secret(w: &mut String, obj: &Value) {
         .into_iter()
         .flatten()
     {
-        let _ = writeln!(w, "{key}:\t{} bytes", base64_len(value.as_str().unwrap_or_default()));
+        let _ = writeln!(
+            w,
+            "{key}:\t{} bytes",
+            base64_len(value.as_str().unwrap_or_default())
+        );
     }
 }
 
@@ -880,7 +888,10 @@ mod tests {
         assert!(text.contains("Type:") && text.contains("Opaque"), "{text}");
         assert!(text.contains("password:  7 bytes"), "{text}");
         assert!(text.contains("user:      4 bytes"), "{text}");
-        assert!(!text.contains("aHVudGVyMg") && !text.contains("hunter2"), "{text}");
+        assert!(
+            !text.contains("aHVudGVyMg") && !text.contains("hunter2"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -895,7 +906,13 @@ mod tests {
 
     #[test]
     fn base64_lengths() {
-        for (text, n) in [("", 0), ("YQ==", 1), ("YWI=", 2), ("YWJj", 3), ("YWJjZA==", 4)] {
+        for (text, n) in [
+            ("", 0),
+            ("YQ==", 1),
+            ("YWI=", 2),
+            ("YWJj", 3),
+            ("YWJjZA==", 4),
+        ] {
             assert_eq!(base64_len(text), n, "{text}");
         }
     }

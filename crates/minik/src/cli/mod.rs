@@ -4,6 +4,7 @@
 
 mod apply;
 mod config;
+mod create_config;
 mod describe;
 mod edit;
 mod exec;

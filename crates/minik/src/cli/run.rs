@@ -221,6 +221,11 @@ pub enum CreateWhat {
     /// A deployment running the given images, labelled and selected by app=NAME.
     #[command(visible_alias = "deploy")]
     Deployment(CreateDeploymentArgs),
+    /// A config map from literals, files, directories or env files.
+    #[command(visible_alias = "cm")]
+    Configmap(super::create_config::ConfigMapArgs),
+    /// A secret: generic (literals, files, env files), docker-registry or tls.
+    Secret(super::create_config::SecretArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -312,6 +317,16 @@ pub async fn create_from_flags(client: &ClientFlags, what: CreateWhat) -> CliRes
             dry_run(&a.dry_run)?,
             a.output,
         ),
+        CreateWhat::Configmap(a) => {
+            let dry = dry_run(&a.print.dry_run)?;
+            let object = super::create_config::configmap(&a)?;
+            ("configmaps", object, dry, a.print.output)
+        }
+        CreateWhat::Secret(a) => {
+            let dry = dry_run(&a.print().dry_run)?;
+            let object = super::create_config::secret(&a)?;
+            ("secrets", object, dry, a.print().output.clone())
+        }
     };
     let info = super::resource(kind)?;
     let mut object = object;

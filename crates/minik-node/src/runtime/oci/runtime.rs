@@ -319,7 +319,13 @@ impl OciRuntime {
                 MIN_MEMORY_LIMIT >> 20
             )));
         }
-        let binds = etc_files(&dir.join("etc"), image)?;
+        let mut binds = etc_files(&dir.join("etc"), image)?;
+        // The pod's volumes, after the agent's files: a volume mounted at `/etc/hosts` wins.
+        binds.extend(
+            spec.mounts
+                .iter()
+                .map(|m| (m.source.clone(), m.destination.clone(), m.read_only)),
+        );
         let oci_id = file_stem(&spec.id);
         let container = OciContainer {
             id: spec.id.clone(),
