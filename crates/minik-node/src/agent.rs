@@ -975,7 +975,9 @@ impl Agent {
         let image = match self.images.as_ref().filter(|_| handler.runs_images) {
             Some(images) => {
                 let emit = |event: plan::Event| self.send(pod, &[event]);
-                match images.ensure(container, &emit).await {
+                let (pull_secrets, warnings) = crate::images::pull_secrets(pod, &sources);
+                self.send(pod, &warnings);
+                match images.ensure(container, &pull_secrets, &emit).await {
                     Ok(ready) => Some(ready),
                     Err(failure) => {
                         self.send(pod, &[plan::start_failed(name, failure.reason)]);

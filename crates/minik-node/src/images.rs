@@ -10,7 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use minik_api::k8s_openapi::api::core::v1::Container;
-use minik_image::{GcPolicy, ImageError, ImageRecord, ImageService, PullPolicy, Reference};
+use minik_api::k8s_openapi::api::core::v1::Pod;
+use minik_image::{
+    DockerConfig, GcPolicy, ImageError, ImageRecord, ImageService, PullPolicy, Reference,
+};
 use serde_json::{json, Value};
 
 use crate::events::Kind;
@@ -50,6 +53,77 @@ pub struct PullFailure {
     pub message: String,
 }
 
+/// The registry credentials of a pod: the docker configs of its `imagePullSecrets`
+/// (`kubernetes.io/dockerconfigjson` and `kubernetes.io/dockercfg` Secrets), in order, from
+/// what the agent fetched. A Secret that is missing, of another type or unreadable is left out
+/// with a warning, as the kubelet goes on and tries the pull without it.
+pub fn pull_secrets(pod: &Pod, sources: &crate::spec::Sources) -> (DockerConfig, Vec<Event>) {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let mut config = DockerConfig::default();
+    let mut missing = Vec::new();
+    let mut events = Vec::new();
+    let names = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.image_pull_secrets.as_deref())
+        .unwrap_or_default();
+    for name in names
+        .iter()
+        .map(|r| r.name.as_str())
+        .filter(|n| !n.is_empty())
+    {
+        let Some(secret) = sources.secret(name) else {
+            missing.push(name.to_owned());
+            continue;
+        };
+        let source = format!("secret {ns}/{name}");
+        let data = |key: &str| {
+            secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .map(|b| b.0.clone())
+        };
+        let parsed = match secret.type_.as_deref() {
+            Some("kubernetes.io/dockerconfigjson") => data(".dockerconfigjson")
+                .map(|json| DockerConfig::from_dockerconfigjson(&json, &source)),
+            Some("kubernetes.io/dockercfg") => {
+                data(".dockercfg").map(|json| DockerConfig::from_dockercfg(&json, &source))
+            }
+            _ => None,
+        };
+        match parsed {
+            Some(Ok(more)) => config.extend(more),
+            Some(Err(e)) => events.push(Event {
+                container: None,
+                kind: Kind::Warning,
+                reason: "FailedToRetrieveImagePullSecret",
+                message: format!("Unable to read image pull secret {name:?}: {e}"),
+            }),
+            None => events.push(Event {
+                container: None,
+                kind: Kind::Warning,
+                reason: "FailedToRetrieveImagePullSecret",
+                message: format!(
+                    "Image pull secret {name:?} is not of type kubernetes.io/dockerconfigjson or kubernetes.io/dockercfg; it is not used"
+                ),
+            }),
+        }
+    }
+    if !missing.is_empty() {
+        events.push(Event {
+            container: None,
+            kind: Kind::Warning,
+            reason: "FailedToRetrieveImagePullSecret",
+            message: format!(
+                "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                missing.join(", ")
+            ),
+        });
+    }
+    (config, events)
+}
+
 impl ImageManager {
     pub fn new(service: Arc<ImageService>, gc: GcPolicy) -> ImageManager {
         ImageManager { service, gc }
@@ -59,11 +133,14 @@ impl ImageManager {
         &self.service
     }
 
-    /// Makes the container's image present as its pull policy says. Events go to `emit` as
-    /// they happen (`Pulling` before a pull that may take minutes).
+    /// Makes the container's image present as its pull policy says, authenticating with the
+    /// entries of `pull_secrets` (the pod's `imagePullSecrets`) that match the image's registry
+    /// and repository. Events go to `emit` as they happen (`Pulling` before a pull that may
+    /// take minutes).
     pub(crate) async fn ensure(
         &self,
         container: &Container,
+        pull_secrets: &DockerConfig,
         emit: &(dyn Fn(Event) + Sync),
     ) -> Result<Ready, PullFailure> {
         let name = container.name.as_str();
@@ -101,7 +178,11 @@ impl ImageManager {
                 format!("Pulling image {image:?}"),
             ));
         }
-        match self.service.ensure(image, policy, &[]).await {
+        let credentials = image
+            .parse::<Reference>()
+            .map(|r| pull_secrets.credentials_for(r.registry(), r.repository()))
+            .unwrap_or_default();
+        match self.service.ensure(image, policy, &credentials).await {
             Ok(outcome) => {
                 let message = match &outcome.pulled {
                     None => format!("Container image {image:?} already present on machine"),

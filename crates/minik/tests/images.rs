@@ -306,3 +306,107 @@ fn an_unknown_registry_host_is_named_and_nothing_is_stored() {
     assert!(ls.status.success());
     assert_eq!(String::from_utf8_lossy(&ls.stdout), "", "nothing stored");
 }
+
+/// A registry that wants a password: pods pull through the `kubernetes.io/dockerconfigjson`
+/// Secrets they name in `imagePullSecrets`; without one (or before it exists) the pull fails
+/// with the registry's refusal, and a missing Secret is named in a warning. The Secret is
+/// followed: once it appears the next try pulls.
+#[tokio::test]
+async fn image_pull_secrets_authenticate_pulls() {
+    if !image_tools() {
+        return;
+    }
+    let Some(registry) = Registry::start_with_htpasswd("puller", "s3cret") else {
+        return;
+    };
+    let build = tempfile::tempdir().unwrap();
+    let layout = build_busybox_layout(build.path(), "1.36", &[], &[], &["sh"], &[]);
+    minik_testkit::registry::push_with(
+        &layout,
+        "1.36",
+        &registry.addr(),
+        "library/busybox:1.36",
+        minik_testkit::registry::Push {
+            creds: Some(("puller", "s3cret")),
+            docker_format: false,
+        },
+    );
+    let server_dir = tempfile::tempdir().unwrap();
+    let node_dir = tempfile::tempdir().unwrap();
+    let registries = minik_testkit::registry::docker_io_mirror(build.path(), &registry.addr());
+    let server = support::MINIK.server(server_dir.path(), &[]);
+    let _node = support::MINIK.node(
+        &server.base,
+        "n1",
+        node_dir.path(),
+        &[
+            "--runtime",
+            "fake",
+            "--pull-images",
+            "--restart-backoff-max-ms",
+            "2000",
+            "--disable-default-registry-endpoint",
+            "--private-registry",
+            registries.to_str().unwrap(),
+        ],
+    );
+    let http = minik_testkit::Http::new(&server.base);
+    minik_testkit::wait_node_ready(&http.client, &http.base, "n1").await;
+    let pods = "/api/v1/namespaces/default/pods";
+
+    // No credentials: the registry's refusal is the pull's failure.
+    let created = http
+        .post(pods, &pod("anonymous", "busybox:1.36", None))
+        .await;
+    assert_eq!(created.code, 201, "{}", created.body);
+    let message = wait_waiting(&http, "anonymous", "ErrImagePull").await;
+    assert!(
+        message.contains("docker.io/library/busybox:1.36"),
+        "{message}"
+    );
+
+    // A pod naming a Secret that does not exist yet: a warning names it.
+    let mut with_secret = pod("private", "busybox:1.36", None);
+    with_secret["spec"]["imagePullSecrets"] = json!([{"name": "regcred"}]);
+    let created = http.post(pods, &with_secret).await;
+    assert_eq!(created.code, 201, "{}", created.body);
+    let warning = wait_event(
+        &http,
+        "private",
+        "FailedToRetrieveImagePullSecret",
+        "regcred",
+    )
+    .await;
+    assert_eq!(
+        warning,
+        "Unable to retrieve some image pull secrets (regcred); attempting to pull the image may not succeed."
+    );
+
+    // The Secret kubectl's `create secret docker-registry` makes (Docker Hub's key).
+    let secret = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "regcred"},
+        "type": "kubernetes.io/dockerconfigjson",
+        "stringData": {".dockerconfigjson": r#"{"auths":{"https://index.docker.io/v1/":{"username":"puller","password":"s3cret"}}}"#}
+    });
+    let created = http
+        .post("/api/v1/namespaces/default/secrets", &secret)
+        .await;
+    assert_eq!(created.code, 201, "{}", created.body);
+    let pulled = wait_event(&http, "private", "Pulled", "Successfully pulled image").await;
+    assert!(pulled.contains("\"busybox:1.36\""), "{pulled}");
+    let pod = http
+        .wait_until("pod private running", &format!("{pods}/private"), |p| {
+            p["status"]["containerStatuses"][0]["imageID"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("docker.io/library/busybox@sha256:"))
+        })
+        .await;
+    assert_eq!(
+        pod["status"]["containerStatuses"][0]["image"],
+        "docker.io/library/busybox:1.36"
+    );
+    // The pod without the Secret still cannot pull.
+    let events = events(&http, "anonymous").await;
+    assert!(!events.iter().any(|(r, _)| r == "Pulled"), "{events:?}");
+}

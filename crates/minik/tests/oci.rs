@@ -868,3 +868,64 @@ async fn pid_and_ipc_namespaces_follow_the_pod_spec() {
     c.delete("host-ns").await;
     c.cleanup.wait_clean().await;
 }
+
+/// The docs' "shared volume" pattern and the API-backed volumes, inside containers: two
+/// containers see each other's files in an emptyDir, a ConfigMap (whole and one key by
+/// `subPath`) and a Secret appear at their mount paths read-only, and a `medium: Memory`
+/// emptyDir is a tmpfs of its `sizeLimit`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volumes_are_mounted_at_their_paths() {
+    let Some(c) = Oci::start().await else {
+        return;
+    };
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web"},
+        "data": {"index.html": "hello from a configmap", "other": "x"}});
+    let made = c.post("/api/v1/namespaces/default/configmaps", &cm).await;
+    assert_eq!(made.code, 201, "{}", made.body);
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"},
+        "stringData": {"token": "t0k3n"}});
+    let made = c.post("/api/v1/namespaces/default/secrets", &secret).await;
+    assert_eq!(made.code, 201, "{}", made.body);
+    let reader = "until [ -f /data/msg ]; do sleep 0.1; done; echo msg=$$(cat /data/msg); \
+        echo page=$$(cat /etc/web/index.html); echo one=$$(cat /srv/index.html); \
+        echo token=$$(cat /etc/creds/token); \
+        if /bin/busybox touch /etc/creds/new 2>/dev/null; then echo creds=rw; else echo creds=ro; fi; \
+        echo cache=$$(/bin/busybox grep ' /cache ' /proc/mounts | /bin/busybox cut -d' ' -f3,4); \
+        echo done; sleep 3600";
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "vols"},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [
+                {"name": "writer", "image": "busybox:1.36",
+                 "command": ["sh", "-c", "echo shared > /pod-data/msg; sleep 3600"],
+                 "volumeMounts": [{"name": "shared", "mountPath": "/pod-data"}]},
+                {"name": "reader", "image": "busybox:1.36", "command": ["sh", "-c", reader],
+                 "volumeMounts": [
+                    {"name": "shared", "mountPath": "/data"},
+                    {"name": "web", "mountPath": "/etc/web"},
+                    {"name": "web", "mountPath": "/srv/index.html", "subPath": "index.html"},
+                    {"name": "creds", "mountPath": "/etc/creds"},
+                    {"name": "cache", "mountPath": "/cache"},
+                 ]},
+            ],
+            "volumes": [
+                {"name": "shared", "emptyDir": {}},
+                {"name": "web", "configMap": {"name": "web"}},
+                {"name": "creds", "secret": {"secretName": "creds"}},
+                {"name": "cache", "emptyDir": {"medium": "Memory", "sizeLimit": "4Mi"}},
+            ],
+        }
+    });
+    c.create(&pod).await;
+    let log = c.log_with("vols", "reader", "done").await;
+    assert_eq!(value(&log, "msg"), Some("shared"), "{log}");
+    assert_eq!(value(&log, "page"), Some("hello from a configmap"), "{log}");
+    assert_eq!(value(&log, "one"), Some("hello from a configmap"), "{log}");
+    assert_eq!(value(&log, "token"), Some("t0k3n"), "{log}");
+    assert_eq!(value(&log, "creds"), Some("ro"), "{log}");
+    let cache = value(&log, "cache").unwrap_or_default();
+    assert!(cache.starts_with("tmpfs rw"), "{log}");
+    assert!(cache.contains("size=4096k"), "{log}");
+    c.delete("vols").await;
+}
