@@ -833,6 +833,53 @@ pub fn resource_quota(q: &mut ResourceQuota) {
     }
 }
 
+/// Defaults a PersistentVolume as Kubernetes' `SetDefaults_PersistentVolume`: reclaim policy
+/// `Retain`, volume mode `Filesystem`, phase `Pending` until a controller says otherwise, and a
+/// `hostPath`'s `type` `""` (no check). Its capacity is written in canonical form.
+/// `volumeAttributesClassName` is dropped, as Kubernetes 1.33 drops it with its
+/// VolumeAttributesClass feature off (by default).
+pub fn persistent_volume(pv: &mut k8s_openapi::api::core::v1::PersistentVolume) {
+    let spec = pv.spec.get_or_insert_with(Default::default);
+    fill(&mut spec.persistent_volume_reclaim_policy, "Retain");
+    spec.volume_mode
+        .get_or_insert_with(|| "Filesystem".to_owned());
+    spec.volume_attributes_class_name = None;
+    if let Some(host_path) = spec.host_path.as_mut() {
+        host_path.type_.get_or_insert_with(String::new);
+    }
+    canonical_quantities(&mut spec.capacity);
+    fill(
+        &mut pv.status.get_or_insert_with(Default::default).phase,
+        "Pending",
+    );
+}
+
+/// Defaults a PersistentVolumeClaim as Kubernetes does: volume mode `Filesystem`, phase
+/// `Pending` until it is bound. Its quantities are written in canonical form, and
+/// `volumeAttributesClassName` is dropped (see [`persistent_volume`]).
+pub fn persistent_volume_claim(pvc: &mut k8s_openapi::api::core::v1::PersistentVolumeClaim) {
+    let spec = pvc.spec.get_or_insert_with(Default::default);
+    spec.volume_mode
+        .get_or_insert_with(|| "Filesystem".to_owned());
+    spec.volume_attributes_class_name = None;
+    if let Some(resources) = spec.resources.as_mut() {
+        canonical_quantities(&mut resources.requests);
+        canonical_quantities(&mut resources.limits);
+    }
+    let status = pvc.status.get_or_insert_with(Default::default);
+    fill(&mut status.phase, "Pending");
+    canonical_quantities(&mut status.capacity);
+    canonical_quantities(&mut status.allocated_resources);
+}
+
+/// Defaults a StorageClass as Kubernetes' `SetDefaults_StorageClass`: reclaim policy `Delete`
+/// and binding mode `Immediate` when unset.
+pub fn storage_class(sc: &mut k8s_openapi::api::storage::v1::StorageClass) {
+    sc.reclaim_policy.get_or_insert_with(|| "Delete".to_owned());
+    sc.volume_binding_mode
+        .get_or_insert_with(|| "Immediate".to_owned());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

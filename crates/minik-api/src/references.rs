@@ -12,14 +12,18 @@ use k8s_openapi::api::core::v1::{EnvFromSource, EnvVar, PodSpec};
 pub struct References {
     pub config_maps: BTreeSet<String>,
     pub secrets: BTreeSet<String>,
+    /// PersistentVolumeClaims, by `persistentVolumeClaim` volumes.
+    pub claims: BTreeSet<String>,
 }
 
 impl References {
-    /// Whether the pod refers to the object of kind `kind` (`ConfigMap` or `Secret`) named `name`.
+    /// Whether the pod refers to the object of kind `kind` (`ConfigMap`, `Secret` or
+    /// `PersistentVolumeClaim`) named `name`.
     pub fn contains(&self, kind: &str, name: &str) -> bool {
         match kind {
             "ConfigMap" => self.config_maps.contains(name),
             "Secret" => self.secrets.contains(name),
+            "PersistentVolumeClaim" => self.claims.contains(name),
             _ => false,
         }
     }
@@ -46,6 +50,9 @@ pub fn of_pod_spec(spec: &PodSpec) -> References {
         );
     }
     for v in spec.volumes.iter().flatten() {
+        if let Some(claim) = &v.persistent_volume_claim {
+            refs.claims.insert(claim.claim_name.clone());
+        }
         if let Some(cm) = &v.config_map {
             refs.config_maps.insert(cm.name.clone());
         }
@@ -66,6 +73,7 @@ pub fn of_pod_spec(spec: &PodSpec) -> References {
     }
     refs.config_maps.remove("");
     refs.secrets.remove("");
+    refs.claims.remove("");
     refs
 }
 
@@ -113,6 +121,7 @@ mod tests {
                     {"downwardAPI": {"items": []}},
                 ]}},
                 {"name": "v4", "emptyDir": {}},
+                {"name": "v5", "persistentVolumeClaim": {"claimName": "data"}},
             ],
             "imagePullSecrets": [{"name": "regcred"}],
         }))
@@ -136,6 +145,7 @@ mod tests {
             ]
         );
         assert!(refs.contains("Secret", "regcred"));
+        assert!(refs.contains("PersistentVolumeClaim", "data"));
         assert!(!refs.contains("ConfigMap", "regcred"));
         assert_eq!(of_pod_spec(&PodSpec::default()), References::default());
     }

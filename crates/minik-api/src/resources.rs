@@ -6,10 +6,11 @@
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Event, Namespace, Node, Pod, ReplicationController, ResourceQuota,
-    Secret, Service, ServiceAccount,
+    ConfigMap, Endpoints, Event, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
+    ReplicationController, ResourceQuota, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::node::v1::RuntimeClass;
+use k8s_openapi::api::storage::v1::StorageClass;
 use serde_json::Value;
 
 pub use crate::decode::FieldValidation;
@@ -287,7 +288,29 @@ pub static RESOURCES: &[ResourceInfo] = &[
         "serviceaccount",
         &["sa"],
         true,
-        &[],
+        &["token"],
+        &[]
+    ),
+    info!(
+        PersistentVolume,
+        kinds::PERSISTENT_VOLUMES,
+        "",
+        "persistentvolumes",
+        "persistentvolume",
+        &["pv"],
+        false,
+        &["status"],
+        &[]
+    ),
+    info!(
+        PersistentVolumeClaim,
+        kinds::PERSISTENT_VOLUME_CLAIMS,
+        "",
+        "persistentvolumeclaims",
+        "persistentvolumeclaim",
+        &["pvc"],
+        true,
+        &["status"],
         &[]
     ),
     info!(
@@ -330,6 +353,17 @@ pub static RESOURCES: &[ResourceInfo] = &[
         "runtimeclasses",
         "runtimeclass",
         &[],
+        false,
+        &[],
+        &[]
+    ),
+    info!(
+        StorageClass,
+        kinds::STORAGE_CLASSES,
+        "storage.k8s.io",
+        "storageclasses",
+        "storageclass",
+        &["sc"],
         false,
         &[],
         &[]
@@ -392,7 +426,8 @@ mod tests {
         let err = by_kind("apps/v1beta2", "Deployment").unwrap_err();
         assert!(err.starts_with("no kind \"Deployment\" is registered for version \"apps/v1beta2\"; Deployment is served as apps/v1"), "{err}");
         assert!(err.contains("apps/v1 ReplicaSet"));
-        assert!(by_kind("v1", "PersistentVolume").is_err());
+        assert!(by_kind("v1", "PodTemplate").is_err());
+        assert!(by_kind("v1", "StorageClass").is_err());
         assert_eq!(
             by_kind("apps/v1", "ReplicaSet").unwrap().plural,
             "replicasets"
@@ -415,6 +450,10 @@ mod tests {
             ("cm", "configmaps"),
             ("secret", "secrets"),
             ("sa", "serviceaccounts"),
+            ("pv", "persistentvolumes"),
+            ("pvc", "persistentvolumeclaims"),
+            ("sc", "storageclasses"),
+            ("storageclasses.storage.k8s.io", "storageclasses"),
             ("runtimeclasses.node.k8s.io", "runtimeclasses"),
         ] {
             assert_eq!(by_user_name(name).map(|r| r.plural), Some(plural), "{name}");

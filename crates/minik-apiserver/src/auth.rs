@@ -6,7 +6,15 @@
 //! - `join-token`: shared by the hosts that join as nodes; it can do one thing, exchange itself
 //!   for a node credential (`POST /minik/v1/join`);
 //! - `nodes.json`: each joined node's own credential, `node.NAME.SECRET`, and the key the
-//!   server presents to that node's agent endpoint (logs, port-forward).
+//!   server presents to that node's agent endpoint (logs, port-forward);
+//! - `service-account-key`: the ECDSA P-256 key (PKCS#8 PEM) that signs service account tokens.
+//!
+//! A bearer token that is none of these may be a service account token (a JWT the server
+//! signed, `satokens.rs`): it is accepted when its signature, times and audience verify and its
+//! service account and bound pod or Secret still exist with the uids it names, and the request
+//! then comes from that service account. Those lookups are two reads of the local store, so
+//! nothing is cached: a deleted pod's token stops working at once (after the 60-second leeway
+//! past the pod's deletion time that Kubernetes gives).
 //!
 //! Without a token, a request is anonymous: refused (401) unless the server allows anonymous
 //! clients on loopback and the client's address is a loopback one, in which case it acts as the
@@ -29,6 +37,7 @@ use subtle::ConstantTimeEq;
 
 use crate::answer::HttpError;
 use crate::identity::Identity;
+use crate::satokens::{self, SigningKey};
 use crate::ApiServer;
 
 /// The prefix of node credentials: `node.NAME.SECRET`.
@@ -70,6 +79,8 @@ struct Secrets {
 pub struct Auth {
     config: AuthConfig,
     secrets: RwLock<Secrets>,
+    /// Signs and verifies service account tokens.
+    service_account_key: Arc<SigningKey>,
     /// Serializes the changes, so each file write sees the one before.
     writes: tokio::sync::Mutex<()>,
 }
@@ -194,6 +205,24 @@ fn load_or_make_token(path: &Path) -> std::io::Result<String> {
     Ok(token)
 }
 
+/// The service account signing key in `path`, or a new one written there.
+fn load_or_make_signing_key(path: &Path) -> std::io::Result<SigningKey> {
+    if let Some(text) = read_secret(path)? {
+        return SigningKey::from_pem(&text).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "not a service account signing key: {e}; delete the file to have a new key \
+                     made (the service account tokens issued so far then stop working)"
+                ),
+            )
+        });
+    }
+    let (key, pem) = SigningKey::generate().map_err(std::io::Error::other)?;
+    minik_client::write_private_file(path, &pem)?;
+    Ok(key)
+}
+
 impl Auth {
     /// Loads the tokens under `config.dir`, making the missing ones.
     pub fn open(config: AuthConfig) -> std::io::Result<Auth> {
@@ -223,9 +252,13 @@ impl Auth {
             })?,
             None => BTreeMap::new(),
         };
+        let key_file = config.service_account_key_file();
+        let service_account_key =
+            load_or_make_signing_key(&key_file).map_err(context(&key_file))?;
         Ok(Auth {
             config,
             secrets: RwLock::new(Secrets { admin, join, nodes }),
+            service_account_key: Arc::new(service_account_key),
             writes: tokio::sync::Mutex::new(()),
         })
     }
@@ -278,6 +311,11 @@ impl Auth {
             (false, true) => Ok(Identity::Joiner),
             (false, false) => Err(invalid()),
         }
+    }
+
+    /// The key that signs and verifies service account tokens.
+    pub(crate) fn service_account_key(&self) -> Arc<SigningKey> {
+        self.service_account_key.clone()
     }
 
     /// The key the server presents to `node`'s agent endpoint, if it joined.
@@ -380,6 +418,11 @@ impl AuthConfig {
     fn nodes_file(&self) -> PathBuf {
         self.dir.join("nodes.json")
     }
+
+    /// The service account signing key's file, `dir/service-account-key`.
+    pub fn service_account_key_file(&self) -> PathBuf {
+        self.dir.join(satokens::KEY_FILE)
+    }
 }
 
 fn internal(e: std::io::Error) -> ApiError {
@@ -410,8 +453,63 @@ fn may_reach(identity: &Identity, method: &axum::http::Method, path: &str) -> bo
     match identity {
         Identity::Admin => true,
         Identity::Joiner => path == minik_client::JOIN_PATH && method == axum::http::Method::POST,
-        Identity::Node(_) => !path.starts_with("/minik/"),
+        Identity::Node(_) | Identity::ServiceAccount { .. } => !path.starts_with("/minik/"),
     }
+}
+
+/// The service account whose bound token `authorization` carries, when the token verifies
+/// (`satokens::verify`) and its service account and bound object are still the ones it was
+/// issued for (`satokens::check_bound`). Why a token is refused is logged at debug level; the
+/// client gets the same 401 as for any token that is nobody's.
+async fn service_account(
+    server: &ApiServer,
+    authorization: Option<&HeaderValue>,
+) -> Option<Identity> {
+    let token = bearer_token(authorization?).ok()?;
+    // Only a JWT (three parts) can be one; other tokens that matched nothing stop here.
+    if token.split('.').count() != 3 {
+        return None;
+    }
+    let key = server.service_account_key.as_deref()?;
+    match bound_identity(server, key, token, satokens::now_seconds()).await {
+        Ok(identity) => Some(identity),
+        Err(reason) => {
+            tracing::debug!(%reason, "a service account token was refused");
+            None
+        }
+    }
+}
+
+/// The identity of service account `token` at `now`, or why it is not valid.
+async fn bound_identity(
+    server: &ApiServer,
+    key: &SigningKey,
+    token: &str,
+    now: i64,
+) -> Result<Identity, String> {
+    let claims = satokens::verify(key, token, now)?;
+    let k = &claims.kubernetes;
+    let ns = k.namespace.as_str();
+    let account = satokens::stored(server, "serviceaccounts", ns, &k.serviceaccount.name)
+        .await
+        .map_err(|e| e.to_string())?;
+    satokens::check_bound("ServiceAccount", &k.serviceaccount, account.as_ref(), now)?;
+    if let Some(pod) = &k.pod {
+        let stored = satokens::stored(server, "pods", ns, &pod.name)
+            .await
+            .map_err(|e| e.to_string())?;
+        satokens::check_bound("Pod", pod, stored.as_ref(), now)?;
+    }
+    if let Some(secret) = &k.secret {
+        let stored = satokens::stored(server, "secrets", ns, &secret.name)
+            .await
+            .map_err(|e| e.to_string())?;
+        satokens::check_bound("Secret", secret, stored.as_ref(), now)?;
+    }
+    Ok(Identity::ServiceAccount {
+        namespace: k.namespace.clone(),
+        name: k.serviceaccount.name.clone(),
+    })
 }
 
 /// The middleware that authenticates every request (but the public ones) and records its
@@ -432,9 +530,14 @@ pub async fn guard(
         .extensions()
         .get::<ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
-    let identity = match auth.authenticate(request.headers().get(header::AUTHORIZATION), peer) {
+    let authorization = request.headers().get(header::AUTHORIZATION);
+    let identity = match auth.authenticate(authorization, peer) {
         Ok(identity) => identity,
-        Err(e) => return HttpError(e).into_response(),
+        // After the server's own tokens, a service account's.
+        Err(e) => match service_account(&server, authorization).await {
+            Some(identity) => identity,
+            None => return HttpError(e).into_response(),
+        },
     };
     if !may_reach(&identity, request.method(), request.uri().path()) {
         return HttpError(crate::authz::forbidden_path(
@@ -653,6 +756,37 @@ mod tests {
             401
         );
         assert!(open(dir.path(), false).agent_key("node-a").is_none());
+    }
+
+    #[test]
+    fn the_service_account_key_is_made_once_private_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = open(dir.path(), false);
+        let file = dir.path().join("auth/service-account-key");
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.starts_with("-----BEGIN PRIVATE KEY-----"), "{text}");
+        let kid = auth.service_account_key().kid().to_owned();
+        assert_eq!(open(dir.path(), false).service_account_key().kid(), kid);
+        // A key others can read is refused, as the tokens are; so is one that is not a key.
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let config = AuthConfig {
+            dir: dir.path().join("auth"),
+            admin_file: None,
+            anonymous_loopback: false,
+        };
+        let err = Auth::open(config.clone()).err().unwrap().to_string();
+        assert!(
+            err.contains("service-account-key") && err.contains("chmod 600"),
+            "{err}"
+        );
+        minik_client::write_private_file(&file, "junk\n").unwrap();
+        let err = Auth::open(config).err().unwrap().to_string();
+        assert!(
+            err.contains("service-account-key") && err.contains("delete the file"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

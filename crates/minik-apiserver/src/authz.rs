@@ -1,5 +1,12 @@
-//! What a node may do (authorization), after Kubernetes' node authorizer and NodeRestriction
-//! admission — SPEC §8. The administrator may do everything; a joiner only joins (`auth.rs`).
+//! What a node or a service account may do (authorization), after Kubernetes' node authorizer
+//! and NodeRestriction admission — SPEC §8. The administrator may do everything; a joiner only
+//! joins (`auth.rs`).
+//!
+//! A service account (`system:serviceaccount:NS:NAME`, by a bound token: `satokens.rs`) may,
+//! until minik has RBAC, only read: get, list and watch every kind in every namespace (and the
+//! `status`, `scale` and `log` subresources), except Secrets, which it may not read at all.
+//! Every write (create, update, patch, delete, exec, port-forward, asking for tokens) is 403.
+//! docs/service-accounts.md states the same policy.
 //!
 //! A node (`system:node:NAME`) may:
 //! - read nodes, services and endpoints (its proxy and the pods' Service variables need them),
@@ -14,7 +21,10 @@
 //! - create, update and patch events;
 //! - get a ConfigMap or Secret that a pod bound to it refers to (environment, volumes, image
 //!   pull secrets: `minik_api::references`), and list and watch one such object by the field
-//!   selector `metadata.name=NAME` in its namespace (how the kubelet follows them).
+//!   selector `metadata.name=NAME` in its namespace (how the kubelet follows them);
+//! - ask for a token of a service account (`POST serviceaccounts/NAME/token`) that a pod bound
+//!   to it runs as, bound to that pod (`boundObjectRef`: kind Pod, apiVersion v1, its name and
+//!   uid), for the pod's projected token volume.
 //!
 //! Everything else is 403 with Kubernetes' message, before anything changes.
 
@@ -37,6 +47,7 @@ pub(crate) struct Attempt<'a> {
     pub subresource: Option<&'a str>,
     pub watch: bool,
     pub field_selector: Option<&'a str>,
+    pub label_selector: Option<&'a str>,
     /// The patch's type, for PATCH.
     pub patch: Option<PatchKind>,
     pub body: &'a [u8],
@@ -106,6 +117,27 @@ pub(crate) async fn authorize(
         Identity::Admin => Ok(()),
         Identity::Joiner => Err(attempt.forbidden(identity, "the join token may only join")),
         Identity::Node(node) => node_may(server, identity, node, attempt).await,
+        Identity::ServiceAccount { .. } => service_account_may(identity, attempt),
+    }
+}
+
+/// The service account policy (the module's doc): reads of everything but Secrets.
+fn service_account_may(identity: &Identity, a: &Attempt<'_>) -> Result<(), ApiError> {
+    if (a.info.group, a.info.plural) == ("", "secrets") {
+        return Err(a.forbidden(
+            identity,
+            "service accounts may not read secrets until minik has RBAC",
+        ));
+    }
+    let read =
+        a.method == Method::GET && matches!(a.subresource, None | Some("status" | "scale" | "log"));
+    if read {
+        Ok(())
+    } else {
+        Err(a.forbidden(
+            identity,
+            "service accounts may only get, list and watch until minik has RBAC",
+        ))
     }
 }
 
@@ -164,9 +196,15 @@ async fn node_may(
                 ))
             }
         }
-        ("", "configmaps" | "secrets") => referenced_may(server, node, a)
+        ("", "persistentvolumes") => volume_may(server, node, a)
             .await
             .or_else(|reason| deny(&reason)),
+        ("", "configmaps" | "secrets" | "persistentvolumeclaims") => referenced_may(server, node, a)
+            .await
+            .or_else(|reason| deny(&reason)),
+        ("", "serviceaccounts") if a.method == Method::POST && a.subresource == Some("token") => {
+            token_may(server, node, a).await.or_else(|reason| deny(&reason))
+        }
         ("" | "events.k8s.io", "events")
             if matches!(a.method, &Method::POST | &Method::PUT | &Method::PATCH)
                 && a.subresource.is_none() =>
@@ -276,6 +314,181 @@ async fn referenced_may(server: &ApiServer, node: &str, a: &Attempt<'_>) -> Resu
     }
 }
 
+/// `Ok` when node `node` may ask for a token of service account `a.name`, else why not: as
+/// Kubernetes' node authorizer, a pod bound to the node must run as the service account; as
+/// its NodeRestriction admission, the token must be bound to a pod on the node, named with its
+/// uid.
+async fn token_may(server: &ApiServer, node: &str, a: &Attempt<'_>) -> Result<(), String> {
+    let account = a.name.unwrap_or_default();
+    let ns = a.namespace.unwrap_or_default();
+    let pods = minik_api::resources::by_plural("", "v1", "pods")
+        .ok_or_else(|| "pods are not served".to_owned())?;
+    let filter = crate::registry::Filter::parse(pods, None, Some(&format!("spec.nodeName={node}")))
+        .map_err(|e| e.to_string())?;
+    let listed = server
+        .registry
+        .list(pods, Some(ns), &filter)
+        .await
+        .map_err(|e| e.to_string())?;
+    let on_node: Vec<Value> = listed
+        .items
+        .iter()
+        .filter_map(|bytes| serde_json::from_slice(bytes).ok())
+        .collect();
+    if !on_node
+        .iter()
+        .any(|pod| crate::satokens::pod_service_account(pod) == account)
+    {
+        return Err(format!(
+            "no relationship found between node {node:?} and this object"
+        ));
+    }
+    let body = minik_api::decode::parse_document(a.body).unwrap_or(Value::Null);
+    let reference = body.pointer("/spec/boundObjectRef");
+    let text = |key: &str| {
+        reference
+            .and_then(|r| r.get(key))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    if text("apiVersion") != "v1" || text("kind") != "Pod" || text("name").is_empty() {
+        return Err(format!("node {node:?} requested token not bound to a pod"));
+    }
+    let uid = text("uid");
+    if uid.is_empty() {
+        return Err(format!(
+            "node {node:?} requested token with a pod binding without a uid"
+        ));
+    }
+    let Some(pod) = on_node
+        .iter()
+        .find(|pod| pod.pointer("/metadata/name").and_then(Value::as_str) == Some(text("name")))
+    else {
+        return Err(format!(
+            "node {node:?} requested token bound to a pod scheduled on a different node"
+        ));
+    };
+    if pod.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid) {
+        return Err(format!(
+            "the UID in the bound object reference ({uid}) does not match the UID in record. The object might have been deleted and then recreated"
+        ));
+    }
+    Ok(())
+}
+
+/// The label minik's local-path provisioner gives a volume: the node its directory is on.
+const LOCAL_PATH_NODE: &str = "minik.io/local-path-node";
+
+/// `Ok` when node `node` may make `a` on a PersistentVolume, else why not: get a volume bound
+/// to a claim that one of its pods uses (to mount it); list and watch the local-path volumes
+/// on it (label selector `minik.io/local-path-node=NODE`), and remove a finalizer of one (a
+/// merge patch of `metadata.finalizers` alone: its directory is gone).
+async fn volume_may(server: &ApiServer, node: &str, a: &Attempt<'_>) -> Result<(), String> {
+    let own_label = format!("{LOCAL_PATH_NODE}={node}");
+    match (a.method, a.name, a.subresource) {
+        (&Method::GET, None, None) => {
+            if a.label_selector.map(str::trim) == Some(own_label.as_str()) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "node {node:?} may only list and watch persistentvolumes with labelSelector {own_label}"
+                ))
+            }
+        }
+        (&Method::GET, Some(name), None) if !a.watch => {
+            if mounts_volume(server, node, name).await? {
+                Ok(())
+            } else {
+                Err(format!(
+                    "no relationship found between node {node:?} and this object"
+                ))
+            }
+        }
+        (&Method::PATCH, Some(name), None)
+            if a.patch == Some(PatchKind::Merge) && only_finalizers(a.body) =>
+        {
+            let volumes = minik_api::resources::by_plural("", "v1", "persistentvolumes")
+                .ok_or_else(|| "persistentvolumes are not served".to_owned())?;
+            let stored = match server.registry.get(volumes, None, name).await {
+                Ok(stored) => stored,
+                // Answered 404 by the handler, as for anyone.
+                Err(ApiError::NotFound(_)) => return Ok(()),
+                Err(e) => return Err(e.to_string()),
+            };
+            let pv: Value = serde_json::from_slice(&stored.value).map_err(|e| e.to_string())?;
+            let label = pv
+                .pointer("/metadata/labels")
+                .and_then(|l| l.get(LOCAL_PATH_NODE))
+                .and_then(Value::as_str);
+            if label == Some(node) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "no relationship found between node {node:?} and this object"
+                ))
+            }
+        }
+        _ => Err(format!(
+            "node {node:?} may only read the persistentvolumes its pods use, and remove the finalizers of its local-path volumes"
+        )),
+    }
+}
+
+/// Whether a pod bound to `node` uses a claim bound to volume `volume`.
+async fn mounts_volume(server: &ApiServer, node: &str, volume: &str) -> Result<bool, String> {
+    let pods = minik_api::resources::by_plural("", "v1", "pods")
+        .ok_or_else(|| "pods are not served".to_owned())?;
+    let claims = minik_api::resources::by_plural("", "v1", "persistentvolumeclaims")
+        .ok_or_else(|| "persistentvolumeclaims are not served".to_owned())?;
+    let filter = crate::registry::Filter::parse(pods, None, Some(&format!("spec.nodeName={node}")))
+        .map_err(|e| e.to_string())?;
+    let listed = server
+        .registry
+        .list(pods, None, &filter)
+        .await
+        .map_err(|e| e.to_string())?;
+    for bytes in &listed.items {
+        let Ok(pod) = serde_json::from_slice::<minik_api::k8s_openapi::api::core::v1::Pod>(bytes)
+        else {
+            continue;
+        };
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let Some(spec) = pod.spec else { continue };
+        for claim in minik_api::references::of_pod_spec(&spec).claims {
+            let Ok(stored) = server.registry.get(claims, Some(&ns), &claim).await else {
+                continue;
+            };
+            let bound = serde_json::from_slice::<Value>(&stored.value)
+                .ok()
+                .and_then(|c| {
+                    c.pointer("/spec/volumeName")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                });
+            if bound.as_deref() == Some(volume) {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// Whether a merge patch changes `metadata.finalizers` alone (a `resourceVersion` precondition
+/// allowed).
+fn only_finalizers(body: &[u8]) -> bool {
+    let Ok(Value::Object(top)) = serde_json::from_slice::<Value>(body) else {
+        return false;
+    };
+    let Some(Value::Object(meta)) = top.get("metadata") else {
+        return false;
+    };
+    top.len() == 1
+        && meta.contains_key("finalizers")
+        && meta
+            .keys()
+            .all(|k| k == "finalizers" || k == "resourceVersion")
+}
+
 /// The name a field selector pins `metadata.name` to, if that is all it selects on.
 fn selected_name(selector: &str) -> Option<String> {
     let terms: Vec<&str> = selector
@@ -342,6 +555,21 @@ fn only_host_ports(kind: Option<PatchKind>, body: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_finalizer_patches_pass() {
+        assert!(only_finalizers(br#"{"metadata":{"finalizers":[]}}"#));
+        assert!(only_finalizers(
+            br#"{"metadata":{"finalizers":null,"resourceVersion":"5"}}"#
+        ));
+        assert!(!only_finalizers(
+            br#"{"metadata":{"finalizers":[],"labels":{}}}"#
+        ));
+        assert!(!only_finalizers(
+            br#"{"metadata":{"finalizers":[]},"spec":{}}"#
+        ));
+        assert!(!only_finalizers(b"[]"));
+    }
 
     #[test]
     fn one_object_is_selected_by_name() {

@@ -393,6 +393,7 @@ async fn authorize(
         subresource: target.subresource.as_deref(),
         watch,
         field_selector: query.get("fieldSelector"),
+        label_selector: query.get("labelSelector"),
         patch: PatchKind::from_content_type(&content_type(&parts.headers)),
         body: &bytes,
     };
@@ -693,6 +694,15 @@ async fn handle(
                     .await?;
             }
             created_success(encoding)
+        }
+        // A TokenRequest: a service account token, answered with 201 and the TokenRequest.
+        (&Method::POST, Some(name), Some("token")) => {
+            let of = BodyOf::subresource("TokenRequest", None);
+            let body = read_body(body, limit, headers, of, &query, warnings).await?;
+            let ns = ns.unwrap_or_default();
+            let fv = query.field_validation()?;
+            let answer = crate::satokens::token_request(server, ns, name, body, fv).await?;
+            encode(encoding, StatusCode::CREATED, to_bytes(&answer))
         }
         (method, name, sub) => Err(ApiError::MethodNotAllowed(format!(
             "{method} is not supported on {}{}{}",

@@ -11,6 +11,9 @@ pub enum Identity {
     Joiner,
     /// A node agent, by its own credential.
     Node(String),
+    /// A service account, by a bound token the server signed (`satokens.rs`): what a pod
+    /// running as it authenticates with.
+    ServiceAccount { namespace: String, name: String },
 }
 
 impl Identity {
@@ -20,6 +23,9 @@ impl Identity {
             Identity::Admin => "admin".into(),
             Identity::Joiner => "system:bootstrap:minik".into(),
             Identity::Node(name) => format!("system:node:{name}"),
+            Identity::ServiceAccount { namespace, name } => {
+                format!("system:serviceaccount:{namespace}:{name}")
+            }
         }
     }
 }

@@ -19,6 +19,7 @@ mod openapi;
 mod portforward;
 mod quota;
 mod registry;
+pub mod satokens;
 mod services;
 mod spdy;
 mod table;
@@ -91,6 +92,9 @@ pub struct ApiServer {
     /// Tokens and who may come in without one; `None`: no authentication, every client is the
     /// administrator (in-process tests and benchmarks; `minik server` always has tokens).
     pub(crate) auth: Option<Auth>,
+    /// The key of service account tokens (`satokens.rs`): the one kept with the tokens, or a
+    /// fresh one for a server without authentication (`None` only if it could not be made).
+    pub(crate) service_account_key: Option<Arc<satokens::SigningKey>>,
 }
 
 impl ApiServer {
@@ -114,6 +118,16 @@ impl ApiServer {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
+        let service_account_key = match &auth {
+            Some(auth) => Some(auth.service_account_key()),
+            None => match satokens::SigningKey::generate() {
+                Ok((key, _)) => Some(Arc::new(key)),
+                Err(e) => {
+                    tracing::warn!("service account tokens cannot be issued: {e}");
+                    None
+                }
+            },
+        };
         Arc::new(ApiServer {
             registry: Registry::new(store)
                 .with_pod_toleration_seconds(config.default_toleration_seconds)
@@ -123,6 +137,7 @@ impl ApiServer {
             closing: tokio::sync::watch::channel(false).0,
             watches: limits::WatchCounts::default(),
             auth,
+            service_account_key,
         })
     }
 

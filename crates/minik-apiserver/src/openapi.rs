@@ -406,6 +406,9 @@ fn resource_paths(info: &ResourceInfo, paths: &mut Map<String, Value>) {
             "eviction" => json!({
                 "post": operation(Op { id: id("create", &suffix), action: "post", gvk: gvk("policy", "v1", "Eviction"), params: write_params(), body: WRITE_MEDIA }),
             }),
+            "token" => json!({
+                "post": operation(Op { id: id("create", &suffix), action: "post", gvk: gvk("authentication.k8s.io", "v1", "TokenRequest"), params: write_params(), body: WRITE_MEDIA }),
+            }),
             "finalize" => json!({
                 "put": operation(Op { id: id("replace", &suffix), action: "put", gvk: kind_gvk.clone(), params: write_params(), body: WRITE_MEDIA }),
             }),

@@ -170,6 +170,23 @@ pub trait Api: Send + Sync + 'static {
         node: &'a str,
     ) -> BoxFuture<'a, Result<(), ApiError>>;
 
+    /// Requests a token for service account `ns/account` through its `token` subresource
+    /// (`body`: an `authentication.k8s.io/v1` TokenRequest); answers the TokenRequest with its
+    /// `status.token`. Clients that cannot answer 405.
+    fn request_token<'a>(
+        &'a self,
+        ns: &'a str,
+        account: &'a str,
+        body: Value,
+    ) -> BoxFuture<'a, Result<Value, ApiError>> {
+        let _ = body;
+        Box::pin(async move {
+            Err(ApiError::MethodNotAllowed(format!(
+                "this client cannot request tokens for {ns}/{account}"
+            )))
+        })
+    }
+
     /// Replaces a namespace's `spec.finalizers` through its `finalize` subresource (what the
     /// namespace controller does once the namespace is empty). Only the in-process API of the
     /// server implements it; other clients answer 405.

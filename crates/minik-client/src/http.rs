@@ -459,4 +459,22 @@ impl Api for HttpApi {
             .map(|_| ())
         })
     }
+
+    fn request_token<'a>(
+        &'a self,
+        ns: &'a str,
+        account: &'a str,
+        body: Value,
+    ) -> BoxFuture<'a, Result<Value, ApiError>> {
+        Box::pin(async move {
+            let info =
+                crate::api::resource_of::<minik_api::k8s_openapi::api::core::v1::ServiceAccount>();
+            let url = self.path(info, Some(ns), Some(account), Some("token"));
+            self.send(
+                self.request(&self.client, reqwest::Method::POST, &url)
+                    .json(&body),
+            )
+            .await
+        })
+    }
 }

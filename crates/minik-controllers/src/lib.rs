@@ -19,6 +19,7 @@ mod pods;
 mod quota;
 mod replicaset;
 mod serviceaccount;
+mod volumes;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -123,7 +124,12 @@ pub async fn run(api: Arc<dyn Api>, config: Config) {
     ));
     tasks.spawn(namespace::controller(&informers, executor.clone(), &config));
     tasks.spawn(quota::controller(&informers, executor.clone(), &config));
-    tasks.spawn(serviceaccount::controller(&informers, executor, &config));
+    tasks.spawn(serviceaccount::controller(
+        &informers,
+        executor.clone(),
+        &config,
+    ));
+    tasks.spawn(volumes::controller(&informers, executor, &config));
     tracing::info!("controllers started");
     while let Some(done) = tasks.join_next().await {
         if let Err(e) = done {

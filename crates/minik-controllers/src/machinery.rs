@@ -16,8 +16,10 @@ use futures::FutureExt;
 use minik_api::k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use minik_api::k8s_openapi::api::coordination::v1::Lease;
 use minik_api::k8s_openapi::api::core::v1::{
-    Endpoints, Namespace, Node, Pod, ReplicationController, ResourceQuota, Service, ServiceAccount,
+    Endpoints, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
+    ReplicationController, ResourceQuota, Service, ServiceAccount,
 };
+use minik_api::k8s_openapi::api::storage::v1::StorageClass;
 use minik_api::ApiError;
 use minik_client::{Api, Informer, InformerCache, InformerConfig, RateLimit, WorkQueue};
 use tokio::task::JoinSet;
@@ -39,6 +41,9 @@ pub(crate) struct Informers {
     /// The nodes' heartbeats (`kube-node-lease`).
     pub leases: Informer<Lease>,
     pub service_accounts: Informer<ServiceAccount>,
+    pub claims: Informer<PersistentVolumeClaim>,
+    pub volumes: Informer<PersistentVolume>,
+    pub storage_classes: Informer<StorageClass>,
 }
 
 /// Read-only views of the shared informers. Cheap to clone.
@@ -55,6 +60,9 @@ pub(crate) struct Caches {
     pub resource_quotas: InformerCache<ResourceQuota>,
     pub leases: InformerCache<Lease>,
     pub service_accounts: InformerCache<ServiceAccount>,
+    pub claims: InformerCache<PersistentVolumeClaim>,
+    pub volumes: InformerCache<PersistentVolume>,
+    pub storage_classes: InformerCache<StorageClass>,
 }
 
 impl Informers {
@@ -74,7 +82,10 @@ impl Informers {
             namespaces: Informer::spawn(api.clone(), config.clone()),
             resource_quotas: Informer::spawn(api.clone(), config.clone()),
             leases: Informer::spawn(api.clone(), config.clone()),
-            service_accounts: Informer::spawn(api, config),
+            service_accounts: Informer::spawn(api.clone(), config.clone()),
+            claims: Informer::spawn(api.clone(), config.clone()),
+            volumes: Informer::spawn(api.clone(), config.clone()),
+            storage_classes: Informer::spawn(api, config),
         }
     }
 
@@ -91,6 +102,9 @@ impl Informers {
             resource_quotas: self.resource_quotas.cache(),
             leases: self.leases.cache(),
             service_accounts: self.service_accounts.cache(),
+            claims: self.claims.cache(),
+            volumes: self.volumes.cache(),
+            storage_classes: self.storage_classes.cache(),
         }
     }
 }
@@ -110,6 +124,9 @@ impl Caches {
         self.resource_quotas.wait_synced().await;
         self.leases.wait_synced().await;
         self.service_accounts.wait_synced().await;
+        self.claims.wait_synced().await;
+        self.volumes.wait_synced().await;
+        self.storage_classes.wait_synced().await;
     }
 }
 

@@ -95,6 +95,8 @@ struct Agent {
     images: Option<Arc<ImageManager>>,
     /// The ConfigMaps and Secrets the pods read, followed.
     configs: crate::configs::Configs,
+    /// The service account tokens of projected volumes.
+    tokens: crate::tokens::Tokens,
     /// Whether the agent runs as root: it may mount (tmpfs volumes, the process runtime's
     /// private mount namespaces).
     root: bool,
@@ -184,6 +186,7 @@ pub async fn run(
         saved: Mutex::new(saved),
         images,
         configs,
+        tokens: crate::tokens::Tokens::default(),
         root: nix::unistd::geteuid().is_root(),
         config,
     });
@@ -210,6 +213,11 @@ pub async fn run(
         tasks.push(tokio::spawn(work(agent.clone())));
     }
     tasks.push(tokio::spawn(adopt(agent.clone())));
+    tasks.push(tokio::spawn(crate::storage::clean_local_paths(
+        api.clone(),
+        agent.config.name.clone(),
+        crate::storage::root(&agent.config.data_dir),
+    )));
     if let Some(images) = agent.images.clone() {
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(crate::images::GC_PERIOD);
@@ -268,7 +276,11 @@ fn node_object(config: &AgentConfig, port: u16) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "Node",
-        "metadata": {"name": config.name, "labels": labels},
+        "metadata": {
+            "name": config.name,
+            "labels": labels,
+            "annotations": {crate::storage::LOCAL_PATH_ROOT: crate::storage::root(&config.data_dir).display().to_string()},
+        },
         "spec": {"taints": if config.taints.is_empty() { Value::Null } else { json!(config.taints) }},
         "status": {
             "capacity": resources,
@@ -339,6 +351,20 @@ async fn register(api: &dyn Api, config: &AgentConfig, port: u16) {
             {
                 Ok(_) => Ok(()),
                 Err(e) if e.is_already_exists() => {
+                    // Where its local volumes go may have moved with its data dir.
+                    let annotations = Patch {
+                        kind: PatchKind::Merge,
+                        body: json!({"metadata": {"annotations": object["metadata"]["annotations"]}}),
+                    };
+                    api.patch(
+                        nodes,
+                        None,
+                        &config.name,
+                        annotations,
+                        false,
+                        WriteOptions::default(),
+                    )
+                    .await?;
                     let status = Patch {
                         kind: PatchKind::Merge,
                         body: json!({"status": object["status"]}),
@@ -1222,6 +1248,7 @@ impl Agent {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(key);
             self.configs.forget(key);
+            self.tokens.forget(&record.uid);
             let dir = self.pod_dir(key, &record.uid);
             // A volume that cannot be torn down (a busy mount) keeps the pod's directory:
             // removing it would reach into the mount.
@@ -1302,7 +1329,32 @@ impl Agent {
             ),
         );
         sources.node_allocatable = allocatable;
+        sources.claims = self.claims_of(pod).await;
+        sources.tokens = self
+            .tokens
+            .for_pod(self.api.as_ref(), pod, SystemTime::now())
+            .await;
         sources
+    }
+
+    /// The volumes bound to the claims `pod` uses, or why a claim has none.
+    async fn claims_of(
+        &self,
+        pod: &Pod,
+    ) -> BTreeMap<String, Result<minik_api::k8s_openapi::api::core::v1::PersistentVolume, String>>
+    {
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let names = pod
+            .spec
+            .as_ref()
+            .map(|s| minik_api::references::of_pod_spec(s).claims)
+            .unwrap_or_default();
+        let mut out = BTreeMap::new();
+        for name in names {
+            let resolved = crate::storage::bound_volume(self.api.as_ref(), &ns, &name).await;
+            out.insert(name, resolved);
+        }
+        out
     }
 
     /// Updates the files of the volumes whose contents come from the API (ConfigMaps, Secrets,

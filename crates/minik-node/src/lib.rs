@@ -18,6 +18,8 @@ pub mod proxy;
 pub mod runtime;
 mod saved;
 pub mod spec;
+pub mod storage;
+mod tokens;
 pub mod volumes;
 
 use std::future::Future;

@@ -181,6 +181,14 @@ pub struct Sources {
     /// ephemeral-storage limits in `resourceFieldRef` ([`crate::downward::allocatable`]
     /// converts the Node's own map).
     pub node_allocatable: BTreeMap<String, Quantity>,
+    /// The PersistentVolume each PersistentVolumeClaim the pod uses is bound to, by claim
+    /// name, or why there is none (in the kubelet's words: `persistentvolumeclaim "x" not
+    /// found`, `PVC default/x is not bound`).
+    pub claims:
+        BTreeMap<String, Result<minik_api::k8s_openapi::api::core::v1::PersistentVolume, String>>,
+    /// The service account tokens of the pod's projected `serviceAccountToken` sources, by
+    /// audience and lifetime, or why there is none.
+    pub tokens: BTreeMap<crate::tokens::TokenKey, Result<String, String>>,
 }
 
 impl Sources {
@@ -737,6 +745,8 @@ mod tests {
             ]
             .into(),
             secrets: [("creds".to_owned(), Some(secret))].into(),
+            claims: BTreeMap::new(),
+            tokens: BTreeMap::new(),
             node_allocatable: [
                 ("cpu".to_owned(), Quantity::parse("4").unwrap()),
                 ("memory".to_owned(), Quantity::parse("8Gi").unwrap()),

@@ -8,6 +8,7 @@ use crate::filter::{filter, Reason};
 use crate::pod::PodRequirements;
 use crate::score::{total, Maxima, RawScores, Weights};
 use crate::snapshot::Snapshot;
+use crate::volumes::{pre_filter, ClaimToSelect};
 
 /// Where a pod goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,6 +18,9 @@ pub struct Placement {
     pub score: i64,
     /// How many nodes passed the filters.
     pub feasible: usize,
+    /// The claims that get the node's name in their `volume.kubernetes.io/selected-node`
+    /// annotation before the pod is bound.
+    pub claims_to_select: Vec<ClaimToSelect>,
 }
 
 /// Why a pod fits no node: every known node with its reasons.
@@ -26,6 +30,9 @@ pub struct FitError {
     pub num_nodes: usize,
     /// Each node that did not fit, with its reasons.
     pub reasons: Vec<(String, Vec<Reason>)>,
+    /// Why the pod fits no node whatever the node (a claim that is missing, for one), when
+    /// that is the reason: then `reasons` is empty.
+    pub pre_filter: Option<String>,
 }
 
 impl FitError {
@@ -45,10 +52,15 @@ impl fmt::Display for FitError {
     /// kube-scheduler's message: `0/3 nodes are available: 1 node(s) had untolerated taint
     /// {dedicated: db}, 2 Insufficient cpu.` — one "count reason" entry per reason, sorted as
     /// strings (so the count is part of the order, exactly as kube-scheduler's `sort.Strings`);
-    /// `no nodes available to schedule pods` when there are no nodes at all.
+    /// `0/3 nodes are available: persistentvolumeclaim "data" not found.` when the pod fits no
+    /// node whatever the node; `no nodes available to schedule pods` when there are no nodes at
+    /// all.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.num_nodes == 0 {
             return f.write_str("no nodes available to schedule pods");
+        }
+        if let Some(message) = &self.pre_filter {
+            return write!(f, "0/{} nodes are available: {message}.", self.num_nodes);
         }
         let mut entries: Vec<String> = self
             .histogram()
@@ -75,6 +87,16 @@ pub fn schedule_with(
     turn: usize,
     weights: &Weights,
 ) -> Result<Placement, FitError> {
+    let volumes = match pre_filter(snapshot.volumes(), |c| snapshot.claim_users(c), pod) {
+        Ok(volumes) => volumes,
+        Err(message) => {
+            return Err(FitError {
+                num_nodes: snapshot.len(),
+                reasons: Vec::new(),
+                pre_filter: Some(message),
+            })
+        }
+    };
     let mut feasible = Vec::with_capacity(snapshot.len());
     let mut maxima = Maxima::default();
     let owner_counts = pod
@@ -82,7 +104,7 @@ pub fn schedule_with(
         .as_deref()
         .and_then(|o| snapshot.owner_counts_by_index(o));
     for (i, node, facts) in snapshot.indexed_nodes() {
-        if filter(node, facts, pod).is_ok() {
+        if filter(node, facts, pod, &volumes).is_ok() {
             let owned = owner_counts
                 .as_ref()
                 .and_then(|c| c.get(i).copied())
@@ -97,7 +119,7 @@ pub fn schedule_with(
         let reasons = snapshot
             .nodes()
             .filter_map(|(node, facts)| {
-                filter(node, facts, pod)
+                filter(node, facts, pod, &volumes)
                     .err()
                     .map(|failure| (node.name.clone(), failure.reasons(facts)))
             })
@@ -105,6 +127,7 @@ pub fn schedule_with(
         return Err(FitError {
             num_nodes: snapshot.len(),
             reasons,
+            pre_filter: None,
         });
     }
     let mut best = i64::MIN;
@@ -132,6 +155,7 @@ pub fn schedule_with(
         node: winner,
         score: best,
         feasible: feasible.len(),
+        claims_to_select: volumes.to_select,
     })
 }
 
@@ -248,6 +272,7 @@ mod tests {
                 non_zero_requests: Default::default(),
                 host_ports: vec![crate::pod::HostPort::new("", "TCP", 80)],
                 owner: None,
+                claims: Vec::new(),
             });
             let err = schedule(&s, &pod(spec, None), 0).expect_err(name);
             assert_eq!(err.to_string(), want, "{name}");

@@ -9,6 +9,7 @@ use minik_api::k8s_openapi::api::core::v1::Taint;
 
 use crate::pod::PodRequirements;
 use crate::snapshot::{NodeFacts, NodeInfo};
+use crate::volumes::PodVolumes;
 
 use minik_api::wellknown::{tolerated, TAINT_NOT_READY, TAINT_UNSCHEDULABLE};
 
@@ -17,11 +18,22 @@ use minik_api::wellknown::{tolerated, TAINT_NOT_READY, TAINT_UNSCHEDULABLE};
 pub enum Reason {
     NotReady,
     Unschedulable,
-    UntoleratedTaint { key: String, value: String },
+    UntoleratedTaint {
+        key: String,
+        value: String,
+    },
     NodeAffinity,
     NodePorts,
     Insufficient(&'static str),
     TooManyPods,
+    /// A `ReadWriteOncePod` claim of the pod is used by another pod (VolumeRestrictions).
+    ReadWriteOncePodConflict,
+    /// A bound volume's node affinity does not admit the node (VolumeBinding).
+    VolumeNodeAffinityConflict,
+    /// An unbound claim was given another node already.
+    SelectedNodeConflict,
+    /// An unbound claim has no volume and none can be provisioned (VolumeBinding).
+    VolumeBindConflict,
 }
 
 impl fmt::Display for Reason {
@@ -40,6 +52,18 @@ impl fmt::Display for Reason {
             }
             Reason::Insufficient(resource) => write!(f, "Insufficient {resource}"),
             Reason::TooManyPods => f.write_str("Too many pods"),
+            Reason::ReadWriteOncePodConflict => f.write_str(
+                "node(s) unavailable due to PersistentVolumeClaim with ReadWriteOncePod access mode already in-use by another pod",
+            ),
+            Reason::VolumeNodeAffinityConflict => {
+                f.write_str("node(s) had volume node affinity conflict")
+            }
+            Reason::SelectedNodeConflict => {
+                f.write_str("node(s) didn't match the selected node of a PersistentVolumeClaim")
+            }
+            Reason::VolumeBindConflict => {
+                f.write_str("node(s) didn't find available persistent volumes to bind")
+            }
         }
     }
 }
@@ -58,6 +82,13 @@ pub enum Failure {
         cpu: bool,
         memory: bool,
         pods: bool,
+    },
+    ReadWriteOncePod,
+    /// What of the pod's claims the node does not satisfy.
+    Volumes {
+        affinity: bool,
+        selected_node: bool,
+        unprovisionable: bool,
     },
 }
 
@@ -86,6 +117,24 @@ impl Failure {
                 }
                 if memory {
                     reasons.push(Reason::Insufficient("memory"));
+                }
+                reasons
+            }
+            Failure::ReadWriteOncePod => vec![Reason::ReadWriteOncePodConflict],
+            Failure::Volumes {
+                affinity,
+                selected_node,
+                unprovisionable,
+            } => {
+                let mut reasons = Vec::new();
+                if affinity {
+                    reasons.push(Reason::VolumeNodeAffinityConflict);
+                }
+                if selected_node {
+                    reasons.push(Reason::SelectedNodeConflict);
+                }
+                if unprovisionable {
+                    reasons.push(Reason::VolumeBindConflict);
                 }
                 reasons
             }
@@ -187,14 +236,56 @@ pub fn check_resources(
     }
 }
 
-/// Every filter, in kube-scheduler's order; the first that fails decides.
-pub fn filter(node: &NodeInfo, facts: &NodeFacts, pod: &PodRequirements) -> Result<(), Failure> {
+/// No other pod uses a `ReadWriteOncePod` claim of the pod (Kubernetes' VolumeRestrictions).
+pub fn check_volume_restrictions(volumes: &PodVolumes<'_>) -> Result<(), Failure> {
+    if volumes.read_write_once_pod_in_use {
+        Err(Failure::ReadWriteOncePod)
+    } else {
+        Ok(())
+    }
+}
+
+/// The node suits the pod's claims (Kubernetes' VolumeBinding): every bound volume's node
+/// affinity admits it, it is the node every unbound `WaitForFirstConsumer` claim was given
+/// (when one was), and a volume can be made for the others.
+pub fn check_volume_binding(
+    name: &str,
+    facts: &NodeFacts,
+    volumes: &PodVolumes<'_>,
+) -> Result<(), Failure> {
+    let affinity = !volumes.bound.iter().all(|pv| pv.allows(&facts.labels));
+    let selected_node = !volumes.selected_nodes.iter().all(|n| *n == name);
+    let unprovisionable = volumes.unprovisionable;
+    if affinity || selected_node || unprovisionable {
+        Err(Failure::Volumes {
+            affinity,
+            selected_node,
+            unprovisionable,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// Every filter, in kube-scheduler's order; the first that fails decides. `volumes` is what
+/// the pod's claims ask ([`crate::volumes::pre_filter`]).
+pub fn filter(
+    node: &NodeInfo,
+    facts: &NodeFacts,
+    pod: &PodRequirements,
+    volumes: &PodVolumes<'_>,
+) -> Result<(), Failure> {
     check_ready(facts, pod)?;
     check_unschedulable(facts, pod)?;
     check_taints(facts, pod)?;
     check_node_affinity(&node.name, facts, pod)?;
     check_ports(node, pod)?;
-    check_resources(node, facts, pod)
+    check_resources(node, facts, pod)?;
+    if volumes.is_empty() {
+        return Ok(());
+    }
+    check_volume_restrictions(volumes)?;
+    check_volume_binding(&node.name, facts, volumes)
 }
 
 #[cfg(test)]
@@ -241,7 +332,7 @@ mod tests {
     fn run(node: Node, placed: &[PlacedPod], pod: &PodRequirements) -> Result<(), Vec<String>> {
         let s = one_node(node, placed);
         let (info, facts) = s.nodes().next().expect("n1");
-        filter(info, facts, pod)
+        filter(info, facts, pod, &PodVolumes::default())
             .map_err(|f| f.reasons(facts).iter().map(|r| r.to_string()).collect())
     }
 
@@ -252,6 +343,7 @@ mod tests {
             non_zero_requests: Resources::new(cpu, memory),
             host_ports: ports.iter().map(|p| HostPort::new("", "TCP", *p)).collect(),
             owner: None,
+            claims: Vec::new(),
         }
     }
 

@@ -180,6 +180,11 @@ pub struct PodRequirements {
     pub tolerations: Vec<Toleration>,
     /// The uid of the owning controller, for spreading.
     pub owner: Option<String>,
+    /// The pod's namespace (its claims are in it).
+    pub namespace: String,
+    /// The names of the PersistentVolumeClaims its `persistentVolumeClaim` volumes use, each
+    /// once, in the order of the volumes.
+    pub claims: Vec<String>,
 }
 
 impl PodRequirements {
@@ -221,8 +226,32 @@ impl PodRequirements {
             preferred_terms,
             tolerations: spec.tolerations.clone().unwrap_or_default(),
             owner: controller_uid(pod),
+            namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+            claims: claim_names(pod),
         }
     }
+
+    /// The cache keys (`namespace/name`) of the pod's claims.
+    pub fn claim_keys(&self) -> Vec<String> {
+        self.claims
+            .iter()
+            .map(|c| format!("{}/{c}", self.namespace))
+            .collect()
+    }
+}
+
+/// The claims of a pod's `persistentVolumeClaim` volumes, each once, in volume order.
+pub fn claim_names(pod: &Pod) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
+    for v in volumes.into_iter().flatten() {
+        if let Some(claim) = &v.persistent_volume_claim {
+            if !names.contains(&claim.claim_name) {
+                names.push(claim.claim_name.clone());
+            }
+        }
+    }
+    names
 }
 
 impl Default for PodRequirements {
@@ -236,6 +265,8 @@ impl Default for PodRequirements {
             preferred_terms: Vec::new(),
             tolerations: Vec::new(),
             owner: None,
+            namespace: String::new(),
+            claims: Vec::new(),
         }
     }
 }

@@ -1,19 +1,25 @@
-//! The plumbing around the decision: informers on pods and nodes feed the bookkeeping, pending
-//! pods are tried one at a time, bindings go out concurrently, and the status conditions and
-//! events are written by a separate task so that a slow write never holds up a decision.
+//! The plumbing around the decision: informers on pods, nodes, PersistentVolumeClaims,
+//! PersistentVolumes and StorageClasses feed the bookkeeping, pending pods are tried one at a
+//! time, bindings (each after the annotations of its claims) go out concurrently, and the
+//! status conditions and events are written by a separate task so that a slow write never
+//! holds up a decision.
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures::stream::BoxStream;
 use futures::FutureExt;
 use futures::StreamExt;
-use minik_api::k8s_openapi::api::core::v1::{Node, Pod};
+use minik_api::k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use minik_api::k8s_openapi::api::storage::v1::StorageClass;
 use minik_api::k8s_openapi::jiff::Timestamp;
 use minik_api::request::{Patch, PatchKind, WriteOptions};
 use minik_api::ApiError;
-use minik_client::{resource_of, Api, Change, Informer, InformerConfig, RateLimit};
+use minik_client::{
+    resource_of, Api, Change, Informer, InformerCache, InformerConfig, RateLimit, Subscription,
+};
 use minik_client::{EventNote, EventRecorder};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -22,6 +28,7 @@ use tokio::task::JoinSet;
 use crate::queue::Backoff;
 use crate::score::Weights;
 use crate::state::{Action, Clock, State, DEFAULT_SCHEDULER_NAME};
+use crate::volumes::{ClaimToSelect, SELECTED_NODE_ANNOTATION};
 
 /// Settings of the scheduler.
 #[derive(Clone, Debug)]
@@ -77,12 +84,49 @@ const WRITE_ATTEMPTS: u32 = 3;
 /// the bindings, which start pods, have the API server to themselves.
 const DEFERRED_EVENTS_BELOW: usize = 8;
 
+/// Where a binding failed.
+enum BindFailure {
+    /// Writing the selected node into a claim.
+    PreBind(ApiError),
+    /// The binding itself.
+    Bind(ApiError),
+}
+
 /// The result of one binding.
 struct BindDone {
     key: String,
     uid: String,
     node: String,
-    result: Result<(), ApiError>,
+    claims: Vec<ClaimToSelect>,
+    result: Result<(), BindFailure>,
+}
+
+/// A change of one of the kinds a pod's volumes depend on.
+enum VolumeChange {
+    Claim(Change<PersistentVolumeClaim>),
+    Volume(Change<PersistentVolume>),
+    Class(Change<StorageClass>),
+}
+
+/// An informer's changes as a stream.
+fn changes_of<K: Send + Sync + 'static>(
+    subscription: Subscription<K>,
+    wrap: fn(Change<K>) -> VolumeChange,
+) -> BoxStream<'static, VolumeChange> {
+    futures::stream::unfold(subscription, |mut s| async move {
+        s.next().await.map(|change| (change, s))
+    })
+    .map(wrap)
+    .boxed()
+}
+
+/// The caches of every informer the scheduler runs.
+struct Caches {
+    pods: InformerCache<Pod>,
+    nodes: InformerCache<Node>,
+    claims: InformerCache<PersistentVolumeClaim>,
+    volumes: InformerCache<PersistentVolume>,
+    classes: InformerCache<StorageClass>,
 }
 
 /// A status or event write.
@@ -128,9 +172,17 @@ pub async fn run(api: Arc<dyn Api>, config: Config) {
         ..InformerConfig::default()
     };
     let pods = Informer::<Pod>::spawn(api.clone(), informer_config.clone());
-    let nodes = Informer::<Node>::spawn(api.clone(), informer_config);
+    let nodes = Informer::<Node>::spawn(api.clone(), informer_config.clone());
+    let claims = Informer::<PersistentVolumeClaim>::spawn(api.clone(), informer_config.clone());
+    let volumes = Informer::<PersistentVolume>::spawn(api.clone(), informer_config.clone());
+    let classes = Informer::<StorageClass>::spawn(api.clone(), informer_config);
     let mut pod_changes = pods.subscribe();
     let mut node_changes = nodes.subscribe();
+    let mut volume_changes = futures::stream::select_all([
+        changes_of(claims.subscribe(), VolumeChange::Claim),
+        changes_of(volumes.subscribe(), VolumeChange::Volume),
+        changes_of(classes.subscribe(), VolumeChange::Class),
+    ]);
     let (writes, write_rx) = mpsc::channel(config.write_queue.max(1));
     let _writer = AbortOnDrop(tokio::spawn(write_all(
         api.clone(),
@@ -140,8 +192,18 @@ pub async fn run(api: Arc<dyn Api>, config: Config) {
         RateLimit::new(config.write_rate, config.write_burst),
     )));
 
-    pods.cache().wait_synced().await;
-    nodes.cache().wait_synced().await;
+    let caches = Caches {
+        pods: pods.cache(),
+        nodes: nodes.cache(),
+        claims: claims.cache(),
+        volumes: volumes.cache(),
+        classes: classes.cache(),
+    };
+    caches.pods.wait_synced().await;
+    caches.nodes.wait_synced().await;
+    caches.claims.wait_synced().await;
+    caches.volumes.wait_synced().await;
+    caches.classes.wait_synced().await;
     let mut runner = Runner {
         api,
         state: State::new(&config.scheduler_name, config.backoff, config.weights),
@@ -150,7 +212,7 @@ pub async fn run(api: Arc<dyn Api>, config: Config) {
         deferred: VecDeque::new(),
         max_deferred: config.write_queue.max(1),
     };
-    runner.resync(&pods, &nodes);
+    runner.resync(&caches);
     tracing::info!(
         nodes = runner.state.snapshot.len(),
         pending = runner.state.pending(),
@@ -162,7 +224,7 @@ pub async fn run(api: Arc<dyn Api>, config: Config) {
         let mut busy = false;
         for _ in 0..CHANGES_PER_ROUND {
             match pod_changes.next().now_or_never() {
-                Some(Some(change)) => runner.on_pod_change(change, &pods, &nodes),
+                Some(Some(change)) => runner.on_pod_change(change, &caches),
                 Some(None) => return,
                 None => break,
             }
@@ -170,7 +232,15 @@ pub async fn run(api: Arc<dyn Api>, config: Config) {
         }
         for _ in 0..CHANGES_PER_ROUND {
             match node_changes.next().now_or_never() {
-                Some(Some(change)) => runner.on_node_change(change, &pods, &nodes),
+                Some(Some(change)) => runner.on_node_change(change, &caches),
+                Some(None) => return,
+                None => break,
+            }
+            busy = true;
+        }
+        for _ in 0..CHANGES_PER_ROUND {
+            match volume_changes.next().now_or_never() {
+                Some(Some(change)) => runner.on_volume_change(change, &caches),
                 Some(None) => return,
                 None => break,
             }
@@ -206,11 +276,15 @@ pub async fn run(api: Arc<dyn Api>, config: Config) {
         let flush = runner.may_flush() && !runner.deferred.is_empty();
         tokio::select! {
             change = pod_changes.next() => match change {
-                Some(change) => runner.on_pod_change(change, &pods, &nodes),
+                Some(change) => runner.on_pod_change(change, &caches),
                 None => return,
             },
             change = node_changes.next() => match change {
-                Some(change) => runner.on_node_change(change, &pods, &nodes),
+                Some(change) => runner.on_node_change(change, &caches),
+                None => return,
+            },
+            change = volume_changes.next() => match change {
+                Some(change) => runner.on_volume_change(change, &caches),
                 None => return,
             },
             Some(done) = runner.binds.join_next(), if !runner.binds.is_empty() => {
@@ -245,43 +319,74 @@ struct Runner {
 }
 
 impl Runner {
-    fn resync(&mut self, pods: &Informer<Pod>, nodes: &Informer<Node>) {
+    fn resync(&mut self, caches: &Caches) {
         let now = clock().now;
+        self.state.resync_volumes(
+            &caches.claims.list(),
+            &caches.volumes.list(),
+            &caches.classes.list(),
+        );
         self.state
-            .resync(&pods.cache().list(), &nodes.cache().list(), now);
+            .resync(&caches.pods.list(), &caches.nodes.list(), now);
     }
 
-    fn on_pod_change(&mut self, change: Change<Pod>, pods: &Informer<Pod>, nodes: &Informer<Node>) {
+    fn on_pod_change(&mut self, change: Change<Pod>, caches: &Caches) {
         match change {
             Change::Applied(pod) => self.state.on_pod(pod, clock().now),
             Change::Deleted(pod) => self.state.on_pod_deleted(&pod, clock().now),
-            Change::Resync => self.resync(pods, nodes),
+            Change::Resync => self.resync(caches),
         }
     }
 
-    fn on_node_change(
-        &mut self,
-        change: Change<Node>,
-        pods: &Informer<Pod>,
-        nodes: &Informer<Node>,
-    ) {
+    fn on_node_change(&mut self, change: Change<Node>, caches: &Caches) {
         match change {
             Change::Applied(node) => self.state.on_node(&node, clock().now),
             Change::Deleted(node) => self.state.on_node_deleted(&node),
-            Change::Resync => self.resync(pods, nodes),
+            Change::Resync => self.resync(caches),
+        }
+    }
+
+    fn on_volume_change(&mut self, change: VolumeChange, caches: &Caches) {
+        match change {
+            VolumeChange::Claim(Change::Applied(claim)) => self.state.on_claim(&claim, clock().now),
+            VolumeChange::Claim(Change::Deleted(claim)) => self.state.on_claim_deleted(&claim),
+            VolumeChange::Volume(Change::Applied(pv)) => self.state.on_volume(&pv, clock().now),
+            VolumeChange::Volume(Change::Deleted(pv)) => self.state.on_volume_deleted(&pv),
+            VolumeChange::Class(Change::Applied(class)) => self.state.on_class(&class, clock().now),
+            VolumeChange::Class(Change::Deleted(class)) => self.state.on_class_deleted(&class),
+            VolumeChange::Claim(Change::Resync)
+            | VolumeChange::Volume(Change::Resync)
+            | VolumeChange::Class(Change::Resync) => self.resync(caches),
         }
     }
 
     fn on_bind_done(&mut self, done: Result<BindDone, tokio::task::JoinError>) {
         match done {
             Ok(done) => {
-                let actions = self.state.on_bind_result(
-                    &done.key,
-                    &done.uid,
-                    &done.node,
-                    done.result,
-                    &clock(),
-                );
+                let actions = match done.result {
+                    Err(BindFailure::PreBind(e)) => self.state.on_prebind_failed(
+                        &done.key,
+                        &done.uid,
+                        &done.node,
+                        &done.claims,
+                        &e,
+                        &clock(),
+                    ),
+                    Err(BindFailure::Bind(e)) => self.state.on_bind_result(
+                        &done.key,
+                        &done.uid,
+                        &done.node,
+                        Err(e),
+                        &clock(),
+                    ),
+                    Ok(()) => self.state.on_bind_result(
+                        &done.key,
+                        &done.uid,
+                        &done.node,
+                        Ok(()),
+                        &clock(),
+                    ),
+                };
                 self.execute(actions);
             }
             // Binding tasks catch their panics and are only cancelled when the scheduler
@@ -300,18 +405,28 @@ impl Runner {
                     name,
                     uid,
                     node,
+                    claims,
                 } => {
                     let api = self.api.clone();
                     self.binds.spawn(async move {
-                        let bind = AssertUnwindSafe(api.bind(&namespace, &name, &node));
+                        let bind = AssertUnwindSafe(bind_with_claims(
+                            api.as_ref(),
+                            &namespace,
+                            &name,
+                            &node,
+                            &claims,
+                        ));
                         let result = match bind.catch_unwind().await {
                             Ok(result) => result,
-                            Err(_) => Err(ApiError::Internal("the binding panicked".into())),
+                            Err(_) => Err(BindFailure::Bind(ApiError::Internal(
+                                "the binding panicked".into(),
+                            ))),
                         };
                         BindDone {
                             key,
                             uid,
                             node,
+                            claims,
                             result,
                         }
                     });
@@ -381,6 +496,45 @@ impl Runner {
             tracing::warn!("too many writes outstanding; dropping an event");
         }
     }
+}
+
+/// Gives each claim the node in its selected-node annotation (a merge patch that carries the
+/// resourceVersion the decision saw, so a claim that changed meanwhile is not overwritten),
+/// then binds the pod.
+async fn bind_with_claims(
+    api: &dyn Api,
+    namespace: &str,
+    name: &str,
+    node: &str,
+    claims: &[ClaimToSelect],
+) -> Result<(), BindFailure> {
+    for claim in claims {
+        let mut metadata = serde_json::Map::new();
+        if let Some(rv) = &claim.resource_version {
+            metadata.insert("resourceVersion".into(), Value::String(rv.clone()));
+        }
+        metadata.insert(
+            "annotations".into(),
+            serde_json::json!({ SELECTED_NODE_ANNOTATION: node }),
+        );
+        let patch = Patch {
+            kind: PatchKind::Merge,
+            body: serde_json::json!({ "metadata": metadata }),
+        };
+        api.patch(
+            resource_of::<PersistentVolumeClaim>(),
+            Some(&claim.namespace),
+            &claim.name,
+            patch,
+            false,
+            WriteOptions::default(),
+        )
+        .await
+        .map_err(BindFailure::PreBind)?;
+    }
+    api.bind(namespace, name, node)
+        .await
+        .map_err(BindFailure::Bind)
 }
 
 /// Makes the status and event writes, several at a time and no faster than `limit`, until the

@@ -8,6 +8,7 @@ use minik_api::k8s_openapi::api::core::v1::{Node, Taint};
 
 use crate::pod::{HostPort, PodRequirements};
 use crate::resources::{node_allocatable, Resources};
+use crate::volumes::Volumes;
 
 /// What the filters and scores read from a Node object.
 #[derive(Clone, Debug, PartialEq)]
@@ -55,6 +56,8 @@ pub struct PlacedPod {
     pub non_zero_requests: Resources,
     pub host_ports: Vec<HostPort>,
     pub owner: Option<String>,
+    /// The claims it uses, as `namespace/name`.
+    pub claims: Vec<String>,
 }
 
 impl PlacedPod {
@@ -65,6 +68,7 @@ impl PlacedPod {
             non_zero_requests: pod.non_zero_requests,
             host_ports: pod.host_ports.clone(),
             owner: pod.owner.clone(),
+            claims: pod.claim_keys(),
         }
     }
 }
@@ -116,6 +120,10 @@ pub struct Snapshot {
     owners: HashMap<String, HashMap<usize, u32>>,
     /// How many entries have a Node object (the "N" of "0/N nodes are available").
     present: usize,
+    /// How many placed pods use each claim (`namespace/name`).
+    claim_users: HashMap<String, u32>,
+    /// The claims, volumes and classes.
+    volumes: Volumes,
 }
 
 impl Snapshot {
@@ -194,6 +202,9 @@ impl Snapshot {
                 None => n.host_ports.push((port.clone(), 1)),
             }
         }
+        for claim in &pod.claims {
+            *self.claim_users.entry(claim.clone()).or_insert(0) += 1;
+        }
         if let Some(owner) = &pod.owner {
             *self
                 .owners
@@ -218,6 +229,14 @@ impl Snapshot {
                 n.host_ports[at].1 -= 1;
                 if n.host_ports[at].1 == 0 {
                     n.host_ports.swap_remove(at);
+                }
+            }
+        }
+        for claim in &pod.claims {
+            if let Some(count) = self.claim_users.get_mut(claim) {
+                *count -= 1;
+                if *count == 0 {
+                    self.claim_users.remove(claim);
                 }
             }
         }
@@ -275,6 +294,21 @@ impl Snapshot {
         Some(counts)
     }
 
+    /// How many placed pods use the claim `namespace/name`.
+    pub fn claim_users(&self, claim: &str) -> u32 {
+        self.claim_users.get(claim).copied().unwrap_or(0)
+    }
+
+    /// The claims, volumes and classes the decisions read.
+    pub fn volumes(&self) -> &Volumes {
+        &self.volumes
+    }
+
+    /// The claims, volumes and classes, to keep them current.
+    pub fn volumes_mut(&mut self) -> &mut Volumes {
+        &mut self.volumes
+    }
+
     /// A node by name, known or not.
     pub fn get(&self, name: &str) -> Option<&NodeInfo> {
         self.index.get(name).map(|i| &self.nodes[*i])
@@ -316,6 +350,7 @@ mod tests {
                 .into_iter()
                 .collect(),
             owner: owner.map(str::to_owned),
+            claims: Vec::new(),
         }
     }
 

@@ -7,7 +7,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use minik_api::k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
+use minik_api::k8s_openapi::api::core::v1::{
+    Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod,
+};
+use minik_api::k8s_openapi::api::storage::v1::StorageClass;
 use minik_api::ApiError;
 use minik_client::{cache_key, object_reference, EventNote, EventType};
 use serde_json::{json, Value};
@@ -17,6 +20,7 @@ use crate::pod::PodRequirements;
 use crate::queue::{Backoff, SchedulingQueue};
 use crate::score::Weights;
 use crate::snapshot::{PlacedPod, Snapshot};
+use crate::volumes::ClaimToSelect;
 
 /// The name events and the status are reported under, and the `schedulerName` served.
 pub use minik_api::wellknown::DEFAULT_SCHEDULER_NAME;
@@ -34,13 +38,16 @@ pub struct Clock {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
     /// Bind the pod through the binding subresource; report the result with
-    /// [`State::on_bind_result`].
+    /// [`State::on_bind_result`]. First (Kubernetes' PreBind) give each of `claims` the node in
+    /// its `volume.kubernetes.io/selected-node` annotation; when one of those writes fails,
+    /// report it with [`State::on_prebind_failed`] instead of binding.
     Bind {
         key: String,
         namespace: String,
         name: String,
         uid: String,
         node: String,
+        claims: Vec<ClaimToSelect>,
     },
     /// Patch the pod's status with this strategic merge patch (which carries the pod's
     /// resourceVersion, so it does not apply to a pod that changed meanwhile).
@@ -307,6 +314,60 @@ impl State {
         }
     }
 
+    /// A PersistentVolumeClaim was added or changed: pods its absence or state kept from
+    /// every node may fit now.
+    pub fn on_claim(&mut self, claim: &PersistentVolumeClaim, now: Instant) {
+        if self.snapshot.volumes_mut().set_claim(claim) {
+            self.queue.move_all_unschedulable(now);
+        }
+    }
+
+    /// A PersistentVolumeClaim was deleted.
+    pub fn on_claim_deleted(&mut self, claim: &PersistentVolumeClaim) {
+        self.snapshot
+            .volumes_mut()
+            .remove_claim(&cache_key(&claim.metadata));
+    }
+
+    /// A PersistentVolume was added or changed.
+    pub fn on_volume(&mut self, pv: &PersistentVolume, now: Instant) {
+        if self.snapshot.volumes_mut().set_volume(pv) {
+            self.queue.move_all_unschedulable(now);
+        }
+    }
+
+    /// A PersistentVolume was deleted.
+    pub fn on_volume_deleted(&mut self, pv: &PersistentVolume) {
+        if let Some(name) = pv.metadata.name.as_deref() {
+            self.snapshot.volumes_mut().remove_volume(name);
+        }
+    }
+
+    /// A StorageClass was added or changed.
+    pub fn on_class(&mut self, class: &StorageClass, now: Instant) {
+        if self.snapshot.volumes_mut().set_class(class) {
+            self.queue.move_all_unschedulable(now);
+        }
+    }
+
+    /// A StorageClass was deleted.
+    pub fn on_class_deleted(&mut self, class: &StorageClass) {
+        if let Some(name) = class.metadata.name.as_deref() {
+            self.snapshot.volumes_mut().remove_class(name);
+        }
+    }
+
+    /// Takes in complete, fresh lists of claims, volumes and classes (call [`State::resync`]
+    /// after it: that gives the parked pods another look).
+    pub fn resync_volumes(
+        &mut self,
+        claims: &[Arc<PersistentVolumeClaim>],
+        volumes: &[Arc<PersistentVolume>],
+        classes: &[Arc<StorageClass>],
+    ) {
+        self.snapshot.volumes_mut().resync(claims, volumes, classes);
+    }
+
     /// Takes in a complete, fresh view of the cluster (after a relist, a periodic resync, or
     /// falling behind the watch): whatever the view lacks is gone, everything else is applied,
     /// and the parked pods get another look.
@@ -371,8 +432,14 @@ impl State {
                 self.turn = self.turn.wrapping_add(1);
                 let placed = PlacedPod::new(&placement.node, requirements);
                 // Assume the pod is there until the bind says otherwise, so that the next
-                // decisions already count it.
+                // decisions already count it; likewise the node of its claims, so that the
+                // claims' other pods follow it there.
                 self.snapshot.add_pod(&placed);
+                for claim in &placement.claims_to_select {
+                    self.snapshot
+                        .volumes_mut()
+                        .assume_selected(&claim.key(), &placement.node);
+                }
                 let Some(t) = self.pods.get_mut(key) else {
                     return Vec::new();
                 };
@@ -386,6 +453,7 @@ impl State {
                     name: pod.metadata.name.clone().unwrap_or_default(),
                     uid: t.uid.clone(),
                     node: placement.node,
+                    claims: placement.claims_to_select,
                 }]
             }
             Err(fit) => {
@@ -537,6 +605,50 @@ impl State {
                 Vec::new()
             }
         }
+    }
+
+    /// A claim's annotation could not be written before binding the pod to `node`: nothing
+    /// of the decision stands, and the pod is tried again after its back-off (Kubernetes
+    /// sends a pod whose PreBind failed back to the queue), with a warning event.
+    pub fn on_prebind_failed(
+        &mut self,
+        key: &str,
+        uid: &str,
+        node: &str,
+        claims: &[ClaimToSelect],
+        error: &ApiError,
+        clock: &Clock,
+    ) -> Vec<Action> {
+        for claim in claims {
+            self.snapshot
+                .volumes_mut()
+                .forget_selected(&claim.key(), node);
+        }
+        let Some(tracked) = self.pods.get(key).filter(|t| t.uid == uid) else {
+            return Vec::new();
+        };
+        let Tracked::Binding { pod, placed } = &tracked.state else {
+            return Vec::new();
+        };
+        if placed.node != node {
+            return Vec::new();
+        }
+        let (pod, placed) = (pod.clone(), placed.clone());
+        self.snapshot.remove_pod(&placed);
+        tracing::warn!(pod = key, node, error = %error, "setting the selected node of a claim failed; retrying");
+        let requirements = Arc::new(PodRequirements::of(&pod));
+        if let Some(t) = self.pods.get_mut(key) {
+            t.state = Tracked::Pending {
+                pod: pod.clone(),
+                requirements,
+            };
+        }
+        self.queue.retry(key, clock.now);
+        let message = format!("running PreBind plugin \"VolumeBinding\": {error}");
+        vec![Action::Event {
+            note: self.note(&pod, EventType::Warning, "FailedScheduling", &message),
+            deferrable: false,
+        }]
     }
 
     fn scheduled_event(&self, pod: &Pod, node: &str) -> Action {
@@ -820,5 +932,151 @@ mod tests {
             None,
             "a is not scheduled twice"
         );
+    }
+
+    fn with_claim(pod: Arc<Pod>, claim: &str) -> Arc<Pod> {
+        let mut pod = (*pod).clone();
+        pod.spec.as_mut().expect("spec").volumes = Some(
+            serde_json::from_value(
+                json!([{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]),
+            )
+            .expect("volumes"),
+        );
+        Arc::new(pod)
+    }
+
+    fn claim(name: &str, rv: u64) -> PersistentVolumeClaim {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "default", "resourceVersion": rv.to_string()},
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "local-path"},
+            "status": {"phase": "Pending"}
+        }))
+        .expect("a claim")
+    }
+
+    fn local_path() -> StorageClass {
+        serde_json::from_value(json!({
+            "metadata": {"name": "local-path"},
+            "provisioner": "rancher.io/local-path",
+            "volumeBindingMode": "WaitForFirstConsumer"
+        }))
+        .expect("a class")
+    }
+
+    fn bind_claims(actions: &[Action]) -> Vec<String> {
+        actions
+            .iter()
+            .flat_map(|a| match a {
+                Action::Bind { claims, .. } => claims.iter().map(|c| c.key()).collect(),
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_waiting_claim_gets_the_node_first_and_its_other_pods_follow() {
+        let t = Instant::now();
+        let mut s = state();
+        s.on_node(&node("n1", "4"), t);
+        s.on_node(&node("n2", "4"), t);
+        s.on_class(&local_path(), t);
+        s.on_claim(&claim("data", 5), t);
+        s.on_pod(with_claim(pod("a", 1, "500m", None), "data"), t);
+        s.on_pod(with_claim(pod("b", 2, "500m", None), "data"), t);
+        let first = s.schedule_next(&clock(t, 0)).expect("a");
+        let [Action::Bind { node, claims, .. }] = &first[..] else {
+            panic!("{first:?}")
+        };
+        assert_eq!(
+            claims,
+            &[ClaimToSelect {
+                namespace: "default".into(),
+                name: "data".into(),
+                resource_version: Some("5".into()),
+            }]
+        );
+        // b would go to the emptier node, but the claim's node is a's now; nothing to write.
+        let second = s.schedule_next(&clock(t, 0)).expect("b");
+        assert_eq!(binds(&second), [("b".to_owned(), node.clone())]);
+        assert!(bind_claims(&second).is_empty());
+    }
+
+    #[test]
+    fn a_failed_claim_write_puts_the_pod_back() {
+        let t = Instant::now();
+        let mut s = state();
+        s.on_node(&node("n1", "4"), t);
+        s.on_class(&local_path(), t);
+        s.on_claim(&claim("data", 5), t);
+        s.on_pod(with_claim(pod("a", 1, "1", None), "data"), t);
+        let first = s.schedule_next(&clock(t, 0)).expect("a");
+        let [Action::Bind { claims, .. }] = &first[..] else {
+            panic!("{first:?}")
+        };
+        let conflict = ApiError::Conflict {
+            target: minik_api::ObjectRef::new("", "persistentvolumeclaims", "data"),
+            detail: "the object has been modified".into(),
+        };
+        let failed =
+            s.on_prebind_failed("default/a", "uid-a", "n1", claims, &conflict, &clock(t, 0));
+        let [Action::Event {
+            note,
+            deferrable: false,
+        }] = &failed[..]
+        else {
+            panic!("{failed:?}")
+        };
+        assert_eq!(note.reason, "FailedScheduling");
+        assert!(
+            note.message
+                .starts_with("running PreBind plugin \"VolumeBinding\": "),
+            "{}",
+            note.message
+        );
+        assert_eq!(s.snapshot.get("n1").map(|n| n.requested.milli_cpu), Some(0));
+        assert_eq!(s.snapshot.volumes().selected_node("default/data"), None);
+        assert_eq!(s.schedule_next(&clock(t, 0)), None, "backing off");
+        let again = s.schedule_next(&clock(t, 1)).expect("retried");
+        assert_eq!(binds(&again), [("a".to_owned(), "n1".to_owned())]);
+        assert_eq!(bind_claims(&again), ["default/data"]);
+    }
+
+    #[test]
+    fn a_pod_waiting_for_its_claim_is_tried_when_the_claim_appears() {
+        let t = Instant::now();
+        let mut s = state();
+        s.on_node(&node("n1", "4"), t);
+        s.on_class(&local_path(), t);
+        s.on_pod(with_claim(pod("a", 1, "1", None), "data"), t);
+        let first = s.schedule_next(&clock(t, 0)).expect("a");
+        assert!(
+            matches!(&first[..], [Action::PatchStatus { .. }, Action::Event { note, .. }]
+            if note.message == "0/1 nodes are available: persistentvolumeclaim \"data\" not found."),
+            "{first:?}"
+        );
+        assert_eq!(s.schedule_next(&clock(t, 5)), None, "parked");
+        // The claim appears: the pod is tried again and fits.
+        s.on_claim(&claim("data", 7), t + Duration::from_secs(5));
+        let again = s.schedule_next(&clock(t, 5)).expect("retried");
+        assert_eq!(binds(&again), [("a".to_owned(), "n1".to_owned())]);
+        assert_eq!(bind_claims(&again), ["default/data"]);
+    }
+
+    #[test]
+    fn a_resync_keeps_the_claims_it_still_lists() {
+        let t = Instant::now();
+        let mut s = state();
+        s.on_node(&node("n1", "4"), t);
+        s.on_class(&local_path(), t);
+        s.on_claim(&claim("data", 5), t);
+        s.on_claim(&claim("old", 6), t);
+        s.resync_volumes(
+            &[Arc::new(claim("data", 5))],
+            &[],
+            &[Arc::new(local_path())],
+        );
+        s.resync(&[], &[Arc::new(node("n1", "4"))], t);
+        assert!(s.snapshot.volumes().claim("default/data").is_some());
+        assert!(s.snapshot.volumes().claim("default/old").is_none());
     }
 }

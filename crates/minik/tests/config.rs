@@ -235,3 +235,189 @@ spec:
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(pod_dir.to_str().unwrap()), "{mounts}");
 }
+
+/// A pod's projected `serviceAccountToken` volume holds a token bound to the pod, with which
+/// the pod reaches the API as its service account (read-only, no Secrets) — through a server
+/// that needs tokens and a node that joined with the join token.
+#[test]
+fn projected_service_account_tokens_identify_the_pod() {
+    if !nix::unistd::geteuid().is_root() {
+        minik_testkit::cannot_run("root", "the process runtime mounts volumes");
+        return;
+    }
+    let Some(wget) = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+    else {
+        minik_testkit::cannot_run("busybox", "busybox-static gives the pod its wget");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let server = support::MINIK.server_with(&data, &[]);
+    let admin = std::fs::read_to_string(data.join("auth/admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let join = std::fs::read_to_string(data.join("auth/join-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let _node = support::MINIK.node_with_env(
+        &server.base,
+        "n1",
+        &dir.path().join("n1"),
+        &["--runtime", "process"],
+        &[("MINIK_TOKEN", join.as_str())],
+    );
+    let minik = |args: &[&str]| {
+        let out = support::MINIK
+            .command()
+            .args(args)
+            .args(["--server", &server.base, "--token", &admin])
+            .env("HOME", dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    wait_for("node n1 Ready", DEADLINE, || {
+        match minik(&["get", "no", "n1"]) {
+            (0, out, _) if out.contains(" Ready ") => Ok(()),
+            other => Err(other),
+        }
+    });
+    let mount = dir.path().join("sa");
+    let script = format!(
+        "T=$(cat {m}/token); \
+         {wget} wget -q -O- --header \"Authorization: Bearer $T\" {base}/api/v1/namespaces/default/pods >/dev/null && echo pods=ok || echo pods=refused; \
+         {wget} wget -q -O- --header \"Authorization: Bearer $T\" {base}/api/v1/namespaces/default/secrets >/dev/null 2>&1 && echo secrets=ok || echo secrets=refused; \
+         echo done; sleep 3600",
+        m = mount.display(),
+        base = server.base,
+    );
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client"},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "c", "command": ["sh", "-c", script],
+                "volumeMounts": [{"name": "token", "mountPath": mount.to_str().unwrap()}]}],
+            "volumes": [{"name": "token", "projected": {"sources": [
+                {"serviceAccountToken": {"path": "token", "expirationSeconds": 600}}
+            ]}}],
+        }
+    });
+    let file = dir.path().join("pod.json");
+    std::fs::write(&file, pod.to_string()).unwrap();
+    let (code, _, err) = minik(&["apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let log = wait_for("the client's answers", DEADLINE, || {
+        let (_, log, err) = minik(&["logs", "client"]);
+        if log.contains("done") {
+            Ok(log)
+        } else {
+            Err(format!("{log}{err}"))
+        }
+    });
+    assert!(log.contains("pods=ok"), "{log}");
+    assert!(log.contains("secrets=refused"), "{log}");
+}
+
+/// The local-path provisioner end to end on two nodes: a claim without a class gets the
+/// default `local-path` class and waits for its first pod; the scheduler picks the pod's node,
+/// a volume is made there and bound; a later pod of the claim goes to the same node and sees
+/// the data; deleting the claim deletes the volume (reclaim policy Delete) and its directory.
+#[test]
+fn local_path_claims_keep_data_on_their_node() {
+    let Some(mut c) = cluster() else { return };
+    c.add_node("n2", &["--runtime", "process"]);
+    let classes = c.ok(&["get", "storageclass"]);
+    assert!(
+        classes.contains("local-path (default)") && classes.contains("rancher.io/local-path"),
+        "{classes}"
+    );
+    c.apply(
+        "claim.yaml",
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 64Mi}}\n",
+    );
+    let claim = wait_for("the claim to get the default class", DEADLINE, || {
+        let pvc = c.json(&["get", "pvc", "data"]);
+        if pvc["spec"]["storageClassName"] == "local-path" {
+            Ok(pvc)
+        } else {
+            Err(pvc.to_string())
+        }
+    });
+    assert_eq!(claim["status"]["phase"], "Pending");
+    let mount = c.home().join("mnt/data");
+    let pod = |name: &str, script: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    command: [\"sh\", \"-c\", {script:?}]\n    volumeMounts: [{{name: data, mountPath: {m}}}]\n  volumes:\n  - name: data\n    persistentVolumeClaim: {{claimName: data}}\n",
+            m = mount.display()
+        )
+    };
+    c.apply(
+        "writer.yaml",
+        &pod(
+            "writer",
+            &format!(
+                "echo kept > {}/file; echo written; sleep 3600",
+                mount.display()
+            ),
+        ),
+    );
+    log_with(&c, "writer", "written");
+    let writer = c.json(&["get", "pod", "writer"]);
+    let node = writer["spec"]["nodeName"].as_str().unwrap().to_owned();
+    let claim = c.json(&["get", "pvc", "data"]);
+    assert_eq!(claim["status"]["phase"], "Bound", "{claim}");
+    assert_eq!(
+        claim["metadata"]["annotations"]["volume.kubernetes.io/selected-node"],
+        node.as_str()
+    );
+    let pv_name = claim["spec"]["volumeName"].as_str().unwrap().to_owned();
+    let pv = c.json(&["get", "pv", &pv_name]);
+    assert_eq!(pv["status"]["phase"], "Bound");
+    assert_eq!(pv["spec"]["persistentVolumeReclaimPolicy"], "Delete");
+    assert_eq!(
+        pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]
+            ["values"][0],
+        node.as_str()
+    );
+    let dir = std::path::PathBuf::from(pv["spec"]["hostPath"]["path"].as_str().unwrap());
+    assert!(
+        dir.starts_with(c.dir.path().join(format!("node-{node}"))),
+        "{dir:?} is on node {node}'s data dir"
+    );
+    assert_eq!(std::fs::read_to_string(dir.join("file")).unwrap(), "kept\n");
+    c.ok(&["delete", "pod", "writer", "--grace-period=0"]);
+    c.apply(
+        "reader.yaml",
+        &pod(
+            "reader",
+            &format!("echo read=$(cat {}/file); sleep 3600", mount.display()),
+        ),
+    );
+    log_with(&c, "reader", "read=kept");
+    let reader = c.json(&["get", "pod", "reader"]);
+    assert_eq!(
+        reader["spec"]["nodeName"],
+        node.as_str(),
+        "the volume's node"
+    );
+    // The claim goes: its volume and the volume's directory go too.
+    c.ok(&["delete", "pod", "reader", "--grace-period=0"]);
+    c.ok(&["delete", "pvc", "data"]);
+    wait_for("the volume to be deleted", DEADLINE, || {
+        let out = c.minik(&["get", "pv", &pv_name]);
+        if out.code != 0 && out.stderr.contains("NotFound") {
+            Ok(())
+        } else {
+            Err(out.stdout)
+        }
+    });
+    assert!(!dir.exists(), "{dir:?} removed");
+}

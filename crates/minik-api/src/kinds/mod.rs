@@ -29,6 +29,8 @@ mod event;
 mod lease;
 pub mod namespace;
 mod node;
+pub mod persistent_volume;
+mod persistent_volume_claim;
 mod pod;
 mod replica_set;
 mod replication_controller;
@@ -36,7 +38,8 @@ mod resource_quota;
 pub mod runtime_class;
 mod secret;
 mod service;
-mod service_account;
+pub mod service_account;
+pub mod storage_class;
 
 pub(crate) use config_map::CONFIG_MAPS;
 pub(crate) use deployment::DEPLOYMENTS;
@@ -45,6 +48,8 @@ pub(crate) use event::EVENTS;
 pub(crate) use lease::LEASES;
 pub(crate) use namespace::NAMESPACES;
 pub(crate) use node::NODES;
+pub(crate) use persistent_volume::PERSISTENT_VOLUMES;
+pub(crate) use persistent_volume_claim::PERSISTENT_VOLUME_CLAIMS;
 pub(crate) use pod::PODS;
 pub(crate) use replica_set::REPLICA_SETS;
 pub(crate) use replication_controller::REPLICATION_CONTROLLERS;
@@ -53,6 +58,7 @@ pub(crate) use runtime_class::RUNTIME_CLASSES;
 pub(crate) use secret::SECRETS;
 pub(crate) use service::SERVICES;
 pub(crate) use service_account::SERVICE_ACCOUNTS;
+pub(crate) use storage_class::STORAGE_CLASSES;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::Metadata;
@@ -83,6 +89,10 @@ pub enum Admission {
     /// tolerations of the RuntimeClass it names, and is refused when that class does not exist
     /// or conflicts with it (Kubernetes' RuntimeClass admission; [`runtime_class::admit_pod`]).
     RuntimeClass,
+    /// A pod being created runs as an existing service account (refused otherwise, but for
+    /// `default`) and, without pull secrets of its own, gets its account's
+    /// ([`service_account::admit_pod`]).
+    ServiceAccount,
 }
 
 /// How a delete proceeds, once preconditions and propagation finalizers are dealt with.

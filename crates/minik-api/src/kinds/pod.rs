@@ -31,7 +31,11 @@ impl Strategy for Pods {
     }
 
     fn admission(&self) -> &'static [Admission] {
-        &[Admission::DefaultTolerationSeconds, Admission::RuntimeClass]
+        &[
+            Admission::DefaultTolerationSeconds,
+            Admission::RuntimeClass,
+            Admission::ServiceAccount,
+        ]
     }
 
     /// A pod on a node stops gracefully: its agent sees `deletionTimestamp`, stops the

@@ -195,6 +195,9 @@ const SERVED_KINDS: &[&str] = &[
     "ConfigMap",
     "Secret",
     "ServiceAccount",
+    "PersistentVolume",
+    "PersistentVolumeClaim",
+    "StorageClass",
 ];
 
 /// Where each struct sits and which of its lists merge, transcribed from the `patchStrategy`
@@ -250,6 +253,23 @@ static FIELD_RULES: &[FieldRule] = &[
         "secrets",
         by_key("name", "ObjectReference"),
     ),
+    // core/v1 PersistentVolume and storage/v1 StorageClass: no list of theirs carries a patch
+    // strategy (`accessModes`, `mountOptions`, `allowedTopologies` are replaced whole).
+    rule("PersistentVolume", "metadata", Struct("ObjectMeta")),
+    rule("PersistentVolumeClaim", "metadata", Struct("ObjectMeta")),
+    rule(
+        "PersistentVolumeClaim",
+        "status",
+        Struct("PersistentVolumeClaimStatus"),
+    ),
+    // core/v1 PersistentVolumeClaimStatus: `Conditions ... patchStrategy:"merge"
+    // patchMergeKey:"type"`.
+    rule(
+        "PersistentVolumeClaimStatus",
+        "conditions",
+        by_key("type", "PersistentVolumeClaimCondition"),
+    ),
+    rule("StorageClass", "metadata", Struct("ObjectMeta")),
     // meta/v1 ObjectMeta: `OwnerReferences ... patchStrategy:"merge" patchMergeKey:"uid"`.
     rule(
         "ObjectMeta",

@@ -27,6 +27,7 @@ mod container;
 mod meta;
 mod pod;
 mod service;
+mod storage;
 mod workloads;
 
 #[cfg(test)]
@@ -46,6 +47,12 @@ pub use config::{
 pub use meta::{object_meta, object_meta_update, TOTAL_ANNOTATION_SIZE_LIMIT};
 pub use pod::{pod, pod_update};
 pub use service::{endpoints, endpoints_update, service, service_update, NODE_PORT_RANGE};
+pub use storage::{
+    persistent_volume, persistent_volume_claim, persistent_volume_claim_update,
+    persistent_volume_update, storage_class, storage_class_update, ACCESS_MODES,
+    BETA_STORAGE_CLASS_ANNOTATION, MOUNT_OPTIONS_ANNOTATION, PV_RECLAIM_POLICIES,
+    STORAGE_CLASS_RECLAIM_POLICIES, VOLUME_BINDING_MODES, VOLUME_MODES,
+};
 pub use workloads::{
     deployment, deployment_update, replica_set, replica_set_update, replication_controller,
     replication_controller_update,

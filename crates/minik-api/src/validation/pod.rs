@@ -624,7 +624,8 @@ fn weight(errs: &mut ErrorList, weight: i32, path: &FieldPath) {
     }
 }
 
-fn node_selector(errs: &mut ErrorList, sel: &NodeSelector, path: &FieldPath) {
+/// Kubernetes' `ValidateNodeSelector` (a pod's required node affinity, a volume's).
+pub(super) fn node_selector(errs: &mut ErrorList, sel: &NodeSelector, path: &FieldPath) {
     let terms_path = path.child("nodeSelectorTerms");
     if sel.node_selector_terms.is_empty() {
         errs.push(FieldError::required(

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use minik_api::fields::{self, FieldSelector};
-use minik_api::kinds::{runtime_class, Admission};
+use minik_api::kinds::{runtime_class, service_account, Admission};
 use minik_api::request::{DeleteOptions, Patch, PatchKind, WriteOptions};
 use minik_api::resources::{self, ResourceInfo};
 use minik_api::selector::Selector;
@@ -281,6 +281,9 @@ impl Registry {
                 // tolerations included); what the class adds was validated with the class.
                 self.admit_runtime_class(info, &mut admitted).await?;
             }
+            if info.admits(Admission::ServiceAccount) {
+                self.admit_service_account(info, ns, &mut admitted).await?;
+            }
             let allocation = self.allocation(info, ns, None, Scope::Main).await?;
             if let Some(allocation) = &allocation {
                 allocation.assign(&mut admitted, None)?;
@@ -334,13 +337,29 @@ impl Registry {
                 None => None,
             },
         };
-        runtime_class::admit_pod(pod, class.as_ref()).map_err(|why| {
-            let resource = info.qualified_plural();
-            ApiError::Forbidden(match str_at(pod, "/metadata/name") {
-                Some(name) => format!("{resource} {name:?} is forbidden: {why}"),
-                None => format!("{resource} is forbidden: {why}"),
-            })
-        })
+        runtime_class::admit_pod(pod, class.as_ref()).map_err(|why| forbidden(info, pod, &why))
+    }
+
+    /// The ServiceAccount admission of a pod being created: reads the account the pod runs as
+    /// and lets [`service_account::admit_pod`] fill the pod in from it or refuse it.
+    async fn admit_service_account(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        pod: &mut Value,
+    ) -> Result<(), ApiError> {
+        let accounts = resources::by_kind("v1", "ServiceAccount").map_err(ApiError::Internal)?;
+        let name = service_account::account_name(pod).to_owned();
+        let account = match self
+            .store
+            .get(&accounts.key(ns, &name))
+            .await
+            .map_err(|e| store_error(accounts, &name, e))?
+        {
+            Some(stored) => Some(parse_object(accounts, &name, &stored.value)?),
+            None => None,
+        };
+        service_account::admit_pod(pod, account.as_ref()).map_err(|why| forbidden(info, pod, &why))
     }
 
     /// For a write of the object itself (not its status) of a kind whose addresses the server
@@ -593,6 +612,16 @@ fn allocated(
 pub enum ScaleChange {
     Replace(Value),
     Patch(PatchKind, Value),
+}
+
+/// An admission plugin's refusal of an object, in Kubernetes' words:
+/// `pods "NAME" is forbidden: WHY`.
+fn forbidden(info: &ResourceInfo, object: &Value, why: &str) -> ApiError {
+    let resource = info.qualified_plural();
+    ApiError::Forbidden(match str_at(object, "/metadata/name") {
+        Some(name) => format!("{resource} {name:?} is forbidden: {why}"),
+        None => format!("{resource} is forbidden: {why}"),
+    })
 }
 
 pub(crate) fn namespaces() -> &'static ResourceInfo {

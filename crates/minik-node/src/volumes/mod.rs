@@ -81,9 +81,11 @@ fn plugin(v: &Volume) -> Result<(&'static str, &'static str), String> {
         ("kubernetes.io~downward-api", "downwardAPI")
     } else if v.projected.is_some() {
         ("kubernetes.io~projected", "projected")
+    } else if v.persistent_volume_claim.is_some() {
+        ("kubernetes.io~pvc", "persistentVolumeClaim")
     } else {
         return Err(format!(
-            "the {} volume type is not supported by minik (it serves emptyDir, hostPath, configMap, secret, downwardAPI and projected volumes)",
+            "the {} volume type is not supported by minik (it serves emptyDir, hostPath, configMap, secret, downwardAPI, projected and persistentVolumeClaim volumes)",
             declared_type(v)
         ));
     })
@@ -149,6 +151,21 @@ pub fn set_up(
             let path = PathBuf::from(&source.path);
             host::host_path_check(&path, source.type_.as_deref()).map_err(error)?;
             (path, false)
+        } else if let Some(source) = &v.persistent_volume_claim {
+            let pv = match sources.claims.get(&source.claim_name) {
+                Some(Ok(pv)) => pv,
+                Some(Err(why)) => return Err(error(why.clone())),
+                None => {
+                    return Err(error(format!(
+                        "persistentvolumeclaim {:?} not found",
+                        source.claim_name
+                    )))
+                }
+            };
+            (
+                persistent_volume_path(pv).map_err(error)?,
+                source.read_only == Some(true),
+            )
         } else {
             let payload = match payload::volume_payload(v, pod, sources) {
                 Some(Ok(payload)) => payload,
@@ -169,6 +186,34 @@ pub fn set_up(
         dirs.insert(v.name.clone(), VolumeDir { path, read_only });
     }
     Ok(dirs)
+}
+
+/// Where a PersistentVolume's files are on this node: a `hostPath` volume's path (checked as
+/// its `type` says; the local-path provisioner's are `DirectoryOrCreate`) or a `local`
+/// volume's, which must exist. Other volume sources need drivers minik does not have.
+fn persistent_volume_path(
+    pv: &minik_api::k8s_openapi::api::core::v1::PersistentVolume,
+) -> Result<PathBuf, String> {
+    let name = pv.metadata.name.as_deref().unwrap_or_default();
+    let spec = pv.spec.as_ref();
+    if let Some(source) = spec.and_then(|s| s.host_path.as_ref()) {
+        let path = PathBuf::from(&source.path);
+        host::host_path_check(&path, source.type_.as_deref())?;
+        return Ok(path);
+    }
+    if let Some(source) = spec.and_then(|s| s.local.as_ref()) {
+        let path = PathBuf::from(&source.path);
+        if std::fs::metadata(&path).is_err() {
+            return Err(format!(
+                "local volume {name:?}: path {:?} does not exist",
+                source.path
+            ));
+        }
+        return Ok(path);
+    }
+    Err(format!(
+        "persistentvolume {name:?} is neither a hostPath nor a local volume, which are the ones minik mounts"
+    ))
 }
 
 /// Removes every volume of the pod whose directory is `pod_dir` from the node: tmpfs

@@ -325,8 +325,8 @@ pub fn downward_api_payload(
 /// The payload of a `projected` volume: its `configMap`, `secret` and `downwardAPI` sources
 /// in order, with the volume's `defaultMode`, merged (a later source's file wins at the same
 /// path). Every source is tried and the errors are reported together, as Kubernetes does.
-/// `serviceAccountToken` and `clusterTrustBundle` sources are errors: this node does not
-/// serve them yet.
+/// `serviceAccountToken` sources are the tokens the agent requested ([`crate::tokens`]);
+/// `clusterTrustBundle` sources are errors: this node does not serve them.
 pub fn projected_payload(
     source: &ProjectedVolumeSource,
     pod: &Pod,
@@ -359,8 +359,20 @@ pub fn projected_payload(
                 &sources.node_allocatable,
                 default_mode,
             )
-        } else if projection.service_account_token.is_some() {
-            Err(unsupported("serviceAccountToken"))
+        } else if let Some(token) = &projection.service_account_token {
+            match sources.tokens.get(&crate::tokens::key_of(token)) {
+                Some(Ok(value)) => clean_path(&token.path).map(|path| {
+                    vec![(
+                        path,
+                        FileProjection {
+                            data: value.clone().into_bytes(),
+                            mode: default_mode,
+                        },
+                    )]
+                }),
+                Some(Err(why)) => Err(why.clone()),
+                None => Err("failed to fetch token: it was not requested".to_owned()),
+            }
         } else if projection.cluster_trust_bundle.is_some() {
             Err(unsupported("clusterTrustBundle"))
         } else {
@@ -658,6 +670,8 @@ mod tests {
             ]
             .into(),
             secrets: [("creds".to_owned(), Some(secret()))].into(),
+            claims: BTreeMap::new(),
+            tokens: BTreeMap::new(),
             node_allocatable: allocatable(),
         }
     }
@@ -702,10 +716,23 @@ mod tests {
         ]}));
         assert_eq!(
             projected_payload(&source, &pod(), &sources()),
-            Err(
-                "projected volume source serviceAccountToken is not supported by this node yet"
-                    .to_owned()
-            )
+            Err("failed to fetch token: it was not requested".to_owned())
+        );
+        // With the token the agent requested: a file at the source's path.
+        let mut with_token = sources();
+        with_token.tokens.insert(
+            ("".to_owned(), crate::tokens::DEFAULT_EXPIRATION_SECONDS),
+            Ok("eyJ.token".to_owned()),
+        );
+        let payload = projected_payload(&source, &pod(), &with_token).unwrap();
+        assert_eq!(payload["token"].data, b"eyJ.token");
+        with_token.tokens.insert(
+            ("".to_owned(), crate::tokens::DEFAULT_EXPIRATION_SECONDS),
+            Err("failed to fetch token: forbidden".to_owned()),
+        );
+        assert_eq!(
+            projected_payload(&source, &pod(), &with_token),
+            Err("failed to fetch token: forbidden".to_owned())
         );
         let source: ProjectedVolumeSource = from(json!({"sources": [
             {"clusterTrustBundle": {"path": "ca.pem", "name": "b"}}

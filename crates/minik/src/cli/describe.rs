@@ -164,6 +164,9 @@ pub fn describe(
         "Service" => service(w, obj),
         "ConfigMap" => config_map(w, obj),
         "Secret" => secret(w, obj),
+        "PersistentVolume" => persistent_volume(w, obj, now),
+        "PersistentVolumeClaim" => persistent_volume_claim(w, obj, now),
+        "StorageClass" => storage_class(w, obj),
         _ => {
             meta(w, obj);
             if let Some(phase) = obj.pointer("/status/phase").and_then(Value::as_str) {
@@ -874,6 +877,321 @@ fn events_section(w: &mut String, events: &[Value], now: i64) {
     }
 }
 
+/// Go's `%v` of a list of strings: `[a b]`.
+fn go_list(items: &[Value]) -> String {
+    let items: Vec<&str> = items.iter().filter_map(Value::as_str).collect();
+    format!("[{}]", items.join(" "))
+}
+
+/// `Status:` of a volume or claim: its phase, or how long it has been terminating.
+fn storage_status_line(w: &mut String, obj: &Value, now: i64) {
+    match obj
+        .pointer("/metadata/deletionTimestamp")
+        .and_then(Value::as_str)
+    {
+        Some(since) => {
+            let _ = writeln!(w, "Status:\tTerminating (lasts {})", age(since, now));
+        }
+        None => {
+            let _ = writeln!(w, "Status:\t{}", s(obj, "/status/phase"));
+        }
+    }
+}
+
+/// A PersistentVolume as kubectl's describer shows it: class, phase, claim, policy, modes,
+/// capacity, node affinity and source.
+fn persistent_volume(w: &mut String, pv: &Value, now: i64) {
+    use minik_api::kinds::persistent_volume::{access_modes, storage_class};
+    map_lines(w, "Labels", pv.pointer("/metadata/labels"));
+    map_lines(w, "Annotations", pv.pointer("/metadata/annotations"));
+    let _ = writeln!(
+        w,
+        "Finalizers:\t{}",
+        go_list(arr(pv, "/metadata/finalizers"))
+    );
+    let _ = writeln!(w, "StorageClass:\t{}", storage_class(pv));
+    storage_status_line(w, pv, now);
+    let claim = match pv.pointer("/spec/claimRef") {
+        Some(c) if c.is_object() => format!("{}/{}", s(c, "/namespace"), s(c, "/name")),
+        _ => String::new(),
+    };
+    let _ = writeln!(w, "Claim:\t{claim}");
+    let _ = writeln!(
+        w,
+        "Reclaim Policy:\t{}",
+        s(pv, "/spec/persistentVolumeReclaimPolicy")
+    );
+    let _ = writeln!(
+        w,
+        "Access Modes:\t{}",
+        access_modes(arr(pv, "/spec/accessModes"))
+    );
+    if let Some(mode) = pv.pointer("/spec/volumeMode").and_then(Value::as_str) {
+        let _ = writeln!(w, "VolumeMode:\t{mode}");
+    }
+    let capacity = match s(pv, "/spec/capacity/storage") {
+        "" => "0",
+        q => q,
+    };
+    let _ = writeln!(w, "Capacity:\t{capacity}");
+    volume_node_affinity(w, pv.pointer("/spec/nodeAffinity/required"));
+    let _ = writeln!(w, "Message:\t{}", s(pv, "/status/message"));
+    let _ = writeln!(w, "Source:");
+    volume_source(w, pv.get("spec").unwrap_or(&Value::Null));
+}
+
+/// `Node Affinity:` with each required term's expressions (`key in [a, b]`), as kubectl
+/// prints a volume's node affinity.
+fn volume_node_affinity(w: &mut String, required: Option<&Value>) {
+    let Some(required) = required.filter(|r| r.is_object()) else {
+        let _ = writeln!(w, "Node Affinity:\t<none>");
+        return;
+    };
+    let _ = writeln!(w, "Node Affinity:\t");
+    let terms = arr(required, "/nodeSelectorTerms");
+    if terms.is_empty() {
+        let _ = writeln!(w, "  Required Terms:\t<none>");
+        return;
+    }
+    let _ = writeln!(w, "  Required Terms:\t");
+    for (i, term) in terms.iter().enumerate() {
+        let _ = write!(w, "    Term {i}:\t");
+        let exprs = arr(term, "/matchExpressions");
+        if exprs.is_empty() {
+            let _ = writeln!(w, "<none>");
+            continue;
+        }
+        for (j, e) in exprs.iter().enumerate() {
+            if j > 0 {
+                let _ = write!(w, "    \t");
+            }
+            let mut text = format!(
+                "{} {}",
+                s(e, "/key"),
+                s(e, "/operator").to_ascii_lowercase()
+            );
+            let values: Vec<&str> = arr(e, "/values").iter().filter_map(Value::as_str).collect();
+            if !values.is_empty() {
+                let _ = write!(text, " [{}]", values.join(", "));
+            }
+            let _ = writeln!(w, "{text}");
+        }
+    }
+}
+
+/// The `Source:` section of a volume: kubectl's wording for the sources minik knows, and the
+/// plain fields of any other.
+fn volume_source(w: &mut String, spec: &Value) {
+    let field = |v: &Value, key: &str| -> String {
+        match v.get(key) {
+            Some(Value::String(text)) => text.clone(),
+            Some(Value::Bool(b)) => b.to_string(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => String::new(),
+        }
+    };
+    let read_only = |v: &Value| v.get("readOnly").and_then(Value::as_bool).unwrap_or(false);
+    if let Some(h) = spec.get("hostPath") {
+        let kind = match h.get("type").and_then(Value::as_str) {
+            Some(t) => t.to_owned(),
+            None => "<none>".to_owned(),
+        };
+        let _ = writeln!(w, "    Type:\tHostPath (bare host directory volume)");
+        let _ = writeln!(w, "    Path:\t{}", field(h, "path"));
+        let _ = writeln!(w, "    HostPathType:\t{kind}");
+    } else if let Some(l) = spec.get("local") {
+        let _ = writeln!(
+            w,
+            "    Type:\tLocalVolume (a persistent volume backed by local storage on a node)"
+        );
+        let _ = writeln!(w, "    Path:\t{}", field(l, "path"));
+    } else if let Some(nfs) = spec.get("nfs") {
+        let _ = writeln!(
+            w,
+            "    Type:\tNFS (an NFS mount that lasts the lifetime of a pod)"
+        );
+        let _ = writeln!(w, "    Server:\t{}", field(nfs, "server"));
+        let _ = writeln!(w, "    Path:\t{}", field(nfs, "path"));
+        let _ = writeln!(w, "    ReadOnly:\t{}", read_only(nfs));
+    } else if let Some(csi) = spec.get("csi") {
+        let _ = writeln!(
+            w,
+            "    Type:\tCSI (a Container Storage Interface (CSI) volume source)"
+        );
+        let _ = writeln!(w, "    Driver:\t{}", field(csi, "driver"));
+        let _ = writeln!(w, "    FSType:\t{}", field(csi, "fsType"));
+        let _ = writeln!(w, "    VolumeHandle:\t{}", field(csi, "volumeHandle"));
+        let _ = writeln!(w, "    ReadOnly:\t{}", read_only(csi));
+        let attributes = string_map(csi.get("volumeAttributes"));
+        if attributes.is_empty() {
+            let _ = writeln!(w, "    VolumeAttributes:\t<none>");
+        }
+        for (i, (k, v)) in attributes.iter().enumerate() {
+            let lead = if i == 0 {
+                "    VolumeAttributes:"
+            } else {
+                "        "
+            };
+            let _ = writeln!(w, "{lead}\t{k}={v}");
+        }
+    } else {
+        const NOT_SOURCE: &[&str] = &[
+            "accessModes",
+            "capacity",
+            "claimRef",
+            "mountOptions",
+            "nodeAffinity",
+            "persistentVolumeReclaimPolicy",
+            "storageClassName",
+            "volumeAttributesClassName",
+            "volumeMode",
+        ];
+        let source = spec
+            .as_object()
+            .into_iter()
+            .flatten()
+            .find(|(k, _)| !NOT_SOURCE.contains(&k.as_str()));
+        if let Some((kind, source)) = source {
+            let _ = writeln!(w, "    Type:\t{kind}");
+            for (k, v) in source.as_object().into_iter().flatten() {
+                if !v.is_object() && !v.is_array() {
+                    let mut title = k.clone();
+                    title[..1].make_ascii_uppercase();
+                    let _ = writeln!(w, "    {title}:\t{}", field(source, k));
+                }
+            }
+        }
+    }
+}
+
+/// A PersistentVolumeClaim as kubectl's describer shows it (without the pods using it): class,
+/// phase, volume, and the bound volume's capacity and access modes.
+fn persistent_volume_claim(w: &mut String, pvc: &Value, now: i64) {
+    use minik_api::kinds::persistent_volume::{access_modes, storage_class};
+    let _ = writeln!(w, "StorageClass:\t{}", storage_class(pvc));
+    storage_status_line(w, pvc, now);
+    let volume = s(pvc, "/spec/volumeName");
+    let _ = writeln!(w, "Volume:\t{volume}");
+    map_lines(w, "Labels", pvc.pointer("/metadata/labels"));
+    map_lines(w, "Annotations", pvc.pointer("/metadata/annotations"));
+    let _ = writeln!(
+        w,
+        "Finalizers:\t{}",
+        go_list(arr(pvc, "/metadata/finalizers"))
+    );
+    let (capacity, modes) = if volume.is_empty() {
+        (String::new(), String::new())
+    } else {
+        let capacity = match s(pvc, "/status/capacity/storage") {
+            "" => "0".to_owned(),
+            q => q.to_owned(),
+        };
+        (capacity, access_modes(arr(pvc, "/status/accessModes")))
+    };
+    let _ = writeln!(w, "Capacity:\t{capacity}");
+    let _ = writeln!(w, "Access Modes:\t{modes}");
+    if let Some(mode) = pvc.pointer("/spec/volumeMode").and_then(Value::as_str) {
+        let _ = writeln!(w, "VolumeMode:\t{mode}");
+    }
+    let conditions = arr(pvc, "/status/conditions");
+    if !conditions.is_empty() {
+        // Go's zero time, which kubectl prints for a time that is not set.
+        const ZERO_TIME: &str = "Mon, 01 Jan 0001 00:00:00 +0000";
+        let time = |c: &Value, key: &str| {
+            c.get(key)
+                .and_then(Value::as_str)
+                .and_then(parse)
+                .map_or_else(|| ZERO_TIME.to_owned(), rfc1123)
+        };
+        let _ = writeln!(w, "Conditions:");
+        let _ = writeln!(
+            w,
+            "  Type\tStatus\tLastProbeTime\tLastTransitionTime\tReason\tMessage"
+        );
+        let _ = writeln!(
+            w,
+            "  ----\t------\t-----------------\t------------------\t------\t-------"
+        );
+        for c in conditions {
+            let _ = writeln!(
+                w,
+                "  {} \t{} \t{} \t{} \t{} \t{}",
+                s(c, "/type"),
+                s(c, "/status"),
+                time(c, "lastProbeTime"),
+                time(c, "lastTransitionTime"),
+                s(c, "/reason"),
+                s(c, "/message")
+            );
+        }
+    }
+}
+
+/// A StorageClass as kubectl's describer shows it: whether it is the default, its provisioner
+/// and parameters, and how its volumes are made.
+fn storage_class(w: &mut String, sc: &Value) {
+    let default = if minik_api::kinds::storage_class::is_default(sc) {
+        "Yes"
+    } else {
+        "No"
+    };
+    let _ = writeln!(w, "IsDefaultClass:\t{default}");
+    let _ = writeln!(
+        w,
+        "Annotations:\t{}",
+        or_none(&labels_string(sc.pointer("/metadata/annotations")))
+    );
+    let _ = writeln!(w, "Provisioner:\t{}", s(sc, "/provisioner"));
+    let _ = writeln!(
+        w,
+        "Parameters:\t{}",
+        or_none(&labels_string(sc.get("parameters")))
+    );
+    let expansion = match sc.get("allowVolumeExpansion").and_then(Value::as_bool) {
+        Some(true) => "True",
+        Some(false) => "False",
+        None => "<unset>",
+    };
+    let _ = writeln!(w, "AllowVolumeExpansion:\t{expansion}");
+    let options = arr(sc, "/mountOptions");
+    if options.is_empty() {
+        let _ = writeln!(w, "MountOptions:\t<none>");
+    } else {
+        let _ = writeln!(w, "MountOptions:");
+        for o in options {
+            let _ = writeln!(w, "  {}", o.as_str().unwrap_or_default());
+        }
+    }
+    if let Some(policy) = sc.get("reclaimPolicy").and_then(Value::as_str) {
+        let _ = writeln!(w, "ReclaimPolicy:\t{policy}");
+    }
+    if let Some(mode) = sc.get("volumeBindingMode").and_then(Value::as_str) {
+        let _ = writeln!(w, "VolumeBindingMode:\t{mode}");
+    }
+    if let Some(topologies) = sc.get("allowedTopologies").and_then(Value::as_array) {
+        if topologies.is_empty() {
+            let _ = writeln!(w, "AllowedTopologies:\t<none>");
+        } else {
+            let _ = writeln!(w, "AllowedTopologies:\t");
+        }
+        for (i, term) in topologies.iter().enumerate() {
+            let _ = write!(w, "  Term {i}:\t");
+            let exprs = arr(term, "/matchLabelExpressions");
+            if exprs.is_empty() {
+                let _ = writeln!(w, "<none>");
+            }
+            for (j, e) in exprs.iter().enumerate() {
+                if j > 0 {
+                    let _ = write!(w, "  \t");
+                }
+                let values: Vec<&str> =
+                    arr(e, "/values").iter().filter_map(Value::as_str).collect();
+                let _ = writeln!(w, "{} in [{}]", s(e, "/key"), values.join(", "));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -915,5 +1233,125 @@ mod tests {
         ] {
             assert_eq!(base64_len(text), n, "{text}");
         }
+    }
+    #[test]
+    fn persistent_volumes_read_like_kubectl() {
+        let info = minik_api::resources::by_user_name("pv").unwrap();
+        let obj = json!({"metadata": {"name": "pv1", "finalizers": ["kubernetes.io/pv-protection"]},
+            "spec": {"capacity": {"storage": "5Gi"}, "accessModes": ["ReadWriteOnce"],
+                     "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "local",
+                     "volumeMode": "Filesystem", "claimRef": {"namespace": "default", "name": "data"},
+                     "local": {"path": "/mnt/disk"},
+                     "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                         {"key": "kubernetes.io/hostname", "operator": "In", "values": ["n1", "n2"]},
+                         {"key": "disk", "operator": "Exists"}]}]}}},
+            "status": {"phase": "Bound"}});
+        let text = describe(info, &obj, &[], &[], 0);
+        let want = "\
+Name:              pv1
+Labels:            <none>
+Annotations:       <none>
+Finalizers:        [kubernetes.io/pv-protection]
+StorageClass:      local
+Status:            Bound
+Claim:             default/data
+Reclaim Policy:    Retain
+Access Modes:      RWO
+VolumeMode:        Filesystem
+Capacity:          5Gi
+Node Affinity:
+  Required Terms:
+    Term 0:        kubernetes.io/hostname in [n1, n2]
+                   disk exists
+Message:
+Source:
+    Type:  LocalVolume (a persistent volume backed by local storage on a node)
+    Path:  /mnt/disk
+Events:    <none>
+";
+        assert_eq!(text, want);
+
+        let host = json!({"metadata": {"name": "pv2", "deletionTimestamp": "1970-01-01T00:00:00Z"},
+            "spec": {"hostPath": {"path": "/srv", "type": ""}}});
+        let text = describe(info, &host, &[], &[], 90);
+        assert!(
+            text.contains("Status:          Terminating (lasts 90s)"),
+            "{text}"
+        );
+        assert!(text.contains("Node Affinity:   <none>"), "{text}");
+        assert!(text.contains("Capacity:        0\n"), "{text}");
+        assert!(
+            text.contains("Type:          HostPath (bare host directory volume)"),
+            "{text}"
+        );
+        assert!(text.contains("HostPathType:\n"), "{text}");
+        let rbd = json!({"metadata": {"name": "pv3"}, "spec": {"rbd": {"image": "foo", "monitors": ["m"]}}});
+        let text = describe(info, &rbd, &[], &[], 0);
+        assert!(text.contains("Type:   rbd\n    Image:  foo\n"), "{text}");
+    }
+
+    #[test]
+    fn persistent_volume_claims_read_like_kubectl() {
+        let info = minik_api::resources::by_user_name("pvc").unwrap();
+        let obj = json!({"metadata": {"name": "data", "namespace": "default"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}},
+                     "storageClassName": "standard", "volumeMode": "Filesystem", "volumeName": "pv1"},
+            "status": {"phase": "Bound", "capacity": {"storage": "5Gi"}, "accessModes": ["ReadWriteOnce", "ReadOnlyMany"],
+                       "conditions": [{"type": "Resizing", "status": "True",
+                                       "lastTransitionTime": "2023-11-14T22:13:20Z"}]}});
+        let text = describe(info, &obj, &[], &[], 0);
+        let want = "\
+Name:          data
+Namespace:     default
+StorageClass:  standard
+Status:        Bound
+Volume:        pv1
+Labels:        <none>
+Annotations:   <none>
+Finalizers:    []
+Capacity:      5Gi
+Access Modes:  RWO,ROX
+VolumeMode:    Filesystem
+Conditions:
+  Type       Status  LastProbeTime                     LastTransitionTime                Reason  Message
+  ----       ------  -----------------                 ------------------                ------  -------
+  Resizing   True    Mon, 01 Jan 0001 00:00:00 +0000   Tue, 14 Nov 2023 22:13:20 +0000
+Events:      <none>
+";
+        assert_eq!(text, want);
+        let pending = json!({"metadata": {"name": "d", "namespace": "default"},
+            "spec": {"resources": {"requests": {"storage": "1Gi"}}}, "status": {"phase": "Pending"}});
+        let text = describe(info, &pending, &[], &[], 0);
+        assert!(
+            text.contains("Capacity:      \n") || text.contains("Capacity:\n"),
+            "{text}"
+        );
+        assert!(text.contains("Status:        Pending"), "{text}");
+    }
+
+    #[test]
+    fn storage_classes_read_like_kubectl() {
+        let info = minik_api::resources::by_user_name("sc").unwrap();
+        let obj = json!({"metadata": {"name": "standard",
+                "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+            "provisioner": "minik.io/hostpath", "parameters": {"b": "2", "a": "1"},
+            "reclaimPolicy": "Delete", "volumeBindingMode": "WaitForFirstConsumer",
+            "allowedTopologies": [{"matchLabelExpressions": [{"key": "zone", "values": ["a", "b"]}]}]});
+        let text = describe(info, &obj, &[], &[], 0);
+        let want = "\
+Name:                  standard
+IsDefaultClass:        Yes
+Annotations:           storageclass.kubernetes.io/is-default-class=true
+Provisioner:           minik.io/hostpath
+Parameters:            a=1,b=2
+AllowVolumeExpansion:  <unset>
+MountOptions:          <none>
+ReclaimPolicy:         Delete
+VolumeBindingMode:     WaitForFirstConsumer
+AllowedTopologies:
+  Term 0:              zone in [a, b]
+Events:                <none>
+";
+        assert_eq!(text, want);
     }
 }
