@@ -388,3 +388,98 @@ async fn quota_example_admits_the_pod_that_fits_and_refuses_one_more() {
         .unwrap();
     assert_eq!(pod["status"]["qosClass"], "Burstable");
 }
+
+/// Removes the empty mount points the process runtime made on the host for an example's
+/// volumes (under /tmp/minik-example), when the guard goes.
+struct MountPoints(&'static str);
+
+impl Drop for MountPoints {
+    fn drop(&mut self) {
+        let dir = std::path::Path::new(self.0);
+        let _ = std::fs::remove_dir(dir);
+        let _ = dir.parent().map(std::fs::remove_dir);
+    }
+}
+
+/// Volumes need an agent that runs as root (the process runtime binds them in a private mount
+/// namespace).
+fn root_for_volumes() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    minik_testkit::cannot_run("root", "the process runtime mounts volumes as root");
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configmap_example_reads_its_settings_and_follows_changes() {
+    if !root_for_volumes() {
+        return;
+    }
+    let _mounts = MountPoints("/tmp/minik-example/config");
+    let (home, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let up = cluster(&home, &data);
+    assert_eq!(
+        apply(&up, "configmap.yaml"),
+        "configmap/app-settings created\nsecret/app-credentials created\npod/settings created\n"
+    );
+    wait_for("the settings in the pod's log", DEADLINE, || async {
+        let (_, stdout, _) = up.minik(&["logs", "settings"]);
+        (stdout.contains("log level debug, password of 6 characters")
+            && stdout.contains("greeting: hello"))
+        .then_some(())
+    })
+    .await;
+    // The ConfigMap changes (applied again with other data); the file follows.
+    let text = std::fs::read_to_string(example("configmap.yaml"))
+        .unwrap()
+        .replace("greeting: hello", "greeting: bonjour");
+    let file = home.path().join("changed.yaml");
+    std::fs::write(&file, text).unwrap();
+    let (ok, _, err) = up.minik(&["apply", "-f", file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    wait_for("the new greeting in the pod's log", DEADLINE, || async {
+        let (_, stdout, _) = up.minik(&["logs", "settings"]);
+        stdout.contains("greeting: bonjour").then_some(())
+    })
+    .await;
+    up.minik(&["delete", "pod", "settings", "--grace-period=0"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_volume_example_counts_on_across_pods() {
+    if !root_for_volumes() {
+        return;
+    }
+    let _mounts = MountPoints("/tmp/minik-example/data");
+    let (home, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let up = cluster(&home, &data);
+    assert_eq!(
+        apply(&up, "persistent-volume.yaml"),
+        "persistentvolumeclaim/counter-data created\npod/counter created\n"
+    );
+    for n in 1..=2 {
+        wait_for(&format!("start number {n}"), DEADLINE, || async {
+            let (_, stdout, _) = up.minik(&["logs", "counter"]);
+            stdout.contains(&format!("start number {n}")).then_some(())
+        })
+        .await;
+        let (ok, _, err) = up.minik(&["delete", "pod", "counter", "--grace-period=0"]);
+        assert!(ok, "{err}");
+        wait_for("the pod to be gone", DEADLINE, || async {
+            let (ok, _, _) = up.minik(&["get", "pod", "counter"]);
+            (!ok).then_some(())
+        })
+        .await;
+        if n == 1 {
+            apply(&up, "persistent-volume.yaml");
+        }
+    }
+    let (ok, _, err) = up.minik(&["delete", "pvc", "counter-data"]);
+    assert!(ok, "{err}");
+    wait_for("the volume to go", DEADLINE, || async {
+        let list = get(&up, "/api/v1/persistentvolumes").await?;
+        items(&list).is_empty().then_some(())
+    })
+    .await;
+}
