@@ -686,7 +686,10 @@ impl Agent {
         for _ in 0..MAX_PLANS_PER_PASS {
             let pod = self.pods.get(key);
             let record = self.records().get(key).cloned();
-            let view = self.view(pod.as_deref(), record.as_ref(), true);
+            let mut view = self.view(pod.as_deref(), record.as_ref(), true);
+            if let (Some(pod), Some(record)) = (pod.as_deref(), record.as_ref()) {
+                view.evict = self.over_size_limit(key, pod, record).await;
+            }
             let now = Now {
                 instant: Instant::now(),
                 wall: SystemTime::now(),
@@ -817,8 +820,14 @@ impl Agent {
             mut record,
             containers: phases,
             events,
+            stops,
             requeue_after: mut requeue,
         } = run;
+        for (instance, grace) in stops {
+            tracing::info!(pod = %key, container = %instance, "stopping a container of a failed pod");
+            self.drop_probes(&instance);
+            self.runtime.stop(&instance, grace).await;
+        }
         // Kept at once: what the runtime said is not lost if publishing the ports fails.
         self.records().insert(key.to_owned(), record.clone());
         self.send(pod, &events);
@@ -1355,6 +1364,55 @@ impl Agent {
             out.insert(name, resolved);
         }
         out
+    }
+
+    /// Why the pod is evicted, if one of its disk emptyDir volumes holds more than its
+    /// `sizeLimit` (the kubelet's eviction manager; a `medium: Memory` one is a tmpfs of that
+    /// size, which the kernel keeps to it).
+    async fn over_size_limit(
+        &self,
+        key: &str,
+        pod: &Pod,
+        record: &PodRecord,
+    ) -> Option<(String, String)> {
+        if record.failed.is_some() {
+            return None;
+        }
+        let limited: Vec<(String, String, u64)> = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|v| {
+                let source = v.empty_dir.as_ref()?;
+                if source.medium.as_deref().unwrap_or_default() == "Memory" {
+                    return None;
+                }
+                let limit = source.size_limit.as_ref()?;
+                let bytes = minik_api::quantity::Quantity::try_from(limit).ok()?.value();
+                Some((v.name.clone(), limit.0.clone(), u64::try_from(bytes).ok()?))
+            })
+            .collect();
+        if limited.is_empty() {
+            return None;
+        }
+        let volumes = crate::volumes::volumes_dir(&self.pod_dir(key, &record.uid));
+        tokio::task::spawn_blocking(move || {
+            limited.into_iter().find_map(|(name, text, bytes)| {
+                let dir = volumes.join("kubernetes.io~empty-dir").join(&name);
+                let used = crate::volumes::host::disk_usage(&dir).ok()?;
+                (used > bytes).then(|| {
+                    (
+                        "Evicted".to_owned(),
+                        crate::volumes::host::exceeded_message(&name, &text),
+                    )
+                })
+            })
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     /// Updates the files of the volumes whose contents come from the API (ConfigMaps, Secrets,

@@ -58,6 +58,9 @@ pub struct View {
     /// started by an earlier agent that did not record them, they are adopted (their states
     /// are in `states`).
     pub found: Vec<String>,
+    /// Why the agent evicts the pod, if it does (reason, message): an emptyDir volume over its
+    /// `sizeLimit`.
+    pub evict: Option<(String, String)>,
 }
 
 impl View {
@@ -138,6 +141,8 @@ pub struct Run {
     pub containers: Vec<(String, Phase)>,
     /// Events to send (probe failures, back-off).
     pub events: Vec<Event>,
+    /// Running instances to stop first (each with its grace period), because the pod failed.
+    pub stops: Vec<(String, Duration)>,
     /// When to look again at the latest, for what is due later (a restart after back-off, the
     /// back-off's reset).
     pub requeue_after: Option<Duration>,
@@ -171,7 +176,12 @@ pub enum Wait {
     /// (sidecars, init containers with `restartPolicy: Always`, to running), before the next
     /// one and the app containers start (`PodInitializing`).
     Init,
+    /// Nothing: the pod failed as a whole (evicted, past its deadline); it never starts.
+    PodFailed,
 }
+
+/// The pod status message of a pod past its `activeDeadlineSeconds` (the kubelet's).
+pub const DEADLINE_MESSAGE: &str = "Pod was active on the node longer than the specified deadline";
 
 /// The waiting reason of the containers that wait for init containers.
 pub const POD_INITIALIZING: &str = "PodInitializing";
@@ -253,7 +263,7 @@ pub fn plan(
         events.extend(kills.iter().map(|k| killing(pod, k)));
         return Plan::Kill { kills, events };
     }
-    let record = match record {
+    let mut record = match record {
         Some(r) => r.clone(),
         None => {
             let mut record = PodRecord::new(pod_uid.unwrap_or_default(), now.wall);
@@ -261,7 +271,52 @@ pub fn plan(
             record
         }
     };
+    if record.failed.is_none() {
+        if let Some((reason, message)) = failure(pod, &record, view, now.wall) {
+            events.push(Event {
+                container: None,
+                kind: Kind::Warning,
+                reason: if reason == "Evicted" {
+                    "Evicted"
+                } else {
+                    "DeadlineExceeded"
+                },
+                message: message.clone(),
+            });
+            record.failed = Some((reason, message));
+        }
+    }
     drive(pod, record, view, now, backoff, events)
+}
+
+/// Why the pod fails as a whole now, if it does: the agent evicts it (`view.evict`), it ran
+/// past its `activeDeadlineSeconds`, or its stored status says an earlier agent failed it so
+/// (a restarted agent must not start it again).
+fn failure(
+    pod: &Pod,
+    record: &PodRecord,
+    view: &View,
+    now: std::time::SystemTime,
+) -> Option<(String, String)> {
+    if let Some(evict) = &view.evict {
+        return Some(evict.clone());
+    }
+    let status = pod.status.as_ref();
+    if status.and_then(|s| s.phase.as_deref()) == Some("Failed") {
+        let reason = status.and_then(|s| s.reason.clone()).unwrap_or_default();
+        if reason == "Evicted" || reason == "DeadlineExceeded" {
+            let message = status.and_then(|s| s.message.clone()).unwrap_or_default();
+            return Some((reason, message));
+        }
+    }
+    let deadline = deadline(pod, record)?;
+    (now >= deadline).then(|| ("DeadlineExceeded".to_owned(), DEADLINE_MESSAGE.to_owned()))
+}
+
+/// When the pod's `activeDeadlineSeconds` run out, counted from its start on the node.
+fn deadline(pod: &Pod, record: &PodRecord) -> Option<std::time::SystemTime> {
+    let seconds = pod.spec.as_ref()?.active_deadline_seconds?;
+    Some(record.start_time + Duration::from_secs(u64::try_from(seconds).unwrap_or(0)))
 }
 
 /// A pod being deleted: its containers get its deletion grace period, and its running ones
@@ -364,14 +419,32 @@ fn drive(
     backoff: &Backoff,
     mut events: Vec<Event>,
 ) -> Plan {
-    let policy = restart_policy(pod).to_owned();
+    let failed = record.failed.is_some();
+    let policy = if failed {
+        "Never".to_owned()
+    } else {
+        restart_policy(pod).to_owned()
+    };
     let spec = pod.spec.as_ref();
+    let grace = Duration::from_secs(
+        spec.and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(DEFAULT_GRACE_SECONDS)
+            .max(0) as u64,
+    );
+    let mut stops = Vec::new();
     let init_containers = spec
         .and_then(|s| s.init_containers.as_deref())
         .unwrap_or_default();
     let containers = spec.map(|s| s.containers.as_slice()).unwrap_or_default();
     let mut phases = Vec::with_capacity(init_containers.len() + containers.len());
     let mut requeue_after = None;
+    // A pod with a deadline is looked at when it runs out.
+    if let (false, Some(at)) = (failed, deadline(pod, &record)) {
+        sooner(
+            &mut requeue_after,
+            at.duration_since(now.wall).unwrap_or(Duration::ZERO),
+        );
+    }
     // Init containers first, one at a time: each must complete (a sidecar: run) before the
     // next starts; the app containers wait for all of them.
     let mut initialized = true;
@@ -416,6 +489,19 @@ fn drive(
             now.instant,
             backoff,
         );
+        // A failed pod runs nothing: what runs is stopped, what was to start never does.
+        let phase = match (failed, phase) {
+            (true, Phase::Running) => {
+                if let Some(instance) = &c.instance {
+                    stops.push((instance.clone(), grace));
+                }
+                Phase::Waiting(Wait::PodFailed)
+            }
+            (true, Phase::Starting | Phase::Waiting(Wait::BackOff { .. })) => {
+                Phase::Waiting(Wait::PodFailed)
+            }
+            (_, phase) => phase,
+        };
         if is_init {
             initialized = match &phase {
                 Phase::Running => sidecar,
@@ -437,7 +523,10 @@ fn drive(
                     sooner(&mut requeue_after, backoff.reset.saturating_sub(ran));
                 }
             }
-            Phase::Starting | Phase::Exited | Phase::Waiting(Wait::Init) => {}
+            Phase::Starting
+            | Phase::Exited
+            | Phase::Waiting(Wait::Init)
+            | Phase::Waiting(Wait::PodFailed) => {}
         }
         if is_pull_back_off(c) && !was_pulling_back_off {
             let image = container.image.as_deref().unwrap_or_default();
@@ -466,6 +555,7 @@ fn drive(
         record,
         containers: phases,
         events,
+        stops,
         requeue_after,
     })
 }
@@ -683,6 +773,108 @@ mod tests {
             view.states.insert(instance, state.clone());
         }
         (record, view)
+    }
+
+    #[test]
+    fn a_pod_past_its_deadline_fails_and_stops() {
+        // Started at wall(50) with 30 s: due at wall(80).
+        let p = pod_of(
+            "Always",
+            &["c"],
+            json!({"spec": {"activeDeadlineSeconds": 30, "terminationGracePeriodSeconds": 5}}),
+        );
+        let (record, view) = recorded(&[("c", running())], Instant::now());
+        let early = Now {
+            instant: Instant::now(),
+            wall: wall(70),
+        };
+        let r = run(plan(
+            Some(&p),
+            Some(&record),
+            &view,
+            early,
+            &Backoff::default(),
+        ));
+        assert!(r.record.failed.is_none());
+        assert!(r.stops.is_empty());
+        assert_eq!(
+            r.requeue_after,
+            Some(Duration::from_secs(10)),
+            "looked at when due"
+        );
+        let late = Now {
+            instant: Instant::now(),
+            wall: wall(81),
+        };
+        let r = run(plan(
+            Some(&p),
+            Some(&record),
+            &view,
+            late,
+            &Backoff::default(),
+        ));
+        assert_eq!(
+            r.record.failed,
+            Some(("DeadlineExceeded".into(), DEADLINE_MESSAGE.into()))
+        );
+        assert_eq!(r.stops, vec![("u1/c/1".to_owned(), Duration::from_secs(5))]);
+        assert_eq!(phase(&r, "c"), Phase::Waiting(Wait::PodFailed));
+        assert!(r
+            .events
+            .iter()
+            .any(|e| e.reason == "DeadlineExceeded" && e.container.is_none()));
+        // Once it stopped, it stays stopped though its policy is Always; the status says why.
+        let (mut record, mut view) = (r.record, view);
+        view.states.insert("u1/c/1".into(), exited(143));
+        let r = run(plan(
+            Some(&p),
+            Some(&record),
+            &view,
+            late,
+            &Backoff::default(),
+        ));
+        assert!(starts(&r).is_empty() && r.stops.is_empty());
+        assert!(r.events.is_empty(), "the failure is announced once");
+        record = r.record;
+        let status = pod::status(&p, &record, &view, wall(82), "10.0.0.1", "10.0.0.1");
+        assert_eq!(status.phase.as_deref(), Some("Failed"));
+        assert_eq!(status.reason.as_deref(), Some("DeadlineExceeded"));
+        assert_eq!(status.message.as_deref(), Some(DEADLINE_MESSAGE));
+    }
+
+    #[test]
+    fn evicted_pods_never_start_again() {
+        let p = pod("Always");
+        let (record, mut view) = recorded(&[("c", running())], Instant::now());
+        view.evict = Some((
+            "Evicted".into(),
+            "Usage of EmptyDir volume \"cache\" exceeds the limit \"1Mi\". ".into(),
+        ));
+        let r = run(plan(
+            Some(&p),
+            Some(&record),
+            &view,
+            at(Instant::now()),
+            &Backoff::default(),
+        ));
+        assert_eq!(r.stops.len(), 1);
+        assert!(r.events.iter().any(|e| e.reason == "Evicted"));
+        // An agent restarted later (no record of the failure) reads it from the stored status.
+        let mut failed = p.clone();
+        failed.status = Some(
+            serde_json::from_value(json!({"phase": "Failed", "reason": "Evicted", "message": "m"}))
+                .unwrap(),
+        );
+        let fresh = View::default();
+        let r = run(plan(
+            Some(&failed),
+            None,
+            &fresh,
+            at(Instant::now()),
+            &Backoff::default(),
+        ));
+        assert!(starts(&r).is_empty(), "{:?}", r.containers);
+        assert_eq!(r.record.failed, Some(("Evicted".into(), "m".into())));
     }
 
     fn run(plan: Plan) -> Run {

@@ -111,6 +111,9 @@ pub struct PodRecord {
     pub uid: String,
     pub start_time: SystemTime,
     pub containers: BTreeMap<String, ContainerRecord>,
+    /// The pod failed as a whole, why (reason, message): evicted, or past its
+    /// `activeDeadlineSeconds`. Nothing of it starts again.
+    pub failed: Option<(String, String)>,
 }
 
 impl PodRecord {
@@ -119,6 +122,7 @@ impl PodRecord {
             uid: uid.to_owned(),
             start_time,
             containers: BTreeMap::new(),
+            failed: None,
         }
     }
 }
@@ -316,7 +320,9 @@ pub fn status(
         statuses.push(status);
     }
     let policy = restart_policy(pod);
-    let phase = if init_failed {
+    // A pod failed as a whole (evicted, past its deadline) or by an init container that is
+    // never retried.
+    let phase = if record.failed.is_some() || init_failed {
         "Failed"
     } else if !initialized || pending > 0 {
         "Pending"
@@ -376,6 +382,8 @@ pub fn status(
         }]),
         start_time: Some(time(record.start_time)),
         qos_class: previous.qos_class,
+        reason: record.failed.as_ref().map(|(reason, _)| reason.clone()),
+        message: record.failed.as_ref().map(|(_, message)| message.clone()),
         ..Default::default()
     }
 }

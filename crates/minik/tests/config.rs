@@ -421,3 +421,60 @@ fn local_path_claims_keep_data_on_their_node() {
     });
     assert!(!dir.exists(), "{dir:?} removed");
 }
+
+/// The kubelet's pod-level failures: a pod whose disk emptyDir passes its `sizeLimit` is
+/// evicted, and a pod past its `activeDeadlineSeconds` fails; either way its containers are
+/// stopped and never started again, and the pod says why.
+#[test]
+fn pods_fail_as_a_whole_when_evicted_or_past_their_deadline() {
+    let Some(c) = cluster() else { return };
+    let mount = c.home().join("mnt/cache");
+    c.apply(
+        "evicted.yaml",
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: hog}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    command: ["sh", "-c", "head -c 2097152 /dev/zero > {m}/fill; echo filled; sleep 3600"]
+    volumeMounts: [{{name: cache, mountPath: {m}}}]
+  volumes:
+  - name: cache
+    emptyDir: {{sizeLimit: 1Mi}}
+"#,
+            m = mount.display()
+        ),
+    );
+    c.apply(
+        "deadline.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: late}\nspec:\n  activeDeadlineSeconds: 2\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    command: [\"sleep\", \"3600\"]\n",
+    );
+    let failed = |name: &str| {
+        wait_for(&format!("pod {name} to fail"), DEADLINE, || {
+            let p = c.json(&["get", "pod", name]);
+            let stopped = p["status"]["containerStatuses"][0]["state"]["terminated"].is_object();
+            if p["status"]["phase"] == "Failed" && stopped {
+                Ok(p)
+            } else {
+                Err(p["status"].to_string())
+            }
+        })
+    };
+    let hog = failed("hog");
+    assert_eq!(hog["status"]["reason"], "Evicted");
+    assert_eq!(
+        hog["status"]["message"],
+        "Usage of EmptyDir volume \"cache\" exceeds the limit \"1Mi\". "
+    );
+    assert!(warnings(&c, "hog", "Evicted").len() == 1);
+    let late = failed("late");
+    assert_eq!(late["status"]["reason"], "DeadlineExceeded");
+    assert_eq!(
+        late["status"]["message"],
+        "Pod was active on the node longer than the specified deadline"
+    );
+    assert_eq!(late["status"]["containerStatuses"][0]["restartCount"], 0);
+}
