@@ -611,10 +611,16 @@ fn version_and_api_resources() {
             endpoints                ep           v1                       true         Endpoints
             events                   ev           v1                       true         Event
             resourcequotas           quota        v1                       true         ResourceQuota
+            configmaps               cm           v1                       true         ConfigMap
+            secrets                               v1                       true         Secret
+            serviceaccounts          sa           v1                       true         ServiceAccount
+            persistentvolumes        pv           v1                       false        PersistentVolume
+            persistentvolumeclaims   pvc          v1                       true         PersistentVolumeClaim
             deployments              deploy       apps/v1                  true         Deployment
             replicasets              rs           apps/v1                  true         ReplicaSet
             leases                                coordination.k8s.io/v1   true         Lease
             runtimeclasses                        node.k8s.io/v1           false        RuntimeClass
+            storageclasses           sc           storage.k8s.io/v1        false        StorageClass
         "#]],
     );
 }

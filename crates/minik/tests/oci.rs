@@ -929,3 +929,218 @@ async fn volumes_are_mounted_at_their_paths() {
     assert!(cache.contains("size=4096k"), "{log}");
     c.delete("vols").await;
 }
+
+/// The Kubernetes documentation's "Run a Single-Instance Stateful Application" (MySQL): its
+/// `mysql-pv.yaml` (a `manual` hostPath PersistentVolume and the claim that binds to it — the
+/// path moved into the test's directory) and its `mysql-deployment.yaml` unchanged but for a
+/// ConfigMap of server settings mounted at `/etc/mysql/conf.d`. `mysql:9` is an image the test
+/// builds: busybox whose entrypoint does what the example relies on — refuses to start without
+/// `MYSQL_ROOT_PASSWORD`, keeps its data in `/var/lib/mysql`, reads `conf.d` and listens on
+/// 3306. The data outlives the pod: the Deployment's next pod finds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_docs_mysql_example_keeps_its_data_on_its_volume() {
+    let Some(c) = Oci::start().await else {
+        return;
+    };
+    let entrypoint: &[u8] = b"#!/bin/sh\n\
+        [ -n \"$MYSQL_ROOT_PASSWORD\" ] || { echo 'error: database is uninitialized and password option is not specified'; exit 1; }\n\
+        boots=$(cat /var/lib/mysql/boots 2>/dev/null || echo 0); boots=$((boots + 1)); echo $boots > /var/lib/mysql/boots\n\
+        echo \"boot $boots, settings: $(cat /etc/mysql/conf.d/*.cnf | tr '\\n' ' ')\"\n\
+        echo 'ready for connections. port: 3306'\n\
+        trap 'exit 0' TERM\n\
+        nc -ll -p 3306 -e echo mysql & wait\n";
+    let layout = build_busybox_layout(
+        c.build.path(),
+        "9",
+        &[("/usr/local/bin/docker-entrypoint.sh", entrypoint)],
+        &["docker-entrypoint.sh"],
+        &["mysqld"],
+        &["PATH=/usr/local/bin:/bin"],
+    );
+    push(&layout, "9", &c.registry.addr(), "library/mysql:9");
+    let data = c.build.path().join("mnt-data");
+    let docs = format!(
+        r#"apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: mysql-pv-volume
+  labels:
+    type: local
+spec:
+  storageClassName: manual
+  capacity:
+    storage: 20Gi
+  accessModes:
+    - ReadWriteOnce
+  hostPath:
+    path: "{data}"
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: mysql-pv-claim
+spec:
+  storageClassName: manual
+  accessModes:
+    - ReadWriteOnce
+  resources:
+    requests:
+      storage: 20Gi
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: mysql-config
+data:
+  server.cnf: "[mysqld] max_connections=50"
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: mysql
+spec:
+  ports:
+  - port: 3306
+  selector:
+    app: mysql
+  clusterIP: None
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: mysql
+spec:
+  selector:
+    matchLabels:
+      app: mysql
+  strategy:
+    type: Recreate
+  template:
+    metadata:
+      labels:
+        app: mysql
+    spec:
+      containers:
+      - image: mysql:9
+        name: mysql
+        env:
+          # Use secret in real usage
+        - name: MYSQL_ROOT_PASSWORD
+          value: password
+        ports:
+        - containerPort: 3306
+          name: mysql
+        volumeMounts:
+        - name: mysql-persistent-storage
+          mountPath: /var/lib/mysql
+        - name: config
+          mountPath: /etc/mysql/conf.d
+      volumes:
+      - name: mysql-persistent-storage
+        persistentVolumeClaim:
+          claimName: mysql-pv-claim
+      - name: config
+        configMap:
+          name: mysql-config
+"#,
+        data = data.display()
+    );
+    let manifest = c.build.path().join("mysql.yaml");
+    std::fs::write(&manifest, docs).unwrap();
+    let out = support::MINIK
+        .command()
+        .args(["apply", "-f"])
+        .arg(&manifest)
+        .args(["--server", &c.http.base])
+        .env("HOME", c.build.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pods = "/api/v1/namespaces/default/pods?labelSelector=app=mysql";
+    let running = |boot: &'static str| {
+        let c = &c;
+        async move {
+            support::wait_for(
+                &format!("a mysql pod at {boot}"),
+                support::DEADLINE,
+                || async {
+                    let list = c.http.get_json(pods).await.ok_or("no list")?;
+                    let mut logs = Vec::new();
+                    for pod in list["items"].as_array().into_iter().flatten() {
+                        let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+                        if pod["metadata"]["deletionTimestamp"].is_null() {
+                            c.cleanup
+                                .track_pod(pod["metadata"]["uid"].as_str().unwrap_or_default());
+                            let log = c.log(name, "mysql").await;
+                            if log.contains(boot) {
+                                return Ok((name.to_owned(), log));
+                            }
+                            let previous = c
+                                .http
+                                .get_text(&format!(
+                                    "/api/v1/namespaces/default/pods/{name}/log?previous=true"
+                                ))
+                                .await
+                                .unwrap_or_default();
+                            logs.push(format!("{name}: {log:?}, previous: {previous:?}"));
+                        }
+                    }
+                    Err(format!("{logs:?}"))
+                },
+            )
+            .await
+        }
+    };
+    let (first, log) = running("boot 1,").await;
+    assert!(
+        log.contains("settings: [mysqld] max_connections=50"),
+        "{log}"
+    );
+    assert!(log.contains("ready for connections"), "{log}");
+    let claim = c
+        .http
+        .get_json("/api/v1/namespaces/default/persistentvolumeclaims/mysql-pv-claim")
+        .await
+        .unwrap();
+    assert_eq!(claim["status"]["phase"], "Bound");
+    assert_eq!(claim["spec"]["volumeName"], "mysql-pv-volume");
+    assert_eq!(std::fs::read_to_string(data.join("boots")).unwrap(), "1\n");
+    // The pod goes; the Deployment's next one boots on the same data.
+    c.delete(&first).await;
+    let (_, log) = running("boot 2,").await;
+    assert!(log.contains("ready for connections"), "{log}");
+    let deleted = c
+        .http
+        .delete("/apis/apps/v1/namespaces/default/deployments/mysql")
+        .await;
+    assert!(deleted.is_success());
+}
+
+/// Deleting a pod sends its container's stop signal (SIGTERM, or the image's `StopSignal`)
+/// to the container's first process, which may handle it and end at once: the pod does not
+/// wait out its grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stop_signal_reaches_the_container() {
+    let Some(c) = Oci::start().await else {
+        return;
+    };
+    let mut p = pod(
+        "graceful",
+        "trap 'echo stopping; exit 0' TERM; echo started; sleep 1000 & wait",
+        "Always",
+    );
+    p["spec"]["terminationGracePeriodSeconds"] = json!(25);
+    c.create(&p).await;
+    c.log_with("graceful", "main", "started").await;
+    let asked = std::time::Instant::now();
+    c.delete("graceful").await;
+    let took = asked.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "the pod took {took:?} to go: its process did not get SIGTERM"
+    );
+}

@@ -149,7 +149,7 @@ pub fn set_up(
             (dir, false)
         } else if let Some(source) = &v.host_path {
             let path = PathBuf::from(&source.path);
-            host::host_path_check(&path, source.type_.as_deref()).map_err(error)?;
+            host_path(&path, source.type_.as_deref()).map_err(error)?;
             (path, false)
         } else if let Some(source) = &v.persistent_volume_claim {
             let pv = match sources.claims.get(&source.claim_name) {
@@ -198,7 +198,7 @@ fn persistent_volume_path(
     let spec = pv.spec.as_ref();
     if let Some(source) = spec.and_then(|s| s.host_path.as_ref()) {
         let path = PathBuf::from(&source.path);
-        host::host_path_check(&path, source.type_.as_deref())?;
+        host_path(&path, source.type_.as_deref())?;
         return Ok(path);
     }
     if let Some(source) = spec.and_then(|s| s.local.as_ref()) {
@@ -214,6 +214,18 @@ fn persistent_volume_path(
     Err(format!(
         "persistentvolume {name:?} is neither a hostPath nor a local volume, which are the ones minik mounts"
     ))
+}
+
+/// A hostPath checked as its `type` says. Without a type Kubernetes checks nothing, and a path
+/// that does not exist is made a directory (0755) when the container is created, as containerd
+/// and Docker do: a bind mount needs a source.
+fn host_path(path: &Path, type_: Option<&str>) -> Result<(), String> {
+    host::host_path_check(path, type_)?;
+    if type_.unwrap_or_default().is_empty() && std::fs::symlink_metadata(path).is_err() {
+        std::fs::create_dir_all(path)
+            .map_err(|e| format!("cannot create hostPath {}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Removes every volume of the pod whose directory is `pod_dir` from the node: tmpfs

@@ -137,7 +137,7 @@ pub fn main(args: &[String]) -> i32 {
             return 2;
         }
     };
-    ignore_signals();
+    super::shield_from_signals();
     let _ = nix::sys::prctl::set_child_subreaper(true);
     let _ = nix::unistd::setsid();
     let env = match agent.as_mut().map(read_env).transpose() {
@@ -380,20 +380,6 @@ fn report(agent: Option<&UnixStream>, line: &str, fd: Option<&OwnedFd>) {
             let _ = rest.write_all(&text.as_bytes()[n..]);
         }
         _ => {}
-    }
-}
-
-fn ignore_signals() {
-    use nix::sys::signal::{signal, SigHandler, Signal};
-    for s in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGPIPE,
-    ] {
-        // SAFETY: SIG_IGN installs no handler code.
-        let _ = unsafe { signal(s, SigHandler::SigIgn) };
     }
 }
 

@@ -86,7 +86,7 @@ pub fn main(args: &[String]) -> i32 {
             return 2;
         }
     };
-    ignore_terminal_signals();
+    super::shield_from_signals();
     let _ = nix::sys::prctl::set_child_subreaper(true);
     let _ = nix::unistd::setsid();
     let stdio = (dup(1), dup(2));
@@ -190,20 +190,6 @@ fn quiet_stdio() {
             // SAFETY: dup2 onto the standard descriptors, which this process owns.
             let _ = unsafe { nix::libc::dup2(null.as_raw_fd(), fd) };
         }
-    }
-}
-
-fn ignore_terminal_signals() {
-    use nix::sys::signal::{signal, SigHandler, Signal};
-    for s in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGPIPE,
-    ] {
-        // SAFETY: SIG_IGN installs no handler code.
-        let _ = unsafe { signal(s, SigHandler::SigIgn) };
     }
 }
 
