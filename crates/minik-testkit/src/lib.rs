@@ -24,7 +24,7 @@ pub use binary::{line_after, lines_of, process_with, Minik, Running, Up};
 pub use ci::{cannot_run, in_ci};
 pub use http::{get_json, get_text, wait_node_ready, Answer, Http};
 pub use intercept::{Intercepted, Write};
-pub use oci::{oci_host, Leftovers, OciCleanup};
+pub use oci::{oci_host, unmount_under, Leftovers, OciCleanup, Unmounts};
 pub use pods::{kill_pods_recorded_in, KillPodsOnDrop};
 pub use server::{open_store, serve, start, start_with, TestServer, HISTORY};
 pub use wait::{blocking, wait_for, Outcome, DEADLINE, POLL};

@@ -306,7 +306,7 @@ fn mounts_under(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Lazily unmounts every mount under `dir`, stacked ones too.
-fn unmount_under(dir: &Path) {
+pub fn unmount_under(dir: &Path) {
     for _round in 0..10 {
         let mounts = mounts_under(dir);
         if mounts.is_empty() {
@@ -328,6 +328,17 @@ fn unmount_under(dir: &Path) {
                 Err(e) => eprintln!("OciCleanup: cannot run umount: {e}"),
             }
         }
+    }
+}
+
+/// Unmounts everything under a directory when dropped: what a node agent stopped with SIGKILL
+/// left mounted (tmpfs volumes of Secrets and projected tokens). Declare it after the temp dir
+/// and before the processes, so that it runs after they are killed and before the dir goes.
+pub struct Unmounts(pub PathBuf);
+
+impl Drop for Unmounts {
+    fn drop(&mut self) {
+        unmount_under(&self.0);
     }
 }
 

@@ -12,6 +12,15 @@ use minik_testkit::{blocking::wait_for, DEADLINE};
 use serde_json::Value;
 use support::client::Cluster;
 
+/// A node agent stopped with SIGTERM when dropped, so that it stops its pods' processes.
+struct Terminated(support::Running);
+
+impl Drop for Terminated {
+    fn drop(&mut self) {
+        self.0.terminate(std::time::Duration::from_secs(20));
+    }
+}
+
 /// A cluster with one process-runtime node, or `None` when not root (failing under CI).
 fn cluster() -> Option<Cluster> {
     if !nix::unistd::geteuid().is_root() {
@@ -253,6 +262,7 @@ fn projected_service_account_tokens_identify_the_pod() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
+    let _unmounts = minik_testkit::Unmounts(dir.path().to_path_buf());
     let data = dir.path().join("server");
     let server = support::MINIK.server_with(&data, &[]);
     let admin = std::fs::read_to_string(data.join("auth/admin-token"))
@@ -263,13 +273,13 @@ fn projected_service_account_tokens_identify_the_pod() {
         .unwrap()
         .trim()
         .to_owned();
-    let _node = support::MINIK.node_with_env(
+    let _node = Terminated(support::MINIK.node_with_env(
         &server.base,
         "n1",
         &dir.path().join("n1"),
         &["--runtime", "process"],
         &[("MINIK_TOKEN", join.as_str())],
-    );
+    ));
     let minik = |args: &[&str]| {
         let out = support::MINIK
             .command()

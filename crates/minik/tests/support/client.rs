@@ -26,6 +26,17 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
 }
 
+impl Drop for Cluster {
+    /// The node agents go first (SIGTERM: each stops its pods' containers), then anything they
+    /// left mounted in the cluster's directory, then the directory.
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            node.terminate(std::time::Duration::from_secs(20));
+        }
+        minik_testkit::unmount_under(self.dir.path());
+    }
+}
+
 impl Cluster {
     pub fn new() -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
