@@ -435,3 +435,23 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod admission_tests {
+    use serde_json::json;
+
+    #[test]
+    fn secret_data_that_is_not_base64_is_refused_without_echoing_it() {
+        let info = crate::resources::by_kind("v1", "Secret").unwrap();
+        let body = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "s", "namespace": "d"}, "data": {"password": "hunter2!!"}});
+        let err = info
+            .admit_create(&body, crate::resources::FieldValidation::Strict)
+            .unwrap_err();
+        assert_eq!(err.code(), 400, "{err}");
+        let text = err.to_string();
+        assert!(text.contains("Secret in version \"v1\" cannot be handled as a Secret"), "{text}");
+        assert!(text.contains("data.password") || text.contains("password"), "names the field: {text}");
+        assert!(!text.contains("hunter2"), "never echoes the value: {text}");
+    }
+}
