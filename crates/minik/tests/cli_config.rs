@@ -334,3 +334,46 @@ Bi/QwN5MxoG1Mrhm26KZVITdDqmhRANCAAQAyKHBMyX77ooyidS3CJqVgUPBpgVv
 CCgEJWSiVwP3k0H5JI0iIF1/Eq7YLy+HmT7NYHcfJ0Dvraqvnl4rUgGt
 -----END PRIVATE KEY-----
 ";
+
+#[test]
+fn patch_changes_fields_as_kubectl_does() {
+    let c = Cluster::new();
+    c.ok(&["create", "configmap", "app", "--from-literal=a=1"]);
+    assert_eq!(
+        c.ok(&["patch", "configmap", "app", "-p", r#"{"data":{"a":"2"}}"#]),
+        "configmap/app patched\n"
+    );
+    assert_eq!(
+        c.ok(&["patch", "cm/app", "--type", "merge", "-p", "data: {a: '2'}"]),
+        "configmap/app patched (no change)\n"
+    );
+    assert_eq!(
+        c.ok(&[
+            "patch",
+            "cm",
+            "app",
+            "--type",
+            "json",
+            "-p",
+            r#"[{"op":"add","path":"/data/b","value":"3"}]"#
+        ]),
+        "configmap/app patched\n"
+    );
+    let cm: Value = serde_json::from_str(&c.ok(&["get", "cm", "app", "-o", "json"])).unwrap();
+    assert_eq!(cm["data"], json!({"a": "2", "b": "3"}));
+    let out = c.minik(&["patch", "cm", "app"]);
+    fails_with(
+        &out,
+        "error: must specify --patch or --patch-file containing the contents of the patch",
+    );
+    let out = c.minik(&["patch", "cm", "app", "--type", "json", "-p", r#"{"a":1}"#]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("a json patch must be a list"),
+        "{}",
+        out.stderr
+    );
+    let out = c.minik(&["patch", "cm", "nosuch", "-p", "{}"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("NotFound"), "{}", out.stderr);
+}

@@ -15,6 +15,7 @@ mod logs;
 mod manifest;
 mod misc;
 mod nodes;
+mod patch;
 mod pick;
 mod port_forward;
 mod printers;
@@ -65,6 +66,8 @@ pub enum ClientCommand {
     Run(run::RunArgs),
     /// Create a Service for a pod, deployment, replica set, replication controller or service.
     Expose(run::ExposeArgs),
+    /// Change fields of objects with a strategic merge, JSON merge or JSON patch.
+    Patch(patch::PatchArgs),
     /// Set or remove labels of objects (KEY=VALUE, KEY-).
     Label(label::LabelArgs),
     /// Set or remove annotations of objects (KEY=VALUE, KEY-).
@@ -251,6 +254,7 @@ async fn dispatch(command: ClientCommand) -> CliResult<ExitCode> {
         ClientCommand::Set(args) => run::set(args).await,
         ClientCommand::Run(args) => run::run(args).await,
         ClientCommand::Expose(args) => run::expose(args).await,
+        ClientCommand::Patch(args) => patch::run(args).await,
         ClientCommand::Label(args) => label::run(args, label::Which::Labels).await,
         ClientCommand::Annotate(args) => label::run(args, label::Which::Annotations).await,
         ClientCommand::Cordon(args) => nodes::cordon(args, true).await,
