@@ -34,6 +34,19 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+mod controller_revision;
+mod cron_job;
+mod daemon_set;
+mod job;
+mod pod_disruption_budget;
+mod stateful_set;
+pub use controller_revision::controller_revision;
+pub use cron_job::cron_job;
+pub use daemon_set::daemon_set;
+pub use job::job;
+pub use pod_disruption_budget::pod_disruption_budget;
+pub use stateful_set::stateful_set;
+
 use crate::quantity::Quantity;
 
 /// Seconds a pod tolerates its node being not-ready or unreachable before it is evicted, as the

@@ -1,8 +1,10 @@
 //! The Kubernetes object model as minik serves it: types, defaults, validation, selectors and
 //! patches. Pure logic: no I/O, no clocks, no randomness (callers pass those in).
 
+pub mod cron;
 pub mod decode;
 pub mod defaults;
+pub mod disruption;
 pub mod error;
 pub mod fields;
 pub mod generated;

@@ -336,6 +336,72 @@ pub static RESOURCES: &[ResourceInfo] = &[
         &["all"]
     ),
     info!(
+        k8s_openapi::api::batch::v1::Job,
+        kinds::JOBS,
+        "batch",
+        "jobs",
+        "job",
+        &[],
+        true,
+        &["status"],
+        &["all"]
+    ),
+    info!(
+        k8s_openapi::api::batch::v1::CronJob,
+        kinds::CRON_JOBS,
+        "batch",
+        "cronjobs",
+        "cronjob",
+        &["cj"],
+        true,
+        &["status"],
+        &["all"]
+    ),
+    info!(
+        k8s_openapi::api::apps::v1::DaemonSet,
+        kinds::DAEMON_SETS,
+        "apps",
+        "daemonsets",
+        "daemonset",
+        &["ds"],
+        true,
+        &["status"],
+        &["all"]
+    ),
+    info!(
+        k8s_openapi::api::apps::v1::StatefulSet,
+        kinds::STATEFUL_SETS,
+        "apps",
+        "statefulsets",
+        "statefulset",
+        &["sts"],
+        true,
+        &["status", "scale"],
+        &["all"]
+    ),
+    info!(
+        k8s_openapi::api::apps::v1::ControllerRevision,
+        kinds::CONTROLLER_REVISIONS,
+        "apps",
+        "controllerrevisions",
+        "controllerrevision",
+        &[],
+        true,
+        &[],
+        &[]
+    ),
+    info!(
+        k8s_openapi::api::policy::v1::PodDisruptionBudget,
+        kinds::POD_DISRUPTION_BUDGETS,
+        "policy",
+        "poddisruptionbudgets",
+        "poddisruptionbudget",
+        &["pdb"],
+        true,
+        &["status"],
+        &[]
+    ),
+    info!(
         Lease,
         kinds::LEASES,
         "coordination.k8s.io",

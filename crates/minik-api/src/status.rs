@@ -73,6 +73,14 @@ pub enum ApiError {
     },
     #[error("{0}")]
     TooManyRequests(String),
+    /// 429 with the cause of the refusal in `details.causes` (an eviction that a disruption
+    /// budget refuses: reason `DisruptionBudget`).
+    #[error("{message}")]
+    TooManyRequestsBecause {
+        message: String,
+        cause_reason: String,
+        cause_message: String,
+    },
     #[error("{0}")]
     Internal(String),
     #[error("{0}")]
@@ -136,7 +144,7 @@ impl ApiError {
             ApiError::RequestEntityTooLarge(_) => 413,
             ApiError::UnsupportedMediaType(_) => 415,
             ApiError::Invalid { .. } => 422,
-            ApiError::TooManyRequests(_) => 429,
+            ApiError::TooManyRequests(_) | ApiError::TooManyRequestsBecause { .. } => 429,
             ApiError::Internal(_) => 500,
             ApiError::ServiceUnavailable(_) | ApiError::Unreachable(_) => 503,
             ApiError::Timeout(_) => 504,
@@ -160,7 +168,9 @@ impl ApiError {
             ApiError::RequestEntityTooLarge(_) => "RequestEntityTooLarge",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::Invalid { .. } => "Invalid",
-            ApiError::TooManyRequests(_) => "TooManyRequests",
+            ApiError::TooManyRequests(_) | ApiError::TooManyRequestsBecause { .. } => {
+                "TooManyRequests"
+            }
             ApiError::Internal(_) => "InternalError",
             ApiError::ServiceUnavailable(_) => "ServiceUnavailable",
             ApiError::Timeout(_) => "Timeout",
@@ -225,7 +235,19 @@ impl ApiError {
             (410, _, _) => ApiError::Gone(message),
             (413, _, _) => ApiError::RequestEntityTooLarge(message),
             (415, _, _) => ApiError::UnsupportedMediaType(message),
-            (429, _, _) => ApiError::TooManyRequests(message),
+            (429, _, _) => match status
+                .details
+                .as_ref()
+                .and_then(|d| d.causes.as_ref())
+                .and_then(|c| c.first())
+            {
+                Some(cause) => ApiError::TooManyRequestsBecause {
+                    message,
+                    cause_reason: cause.reason.clone().unwrap_or_default(),
+                    cause_message: cause.message.clone().unwrap_or_default(),
+                },
+                None => ApiError::TooManyRequests(message),
+            },
             (500, _, _) => ApiError::Internal(message),
             (503, _, _) => ApiError::ServiceUnavailable(message),
             (504, _, _) => ApiError::Timeout(message),
@@ -274,6 +296,18 @@ impl ApiError {
                         })
                         .collect(),
                 ),
+                ..Default::default()
+            }),
+            ApiError::TooManyRequestsBecause {
+                cause_reason,
+                cause_message,
+                ..
+            } => Some(StatusDetails {
+                causes: Some(vec![StatusCause {
+                    field: None,
+                    message: Some(cause_message.clone()),
+                    reason: Some(cause_reason.clone()),
+                }]),
                 ..Default::default()
             }),
             _ => None,

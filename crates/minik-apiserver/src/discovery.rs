@@ -457,10 +457,17 @@ mod tests {
         );
         let apps = document("/apis/apps/v1").unwrap().unwrap();
         assert_eq!(apps["groupVersion"], "apps/v1");
-        // Eviction's group is not served: minik has none of its kinds, and kubectl's
-        // discovery cache refuses a group version that lists no resources.
-        assert!(document("/apis/policy/v1").unwrap().is_err());
-        assert!(document("/apis/batch/v1").unwrap().is_err());
+        // Groups are served with their kinds: policy (PodDisruptionBudget), batch (Job,
+        // CronJob); a group minik has no kind of is not (kubectl's discovery cache refuses a
+        // group version that lists no resources).
+        let policy = document("/apis/policy/v1").unwrap().unwrap();
+        assert!(policy["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "poddisruptionbudgets"));
+        assert!(document("/apis/batch/v1").unwrap().is_ok());
+        assert!(document("/apis/autoscaling/v2").unwrap().is_err());
         assert!(document("/api/v1/pods").is_none());
     }
 }

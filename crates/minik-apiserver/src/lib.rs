@@ -7,6 +7,7 @@ mod answer;
 mod auth;
 mod authz;
 mod discovery;
+mod disruption;
 mod errors;
 mod events;
 mod exec;

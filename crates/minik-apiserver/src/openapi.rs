@@ -574,7 +574,7 @@ mod tests {
             .unwrap();
         assert!(url.starts_with("/openapi/v3/apis/apps/v1?hash="), "{url}");
         assert!(index["paths"]["api/v1"].is_object());
-        let missing = group_version(Path("apis/batch/v1".into())).await;
+        let missing = group_version(Path("apis/autoscaling/v2".into())).await;
         assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     }
 }

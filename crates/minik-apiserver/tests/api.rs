@@ -32,7 +32,7 @@ async fn discovery_version_and_health() {
         .iter()
         .any(|r| r["name"] == "deployments/scale"));
     assert_status(&s.get("/api/v1/widgets").await, 404, "NotFound");
-    assert_status(&s.get("/apis/batch/v1").await, 404, "NotFound");
+    assert_status(&s.get("/apis/autoscaling/v2").await, 404, "NotFound");
 }
 
 #[tokio::test]

@@ -61,11 +61,10 @@ async fn discovery_and_openapi_show_the_eviction_subresource() {
         json!({"name": "pods/eviction", "singularName": "", "namespaced": true, "kind": "Eviction",
                "group": "policy", "version": "v1", "verbs": ["create"]})
     );
-    // The policy group is not served: minik has none of its kinds, and kubectl's discovery
-    // cache fails `api-resources` on a group version that lists no resources.
+    // The policy group is served with its PodDisruptionBudgets.
     let groups = s.get("/apis").await.body;
     assert!(
-        !groups["groups"]
+        groups["groups"]
             .as_array()
             .unwrap()
             .iter()

@@ -3,7 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use minik_api::k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use minik_api::k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
+use minik_api::k8s_openapi::api::batch::v1::{CronJob, Job};
 use minik_api::k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use minik_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use minik_api::k8s_openapi::jiff::Timestamp;
@@ -17,15 +20,25 @@ pub(crate) enum Kind {
     ReplicaSet,
     ReplicationController,
     Deployment,
+    Job,
+    CronJob,
+    DaemonSet,
+    StatefulSet,
+    ControllerRevision,
 }
 
 impl Kind {
     /// The kinds the garbage collector follows, as owners and as dependents.
-    pub(crate) const WATCHED: [Kind; 4] = [
+    pub(crate) const WATCHED: [Kind; 9] = [
         Kind::Pod,
         Kind::ReplicaSet,
         Kind::ReplicationController,
         Kind::Deployment,
+        Kind::Job,
+        Kind::CronJob,
+        Kind::DaemonSet,
+        Kind::StatefulSet,
+        Kind::ControllerRevision,
     ];
 
     pub(crate) fn info(self) -> &'static ResourceInfo {
@@ -34,13 +47,23 @@ impl Kind {
             Kind::ReplicaSet => resource_of::<ReplicaSet>(),
             Kind::ReplicationController => resource_of::<ReplicationController>(),
             Kind::Deployment => resource_of::<Deployment>(),
+            Kind::Job => resource_of::<Job>(),
+            Kind::CronJob => resource_of::<CronJob>(),
+            Kind::DaemonSet => resource_of::<DaemonSet>(),
+            Kind::StatefulSet => resource_of::<StatefulSet>(),
+            Kind::ControllerRevision => resource_of::<ControllerRevision>(),
         }
     }
 
     pub(crate) fn api_version(self) -> &'static str {
         match self {
             Kind::Pod | Kind::ReplicationController => "v1",
-            Kind::ReplicaSet | Kind::Deployment => "apps/v1",
+            Kind::ReplicaSet
+            | Kind::Deployment
+            | Kind::DaemonSet
+            | Kind::StatefulSet
+            | Kind::ControllerRevision => "apps/v1",
+            Kind::Job | Kind::CronJob => "batch/v1",
         }
     }
 
@@ -50,6 +73,11 @@ impl Kind {
             Kind::ReplicaSet => "ReplicaSet",
             Kind::ReplicationController => "ReplicationController",
             Kind::Deployment => "Deployment",
+            Kind::Job => "Job",
+            Kind::CronJob => "CronJob",
+            Kind::DaemonSet => "DaemonSet",
+            Kind::StatefulSet => "StatefulSet",
+            Kind::ControllerRevision => "ControllerRevision",
         }
     }
 
@@ -166,6 +194,7 @@ mod tests {
             Some(Kind::ReplicationController)
         );
         assert_eq!(Kind::of_reference("v1", "ReplicaSet"), None);
-        assert_eq!(Kind::of_reference("batch/v1", "Job"), None);
+        assert_eq!(Kind::of_reference("batch/v1", "Job"), Some(Kind::Job));
+        assert_eq!(Kind::of_reference("apps/v1", "Job"), None);
     }
 }

@@ -5,11 +5,16 @@
 //! [`minik_client::Api`].
 
 mod action;
+mod cronjob;
+mod daemonset;
 mod deployment;
+mod disruption;
 mod endpoints;
 mod executor;
 mod expectations;
 mod gc;
+mod history;
+mod job;
 mod kinds;
 mod machinery;
 mod names;
@@ -19,6 +24,7 @@ mod pods;
 mod quota;
 mod replicaset;
 mod serviceaccount;
+mod statefulset;
 mod volumes;
 
 use std::sync::Arc;
@@ -129,7 +135,16 @@ pub async fn run(api: Arc<dyn Api>, config: Config) {
         executor.clone(),
         &config,
     ));
-    tasks.spawn(volumes::controller(&informers, executor, &config));
+    tasks.spawn(volumes::controller(&informers, executor.clone(), &config));
+    tasks.spawn(job::controller(&informers, executor.clone(), &config));
+    tasks.spawn(cronjob::controller(&informers, executor.clone(), &config));
+    tasks.spawn(daemonset::controller(&informers, executor.clone(), &config));
+    tasks.spawn(statefulset::controller(
+        &informers,
+        executor.clone(),
+        &config,
+    ));
+    tasks.spawn(disruption::controller(&informers, executor, &config));
     tracing::info!("controllers started");
     while let Some(done) = tasks.join_next().await {
         if let Err(e) = done {

@@ -13,12 +13,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::FutureExt;
-use minik_api::k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use minik_api::k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
+use minik_api::k8s_openapi::api::batch::v1::{CronJob, Job};
 use minik_api::k8s_openapi::api::coordination::v1::Lease;
 use minik_api::k8s_openapi::api::core::v1::{
     Endpoints, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
     ReplicationController, ResourceQuota, Service, ServiceAccount,
 };
+use minik_api::k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use minik_api::k8s_openapi::api::storage::v1::StorageClass;
 use minik_api::ApiError;
 use minik_client::{Api, Informer, InformerCache, InformerConfig, RateLimit, WorkQueue};
@@ -44,6 +48,12 @@ pub(crate) struct Informers {
     pub claims: Informer<PersistentVolumeClaim>,
     pub volumes: Informer<PersistentVolume>,
     pub storage_classes: Informer<StorageClass>,
+    pub jobs: Informer<Job>,
+    pub cron_jobs: Informer<CronJob>,
+    pub daemon_sets: Informer<DaemonSet>,
+    pub stateful_sets: Informer<StatefulSet>,
+    pub controller_revisions: Informer<ControllerRevision>,
+    pub pod_disruption_budgets: Informer<PodDisruptionBudget>,
 }
 
 /// Read-only views of the shared informers. Cheap to clone.
@@ -63,6 +73,12 @@ pub(crate) struct Caches {
     pub claims: InformerCache<PersistentVolumeClaim>,
     pub volumes: InformerCache<PersistentVolume>,
     pub storage_classes: InformerCache<StorageClass>,
+    pub jobs: InformerCache<Job>,
+    pub cron_jobs: InformerCache<CronJob>,
+    pub daemon_sets: InformerCache<DaemonSet>,
+    pub stateful_sets: InformerCache<StatefulSet>,
+    pub controller_revisions: InformerCache<ControllerRevision>,
+    pub pod_disruption_budgets: InformerCache<PodDisruptionBudget>,
 }
 
 impl Informers {
@@ -85,7 +101,13 @@ impl Informers {
             service_accounts: Informer::spawn(api.clone(), config.clone()),
             claims: Informer::spawn(api.clone(), config.clone()),
             volumes: Informer::spawn(api.clone(), config.clone()),
-            storage_classes: Informer::spawn(api, config),
+            storage_classes: Informer::spawn(api.clone(), config.clone()),
+            jobs: Informer::spawn(api.clone(), config.clone()),
+            cron_jobs: Informer::spawn(api.clone(), config.clone()),
+            daemon_sets: Informer::spawn(api.clone(), config.clone()),
+            stateful_sets: Informer::spawn(api.clone(), config.clone()),
+            controller_revisions: Informer::spawn(api.clone(), config.clone()),
+            pod_disruption_budgets: Informer::spawn(api, config),
         }
     }
 
@@ -105,6 +127,12 @@ impl Informers {
             claims: self.claims.cache(),
             volumes: self.volumes.cache(),
             storage_classes: self.storage_classes.cache(),
+            jobs: self.jobs.cache(),
+            cron_jobs: self.cron_jobs.cache(),
+            daemon_sets: self.daemon_sets.cache(),
+            stateful_sets: self.stateful_sets.cache(),
+            controller_revisions: self.controller_revisions.cache(),
+            pod_disruption_budgets: self.pod_disruption_budgets.cache(),
         }
     }
 }
@@ -127,6 +155,12 @@ impl Caches {
         self.claims.wait_synced().await;
         self.volumes.wait_synced().await;
         self.storage_classes.wait_synced().await;
+        self.jobs.wait_synced().await;
+        self.cron_jobs.wait_synced().await;
+        self.daemon_sets.wait_synced().await;
+        self.stateful_sets.wait_synced().await;
+        self.controller_revisions.wait_synced().await;
+        self.pod_disruption_budgets.wait_synced().await;
     }
 }
 

@@ -618,6 +618,12 @@ fn version_and_api_resources() {
             persistentvolumeclaims   pvc          v1                       true         PersistentVolumeClaim
             deployments              deploy       apps/v1                  true         Deployment
             replicasets              rs           apps/v1                  true         ReplicaSet
+            jobs                                  batch/v1                 true         Job
+            cronjobs                 cj           batch/v1                 true         CronJob
+            daemonsets               ds           apps/v1                  true         DaemonSet
+            statefulsets             sts          apps/v1                  true         StatefulSet
+            controllerrevisions                   apps/v1                  true         ControllerRevision
+            poddisruptionbudgets     pdb          policy/v1                true         PodDisruptionBudget
             leases                                coordination.k8s.io/v1   true         Lease
             runtimeclasses                        node.k8s.io/v1           false        RuntimeClass
             storageclasses           sc           storage.k8s.io/v1        false        StorageClass

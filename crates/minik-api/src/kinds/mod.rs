@@ -23,15 +23,20 @@
 //! keyed by kind name in [`crate::fields`], beside the field paths they read.
 
 mod config_map;
+mod controller_revision;
+mod cron_job;
+mod daemon_set;
 mod deployment;
 mod endpoints;
 mod event;
+mod job;
 mod lease;
 pub mod namespace;
 mod node;
 pub mod persistent_volume;
 mod persistent_volume_claim;
 mod pod;
+mod pod_disruption_budget;
 mod replica_set;
 mod replication_controller;
 mod resource_quota;
@@ -39,18 +44,24 @@ pub mod runtime_class;
 mod secret;
 mod service;
 pub mod service_account;
+mod stateful_set;
 pub mod storage_class;
 
 pub(crate) use config_map::CONFIG_MAPS;
+pub(crate) use controller_revision::CONTROLLER_REVISIONS;
+pub(crate) use cron_job::CRON_JOBS;
+pub(crate) use daemon_set::DAEMON_SETS;
 pub(crate) use deployment::DEPLOYMENTS;
 pub(crate) use endpoints::ENDPOINTS;
 pub(crate) use event::EVENTS;
+pub(crate) use job::JOBS;
 pub(crate) use lease::LEASES;
 pub(crate) use namespace::NAMESPACES;
 pub(crate) use node::NODES;
 pub(crate) use persistent_volume::PERSISTENT_VOLUMES;
 pub(crate) use persistent_volume_claim::PERSISTENT_VOLUME_CLAIMS;
 pub(crate) use pod::PODS;
+pub(crate) use pod_disruption_budget::POD_DISRUPTION_BUDGETS;
 pub(crate) use replica_set::REPLICA_SETS;
 pub(crate) use replication_controller::REPLICATION_CONTROLLERS;
 pub(crate) use resource_quota::RESOURCE_QUOTAS;
@@ -58,6 +69,7 @@ pub(crate) use runtime_class::RUNTIME_CLASSES;
 pub(crate) use secret::SECRETS;
 pub(crate) use service::SERVICES;
 pub(crate) use service_account::SERVICE_ACCOUNTS;
+pub(crate) use stateful_set::STATEFUL_SETS;
 pub(crate) use storage_class::STORAGE_CLASSES;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};

@@ -246,6 +246,23 @@ static FIELD_RULES: &[FieldRule] = &[
     rule("ConfigMap", "metadata", Struct("ObjectMeta")),
     rule("Secret", "metadata", Struct("ObjectMeta")),
     rule("ServiceAccount", "metadata", Struct("ObjectMeta")),
+    // batch/v1 and the other apps/v1 workloads: their pod templates are a Pod's structs.
+    rule("Job", "metadata", Struct("ObjectMeta")),
+    rule("Job", "spec", Struct("JobSpec")),
+    rule("JobSpec", "template", Struct("PodTemplateSpec")),
+    rule("CronJob", "metadata", Struct("ObjectMeta")),
+    rule("CronJob", "spec", Struct("CronJobSpec")),
+    rule("CronJobSpec", "jobTemplate", Struct("JobTemplateSpec")),
+    rule("JobTemplateSpec", "metadata", Struct("ObjectMeta")),
+    rule("JobTemplateSpec", "spec", Struct("JobSpec")),
+    rule("DaemonSet", "metadata", Struct("ObjectMeta")),
+    rule("DaemonSet", "spec", Struct("DaemonSetSpec")),
+    rule("DaemonSetSpec", "template", Struct("PodTemplateSpec")),
+    rule("StatefulSet", "metadata", Struct("ObjectMeta")),
+    rule("StatefulSet", "spec", Struct("StatefulSetSpec")),
+    rule("StatefulSetSpec", "template", Struct("PodTemplateSpec")),
+    rule("ControllerRevision", "metadata", Struct("ObjectMeta")),
+    rule("PodDisruptionBudget", "metadata", Struct("ObjectMeta")),
     // core/v1 ServiceAccount: `Secrets []ObjectReference ... patchStrategy:"merge"
     // patchMergeKey:"name"`.
     rule(

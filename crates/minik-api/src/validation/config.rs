@@ -450,8 +450,14 @@ mod admission_tests {
             .unwrap_err();
         assert_eq!(err.code(), 400, "{err}");
         let text = err.to_string();
-        assert!(text.contains("Secret in version \"v1\" cannot be handled as a Secret"), "{text}");
-        assert!(text.contains("data.password") || text.contains("password"), "names the field: {text}");
+        assert!(
+            text.contains("Secret in version \"v1\" cannot be handled as a Secret"),
+            "{text}"
+        );
+        assert!(
+            text.contains("data.password") || text.contains("password"),
+            "names the field: {text}"
+        );
         assert!(!text.contains("hunter2"), "never echoes the value: {text}");
     }
 }

@@ -24,9 +24,15 @@ mod cluster;
 mod common;
 mod config;
 mod container;
+mod controller_revision;
+mod cron_job;
+mod daemon_set;
+mod job;
 mod meta;
 mod pod;
+mod pod_disruption_budget;
 mod service;
+mod stateful_set;
 mod storage;
 mod workloads;
 
@@ -44,9 +50,15 @@ pub use config::{
     SECRET_TYPE_DOCKER_CONFIG_JSON, SECRET_TYPE_OPAQUE, SECRET_TYPE_SERVICE_ACCOUNT_TOKEN,
     SECRET_TYPE_SSH_AUTH, SECRET_TYPE_TLS, SERVICE_ACCOUNT_NAME_ANNOTATION,
 };
+pub use controller_revision::{controller_revision, controller_revision_update};
+pub use cron_job::{cron_job, cron_job_update};
+pub use daemon_set::{daemon_set, daemon_set_update};
+pub use job::{job, job_update};
 pub use meta::{object_meta, object_meta_update, TOTAL_ANNOTATION_SIZE_LIMIT};
 pub use pod::{pod, pod_update};
+pub use pod_disruption_budget::{pod_disruption_budget, pod_disruption_budget_update};
 pub use service::{endpoints, endpoints_update, service, service_update, NODE_PORT_RANGE};
+pub use stateful_set::{stateful_set, stateful_set_update};
 pub use storage::{
     persistent_volume, persistent_volume_claim, persistent_volume_claim_update,
     persistent_volume_update, storage_class, storage_class_update, ACCESS_MODES,

@@ -575,9 +575,9 @@ impl Registry {
 
     /// Evicts a pod (`pods/{name}/eviction`, a `policy/v1` or `policy/v1beta1` `Eviction`): the
     /// pod is deleted exactly as a `DELETE` with the eviction's `deleteOptions` would delete it,
-    /// gracefully when it is on a node. minik has no PodDisruptionBudgets, so no budget can
-    /// refuse an eviction (Kubernetes' 429); a dry run (`dryRun=All` on the request or in the
-    /// options) checks everything and changes nothing.
+    /// gracefully when it is on a node, once the PodDisruptionBudget that selects it allows it
+    /// (Kubernetes' 429 otherwise; see `disruption::check_eviction`); a dry run
+    /// (`dryRun=All` on the request or in the options) checks everything and changes nothing.
     pub async fn evict(
         &self,
         ns: &str,
@@ -588,6 +588,7 @@ impl Registry {
         let mut delete =
             decide::eviction_delete_options(ns, name, eviction, opts.field_validation)?;
         delete.dry_run |= opts.dry_run;
+        crate::disruption::check_eviction(self, ns, name, &mut delete).await?;
         self.delete(pods(), Some(ns), name, &delete).await
     }
 }

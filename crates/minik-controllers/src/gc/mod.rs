@@ -41,6 +41,11 @@ pub(crate) fn controller(
     let replica_sets = informers.replica_sets.subscribe();
     let replication_controllers = informers.replication_controllers.subscribe();
     let deployments = informers.deployments.subscribe();
+    let jobs = informers.jobs.subscribe();
+    let cron_jobs = informers.cron_jobs.subscribe();
+    let daemon_sets = informers.daemon_sets.subscribe();
+    let stateful_sets = informers.stateful_sets.subscribe();
+    let revisions = informers.controller_revisions.subscribe();
     let ctx = Arc::new(Context {
         caches: informers.caches(),
         executor,
@@ -57,6 +62,11 @@ pub(crate) fn controller(
             ctx.clone(),
         ));
         tasks.spawn(watch(Kind::Deployment, deployments, ctx.clone()));
+        tasks.spawn(watch(Kind::Job, jobs, ctx.clone()));
+        tasks.spawn(watch(Kind::CronJob, cron_jobs, ctx.clone()));
+        tasks.spawn(watch(Kind::DaemonSet, daemon_sets, ctx.clone()));
+        tasks.spawn(watch(Kind::StatefulSet, stateful_sets, ctx.clone()));
+        tasks.spawn(watch(Kind::ControllerRevision, revisions, ctx.clone()));
         run_controller(
             "garbage-collector",
             workers,
@@ -104,6 +114,11 @@ fn metas(caches: &Caches, kind: Kind, keep: &dyn Fn(&ObjectMeta) -> bool) -> Vec
         Kind::ReplicaSet => of(&caches.replica_sets, keep),
         Kind::ReplicationController => of(&caches.replication_controllers, keep),
         Kind::Deployment => of(&caches.deployments, keep),
+        Kind::Job => of(&caches.jobs, keep),
+        Kind::CronJob => of(&caches.cron_jobs, keep),
+        Kind::DaemonSet => of(&caches.daemon_sets, keep),
+        Kind::StatefulSet => of(&caches.stateful_sets, keep),
+        Kind::ControllerRevision => of(&caches.controller_revisions, keep),
     }
 }
 
@@ -116,6 +131,14 @@ fn cached(caches: &Caches, kind: Kind, key: &str) -> Option<ObjectMeta> {
             .get(key)
             .map(|o| o.metadata.clone()),
         Kind::Deployment => caches.deployments.get(key).map(|o| o.metadata.clone()),
+        Kind::Job => caches.jobs.get(key).map(|o| o.metadata.clone()),
+        Kind::CronJob => caches.cron_jobs.get(key).map(|o| o.metadata.clone()),
+        Kind::DaemonSet => caches.daemon_sets.get(key).map(|o| o.metadata.clone()),
+        Kind::StatefulSet => caches.stateful_sets.get(key).map(|o| o.metadata.clone()),
+        Kind::ControllerRevision => caches
+            .controller_revisions
+            .get(key)
+            .map(|o| o.metadata.clone()),
     }
 }
 

@@ -5,6 +5,7 @@
 mod apply;
 mod config;
 mod create_config;
+mod create_job;
 mod describe;
 mod edit;
 mod exec;

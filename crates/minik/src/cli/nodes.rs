@@ -1,7 +1,7 @@
 //! `cordon`, `uncordon` and `drain`: marking nodes unschedulable and emptying them, with
 //! kubectl's filters and messages. `drain` evicts the pods through the `pods/eviction`
-//! subresource, as kubectl does (or deletes them with `--disable-eviction`), and waits until
-//! they are gone.
+//! subresource, as kubectl does, retrying every 5 s those their PodDisruptionBudget refuses
+//! (or deletes them with `--disable-eviction`), and waits until they are gone.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -45,8 +45,7 @@ pub struct DrainArgs {
     /// How long to wait for the pods to be gone, e.g. 60s; 0 waits for ever.
     #[arg(long, default_value = "0")]
     timeout: String,
-    /// Deletes the pods instead of evicting them. minik has no PodDisruptionBudgets, so both
-    /// end the same way; kept for kubectl compatibility.
+    /// Deletes the pods instead of evicting them, bypassing their PodDisruptionBudgets.
     #[arg(long)]
     disable_eviction: bool,
 }
@@ -254,54 +253,122 @@ async fn empty_node(client: &Client, args: &DrainArgs, timeout: Duration) -> Cli
         grace_period_seconds: (args.grace_period >= 0).then_some(args.grace_period),
         ..Default::default()
     };
-    let evict = !args.disable_eviction;
+    if !args.disable_eviction {
+        return evict_all(client, &doomed, &options, args, timeout).await;
+    }
     for pod in &doomed {
         let (ns, name) = (s(pod, "/metadata/namespace"), s(pod, "/metadata/name"));
-        let result = if evict {
-            println!("evicting pod {ns}/{name}");
-            evict_pod(client, ns, name, &options).await
-        } else {
-            client
-                .api
-                .delete(pods, Some(ns), name, options.clone())
-                .await
-                .map(|_| ())
-        };
-        match result {
-            Ok(()) => {}
+        match client
+            .api
+            .delete(pods, Some(ns), name, options.clone())
+            .await
+        {
+            Ok(_) => {}
             // Gone already: nothing left to do.
             Err(e) if e.is_not_found() => {}
-            Err(e) if evict => {
-                return Err(fail!("error when evicting pods/{name:?} -n {ns:?}: {e}"))
-            }
             Err(e) => return Err(e.into()),
         }
     }
     let deadline = (!timeout.is_zero()).then(|| tokio::time::Instant::now() + timeout);
     for pod in &doomed {
-        let (ns, name, uid) = (
-            s(pod, "/metadata/namespace"),
-            s(pod, "/metadata/name"),
-            s(pod, "/metadata/uid"),
-        );
-        loop {
-            match client.api.get(pods, Some(ns), name).await {
-                Err(e) if e.is_not_found() => break,
-                // A pod of the same name with another uid is a replacement: this one is gone.
-                Ok(p) if s(&p, "/metadata/uid") != uid => break,
-                Ok(_) => {}
-                Err(e) => return Err(e.into()),
-            }
-            if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
-                return Err(fail!(
-                    "drain did not complete within {}",
-                    args.timeout.trim()
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        println!("pod/{name} {}", if evict { "evicted" } else { "deleted" });
+        wait_gone(client, pod, deadline, args).await?;
+        println!("pod/{} deleted", s(pod, "/metadata/name"));
     }
+    Ok(())
+}
+
+/// Waits until `pod` is gone (or replaced by a pod of the same name), failing at `deadline`.
+async fn wait_gone(
+    client: &Client,
+    pod: &Value,
+    deadline: Option<tokio::time::Instant>,
+    args: &DrainArgs,
+) -> CliResult {
+    let pods = resource("pods")?;
+    let (ns, name, uid) = (
+        s(pod, "/metadata/namespace"),
+        s(pod, "/metadata/name"),
+        s(pod, "/metadata/uid"),
+    );
+    loop {
+        match client.api.get(pods, Some(ns), name).await {
+            Err(e) if e.is_not_found() => return Ok(()),
+            // A pod of the same name with another uid is a replacement: this one is gone.
+            Ok(p) if s(&p, "/metadata/uid") != uid => return Ok(()),
+            Ok(_) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            return Err(drain_timed_out(args));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn drain_timed_out(args: &DrainArgs) -> CliError {
+    fail!("drain did not complete within {}", args.timeout.trim())
+}
+
+/// How long kubectl waits before evicting again a pod whose disruption budget refused it.
+const EVICTION_RETRY: Duration = Duration::from_secs(5);
+
+/// Evicts every pod at once, as kubectl does: each pod is evicted, again every 5 s while its
+/// PodDisruptionBudget refuses (429), then waited for; the whole is bounded by `--timeout`.
+async fn evict_all(
+    client: &Client,
+    doomed: &[&Value],
+    options: &DeleteOptions,
+    args: &DrainArgs,
+    timeout: Duration,
+) -> CliResult {
+    let work = futures::future::join_all(
+        doomed
+            .iter()
+            .map(|pod| evict_and_wait(client, pod, options, args)),
+    );
+    let results = if timeout.is_zero() {
+        work.await
+    } else {
+        tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| drain_timed_out(args))?
+    };
+    let errors: Vec<String> = results
+        .into_iter()
+        .filter_map(Result::err)
+        .map(|e| strip_error(&e))
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(fail!("{}", aggregate(&errors)))
+    }
+}
+
+/// Evicts one pod, retrying while its disruption budget refuses, and waits until it is gone.
+async fn evict_and_wait(
+    client: &Client,
+    pod: &Value,
+    options: &DeleteOptions,
+    args: &DrainArgs,
+) -> CliResult {
+    let (ns, name) = (s(pod, "/metadata/namespace"), s(pod, "/metadata/name"));
+    loop {
+        println!("evicting pod {ns}/{name}");
+        match evict_pod(client, ns, name, options).await {
+            Ok(()) => break,
+            // Gone already: nothing left to do.
+            Err(e) if e.is_not_found() => return Ok(()),
+            // A disruption budget refuses it for now (429): try again, as kubectl does.
+            Err(e) if e.code() == 429 => {
+                eprintln!("error when evicting pods/{name:?} -n {ns:?} (will retry after 5s): {e}");
+                tokio::time::sleep(EVICTION_RETRY).await;
+            }
+            Err(e) => return Err(fail!("error when evicting pods/{name:?} -n {ns:?}: {e}")),
+        }
+    }
+    wait_gone(client, pod, None, args).await?;
+    println!("pod/{name} evicted");
     Ok(())
 }
 

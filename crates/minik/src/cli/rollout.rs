@@ -1,7 +1,8 @@
-//! `rollout status|history|undo|restart|pause|resume` for Deployments, with kubectl's
-//! messages. `status` follows the Deployment with a watch and prints a line each time its
-//! progress changes; `history` reads the revisions from the ReplicaSets the Deployment owns;
-//! `undo` copies a ReplicaSet's template back into the Deployment, as kubectl does.
+//! `rollout status|history|undo|restart|pause|resume` for Deployments (and all but pause and
+//! resume for DaemonSets and StatefulSets), with kubectl's messages. `status` follows the object with a watch and
+//! prints a line each time its progress changes; `history` reads a Deployment's revisions from
+//! the ReplicaSets it owns and a DaemonSet's from its ControllerRevisions; `undo` copies a
+//! ReplicaSet's template (or a revision's) back into the object, as kubectl does.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -118,20 +119,127 @@ pub async fn run(args: RolloutArgs) -> CliResult<ExitCode> {
     }
 }
 
-/// The deployments named, refusing other kinds with kubectl's words for `what` (`status
-/// viewer`, `history viewer`, `rollbacker`, ...).
-fn deployments(words: &[String], what: &str) -> CliResult<(&'static ResourceInfo, Vec<String>)> {
-    let mut names = Vec::new();
-    let mut info = None;
-    for (i, name) in named_targets(words)? {
-        if i.kind != "Deployment" {
-            return Err(fail!("no {what} has been implemented for {:?}", i.kind));
-        }
-        info = Some(i);
-        names.push(name);
+/// The kinds `status`, `history`, `undo` and `restart` work on.
+const ROLLOUT_KINDS: &[&str] = &["Deployment", "DaemonSet", "StatefulSet"];
+
+/// The objects named, refusing kinds other than `kinds` with kubectl's words for `what`
+/// (`status viewer`, `history viewer`, `rollbacker`, ...).
+fn targets(
+    words: &[String],
+    what: &str,
+    kinds: &[&str],
+) -> CliResult<Vec<(&'static ResourceInfo, String)>> {
+    let named = named_targets(words)?;
+    if let Some((i, _)) = named.iter().find(|(i, _)| !kinds.contains(&i.kind)) {
+        return Err(fail!("no {what} has been implemented for {:?}", i.kind));
     }
-    let info = info.ok_or_else(|| fail!("required resource not specified"))?;
-    Ok((info, names))
+    if named.is_empty() {
+        return Err(fail!("required resource not specified"));
+    }
+    Ok(named)
+}
+
+/// kubectl's `DaemonSetStatusViewer`: a line to print and whether the rollout is done; an
+/// error for a DaemonSet that does not roll (`OnDelete`).
+pub fn daemon_set_status(ds: &Value) -> CliResult<(String, bool)> {
+    let name = s(ds, "/metadata/name");
+    let strategy = s(ds, "/spec/updateStrategy/type");
+    if !strategy.is_empty() && strategy != "RollingUpdate" {
+        return Err(fail!(
+            "rollout status is only available for RollingUpdate strategy type"
+        ));
+    }
+    if n(ds, "/metadata/generation") > n(ds, "/status/observedGeneration") {
+        return Ok((
+            "Waiting for daemon set spec update to be observed...".into(),
+            false,
+        ));
+    }
+    let desired = n(ds, "/status/desiredNumberScheduled");
+    let updated = n(ds, "/status/updatedNumberScheduled");
+    let available = n(ds, "/status/numberAvailable");
+    if updated < desired {
+        return Ok((format!("Waiting for daemon set {name:?} rollout to finish: {updated} out of {desired} new pods have been updated..."), false));
+    }
+    if available < desired {
+        return Ok((format!("Waiting for daemon set {name:?} rollout to finish: {available} of {desired} updated pods are available..."), false));
+    }
+    Ok((format!("daemon set {name:?} successfully rolled out"), true))
+}
+
+/// kubectl's `StatefulSetStatusViewer`: a line to print and whether the rollout is done; an
+/// error for a StatefulSet that does not roll (`OnDelete`).
+pub fn stateful_set_status(sts: &Value) -> CliResult<(String, bool)> {
+    let strategy = s(sts, "/spec/updateStrategy/type");
+    if !strategy.is_empty() && strategy != "RollingUpdate" {
+        return Err(fail!(
+            "rollout status is only available for RollingUpdate strategy type"
+        ));
+    }
+    let observed = n(sts, "/status/observedGeneration");
+    if observed == 0 || n(sts, "/metadata/generation") > observed {
+        return Ok((
+            "Waiting for statefulset spec update to be observed...".into(),
+            false,
+        ));
+    }
+    let replicas = sts
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let ready = n(sts, "/status/readyReplicas");
+    if ready < replicas {
+        return Ok((
+            format!("Waiting for {} pods to be ready...", replicas - ready),
+            false,
+        ));
+    }
+    let updated = n(sts, "/status/updatedReplicas");
+    if sts
+        .pointer("/spec/updateStrategy/rollingUpdate")
+        .is_some_and(|r| !r.is_null())
+    {
+        let partition = n(sts, "/spec/updateStrategy/rollingUpdate/partition");
+        if updated < replicas - partition {
+            return Ok((
+                format!(
+                    "Waiting for partitioned roll out to finish: {updated} out of {} new pods have been updated...",
+                    replicas - partition
+                ),
+                false,
+            ));
+        }
+        return Ok((
+            format!("partitioned roll out complete: {updated} new pods have been updated..."),
+            true,
+        ));
+    }
+    let update = s(sts, "/status/updateRevision");
+    if update != s(sts, "/status/currentRevision") {
+        return Ok((
+            format!(
+                "waiting for statefulset rolling update to complete {updated} pods at revision {update}..."
+            ),
+            false,
+        ));
+    }
+    Ok((
+        format!(
+            "statefulset rolling update complete {} pods at revision {}...",
+            n(sts, "/status/currentReplicas"),
+            s(sts, "/status/currentRevision")
+        ),
+        true,
+    ))
+}
+
+/// The status line of any kind `rollout status` follows.
+fn status_line(info: &ResourceInfo, obj: &Value, revision: i64) -> CliResult<(String, bool)> {
+    match info.kind {
+        "DaemonSet" => daemon_set_status(obj),
+        "StatefulSet" => stateful_set_status(obj),
+        _ => rollout_status(obj, revision),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -194,9 +302,9 @@ async fn status(args: StatusArgs) -> CliResult<ExitCode> {
             args.revision
         ));
     }
-    let (info, names) = deployments(&args.targets, "status viewer")?;
+    let named = targets(&args.targets, "status viewer", ROLLOUT_KINDS)?;
     let client = Client::new(&args.client)?;
-    for name in names {
+    for (info, name) in named {
         let wait = follow_status(&client, info, &name, &args);
         if timeout.is_zero() {
             wait.await?;
@@ -219,7 +327,7 @@ async fn follow_status(
     let ns = client.ns_for(info);
     let mut last_line = String::new();
     let mut show = |d: &Value| -> CliResult<bool> {
-        let (line, done) = rollout_status(d, args.revision)?;
+        let (line, done) = status_line(info, d, args.revision)?;
         // kubectl prints a line per change of the Deployment; repeating an unchanged line says
         // nothing, so only changes are printed.
         if line != last_line {
@@ -299,23 +407,26 @@ async fn history(args: HistoryArgs) -> CliResult<ExitCode> {
             args.revision
         ));
     }
-    let (info, names) = deployments(&args.targets, "history viewer")?;
+    let named = targets(&args.targets, "history viewer", ROLLOUT_KINDS)?;
     let client = Client::new(&args.client)?;
-    for_each(names, async |name| {
-        history_text(&client, info, name, args.revision).await
+    for_each(named, async |info, name| match info.kind {
+        "DaemonSet" | "StatefulSet" => {
+            revision_history_text(&client, info, name, args.revision).await
+        }
+        _ => history_text(&client, info, name, args.revision).await,
     })
     .await
 }
 
-/// Runs `one` on each deployment named, printing what it returns, and goes on after a
-/// failure as kubectl does; the exit status says whether any failed.
+/// Runs `one` on each object named, printing what it returns, and goes on after a failure as
+/// kubectl does; the exit status says whether any failed.
 async fn for_each(
-    names: Vec<String>,
-    one: impl AsyncFn(&str) -> CliResult<String>,
+    named: Vec<(&'static ResourceInfo, String)>,
+    one: impl AsyncFn(&'static ResourceInfo, &str) -> CliResult<String>,
 ) -> CliResult<ExitCode> {
     let mut failed = false;
-    for name in names {
-        match one(&name).await {
+    for (info, name) in named {
+        match one(info, &name).await {
             Ok(text) => print!("{text}"),
             Err(e) => report(&mut failed, e),
         }
@@ -386,10 +497,15 @@ async fn undo(args: UndoArgs) -> CliResult<ExitCode> {
             args.to_revision
         ));
     }
-    let (info, names) = deployments(&args.targets, "rollbacker")?;
+    let named = targets(&args.targets, "rollbacker", ROLLOUT_KINDS)?;
     let client = Client::new(&args.client)?;
-    for_each(names, async |name| {
-        let outcome = undo_one(&client, info, name, args.to_revision).await?;
+    for_each(named, async |info, name| {
+        let outcome = match info.kind {
+            "DaemonSet" | "StatefulSet" => {
+                undo_revision(&client, info, name, args.to_revision).await?
+            }
+            _ => undo_one(&client, info, name, args.to_revision).await?,
+        };
         Ok(format!("{} {outcome}\n", kind_slash_name(info, name)))
     })
     .await
@@ -472,13 +588,138 @@ async fn undo_one(
 }
 
 // ---------------------------------------------------------------------------------------------
+// history and undo of ControllerRevisions (DaemonSets)
+// ---------------------------------------------------------------------------------------------
+
+/// The object and the ControllerRevisions it controls, oldest first.
+async fn controller_revisions(
+    client: &Client,
+    info: &'static ResourceInfo,
+    name: &str,
+) -> CliResult<(Value, Vec<Value>)> {
+    let ns = client.ns_for(info);
+    let obj = client.api.get(info, ns, name).await?;
+    let uid = s(&obj, "/metadata/uid");
+    let cr_info = super::resource("controllerrevisions")?;
+    let list = client.api.list(cr_info, ns, &ListParams::default()).await?;
+    let mut out: Vec<Value> = list
+        .items
+        .into_iter()
+        .filter(|r| {
+            arr(r, "/metadata/ownerReferences")
+                .iter()
+                .any(|o| s(o, "/uid") == uid && o.get("controller") == Some(&Value::Bool(true)))
+        })
+        .collect();
+    out.sort_by_key(|r| n(r, "/revision"));
+    Ok((obj, out))
+}
+
+/// The pod template a revision restores: its patch's `spec.template`, without the directive.
+fn revision_template(revision: &Value) -> Value {
+    let mut template = revision
+        .pointer("/data/spec/template")
+        .cloned()
+        .unwrap_or(json!({}));
+    if let Some(t) = template.as_object_mut() {
+        t.remove("$patch");
+    }
+    template
+}
+
+/// kubectl's `DaemonSetHistoryViewer`: the revisions and their change-causes, or the template
+/// of one.
+async fn revision_history_text(
+    client: &Client,
+    info: &'static ResourceInfo,
+    name: &str,
+    revision: i64,
+) -> CliResult<String> {
+    let (_, revisions) = controller_revisions(client, info, name).await?;
+    let title = kind_slash_name(info, name);
+    let cause_of = |r: &Value| {
+        s(
+            r,
+            &format!("/metadata/annotations/{}", escape(CHANGE_CAUSE)),
+        )
+        .to_owned()
+    };
+    if revision > 0 {
+        let r = revisions
+            .iter()
+            .find(|r| n(r, "/revision") == revision)
+            .ok_or_else(|| fail!("unable to find the specified revision"))?;
+        let mut template = revision_template(r);
+        let cause = cause_of(r);
+        if !cause.is_empty() {
+            template["metadata"]["annotations"][CHANGE_CAUSE] = json!(cause);
+        }
+        let mut text = String::new();
+        pod_template(&mut text, &template);
+        return Ok(format!(
+            "{title} with revision #{revision}\n{}\n",
+            align(&text, 2)
+        ));
+    }
+    if revisions.is_empty() {
+        return Ok(format!("{title} \nNo rollout history found.\n"));
+    }
+    let mut table = String::from("REVISION\tCHANGE-CAUSE\n");
+    for r in &revisions {
+        let cause = cause_of(r);
+        let cause = if cause.is_empty() { "<none>" } else { &cause };
+        table.push_str(&format!("{}\t{cause}\n", n(r, "/revision")));
+    }
+    Ok(format!("{title} \n{}\n", align(&table, 2)))
+}
+
+/// The revision to roll back to (kubectl's `findHistory`): the one numbered `to`, or the one
+/// before the newest.
+fn revision_target(revisions: &[Value], to: i64) -> CliResult<&Value> {
+    if to > 0 {
+        return revisions
+            .iter()
+            .find(|r| n(r, "/revision") == to)
+            .ok_or_else(|| fail!("unable to find specified revision {to} in history"));
+    }
+    match revisions {
+        [.., previous, _] => Ok(previous),
+        _ => Err(fail!("no last revision to roll back to")),
+    }
+}
+
+/// kubectl's `DaemonSetRollbacker`: the object's template becomes the revision's again.
+async fn undo_revision(
+    client: &Client,
+    info: &'static ResourceInfo,
+    name: &str,
+    to: i64,
+) -> CliResult<String> {
+    let (obj, revisions) = controller_revisions(client, info, name).await?;
+    let target = revision_target(&revisions, to)?;
+    let number = n(target, "/revision");
+    let template = revision_template(target);
+    if obj.pointer("/spec/template") == Some(&template) {
+        return Ok(format!(
+            "skipped rollback (current template already matches revision {number})"
+        ));
+    }
+    let patch = json!([{"op": "replace", "path": "/spec/template", "value": template}]);
+    client
+        .patch_object(info, name, PatchKind::Json, patch)
+        .await
+        .map_err(|e| fail!("failed restoring revision {number}: {e}"))?;
+    Ok("rolled back".into())
+}
+
+// ---------------------------------------------------------------------------------------------
 // restart, pause, resume
 // ---------------------------------------------------------------------------------------------
 
 async fn restart(args: TargetArgs) -> CliResult<ExitCode> {
-    let (info, names) = deployments(&args.targets, "restarter")?;
+    let named = targets(&args.targets, "restarter", ROLLOUT_KINDS)?;
     let client = Client::new(&args.client)?;
-    for_each(names, async |name| {
+    for_each(named, async |info, name| {
         let d = client.api.get(info, client.ns_for(info), name).await?;
         if d.pointer("/spec/paused") == Some(&Value::Bool(true)) {
             return Err(fail!(
@@ -505,9 +746,9 @@ async fn restart(args: TargetArgs) -> CliResult<ExitCode> {
 
 async fn pause_or_resume(args: TargetArgs, pause: bool) -> CliResult<ExitCode> {
     let what = if pause { "pauser" } else { "resumer" };
-    let (info, names) = deployments(&args.targets, what)?;
+    let named = targets(&args.targets, what, &["Deployment"])?;
     let client = Client::new(&args.client)?;
-    for_each(names, async |name| {
+    for_each(named, async |info, name| {
         let d = client.api.get(info, client.ns_for(info), name).await?;
         let paused = d.pointer("/spec/paused") == Some(&Value::Bool(true));
         if paused == pause {
@@ -567,6 +808,90 @@ mod tests {
         assert_eq!(
             err,
             "error: desired revision (3) is different from the running revision (2)"
+        );
+    }
+
+    #[test]
+    fn stateful_set_status_lines_follow_kubectl() {
+        let sts = |spec: Value, status: Value| json!({"metadata": {"name": "web", "generation": 2}, "spec": spec, "status": status});
+        let rolling = json!({"replicas": 3, "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 1}}});
+        let (line, done) =
+            stateful_set_status(&sts(rolling.clone(), json!({"observedGeneration": 1}))).unwrap();
+        assert_eq!(
+            (line.as_str(), done),
+            (
+                "Waiting for statefulset spec update to be observed...",
+                false
+            )
+        );
+        let (line, _) = stateful_set_status(&sts(
+            rolling.clone(),
+            json!({"observedGeneration": 2, "readyReplicas": 1}),
+        ))
+        .unwrap();
+        assert_eq!(line, "Waiting for 2 pods to be ready...");
+        let (line, done) = stateful_set_status(&sts(
+            rolling.clone(),
+            json!({"observedGeneration": 2, "readyReplicas": 3, "updatedReplicas": 1}),
+        ))
+        .unwrap();
+        assert_eq!((line.as_str(), done), ("Waiting for partitioned roll out to finish: 1 out of 2 new pods have been updated...", false));
+        let (line, done) = stateful_set_status(&sts(
+            rolling,
+            json!({"observedGeneration": 2, "readyReplicas": 3, "updatedReplicas": 2}),
+        ))
+        .unwrap();
+        assert_eq!(
+            (line.as_str(), done),
+            (
+                "partitioned roll out complete: 2 new pods have been updated...",
+                true
+            )
+        );
+        let on_delete = json!({"replicas": 3, "updateStrategy": {"type": "OnDelete"}});
+        assert!(stateful_set_status(&sts(on_delete, json!({}))).is_err());
+    }
+
+    #[test]
+    fn daemon_set_status_lines_follow_kubectl() {
+        let ds = |status: Value| json!({"metadata": {"name": "agent", "generation": 2}, "spec": {"updateStrategy": {"type": "RollingUpdate"}}, "status": status});
+        let cases = [
+            (json!({"observedGeneration": 1}), "Waiting for daemon set spec update to be observed...", false),
+            (json!({"observedGeneration": 2, "desiredNumberScheduled": 3, "updatedNumberScheduled": 1}), "Waiting for daemon set \"agent\" rollout to finish: 1 out of 3 new pods have been updated...", false),
+            (json!({"observedGeneration": 2, "desiredNumberScheduled": 3, "updatedNumberScheduled": 3, "numberAvailable": 1}), "Waiting for daemon set \"agent\" rollout to finish: 1 of 3 updated pods are available...", false),
+            (json!({"observedGeneration": 2, "desiredNumberScheduled": 3, "updatedNumberScheduled": 3, "numberAvailable": 3}), "daemon set \"agent\" successfully rolled out", true),
+        ];
+        for (status, line, done) in cases {
+            let got = daemon_set_status(&ds(status.clone())).unwrap();
+            assert_eq!((got.0.as_str(), got.1), (line, done), "{status}");
+        }
+        let on_delete = json!({"metadata": {"name": "agent"}, "spec": {"updateStrategy": {"type": "OnDelete"}}});
+        assert_eq!(
+            daemon_set_status(&on_delete).unwrap_err().to_string(),
+            "error: rollout status is only available for RollingUpdate strategy type"
+        );
+    }
+
+    #[test]
+    fn daemon_set_rollbacks_find_the_revision_and_its_template() {
+        let revision = |number: i64, image: &str| {
+            json!({"revision": number, "data": {"spec": {"template": {
+            "$patch": "replace", "spec": {"containers": [{"name": "c", "image": image}]}}}}})
+        };
+        let revisions = vec![revision(1, "v1"), revision(2, "v2"), revision(3, "v3")];
+        assert_eq!(n(revision_target(&revisions, 0).unwrap(), "/revision"), 2);
+        assert_eq!(n(revision_target(&revisions, 1).unwrap(), "/revision"), 1);
+        assert_eq!(
+            revision_target(&revisions, 9).unwrap_err().to_string(),
+            "error: unable to find specified revision 9 in history"
+        );
+        assert_eq!(
+            revision_target(&revisions[..1], 0).unwrap_err().to_string(),
+            "error: no last revision to roll back to"
+        );
+        assert_eq!(
+            revision_template(&revisions[0]),
+            json!({"spec": {"containers": [{"name": "c", "image": "v1"}]}})
         );
     }
 

@@ -226,6 +226,8 @@ pub enum CreateWhat {
     Configmap(super::create_config::ConfigMapArgs),
     /// A secret: generic (literals, files, env files), docker-registry or tls.
     Secret(super::create_config::SecretArgs),
+    /// A job running an image, or made from a CronJob's job template.
+    Job(super::create_job::JobArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -317,6 +319,11 @@ pub async fn create_from_flags(client: &ClientFlags, what: CreateWhat) -> CliRes
             dry_run(&a.dry_run)?,
             a.output,
         ),
+        CreateWhat::Job(a) => {
+            let dry = dry_run(&a.print.dry_run)?;
+            let object = super::create_job::job(client, &a).await?;
+            ("jobs", object, dry, a.print.output)
+        }
         CreateWhat::Configmap(a) => {
             let dry = dry_run(&a.print.dry_run)?;
             let object = super::create_config::configmap(&a)?;
