@@ -483,3 +483,108 @@ async fn persistent_volume_example_counts_on_across_pods() {
     })
     .await;
 }
+
+/// The condition of type `kind` of an object is True.
+fn condition(obj: &Value, kind: &str) -> bool {
+    obj["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == kind && c["status"] == "True")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_and_cronjob_examples_run_to_completion() {
+    let (home, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let up = cluster(&home, &data);
+    assert_eq!(apply(&up, "job.yaml"), "job.batch/pi created\n");
+    wait_for("the pi job to complete", DEADLINE, || async {
+        let job = get(&up, "/apis/batch/v1/namespaces/default/jobs/pi").await?;
+        condition(&job, "Complete").then_some(())
+    })
+    .await;
+    let pods = get(
+        &up,
+        "/api/v1/namespaces/default/pods?labelSelector=job-name=pi",
+    )
+    .await
+    .unwrap();
+    let pod = items(&pods).pop().expect("the job's pod is kept");
+    assert_eq!(pod["status"]["phase"], "Succeeded");
+    let name = pod["metadata"]["name"].as_str().unwrap().to_owned();
+    let (ok, log, _) = up.minik(&["logs", &name]);
+    assert!(ok && log.starts_with("3.14159"), "{log}");
+
+    assert_eq!(apply(&up, "cronjob.yaml"), "cronjob.batch/hello created\n");
+    let (ok, out, err) = up.minik(&["get", "cronjob", "hello"]);
+    assert!(ok && out.contains("* * * * *"), "{out}{err}");
+    // Run it now rather than wait for the minute.
+    let (ok, out, err) = up.minik(&["create", "job", "hello-now", "--from=cronjob/hello"]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "job.batch/hello-now created\n");
+    wait_for(
+        "the job made from the cronjob to complete",
+        DEADLINE,
+        || async {
+            let job = get(&up, "/apis/batch/v1/namespaces/default/jobs/hello-now").await?;
+            condition(&job, "Complete").then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemonset_example_runs_one_pod_on_every_node() {
+    let (home, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let up = cluster(&home, &data);
+    let nodes = items(&get(&up, "/api/v1/nodes").await.unwrap()).len();
+    assert!(nodes >= 2, "the examples cluster has several nodes");
+    assert_eq!(
+        apply(&up, "daemonset.yaml"),
+        "daemonset.apps/node-agent created\n"
+    );
+    let pods = wait_running(&up, "app=node-agent", nodes).await;
+    let mut on: Vec<&str> = pods
+        .iter()
+        .filter_map(|p| p["spec"]["nodeName"].as_str())
+        .collect();
+    on.sort();
+    on.dedup();
+    assert_eq!(on.len(), nodes, "one pod per node: {on:?}");
+    let (ok, out, err) = up.minik(&["rollout", "status", "ds/node-agent", "--timeout", "30s"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("successfully rolled out"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statefulset_example_makes_its_pods_in_order_with_their_claims() {
+    if !root_for_volumes() {
+        return;
+    }
+    let _mounts = MountPoints("/tmp/minik-example/www");
+    let (home, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let up = cluster(&home, &data);
+    assert_eq!(
+        apply(&up, "statefulset.yaml"),
+        "service/web created\nstatefulset.apps/web created\n"
+    );
+    let pods = wait_running(&up, "app=web", 2).await;
+    assert_eq!(names(&pods), ["web-0", "web-1"]);
+    wait_for("both claims bound", DEADLINE, || async {
+        let claims = get(&up, "/api/v1/namespaces/default/persistentvolumeclaims").await?;
+        let bound: Vec<String> = items(&claims)
+            .iter()
+            .filter(|c| c["status"]["phase"] == "Bound")
+            .filter_map(|c| c["metadata"]["name"].as_str().map(str::to_owned))
+            .collect();
+        (bound.len() == 2).then_some(())
+    })
+    .await;
+    let (ok, out, _) = up.minik(&["get", "pvc", "www-web-0", "www-web-1"]);
+    assert!(ok && out.contains("Bound"), "{out}");
+    for name in ["web-0", "web-1"] {
+        up.minik(&["delete", "pod", name, "--grace-period=0"]);
+    }
+    let (ok, _, err) = up.minik(&["delete", "statefulset", "web"]);
+    assert!(ok, "{err}");
+}
