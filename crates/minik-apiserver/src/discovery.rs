@@ -71,13 +71,14 @@ pub async fn api_versions(headers: HeaderMap) -> Response {
     .into_response()
 }
 
+/// The named groups served, each once, in the order their first kind is listed.
 fn groups() -> Vec<&'static str> {
-    let mut groups: Vec<&str> = RESOURCES
-        .iter()
-        .map(|r| r.group)
-        .filter(|g| !g.is_empty())
-        .collect();
-    groups.dedup();
+    let mut groups: Vec<&str> = Vec::new();
+    for r in RESOURCES {
+        if !r.group.is_empty() && !groups.contains(&r.group) {
+            groups.push(r.group);
+        }
+    }
     groups
 }
 
@@ -455,6 +456,12 @@ mod tests {
                 &json!(["create"])
             )
         );
+        // Each group once, though the kinds of a group need not be listed together.
+        let names = groups();
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(names.len(), unique.len(), "{names:?}");
         let apps = document("/apis/apps/v1").unwrap().unwrap();
         assert_eq!(apps["groupVersion"], "apps/v1");
         // Groups are served with their kinds: policy (PodDisruptionBudget), batch (Job,

@@ -7,11 +7,12 @@ use minik_api::k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
 };
 use minik_api::k8s_openapi::api::batch::v1::{CronJob, Job};
-use minik_api::k8s_openapi::api::core::v1::{Pod, ReplicationController};
+use minik_api::k8s_openapi::api::core::v1::{ObjectReference, Pod, ReplicationController};
 use minik_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use minik_api::k8s_openapi::jiff::Timestamp;
 use minik_api::resources::ResourceInfo;
 use minik_client::resource_of;
+use serde_json::{json, Value};
 
 /// A kind the controllers work with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -143,6 +144,39 @@ pub(crate) fn controller_ref(meta: &ObjectMeta) -> Option<&OwnerReference> {
 
 pub(crate) fn owner_refs(meta: &ObjectMeta) -> &[OwnerReference] {
     meta.owner_references.as_deref().unwrap_or_default()
+}
+
+/// The cache key (`namespace/name`) of the `kind` controlling `meta`, if one of that kind does.
+pub(crate) fn controller_key(meta: &ObjectMeta, kind: Kind) -> Option<String> {
+    let r = controller_ref(meta)?;
+    (r.kind == kind.name()).then(|| format!("{}/{}", namespace(meta), r.name))
+}
+
+/// A merge patch that sets an object's ownerReferences (removes them when `refs` is empty),
+/// only if the object is still the version judged.
+pub(crate) fn owner_refs_patch(meta: &ObjectMeta, refs: Vec<OwnerReference>) -> Value {
+    let refs = if refs.is_empty() {
+        Value::Null
+    } else {
+        serde_json::to_value(refs).unwrap_or(Value::Null)
+    };
+    json!({"metadata": {
+        "resourceVersion": resource_version(meta),
+        "ownerReferences": refs,
+    }})
+}
+
+/// The reference to an object of `kind` that events about it carry.
+pub(crate) fn object_reference(kind: Kind, meta: &ObjectMeta) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(kind.api_version().into()),
+        kind: Some(kind.name().into()),
+        namespace: meta.namespace.clone(),
+        name: meta.name.clone(),
+        uid: meta.uid.clone(),
+        resource_version: meta.resource_version.clone(),
+        field_path: None,
+    }
 }
 
 pub(crate) fn created_at(meta: &ObjectMeta) -> Option<Timestamp> {

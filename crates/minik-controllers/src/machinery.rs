@@ -4,7 +4,7 @@
 //! doubling with each consecutive failure, and per controller, a token bucket for the retries of
 //! all its keys together (client-go's default controller rate limiter).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::future::Future;
 use std::hash::Hash;
@@ -29,6 +29,11 @@ use minik_client::{Api, Informer, InformerCache, InformerConfig, RateLimit, Work
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::action::Plan;
+use crate::executor::{Executor, Report};
+use crate::expectations::Expectations;
+use crate::kinds::{self, Kind};
+use crate::pods::is_active;
 use crate::Config;
 
 /// The informers of the kinds the controllers watch, each shared by all of them.
@@ -162,6 +167,62 @@ impl Caches {
         self.controller_revisions.wait_synced().await;
         self.pod_disruption_budgets.wait_synced().await;
     }
+}
+
+/// Takes a pod the cache shows for the owner at `key` into account in its expectations: the
+/// pod's create is seen, and its delete too when it is `gone` or no longer active.
+pub(crate) fn observe(expectations: &Expectations, key: &str, pod: &Pod, gone: bool) {
+    expectations.created(key, kinds::name(&pod.metadata));
+    if gone || !is_active(pod) {
+        expectations.deleted(key, kinds::uid(&pod.metadata));
+    }
+}
+
+/// Whether the owner at `key` may manage its pods again ([`Expectations::satisfied`]), its
+/// expected creates and deletes judged by `pods`, the cached pods it may own.
+pub(crate) fn expectations_met(
+    expectations: &Expectations,
+    key: &str,
+    now: Instant,
+    pods: &[&Pod],
+) -> bool {
+    let names: HashSet<&str> = pods.iter().map(|p| kinds::name(&p.metadata)).collect();
+    let active_uids: HashSet<&str> = pods
+        .iter()
+        .filter(|p| is_active(p))
+        .map(|p| kinds::uid(&p.metadata))
+        .collect();
+    expectations.satisfied(
+        key,
+        now,
+        |name| names.contains(name),
+        |uid| !active_uids.contains(uid),
+    )
+}
+
+/// Carries out `plan` for the owner at `key`, expecting its pod creates and deletes from
+/// `started` on; those the executor did not issue are not waited for.
+pub(crate) async fn apply_expecting(
+    executor: &Executor,
+    expectations: &Expectations,
+    key: &str,
+    started: Instant,
+    plan: Plan,
+) -> Report {
+    expectations.expect(
+        key,
+        plan.created(Kind::Pod),
+        plan.deleted(Kind::Pod).into_iter().map(|t| t.uid.clone()),
+        started,
+    );
+    let report = executor.apply(plan.actions).await;
+    for name in &report.not_created {
+        expectations.created(key, name);
+    }
+    for uid in &report.not_deleted {
+        expectations.deleted(key, uid);
+    }
+    report
 }
 
 /// A work queue plus de-duplicated delayed requeues: asking to look at a key in 10 s and then

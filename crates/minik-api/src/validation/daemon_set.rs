@@ -10,10 +10,13 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::common::{json, nonnegative, s, IMMUTABLE};
 use super::meta::{object_meta, object_meta_update};
-use super::pod::{workload_template, TemplateOwner};
+use super::pod::{selects_template, workload_template, TemplateOwner};
+use super::workloads::{
+    int_or_percent, int_or_percent_value, not_more_than_100_percent, selector_terms,
+};
 use crate::error::{ErrorList, FieldError, FieldPath};
 use crate::names;
-use crate::selector::{self, Selector};
+use crate::selector::Selector;
 
 /// The update strategies Kubernetes accepts, in its order.
 const STRATEGIES: &[&str] = &["RollingUpdate", "OnDelete"];
@@ -55,31 +58,12 @@ fn spec(spec: &DaemonSetSpec, path: &FieldPath) -> ErrorList {
     let mut errs = ErrorList::new();
     let sel = &spec.selector;
     let sel_path = path.child("selector");
-    let absent = sel.match_labels.is_none() && sel.match_expressions.is_none();
-    let template_labels = spec
-        .template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
-    let selector_matches = if absent {
-        errs.push(FieldError::required(&sel_path, ""));
+    let selector_matches = match selector_terms(&mut errs, sel, &sel_path, "daemonset") {
         // A missing selector selects nothing, so it matches no template either.
-        Some(false)
-    } else {
-        errs.extend(selector::validate_label_selector(sel, &sel_path));
-        let terms = sel.match_labels.as_ref().map_or(0, |m| m.len())
-            + sel.match_expressions.as_ref().map_or(0, |m| m.len());
-        if terms == 0 {
-            errs.push(FieldError::invalid(
-                &sel_path,
-                json(sel),
-                "empty selector is invalid for daemonset",
-            ));
-        }
-        Selector::from_label_selector(sel)
+        None => Some(false),
+        Some(_) => Selector::from_label_selector(sel)
             .ok()
-            .map(|parsed| parsed.matches(&template_labels))
+            .map(|parsed| selects_template(&parsed, &spec.template)),
     };
     let owner = TemplateOwner {
         kind: "DaemonSet",
@@ -131,12 +115,12 @@ fn rolling_update(ru: &RollingUpdateDaemonSet, path: &FieldPath) -> ErrorList {
     let surge = ru.max_surge.as_ref().unwrap_or(&zero);
     let unavailable_path = path.child("maxUnavailable");
     let surge_path = path.child("maxSurge");
-    positive_int_or_percent(&mut errs, unavailable, &unavailable_path);
-    positive_int_or_percent(&mut errs, surge, &surge_path);
+    int_or_percent(&mut errs, unavailable, &unavailable_path);
+    int_or_percent(&mut errs, surge, &surge_path);
     not_more_than_100_percent(&mut errs, unavailable, &unavailable_path);
     not_more_than_100_percent(&mut errs, surge, &surge_path);
-    let has_unavailable = value(unavailable) != 0;
-    let has_surge = value(surge) != 0;
+    let has_unavailable = int_or_percent_value(unavailable).unwrap_or(0) != 0;
+    let has_surge = int_or_percent_value(surge).unwrap_or(0) != 0;
     if has_unavailable && has_surge {
         errs.push(FieldError::invalid(
             &surge_path,
@@ -150,52 +134,6 @@ fn rolling_update(ru: &RollingUpdateDaemonSet, path: &FieldPath) -> ErrorList {
         ));
     }
     errs
-}
-
-/// `50%` → 50; `None` when not a percent.
-fn percent(p: &str) -> Option<u64> {
-    let digits = p.strip_suffix('%')?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some(digits.parse().unwrap_or(u64::MAX))
-}
-
-/// Kubernetes' `getIntOrPercentValue`: the number or the percent; 0 for what is neither.
-fn value(v: &IntOrString) -> i64 {
-    match v {
-        IntOrString::Int(n) => (*n).into(),
-        IntOrString::String(p) => percent(p).map_or(0, |p| i64::try_from(p).unwrap_or(i64::MAX)),
-    }
-}
-
-/// Kubernetes' `ValidatePositiveIntOrPercent`.
-fn positive_int_or_percent(errs: &mut ErrorList, v: &IntOrString, path: &FieldPath) {
-    match v {
-        IntOrString::Int(n) => nonnegative(errs, (*n).into(), path),
-        IntOrString::String(p) => {
-            if percent(p).is_none() {
-                errs.push(FieldError::invalid(
-                    path,
-                    p.as_str(),
-                    "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
-                ));
-            }
-        }
-    }
-}
-
-/// Kubernetes' `IsNotMoreThan100Percent`.
-fn not_more_than_100_percent(errs: &mut ErrorList, v: &IntOrString, path: &FieldPath) {
-    if let IntOrString::String(p) = v {
-        if percent(p).is_some_and(|p| p > 100) {
-            errs.push(FieldError::invalid(
-                path,
-                p.as_str(),
-                "must not be greater than 100%",
-            ));
-        }
-    }
 }
 
 #[cfg(test)]

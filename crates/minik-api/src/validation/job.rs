@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 
 use super::common::{invalid_each, json, nonnegative, s, IMMUTABLE};
 use super::meta::{object_meta, object_meta_update};
-use super::pod::{workload_template, TemplateOwner};
+use super::pod::{selects_template, workload_template, TemplateOwner};
 use crate::error::{ErrorList, FieldError, FieldErrorKind, FieldPath};
 use crate::names;
 use crate::selector::{self, Selector};
@@ -41,6 +41,7 @@ pub fn job(object: &Job) -> ErrorList {
     let spec = object.spec.clone().unwrap_or_default();
     errs.extend(generated_selector(object, &spec));
     errs.extend(job_spec(&spec, &FieldPath::new("spec")));
+    errs.extend(not_honoured(&spec, &FieldPath::new("spec")));
     if spec.completion_mode.as_deref() == Some("Indexed") {
         if let Some(completions) = spec.completions.filter(|c| *c > 0) {
             let name = object.metadata.name.as_deref().unwrap_or_default();
@@ -193,6 +194,59 @@ fn generated_selector(object: &Job, spec: &JobSpec) -> ErrorList {
     errs
 }
 
+/// What minik's Job controller does not act on is refused rather than stored and ignored:
+/// `successPolicy`, the per-index back-off (`backoffLimitPerIndex`, `maxFailedIndexes`, the
+/// `FailIndex` action) and `managedBy` (an external controller).
+fn not_honoured(spec: &JobSpec, path: &FieldPath) -> ErrorList {
+    let mut errs = ErrorList::new();
+    let refuse = |errs: &mut ErrorList, field: &str, what: &str| {
+        errs.push(FieldError::forbidden(
+            &path.child(field),
+            format!("{what} is not supported by minik's Job controller"),
+        ))
+    };
+    if spec.success_policy.is_some() {
+        refuse(&mut errs, "successPolicy", "a success policy");
+    }
+    if spec.backoff_limit_per_index.is_some() {
+        refuse(
+            &mut errs,
+            "backoffLimitPerIndex",
+            "a back-off limit per index",
+        );
+    }
+    if spec.max_failed_indexes.is_some() {
+        refuse(&mut errs, "maxFailedIndexes", "a limit of failed indexes");
+    }
+    if spec
+        .managed_by
+        .as_deref()
+        .is_some_and(|m| m != "kubernetes.io/job-controller")
+    {
+        refuse(
+            &mut errs,
+            "managedBy",
+            "a Job managed by another controller",
+        );
+    }
+    let fail_index = spec
+        .pod_failure_policy
+        .iter()
+        .flat_map(|p| p.rules.iter())
+        .position(|r| r.action == "FailIndex");
+    if let Some(i) = fail_index {
+        errs.push(FieldError::forbidden(
+            &path
+                .child("podFailurePolicy")
+                .child("rules")
+                .index(i)
+                .child("action"),
+            "the FailIndex action is not supported by minik's Job controller",
+        ));
+    }
+    errs
+}
+
 fn job_spec(spec: &JobSpec, path: &FieldPath) -> ErrorList {
     let mut errs = ErrorList::new();
     for (value, name) in [
@@ -313,13 +367,7 @@ fn selector_and_template(spec: &JobSpec, path: &FieldPath) -> ErrorList {
         Some(sel) => {
             errs.extend(selector::validate_label_selector(sel, &sel_path));
             if let Ok(parsed) = Selector::from_label_selector(sel) {
-                let labels = spec
-                    .template
-                    .metadata
-                    .as_ref()
-                    .and_then(|m| m.labels.clone())
-                    .unwrap_or_default();
-                selector_matches = Some(parsed.matches(&labels));
+                selector_matches = Some(selects_template(&parsed, &spec.template));
             }
         }
     }
@@ -644,13 +692,19 @@ mod tests {
         v["spec"]["backoffLimitPerIndex"] = json!(1);
         assert_eq!(
             messages(&job(&admitted(v))),
-            vec!["spec.completions: Required value: when completion mode is Indexed"]
+            vec![
+                "spec.completions: Required value: when completion mode is Indexed",
+                "spec.backoffLimitPerIndex: Forbidden: a back-off limit per index is not supported by minik's Job controller"
+            ]
         );
         let mut v = pi("Never");
         v["spec"]["backoffLimitPerIndex"] = json!(1);
         assert_eq!(
             messages(&job(&admitted(v))),
-            vec!["spec.backoffLimitPerIndex: Forbidden: requires indexed completion mode"]
+            vec![
+                "spec.backoffLimitPerIndex: Forbidden: requires indexed completion mode",
+                "spec.backoffLimitPerIndex: Forbidden: a back-off limit per index is not supported by minik's Job controller"
+            ]
         );
         let mut v = pi("Never");
         v["spec"]["completionMode"] = json!("Sometimes");
@@ -684,6 +738,7 @@ mod tests {
             "spec.podFailurePolicy.rules[3]: Invalid value: null: specifying one of OnExitCodes and OnPodConditions is required",
             "spec.podFailurePolicy.rules[4].action: Invalid value: \"FailIndex\": requires the backoffLimitPerIndex to be set",
             "spec.template.spec.restartPolicy: Invalid value: \"OnFailure\": only \"Never\" is supported when podFailurePolicy is specified",
+            "spec.podFailurePolicy.rules[4].action: Forbidden: the FailIndex action is not supported by minik's Job controller",
         ];
         assert_eq!(got, want);
     }

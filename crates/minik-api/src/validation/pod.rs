@@ -839,6 +839,16 @@ pub(super) struct TemplateOwner<'a> {
     pub selector_matches: Option<bool>,
 }
 
+/// Whether `selector` matches the labels of `template` (none when it has none).
+pub(super) fn selects_template(selector: &selector::Selector, template: &PodTemplateSpec) -> bool {
+    let labels = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    selector.matches(&labels)
+}
+
 /// Validates the pod template of a workload: it must carry labels its selector matches, be a
 /// valid pod spec, restart always (a controller replaces pods, it does not wait for them to
 /// finish), and have no deadline.

@@ -5,17 +5,14 @@
 //! may change after creation (policy/v1).
 
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::common::{json, nonnegative};
 use super::meta::{object_meta, object_meta_update};
+use super::workloads::{int_or_percent, not_more_than_100_percent};
 use crate::disruption::UNHEALTHY_POD_EVICTION_POLICIES;
 use crate::error::{ErrorList, FieldError, FieldPath};
 use crate::names;
 use crate::selector;
-
-/// Kubernetes' `IsValidPercent` message.
-const PERCENT: &str = "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')";
 
 /// Validates a new PodDisruptionBudget.
 pub fn pod_disruption_budget(object: &PodDisruptionBudget) -> ErrorList {
@@ -51,10 +48,14 @@ fn spec_and_status(object: &PodDisruptionBudget) -> ErrorList {
         ));
     }
     if let Some(v) = &spec.min_available {
-        positive_int_or_percent(&mut errs, v, &path.child("minAvailable"));
+        let p = path.child("minAvailable");
+        int_or_percent(&mut errs, v, &p);
+        not_more_than_100_percent(&mut errs, v, &p);
     }
     if let Some(v) = &spec.max_unavailable {
-        positive_int_or_percent(&mut errs, v, &path.child("maxUnavailable"));
+        let p = path.child("maxUnavailable");
+        int_or_percent(&mut errs, v, &p);
+        not_more_than_100_percent(&mut errs, v, &p);
     }
     if let Some(sel) = &spec.selector {
         errs.extend(selector::validate_label_selector(
@@ -75,31 +76,6 @@ fn spec_and_status(object: &PodDisruptionBudget) -> ErrorList {
         errs.extend(status_counts(status));
     }
     errs
-}
-
-/// Kubernetes' `ValidatePositiveIntOrPercent` and `IsNotMoreThan100Percent`.
-fn positive_int_or_percent(errs: &mut ErrorList, v: &IntOrString, path: &FieldPath) {
-    match v {
-        IntOrString::Int(n) => nonnegative(errs, (*n).into(), path),
-        IntOrString::String(s) => match percent(s) {
-            None => errs.push(FieldError::invalid(path, s.as_str(), PERCENT)),
-            Some(p) if p > 100 => errs.push(FieldError::invalid(
-                path,
-                s.as_str(),
-                "must not be greater than 100%",
-            )),
-            Some(_) => {}
-        },
-    }
-}
-
-/// `50%` → 50; `None` unless digits followed by `%`.
-fn percent(s: &str) -> Option<u64> {
-    let digits = s.strip_suffix('%')?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some(digits.parse().unwrap_or(u64::MAX))
 }
 
 /// The counts of the status are never negative (policy/v1).
@@ -124,6 +100,10 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
         LabelSelector, LabelSelectorRequirement, ObjectMeta,
     };
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+    /// Kubernetes' `IsValidPercent` message.
+    const PERCENT: &str = "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')";
 
     fn pdb(spec: PodDisruptionBudgetSpec) -> PodDisruptionBudget {
         PodDisruptionBudget {

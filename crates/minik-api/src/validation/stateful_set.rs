@@ -13,14 +13,16 @@ use k8s_openapi::api::apps::v1::{
     RollingUpdateStatefulSetStrategy, StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{PersistentVolumeClaimVolumeSource, PodTemplateSpec, Volume};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::common::{json, nonnegative, s};
 use super::meta::{object_meta, object_meta_update};
-use super::pod::{workload_template, TemplateOwner};
+use super::pod::{selects_template, workload_template, TemplateOwner};
+use super::workloads::{
+    int_or_percent, int_or_percent_value, not_more_than_100_percent, selector_terms,
+};
 use crate::error::{ErrorList, FieldError, FieldPath};
 use crate::names;
-use crate::selector::{self, Selector};
+use crate::selector::Selector;
 
 /// The claim retention policies Kubernetes accepts, in its order.
 const RETENTION_POLICIES: &[&str] = &["Retain", "Delete"];
@@ -127,28 +129,10 @@ fn spec(spec: &StatefulSetSpec, path: &FieldPath) -> ErrorList {
     let sel = &spec.selector;
     let sel_path = path.child("selector");
     let mut selector_matches = None;
-    if sel.match_labels.is_none() && sel.match_expressions.is_none() {
-        errs.push(FieldError::required(&sel_path, ""));
-    } else {
-        errs.extend(selector::validate_label_selector(sel, &sel_path));
-        let n = sel.match_labels.as_ref().map_or(0, |m| m.len())
-            + sel.match_expressions.as_ref().map_or(0, |m| m.len());
-        if n == 0 {
-            errs.push(FieldError::invalid(
-                &sel_path,
-                json(sel),
-                "empty selector is invalid for statefulset",
-            ));
-        }
+    if let Some(n) = selector_terms(&mut errs, sel, &sel_path, "statefulset") {
         match Selector::from_label_selector(sel) {
             Ok(parsed) if n > 0 => {
-                let labels = spec
-                    .template
-                    .metadata
-                    .as_ref()
-                    .and_then(|m| m.labels.clone())
-                    .unwrap_or_default();
-                selector_matches = Some(parsed.matches(&labels));
+                selector_matches = Some(selects_template(&parsed, &spec.template));
             }
             Ok(_) => {}
             Err(_) => errs.push(FieldError::invalid(&sel_path, json(sel), "")),
@@ -233,44 +217,14 @@ fn rolling_update(rolling: &RollingUpdateStatefulSetStrategy, path: &FieldPath) 
     );
     if let Some(max) = rolling.max_unavailable.as_ref() {
         let max_path = path.child("maxUnavailable");
-        let value = match max {
-            IntOrString::Int(n) => {
-                nonnegative(&mut errs, (*n).into(), &max_path);
-                Some(i64::from(*n))
-            }
-            IntOrString::String(p) => {
-                let value = percent(p);
-                if value.is_none() {
-                    errs.push(FieldError::invalid(
-                        &max_path,
-                        p.as_str(),
-                        "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
-                    ));
-                }
-                if value.is_some_and(|v| v > 100) {
-                    errs.push(FieldError::invalid(
-                        &max_path,
-                        p.as_str(),
-                        "must not be greater than 100%",
-                    ));
-                }
-                value
-            }
-        };
+        int_or_percent(&mut errs, max, &max_path);
+        not_more_than_100_percent(&mut errs, max, &max_path);
+        let value = int_or_percent_value(max);
         if value == Some(0) {
             errs.push(FieldError::invalid(&max_path, json(max), "cannot be 0"));
         }
     }
     errs
-}
-
-/// `50%` → 50; `None` when not a percentage.
-fn percent(s: &str) -> Option<i64> {
-    let digits = s.strip_suffix('%')?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some(digits.parse().unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

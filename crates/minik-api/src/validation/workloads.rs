@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::common::{json, nonnegative, s, IMMUTABLE};
 use super::meta::{object_meta, object_meta_update};
-use super::pod::{workload_template, TemplateOwner};
+use super::pod::{selects_template, workload_template, TemplateOwner};
 use crate::error::{ErrorList, FieldError, FieldPath};
 use crate::names;
 use crate::selector::{self, Selector};
@@ -188,6 +188,32 @@ fn immutable_selector(
     }
 }
 
+/// The checks of an apps/v1 workload's selector before it is matched: it is required, valid
+/// and not empty (`empty selector is invalid for {kind}`). Answers its number of terms, `None`
+/// when it is missing.
+pub(super) fn selector_terms(
+    errs: &mut ErrorList,
+    sel: &LabelSelector,
+    path: &FieldPath,
+    kind: &str,
+) -> Option<usize> {
+    if sel.match_labels.is_none() && sel.match_expressions.is_none() {
+        errs.push(FieldError::required(path, ""));
+        return None;
+    }
+    errs.extend(selector::validate_label_selector(sel, path));
+    let terms = sel.match_labels.as_ref().map_or(0, |m| m.len())
+        + sel.match_expressions.as_ref().map_or(0, |m| m.len());
+    if terms == 0 {
+        errs.push(FieldError::invalid(
+            path,
+            json(sel),
+            format!("empty selector is invalid for {kind}"),
+        ));
+    }
+    Some(terms)
+}
+
 /// The selector of an apps/v1 workload is required and not empty, and its template must carry
 /// labels the selector matches.
 fn apps_selector_and_template(
@@ -198,29 +224,11 @@ fn apps_selector_and_template(
     let mut errs = ErrorList::new();
     let sel_path = spec_path.child("selector");
     let mut selector_matches = None;
-    if sel.match_labels.is_none() && sel.match_expressions.is_none() {
-        errs.push(FieldError::required(&sel_path, ""));
-    } else {
-        errs.extend(selector::validate_label_selector(sel, &sel_path));
-        let n = sel.match_labels.as_ref().map_or(0, |m| m.len())
-            + sel.match_expressions.as_ref().map_or(0, |m| m.len());
-        if n == 0 {
-            // Kubernetes uses this message for ReplicaSets too.
-            errs.push(FieldError::invalid(
-                &sel_path,
-                json(sel),
-                "empty selector is invalid for deployment",
-            ));
-        } else {
+    // Kubernetes says "deployment" for ReplicaSets too.
+    if let Some(terms) = selector_terms(&mut errs, sel, &sel_path, "deployment") {
+        if terms > 0 {
             match Selector::from_label_selector(sel) {
-                Ok(parsed) => {
-                    let labels = template
-                        .metadata
-                        .as_ref()
-                        .and_then(|m| m.labels.clone())
-                        .unwrap_or_default();
-                    selector_matches = Some(parsed.matches(&labels));
-                }
+                Ok(parsed) => selector_matches = Some(selects_template(&parsed, template)),
                 Err(_) => errs.push(FieldError::invalid(
                     &sel_path,
                     json(sel),
@@ -274,15 +282,7 @@ fn strategy(st: &DeploymentStrategy, path: &FieldPath) -> ErrorList {
                         "may not be 0 when `maxSurge` is 0",
                     ));
                 }
-                if let IntOrString::String(p) = max_unavailable {
-                    if percent(p).is_some_and(|v| v > 100) {
-                        errs.push(FieldError::invalid(
-                            &unavailable_path,
-                            p.as_str(),
-                            "must not be greater than 100%",
-                        ));
-                    }
-                }
+                not_more_than_100_percent(&mut errs, max_unavailable, &unavailable_path);
             }
         },
         other => errs.push(FieldError::not_supported(
@@ -294,8 +294,8 @@ fn strategy(st: &DeploymentStrategy, path: &FieldPath) -> ErrorList {
     errs
 }
 
-/// `50%` → 50.
-fn percent(s: &str) -> Option<u64> {
+/// `50%` → 50; `None` when not a percent.
+pub(super) fn percent(s: &str) -> Option<u64> {
     let digits = s.strip_suffix('%')?;
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -304,14 +304,16 @@ fn percent(s: &str) -> Option<u64> {
     Some(digits.parse().unwrap_or(u64::MAX))
 }
 
-fn int_or_percent_value(v: &IntOrString) -> Option<i64> {
+/// The number or the percent; `None` for a string that is not a percent.
+pub(super) fn int_or_percent_value(v: &IntOrString) -> Option<i64> {
     match v {
         IntOrString::Int(n) => Some((*n).into()),
         IntOrString::String(p) => percent(p).map(|p| i64::try_from(p).unwrap_or(i64::MAX)),
     }
 }
 
-fn int_or_percent(errs: &mut ErrorList, v: &IntOrString, path: &FieldPath) {
+/// Kubernetes' `ValidatePositiveIntOrPercent`.
+pub(super) fn int_or_percent(errs: &mut ErrorList, v: &IntOrString, path: &FieldPath) {
     match v {
         IntOrString::Int(n) => nonnegative(errs, (*n).into(), path),
         IntOrString::String(p) => {
@@ -322,6 +324,19 @@ fn int_or_percent(errs: &mut ErrorList, v: &IntOrString, path: &FieldPath) {
                     "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
                 ));
             }
+        }
+    }
+}
+
+/// Kubernetes' `IsNotMoreThan100Percent`.
+pub(super) fn not_more_than_100_percent(errs: &mut ErrorList, v: &IntOrString, path: &FieldPath) {
+    if let IntOrString::String(p) = v {
+        if percent(p).is_some_and(|p| p > 100) {
+            errs.push(FieldError::invalid(
+                path,
+                p.as_str(),
+                "must not be greater than 100%",
+            ));
         }
     }
 }

@@ -10,13 +10,12 @@ mod reconcile;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use minik_api::k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use minik_api::k8s_openapi::api::core::v1::{Node, Pod};
-use minik_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use minik_api::request::WriteOptions;
 use minik_api::ApiError;
 use minik_client::{resource_of, Change, Subscription};
@@ -28,9 +27,10 @@ use crate::action::{Action, Note, Plan};
 use crate::executor::Executor;
 use crate::expectations::Expectations;
 use crate::kinds::{self, controller_ref, key_of, Kind};
-use crate::machinery::{run_controller, Caches, Informers, Queue};
+use crate::machinery::{
+    apply_expecting, expectations_met, observe, run_controller, Caches, Informers, Queue,
+};
 use crate::names::random_suffix;
-use crate::pods::is_active;
 use crate::Config;
 
 use reconcile::{history, reconcile, Daemon, Inputs, COMPONENT};
@@ -104,21 +104,12 @@ async fn watch_sets(mut changes: Subscription<DaemonSet>, ctx: Arc<Context>) {
     }
 }
 
-/// The DaemonSet controlling `meta`, if one does.
-fn owner_key(meta: &ObjectMeta) -> Option<String> {
-    let r = controller_ref(meta)?;
-    (r.kind == Kind::DaemonSet.name()).then(|| format!("{}/{}", kinds::namespace(meta), r.name))
-}
-
 async fn watch_pods(mut changes: Subscription<Pod>, ctx: Arc<Context>) {
     while let Some(change) = changes.next().await {
         match change {
-            Change::Applied(pod) => match owner_key(&pod.metadata) {
+            Change::Applied(pod) => match kinds::controller_key(&pod.metadata, Kind::DaemonSet) {
                 Some(key) => {
-                    ctx.expectations.created(&key, kinds::name(&pod.metadata));
-                    if !is_active(&pod) {
-                        ctx.expectations.deleted(&key, kinds::uid(&pod.metadata));
-                    }
+                    observe(&ctx.expectations, &key, &pod, false);
                     ctx.queue.add(key);
                 }
                 // An orphan: the DaemonSets that select it may adopt it.
@@ -134,9 +125,8 @@ async fn watch_pods(mut changes: Subscription<Pod>, ctx: Arc<Context>) {
                 None => {}
             },
             Change::Deleted(pod) => {
-                if let Some(key) = owner_key(&pod.metadata) {
-                    ctx.expectations.created(&key, kinds::name(&pod.metadata));
-                    ctx.expectations.deleted(&key, kinds::uid(&pod.metadata));
+                if let Some(key) = kinds::controller_key(&pod.metadata, Kind::DaemonSet) {
+                    observe(&ctx.expectations, &key, &pod, true);
                     ctx.queue.add(key);
                 }
             }
@@ -175,7 +165,7 @@ async fn watch_revisions(mut changes: Subscription<ControllerRevision>, ctx: Arc
     while let Some(change) = changes.next().await {
         match change {
             Change::Applied(r) | Change::Deleted(r) => {
-                if let Some(key) = owner_key(&r.metadata) {
+                if let Some(key) = kinds::controller_key(&r.metadata, Kind::DaemonSet) {
                     ctx.queue.add(key);
                 }
             }
@@ -307,19 +297,8 @@ async fn sync(ctx: &Context, key: &str) -> Result<Option<Duration>, ApiError> {
         .pods
         .filter(|p| p.metadata.namespace == namespace);
     let pod_refs: Vec<&Pod> = pods.iter().map(Arc::as_ref).collect();
-    let names: HashSet<&str> = pod_refs.iter().map(|p| kinds::name(&p.metadata)).collect();
-    let active_uids: HashSet<&str> = pod_refs
-        .iter()
-        .filter(|p| is_active(p))
-        .map(|p| kinds::uid(&p.metadata))
-        .collect();
     let started = Instant::now();
-    let may_manage = ctx.expectations.satisfied(
-        key,
-        started,
-        |name| names.contains(name),
-        |uid| !active_uids.contains(uid),
-    );
+    let may_manage = expectations_met(&ctx.expectations, key, started, &pod_refs);
     let inputs = Inputs {
         nodes: &node_refs,
         pods: &pod_refs,
@@ -341,20 +320,8 @@ async fn sync(ctx: &Context, key: &str) -> Result<Option<Duration>, ApiError> {
         actions: decision.manage,
         requeue_after: None,
     };
-    ctx.expectations.expect(
-        key,
-        manage.created(Kind::Pod),
-        manage.deleted(Kind::Pod).into_iter().map(|t| t.uid.clone()),
-        started,
-    );
     let creating = !manage.created(Kind::Pod).is_empty();
-    let report = ctx.executor.apply(manage.actions).await;
-    for name in &report.not_created {
-        ctx.expectations.created(key, name);
-    }
-    for uid in &report.not_deleted {
-        ctx.expectations.deleted(key, uid);
-    }
+    let report = apply_expecting(&ctx.executor, &ctx.expectations, key, started, manage).await;
     let mut after = Vec::new();
     if let (Some(e), true) = (report.error.as_ref(), creating) {
         after.push(Action::Record(Note {

@@ -108,15 +108,7 @@ impl<'a> Daemon<'a> {
     }
 
     pub(crate) fn reference(&self) -> ObjectReference {
-        ObjectReference {
-            api_version: Some(Kind::DaemonSet.api_version().into()),
-            kind: Some(Kind::DaemonSet.name().into()),
-            namespace: self.meta.namespace.clone(),
-            name: self.meta.name.clone(),
-            uid: self.meta.uid.clone(),
-            resource_version: self.meta.resource_version.clone(),
-            field_path: None,
-        }
+        kinds::object_reference(Kind::DaemonSet, self.meta)
     }
 }
 
@@ -303,19 +295,11 @@ fn is_updated(pod: &Pod, hash: &str) -> bool {
 
 /// A patch that sets a pod's ownerReferences, only if the pod is still the version judged.
 fn set_owner_refs(pod: &Pod, refs: Vec<OwnerReference>) -> Action {
-    let refs = if refs.is_empty() {
-        Value::Null
-    } else {
-        serde_json::to_value(refs).unwrap_or(Value::Null)
-    };
     Action::Patch {
         kind: Kind::Pod,
         namespace: kinds::namespace(&pod.metadata).to_owned(),
         name: kinds::name(&pod.metadata).to_owned(),
-        body: json!({"metadata": {
-            "resourceVersion": kinds::resource_version(&pod.metadata),
-            "ownerReferences": refs,
-        }}),
+        body: kinds::owner_refs_patch(&pod.metadata, refs),
         status: false,
     }
 }

@@ -6,7 +6,6 @@ mod reconcile;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +23,7 @@ use crate::action::{Action, Note, Plan};
 use crate::executor::Executor;
 use crate::expectations::Expectations;
 use crate::kinds::{self, controller_ref, key_of, Kind};
-use crate::machinery::{Caches, Informers, Queue};
+use crate::machinery::{apply_expecting, expectations_met, observe, Caches, Informers, Queue};
 use crate::names::random_suffix;
 use crate::pods::is_active;
 use crate::Config;
@@ -161,9 +160,7 @@ async fn watch_quotas<M: Managed>(
 
 /// The key of the owner of kind `M` that controls `pod`, if any.
 fn owner_key<M: Managed>(pod: &Pod) -> Option<String> {
-    let r = controller_ref(&pod.metadata)?;
-    (r.kind == M::OWNER_KIND.name())
-        .then(|| format!("{}/{}", kinds::namespace(&pod.metadata), r.name))
+    kinds::controller_key(&pod.metadata, M::OWNER_KIND)
 }
 
 async fn watch_pods<M: Managed>(
@@ -175,10 +172,7 @@ async fn watch_pods<M: Managed>(
         match change {
             Change::Applied(pod) => match owner_key::<M>(&pod) {
                 Some(key) => {
-                    ctx.expectations.created(&key, kinds::name(&pod.metadata));
-                    if !is_active(&pod) {
-                        ctx.expectations.deleted(&key, kinds::uid(&pod.metadata));
-                    }
+                    observe(&ctx.expectations, &key, &pod, false);
                     queue.add(key);
                 }
                 // An orphan: the owners that select it may adopt it.
@@ -195,8 +189,7 @@ async fn watch_pods<M: Managed>(
             },
             Change::Deleted(pod) => {
                 if let Some(key) = owner_key::<M>(&pod) {
-                    ctx.expectations.created(&key, kinds::name(&pod.metadata));
-                    ctx.expectations.deleted(&key, kinds::uid(&pod.metadata));
+                    observe(&ctx.expectations, &key, &pod, true);
                     queue.add(key);
                 }
             }
@@ -231,19 +224,8 @@ async fn sync<M: Managed>(ctx: &Context, key: &str) -> Result<Option<Duration>, 
         .pods
         .filter(|p| p.metadata.namespace == namespace);
     let pod_refs: Vec<&Pod> = pods.iter().map(Arc::as_ref).collect();
-    let names: HashSet<&str> = pod_refs.iter().map(|p| kinds::name(&p.metadata)).collect();
-    let active_uids: HashSet<&str> = pod_refs
-        .iter()
-        .filter(|p| is_active(p))
-        .map(|p| kinds::uid(&p.metadata))
-        .collect();
     let started = Instant::now();
-    let may_size = ctx.expectations.satisfied(
-        key,
-        started,
-        |name| names.contains(name),
-        |uid| !active_uids.contains(uid),
-    );
+    let may_size = expectations_met(&ctx.expectations, key, started, &pod_refs);
     let inputs = Inputs {
         pods: &pod_refs,
         may_size,
@@ -261,20 +243,8 @@ async fn sync<M: Managed>(ctx: &Context, key: &str) -> Result<Option<Duration>, 
         actions: decision.manage.into_iter().collect(),
         requeue_after: None,
     };
-    ctx.expectations.expect(
-        key,
-        manage.created(Kind::Pod),
-        manage.deleted(Kind::Pod).into_iter().map(|t| t.uid.clone()),
-        started,
-    );
     let creating = !manage.created(Kind::Pod).is_empty();
-    let report = ctx.executor.apply(manage.actions).await;
-    for name in &report.not_created {
-        ctx.expectations.created(key, name);
-    }
-    for uid in &report.not_deleted {
-        ctx.expectations.deleted(key, uid);
-    }
+    let report = apply_expecting(&ctx.executor, &ctx.expectations, key, started, manage).await;
     // Kubernetes reports failing creates on the owner: an event per failure and the
     // ReplicaFailure condition while they last. The status is written whether or not the
     // creates or deletes failed (it counts the pods there are), and only if it changed.

@@ -15,6 +15,7 @@ use std::time::Duration;
 use minik_api::k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use minik_api::k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use minik_api::request::{DeleteOptions, Patch, PatchKind, WriteOptions};
+use minik_api::resources::ResourceInfo;
 use minik_api::ApiError;
 use minik_client::{resource_of, Change, Subscription};
 use serde_json::Value;
@@ -90,33 +91,29 @@ async fn watch_sets(mut changes: Subscription<StatefulSet>, ctx: Arc<Context>) {
     }
 }
 
-/// The set controlling `meta`, if a StatefulSet does.
-fn owner_key(
-    meta: &minik_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-) -> Option<String> {
-    let r = controller_ref(meta)?;
-    (r.kind == Kind::StatefulSet.name()).then(|| format!("{}/{}", kinds::namespace(meta), r.name))
-}
-
 async fn watch_pods(mut changes: Subscription<Pod>, ctx: Arc<Context>) {
     while let Some(change) = changes.next().await {
         match change {
-            Change::Applied(pod) | Change::Deleted(pod) => match owner_key(&pod.metadata) {
-                Some(key) => ctx.queue.add(key),
-                // An orphan: the sets that select it may adopt it.
-                None if controller_ref(&pod.metadata).is_none() => {
-                    for set in ctx.caches.stateful_sets.filter(|s| {
-                        s.metadata.namespace == pod.metadata.namespace
-                            && s.spec.as_ref().is_some_and(|spec| {
-                                minik_api::selector::Selector::from_label_selector(&spec.selector)
+            Change::Applied(pod) | Change::Deleted(pod) => {
+                match kinds::controller_key(&pod.metadata, Kind::StatefulSet) {
+                    Some(key) => ctx.queue.add(key),
+                    // An orphan: the sets that select it may adopt it.
+                    None if controller_ref(&pod.metadata).is_none() => {
+                        for set in ctx.caches.stateful_sets.filter(|s| {
+                            s.metadata.namespace == pod.metadata.namespace
+                                && s.spec.as_ref().is_some_and(|spec| {
+                                    minik_api::selector::Selector::from_label_selector(
+                                        &spec.selector,
+                                    )
                                     .is_ok_and(|sel| sel.matches(kinds::labels(&pod.metadata)))
-                            })
-                    }) {
-                        ctx.queue.add(key_of(&set.metadata));
+                                })
+                        }) {
+                            ctx.queue.add(key_of(&set.metadata));
+                        }
                     }
+                    None => {}
                 }
-                None => {}
-            },
+            }
             Change::Resync => enqueue_all(&ctx),
         }
     }
@@ -126,7 +123,7 @@ async fn watch_revisions(mut changes: Subscription<ControllerRevision>, ctx: Arc
     while let Some(change) = changes.next().await {
         match change {
             Change::Applied(r) | Change::Deleted(r) => {
-                if let Some(key) = owner_key(&r.metadata) {
+                if let Some(key) = kinds::controller_key(&r.metadata, Kind::StatefulSet) {
                     ctx.queue.add(key);
                 }
             }
@@ -174,24 +171,70 @@ async fn delete_claim(
     name: &str,
     uid: &str,
 ) -> Result<(), ApiError> {
-    let opts = DeleteOptions {
-        precondition_uid: Some(uid.to_owned()),
-        ..DeleteOptions::default()
-    };
-    match ctx
-        .executor
-        .api()
-        .delete(
-            resource_of::<PersistentVolumeClaim>(),
-            Some(namespace),
-            name,
-            opts,
-        )
-        .await
+    match delete(
+        ctx,
+        resource_of::<PersistentVolumeClaim>(),
+        namespace,
+        name,
+        uid,
+    )
+    .await
     {
         Err(e) if !e.is_not_found() => Err(e),
         _ => Ok(()),
     }
+}
+
+/// Creates `object` in `ns`.
+async fn create(
+    ctx: &Context,
+    info: &'static ResourceInfo,
+    ns: &str,
+    object: Value,
+) -> Result<(), ApiError> {
+    ctx.executor
+        .api()
+        .create(info, Some(ns), object, WriteOptions::default())
+        .await
+        .map(drop)
+}
+
+/// Merge-patches the object `name` of `ns` with `body`.
+async fn patch(
+    ctx: &Context,
+    info: &'static ResourceInfo,
+    ns: &str,
+    name: &str,
+    body: Value,
+) -> Result<(), ApiError> {
+    let merge = Patch {
+        kind: PatchKind::Merge,
+        body,
+    };
+    ctx.executor
+        .api()
+        .patch(info, Some(ns), name, merge, false, WriteOptions::default())
+        .await
+        .map(drop)
+}
+
+/// Deletes the object `name` of `ns`, only if it is still the one with `uid`.
+async fn delete(
+    ctx: &Context,
+    info: &'static ResourceInfo,
+    ns: &str,
+    name: &str,
+    uid: &str,
+) -> Result<(), ApiError> {
+    let opts = DeleteOptions {
+        precondition_uid: Some(uid.to_owned()),
+        ..DeleteOptions::default()
+    };
+    ctx.executor
+        .api()
+        .delete(info, Some(ns), name, opts)
+        .await
+        .map(drop)
 }
 
 /// One pass over the set at `key`: observe, decide, act, then write the status.
@@ -273,201 +316,133 @@ async fn note(
         .await;
 }
 
-fn merge(body: Value) -> Patch {
-    Patch {
-        kind: PatchKind::Merge,
-        body,
+/// The `metadata.name` of an object to create.
+fn object_name(object: &Value) -> String {
+    object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A write whose outcome [`noted`] records.
+#[derive(Clone, Copy)]
+enum Write {
+    Create,
+    Delete,
+}
+
+/// Records the outcome of a write about the set: `success` as a `Normal` event, or
+/// `"{subject} failed error: {e}"` as a `Warning` one. A create of what exists already and a
+/// delete of what is gone are done, with no event.
+async fn noted(
+    ctx: &Context,
+    set: &StatefulSet,
+    write: Write,
+    result: Result<(), ApiError>,
+    success: String,
+    subject: String,
+) -> Result<(), ApiError> {
+    let (done, succeeded, failed): (fn(&ApiError) -> bool, _, _) = match write {
+        Write::Create => (
+            ApiError::is_already_exists,
+            "SuccessfulCreate",
+            "FailedCreate",
+        ),
+        Write::Delete => (ApiError::is_not_found, "SuccessfulDelete", "FailedDelete"),
+    };
+    match result {
+        Ok(()) => {
+            note(ctx, set, "Normal", succeeded, success).await;
+            Ok(())
+        }
+        Err(e) if done(&e) => Ok(()),
+        Err(e) => {
+            note(
+                ctx,
+                set,
+                "Warning",
+                failed,
+                format!("{subject} failed error: {e}"),
+            )
+            .await;
+            Err(e)
+        }
     }
 }
 
 /// Carries out one step, with its events. A create of what exists already (made by an earlier
 /// pass the cache has not shown yet) and a write to what is gone are done.
 async fn carry_out(ctx: &Context, set: &StatefulSet, ns: &str, step: Step) -> Result<(), ApiError> {
-    let api = ctx.executor.api();
     let set_name = kinds::name(&set.metadata).to_owned();
     let done = |result: Result<(), ApiError>| match result {
         Err(e) if e.is_already_exists() || e.is_not_found() => Ok(()),
         other => other,
     };
+    let revisions = resource_of::<ControllerRevision>();
+    let claims = resource_of::<PersistentVolumeClaim>();
+    let pods = resource_of::<Pod>();
     match step {
-        Step::CreateRevision(object) => done(
-            api.create(
-                resource_of::<ControllerRevision>(),
-                Some(ns),
-                object,
-                WriteOptions::default(),
-            )
-            .await
-            .map(drop),
-        ),
+        Step::CreateRevision(object) => done(create(ctx, revisions, ns, object).await),
         Step::RenumberRevision { name, revision } => done(
-            api.patch(
-                resource_of::<ControllerRevision>(),
-                Some(ns),
+            patch(
+                ctx,
+                revisions,
+                ns,
                 &name,
-                merge(serde_json::json!({ "revision": revision })),
-                false,
-                WriteOptions::default(),
+                serde_json::json!({ "revision": revision }),
             )
-            .await
-            .map(drop),
+            .await,
         ),
         Step::DeleteRevision(target) => {
-            let opts = DeleteOptions {
-                precondition_uid: Some(target.uid),
-                ..DeleteOptions::default()
-            };
-            done(
-                api.delete(
-                    resource_of::<ControllerRevision>(),
-                    Some(ns),
-                    &target.name,
-                    opts,
-                )
-                .await
-                .map(drop),
-            )
+            done(delete(ctx, revisions, ns, &target.name, &target.uid).await)
         }
-        Step::PatchPod { name, body } => done(
-            api.patch(
-                resource_of::<Pod>(),
-                Some(ns),
-                &name,
-                merge(body),
-                false,
-                WriteOptions::default(),
-            )
-            .await
-            .map(drop),
-        ),
-        Step::PatchClaim { name, body } => done(
-            api.patch(
-                resource_of::<PersistentVolumeClaim>(),
-                Some(ns),
-                &name,
-                merge(body),
-                false,
-                WriteOptions::default(),
-            )
-            .await
-            .map(drop),
-        ),
+        Step::PatchPod { name, body } => done(patch(ctx, pods, ns, &name, body).await),
+        Step::PatchClaim { name, body } => done(patch(ctx, claims, ns, &name, body).await),
         Step::DeleteClaim(target) => delete_claim(ctx, ns, &target.name, &target.uid).await,
         Step::CreateClaim { object, pod } => {
-            let claim = object
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            match api
-                .create(
-                    resource_of::<PersistentVolumeClaim>(),
-                    Some(ns),
-                    object,
-                    WriteOptions::default(),
-                )
-                .await
-            {
-                Ok(_) => {
-                    note(
-                        ctx,
-                        set,
-                        "Normal",
-                        "SuccessfulCreate",
-                        format!("create Claim {claim} Pod {pod} in StatefulSet {set_name} success"),
-                    )
-                    .await;
-                    Ok(())
-                }
-                Err(e) if e.is_already_exists() => Ok(()),
-                Err(e) => {
-                    note(ctx, set, "Warning", "FailedCreate", format!("create Claim {claim} for Pod {pod} in StatefulSet {set_name} failed error: {e}")).await;
-                    Err(e)
-                }
-            }
+            let claim = object_name(&object);
+            let result = create(ctx, claims, ns, object).await;
+            noted(
+                ctx,
+                set,
+                Write::Create,
+                result,
+                format!("create Claim {claim} Pod {pod} in StatefulSet {set_name} success"),
+                format!("create Claim {claim} for Pod {pod} in StatefulSet {set_name}"),
+            )
+            .await
         }
         Step::CreatePod(object) => {
-            let pod = object
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            match api
-                .create(
-                    resource_of::<Pod>(),
-                    Some(ns),
-                    object,
-                    WriteOptions::default(),
-                )
-                .await
-            {
-                Ok(_) => {
-                    note(
-                        ctx,
-                        set,
-                        "Normal",
-                        "SuccessfulCreate",
-                        format!("create Pod {pod} in StatefulSet {set_name} successful"),
-                    )
-                    .await;
-                    Ok(())
-                }
-                Err(e) if e.is_already_exists() => Ok(()),
-                Err(e) => {
-                    note(
-                        ctx,
-                        set,
-                        "Warning",
-                        "FailedCreate",
-                        format!("create Pod {pod} in StatefulSet {set_name} failed error: {e}"),
-                    )
-                    .await;
-                    Err(e)
-                }
-            }
+            let pod = object_name(&object);
+            let result = create(ctx, pods, ns, object).await;
+            noted(
+                ctx,
+                set,
+                Write::Create,
+                result,
+                format!("create Pod {pod} in StatefulSet {set_name} successful"),
+                format!("create Pod {pod} in StatefulSet {set_name}"),
+            )
+            .await
         }
         Step::DeletePod { target, warning } => {
             if let Some((reason, message)) = warning {
                 note(ctx, set, "Warning", reason, message).await;
             }
-            let opts = DeleteOptions {
-                precondition_uid: Some(target.uid.clone()),
-                ..DeleteOptions::default()
-            };
-            match api
-                .delete(resource_of::<Pod>(), Some(ns), &target.name, opts)
-                .await
-            {
-                Ok(_) => {
-                    note(
-                        ctx,
-                        set,
-                        "Normal",
-                        "SuccessfulDelete",
-                        format!(
-                            "delete Pod {} in StatefulSet {set_name} successful",
-                            target.name
-                        ),
-                    )
-                    .await;
-                    Ok(())
-                }
-                Err(e) if e.is_not_found() => Ok(()),
-                Err(e) => {
-                    note(
-                        ctx,
-                        set,
-                        "Warning",
-                        "FailedDelete",
-                        format!(
-                            "delete Pod {} in StatefulSet {set_name} failed error: {e}",
-                            target.name
-                        ),
-                    )
-                    .await;
-                    Err(e)
-                }
-            }
+            let result = delete(ctx, pods, ns, &target.name, &target.uid).await;
+            noted(
+                ctx,
+                set,
+                Write::Delete,
+                result,
+                format!(
+                    "delete Pod {} in StatefulSet {set_name} successful",
+                    target.name
+                ),
+                format!("delete Pod {} in StatefulSet {set_name}", target.name),
+            )
+            .await
         }
     }
 }

@@ -174,15 +174,7 @@ impl<'a> Spec<'a> {
 
 /// The reference events of the set are about.
 pub(crate) fn reference(set: &StatefulSet) -> ObjectReference {
-    ObjectReference {
-        api_version: Some(Kind::StatefulSet.api_version().into()),
-        kind: Some(Kind::StatefulSet.name().into()),
-        namespace: set.metadata.namespace.clone(),
-        name: set.metadata.name.clone(),
-        uid: set.metadata.uid.clone(),
-        resource_version: set.metadata.resource_version.clone(),
-        field_path: None,
-    }
+    kinds::object_reference(Kind::StatefulSet, &set.metadata)
 }
 
 fn is_terminating(pod: &Pod) -> bool {
@@ -573,17 +565,9 @@ pub(crate) fn orphaned(claim: &ObjectMeta, gone: impl Fn(&OwnerReference) -> boo
 
 /// A patch that sets a pod's ownerReferences, only if the pod is still the version judged.
 fn patch_pod_refs(pod: &Pod, refs: Vec<OwnerReference>) -> Step {
-    let refs = if refs.is_empty() {
-        Value::Null
-    } else {
-        serde_json::to_value(refs).unwrap_or(Value::Null)
-    };
     Step::PatchPod {
         name: kinds::name(&pod.metadata).to_owned(),
-        body: json!({"metadata": {
-            "resourceVersion": kinds::resource_version(&pod.metadata),
-            "ownerReferences": refs,
-        }}),
+        body: kinds::owner_refs_patch(&pod.metadata, refs),
     }
 }
 
@@ -711,17 +695,9 @@ fn claim_owners(
         let existing = kinds::owner_refs(&claim.metadata);
         let wanted = wanted_claim_refs(spec, ordinal, Some(pod), existing);
         if wanted.as_slice() != existing {
-            let refs = if wanted.is_empty() {
-                Value::Null
-            } else {
-                serde_json::to_value(&wanted).unwrap_or(Value::Null)
-            };
             plan.steps.push(Step::PatchClaim {
                 name,
-                body: json!({"metadata": {
-                    "resourceVersion": kinds::resource_version(&claim.metadata),
-                    "ownerReferences": refs,
-                }}),
+                body: kinds::owner_refs_patch(&claim.metadata, wanted),
             });
         }
     }
