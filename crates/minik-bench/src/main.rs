@@ -6,6 +6,7 @@ mod api;
 mod controllers;
 mod cpu;
 mod images;
+mod jobs;
 mod machine;
 mod node;
 mod oci;
@@ -45,6 +46,9 @@ enum Command {
     Scheduler(scheduler::SchedulerArgs),
     /// The workload controllers: a 1,000-replica Deployment, its rolling update, 200 real pods.
     Controllers(controllers::ControllersArgs),
+    /// The Job controller: a Job of 1,000 completions (parallelism 100) on fake nodes to
+    /// Complete, against 1,000 bare pods to Succeeded.
+    Jobs(jobs::JobsArgs),
     /// `minik up`: cold start to nodes Ready, and `minik apply` of the example to pods Running.
     Up(up::UpArgs),
     /// The node agent: pod start latency one at a time and in a burst, agent memory.
@@ -66,6 +70,7 @@ fn main() -> std::process::ExitCode {
         Command::All(args) => all::run(args),
         Command::Scheduler(args) => scheduler::run(args),
         Command::Controllers(args) => controllers::run(args),
+        Command::Jobs(args) => jobs::run(args),
         Command::Up(args) => up::run(args),
         Command::Node(args) => node::run(args),
         Command::Proxy(args) => proxy::run(args),
