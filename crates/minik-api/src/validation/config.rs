@@ -46,28 +46,39 @@ pub fn config_map(cm: &ConfigMap) -> ErrorList {
 /// Validates a replacement of a ConfigMap: an immutable one keeps its data and stays immutable.
 pub fn config_map_update(new: &ConfigMap, old: &ConfigMap) -> ErrorList {
     let mut errs = object_meta_update(&new.metadata, &old.metadata, &FieldPath::new("metadata"));
-    if old.immutable == Some(true) {
-        if new.immutable != Some(true) {
-            errs.push(FieldError::forbidden(
-                &FieldPath::new("immutable"),
-                IMMUTABLE_SET,
-            ));
-        }
-        if new.data != old.data {
-            errs.push(FieldError::forbidden(
-                &FieldPath::new("data"),
-                IMMUTABLE_SET,
-            ));
-        }
-        if new.binary_data != old.binary_data {
-            errs.push(FieldError::forbidden(
-                &FieldPath::new("binaryData"),
-                IMMUTABLE_SET,
-            ));
-        }
-    }
+    immutable_kept(
+        &mut errs,
+        (new.immutable, old.immutable),
+        &[
+            ("data", new.data != old.data),
+            ("binaryData", new.binary_data != old.binary_data),
+        ],
+    );
     errs.extend(config_map_data(new));
     errs
+}
+
+/// An object that was `immutable` stays so, and none of its `fields` (name, whether it
+/// changed) changes.
+fn immutable_kept(
+    errs: &mut ErrorList,
+    (new, old): (Option<bool>, Option<bool>),
+    fields: &[(&str, bool)],
+) {
+    if old != Some(true) {
+        return;
+    }
+    if new != Some(true) {
+        errs.push(FieldError::forbidden(
+            &FieldPath::new("immutable"),
+            IMMUTABLE_SET,
+        ));
+    }
+    for (field, changed) in fields {
+        if *changed {
+            errs.push(FieldError::forbidden(&FieldPath::new(field), IMMUTABLE_SET));
+        }
+    }
 }
 
 /// Keys valid and unique across `data` and `binaryData`, and at most 1 MiB in all.
@@ -130,20 +141,11 @@ pub fn secret_update(new: &Secret, old: &Secret) -> ErrorList {
             "field is immutable",
         ));
     }
-    if old.immutable == Some(true) {
-        if new.immutable != Some(true) {
-            errs.push(FieldError::forbidden(
-                &FieldPath::new("immutable"),
-                IMMUTABLE_SET,
-            ));
-        }
-        if new.data != old.data {
-            errs.push(FieldError::forbidden(
-                &FieldPath::new("data"),
-                IMMUTABLE_SET,
-            ));
-        }
-    }
+    immutable_kept(
+        &mut errs,
+        (new.immutable, old.immutable),
+        &[("data", new.data != old.data)],
+    );
     errs.extend(secret_data(new));
     errs
 }
