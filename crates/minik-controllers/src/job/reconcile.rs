@@ -823,7 +823,8 @@ pub(crate) fn reconcile(
         uncounted["failed"] = json!(uncounted_failed);
     }
     status["uncountedTerminatedPods"] = uncounted.clone();
-    if status != old_status {
+    let status_changed = status != old_status;
+    if status_changed {
         let mut patch = replace_keys(&old_status, &status);
         let old_uncounted = old_status
             .get("uncountedTerminatedPods")
@@ -846,8 +847,10 @@ pub(crate) fn reconcile(
             },
         );
     }
+    // New pods before the finalizers of finished ones go (as upstream): a round's creates do
+    // not wait behind its tens of finalizer patches, which only release what is counted.
     if let Some(m) = manage {
-        plan.actions.push(m);
+        plan.actions.insert(usize::from(status_changed), m);
     }
     if complete_now {
         ttl(job, &spec, &conds, now, &mut plan);
