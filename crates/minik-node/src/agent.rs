@@ -1323,9 +1323,19 @@ impl Agent {
         self.runtime.handler(handler.as_deref())
     }
 
-    /// What `pod` reads from the API (its ConfigMaps and Secrets as last seen), and the node's
-    /// allocatable resources for `resourceFieldRef`s.
+    /// What `pod` reads from the API (its ConfigMaps and Secrets as last seen, the volumes its
+    /// claims are bound to, its tokens), and the node's allocatable resources for
+    /// `resourceFieldRef`s.
     async fn sources(&self, key: &str, pod: &Pod) -> spec::Sources {
+        let mut sources = self.file_sources(key, pod).await;
+        sources.claims = self.claims_of(pod).await;
+        sources
+    }
+
+    /// [`Agent::sources`] without the claims: what the files of API-backed volumes are made
+    /// of (read on every pass over a running pod, so it asks the API nothing but for tokens
+    /// that are due).
+    async fn file_sources(&self, key: &str, pod: &Pod) -> spec::Sources {
         let mut sources = self.configs.sources(key, pod).await;
         let mut allocatable = BTreeMap::new();
         if let Ok(cpu) = minik_api::quantity::Quantity::parse(&self.config.cpu) {
@@ -1338,7 +1348,6 @@ impl Agent {
             ),
         );
         sources.node_allocatable = allocatable;
-        sources.claims = self.claims_of(pod).await;
         sources.tokens = self
             .tokens
             .for_pod(self.api.as_ref(), pod, SystemTime::now())
@@ -1435,9 +1444,9 @@ impl Agent {
         if !has_api_volumes || !started {
             return;
         }
-        let sources = self.sources(key, pod).await;
+        let sources = self.file_sources(key, pod).await;
         let pod_dir = self.pod_dir(key, &record.uid);
-        if let Err(e) = crate::volumes::set_up(&pod_dir, pod, &sources, self.root) {
+        if let Err(e) = crate::volumes::refresh(&pod_dir, pod, &sources) {
             self.send(
                 pod,
                 &[plan::Event {

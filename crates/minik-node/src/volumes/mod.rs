@@ -188,6 +188,36 @@ pub fn set_up(
     Ok(dirs)
 }
 
+/// Writes again the files of the pod's API-backed volumes (ConfigMap, Secret, downward API,
+/// projected) that are set up, from `sources`: what changed is swapped in, what did not is left
+/// alone. The other volumes do not change while the pod runs and are not looked at.
+pub fn refresh(pod_dir: &Path, pod: &Pod, sources: &Sources) -> Result<(), VolumeError> {
+    let volumes = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_deref())
+        .unwrap_or_default();
+    for v in volumes {
+        let Some(payload) = payload::volume_payload(v, pod, sources) else {
+            continue;
+        };
+        let error = |message: String| VolumeError {
+            volume: v.name.clone(),
+            message,
+        };
+        let (plugin, _) = plugin(v).map_err(error)?;
+        let dir = volumes_dir(pod_dir).join(plugin).join(&v.name);
+        if !dir.is_dir() {
+            continue;
+        }
+        let payload = payload.map_err(error)?;
+        atomic::AtomicWriter::new(&dir)
+            .and_then(|w| w.write(&payload, None))
+            .map_err(error)?;
+    }
+    Ok(())
+}
+
 /// Where a PersistentVolume's files are on this node: a `hostPath` volume's path (checked as
 /// its `type` says; the local-path provisioner's are `DirectoryOrCreate`) or a `local`
 /// volume's, which must exist. Other volume sources need drivers minik does not have.
