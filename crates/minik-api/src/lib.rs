@@ -1,6 +1,7 @@
 //! The Kubernetes object model as minik serves it: types, defaults, validation, selectors and
 //! patches. Pure logic: no I/O, no clocks, no randomness (callers pass those in).
 
+pub mod cidr;
 pub mod cron;
 pub mod decode;
 pub mod defaults;

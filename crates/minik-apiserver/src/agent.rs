@@ -27,12 +27,16 @@ pub(crate) struct PodAgent {
     /// What the agent's endpoint requires from the server (`Authorization: Bearer KEY`); none
     /// when the server runs without authentication.
     key: Option<String>,
+    /// Whether the agent serves HTTPS (it does when the API server does: it got its
+    /// certificate from the cluster CA).
+    https: bool,
 }
 
 impl PodAgent {
     /// The agent's URL for `path` (which starts with `/`).
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.address)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}{path}", self.address)
     }
 
     /// `request` with the server's credentials for this agent: agents accept only the server.
@@ -99,6 +103,7 @@ pub(crate) async fn pod_agent(
         node: node_name.to_owned(),
         address: format!("{host}:{port}"),
         key,
+        https: server.tls.is_some(),
     })
 }
 

@@ -53,6 +53,9 @@ pub struct AuthConfig {
     /// Let clients without a token in as the administrator when they connect from a loopback
     /// address.
     pub anonymous_loopback: bool,
+    /// The cluster CA's fingerprint when the API is served over HTTPS: the join token file then
+    /// holds `K10<fingerprint>::SECRET`, so that a new node can check the server's CA.
+    pub ca_fingerprint: Option<String>,
 }
 
 /// A joined node's secrets, as kept in `nodes.json`.
@@ -177,9 +180,29 @@ fn read_secret(path: &Path) -> std::io::Result<Option<String>> {
 
 /// The token in a token file (its first line), or a new one written there.
 fn load_or_make_token(path: &Path) -> std::io::Result<String> {
+    load_or_make(path, None)
+}
+
+/// The secret of the join token file, or a new one written there. With the cluster CA's
+/// fingerprint the file holds the token in k3s' form `K10<fingerprint>::SECRET` (re-written so
+/// if it holds another form or another CA's hash); the server checks the secret.
+fn load_or_make_join_token(path: &Path, ca_fingerprint: Option<&str>) -> std::io::Result<String> {
+    load_or_make(path, Some(ca_fingerprint))
+}
+
+/// The secret in a token file; `join` is `Some(fingerprint)` for the join token file.
+fn load_or_make(path: &Path, join: Option<Option<&str>>) -> std::io::Result<String> {
+    let render = |secret: &str| {
+        let hash = join.flatten().map(str::to_owned);
+        minik_tls::JoinToken {
+            ca_hash: hash,
+            secret: secret.to_owned(),
+        }
+        .render()
+    };
     if let Some(text) = read_secret(path)? {
-        let token = text.lines().next().unwrap_or("").trim().to_owned();
-        if token.is_empty() {
+        let line = text.lines().next().unwrap_or("").trim().to_owned();
+        if line.is_empty() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 format!(
@@ -188,6 +211,19 @@ fn load_or_make_token(path: &Path) -> std::io::Result<String> {
                 ),
             ));
         }
+        let token = match join {
+            Some(_) => {
+                minik_tls::JoinToken::parse(&line)
+                    .map_err(|e| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            format!("{}: {e}", path.display()),
+                        )
+                    })?
+                    .secret
+            }
+            None => line.clone(),
+        };
         if !is_b64token(&token) {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
@@ -198,10 +234,13 @@ fn load_or_make_token(path: &Path) -> std::io::Result<String> {
                 ),
             ));
         }
+        if join.is_some() && render(&token) != line {
+            minik_client::write_private_file(path, &format!("{}\n", render(&token)))?;
+        }
         return Ok(token);
     }
     let token = random_secret()?;
-    minik_client::write_private_file(path, &format!("{token}\n"))?;
+    minik_client::write_private_file(path, &format!("{}\n", render(&token)))?;
     Ok(token)
 }
 
@@ -241,7 +280,8 @@ impl Auth {
         let admin_file = config.admin_file();
         let admin = load_or_make_token(&admin_file).map_err(context(&admin_file))?;
         let join_file = config.join_file();
-        let join = load_or_make_token(&join_file).map_err(context(&join_file))?;
+        let join = load_or_make_join_token(&join_file, config.ca_fingerprint.as_deref())
+            .map_err(context(&join_file))?;
         let nodes_file = config.nodes_file();
         let nodes = match read_secret(&nodes_file).map_err(context(&nodes_file))? {
             Some(text) => serde_json::from_str(&text).map_err(|e| {
@@ -369,7 +409,8 @@ impl Auth {
         Ok(true)
     }
 
-    /// Replaces the admin or the join token; answers the new one and its file.
+    /// Replaces the admin or the join token; answers the new one as its file holds it (the join
+    /// token in its `K10<CA hash>::SECRET` form over HTTPS) and its file.
     pub async fn rotate(&self, which: TokenKind) -> Result<(String, PathBuf), ApiError> {
         let _write = self.writes.lock().await;
         let token = random_secret().map_err(internal)?;
@@ -378,7 +419,18 @@ impl Auth {
             TokenKind::Join => self.config.join_file(),
         };
         let path_copy = path.clone();
-        let text = format!("{token}\n");
+        let text = match which {
+            TokenKind::Admin => format!("{token}\n"),
+            TokenKind::Join => format!(
+                "{}\n",
+                minik_tls::JoinToken {
+                    ca_hash: self.config.ca_fingerprint.clone(),
+                    secret: token.clone(),
+                }
+                .render()
+            ),
+        };
+        let shown = text.trim().to_owned();
         tokio::task::spawn_blocking(move || minik_client::write_private_file(&path_copy, &text))
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?
@@ -388,7 +440,7 @@ impl Auth {
             TokenKind::Admin => secrets.admin = token.clone(),
             TokenKind::Join => secrets.join = token.clone(),
         }
-        Ok((token, path))
+        Ok((shown, path))
     }
 
     fn save_nodes(&self, nodes: &BTreeMap<String, NodeSecrets>) -> Result<(), ApiError> {
@@ -440,10 +492,12 @@ fn is_loopback(ip: IpAddr) -> bool {
 }
 
 /// The paths anyone may reach without credentials, as Kubernetes' `system:public-info-viewer`.
+/// `/cacerts` is the cluster CA certificate (as k3s serves it), which a new node fetches to
+/// check against its join token's hash before it trusts the server.
 fn is_public(path: &str) -> bool {
     matches!(
         path,
-        "/healthz" | "/livez" | "/readyz" | "/version" | "/version/"
+        "/healthz" | "/livez" | "/readyz" | "/version" | "/version/" | crate::tokens::CACERTS_PATH
     )
 }
 
@@ -453,7 +507,12 @@ fn may_reach(identity: &Identity, method: &axum::http::Method, path: &str) -> bo
     match identity {
         Identity::Admin => true,
         Identity::Joiner => path == minik_client::JOIN_PATH && method == axum::http::Method::POST,
-        Identity::Node(_) | Identity::ServiceAccount { .. } => !path.starts_with("/minik/"),
+        Identity::Node(node) => {
+            !path.starts_with("/minik/")
+                || (path == crate::tokens::serving_certificate_path(node)
+                    && method == axum::http::Method::POST)
+        }
+        Identity::ServiceAccount { .. } | Identity::User { .. } => !path.starts_with("/minik/"),
     }
 }
 
@@ -512,6 +571,26 @@ async fn bound_identity(
     })
 }
 
+/// Who a client certificate of the cluster CA names (Kubernetes' x509 authenticator: CN the
+/// user, O the groups): the administrator for the `system:masters` group, a node for
+/// `system:node:NAME` in `system:nodes`, any other user by name (who may reach discovery only,
+/// until minik has RBAC).
+fn certificate_identity(who: &minik_tls::ClientIdentity) -> Identity {
+    let in_group = |g: &str| who.groups.iter().any(|group| group == g);
+    if in_group(crate::tls::MASTERS_GROUP) {
+        return Identity::Admin;
+    }
+    if let Some(node) = who.user.strip_prefix("system:node:") {
+        if in_group(crate::tls::NODES_GROUP) && !node.is_empty() {
+            return Identity::Node(node.to_owned());
+        }
+    }
+    Identity::User {
+        name: who.user.clone(),
+        groups: who.groups.clone(),
+    }
+}
+
 /// The middleware that authenticates every request (but the public ones) and records its
 /// [`Identity`] in the request's extensions; resource handlers authorize with it (`authz.rs`).
 pub async fn guard(
@@ -531,7 +610,17 @@ pub async fn guard(
         .get::<ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
     let authorization = request.headers().get(header::AUTHORIZATION);
-    let identity = match auth.authenticate(authorization, peer) {
+    let certificate = request
+        .extensions()
+        .get::<crate::limits::ClientCertificate>()
+        .map(|c| certificate_identity(&c.0));
+    // A client certificate (verified in the handshake) comes first, as in Kubernetes' chain
+    // of authenticators; then the server's tokens; then service account tokens.
+    let authenticated = match certificate {
+        Some(identity) => Ok(identity),
+        None => auth.authenticate(authorization, peer),
+    };
+    let identity = match authenticated {
         Ok(identity) => identity,
         // After the server's own tokens, a service account's.
         Err(e) => match service_account(&server, authorization).await {
@@ -560,6 +649,7 @@ mod tests {
             dir: dir.join("auth"),
             admin_file: None,
             anonymous_loopback,
+            ca_fingerprint: None,
         })
         .unwrap()
     }
@@ -602,6 +692,7 @@ mod tests {
             dir: dir.path().join("auth"),
             admin_file: None,
             anonymous_loopback: false,
+            ca_fingerprint: None,
         })
         .err()
         .unwrap()
@@ -609,6 +700,46 @@ mod tests {
         assert!(
             err.contains("admin-token") && err.contains("chmod 600"),
             "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_join_token_file_carries_the_ca_fingerprint_and_the_secret_authenticates() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = |fingerprint: Option<&str>| AuthConfig {
+            dir: dir.path().join("auth"),
+            admin_file: None,
+            anonymous_loopback: false,
+            ca_fingerprint: fingerprint.map(str::to_owned),
+        };
+        let first = "a".repeat(64);
+        let auth = Auth::open(config(Some(&first))).unwrap();
+        let text = std::fs::read_to_string(auth.config.join_file()).unwrap();
+        let token = minik_tls::JoinToken::parse(&text).unwrap();
+        assert_eq!(token.ca_hash.as_deref(), Some(first.as_str()));
+        assert_eq!(
+            auth.authenticate(Some(&bearer(&token.secret)), None)
+                .unwrap(),
+            Identity::Joiner
+        );
+        // A new CA rewrites the file with the same secret; without TLS the bare secret stays.
+        let second = "b".repeat(64);
+        let again = Auth::open(config(Some(&second))).unwrap();
+        let text = std::fs::read_to_string(again.config.join_file()).unwrap();
+        assert_eq!(text.trim(), format!("K10{second}::{}", token.secret));
+        Auth::open(config(None)).unwrap();
+        let text = std::fs::read_to_string(again.config.join_file()).unwrap();
+        assert_eq!(text.trim(), token.secret);
+        // Rotation keeps the form.
+        let auth = Auth::open(config(Some(&first))).unwrap();
+        let (new, path) = auth.rotate(TokenKind::Join).await.unwrap();
+        let text = std::fs::read_to_string(path).unwrap();
+        assert_eq!(text.trim(), new);
+        let secret = minik_tls::JoinToken::parse(&new).unwrap().secret;
+        assert_eq!(new, format!("K10{first}::{secret}"));
+        assert_eq!(
+            auth.authenticate(Some(&bearer(&secret)), None).unwrap(),
+            Identity::Joiner
         );
     }
 
@@ -699,6 +830,7 @@ mod tests {
             dir: dir.path().join("auth"),
             admin_file: Some(own),
             anonymous_loopback: false,
+            ca_fingerprint: None,
         })
         .err()
         .unwrap()
@@ -775,6 +907,7 @@ mod tests {
             dir: dir.path().join("auth"),
             admin_file: None,
             anonymous_loopback: false,
+            ca_fingerprint: None,
         };
         let err = Auth::open(config.clone()).err().unwrap().to_string();
         assert!(

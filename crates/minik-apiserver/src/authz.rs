@@ -118,6 +118,10 @@ pub(crate) async fn authorize(
         Identity::Joiner => Err(attempt.forbidden(identity, "the join token may only join")),
         Identity::Node(node) => node_may(server, identity, node, attempt).await,
         Identity::ServiceAccount { .. } => service_account_may(identity, attempt),
+        Identity::User { .. } => Err(attempt.forbidden(
+            identity,
+            "only the administrator (group system:masters), nodes and service accounts have permissions until minik has RBAC",
+        )),
     }
 }
 

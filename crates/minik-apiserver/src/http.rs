@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use crate::answer::{content_type, encode, negotiate, success_status, Encoding, HttpError};
 use crate::identity::Identity;
-use crate::registry::{Filter, ScaleChange, Scope};
+use crate::registry::{Filter, ListError, ListOptions, ListResult, ScaleChange, Scope};
 use crate::watch::{WatchOptions, WatchStart};
 use crate::ApiServer;
 use minik_api::request::{DeleteOptions, Patch, PatchKind, Propagation, WriteOptions};
@@ -326,15 +326,18 @@ fn patch_kind(headers: &HeaderMap) -> Result<PatchKind, ApiError> {
 }
 
 /// `{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"N"},"items":[...]}`,
-/// assembled from the stored bytes without decoding them.
-fn list_body(info: &ResourceInfo, revision: u64, items: &[Bytes]) -> Bytes {
-    let size: usize = items.iter().map(|i| i.len() + 1).sum::<usize>() + 128;
+/// assembled from the stored bytes without decoding them; `metadata` also has `continue` and
+/// `remainingItemCount` when the list is a page that others follow.
+fn list_body(info: &ResourceInfo, list: &ListResult) -> Bytes {
+    let items = &list.items;
+    let size: usize = items.iter().map(|i| i.len() + 1).sum::<usize>() + 256;
     let mut out = Vec::with_capacity(size);
     out.extend_from_slice(
         format!(
-            "{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{{\"resourceVersion\":\"{revision}\"}},\"items\":[",
+            "{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{},\"items\":[",
             info.kind,
-            info.api_version()
+            info.api_version(),
+            list_meta(list)
         )
         .as_bytes(),
     );
@@ -346,6 +349,41 @@ fn list_body(info: &ResourceInfo, revision: u64, items: &[Bytes]) -> Bytes {
     }
     out.extend_from_slice(b"]}");
     Bytes::from(out)
+}
+
+/// A list's `metadata` (Kubernetes' ListMeta): its resourceVersion, and where it goes on.
+pub(crate) fn list_meta(list: &ListResult) -> Value {
+    let mut meta = serde_json::Map::new();
+    meta.insert(
+        "resourceVersion".into(),
+        Value::String(list.revision.to_string()),
+    );
+    if let Some(token) = &list.continue_token {
+        meta.insert("continue".into(), Value::String(token.clone()));
+        if let Some(remaining) = list.remaining {
+            meta.insert("remainingItemCount".into(), remaining.into());
+        }
+    }
+    Value::Object(meta)
+}
+
+/// The paging and versioning parameters of a list request.
+fn list_options(query: &Query) -> Result<ListOptions, ApiError> {
+    let given = |key| query.get(key).filter(|v| !v.is_empty()).map(str::to_owned);
+    Ok(ListOptions {
+        limit: query.i64("limit")?,
+        continue_token: given("continue"),
+        resource_version: given("resourceVersion"),
+        resource_version_match: given("resourceVersionMatch"),
+    })
+}
+
+/// A list whose snapshot is gone: the 410 `Status`, with the token that reads the rest of the
+/// list as of now in its `metadata.continue`, as kube-apiserver answers it.
+fn expired_list(error: &ApiError, token: &str) -> Response {
+    let mut status = crate::answer::failure_status(error);
+    status["metadata"] = serde_json::json!({ "continue": token });
+    crate::answer::json_response(StatusCode::GONE, Bytes::from(status.to_string()))
 }
 
 fn to_bytes(v: &Value) -> Bytes {
@@ -530,15 +568,23 @@ async fn handle(
         (&Method::GET, None, None) => {
             let filter =
                 Filter::parse(info, query.get("labelSelector"), query.get("fieldSelector"))?;
-            let listed = registry.list(info, ns, &filter).await?;
+            let options = list_options(&query)?;
+            let listed = if options.is_plain() {
+                registry.list(info, ns, &filter).await?
+            } else {
+                match registry.list_page(info, ns, &filter, &options).await {
+                    Ok(listed) => listed,
+                    Err(ListError {
+                        error,
+                        continue_token: Some(token),
+                    }) => return Ok(expired_list(&error, &token)),
+                    Err(ListError { error, .. }) => return Err(error),
+                }
+            };
             if let Some(t) = table {
-                return crate::table::list(info, listed.revision, &listed.items, t, &query.0);
+                return crate::table::list(info, &listed, t, &query.0);
             }
-            encode(
-                encoding,
-                StatusCode::OK,
-                list_body(info, listed.revision, &listed.items),
-            )
+            encode(encoding, StatusCode::OK, list_body(info, &listed))
         }
         (&Method::GET, Some(name), None) if watch => {
             let selector = format!("metadata.name={name}");
@@ -639,11 +685,13 @@ async fn handle(
                     Err(e) => return Err(e),
                 }
             }
-            encode(
-                encoding,
-                StatusCode::OK,
-                list_body(info, registry.store().revision(), &deleted),
-            )
+            let deleted = ListResult {
+                items: deleted,
+                revision: registry.store().revision(),
+                continue_token: None,
+                remaining: None,
+            };
+            encode(encoding, StatusCode::OK, list_body(info, &deleted))
         }
         (&Method::GET, Some(name), Some("scale")) => encode(
             encoding,

@@ -14,6 +14,10 @@ pub enum Identity {
     /// A service account, by a bound token the server signed (`satokens.rs`): what a pod
     /// running as it authenticates with.
     ServiceAccount { namespace: String, name: String },
+    /// A user named by a client certificate of the cluster CA that is neither the
+    /// administrator's nor a node's: authenticated, but allowed nothing beyond discovery until
+    /// minik has RBAC.
+    User { name: String, groups: Vec<String> },
 }
 
 impl Identity {
@@ -26,6 +30,7 @@ impl Identity {
             Identity::ServiceAccount { namespace, name } => {
                 format!("system:serviceaccount:{namespace}:{name}")
             }
+            Identity::User { name, .. } => name.clone(),
         }
     }
 }

@@ -16,6 +16,7 @@ mod identity;
 mod limits;
 mod local;
 mod logs;
+pub mod master;
 mod openapi;
 mod portforward;
 mod quota;
@@ -24,6 +25,7 @@ pub mod satokens;
 mod services;
 mod spdy;
 mod table;
+mod tls;
 mod tokens;
 mod watch;
 
@@ -36,9 +38,13 @@ use minik_store::Store;
 
 pub use auth::{Auth, AuthConfig};
 pub use events::{expire_events, sweep_events};
-pub use limits::serve;
+pub use limits::{serve, serve_tls, ClientCertificate};
 pub use minik_api::request::{DeleteOptions, Patch, PatchKind, Propagation, WriteOptions};
-pub use registry::{Deleted, Filter, ListResult, Registry, ScaleChange, Scope, SYSTEM_NAMESPACES};
+pub use registry::{
+    Deleted, Filter, ListError, ListOptions, ListResult, Registry, ScaleChange, Scope,
+    EXPIRED_LIST, INCONSISTENT_CONTINUE, SYSTEM_NAMESPACES,
+};
+pub use tls::{ClusterTls, TlsSettings, DEFAULT_CERT_LIFETIME};
 pub use watch::{WatchFrame, WatchOptions, WatchStart};
 
 /// Settings of the API server.
@@ -96,29 +102,59 @@ pub struct ApiServer {
     /// The key of service account tokens (`satokens.rs`): the one kept with the tokens, or a
     /// fresh one for a server without authentication (`None` only if it could not be made).
     pub(crate) service_account_key: Option<Arc<satokens::SigningKey>>,
+    /// The cluster CA and certificates when the API is served over HTTPS; then node agents
+    /// are reached over HTTPS too, trusting only that CA.
+    pub(crate) tls: Option<Arc<ClusterTls>>,
 }
 
 impl ApiServer {
     /// An API server over `store` without authentication: every client is the administrator.
     /// Call [`Registry::bootstrap`] once before serving.
     pub fn new(store: Arc<dyn Store>, config: Config) -> Arc<ApiServer> {
-        Self::build(store, config, None)
+        Self::build(store, config, None, None)
     }
 
     /// An API server over `store` that authenticates every request with `auth`'s tokens and
     /// authorizes nodes (SPEC §8).
     pub fn secured(store: Arc<dyn Store>, config: Config, auth: Auth) -> Arc<ApiServer> {
-        Self::build(store, config, Some(auth))
+        Self::build(store, config, Some(auth), None)
     }
 
-    fn build(store: Arc<dyn Store>, config: Config, auth: Option<Auth>) -> Arc<ApiServer> {
-        let nodes = reqwest::Client::builder()
+    /// [`ApiServer::new`] (no authentication: in-process tests and benchmarks) over HTTPS with
+    /// `tls`, reaching node agents over HTTPS.
+    pub fn with_tls(store: Arc<dyn Store>, config: Config, tls: Arc<ClusterTls>) -> Arc<ApiServer> {
+        Self::build(store, config, None, Some(tls))
+    }
+
+    /// [`ApiServer::secured`], serving over HTTPS with `tls` (give its
+    /// [`ClusterTls::server_config`] to [`serve_tls`]) and reaching node agents over HTTPS.
+    pub fn secured_with_tls(
+        store: Arc<dyn Store>,
+        config: Config,
+        auth: Auth,
+        tls: Arc<ClusterTls>,
+    ) -> Arc<ApiServer> {
+        Self::build(store, config, Some(auth), Some(tls))
+    }
+
+    fn build(
+        store: Arc<dyn Store>,
+        config: Config,
+        auth: Option<Auth>,
+        tls: Option<Arc<ClusterTls>>,
+    ) -> Arc<ApiServer> {
+        let mut nodes = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             // A node chooses the address its agent is reached at; a redirect from it must not
             // send the server's own requests elsewhere (to the API itself on loopback, say).
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(tls) = &tls {
+            match tls.agents_client_config() {
+                Ok(config) => nodes = nodes.use_preconfigured_tls(config),
+                Err(e) => tracing::error!(error = %e, "node agents cannot be reached over HTTPS"),
+            }
+        }
+        let nodes = nodes.build().unwrap_or_default();
         let service_account_key = match &auth {
             Some(auth) => Some(auth.service_account_key()),
             None => match satokens::SigningKey::generate() {
@@ -139,12 +175,18 @@ impl ApiServer {
             watches: limits::WatchCounts::default(),
             auth,
             service_account_key,
+            tls,
         })
     }
 
     /// Ends every watch now; call when shutting down, before waiting for connections to close.
     pub fn close_watches(&self) {
         self.closing.send_replace(true);
+    }
+
+    /// The cluster's TLS, when the API is served over HTTPS.
+    pub fn tls(&self) -> Option<&Arc<ClusterTls>> {
+        self.tls.as_ref()
     }
 
     /// The tokens, when the server authenticates.

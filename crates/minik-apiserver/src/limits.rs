@@ -266,6 +266,12 @@ pub(crate) async fn guard(
 #[derive(Clone)]
 pub(crate) struct CloseConnection(pub(crate) Arc<tokio::sync::Notify>);
 
+/// The client certificate of the connection a request came on (its user and groups), when the
+/// client presented one the cluster CA issued ([`serve_tls`] puts it in the request's
+/// extensions; authentication reads it).
+#[derive(Clone, Debug)]
+pub struct ClientCertificate(pub minik_tls::ClientIdentity);
+
 /// Serves `app` on `listener` over HTTP/1.1 until `shutdown` resolves, then stops accepting and
 /// waits for the open connections to finish. A client that has not sent a whole request head
 /// within `config.header_read_timeout` (including an idle kept-alive connection) is
@@ -277,10 +283,36 @@ pub async fn serve(
     config: &crate::Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(listener, app, config, None, shutdown).await
+}
+
+/// [`serve`] over HTTPS with `tls`: the handshake must complete within the header-read
+/// timeout; a plain-HTTP request gets Go's 400 ("Client sent an HTTP request to an HTTPS
+/// server."); requests on a connection with a client certificate carry its
+/// [`ClientCertificate`].
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    config: &crate::Config,
+    tls: Arc<minik_tls::rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let acceptor = minik_tls::tokio_rustls::TlsAcceptor::from(tls);
+    serve_with(listener, app, config, Some(acceptor), shutdown).await
+}
+
+async fn serve_with(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    config: &crate::Config,
+    acceptor: Option<minik_tls::tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout);
+    let handshake_timeout = config.header_read_timeout;
     // Connections hold a receiver; dropping the sender tells them to finish, and `closed()`
     // says when the last one has.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
@@ -299,36 +331,32 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let tower = TowerToHyperService::new(app.clone());
-        let close = CloseConnection(Arc::default());
-        let closed = close.0.clone();
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
-            request.extensions_mut().insert(ConnectInfo(peer));
-            request.extensions_mut().insert(close.clone());
-            hyper::service::Service::call(&tower, request)
-        });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .with_upgrades();
-        let mut stop = stop_rx.clone();
+        let connection = Connection {
+            builder: builder.clone(),
+            app: app.clone(),
+            peer,
+            stop: stop_rx.clone(),
+        };
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let mut connection = std::pin::pin!(connection);
-            // Returning drops the connection, and with it the socket and all it buffers.
-            let mut closed = std::pin::pin!(closed.notified());
-            tokio::select! {
-                _ = connection.as_mut() => return,
-                _ = closed.as_mut() => {
-                    tracing::info!(
-                        %peer,
-                        "closed the connection of a watch cut as too slow: its client is not reading"
-                    );
-                    return;
+            let Some(acceptor) = acceptor else {
+                return connection.drive(TokioIo::new(stream), None).await;
+            };
+            match minik_tls::accept(stream, &acceptor, handshake_timeout).await {
+                Ok(minik_tls::Accepted::Tls(tls)) => {
+                    let certificate = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .and_then(minik_tls::client_identity)
+                        .map(ClientCertificate);
+                    connection.drive(TokioIo::new(*tls), certificate).await
                 }
-                _ = stop.changed() => connection.as_mut().graceful_shutdown(),
-            }
-            tokio::select! {
-                _ = connection => {}
-                _ = closed => {}
+                Ok(minik_tls::Accepted::Plain) => {
+                    tracing::debug!(%peer, "answered a plain-HTTP request on the HTTPS port");
+                }
+                Err(e) => tracing::debug!(%peer, error = %e, "a TLS handshake failed"),
             }
         });
     }
@@ -338,6 +366,60 @@ pub async fn serve(
     stop_tx.send_replace(());
     stop_tx.closed().await;
     Ok(())
+}
+
+/// One accepted connection, before its bytes are read.
+struct Connection {
+    builder: hyper::server::conn::http1::Builder,
+    app: Router,
+    peer: SocketAddr,
+    stop: tokio::sync::watch::Receiver<()>,
+}
+
+impl Connection {
+    /// Serves the requests of the connection until it ends, it is closed as a too-slow watch's,
+    /// or the server stops (then the request under way finishes first).
+    async fn drive<I>(self, io: I, certificate: Option<ClientCertificate>)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let Connection {
+            builder,
+            app,
+            peer,
+            mut stop,
+        } = self;
+        let tower = TowerToHyperService::new(app);
+        let close = CloseConnection(Arc::default());
+        let closed = close.0.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            request.extensions_mut().insert(close.clone());
+            if let Some(certificate) = &certificate {
+                request.extensions_mut().insert(certificate.clone());
+            }
+            hyper::service::Service::call(&tower, request)
+        });
+        let connection = builder.serve_connection(io, service).with_upgrades();
+        let mut connection = std::pin::pin!(connection);
+        // Returning drops the connection, and with it the socket and all it buffers.
+        let mut closed = std::pin::pin!(closed.notified());
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            _ = closed.as_mut() => {
+                tracing::info!(
+                    %peer,
+                    "closed the connection of a watch cut as too slow: its client is not reading"
+                );
+                return;
+            }
+            _ = stop.changed() => connection.as_mut().graceful_shutdown(),
+        }
+        tokio::select! {
+            _ = connection => {}
+            _ = closed => {}
+        }
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@ use minik_api::resources::ResourceInfo;
 use minik_api::ApiError;
 use serde_json::{json, Map, Value};
 
+use crate::registry::ListResult;
+
 /// The `meta.k8s.io` version of `Table` a client asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TableRequest {
@@ -140,14 +142,14 @@ fn row(
 
 fn table(
     table: TableRequest,
-    resource_version: &str,
+    metadata: Value,
     columns: Option<Vec<Value>>,
     rows: Vec<Value>,
 ) -> Value {
     let mut t = json!({
         "kind": "Table",
         "apiVersion": table.api_version,
-        "metadata": {"resourceVersion": resource_version},
+        "metadata": metadata,
         "rows": rows,
     });
     if let Some(columns) = columns {
@@ -166,23 +168,23 @@ fn json_answer(body: &Value) -> Response {
     crate::answer::json_response(StatusCode::OK, Bytes::from(body.to_string()))
 }
 
-/// A list as a `Table`.
+/// A list as a `Table`; a page of a list keeps its `continue` and `remainingItemCount`.
 pub(crate) fn list(
     info: &ResourceInfo,
-    revision: u64,
-    items: &[Bytes],
+    list: &ListResult,
     request: TableRequest,
     query: &HashMap<String, String>,
 ) -> Result<Response, ApiError> {
     let include = include_object(query)?;
     let now = now();
-    let rows = items
+    let rows = list
+        .items
         .iter()
         .map(|item| Ok(row(info, parse(item)?, request, include, now)))
         .collect::<Result<Vec<_>, ApiError>>()?;
     Ok(json_answer(&table(
         request,
-        &revision.to_string(),
+        crate::http::list_meta(list),
         Some(column_definitions(info)),
         rows,
     )))
@@ -205,7 +207,7 @@ pub(crate) fn object(
     let rows = vec![row(info, object, request, include, now())];
     Ok(json_answer(&table(
         request,
-        &rv,
+        json!({ "resourceVersion": rv }),
         Some(column_definitions(info)),
         rows,
     )))
@@ -237,7 +239,7 @@ fn watch_line(
             .to_owned();
         let columns = std::mem::take(first).then(|| column_definitions(info));
         let rows = vec![row(info, object, request, include, now())];
-        event["object"] = table(request, &rv, columns, rows);
+        event["object"] = table(request, json!({ "resourceVersion": rv }), columns, rows);
     }
     let mut out = event.to_string().into_bytes();
     out.push(b'\n');

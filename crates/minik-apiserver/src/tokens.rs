@@ -2,7 +2,13 @@
 //! - `POST /minik/v1/join` `{"nodeName": NAME}`: exchanges the join token (or the admin's
 //!   credentials) for the node's own credential and agent key ([`JoinAnswer`]);
 //! - `POST /minik/v1/tokens/admin`, `POST /minik/v1/tokens/join`: rotate a token (admin only);
-//! - `DELETE /minik/v1/nodes/{name}/token`: revoke a node's credential (admin only).
+//! - `DELETE /minik/v1/nodes/{name}/token`: revoke a node's credential (admin only);
+//! - `GET /cacerts`: the cluster CA certificate (PEM; public, as k3s serves it: a new node
+//!   checks it against its join token's hash);
+//! - `POST /minik/v1/nodes/{name}/serving-certificate`
+//!   `{"certificateSigningRequest": PEM, "addresses": [IP, ...]}`: the certificate of the node's
+//!   agent endpoint, for the key of the request, the node's name and addresses (the node
+//!   itself or an admin).
 //!
 //! A host with the join token may join only under a name that has never had a credential and
 //! has no Node object: it cannot take over another node, nor get back a credential an
@@ -29,10 +35,23 @@ use crate::auth::{Auth, TokenKind};
 use crate::identity::Identity;
 use crate::ApiServer;
 
+/// Where the cluster CA certificate is served.
+pub(crate) const CACERTS_PATH: &str = "/cacerts";
+
+/// Where node `node` gets its agent endpoint's certificate.
+pub(crate) fn serving_certificate_path(node: &str) -> String {
+    format!("/minik/v1/nodes/{node}/serving-certificate")
+}
+
 /// The routes of this module.
 pub fn router() -> Router<Arc<ApiServer>> {
     Router::new()
         .route(JOIN_PATH, post(join))
+        .route(CACERTS_PATH, axum::routing::get(cacerts))
+        .route(
+            "/minik/v1/nodes/{name}/serving-certificate",
+            post(serving_certificate),
+        )
         .route("/minik/v1/tokens/{which}", post(rotate))
         .route("/minik/v1/nodes/{name}/token", delete(revoke))
 }
@@ -120,6 +139,83 @@ async fn join_node(server: &ApiServer, request: Request) -> Result<Response, Api
     tracing::info!(node = %name, "a node joined");
     let value = serde_json::to_value(&joined).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(json(StatusCode::CREATED, value))
+}
+
+async fn cacerts(State(server): State<Arc<ApiServer>>) -> Response {
+    match server.tls.as_ref() {
+        Some(tls) => (
+            [(axum::http::header::CONTENT_TYPE, "application/x-pem-file")],
+            tls.ca().pem().to_owned(),
+        )
+            .into_response(),
+        None => HttpError(ApiError::NotFound(minik_api::ObjectRef::new(
+            "",
+            "cacerts",
+            "this server serves plain HTTP and has no CA",
+        )))
+        .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ServingCertificateRequest {
+    certificate_signing_request: String,
+    #[serde(default)]
+    addresses: Vec<std::net::IpAddr>,
+}
+
+async fn serving_certificate(
+    State(server): State<Arc<ApiServer>>,
+    Path(name): Path<String>,
+    request: Request,
+) -> Response {
+    answer(sign_serving(&server, &name, request).await)
+}
+
+async fn sign_serving(
+    server: &ApiServer,
+    name: &str,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let tls = server.tls.as_ref().ok_or_else(|| {
+        ApiError::NotFound(minik_api::ObjectRef::new(
+            "",
+            "serving-certificate",
+            "this server serves plain HTTP and issues no certificates",
+        ))
+    })?;
+    let identity = request
+        .extensions()
+        .get::<Identity>()
+        .cloned()
+        .unwrap_or(Identity::Admin);
+    let allowed = match &identity {
+        Identity::Admin => true,
+        Identity::Node(node) => node == name,
+        _ => false,
+    };
+    if !allowed {
+        return Err(crate::authz::forbidden_path(
+            &identity,
+            &axum::http::Method::POST,
+            &serving_certificate_path(name),
+        ));
+    }
+    let bytes = crate::limits::read_body(request.into_body(), server.config.max_body_bytes).await?;
+    let body: ServingCertificateRequest = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "the request must be {{\"certificateSigningRequest\": PEM, \"addresses\": [IP, ...]}}: {e}"
+        ))
+    })?;
+    let certificate = tls
+        .sign_node_serving(name, &body.certificate_signing_request, &body.addresses)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    tracing::info!(node = %name, addresses = ?body.addresses, "issued a serving certificate for a node's agent");
+    Ok(json(
+        StatusCode::CREATED,
+        json!({ "certificate": certificate, "ca": tls.ca().pem() }),
+    ))
 }
 
 async fn node_exists(server: &ApiServer, name: &str) -> Result<bool, ApiError> {

@@ -1,6 +1,7 @@
 //! The Rust `kube` client (a dev-dependency, on the same k8s-openapi as minik) against the API
 //! server: `Api::<Pod>` create, list with a label selector, and watch from a list's
-//! resourceVersion.
+//! resourceVersion; over HTTPS, from a kubeconfig that carries the cluster CA (no insecure
+//! flag).
 
 use futures::{StreamExt, TryStreamExt};
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
@@ -17,14 +18,21 @@ fn pod(name: &str) -> Pod {
 }
 
 async fn client(base: &str) -> Client {
-    let mut config = Config::new(base.parse().unwrap());
-    config.default_namespace = "default".into();
+    use base64::Engine as _;
+    let ca = base64::engine::general_purpose::STANDARD.encode(minik_testkit::ca_pem(base));
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: minik\n  cluster: {{server: '{base}', certificate-authority-data: '{ca}'}}\nusers:\n- name: minik\n  user: {{}}\ncontexts:\n- name: minik\n  context: {{cluster: minik, user: minik, namespace: default}}\ncurrent-context: minik\n"
+    );
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&text).unwrap();
+    let config = Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
     Client::try_from(config).unwrap()
 }
 
 #[tokio::test]
 async fn kube_rs_lists_and_watches_pods() {
-    let server = minik_testkit::start().await;
+    let server = minik_testkit::start_tls().await;
     let pods: Api<Pod> = Api::default_namespaced(client(&server.base).await);
 
     let created = pods

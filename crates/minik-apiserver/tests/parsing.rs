@@ -289,6 +289,7 @@ async fn bearer_tokens_are_read_as_rfc_6750_writes_them() {
         dir: dir.path().join("auth"),
         admin_file: None,
         anonymous_loopback: false,
+        ca_fingerprint: None,
     })
     .expect("auth");
     let token = std::fs::read_to_string(dir.path().join("auth/admin-token")).unwrap();

@@ -332,6 +332,7 @@ async fn nodes_may_read_runtime_classes() {
         dir: dir.path().join("auth"),
         admin_file: None,
         anonymous_loopback: false,
+        ca_fingerprint: None,
     })
     .expect("auth");
     let admin = std::fs::read_to_string(dir.path().join("auth/admin-token")).expect("admin token");

@@ -18,6 +18,7 @@ mod scheduler;
 mod server;
 mod sled_baseline;
 mod stats;
+mod tls;
 mod up;
 mod workload;
 
@@ -61,6 +62,9 @@ enum Command {
     /// Pod start with the oci runtime (isolated containers) against `runc run -d`, and the
     /// memory minik adds per running container.
     Oci(oci::OciArgs),
+    /// What HTTPS costs the API: GETs/s and creates/s over HTTPS against plain HTTP in the same
+    /// run, and the TLS handshake per new connection.
+    Tls(tls::TlsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -76,6 +80,7 @@ fn main() -> std::process::ExitCode {
         Command::Proxy(args) => proxy::run(args),
         Command::Images(args) => images::run(args),
         Command::Oci(args) => oci::run(args),
+        Command::Tls(args) => tls::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

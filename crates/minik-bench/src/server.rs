@@ -15,8 +15,8 @@ use nix::unistd::Pid;
 
 use crate::machine::{memory_of, Memory};
 
-/// The line `minik server` prints on stdout once it listens.
-const LISTENING: &str = "minik server listening on http://";
+/// The line `minik server` prints on stdout once it listens (then `http://` or `https://`).
+const LISTENING: &str = "minik server listening on ";
 /// How long a server may take to listen and answer `/healthz`.
 const START_LIMIT: Duration = Duration::from_secs(60);
 /// How long a server may take to exit after SIGTERM before it is killed.
@@ -40,25 +40,45 @@ impl Drop for ChildGuard {
 pub struct Server {
     child: ChildGuard,
     pub addr: SocketAddr,
+    /// The cluster CA (PEM) of a server on HTTPS; `None` on plain HTTP.
+    pub ca_pem: Option<String>,
     /// From spawn to the first successful `GET /healthz`.
     pub started_in: Duration,
     stderr: Arc<Mutex<VecDeque<String>>>,
 }
 
 impl Server {
-    /// Spawns `minik server` on `127.0.0.1:0` over `data_dir` and waits until `/healthz` answers.
+    /// Spawns `minik server --plain-http` on `127.0.0.1:0` over `data_dir` and waits until
+    /// `/healthz` answers. Plain HTTP keeps every suite's figures comparable with the runs
+    /// recorded before HTTPS became the default; `minik-bench tls` measures what HTTPS costs.
     pub async fn start(
         minik: &Path,
         data_dir: &Path,
         http: &reqwest::Client,
     ) -> anyhow::Result<Server> {
+        Server::start_with(minik, data_dir, Some(http), false).await
+    }
+
+    /// [`Server::start`], over HTTPS when `tls` (then `/healthz` is asked with a client that
+    /// trusts the server's CA, and `http` may be `None`).
+    pub async fn start_with(
+        minik: &Path,
+        data_dir: &Path,
+        http: Option<&reqwest::Client>,
+        tls: bool,
+    ) -> anyhow::Result<Server> {
         let spawned = Instant::now();
-        let mut child = Command::new(minik)
+        let mut command = Command::new(minik);
+        command
             .arg("server")
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--data-dir")
-            .arg(data_dir)
+            .arg(data_dir);
+        if !tls {
+            command.arg("--plain-http");
+        }
+        let mut child = command
             // The benchmark's own clients and agents come from loopback without tokens.
             .arg("--allow-anonymous-loopback")
             .env("RUST_LOG", "warn")
@@ -81,6 +101,7 @@ impl Server {
         let mut server = Server {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ca_pem: None,
             started_in: Duration::ZERO,
             stderr,
         };
@@ -92,9 +113,24 @@ impl Server {
                 server.why()
             ),
         };
-        server.addr = line
+        let addr = line
+            .strip_prefix("https://")
+            .or_else(|| line.strip_prefix("http://"))
+            .with_context(|| format!("no address in {LISTENING}{line}"))?;
+        server.addr = addr
             .parse()
             .with_context(|| format!("cannot parse the address in {LISTENING}{line}"))?;
+        let own;
+        let http = if tls {
+            let file = data_dir.join("tls").join("ca.crt");
+            let pem = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            own = server.client_builder_for(&pem)?.build()?;
+            server.ca_pem = Some(pem);
+            &own
+        } else {
+            http.context("a plain-HTTP server needs a client to check its /healthz")?
+        };
         let healthz = format!("{}/healthz", server.base());
         loop {
             match http.get(&healthz).send().await {
@@ -112,9 +148,31 @@ impl Server {
         Ok(server)
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://` for a server on HTTPS.
     pub fn base(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.ca_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// A client builder that trusts `ca_pem` only.
+    fn client_builder_for(&self, ca_pem: &str) -> anyhow::Result<reqwest::ClientBuilder> {
+        let cert = reqwest::Certificate::from_pem(ca_pem.as_bytes())
+            .context("the server's CA is not a PEM certificate")?;
+        Ok(reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(cert))
+    }
+
+    /// A client builder for this server: trusting its CA when it serves HTTPS.
+    pub fn client_builder(&self) -> anyhow::Result<reqwest::ClientBuilder> {
+        match &self.ca_pem {
+            Some(pem) => self.client_builder_for(pem),
+            None => Ok(reqwest::Client::builder()),
+        }
     }
 
     pub fn pid(&self) -> u32 {

@@ -11,7 +11,58 @@ use serde_json::{json, Value};
 
 use crate::api::{Api, BoxFuture, EventStream, ListParams, ObjectList, WatchEvent};
 
-/// The API of a minik server at a base URL such as `http://127.0.0.1:6443`.
+/// Whom an HTTPS client trusts and what it presents: the cluster CA (PEM) and, optionally, a
+/// client certificate and key (PEM). Without a CA, HTTPS servers are checked against the
+/// public web roots.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Trust {
+    pub ca_pem: Option<String>,
+    pub client_certificate: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for Trust {
+    // The client key is a secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trust")
+            .field(
+                "ca",
+                &self.ca_pem.as_ref().map(|p| minik_tls::fingerprint(p)),
+            )
+            .field("client_certificate", &self.client_certificate.is_some())
+            .finish()
+    }
+}
+
+impl Trust {
+    /// Trusting the CA of `ca_pem` only.
+    pub fn ca(ca_pem: impl Into<String>) -> Trust {
+        Trust {
+            ca_pem: Some(ca_pem.into()),
+            client_certificate: None,
+        }
+    }
+
+    /// The rustls configuration, when a CA is given.
+    pub fn rustls(&self) -> Result<Option<minik_tls::rustls::ClientConfig>, ApiError> {
+        let Some(ca) = &self.ca_pem else {
+            if self.client_certificate.is_some() {
+                return Err(ApiError::BadRequest(
+                    "a client certificate needs the cluster CA too (certificate-authority)".into(),
+                ));
+            }
+            return Ok(None);
+        };
+        let identity = self
+            .client_certificate
+            .as_ref()
+            .map(|(cert, key)| (cert.as_str(), key.as_str()));
+        minik_tls::client_config(ca, identity)
+            .map(Some)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))
+    }
+}
+
+/// The API of a minik server at a base URL such as `https://127.0.0.1:6443`.
 #[derive(Clone)]
 pub struct HttpApi {
     base: String,
@@ -23,7 +74,13 @@ pub struct HttpApi {
 }
 
 impl HttpApi {
+    /// The API at `base`, over plain HTTP or HTTPS checked against the public web roots.
     pub fn new(base: &str) -> Result<HttpApi, ApiError> {
+        HttpApi::trusting(base, &Trust::default())
+    }
+
+    /// The API at `base`, over HTTPS as `trust` says.
+    pub fn trusting(base: &str, trust: &Trust) -> Result<HttpApi, ApiError> {
         let base = base.trim_end_matches('/').to_owned();
         let parsed = reqwest::Url::parse(&base).map_err(|e| {
             ApiError::BadRequest(format!("the server address {base:?} is not a URL: {e}"))
@@ -33,10 +90,14 @@ impl HttpApi {
                 "the server address {base:?} must start with http:// or https://"
             )));
         }
+        let tls = trust.rustls()?;
         let build = |timeout: Option<Duration>| {
             let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
             if let Some(t) = timeout {
                 builder = builder.timeout(t);
+            }
+            if let Some(tls) = &tls {
+                builder = builder.use_preconfigured_tls(tls.clone());
             }
             builder
                 .build()
@@ -123,6 +184,12 @@ impl HttpApi {
                 self.base
             ));
         }
+        if cause.contains("certificate") {
+            return ApiError::Unreachable(format!(
+                "the server at {} presented a certificate this client does not trust ({cause}): give the cluster CA (the server's DATA_DIR/tls/ca.crt) with --certificate-authority",
+                self.base
+            ));
+        }
         ApiError::Unreachable(format!(
             "cannot reach the minik server at {} ({cause}): is 'minik server' or 'minik up' running?",
             self.base
@@ -195,6 +262,38 @@ impl HttpApi {
                 })
             })
             .boxed())
+    }
+
+    /// POSTs to `path_and_query` asking to switch the connection to `protocol` (minik's exec
+    /// and port-forward tunnels): on `101 Switching Protocols` the connection, over TLS as the
+    /// API is; otherwise the server's `Status` as the error.
+    pub async fn upgrade(
+        &self,
+        path_and_query: &str,
+        protocol: &str,
+    ) -> Result<reqwest::Upgraded, ApiError> {
+        let url = format!("{}{path_and_query}", self.base);
+        let response = self
+            .request(&self.streaming, reqwest::Method::POST, &url)
+            .header(reqwest::header::CONNECTION, "Upgrade")
+            .header(reqwest::header::UPGRADE, protocol)
+            .header(reqwest::header::CONTENT_LENGTH, "0")
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        let code = response.status().as_u16();
+        if code == 101 {
+            return response.upgrade().await.map_err(|e| {
+                ApiError::Unreachable(format!(
+                    "the connection to {} broke as it switched to {protocol}: {e}",
+                    self.base
+                ))
+            });
+        }
+        let body = response.bytes().await.map_err(|e| self.unreachable(&e))?;
+        let value = serde_json::from_slice(&body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+        Err(error_of(code, value))
     }
 
     /// A create, replace or patch request: `method` on `url` with the write options' query.

@@ -17,7 +17,7 @@ pub use api::{
     WatchEventType,
 };
 pub use events::{object_reference, CorrelatorOptions, EventNote, EventRecorder, EventType};
-pub use http::HttpApi;
+pub use http::{HttpApi, Trust};
 pub use informer::{cache_key, Change, Informer, InformerCache, InformerConfig, Subscription};
 pub use queue::WorkQueue;
 pub use ratelimit::RateLimit;
@@ -41,30 +41,8 @@ impl Secret {
     }
 }
 
-/// Writes `text` to `path` readable by its owner only (mode 0600), atomically: a temporary file
-/// beside it, fsync, rename, fsync of the directory, so a crash leaves the old content or the
-/// new, never a torn file, and the secret is never readable by others even for a moment.
-pub fn write_private_file(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().unwrap_or(std::path::Path::new("."));
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("secret");
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
-}
+/// Writes `text` to `path` with mode 0600, atomically (one home: `minik_tls`).
+pub use minik_tls::write_private_file;
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -19,10 +19,12 @@ mod kinds;
 mod machinery;
 mod names;
 mod namespace;
+mod nodeipam;
 mod nodelifecycle;
 mod pods;
 mod quota;
 mod replicaset;
+mod rootca;
 mod serviceaccount;
 mod statefulset;
 mod volumes;
@@ -75,6 +77,17 @@ pub struct Config {
     /// A partially disrupted zone of at most this many nodes evicts nothing; a larger one goes
     /// at the secondary rate (`--large-cluster-size-threshold`).
     pub large_cluster_size_threshold: usize,
+    /// The cluster CIDR each Node's `spec.podCIDR` is carved from (`--cluster-cidr`); `None`
+    /// leaves pod CIDRs alone (no node IPAM). Check with [`Config::check`].
+    pub cluster_cidr: Option<minik_api::cidr::Cidr>,
+    /// The prefix length of each Node's pod CIDR (`--node-cidr-mask-size`): at least the
+    /// cluster CIDR's, at most 30.
+    pub node_cidr_mask: u8,
+    /// The service CIDR (`--service-cidr`), which no Node's pod CIDR may overlap.
+    pub service_cidr: Option<minik_api::cidr::Cidr>,
+    /// The cluster CA (PEM) the root CA publisher puts in every namespace's
+    /// `kube-root-ca.crt` ConfigMap; `None` (plain HTTP): none is published.
+    pub root_ca: Option<String>,
 }
 
 impl Default for Config {
@@ -95,6 +108,10 @@ impl Default for Config {
             secondary_node_eviction_rate: 0.01,
             unhealthy_zone_threshold: 0.55,
             large_cluster_size_threshold: 50,
+            cluster_cidr: None,
+            node_cidr_mask: minik_api::cidr::DEFAULT_NODE_MASK,
+            service_cidr: None,
+            root_ca: None,
         }
     }
 }
@@ -128,6 +145,7 @@ pub async fn run(api: Arc<dyn Api>, config: Config) {
         executor.clone(),
         &config,
     ));
+    tasks.spawn(nodeipam::controller(&informers, executor.clone(), &config));
     tasks.spawn(namespace::controller(&informers, executor.clone(), &config));
     tasks.spawn(quota::controller(&informers, executor.clone(), &config));
     tasks.spawn(serviceaccount::controller(
@@ -135,6 +153,7 @@ pub async fn run(api: Arc<dyn Api>, config: Config) {
         executor.clone(),
         &config,
     ));
+    tasks.spawn(rootca::controller(&informers, executor.clone(), &config));
     tasks.spawn(volumes::controller(&informers, executor.clone(), &config));
     tasks.spawn(job::controller(&informers, executor.clone(), &config));
     tasks.spawn(cronjob::controller(&informers, executor.clone(), &config));

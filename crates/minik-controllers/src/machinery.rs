@@ -382,6 +382,30 @@ pub(crate) async fn run_controller<C, K, F, Fut>(
     while tasks.join_next().await.is_some() {}
 }
 
+/// Queues every cached namespace's name (controllers keyed by namespace).
+pub(crate) fn enqueue_namespaces(caches: &Caches, queue: &Queue<String>) {
+    for ns in caches.namespaces.list() {
+        queue.add(crate::kinds::name(&ns.metadata).to_owned());
+    }
+}
+
+/// Queues a namespace's name when it appears or changes, and every namespace at a resync.
+pub(crate) async fn watch_namespaces(
+    mut changes: minik_client::Subscription<Namespace>,
+    queue: Queue<String>,
+    caches: Caches,
+) {
+    while let Some(change) = changes.next().await {
+        match change {
+            minik_client::Change::Applied(ns) => {
+                queue.add(crate::kinds::name(&ns.metadata).to_owned())
+            }
+            minik_client::Change::Deleted(_) => {}
+            minik_client::Change::Resync => enqueue_namespaces(&caches, &queue),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};

@@ -63,6 +63,26 @@ pub struct AgentConfig {
     pub endpoint_key: Option<minik_client::Secret>,
     /// How the Service proxy carries connections (user space, or the kernel's nftables).
     pub proxy_mode: crate::proxy::ProxyMode,
+    /// HTTPS for the agent's endpoint, when the API server serves HTTPS (`None`: plain HTTP).
+    pub endpoint_tls: Option<EndpointTls>,
+}
+
+/// The certificate the agent's endpoint serves, and how it is renewed.
+#[derive(Clone)]
+pub struct EndpointTls {
+    pub serving: Arc<minik_tls::ServingCert>,
+    /// The API with the node's own credential, to ask for the next certificate.
+    pub api: minik_client::HttpApi,
+    /// The addresses the certificate names.
+    pub addresses: Vec<std::net::IpAddr>,
+}
+
+impl std::fmt::Debug for EndpointTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointTls")
+            .field("addresses", &self.addresses)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How many plans one pass over a pod makes at most: every plan but the last stops something
@@ -201,11 +221,28 @@ pub async fn run(
         Some(key) => crate::endpoint::only_with_key(endpoint, key.expose().to_owned()),
         None => endpoint,
     };
-    tasks.push(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, endpoint).await {
-            tracing::error!(error = %e, "the agent endpoint failed");
+    match agent.config.endpoint_tls.clone() {
+        Some(tls) => {
+            let listener = crate::certs::TlsListener::new(listener, tls.serving.clone())
+                .map_err(std::io::Error::other)?;
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, endpoint).await {
+                    tracing::error!(error = %e, "the agent endpoint failed");
+                }
+            }));
+            tasks.push(tokio::spawn(crate::certs::keep_renewed(
+                tls.api,
+                agent.config.name.clone(),
+                tls.addresses,
+                tls.serving,
+            )));
         }
-    }));
+        None => tasks.push(tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, endpoint).await {
+                tracing::error!(error = %e, "the agent endpoint failed");
+            }
+        })),
+    }
     tasks.push(tokio::spawn(heartbeat(agent.clone(), port)));
     tasks.push(tokio::spawn(feed(agent.clone(), informer.subscribe())));
     tasks.push(tokio::spawn(write_events));

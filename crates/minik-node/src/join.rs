@@ -3,12 +3,19 @@
 //! at `POST /minik/v1/join` and gets its own credential for the API and the key its endpoint
 //! requires from the server. Both are kept in `DATA_DIR/credential.json` (mode 0600); a restarted
 //! agent uses them again, and joins anew only if the server no longer knows them.
+//!
+//! Over HTTPS the node first settles whom it trusts ([`cluster_trust`]): the CA given to it
+//! (`--certificate-authority`), else the one it kept from an earlier join (`DATA_DIR/ca.crt`),
+//! else the CA the server presents at `/cacerts` — taken only if its SHA-256 is the one the join
+//! token carries (`K10<hash>::SECRET`, k3s' form), and refused naming both hashes otherwise.
+//! From then on every connection verifies the server against that CA.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use minik_api::ApiError;
-use minik_client::{HttpApi, JOIN_PATH};
+use minik_client::{HttpApi, Trust, JOIN_PATH};
+use minik_tls::JoinToken;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -42,6 +49,104 @@ pub enum JoinError {
         path: PathBuf,
         error: std::io::Error,
     },
+    #[error("cannot trust the server {server}: {reason}")]
+    Trust { server: String, reason: String },
+}
+
+/// The CA file a joined node keeps.
+pub fn ca_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("ca.crt")
+}
+
+/// Whom the node trusts for `server` (module doc): no CA for a plain-HTTP server.
+pub async fn cluster_trust(
+    server: &str,
+    bootstrap: Option<&str>,
+    data_dir: &Path,
+    ca_file: Option<&Path>,
+) -> Result<Trust, JoinError> {
+    let untrusted = |reason: String| JoinError::Trust {
+        server: server.to_owned(),
+        reason,
+    };
+    if !server.starts_with("https://") {
+        return Ok(Trust::default());
+    }
+    let token = bootstrap
+        .map(JoinToken::parse)
+        .transpose()
+        .map_err(|e| untrusted(e.to_string()))?;
+    let check = |pem: &str, source: &str| -> Result<(), String> {
+        match &token {
+            Some(token) => token
+                .check_ca(pem)
+                .map_err(|e| format!("{e}; the CA came from {source}")),
+            None => Ok(()),
+        }
+    };
+    if let Some(file) = ca_file {
+        let pem =
+            minik_tls::read_pem(file, "CA certificate").map_err(|e| untrusted(e.to_string()))?;
+        check(&pem, &file.display().to_string()).map_err(untrusted)?;
+        return Ok(Trust::ca(pem));
+    }
+    let kept = ca_path(data_dir);
+    if let Ok(pem) = std::fs::read_to_string(&kept) {
+        check(
+            &pem,
+            &format!(
+                "{} (kept from an earlier join; remove it if the cluster was made anew)",
+                kept.display()
+            ),
+        )
+        .map_err(untrusted)?;
+        return Ok(Trust::ca(pem));
+    }
+    let Some(token) = token.filter(|t| t.ca_hash.is_some()) else {
+        return Err(untrusted(
+            "it serves HTTPS and this node does not know the cluster CA yet: give --token the join token with the CA hash (K10<hash>::<secret>, as the server's DATA_DIR/auth/join-token holds it) or --certificate-authority the server's DATA_DIR/tls/ca.crt".into(),
+        ));
+    };
+    let pem = retrying("fetching the cluster CA", || fetch_ca(server))
+        .await
+        .map_err(|e| untrusted(e.to_string()))?;
+    token.check_ca(&pem).map_err(|e| untrusted(e.to_string()))?;
+    std::fs::create_dir_all(data_dir)
+        .and_then(|()| minik_client::write_private_file(&kept, &pem))
+        .map_err(|error| JoinError::Storage {
+            path: kept.clone(),
+            error,
+        })?;
+    tracing::info!(ca = %kept.display(), "the server's CA matches the join token; kept");
+    Ok(Trust::ca(pem))
+}
+
+/// The CA certificate the server at `server` presents at `/cacerts`, read without verifying
+/// the server (nothing is trusted or sent before the caller checks it).
+async fn fetch_ca(server: &str) -> Result<String, ApiError> {
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| ApiError::Internal(format!("cannot build an HTTP client: {e}")))?;
+    let url = format!("{}/cacerts", server.trim_end_matches('/'));
+    let answer = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| ApiError::Unreachable(format!("{url}: {e}")))?;
+    if !answer.status().is_success() {
+        return Err(ApiError::BadRequest(format!(
+            "{url} answered {} instead of the cluster CA",
+            answer.status()
+        )));
+    }
+    answer
+        .text()
+        .await
+        .map_err(|e| ApiError::Unreachable(format!("{url}: {e}")))
 }
 
 fn credential_path(data_dir: &Path) -> PathBuf {
@@ -101,6 +206,7 @@ where
 pub async fn credential(
     server: &str,
     bootstrap: Option<&str>,
+    trust: &Trust,
     data_dir: &Path,
     name: &str,
 ) -> Result<Credential, JoinError> {
@@ -108,7 +214,12 @@ pub async fn credential(
         node: name.to_owned(),
         error,
     };
-    let api = HttpApi::new(server).map_err(refused)?;
+    let api = HttpApi::trusting(server, trust).map_err(refused)?;
+    // The server checks the secret; the CA hash was for this node.
+    let bootstrap = bootstrap
+        .map(|b| JoinToken::parse(b).map(|t| t.secret))
+        .transpose()
+        .map_err(|e| refused(ApiError::BadRequest(e.to_string())))?;
     let path = credential_path(data_dir);
     if let Some(kept) = load(&path).filter(|c| c.node_name == name) {
         let check = api.clone().with_token(Some(kept.token.clone()));
@@ -121,7 +232,7 @@ pub async fn credential(
             _ => return Ok(kept),
         }
     }
-    let joiner = api.with_token(bootstrap.map(str::to_owned));
+    let joiner = api.with_token(bootstrap);
     let body = json!({ "nodeName": name });
     let answer = retrying("joining the cluster", || joiner.post_path(JOIN_PATH, &body))
         .await
@@ -137,6 +248,56 @@ pub async fn credential(
     })?;
     tracing::info!(node = %name, path = %path.display(), "joined; credential kept");
     Ok(credential)
+}
+
+/// A node that has joined: its API client (its own credential, the cluster's trust), what its
+/// endpoint requires from the server, and its endpoint's HTTPS when the server has it.
+pub struct Joined {
+    pub api: HttpApi,
+    pub endpoint_key: minik_client::Secret,
+    pub endpoint_tls: Option<crate::agent::EndpointTls>,
+}
+
+/// Joins node `name` to the cluster at `server` (or takes its kept credential): settles the
+/// trust, gets the credential, and over HTTPS the endpoint's certificate for `address`.
+pub async fn connect(
+    server: &str,
+    bootstrap: Option<&str>,
+    ca_file: Option<&Path>,
+    data_dir: &Path,
+    name: &str,
+    address: std::net::IpAddr,
+) -> Result<Joined, JoinError> {
+    let trust = cluster_trust(server, bootstrap, data_dir, ca_file).await?;
+    let credential = credential(server, bootstrap, &trust, data_dir, name).await?;
+    let refused = |error| JoinError::Refused {
+        node: name.to_owned(),
+        error,
+    };
+    let api = HttpApi::trusting(server, &trust)
+        .map_err(refused)?
+        .with_token(Some(credential.token));
+    let endpoint_tls = match trust.ca_pem {
+        Some(_) => {
+            let addresses = vec![address];
+            let key = retrying("getting the endpoint's certificate", || {
+                crate::certs::request(&api, name, &addresses)
+            })
+            .await
+            .map_err(refused)?;
+            Some(crate::agent::EndpointTls {
+                serving: minik_tls::ServingCert::new(key),
+                api: api.clone(),
+                addresses,
+            })
+        }
+        None => None,
+    };
+    Ok(Joined {
+        api,
+        endpoint_key: minik_client::Secret::new(credential.agent_key),
+        endpoint_tls,
+    })
 }
 
 #[cfg(test)]

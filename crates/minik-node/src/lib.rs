@@ -2,6 +2,7 @@
 //! bound to it to their spec through a [`runtime::Runtime`].
 
 mod agent;
+pub mod certs;
 mod configs;
 pub mod downward;
 pub mod endpoint;
@@ -25,7 +26,7 @@ pub mod volumes;
 use std::future::Future;
 use std::pin::Pin;
 
-pub use agent::{run, AgentConfig};
+pub use agent::{run, AgentConfig, EndpointTls};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

@@ -337,8 +337,10 @@ fn build_environment(
         .or_else(|| pod.metadata.name.clone())
         .unwrap_or_default();
     set(&mut vars, "HOSTNAME".into(), hostname);
-    if links {
-        for (name, value) in &placement.services {
+    // Without service links only the `kubernetes` Service's variables (the API server's
+    // address), as the kubelet does.
+    for (name, value) in &placement.services {
+        if links || name.starts_with("KUBERNETES_") {
             set(&mut vars, name.clone(), value.clone());
         }
     }
@@ -679,12 +681,19 @@ mod tests {
         assert_eq!(env[1].0, "WEB_FRONT_SERVICE_HOST");
         assert_eq!(get("URL"), Some("http://127.96.0.7"));
         assert_eq!(get("WEB_FRONT_SERVICE_PORT"), Some("8080"));
-        // enableServiceLinks: false leaves them out.
+        // enableServiceLinks: false leaves them out, but for the API server's.
         pod.spec.as_mut().unwrap().enable_service_links = Some(false);
+        let mut placement = placement;
+        placement
+            .services
+            .push(("KUBERNETES_SERVICE_HOST".into(), "127.96.0.1".into()));
         let env = environment(&pod, &container, &placement, &Sources::default())
             .unwrap()
             .vars;
         assert!(env.iter().all(|(n, _)| n != "WEB_FRONT_SERVICE_HOST"));
+        assert!(env
+            .iter()
+            .any(|(n, v)| n == "KUBERNETES_SERVICE_HOST" && v == "127.96.0.1"));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use futures::Stream;
 
-use crate::{EventType, Revision, StoreError};
+use crate::{EventType, Revision, StoreError, Stored};
 
 /// How many bytes of changes a watcher may fall behind before it is cut, unless its consumer
 /// says otherwise ([`WatchStream::set_buffer_bytes`]).
@@ -38,8 +38,11 @@ pub struct WatchEvent {
     /// revision.
     pub object: Bytes,
     /// The object before the change, if it existed; lets a filtered watch turn a change that
-    /// moves an object out of its selection into a deletion, as Kubernetes does.
+    /// moves an object out of its selection into a deletion, as Kubernetes does, and a paged
+    /// list rebuild the key as it was at an older revision.
     pub prev: Option<Bytes>,
+    /// The revision of `prev` (0 without one).
+    pub prev_revision: Revision,
 }
 
 /// An event queued for a watcher, with the place in the stream of changes from which its lag
@@ -171,6 +174,9 @@ struct Inner {
 
 pub(crate) struct Hub {
     inner: Arc<Mutex<Inner>>,
+    /// The revision of the newest published change, for readers that wait for a revision to
+    /// reach the window.
+    published: tokio::sync::watch::Sender<Revision>,
     history_size: usize,
     history_budget: usize,
     watcher_buffer: usize,
@@ -198,6 +204,7 @@ impl Hub {
                 last,
                 watchers: Vec::new(),
             })),
+            published: tokio::sync::watch::Sender::new(last),
             history_size: history_size.max(1),
             history_budget,
             watcher_buffer: watcher_buffer.max(1),
@@ -235,6 +242,80 @@ impl Hub {
                 }
             }
         }
+        let last = inner.last;
+        drop(inner);
+        self.published.send_if_modified(|published| {
+            let newer = *published < last;
+            *published = last;
+            newer
+        });
+    }
+
+    /// Waits until every change up to `revision` is published; false if that takes longer than
+    /// `patience` (or the hub is gone).
+    pub(crate) async fn published(
+        &self,
+        revision: Revision,
+        patience: std::time::Duration,
+    ) -> bool {
+        let mut published = self.published.subscribe();
+        let reached = tokio::time::timeout(patience, published.wait_for(|r| *r >= revision)).await;
+        matches!(reached, Ok(Ok(_)))
+    }
+
+    /// Each key under `prefix`, from `start` on (all of them when `start` is `None`), that changed
+    /// after revision `after` and up to `upto`, with its state at `after` (`None`: it did not
+    /// exist). Fails with [`StoreError::Compacted`] when the window no longer holds every change
+    /// after `after`. Every change up to `upto` must be published ([`Hub::published`]).
+    pub(crate) fn state_before(
+        &self,
+        prefix: &str,
+        start: Option<&str>,
+        after: Revision,
+        upto: Revision,
+    ) -> Result<BTreeMap<String, Option<Stored>>, StoreError> {
+        let inner = self.lock();
+        let mut before = BTreeMap::new();
+        if after >= upto {
+            return Ok(before);
+        }
+        let oldest = inner
+            .history
+            .front()
+            .map(|e| e.revision)
+            .unwrap_or(inner.last + 1);
+        if oldest > after + 1 {
+            return Err(StoreError::Compacted {
+                requested: after,
+                oldest: oldest - 1,
+            });
+        }
+        // Revisions are consecutive, so the change after `after` is at a known place; the
+        // oldest change of a key after `after` tells what the key was at `after`.
+        let skip = usize::try_from(after + 1 - oldest).unwrap_or(usize::MAX);
+        for event in inner.history.iter().skip(skip) {
+            if event.revision > upto {
+                break;
+            }
+            if !event.key.starts_with(prefix)
+                || start.is_some_and(|start| event.key.as_str() < start)
+                || before.contains_key(&event.key)
+            {
+                continue;
+            }
+            let state = match event.kind {
+                EventType::Added => None,
+                EventType::Modified | EventType::Deleted => {
+                    event.prev.clone().map(|value| Stored {
+                        key: event.key.clone(),
+                        revision: event.prev_revision,
+                        value,
+                    })
+                }
+            };
+            before.insert(event.key.clone(), state);
+        }
+        Ok(before)
     }
 
     /// Registers a watcher of `prefix` for every change after `from`.
@@ -448,6 +529,7 @@ mod tests {
             revision,
             object: Bytes::from(format!("{revision}")),
             prev: None,
+            prev_revision: 0,
         })
     }
 
@@ -560,6 +642,7 @@ mod tests {
             revision,
             object: Bytes::from(vec![b'x'; size]),
             prev: None,
+            prev_revision: 0,
         });
         let weak = Arc::downgrade(&event);
         (event, weak)
@@ -681,6 +764,65 @@ mod tests {
         // Five thousand bytes later it still holds replayed events: cut.
         hub.publish((12..=16).map(|r| large(r, 1_000).0).collect());
         assert_eq!(hub.watcher_count(), 0);
+    }
+
+    fn change(
+        revision: Revision,
+        kind: EventType,
+        key: &str,
+        prev: Option<Revision>,
+    ) -> Arc<WatchEvent> {
+        Arc::new(WatchEvent {
+            kind,
+            key: key.into(),
+            revision,
+            object: Bytes::from(format!("{revision}")),
+            prev: prev.map(|p| Bytes::from(format!("{p}"))),
+            prev_revision: prev.unwrap_or(0),
+        })
+    }
+
+    #[tokio::test]
+    async fn the_state_before_is_each_keys_oldest_previous_state_after_the_revision() {
+        let hub = Hub::new(0, 100, usize::MAX, 100);
+        hub.publish(vec![
+            change(1, EventType::Added, "/a/x", None),
+            change(2, EventType::Added, "/a/y", None),
+            change(3, EventType::Modified, "/a/x", Some(1)),
+            change(4, EventType::Added, "/a/z", None),
+            change(5, EventType::Deleted, "/a/y", Some(2)),
+            change(6, EventType::Modified, "/a/x", Some(3)),
+            change(7, EventType::Added, "/b/x", None),
+        ]);
+        let before = hub.state_before("/a/", None, 2, 6).unwrap();
+        let summary: Vec<(&str, Option<Revision>)> = before
+            .iter()
+            .map(|(k, s)| (k.as_str(), s.as_ref().map(|s| s.revision)))
+            .collect();
+        assert_eq!(
+            summary,
+            [("/a/x", Some(1)), ("/a/y", Some(2)), ("/a/z", None)]
+        );
+        let from_y = hub.state_before("/a/", Some("/a/y"), 2, 4).unwrap();
+        assert_eq!(from_y.keys().collect::<Vec<_>>(), ["/a/z"]);
+        assert!(hub.state_before("/a/", None, 6, 6).unwrap().is_empty());
+        assert_eq!(hub.state_before("/b/", None, 6, 7).unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_state_before_a_revision_the_window_lost_is_compacted() {
+        let hub = Hub::new(0, 2, usize::MAX, 100);
+        hub.publish((1..=4).map(|r| event(r, "/a/x")).collect());
+        assert!(hub.state_before("/a/", None, 2, 4).is_ok());
+        assert_eq!(
+            hub.state_before("/a/", None, 1, 4).err(),
+            Some(StoreError::Compacted {
+                requested: 1,
+                oldest: 2
+            })
+        );
+        assert!(hub.published(4, std::time::Duration::ZERO).await);
+        assert!(!hub.published(5, std::time::Duration::from_millis(10)).await);
     }
 
     #[tokio::test]

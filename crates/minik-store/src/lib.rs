@@ -6,7 +6,10 @@
 //!   becomes the object's `metadata.resourceVersion`;
 //! - writes are compare-and-swap on that revision and are acknowledged only once on disk;
 //! - a watch from revision N sees every change after N exactly once, in order, as long as N is
-//!   inside the kept history window.
+//!   inside the kept history window;
+//! - a list can be read in pages, all as of the revision of the first: a page of an older
+//!   revision is the current keys with the window's later changes taken back out (the window
+//!   keeps each change's previous state), as long as that revision is inside the window.
 
 mod disk;
 mod encryption;
@@ -15,6 +18,7 @@ mod sled_store;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -60,6 +64,33 @@ pub struct Stored {
 pub struct Listing {
     pub items: Vec<Stored>,
     pub revision: Revision,
+}
+
+/// Which part of a list [`Store::list_page`] reads.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PageRequest {
+    /// The first key to read: keys under the prefix that sort before it are skipped. `None`
+    /// reads from the prefix's first key.
+    pub start: Option<String>,
+    /// The revision to read the keys as of; `None` for the newest. An older one is rebuilt from
+    /// the watch window, and fails with [`StoreError::Compacted`] once the window no longer
+    /// reaches back to it.
+    pub revision: Option<Revision>,
+    /// The most items to return; 0 for every one.
+    pub limit: usize,
+    /// Also count the items that follow the page ([`Page::remaining`]), which walks their keys.
+    pub count_rest: bool,
+}
+
+/// Part of a list under a prefix, consistent as of `revision`.
+#[derive(Clone, Debug)]
+pub struct Page {
+    pub items: Vec<Stored>,
+    pub revision: Revision,
+    /// Where the next page starts (a [`PageRequest::start`]), if any items follow this one.
+    pub next: Option<String>,
+    /// How many items follow this page, if [`PageRequest::count_rest`] asked.
+    pub remaining: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -139,6 +170,22 @@ pub trait Store: Send + Sync + 'static {
 
     /// Lists every key under `prefix`, as of one revision.
     fn list(&self, prefix: &str) -> Pin<Box<dyn Future<Output = Result<Listing>> + Send>>;
+
+    /// Lists part of the keys under `prefix`, in key order, as of the newest revision or an
+    /// older one: the pages of one list read with the same revision fit together exactly,
+    /// whatever was written between them.
+    fn list_page(
+        &self,
+        prefix: &str,
+        request: PageRequest,
+    ) -> Pin<Box<dyn Future<Output = Result<Page>> + Send>>;
+
+    /// Waits until `revision` is durable, for at most `patience`; whether it is.
+    fn reached(
+        &self,
+        revision: Revision,
+        patience: Duration,
+    ) -> Pin<Box<dyn Future<Output = bool> + Send>>;
 
     /// Streams every change under `prefix` after revision `from`.
     fn watch(&self, prefix: &str, from: Revision) -> Result<WatchStream>;

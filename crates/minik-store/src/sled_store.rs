@@ -52,8 +52,8 @@ use crate::disk::{
 use crate::encryption::{decode_json, form_of, Encryption, Form};
 use crate::hub::{Hub, WatchEvent};
 use crate::{
-    is_no_space, EventType, Listing, Result, Revision, Store, StoreError, Stored, WatchStream,
-    WriteFuture,
+    is_no_space, EventType, Listing, Page, PageRequest, Result, Revision, Store, StoreError,
+    Stored, WatchStream, WriteFuture,
 };
 
 /// Where the counter of revisions lives; it sorts before every object key (they start with '/').
@@ -85,6 +85,10 @@ const READ_ATTEMPTS: usize = 3;
 
 /// How long a read that sled failed waits for the writer to open sled again.
 const READ_FAILURE_WAIT: Duration = Duration::from_secs(10);
+
+/// How long a page read waits for the changes up to the revision it scanned to reach the watch
+/// window (they are published right after they become durable).
+const PUBLISH_WAIT: Duration = Duration::from_secs(10);
 
 /// How many flushes settle a failed sled instance before it is dropped, at most.
 const SETTLE_FLUSHES: usize = 8;
@@ -587,6 +591,48 @@ impl Store for SledStore {
         })
     }
 
+    fn list_page(
+        &self,
+        prefix: &str,
+        request: PageRequest,
+    ) -> Pin<Box<dyn Future<Output = Result<Page>> + Send>> {
+        let shared = self.shared.clone();
+        let durable = self.durable.clone();
+        let writes = self.writes.clone();
+        let prefix = prefix.to_owned();
+        Box::pin(async move {
+            let mut last = None;
+            for _ in 0..READ_ATTEMPTS {
+                let epoch = durable.borrow().epoch;
+                match read_page(&shared, &durable, &prefix, &request, epoch).await {
+                    Ok(Some(page)) => return Ok(page),
+                    Ok(None) => {}
+                    Err(ReadError::Store(e)) => return Err(e),
+                    Err(ReadError::Sled(e)) => {
+                        last =
+                            Some(report_read_failure(&shared, &writes, &durable, epoch, e).await);
+                    }
+                }
+            }
+            Err(last.unwrap_or_else(|| {
+                StoreError::Backend(format!("the store kept failing while {prefix} was listed"))
+            }))
+        })
+    }
+
+    fn reached(
+        &self,
+        revision: Revision,
+        patience: Duration,
+    ) -> Pin<Box<dyn Future<Output = bool> + Send>> {
+        let mut durable = self.durable.clone();
+        Box::pin(async move {
+            let reached =
+                tokio::time::timeout(patience, durable.wait_for(|d| d.revision >= revision)).await;
+            matches!(reached, Ok(Ok(_)))
+        })
+    }
+
     fn watch(&self, prefix: &str, from: Revision) -> Result<WatchStream> {
         self.shared.hub.subscribe(prefix, from)
     }
@@ -629,6 +675,232 @@ fn scan(shared: &Shared, prefix: &str) -> Result<Listing, ReadError> {
         items = by_key.into_values().collect();
     }
     Ok(Listing { items, revision })
+}
+
+/// What one scan of a page read found under the snapshot lock: sled's entries from its start
+/// key on, and the keys whose values sled holds but reads must not answer yet (a failed
+/// group's), all as of `applied`.
+struct Chunk {
+    entries: Vec<(sled::IVec, sled::IVec)>,
+    /// The failed group's keys in the chunk's range, as they were before it.
+    overlay: BTreeMap<String, Option<Stored>>,
+    applied: Revision,
+    /// Whether the chunk reaches the end of the prefix (otherwise it ends at its last entry).
+    exhausted: bool,
+}
+
+/// Scans at most `max` keys under `prefix` from `start` on.
+fn scan_chunk(shared: &Shared, prefix: &str, start: &str, max: usize) -> Result<Chunk, ReadError> {
+    let backend = shared.backend();
+    let _whole_groups = shared.snapshot.read().unwrap_or_else(|p| p.into_inner());
+    let db = backend.db()?;
+    let applied = shared.applied.load(Ordering::Acquire);
+    let mut entries = Vec::new();
+    let mut exhausted = true;
+    for kv in db.range(start.as_bytes()..) {
+        let (k, v) = kv?;
+        if !k.starts_with(prefix.as_bytes()) {
+            break;
+        }
+        if entries.len() == max {
+            exhausted = false;
+            break;
+        }
+        entries.push((k, v));
+    }
+    let mut overlay = BTreeMap::new();
+    if let Some(group) = backend.failed_group() {
+        let end = entries
+            .last()
+            .filter(|_| !exhausted)
+            .map(|(k, _)| k.clone());
+        for (key, before) in &group.before {
+            let covered = end
+                .as_ref()
+                .is_none_or(|end| key.as_bytes() <= end.as_ref());
+            if key.starts_with(prefix) && key.as_str() >= start && covered {
+                overlay.insert(key.clone(), before.clone());
+            }
+        }
+    }
+    Ok(Chunk {
+        entries,
+        overlay,
+        applied,
+        exhausted,
+    })
+}
+
+/// One item of a page before it is decoded: sled's bytes, or a state the store kept itself.
+enum Entry {
+    Sled(sled::IVec, sled::IVec),
+    Kept(Stored),
+}
+
+impl Entry {
+    fn key(&self) -> &[u8] {
+        match self {
+            Entry::Sled(key, _) => key,
+            Entry::Kept(stored) => stored.key.as_bytes(),
+        }
+    }
+
+    fn decode(self, encryption: Option<&Encryption>) -> Result<Stored> {
+        match self {
+            Entry::Sled(key, value) => {
+                decode_stored(encryption, &String::from_utf8_lossy(&key), &value)
+            }
+            Entry::Kept(stored) => Ok(stored),
+        }
+    }
+}
+
+/// The chunk's keys as of the revision `changed` was made for: sled's entries with `changed`
+/// (each key's state then, where it differs from sled's) laid over them, in key order, as far
+/// as the chunk reaches.
+fn merge(chunk: Chunk, changed: BTreeMap<String, Option<Stored>>) -> Vec<Entry> {
+    let Chunk {
+        entries,
+        mut overlay,
+        exhausted,
+        ..
+    } = chunk;
+    overlay.extend(changed);
+    if !exhausted {
+        if let Some((end, _)) = entries.last() {
+            overlay.retain(|key, _| key.as_bytes() <= end.as_ref());
+        }
+    }
+    let mut out = Vec::with_capacity(entries.len() + overlay.len());
+    let mut sled = entries.into_iter().peekable();
+    let mut kept = overlay.into_iter().peekable();
+    loop {
+        let take_kept = match (sled.peek(), kept.peek()) {
+            (None, None) => break,
+            (Some(_), None) => false,
+            (None, Some(_)) => true,
+            (Some((s, _)), Some((k, _))) => {
+                let order = k.as_bytes().cmp(s.as_ref());
+                if order == std::cmp::Ordering::Equal {
+                    // The kept state stands for this key instead of sled's.
+                    sled.next();
+                }
+                order != std::cmp::Ordering::Greater
+            }
+        };
+        if take_kept {
+            if let Some((_, Some(stored))) = kept.next() {
+                out.push(Entry::Kept(stored));
+            }
+        } else if let Some((key, value)) = sled.next() {
+            out.push(Entry::Sled(key, value));
+        }
+    }
+    out
+}
+
+/// The first key after `key`: where a page that ended at `key` is continued.
+fn key_after(key: &[u8]) -> String {
+    let mut next = String::from_utf8_lossy(key).into_owned();
+    next.push('\0');
+    next
+}
+
+/// One try of a page read; `None` if the store failed or recovered meanwhile (read again).
+///
+/// Each chunk is scanned as of the newest revision; a page of an older revision takes the
+/// window's changes since that revision back out of it: a key changed since is answered as it
+/// was then (the window keeps every change's previous state), a key created since is left
+/// out, and a key deleted since is put back. A page that needs more keys than one chunk had
+/// (some were left out) scans again after the last one, as of the same revision.
+async fn read_page(
+    shared: &Arc<Shared>,
+    durable: &watch::Receiver<Durable>,
+    prefix: &str,
+    request: &PageRequest,
+    epoch: u64,
+) -> Result<Option<Page>, ReadError> {
+    let mut cursor = match &request.start {
+        Some(start) if start.as_str() > prefix => start.clone(),
+        _ => prefix.to_owned(),
+    };
+    // One more than the page, to tell whether anything follows it.
+    let want = match request.limit {
+        0 => usize::MAX,
+        limit => limit.saturating_add(1),
+    };
+    let unbounded = request.limit == 0 || request.count_rest;
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut at = request.revision;
+    loop {
+        let max = if unbounded {
+            usize::MAX
+        } else {
+            want - entries.len()
+        };
+        let (scanned, wanted, from) = (shared.clone(), prefix.to_owned(), cursor.clone());
+        let chunk = tokio::task::spawn_blocking(move || scan_chunk(&scanned, &wanted, &from, max))
+            .await
+            .map_err(|e| StoreError::Backend(format!("list task failed: {e}")))??;
+        if !wait_durable(durable, chunk.applied, epoch).await? {
+            return Ok(None);
+        }
+        let revision = *at.get_or_insert(chunk.applied);
+        if revision > chunk.applied {
+            return Err(StoreError::Backend(format!(
+                "cannot list {prefix} as of revision {revision}: the store is at {}",
+                chunk.applied
+            ))
+            .into());
+        }
+        if !shared.hub.published(chunk.applied, PUBLISH_WAIT).await {
+            return Err(StoreError::Backend(format!(
+                "the changes up to revision {} did not reach the watch window",
+                chunk.applied
+            ))
+            .into());
+        }
+        let changed = shared
+            .hub
+            .state_before(prefix, Some(&cursor), revision, chunk.applied)?;
+        let (exhausted, last) = (
+            chunk.exhausted,
+            chunk.entries.last().map(|(k, _)| k.clone()),
+        );
+        entries.extend(merge(chunk, changed));
+        match last {
+            Some(last) if !exhausted && entries.len() < want => cursor = key_after(&last),
+            _ => break,
+        }
+    }
+    let revision = at.unwrap_or_default();
+    let rest = match request.limit {
+        0 => Vec::new(),
+        limit if entries.len() > limit => entries.split_off(limit),
+        _ => Vec::new(),
+    };
+    let next = match (rest.is_empty(), entries.last()) {
+        (false, Some(last)) => Some(key_after(last.key())),
+        _ => None,
+    };
+    let remaining = request.count_rest.then_some(rest.len() as u64);
+    drop(rest);
+    let decoding = shared.clone();
+    let items = tokio::task::spawn_blocking(move || {
+        let encryption = decoding.encryption.as_deref();
+        entries
+            .into_iter()
+            .map(|entry| entry.decode(encryption))
+            .collect::<Result<Vec<_>>>()
+    })
+    .await
+    .map_err(|e| StoreError::Backend(format!("list task failed: {e}")))??;
+    Ok(Some(Page {
+        items,
+        revision,
+        next,
+        remaining,
+    }))
 }
 
 fn decode_revision(v: &[u8]) -> Option<Revision> {
@@ -1003,12 +1275,14 @@ impl Writer<'_> {
                             overlay.insert(request.key.clone(), Some(stored.clone()));
                         }
                     }
+                    let prev_revision = prev.as_ref().map_or(0, |p| p.revision);
                     events.push(Arc::new(WatchEvent {
                         kind: event_kind,
                         key: request.key,
                         revision,
                         object: stored.value.clone(),
-                        prev,
+                        prev: prev.map(|p| p.value),
+                        prev_revision,
                     }));
                     Ok(stored)
                 }
@@ -1295,13 +1569,13 @@ fn open_after_failure(shared: &Shared) -> sled::Result<sled::Db> {
 }
 
 /// Decides one write against the key's current state; on success returns what the key holds
-/// afterwards (for a deletion, its last state), the event, and the previous value.
+/// afterwards (for a deletion, its last state), the event, and the previous state.
 fn apply_one(
     key: &str,
     kind: WriteKind,
     current: Option<Stored>,
     revision: Revision,
-) -> Result<(Stored, EventType, Option<Bytes>)> {
+) -> Result<(Stored, EventType, Option<Stored>)> {
     let check = |expected: Option<Revision>, current: &Stored| match expected {
         Some(expected) if expected != current.revision => Err(StoreError::Conflict {
             key: key.into(),
@@ -1328,7 +1602,7 @@ fn apply_one(
         (WriteKind::Update(object, expected), Some(current)) => {
             check(expected, &current)?;
             let value = stamp(key, object, revision)?;
-            Ok((stored(value), EventType::Modified, Some(current.value)))
+            Ok((stored(value), EventType::Modified, Some(current)))
         }
         (WriteKind::Delete(expected), Some(current)) => {
             check(expected, &current)?;
@@ -1338,7 +1612,7 @@ fn apply_one(
                 Ok(object) => stamp(key, object, revision)?,
                 Err(_) => current.value.clone(),
             };
-            Ok((stored(last), EventType::Deleted, Some(current.value)))
+            Ok((stored(last), EventType::Deleted, Some(current)))
         }
     }
 }

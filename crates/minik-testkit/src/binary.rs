@@ -16,7 +16,7 @@ use crate::{blocking, DEADLINE};
 /// A child process that is killed (SIGKILL) and reaped when dropped.
 pub struct Running {
     pub child: Child,
-    /// The address it serves (`http://127.0.0.1:PORT`) or, for an agent, its server's; empty
+    /// The address it serves (`https://127.0.0.1:PORT`) or, for an agent, its server's; empty
     /// for a process that serves nothing.
     pub base: String,
 }
@@ -171,6 +171,9 @@ impl Minik {
             .args(extra);
         let (mut running, lines) = spawn_reading(command, "minik server");
         running.base = line_after(&lines, "minik server listening on ", "minik server");
+        if running.base.starts_with("https://") {
+            crate::trust::remember_ca(&running.base, &data_dir.join("tls").join("ca.crt"));
+        }
         running
     }
 
@@ -188,10 +191,23 @@ impl Minik {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Running {
-        let child = self
-            .command()
+        let mut command = self.command();
+        // The agent verifies a server a test started with that server's CA, unless the test
+        // says how it is to know the CA: a flag, or a K10 join token (which carries the CA's
+        // hash) as an argument or in MINIK_TOKEN.
+        let told = extra
+            .iter()
+            .any(|a| a.starts_with("--certificate-authority") || a.starts_with("K10"))
+            || env
+                .iter()
+                .any(|(k, v)| *k == "MINIK_TOKEN" && v.starts_with("K10"));
+        if let Some(ca) = crate::trust::ca_for(server).filter(|_| !told) {
+            command.arg("node").arg("--certificate-authority").arg(ca);
+        } else {
+            command.arg("node");
+        }
+        let child = command
             .envs(env.iter().copied())
-            .arg("node")
             .args(["--server", server, "--name", name, "--data-dir"])
             .arg(data_dir)
             .args([
@@ -233,10 +249,13 @@ impl Minik {
             .args(extra)
             .env("HOME", home);
         let (mut running, lines) = spawn_reading(command, "minik up");
-        // `http://127.0.0.1:PORT` and what follows it on the line.
+        // `https://127.0.0.1:PORT` and what follows it on the line.
         let rest = line_after(&lines, "minik is up at ", "minik up");
         let base = rest.split(':').take(3).collect::<Vec<_>>().join(":");
         running.base = base.clone();
+        if base.starts_with("https://") {
+            crate::trust::remember_ca(&base, &data.join("tls").join("ca.crt"));
+        }
         Up {
             running,
             base,
@@ -252,7 +271,7 @@ impl Minik {
 /// started, and SIGKILL if it has not exited within 15 s.
 pub struct Up {
     pub running: Running,
-    /// `http://127.0.0.1:PORT`.
+    /// `https://127.0.0.1:PORT`.
     pub base: String,
     /// What `minik up` printed on stdout after the line that says it is up.
     pub lines: mpsc::Receiver<String>,

@@ -17,7 +17,8 @@ impl Answer {
     }
 }
 
-/// HTTP to one server: `base` is `http://127.0.0.1:PORT`.
+/// HTTP to one server: `base` is `https://127.0.0.1:PORT` (its CA trusted when a test
+/// started it) or `http://...`.
 #[derive(Clone)]
 pub struct Http {
     pub base: String,
@@ -27,21 +28,19 @@ pub struct Http {
 impl Http {
     /// A client for `base` whose requests give up after [`crate::DEADLINE`].
     pub fn new(base: impl Into<String>) -> Http {
-        Http {
-            base: base.into(),
-            client: reqwest::Client::builder()
-                .timeout(crate::DEADLINE)
-                .build()
-                .expect("an HTTP client"),
-        }
+        let base: String = base.into();
+        let client = crate::trust::builder(&base)
+            .timeout(crate::DEADLINE)
+            .build()
+            .expect("an HTTP client");
+        Http { base, client }
     }
 
     /// The same, with no timeout of its own (for watches a test holds open).
     pub fn without_timeout(base: impl Into<String>) -> Http {
-        Http {
-            base: base.into(),
-            client: reqwest::Client::new(),
-        }
+        let base: String = base.into();
+        let client = crate::trust::client(&base);
+        Http { base, client }
     }
 
     pub fn url(&self, path: &str) -> String {

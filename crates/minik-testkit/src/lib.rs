@@ -18,6 +18,7 @@ mod oci;
 mod pods;
 pub mod registry;
 mod server;
+mod trust;
 mod wait;
 
 pub use binary::{line_after, lines_of, process_with, Minik, Running, Up};
@@ -26,5 +27,6 @@ pub use http::{get_json, get_text, wait_node_ready, Answer, Http};
 pub use intercept::{Intercepted, Write};
 pub use oci::{oci_host, unmount_under, Leftovers, OciCleanup, Unmounts};
 pub use pods::{kill_pods_recorded_in, KillPodsOnDrop};
-pub use server::{open_store, serve, start, start_with, TestServer, HISTORY};
+pub use server::{ca_pem, open_store, serve, start, start_tls, start_with, TestServer, HISTORY};
+pub use trust::{builder as client_builder, ca_for, client, remember_ca};
 pub use wait::{blocking, wait_for, Outcome, DEADLINE, POLL};

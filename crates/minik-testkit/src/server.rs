@@ -69,6 +69,58 @@ pub async fn start_with(config: Config, history: usize) -> TestServer {
     serve(server, store, dir).await
 }
 
+/// A server with the default configuration over HTTPS: a cluster CA and serving certificate
+/// of its own (in its temporary directory), trusted by its [`Http`] and by [`crate::client`].
+pub async fn start_tls() -> TestServer {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open_store(dir.path(), HISTORY);
+    let settings = minik_apiserver::TlsSettings {
+        dir: dir.path().join("tls"),
+        dns_names: Vec::new(),
+        ips: Vec::new(),
+        lifetime: minik_apiserver::DEFAULT_CERT_LIFETIME,
+        cert_file: None,
+        key_file: None,
+    };
+    let tls = Arc::new(minik_apiserver::ClusterTls::open(settings).expect("the test CA"));
+    let config = Config::default();
+    let server = ApiServer::with_tls(Arc::new(store.clone()), config.clone(), tls.clone());
+    server.registry.bootstrap().await.expect("bootstrap");
+    let api: Arc<dyn Api> = Arc::new(server.registry.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let base = format!("https://{addr}");
+    crate::trust::remember_ca(&base, &dir.path().join("tls").join("ca.crt"));
+    let server_config = tls.server_config().expect("the TLS configuration");
+    let task = tokio::spawn(async move {
+        minik_apiserver::serve_tls(
+            listener,
+            app(server),
+            &config,
+            server_config,
+            std::future::pending(),
+        )
+        .await
+        .expect("serve");
+    });
+    TestServer {
+        http: Http::new(base),
+        store,
+        api,
+        tasks: vec![task],
+        _dir: dir,
+    }
+}
+
+/// The PEM of the CA the server at `base` is verified with (one [`start_tls`] or a test's
+/// `minik server` made).
+pub fn ca_pem(base: &str) -> String {
+    let file = crate::trust::ca_for(base).expect("a server started over HTTPS");
+    std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()))
+}
+
 /// A store in `dir/store` keeping `history` revisions.
 pub fn open_store(dir: &Path, history: usize) -> SledStore {
     let mut config = StoreConfig::new(dir.join("store"));

@@ -2,6 +2,7 @@
 
 mod cli;
 mod image;
+mod kubeconfig;
 mod node;
 mod server;
 mod up;

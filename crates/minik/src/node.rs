@@ -20,13 +20,17 @@ use serde_json::{json, Value};
 #[derive(clap::Args, Debug)]
 pub struct NodeArgs {
     /// The API server.
-    #[arg(long, env = "MINIK_SERVER", default_value = "http://127.0.0.1:6443")]
+    #[arg(long, env = "MINIK_SERVER", default_value = "https://127.0.0.1:6443")]
     server: String,
     /// The token the node joins with: the cluster's join token (DATA_DIR/auth/join-token on the
     /// server) or an admin token; not needed from loopback when the server allows anonymous
     /// clients there. Once joined, the node uses its own credential, kept in its --data-dir.
     #[arg(long, env = "MINIK_TOKEN", hide_env_values = true)]
     token: Option<minik_client::Secret>,
+    /// The cluster CA to verify an HTTPS server with (the server's DATA_DIR/tls/ca.crt).
+    /// Without it, the CA hash of a K10 join token decides, and the CA is kept in --data-dir.
+    #[arg(long, value_name = "FILE")]
+    certificate_authority: Option<PathBuf>,
     /// The node's name (default: this host's name, lower-cased).
     #[arg(long)]
     name: Option<String>,
@@ -399,6 +403,7 @@ impl NodeArgs {
                 port: self.port,
                 leave_running: self.leave_running,
                 endpoint_key: None,
+                endpoint_tls: None,
                 proxy_mode: self.proxy_mode.parse().map_err(anyhow::Error::msg)?,
                 name,
             },
@@ -412,6 +417,7 @@ impl NodeArgs {
 pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     let image_flags = args.images.clone();
     let extra_handlers = parse_handlers(&args.runtime_handlers)?;
+    let ca_file = args.certificate_authority.clone();
     let (mut config, server, settings, token) = args.config()?;
     minik_node::without_huge_pages();
     HttpApi::new(&server).map_err(|e| anyhow::anyhow!("--server: {e}"))?;
@@ -427,20 +433,25 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     tokio.block_on(async move {
         tracing::info!(node = %config.name, server = %server, runtime = %config.runtime_name, "minik node starting");
-        let credential = minik_node::join::credential(
+        let address: std::net::IpAddr = config
+            .address
+            .parse()
+            .with_context(|| format!("--address {:?} is not an IP address", config.address))?;
+        let joined = minik_node::join::connect(
             &server,
             token.as_ref().map(minik_client::Secret::expose),
+            ca_file.as_deref(),
             &config.data_dir,
             &config.name,
+            address,
         )
         .await
         .map_err(|e| {
             anyhow::anyhow!("{e}\n(give the cluster's join token with --token or MINIK_TOKEN; it is in the server's data dir, auth/join-token)")
         })?;
-        config.endpoint_key = Some(minik_client::Secret::new(credential.agent_key));
-        let api = HttpApi::new(&server)
-            .map_err(|e| anyhow::anyhow!("--server: {e}"))?
-            .with_token(Some(credential.token));
+        config.endpoint_key = Some(joined.endpoint_key);
+        config.endpoint_tls = joined.endpoint_tls;
+        let api = joined.api;
         let (runtimes, checker) = open_runtimes(
             &config.runtime_name,
             &extra_handlers,

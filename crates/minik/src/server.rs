@@ -85,6 +85,32 @@ pub struct ServerArgs {
     /// --secrets-encryption. Rotation: docs/secrets-encryption.md.
     #[arg(long, value_name = "FILE")]
     encryption_provider_config: Option<PathBuf>,
+    /// More names or addresses the serving certificate carries (comma-separated, repeatable):
+    /// those clients and nodes reach the server by, beyond the listen address, this host's
+    /// name and addresses, localhost and the `kubernetes.default.svc` names.
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    tls_san: Vec<String>,
+    /// Serve this certificate (PEM, the chain after it) instead of one the cluster CA issues;
+    /// re-read when the file changes. Goes with --tls-private-key-file.
+    #[arg(long, value_name = "FILE")]
+    tls_cert_file: Option<PathBuf>,
+    /// The key of --tls-cert-file (PEM).
+    #[arg(long, value_name = "FILE")]
+    tls_private_key_file: Option<PathBuf>,
+    /// How long the certificates the cluster CA issues (the server's, the nodes', the admin's
+    /// client certificate) are valid; each is renewed once two thirds of it have passed.
+    #[arg(long, default_value = "8760h", value_parser = crate::cli::time::parse_duration)]
+    tls_cert_lifetime: Duration,
+    /// The cluster CIDR each node's `spec.podCIDR` is carved from (`none`: no node IPAM).
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: String,
+    /// The prefix length of each node's pod CIDR (a /24: 254 pod addresses per node).
+    #[arg(long, default_value_t = minik_api::cidr::DEFAULT_NODE_MASK)]
+    node_cidr_mask_size: u8,
+    /// Serve plain HTTP instead of HTTPS: only on a loopback address, for curl on a laptop.
+    /// Tokens and Secrets would cross the network in the clear anywhere else.
+    #[arg(long)]
+    plain_http: bool,
 }
 
 /// The validated settings a server runs from.
@@ -97,6 +123,72 @@ pub struct Settings {
     pub event_ttl: Duration,
     /// Where the tokens are and who may come in without one.
     pub auth: minik_apiserver::AuthConfig,
+    /// HTTPS (`None`: plain HTTP, on loopback only).
+    pub tls: Option<minik_apiserver::TlsSettings>,
+    /// `DATA_DIR`, where the kubeconfig is written.
+    pub data_dir: PathBuf,
+}
+
+/// The smallest certificate lifetime accepted: renewal runs at two thirds of it.
+const MIN_CERT_LIFETIME: Duration = Duration::from_secs(10);
+
+/// The TLS settings for `data_dir`: the serving certificate names `extra` (names and addresses)
+/// and the address the server listens on (every address of this host when that is
+/// unspecified) and this host's name.
+pub fn tls_settings(
+    data_dir: &std::path::Path,
+    listen: SocketAddr,
+    extra: &[String],
+    lifetime: Duration,
+) -> minik_apiserver::TlsSettings {
+    let mut dns_names = Vec::new();
+    let mut ips = Vec::new();
+    for name in extra.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+        match name.parse::<std::net::IpAddr>() {
+            Ok(ip) => ips.push(ip),
+            Err(_) => dns_names.push(name.to_ascii_lowercase()),
+        }
+    }
+    if listen.ip().is_unspecified() {
+        ips.extend(host_addresses());
+    } else {
+        ips.push(listen.ip());
+    }
+    if let Ok(host) = nix::unistd::gethostname() {
+        if let Some(host) = host.to_str().filter(|h| !h.is_empty()) {
+            dns_names.push(host.to_ascii_lowercase());
+        }
+    }
+    minik_apiserver::TlsSettings {
+        dir: data_dir.join("tls"),
+        dns_names,
+        ips,
+        lifetime,
+        cert_file: None,
+        key_file: None,
+    }
+}
+
+/// This host's addresses, for a server listening on all of them.
+fn host_addresses() -> Vec<std::net::IpAddr> {
+    let Ok(addresses) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    let mut ips: Vec<std::net::IpAddr> = addresses
+        .filter_map(|a| a.address)
+        .filter_map(|a| {
+            a.as_sockaddr_in()
+                .map(|v4| std::net::IpAddr::V4(v4.ip()))
+                .or_else(|| a.as_sockaddr_in6().map(|v6| std::net::IpAddr::V6(v6.ip())))
+        })
+        // Link-local IPv6 addresses need a zone, which certificates cannot name.
+        .filter(
+            |ip| !matches!(ip, std::net::IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80),
+        )
+        .collect();
+    ips.sort();
+    ips.dedup();
+    ips
 }
 
 impl Settings {
@@ -106,9 +198,19 @@ impl Settings {
             listen,
             store: StoreConfig::new(data_dir.join("store")),
             api: Config::default(),
-            controllers: minik_controllers::Config::default(),
+            controllers: minik_controllers::Config {
+                cluster_cidr: Some(minik_api::cidr::DEFAULT_CLUSTER_CIDR),
+                ..minik_controllers::Config::default()
+            },
             event_ttl: DEFAULT_EVENT_TTL,
             auth: auth_config(data_dir, None, false),
+            tls: Some(tls_settings(
+                data_dir,
+                listen,
+                &[],
+                minik_apiserver::DEFAULT_CERT_LIFETIME,
+            )),
+            data_dir: data_dir.to_path_buf(),
         }
     }
 }
@@ -123,6 +225,7 @@ pub fn auth_config(
         dir: data_dir.join("auth"),
         admin_file,
         anonymous_loopback,
+        ca_fingerprint: None,
     }
 }
 
@@ -154,13 +257,51 @@ impl ServerArgs {
                 .is_none_or(|b| b >= MIN_WATCH_BYTES),
             "--watch-history-bytes must be at least {MIN_WATCH_BYTES} (1 MiB)"
         );
+        let cluster_cidr = match self.cluster_cidr.as_str() {
+            "none" | "" => None,
+            text => Some(
+                text.parse::<minik_api::cidr::Cidr>()
+                    .map_err(|e| anyhow::anyhow!("--cluster-cidr {text:?}: {e}"))?,
+            ),
+        };
         let controllers = minik_controllers::Config {
+            cluster_cidr,
+            node_cidr_mask: self.node_cidr_mask_size,
             node_monitor_grace_period: self.node_monitor_grace_period,
             // Look often enough that a short grace period is noticed soon after it passes.
             node_monitor_period: (self.node_monitor_grace_period / 8)
                 .clamp(Duration::from_millis(100), Duration::from_secs(5)),
             pod_eviction_timeout: self.pod_eviction_timeout,
             ..minik_controllers::Config::default()
+        };
+        controllers.check().map_err(anyhow::Error::msg)?;
+        anyhow::ensure!(
+            self.tls_cert_lifetime >= MIN_CERT_LIFETIME,
+            "--tls-cert-lifetime must be at least 10s"
+        );
+        let tls = if self.plain_http {
+            anyhow::ensure!(
+                self.listen.ip().is_loopback(),
+                "--plain-http serves only on a loopback address (127.0.0.1, ::1), not {}: elsewhere tokens and Secrets would cross the network in the clear",
+                self.listen
+            );
+            anyhow::ensure!(
+                self.tls_cert_file.is_none()
+                    && self.tls_private_key_file.is_none()
+                    && self.tls_san.is_empty(),
+                "--plain-http serves no certificate: drop --tls-cert-file, --tls-private-key-file and --tls-san"
+            );
+            None
+        } else {
+            let mut tls = tls_settings(
+                &self.data_dir,
+                self.listen,
+                &self.tls_san,
+                self.tls_cert_lifetime,
+            );
+            tls.cert_file = self.tls_cert_file;
+            tls.key_file = self.tls_private_key_file;
+            Some(tls)
         };
         let auth = auth_config(
             &self.data_dir,
@@ -194,6 +335,8 @@ impl ServerArgs {
             controllers,
             event_ttl: self.event_ttl,
             auth,
+            tls,
+            data_dir: self.data_dir,
         })
     }
 }
@@ -238,35 +381,67 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     let admin = settings.auth.admin_file();
     let join = settings.auth.join_file();
     let anonymous = settings.auth.anonymous_loopback;
-    runtime.block_on(serve(settings, shutdown_signal(), move |addr| {
+    runtime.block_on(serve(settings, shutdown_signal(), move |ready| {
         // Tests and scripts read this line to learn the port when listening on port 0.
-        println!("minik server listening on http://{addr}");
+        println!("minik server listening on {}", ready.url);
         println!("admin token: {}", admin.display());
         println!(
-            "node join token: {} (minik node --server http://{addr} --token $(cat {}))",
+            "node join token: {} (minik node --server {} --token $(cat {}))",
             join.display(),
+            ready.url,
             join.display()
         );
+        if let Some(ca) = &ready.ca_file {
+            println!("cluster CA: {}", ca.display());
+        }
+        if let Some(kubeconfig) = &ready.kubeconfig {
+            println!("kubeconfig: {}", kubeconfig.display());
+        }
         if anonymous {
             println!("clients on loopback need no token (--allow-anonymous-loopback)");
         }
     }))
 }
 
+/// What a server that listens tells its starter.
+pub struct Ready {
+    /// `https://ADDR` (or `http://` with --plain-http).
+    pub url: String,
+    /// The cluster CA certificate, over HTTPS.
+    pub ca_file: Option<PathBuf>,
+    /// The administrator's kubeconfig (`DATA_DIR/kubeconfig`), when it could be written.
+    pub kubeconfig: Option<PathBuf>,
+}
+
 /// Serves until `shutdown` resolves; `on_ready` learns the address once it listens.
 pub async fn serve(
     settings: Settings,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    on_ready: impl FnOnce(SocketAddr),
+    on_ready: impl FnOnce(Ready),
 ) -> anyhow::Result<()> {
-    // Tokens before the store: a server that cannot authenticate does not start.
-    let auth = Auth::open(settings.auth.clone()).context("cannot set up the API tokens")?;
+    minik_tls::install_crypto_provider();
+    // TLS and tokens before the store: a server that cannot secure its API does not start.
+    let tls = match &settings.tls {
+        Some(tls) => Some(Arc::new(
+            minik_apiserver::ClusterTls::open(tls.clone())
+                .context("cannot set up TLS (DATA_DIR/tls)")?,
+        )),
+        None => None,
+    };
+    let mut auth_settings = settings.auth.clone();
+    auth_settings.ca_fingerprint = tls.as_ref().map(|t| t.ca().fingerprint());
+    let auth = Auth::open(auth_settings).context("cannot set up the API tokens")?;
     let path = settings.store.path.clone();
     std::fs::create_dir_all(&path)
         .with_context(|| format!("cannot create the data directory {}", path.display()))?;
     let store = SledStore::open(settings.store)
         .with_context(|| format!("cannot open the store in {}", path.display()))?;
-    let server = ApiServer::secured(Arc::new(store.clone()), settings.api, auth);
+    let server = match &tls {
+        Some(tls) => {
+            ApiServer::secured_with_tls(Arc::new(store.clone()), settings.api, auth, tls.clone())
+        }
+        None => ApiServer::secured(Arc::new(store.clone()), settings.api, auth),
+    };
     server
         .registry
         .bootstrap()
@@ -275,15 +450,38 @@ pub async fn serve(
     // The components that run inside the server reach the API through the same registry the
     // HTTP handlers use.
     let api: Arc<dyn minik_client::Api> = Arc::new(server.registry.clone());
-    let mut components = start_components(api, settings.controllers);
+    let mut controllers = settings.controllers;
+    controllers.root_ca = tls.as_ref().map(|t| t.ca().pem().to_owned());
+    let mut components = start_components(api, controllers);
     components.push(tokio::spawn(minik_apiserver::sweep_events(
         server.registry.clone(),
         settings.event_ttl,
     )));
+    if let Some(tls) = &tls {
+        components.push(tokio::spawn(tls.clone().keep_fresh()));
+    }
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{addr}");
+    // Pods find the API server through the `kubernetes` Service: kept up to date in the
+    // background, so that a server with many objects (whose controllers are loading them) is
+    // ready at once.
+    let advertised = if addr.ip().is_unspecified() {
+        host_addresses()
+            .into_iter()
+            .find(|ip| ip.is_ipv4() && !ip.is_loopback())
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+    } else {
+        addr.ip()
+    };
+    components.push(tokio::spawn(keep_kubernetes_service(
+        server.registry.clone(),
+        advertised,
+        addr.port(),
+    )));
     tracing::info!(%addr, data = %path.display(), revision = store_revision(&store), "minik server is serving");
     tracing::info!(
         admin = %settings.auth.admin_file().display(),
@@ -291,7 +489,18 @@ pub async fn serve(
         anonymous_loopback = settings.auth.anonymous_loopback,
         "tokens (mode 0600)"
     );
-    on_ready(addr);
+    let ca_file = settings.tls.as_ref().map(|t| t.dir.join("ca.crt"));
+    let kubeconfig = write_admin_kubeconfig(
+        &settings.data_dir,
+        &settings.auth.admin_file(),
+        &url,
+        tls.as_deref(),
+    );
+    on_ready(Ready {
+        url,
+        ca_file,
+        kubeconfig,
+    });
     // On shutdown, end the watches first (they would hold graceful shutdown for up to their
     // timeout), then give the other requests a few seconds.
     let closing = server.clone();
@@ -302,7 +511,19 @@ pub async fn serve(
         let _ = began_tx.send(());
     };
     let api_config = server.config.clone();
-    let serving = minik_apiserver::serve(listener, app(server), &api_config, graceful);
+    let serving = async {
+        match &tls {
+            Some(tls) => {
+                let config = tls.server_config().context("cannot configure TLS")?;
+                minik_apiserver::serve_tls(listener, app(server), &api_config, config, graceful)
+                    .await
+                    .map_err(anyhow::Error::from)
+            }
+            None => minik_apiserver::serve(listener, app(server), &api_config, graceful)
+                .await
+                .map_err(anyhow::Error::from),
+        }
+    };
     let grace_over = async {
         if began_rx.await.is_ok() {
             tokio::time::sleep(SHUTDOWN_GRACE).await;
@@ -320,6 +541,52 @@ pub async fn serve(
     tracing::info!("minik server stopped");
     store.close().await;
     Ok(())
+}
+
+/// Writes `DATA_DIR/kubeconfig` for the administrator (the admin token, and the CA over
+/// HTTPS), as k3s writes its `k3s.yaml`; `None` (and a warning) when it cannot be written.
+fn write_admin_kubeconfig(
+    data_dir: &std::path::Path,
+    admin_file: &std::path::Path,
+    url: &str,
+    tls: Option<&minik_apiserver::ClusterTls>,
+) -> Option<PathBuf> {
+    let path = data_dir.join("kubeconfig");
+    let written = std::fs::read_to_string(admin_file)
+        .map_err(anyhow::Error::from)
+        .and_then(|token| {
+            let token = token.lines().next().unwrap_or_default().trim().to_owned();
+            crate::kubeconfig::write(&path, url, tls.map(|t| t.ca().pem()), &token)
+        });
+    match written {
+        Ok(()) => Some(path),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "cannot write the kubeconfig");
+            None
+        }
+    }
+}
+
+/// Makes the `kubernetes` Service point at this server, retrying until it is done.
+async fn keep_kubernetes_service(
+    registry: minik_apiserver::Registry,
+    address: std::net::IpAddr,
+    port: u16,
+) {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match minik_apiserver::master::ensure(&registry, address, port).await {
+            Ok(ip) => {
+                tracing::info!(%ip, %address, port, "the kubernetes Service points at this server");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot update the kubernetes Service; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
 }
 
 /// Starts the control loops that run in the server process; each runs until aborted.

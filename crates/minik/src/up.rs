@@ -77,6 +77,7 @@ fn agent_config(
         port: 0,
         leave_running: false,
         endpoint_key: None,
+        endpoint_tls: None,
         proxy_mode,
     }
 }
@@ -95,34 +96,47 @@ fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
 }
 
 /// Writes `~/.minik/config` (mode 0600: it holds the admin token), so client commands find
-/// this cluster without flags.
-fn write_client_config(server: &str, token: &str) -> anyhow::Result<PathBuf> {
+/// this cluster without flags; over HTTPS it names the cluster CA file.
+fn write_client_config(
+    server: &str,
+    token: &str,
+    ca_file: Option<&std::path::Path>,
+) -> anyhow::Result<PathBuf> {
     let home = std::env::var_os("HOME").context("$HOME is not set")?;
     let dir = PathBuf::from(home).join(".minik");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join("config");
+    let ca = match ca_file {
+        Some(file) => {
+            let absolute = std::path::absolute(file)
+                .with_context(|| format!("cannot resolve {}", file.display()))?;
+            // A JSON string is a YAML string, whatever the path holds.
+            format!(
+                "certificate-authority: {}\n",
+                serde_json::Value::String(absolute.display().to_string())
+            )
+        }
+        None => String::new(),
+    };
     write_private(
         &path,
-        &format!("server: {server}\nnamespace: default\ntoken: {token}\n"),
+        &format!("server: {server}\nnamespace: default\ntoken: {token}\n{ca}"),
     )?;
     Ok(path)
 }
 
 /// Writes `~/.minik/kubeconfig`, a kubeconfig with one context (`minik`) for this cluster, so
 /// kubectl and the Kubernetes client libraries reach it with `KUBECONFIG` set to it.
-fn write_kubeconfig(server: &str, token: &str) -> anyhow::Result<PathBuf> {
+fn write_kubeconfig(server: &str, token: &str, ca_pem: Option<&str>) -> anyhow::Result<PathBuf> {
     let home = std::env::var_os("HOME").context("$HOME is not set")?;
     let path = PathBuf::from(home).join(".minik").join("kubeconfig");
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: minik\n  cluster:\n    server: {server}\nusers:\n- name: minik\n  user:\n    token: {token}\ncontexts:\n- name: minik\n  context:\n    cluster: minik\n    user: minik\n    namespace: default\ncurrent-context: minik\npreferences: {{}}\n"
-    );
-    write_private(&path, &text)?;
+    crate::kubeconfig::write(&path, server, ca_pem, token)?;
     Ok(path)
 }
 
 /// Applies manifests with this binary's own `apply`, so they are read, checked and reported
 /// exactly as `minik apply -f` does. A failure is reported and the cluster stays up.
-async fn apply(server: &str, token: &str, files: &[PathBuf]) {
+async fn apply(server: &str, token: &str, ca_file: Option<&std::path::Path>, files: &[PathBuf]) {
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
         Err(e) => {
@@ -132,6 +146,9 @@ async fn apply(server: &str, token: &str, files: &[PathBuf]) {
     };
     let mut command = tokio::process::Command::new(exe);
     command.args(["apply", "--server", server]);
+    if let Some(ca) = ca_file {
+        command.arg("--certificate-authority").arg(ca);
+    }
     // In the environment, not the command line, where other users could read it.
     command.env("MINIK_TOKEN", token);
     for f in files {
@@ -170,11 +187,15 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     // Clients on this machine need no token; the nodes still join and act as nodes.
     settings.auth.anonymous_loopback = true;
     let auth = settings.auth.clone();
-    let server = tokio::spawn(server::serve(settings, stopped(server_stop), move |addr| {
-        let _ = addr_tx.send(addr);
-    }));
-    let addr = match addr_rx.await {
-        Ok(addr) => addr,
+    let server = tokio::spawn(server::serve(
+        settings,
+        stopped(server_stop),
+        move |ready| {
+            let _ = addr_tx.send(ready);
+        },
+    ));
+    let ready = match addr_rx.await {
+        Ok(ready) => ready,
         Err(_) => {
             // The server ended before it listened: its error says why.
             return match server.await {
@@ -185,11 +206,23 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             };
         }
     };
-    let url = format!("http://{addr}");
+    let url = ready.url.clone();
+    let ca_file = ready.ca_file.clone();
+    let ca_pem = match &ca_file {
+        Some(file) => Some(
+            std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read the cluster CA {}", file.display()))?,
+        ),
+        None => None,
+    };
+    let trust = minik_client::Trust {
+        ca_pem: ca_pem.clone(),
+        client_certificate: None,
+    };
     let admin_token = read_token(&auth.admin_file())?;
     let join_token = read_token(&auth.join_file())?;
     let api: Arc<dyn Api> = Arc::new(
-        HttpApi::new(&url)
+        HttpApi::trusting(&url, &trust)
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .with_token(Some(admin_token.clone())),
     );
@@ -203,14 +236,20 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
         // Each node joins with the join token and acts with its own credential, as on a
         // cluster of many hosts.
-        let credential =
-            minik_node::join::credential(&url, Some(&join_token), &config.data_dir, name).await?;
-        config.endpoint_key = Some(minik_client::Secret::new(credential.agent_key));
-        let node_api: Arc<dyn Api> = Arc::new(
-            HttpApi::new(&url)
-                .map_err(|e| anyhow::anyhow!("{e}"))?
-                .with_token(Some(credential.token)),
-        );
+        // Over HTTPS each checks the server's CA against the join token's hash, as a node on
+        // another host does.
+        let joined = minik_node::join::connect(
+            &url,
+            Some(&join_token),
+            None,
+            &config.data_dir,
+            name,
+            std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        )
+        .await?;
+        config.endpoint_key = Some(joined.endpoint_key);
+        config.endpoint_tls = joined.endpoint_tls;
+        let node_api: Arc<dyn Api> = Arc::new(joined.api);
         // State under the node's data dir, as `minik node` keeps it: a `minik up` that was
         // killed finds and adopts (or stops) its pods' containers when restarted.
         let (runtimes, checker) = crate::node::open_runtimes(
@@ -278,11 +317,11 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let config_note = if args.no_config {
         String::new()
     } else {
-        let client = match write_client_config(&url, &admin_token) {
+        let client = match write_client_config(&url, &admin_token, ca_file.as_deref()) {
             Ok(path) => format!("client config: {}\n", path.display()),
             Err(e) => format!("client config not written: {e:#}\n"),
         };
-        let kubeconfig = match write_kubeconfig(&url, &admin_token) {
+        let kubeconfig = match write_kubeconfig(&url, &admin_token, ca_pem.as_deref()) {
             Ok(path) => format!("kubectl: export KUBECONFIG={}\n", path.display()),
             Err(e) => format!("kubeconfig not written: {e:#}\n"),
         };
@@ -293,8 +332,12 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         names.len(),
         took.as_secs_f64()
     );
+    let curl_ca = ca_file
+        .as_ref()
+        .map(|f| format!("--cacert {} ", f.display()))
+        .unwrap_or_default();
     print!(
-        "{config_note}admin token: {}\nnode join token: {}\ndata: {}\nnodes: {}\n\ntry:  curl {url}/api/v1/namespaces/default/pods\nstop: Ctrl-C (stops every pod process)\n",
+        "{config_note}admin token: {}\nnode join token: {}\ndata: {}\nnodes: {}\n\ntry:  curl {curl_ca}{url}/api/v1/namespaces/default/pods\nstop: Ctrl-C (stops every pod process)\n",
         auth.admin_file().display(),
         auth.join_file().display(),
         args.data_dir.display(),
@@ -302,7 +345,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     );
 
     if !args.files.is_empty() {
-        apply(&url, &admin_token, &args.files).await;
+        apply(&url, &admin_token, ca_file.as_deref(), &args.files).await;
     }
 
     server::shutdown_signal().await;

@@ -346,8 +346,9 @@ fn get_prints_kubectl_tables_and_formats() {
             NAME                  READY   UP-TO-DATE   AVAILABLE   AGE
             deployment.apps/web   0/0     0            0           <age>
 
-            NAME          TYPE       CLUSTER-IP     EXTERNAL-IP   PORT(S)        AGE
-            service/web   NodePort   <cluster-ip>   <none>        80:30080/TCP   <age>
+            NAME                 TYPE        CLUSTER-IP     EXTERNAL-IP   PORT(S)        AGE
+            service/kubernetes   ClusterIP   127.96.0.1     <none>        443/TCP        <age>
+            service/web          NodePort    <cluster-ip>   <none>        80:30080/TCP   <age>
         "#]],
     );
     check(

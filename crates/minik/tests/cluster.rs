@@ -22,7 +22,7 @@ struct Client {
 impl Client {
     fn new(base: &str) -> Client {
         Client {
-            http: reqwest::Client::builder()
+            http: minik_testkit::client_builder(base)
                 .timeout(Duration::from_secs(30))
                 .build()
                 .expect("client"),

@@ -247,18 +247,20 @@ spec:
 
 /// A pod's projected `serviceAccountToken` volume holds a token bound to the pod, with which
 /// the pod reaches the API as its service account (read-only, no Secrets) — through a server
-/// that needs tokens and a node that joined with the join token.
+/// that needs tokens and a node that joined with the join token. The pod verifies the server
+/// with the cluster CA, projected beside the token from a ConfigMap (as Kubernetes projects
+/// `kube-root-ca.crt`).
 #[test]
 fn projected_service_account_tokens_identify_the_pod() {
     if !nix::unistd::geteuid().is_root() {
         minik_testkit::cannot_run("root", "the process runtime mounts volumes");
         return;
     }
-    let Some(wget) = ["/bin/busybox", "/usr/bin/busybox"]
+    let Some(curl) = ["/usr/bin/curl", "/bin/curl"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
     else {
-        minik_testkit::cannot_run("busybox", "busybox-static gives the pod its wget");
+        minik_testkit::cannot_run("curl", "the pod reaches the API over HTTPS with curl");
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -280,11 +282,14 @@ fn projected_service_account_tokens_identify_the_pod() {
         &["--runtime", "process"],
         &[("MINIK_TOKEN", join.as_str())],
     ));
+    let ca = minik_testkit::ca_for(&server.base).expect("the server's CA");
     let minik = |args: &[&str]| {
         let out = support::MINIK
             .command()
             .args(args)
             .args(["--server", &server.base, "--token", &admin])
+            .arg("--certificate-authority")
+            .arg(&ca)
             .env("HOME", dir.path())
             .output()
             .unwrap();
@@ -303,12 +308,20 @@ fn projected_service_account_tokens_identify_the_pod() {
     let mount = dir.path().join("sa");
     let script = format!(
         "T=$(cat {m}/token); \
-         {wget} wget -q -O- --header \"Authorization: Bearer $T\" {base}/api/v1/namespaces/default/pods >/dev/null && echo pods=ok || echo pods=refused; \
-         {wget} wget -q -O- --header \"Authorization: Bearer $T\" {base}/api/v1/namespaces/default/secrets >/dev/null 2>&1 && echo secrets=ok || echo secrets=refused; \
+         {curl} -sS --fail --cacert {m}/ca.crt -H \"Authorization: Bearer $T\" {base}/api/v1/namespaces/default/pods >/dev/null && echo pods=ok || echo pods=refused; \
+         {curl} -sS --fail --cacert {m}/ca.crt -H \"Authorization: Bearer $T\" {base}/api/v1/namespaces/default/secrets >/dev/null 2>&1 && echo secrets=ok || echo secrets=refused; \
          echo done; sleep 3600",
         m = mount.display(),
         base = server.base,
     );
+    let cluster_ca = serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cluster-ca"},
+        "data": {"ca.crt": minik_testkit::ca_pem(&server.base)}
+    });
+    let file = dir.path().join("ca.json");
+    std::fs::write(&file, cluster_ca.to_string()).unwrap();
+    let (code, _, err) = minik(&["apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
     let pod = serde_json::json!({
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client"},
         "spec": {
@@ -316,7 +329,8 @@ fn projected_service_account_tokens_identify_the_pod() {
             "containers": [{"name": "c", "command": ["sh", "-c", script],
                 "volumeMounts": [{"name": "token", "mountPath": mount.to_str().unwrap()}]}],
             "volumes": [{"name": "token", "projected": {"sources": [
-                {"serviceAccountToken": {"path": "token", "expirationSeconds": 600}}
+                {"serviceAccountToken": {"path": "token", "expirationSeconds": 600}},
+                {"configMap": {"name": "cluster-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}
             ]}}],
         }
     });

@@ -31,7 +31,7 @@ async fn acknowledged_writes_survive_kill_9_mid_load() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = support::MINIK.server(dir.path(), &[]);
     let base = server.base.clone();
-    let client = reqwest::Client::builder()
+    let client = minik_testkit::client_builder(&base)
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
@@ -169,7 +169,7 @@ async fn acknowledged_writes_survive_kill_9_mid_load() {
 async fn sigterm_stops_the_server_even_with_watches_open() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = support::MINIK.server(dir.path(), &[]);
-    let client = reqwest::Client::new();
+    let client = minik_testkit::client(&server.base);
     let mut watch = client
         .get(format!("{}/api/v1/pods?watch=true", server.base))
         .send()

@@ -18,7 +18,7 @@ fn cluster(home: &tempfile::TempDir, data: &tempfile::TempDir) -> Up {
 }
 
 async fn get(up: &Up, path: &str) -> Option<Value> {
-    support::get_json(&reqwest::Client::new(), &up.base, path).await
+    support::get_json(&minik_testkit::client(&up.base), &up.base, path).await
 }
 
 fn items(list: &Value) -> Vec<Value> {
@@ -185,7 +185,7 @@ async fn deployment_example_serves_its_pod_names_and_rolls_out_a_change() {
     if !ok {
         // `minik patch` may not exist; the REST API does the same.
         assert!(stderr.contains("patch"), "{stderr}");
-        let response = reqwest::Client::new()
+        let response = minik_testkit::client(&up.base)
             .patch(format!("{}{path}", up.base))
             .header("content-type", "application/merge-patch+json")
             .body(r#"{"spec":{"template":{"metadata":{"annotations":{"example/rev":"2"}}}}}"#)

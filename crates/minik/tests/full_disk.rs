@@ -57,10 +57,10 @@ impl Drop for Tmpfs {
     }
 }
 
-/// A client whose every request must be answered within 20 s: a server that hangs on a full
-/// disk fails the test instead of stalling it.
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+/// A client of the server at `base` (trusting its CA) whose every request must be answered
+/// within 20 s: a server that hangs on a full disk fails the test instead of stalling it.
+fn client(base: &str) -> reqwest::Client {
+    minik_testkit::client_builder(base)
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap()
@@ -188,7 +188,7 @@ async fn writes_short_of_the_reserve_get_507_reads_go_on_and_writes_resume_once_
     let data: PathBuf = disk.path().join("data");
     let args = ["--min-free-disk", "4Mi"];
     let server = support::MINIK.server(&data, &args);
-    let c = client();
+    let c = client(&server.base);
 
     let (acked, refused) = fill_until_refused(&c, &server.base, "full", 16 << 10).await;
     assert!(acked.len() > 10, "only {} leases fit", acked.len());
@@ -257,7 +257,7 @@ async fn kernel_says_the_disk_is_full(pad: usize, room: u64) {
     // No reserve: the writes go on until the kernel answers ENOSPC.
     let args = ["--min-free-disk", "0"];
     let mut server = support::MINIK.server(&data, &args);
-    let c = client();
+    let c = client(&server.base);
     let mut acked = Vec::new();
     for i in 0..40 {
         let name = format!("before-{i}");

@@ -150,6 +150,10 @@ impl Cluster {
             .command()
             .args(args)
             .env("MINIK_SERVER", &self.http.base)
+            .env(
+                "MINIK_CERTIFICATE_AUTHORITY",
+                minik_testkit::ca_for(&self.http.base).expect("the server's CA"),
+            )
             .env_remove("MINIK_NAMESPACE")
             .env_remove("MINIK_TOKEN")
             .env("HOME", self.home.path())

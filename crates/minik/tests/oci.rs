@@ -771,6 +771,10 @@ async fn port_forward_reaches_a_container_in_its_pod_network_namespace() {
         .await;
     let mut forward = std::process::Command::new(support::MINIK.command().get_program())
         .args(["port-forward", "--server", &c.http.base, "pod/web", ":8080"])
+        .env(
+            "MINIK_CERTIFICATE_AUTHORITY",
+            minik_testkit::ca_for(&c.http.base).expect("the server's CA"),
+        )
         .env("HOME", c.node_dir.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -1052,6 +1056,10 @@ spec:
         .args(["apply", "-f"])
         .arg(&manifest)
         .args(["--server", &c.http.base])
+        .env(
+            "MINIK_CERTIFICATE_AUTHORITY",
+            minik_testkit::ca_for(&c.http.base).expect("the server's CA"),
+        )
         .env("HOME", c.build.path())
         .output()
         .unwrap();

@@ -58,6 +58,15 @@ fn read_token(path: &Path) -> String {
         .to_owned()
 }
 
+/// The secret of a join token, which must be `K10<hash of ca_pem>::SECRET`.
+fn join_secret_of(token: &str, ca_pem: &str) -> String {
+    let prefix = format!("K10{}::", minik_tls::fingerprint(ca_pem));
+    token
+        .strip_prefix(&prefix)
+        .unwrap_or_else(|| panic!("the join token {token:?} does not start with {prefix:?}"))
+        .to_owned()
+}
+
 fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
@@ -91,7 +100,7 @@ async fn tokens_node_identities_and_authorization() {
     // No --allow-anonymous-loopback: even loopback clients need a token.
     let server = MINIK.server_with(&data, &[]);
     let call = Call {
-        http: reqwest::Client::builder()
+        http: minik_testkit::client_builder(&server.base)
             .timeout(Duration::from_secs(20))
             .build()
             .unwrap(),
@@ -107,6 +116,10 @@ async fn tokens_node_identities_and_authorization() {
     let admin = read_token(&admin_file);
     let join = read_token(&join_file);
     let admin = Some(admin.as_str());
+    // The join token names the cluster CA's hash (k3s' `K10<hash>::SECRET`), so that a new
+    // node can check the server; the server checks the secret, the bearer a joiner sends.
+    let ca_pem = minik_testkit::ca_pem(&server.base);
+    let join_secret = join_secret_of(&join, &ca_pem);
 
     // Probes are public; nothing else is.
     for path in ["/healthz", "/readyz", "/version"] {
@@ -174,7 +187,7 @@ async fn tokens_node_identities_and_authorization() {
     assert!(!data.join("auth/nodes.json").exists(), "nobody joined");
 
     // The join token only joins.
-    let (code, status) = call.get(pods, Some(&join)).await;
+    let (code, status) = call.get(pods, Some(&join_secret)).await;
     assert_eq!(code, 403, "{status}");
 
     // Two nodes join with the join token, given in their environment.
@@ -211,7 +224,7 @@ async fn tokens_node_identities_and_authorization() {
         .send(
             Method::POST,
             "/minik/v1/join",
-            Some(&join),
+            Some(&join_secret),
             Some(("application/json", &json!({"nodeName": "n2"}))),
         )
         .await;
@@ -244,7 +257,10 @@ async fn tokens_node_identities_and_authorization() {
     // Pods do not inherit the agent's token (or anything of minik's).
     let (_, log) = call.get(&format!("{pods}/p1/log"), admin).await;
     let log = log.as_str().unwrap();
-    assert!(!log.contains(&join), "the pod saw the join token:\n{log}");
+    assert!(
+        !log.contains(&join_secret),
+        "the pod saw the join token:\n{log}"
+    );
     assert!(
         !log.contains("MINIK_"),
         "the pod saw minik's variables:\n{log}"
@@ -461,13 +477,14 @@ async fn tokens_node_identities_and_authorization() {
     );
 
     // The agent's endpoint answers only the server: not anonymous, not a node's credential.
+    // It serves HTTPS with a certificate of the cluster CA, so the same client verifies it.
     let n1_node = call.get("/api/v1/nodes/n1", admin).await.1;
     let port = n1_node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
         .as_u64()
         .unwrap();
     let agent = Call {
         http: call.http.clone(),
-        base: format!("http://127.0.0.1:{port}"),
+        base: format!("https://127.0.0.1:{port}"),
     };
     let logs = "/containerLogs/default/p1/main";
     assert_eq!(agent.get(logs, None).await.0, 401);
@@ -489,12 +506,14 @@ async fn tokens_node_identities_and_authorization() {
     .await;
 
     // Rotation: the old join token stops working at once, the new one joins.
+    let ca = minik_testkit::ca_for(&server.base).expect("the server's CA");
     let minik = |args: &[&str], token: Option<&str>| {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_minik"));
         command
             .args(args)
             .args(["--server", &server.base])
             .env("HOME", dir.path())
+            .env("MINIK_CERTIFICATE_AUTHORITY", &ca)
             .env_remove("MINIK_SERVER")
             .env_remove("MINIK_TOKEN");
         if let Some(token) = token {
@@ -515,12 +534,18 @@ async fn tokens_node_identities_and_authorization() {
     assert!(ok, "{err}");
     assert_eq!(new_join, read_token(&join_file));
     assert_eq!(mode(&join_file), 0o600);
+    let new_join = join_secret_of(&new_join, &ca_pem);
     let fresh = json!({"nodeName": "n9"});
     let join_body = Some(("application/json", &fresh));
     assert_eq!(
-        call.send(Method::POST, "/minik/v1/join", Some(&join), join_body)
-            .await
-            .0,
+        call.send(
+            Method::POST,
+            "/minik/v1/join",
+            Some(&join_secret),
+            join_body
+        )
+        .await
+        .0,
         401
     );
     let (code, joined) = call
@@ -647,21 +672,54 @@ fn the_server_never_runs_without_private_tokens() {
     assert!(!dir.path().join("other/store").exists());
 }
 
-/// A one-request HTTP server on loopback that answers every connection with `answer`; its
-/// address.
-fn canned_http(answer: String) -> std::net::SocketAddr {
+/// A one-request HTTPS server on loopback that answers every connection with `answer`,
+/// serving `cert` (one the cluster CA issued, as a node's agent serves); its address.
+fn canned_https(
+    answer: String,
+    cert: std::sync::Arc<minik_tls::rustls::sign::CertifiedKey>,
+) -> std::net::SocketAddr {
+    let config = minik_tls::server_config(minik_tls::ServingCert::new(cert), None).unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
         use std::io::{Read, Write};
         for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
+            let Ok(stream) = stream else { return };
+            // A client that stalls holds up the next ones only this long.
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+            let Ok(connection) = minik_tls::rustls::ServerConnection::new(config.clone()) else {
+                return;
+            };
+            let mut tls = minik_tls::rustls::StreamOwned::new(connection, stream);
             let mut buf = [0u8; 4096];
-            let _ = stream.read(&mut buf);
-            let _ = stream.write_all(answer.as_bytes());
+            let _ = tls.read(&mut buf);
+            let _ = tls.write_all(answer.as_bytes());
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
         }
     });
     addr
+}
+
+/// The serving certificate (for 127.0.0.1) that node `node` gets from the server with its own
+/// `token`, as its agent does.
+async fn node_serving_certificate(
+    call: &Call,
+    node: &str,
+    token: &str,
+) -> std::sync::Arc<minik_tls::rustls::sign::CertifiedKey> {
+    let (csr, key) = minik_tls::certificate_request(&format!("system:node:{node}")).unwrap();
+    let request = json!({"certificateSigningRequest": csr, "addresses": ["127.0.0.1"]});
+    let (code, answer) = call
+        .send(
+            Method::POST,
+            &format!("/minik/v1/nodes/{node}/serving-certificate"),
+            Some(token),
+            Some(("application/json", &request)),
+        )
+        .await;
+    assert_eq!(code, 201, "{answer}");
+    minik_tls::certified_key(answer["certificate"].as_str().unwrap(), &key).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -669,7 +727,7 @@ async fn the_server_does_not_follow_a_node_agents_redirects() {
     let dir = tempfile::tempdir().unwrap();
     let server = MINIK.server_with(&dir.path().join("server"), &["--allow-anonymous-loopback"]);
     let call = Call {
-        http: reqwest::Client::new(),
+        http: minik_testkit::client(&server.base),
         base: server.base.clone(),
     };
     // A node (it joined properly) whose "agent" redirects the server's log request elsewhere.
@@ -683,12 +741,20 @@ async fn the_server_does_not_follow_a_node_agents_redirects() {
         .await;
     assert_eq!(code, 201, "{joined}");
     let evil = joined["token"].as_str().unwrap().to_owned();
-    let secret = canned_http(
+    // Its "agent" serves HTTPS with the certificate the server issued to the node, so the
+    // server's handshake succeeds and only the redirect is left to refuse; the place it
+    // points to would answer as well.
+    let cert = node_serving_certificate(&call, "evil", &evil).await;
+    let secret = canned_https(
         "HTTP/1.1 200 OK\r\nContent-Length: 13\r\nConnection: close\r\n\r\nSECRET-ANSWER".into(),
+        cert.clone(),
     );
-    let agent = canned_http(format!(
-        "HTTP/1.1 302 Found\r\nLocation: http://{secret}/elsewhere\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    ));
+    let agent = canned_https(
+        format!(
+            "HTTP/1.1 302 Found\r\nLocation: https://{secret}/elsewhere\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ),
+        cert,
+    );
     let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "evil"},
         "status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
                    "daemonEndpoints": {"kubeletEndpoint": {"Port": agent.port()}}}});
@@ -715,6 +781,9 @@ async fn the_server_does_not_follow_a_node_agents_redirects() {
         .get("/api/v1/namespaces/default/pods/victim/log", None)
         .await;
     assert_ne!(code, 200, "{answer}");
+    // The server reached the agent over HTTPS (its certificate is the cluster CA's) and
+    // refused its redirect.
+    assert!(answer.to_string().contains("answered 302"), "{answer}");
     assert!(
         !answer.to_string().contains("SECRET-ANSWER"),
         "the server followed the agent's redirect: {answer}"

@@ -68,8 +68,9 @@ impl Cluster {
             dirs.push(dir);
         }
         let cluster = Cluster {
-            // A new connection per request, so that each one is balanced anew.
-            client: reqwest::Client::builder()
+            // A new connection per request, so that each one is balanced anew; it trusts the
+            // cluster CA for the API (the Services it reaches serve plain HTTP).
+            client: minik_testkit::client_builder(&server.base)
                 .pool_max_idle_per_host(0)
                 .timeout(Duration::from_secs(10))
                 .build()
@@ -202,9 +203,12 @@ fn set(names: &[String]) -> BTreeSet<String> {
 
 /// Starts `minik port-forward` and returns it with the local address it listens on.
 fn port_forward(base: &str, target: &str, remote: &str) -> (support::Running, String) {
+    let ca = minik_testkit::ca_for(base).expect("the server's CA");
     let mut child = support::MINIK
         .command()
         .args(["port-forward", "--server", base, target, remote])
+        .arg("--certificate-authority")
+        .arg(ca)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -655,7 +659,9 @@ fn start_server_on_all_interfaces(data_dir: &std::path::Path) -> (support::Runni
         .rsplit_once(':')
         .and_then(|(_, p)| p.parse().ok())
         .unwrap_or_else(|| panic!("no port in {:?}", running.base));
-    running.base = format!("http://127.0.0.1:{port}");
+    // Its certificate names every address of this host, loopback included.
+    running.base = format!("https://127.0.0.1:{port}");
+    minik_testkit::remember_ca(&running.base, &data_dir.join("tls").join("ca.crt"));
     (running, port)
 }
 
@@ -691,7 +697,7 @@ async fn nftables_cluster_ips_reach_endpoints_on_another_host() {
     let there_dir = tempfile::tempdir().unwrap();
     let agent = Command::new("ip")
         .args(["netns", "exec", &other.ns, support::MINIK.bin, "node"])
-        .args(["--server", &format!("http://{}:{port}", other.host)])
+        .args(["--server", &format!("https://{}:{port}", other.host)])
         .args(["--name", &there, "--address", &other.peer, "--data-dir"])
         .arg(there_dir.path())
         .args([
@@ -711,7 +717,7 @@ async fn nftables_cluster_ips_reach_endpoints_on_another_host() {
     other.agent = Some(support::Running::guard(agent));
 
     let c = Cluster {
-        client: reqwest::Client::builder()
+        client: minik_testkit::client_builder(&server.base)
             .pool_max_idle_per_host(0)
             .timeout(Duration::from_secs(10))
             .build()

@@ -17,10 +17,11 @@ async fn get(client: &reqwest::Client, url: String) -> Option<Value> {
 async fn up_runs_pods_stops_them_all_and_brings_them_back() {
     let home = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
-    let client = reqwest::Client::new();
     let mut up = support::MINIK.up(home.path(), data.path(), 2, &[]);
     let base = up.base.clone();
-    assert!(up.base.starts_with("http://127.0.0.1:"), "{}", up.base);
+    assert!(up.base.starts_with("https://127.0.0.1:"), "{}", up.base);
+    // The client trusts the cluster CA `minik up` made, and only it.
+    let client = minik_testkit::client(&base);
 
     let nodes = get(&client, format!("{base}/api/v1/nodes")).await.unwrap();
     let names: Vec<&str> = nodes["items"]
@@ -38,9 +39,20 @@ async fn up_runs_pods_stops_them_all_and_brings_them_back() {
     assert_eq!(
         config,
         format!(
-            "server: {base}\nnamespace: default\ntoken: {}\n",
-            admin.trim()
+            "server: {base}\nnamespace: default\ntoken: {}\ncertificate-authority: \"{}\"\n",
+            admin.trim(),
+            data.path().join("tls/ca.crt").display()
         )
+    );
+    // kubectl's kubeconfig carries the CA itself.
+    let kubeconfig = std::fs::read_to_string(home.path().join(".minik/kubeconfig")).unwrap();
+    let ca_data = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(minik_testkit::ca_pem(&base))
+    };
+    assert!(
+        kubeconfig.contains(&format!("certificate-authority-data: {ca_data}\n")),
+        "{kubeconfig}"
     );
     use std::os::unix::fs::PermissionsExt;
     for private in [config_path, home.path().join(".minik/kubeconfig")] {
@@ -117,7 +129,7 @@ async fn up_applies_the_manifests_it_is_given() {
         .chain(lines.iter())
         .find(|l| l.starts_with("pod/"));
     assert_eq!(applied.as_deref(), Some("pod/from-file created"));
-    let client = reqwest::Client::new();
+    let client = minik_testkit::client(&base);
     let url = format!("{base}/api/v1/namespaces/default/pods/from-file");
     support::wait_for("the applied pod to run", support::DEADLINE, || async {
         let p = get(&client, url.clone()).await?;

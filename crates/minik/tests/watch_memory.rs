@@ -6,8 +6,13 @@ mod support;
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use minik_tls::rustls::pki_types::ServerName;
+use minik_tls::tokio_rustls::{client::TlsStream, TlsConnector};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
 
 /// How many patches of the large pod go past the stalled watch. Before the fix each one added
@@ -38,7 +43,7 @@ fn rss_bytes(pid: u32) -> u64 {
 }
 
 /// Reads the head of an HTTP answer one byte at a time, so that nothing of the body is read.
-async fn read_head(stream: &mut tokio::net::TcpStream) -> String {
+async fn read_head(stream: &mut TlsStream<TcpStream>) -> String {
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
         let mut byte = [0u8; 1];
@@ -56,7 +61,7 @@ async fn read_head(stream: &mut tokio::net::TcpStream) -> String {
 async fn a_stalled_watcher_of_large_objects_is_cut_and_server_memory_stays_bounded() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = support::MINIK.server(dir.path(), &[]);
-    let client = reqwest::Client::builder()
+    let client = minik_testkit::client_builder(&server.base)
         .timeout(DEADLINE)
         .build()
         .expect("client");
@@ -76,14 +81,21 @@ async fn a_stalled_watcher_of_large_objects_is_cut_and_server_memory_stays_bound
         .to_owned();
 
     // The stalled watcher: it reads the answer's head, so the watch is in place, then nothing.
+    // It speaks TLS itself, verifying the server with the cluster CA; once stalled, it reads
+    // nothing from the socket, so the server's writes back up as a plain socket's would.
     let addr = server
         .base
-        .strip_prefix("http://")
-        .expect("http address")
+        .strip_prefix("https://")
+        .expect("https address")
         .to_owned();
-    let mut stalled = tokio::net::TcpStream::connect(&addr)
+    let tcp = TcpStream::connect(&addr).await.expect("connect");
+    let tls = minik_tls::client_config(&minik_testkit::ca_pem(&server.base), None)
+        .expect("a TLS client trusting the cluster CA");
+    let host = ServerName::try_from("127.0.0.1").expect("server name");
+    let mut stalled = TlsConnector::from(Arc::new(tls))
+        .connect(host, tcp)
         .await
-        .expect("connect");
+        .expect("TLS handshake with the server");
     let request = format!(
         "GET /api/v1/namespaces/default/pods?watch=true&resourceVersion={rv} HTTP/1.1\r\nHost: {addr}\r\n\r\n"
     );

@@ -9,6 +9,7 @@
 //! ([`minik_api::kinds`]).
 
 mod decide;
+mod paging;
 
 use std::sync::Arc;
 
@@ -19,13 +20,15 @@ use minik_api::request::{DeleteOptions, Patch, PatchKind, WriteOptions};
 use minik_api::resources::{self, ResourceInfo};
 use minik_api::selector::Selector;
 use minik_api::{ApiError, ObjectRef};
-use minik_store::{Listing, Revision, Store, StoreError, Stored};
+use minik_store::{Listing, PageRequest, Revision, Store, StoreError, Stored};
 use serde_json::{json, Value};
 
 use crate::errors::{parse_object, store_error};
 use crate::quota::Quotas;
 use crate::services::{Allocation, Allocator};
 use decide::{meta_mut, str_at, Outcome};
+use paging::ReadFrom;
+pub use paging::{ListOptions, EXPIRED_LIST, INCONSISTENT_CONTINUE};
 
 /// How many times a write is retried when another writer changed the object between our read
 /// and our compare-and-swap.
@@ -124,6 +127,28 @@ impl Filter {
 pub struct ListResult {
     pub items: Vec<Bytes>,
     pub revision: Revision,
+    /// The `continue` token of the next page, if the list goes on.
+    pub continue_token: Option<String>,
+    /// How many objects follow this page, when the list is not filtered (Kubernetes'
+    /// `remainingItemCount`).
+    pub remaining: Option<u64>,
+}
+
+/// Why a list failed. A list whose snapshot is gone comes with the token that reads the rest
+/// of it as of now (a 410 with `metadata.continue`, as kube-apiserver answers).
+#[derive(Debug)]
+pub struct ListError {
+    pub error: ApiError,
+    pub continue_token: Option<String>,
+}
+
+impl From<ApiError> for ListError {
+    fn from(error: ApiError) -> Self {
+        ListError {
+            error,
+            continue_token: None,
+        }
+    }
 }
 
 /// Five random characters from Kubernetes' alphabet for generated names.
@@ -234,7 +259,183 @@ impl Registry {
                 .map(|s| s.value)
                 .collect()
         };
-        Ok(ListResult { items, revision })
+        Ok(ListResult {
+            items,
+            revision,
+            continue_token: None,
+            remaining: None,
+        })
+    }
+
+    /// Lists the objects of one namespace (or all) that the filter selects, a page at a time
+    /// and as of the revision the options ask for, as Kubernetes does: every page of one list
+    /// is read at the revision of its first, so together they are one consistent list
+    /// whatever is written between them. A filtered page reads on until it has `limit`
+    /// objects or the list ends.
+    pub async fn list_page(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        filter: &Filter,
+        options: &ListOptions,
+    ) -> Result<ListResult, ListError> {
+        let prefix = info.prefix(ns);
+        let (start, revision, counted) = match paging::read_from(options, &prefix)? {
+            ReadFrom::Newest { at_least } => {
+                if let Some(wanted) = at_least {
+                    self.await_revision(wanted).await?;
+                }
+                (None, None, None)
+            }
+            ReadFrom::Exact(revision) => {
+                self.await_revision(revision).await?;
+                (None, Some(revision), None)
+            }
+            ReadFrom::Continue(token) => {
+                if token.revision.is_some_and(|r| r > self.store.revision()) {
+                    // A token from another store (wiped, or restored from a backup): its
+                    // snapshot is not here, so it is as good as expired.
+                    let compacted = StoreError::Compacted {
+                        requested: token.revision.unwrap_or_default(),
+                        oldest: self.store.revision(),
+                    };
+                    return Err(self.list_failed(info, &prefix, Some(token.start), compacted));
+                }
+                // What the first page counted holds for every page of its snapshot; an
+                // inconsistent continuation counts again.
+                let counted = token.remaining.filter(|_| token.revision.is_some());
+                (Some(token.start), token.revision, counted)
+            }
+        };
+        let limit = options.page_limit().unwrap_or(0);
+        if start.is_none() && revision.is_none() && limit == 0 {
+            // All of the newest revision: the plain list.
+            return Ok(self.list(info, ns, filter).await?);
+        }
+        let continuing = start.clone();
+        let everything = filter.is_everything();
+        let mut request = PageRequest {
+            start,
+            revision,
+            limit,
+            count_rest: everything && limit > 0 && counted.is_none(),
+        };
+        let mut items = Vec::new();
+        loop {
+            let page = match self.store.list_page(&prefix, request.clone()).await {
+                Ok(page) => page,
+                Err(e) => return Err(self.list_failed(info, &prefix, continuing, e)),
+            };
+            let at = Some(page.revision);
+            let mut last = None;
+            for item in page.items {
+                if limit > 0 && items.len() == limit {
+                    // The chunk had more matches than the page takes: go on after the last.
+                    let token = last.as_deref().map(|last| {
+                        let next = paging::Continue {
+                            start: paging::key_after(last),
+                            revision: at,
+                            remaining: None,
+                        };
+                        paging::encode(&prefix, &next)
+                    });
+                    return Ok(ListResult {
+                        items,
+                        revision: page.revision,
+                        continue_token: token,
+                        remaining: None,
+                    });
+                }
+                let selected = everything
+                    || serde_json::from_slice::<Value>(&item.value)
+                        .is_ok_and(|v| filter.matches(info.kind, &v));
+                if selected {
+                    items.push(item.value);
+                    last = Some(item.key);
+                }
+            }
+            let filled = limit > 0 && items.len() >= limit;
+            match page.next {
+                Some(next) if !filled && !everything => {
+                    // Read on, as of the same revision, with a larger chunk each time (a
+                    // selective filter leaves most of each chunk out).
+                    request = PageRequest {
+                        start: Some(next),
+                        revision: at,
+                        limit: request
+                            .limit
+                            .saturating_mul(2)
+                            .clamp(limit, paging::MAX_CHUNK.max(limit)),
+                        count_rest: false,
+                    };
+                }
+                next => {
+                    // A filtered page goes on after the last key it read, selected or not.
+                    let remaining = match counted {
+                        Some(counted) => {
+                            Some(counted.saturating_sub(items.len() as u64)).filter(|_| everything)
+                        }
+                        None => page.remaining,
+                    };
+                    let token = next.map(|start| {
+                        let next = paging::Continue {
+                            start,
+                            revision: at,
+                            remaining,
+                        };
+                        paging::encode(&prefix, &next)
+                    });
+                    return Ok(ListResult {
+                        items,
+                        revision: page.revision,
+                        continue_token: token,
+                        remaining,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Waits (as long as Kubernetes' watch cache does) for the store to reach `revision`, which
+    /// a list asked for; a timeout as Kubernetes answers it if it does not.
+    async fn await_revision(&self, revision: Revision) -> Result<(), ApiError> {
+        if self
+            .store
+            .reached(revision, paging::FUTURE_REVISION_WAIT)
+            .await
+        {
+            return Ok(());
+        }
+        Err(ApiError::Timeout(format!(
+            "Too large resource version: {revision}, current: {}",
+            self.store.revision()
+        )))
+    }
+
+    /// The answer to a paged read of the store that failed with `e`: a snapshot that is gone is
+    /// a 410, with a token to read the rest as of now if a continue token asked for it.
+    fn list_failed(
+        &self,
+        info: &ResourceInfo,
+        prefix: &str,
+        continuing: Option<String>,
+        e: StoreError,
+    ) -> ListError {
+        match (e, continuing) {
+            (StoreError::Compacted { .. }, Some(start)) => ListError {
+                error: ApiError::Gone(INCONSISTENT_CONTINUE.into()),
+                continue_token: Some(paging::encode(
+                    prefix,
+                    &paging::Continue {
+                        start,
+                        revision: None,
+                        remaining: None,
+                    },
+                )),
+            },
+            (StoreError::Compacted { .. }, None) => ApiError::Gone(EXPIRED_LIST.into()).into(),
+            (e, _) => store_error(info, "", e).into(),
+        }
     }
 
     /// Creates an object from a request body.

@@ -15,7 +15,9 @@ use tokio::task::JoinSet;
 
 use crate::executor::Executor;
 use crate::kinds::{self, is_deleting};
-use crate::machinery::{run_controller, Caches, Informers, Queue};
+use crate::machinery::{
+    enqueue_namespaces, run_controller, watch_namespaces, Caches, Informers, Queue,
+};
 use crate::Config;
 
 /// The service account every namespace has.
@@ -41,7 +43,11 @@ pub(crate) fn controller(
     let workers = config.workers;
     async move {
         let mut tasks = JoinSet::new();
-        tasks.spawn(watch_namespaces(namespaces, queue.clone(), ctx.clone()));
+        tasks.spawn(watch_namespaces(
+            namespaces,
+            queue.clone(),
+            ctx.caches.clone(),
+        ));
         tasks.spawn(watch_accounts(accounts, queue.clone()));
         run_controller(
             "serviceaccount",
@@ -50,30 +56,10 @@ pub(crate) fn controller(
             &ctx.caches,
             &queue,
             ctx.clone(),
-            |ctx| enqueue_all(&ctx.caches, &queue),
+            |ctx| enqueue_namespaces(&ctx.caches, &queue),
             |ctx, key: String| async move { sync(&ctx, &key).await },
         )
         .await;
-    }
-}
-
-fn enqueue_all(caches: &Caches, queue: &Queue<String>) {
-    for ns in caches.namespaces.list() {
-        queue.add(kinds::name(&ns.metadata).to_owned());
-    }
-}
-
-async fn watch_namespaces(
-    mut changes: Subscription<Namespace>,
-    queue: Queue<String>,
-    ctx: Arc<Context>,
-) {
-    while let Some(change) = changes.next().await {
-        match change {
-            Change::Applied(ns) => queue.add(kinds::name(&ns.metadata).to_owned()),
-            Change::Deleted(_) => {}
-            Change::Resync => enqueue_all(&ctx.caches, &queue),
-        }
     }
 }
 

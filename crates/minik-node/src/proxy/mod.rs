@@ -184,7 +184,8 @@ pub fn start(
 
 impl Services {
     /// The service variables for a container of `pod`: the Services of its namespace that
-    /// exist now. Waits (briefly) for the first list of Services, so that a pod started right
+    /// exist now, and in every namespace the `kubernetes` Service of `default` (how
+    /// in-cluster clients find the API server), as the kubelet gives them. Waits (briefly) for the first list of Services, so that a pod started right
     /// after the agent does not miss them.
     pub async fn env_for(&self, pod: &Pod) -> Vec<(String, String)> {
         if tokio::time::timeout(ENV_SYNC_TIMEOUT, self.services.wait_synced())
@@ -196,9 +197,11 @@ impl Services {
             );
         }
         let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
-        let services = self
-            .services
-            .filter(|s| s.metadata.namespace.as_deref().unwrap_or_default() == ns);
+        let services = self.services.filter(|s| {
+            let namespace = s.metadata.namespace.as_deref().unwrap_or_default();
+            namespace == ns
+                || (namespace == "default" && s.metadata.name.as_deref() == Some("kubernetes"))
+        });
         let refs: Vec<&Service> = services.iter().map(|s| s.as_ref()).collect();
         spec::service_variables(&refs)
     }

@@ -1,6 +1,9 @@
-//! Where the client connects, with which token, and which namespace it works in: flags, then
-//! the environment (`MINIK_SERVER`, `MINIK_TOKEN`, `MINIK_NAMESPACE`), then `~/.minik/config`,
-//! then the defaults.
+//! Where the client connects, with which token, whom it trusts, and which namespace it works
+//! in: flags, then the environment (`MINIK_SERVER`, `MINIK_TOKEN`, `MINIK_NAMESPACE`,
+//! `MINIK_CERTIFICATE_AUTHORITY`), then `~/.minik/config`, then the defaults. Over HTTPS the
+//! server is verified against the cluster CA (`certificate-authority`, a file, or
+//! `certificate-authority-data`, base64 PEM as in a kubeconfig), and a client certificate
+//! (`client-certificate` and `client-key` files) may stand in for the token.
 
 use std::path::{Path, PathBuf};
 
@@ -8,12 +11,12 @@ use anyhow::Context;
 use serde_json::Value;
 
 /// The server when nothing else names one (SPEC §1).
-pub const DEFAULT_SERVER: &str = "http://127.0.0.1:6443";
+pub const DEFAULT_SERVER: &str = "https://127.0.0.1:6443";
 
 /// The flags every client verb takes.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct ClientFlags {
-    /// The minik API server (env MINIK_SERVER, then ~/.minik/config, default http://127.0.0.1:6443).
+    /// The minik API server (env MINIK_SERVER, then ~/.minik/config, default https://127.0.0.1:6443).
     #[arg(long, global = true, value_name = "URL")]
     pub server: Option<String>,
     /// The namespace to work in (env MINIK_NAMESPACE, then ~/.minik/config, default `default`).
@@ -23,6 +26,22 @@ pub struct ClientFlags {
     /// loopback when the server allows anonymous clients there, as `minik up` does).
     #[arg(long, global = true, value_name = "TOKEN")]
     pub token: Option<minik_client::Secret>,
+    /// The cluster CA to verify the server with, as kubectl's flag (env
+    /// MINIK_CERTIFICATE_AUTHORITY, then `certificate-authority` or
+    /// `certificate-authority-data` in ~/.minik/config).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub certificate_authority: Option<PathBuf>,
+    /// A client certificate to authenticate with instead of a token (with --client-key).
+    #[arg(long, global = true, value_name = "FILE", requires = "client_key")]
+    pub client_certificate: Option<PathBuf>,
+    /// The key of --client-certificate.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        requires = "client_certificate"
+    )]
+    pub client_key: Option<PathBuf>,
 }
 
 /// The resolved connection settings the verbs trust.
@@ -34,6 +53,8 @@ pub struct Settings {
     /// that names another namespace is refused, as kubectl does.
     pub namespace_explicit: bool,
     pub token: Option<minik_client::Secret>,
+    /// Whom HTTPS trusts and what it presents.
+    pub trust: minik_client::Trust,
 }
 
 /// What the config file holds; every key is optional.
@@ -42,6 +63,10 @@ struct FileConfig {
     server: Option<String>,
     namespace: Option<String>,
     token: Option<String>,
+    certificate_authority: Option<String>,
+    certificate_authority_data: Option<String>,
+    client_certificate: Option<String>,
+    client_key: Option<String>,
 }
 
 fn config_path() -> Option<PathBuf> {
@@ -82,6 +107,10 @@ fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
         server: field("server")?,
         namespace: field("namespace")?,
         token: field("token")?,
+        certificate_authority: field("certificate-authority")?,
+        certificate_authority_data: field("certificate-authority-data")?,
+        client_certificate: field("client-certificate")?,
+        client_key: field("client-key")?,
     })
 }
 
@@ -103,6 +132,7 @@ impl ClientFlags {
             server: env("MINIK_SERVER"),
             namespace: env("MINIK_NAMESPACE"),
             token: env("MINIK_TOKEN"),
+            certificate_authority: env("MINIK_CERTIFICATE_AUTHORITY"),
         };
         resolve(self, environment, file)
     }
@@ -114,6 +144,80 @@ struct Environment {
     server: Option<String>,
     namespace: Option<String>,
     token: Option<String>,
+    certificate_authority: Option<String>,
+}
+
+/// The text of a PEM file the client was pointed at, named in the error.
+fn read_pem(path: &Path, what: &str, from: &str) -> anyhow::Result<String> {
+    std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the {what} {} ({from})", path.display()))
+}
+
+/// Whom HTTPS trusts: the flag's CA file, the environment's, the config file's (a file, or
+/// inline base64 data); and the client certificate of the flags, else of the config file.
+fn trust(
+    flags: &ClientFlags,
+    env_ca: Option<String>,
+    file: &FileConfig,
+) -> anyhow::Result<minik_client::Trust> {
+    let ca_pem = match (
+        &flags.certificate_authority,
+        env_ca,
+        &file.certificate_authority,
+        &file.certificate_authority_data,
+    ) {
+        (Some(path), _, _, _) => Some(read_pem(path, "CA certificate", "--certificate-authority")?),
+        (None, Some(path), _, _) => Some(read_pem(
+            Path::new(&path),
+            "CA certificate",
+            "MINIK_CERTIFICATE_AUTHORITY",
+        )?),
+        (None, None, Some(path), _) => Some(read_pem(
+            Path::new(path),
+            "CA certificate",
+            "certificate-authority in ~/.minik/config",
+        )?),
+        (None, None, None, Some(data)) => {
+            use base64::Engine as _;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(data.trim())
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "certificate-authority-data in ~/.minik/config is not base64: {e}"
+                    )
+                })?;
+            Some(String::from_utf8(bytes).map_err(|_| {
+                anyhow::anyhow!("certificate-authority-data in ~/.minik/config is not a PEM text")
+            })?)
+        }
+        (None, None, None, None) => None,
+    };
+    let client_certificate = match (&flags.client_certificate, &flags.client_key) {
+        (Some(cert), Some(key)) => Some((
+            read_pem(cert, "client certificate", "--client-certificate")?,
+            read_pem(key, "client key", "--client-key")?,
+        )),
+        _ => match (&file.client_certificate, &file.client_key) {
+            (Some(cert), Some(key)) => Some((
+                read_pem(
+                    Path::new(cert),
+                    "client certificate",
+                    "client-certificate in ~/.minik/config",
+                )?,
+                read_pem(
+                    Path::new(key),
+                    "client key",
+                    "client-key in ~/.minik/config",
+                )?,
+            )),
+            (None, None) => None,
+            _ => anyhow::bail!("~/.minik/config: client-certificate and client-key go together"),
+        },
+    };
+    Ok(minik_client::Trust {
+        ca_pem,
+        client_certificate,
+    })
 }
 
 fn resolve(flags: &ClientFlags, env: Environment, file: FileConfig) -> anyhow::Result<Settings> {
@@ -121,7 +225,9 @@ fn resolve(flags: &ClientFlags, env: Environment, file: FileConfig) -> anyhow::R
         server: env_server,
         namespace: env_namespace,
         token: env_token,
+        certificate_authority: env_ca,
     } = env;
+    let trust = trust(flags, env_ca, &file)?;
     let server = flags
         .server
         .clone()
@@ -154,6 +260,7 @@ fn resolve(flags: &ClientFlags, env: Environment, file: FileConfig) -> anyhow::R
         namespace,
         namespace_explicit,
         token,
+        trust,
     })
 }
 
@@ -167,12 +274,14 @@ mod tests {
             server: Some("http://file:1".into()),
             namespace: Some("filens".into()),
             token: Some("filetoken".into()),
+            ..FileConfig::default()
         };
         let env =
             |server: Option<&str>, namespace: Option<&str>, token: Option<&str>| Environment {
                 server: server.map(str::to_owned),
                 namespace: namespace.map(str::to_owned),
                 token: token.map(str::to_owned),
+                certificate_authority: None,
             };
         let none = ClientFlags::default();
         let s = resolve(&none, Environment::default(), FileConfig::default()).unwrap();
@@ -201,6 +310,7 @@ mod tests {
             server: Some("http://flag:3/".into()),
             namespace: Some("flagns".into()),
             token: Some(minik_client::Secret::new("flagtoken")),
+            ..ClientFlags::default()
         };
         let s = resolve(
             &flags,

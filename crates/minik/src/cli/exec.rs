@@ -12,21 +12,16 @@
 use std::io::{IsTerminal, Read, Write};
 use std::process::{ExitCode, Stdio};
 
-use minik_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
-use minik_api::ApiError;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use super::{fail, pick, CliError, CliResult, Client, ClientFlags};
+use super::{fail, pick, CliResult, Client, ClientFlags};
 
 /// The `Upgrade` token of minik's exec protocol.
 const PROTOCOL: &str = "minik-exec";
 /// The annotation that names the container kubectl's exec (and `logs`) use by default.
 const DEFAULT_CONTAINER: &str = "kubectl.kubernetes.io/default-container";
-/// The most a refusal's head and body may take.
-const MAX_ANSWER: usize = 64 * 1024;
 /// The largest frame payload accepted (the server's and the agent's limit).
 const MAX_FRAME: usize = 1 << 20;
 
@@ -155,12 +150,8 @@ pub async fn run(args: ExecArgs) -> CliResult<ExitCode> {
     // The size is known before the command starts, to go first: the command reads it as soon
     // as it runs.
     let size = if tty { terminal_size() } else { None };
-    let token = client
-        .settings
-        .token
-        .as_ref()
-        .map(|t| t.expose().to_owned());
-    let stream = open(client.api.base(), &path, token.as_deref()).await?;
+    // Over the API's own connection settings (TLS, credentials): on 101 the exec's frames.
+    let stream = client.api.upgrade(&path, PROTOCOL).await?;
     let terminal = if tty {
         Some(RawTerminal::enter().map_err(|e| fail!("cannot use the terminal: {e}"))?)
     } else {
@@ -196,78 +187,6 @@ fn exit_code(status: &Value) -> CliResult<ExitCode> {
     match status["message"].as_str().filter(|m| !m.is_empty()) {
         Some(message) => Err(fail!("{message}")),
         None => Err(fail!("the command failed: {status}")),
-    }
-}
-
-/// Sends the upgrade request; on `101` the connection is the exec's, otherwise the server's
-/// `Status` is the error.
-async fn open(base: &str, path: &str, token: Option<&str>) -> CliResult<TcpStream> {
-    let base = base.trim_end_matches('/');
-    let authority = base
-        .strip_prefix("http://")
-        .ok_or_else(|| fail!("only http:// servers are supported, not {base}"))?
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    let has_port = authority
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        && !authority.ends_with(']');
-    let address = if has_port {
-        authority.clone()
-    } else {
-        format!("{authority}:80")
-    };
-    let mut stream = TcpStream::connect(&address).await.map_err(|e| {
-        CliError::from(ApiError::Unreachable(format!(
-            "cannot reach the minik server at {base}: {e}"
-        )))
-    })?;
-    let _ = stream.set_nodelay(true);
-    let authorization = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: minik\r\nAccept: application/json\r\n{authorization}Connection: Upgrade\r\nUpgrade: {PROTOCOL}\r\nContent-Length: 0\r\n\r\n"
-    );
-    let lost = |e: std::io::Error| fail!("the connection to the server broke: {e}");
-    stream.write_all(request.as_bytes()).await.map_err(lost)?;
-    // The head is read a byte at a time so that nothing of the exec is read with it.
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        let n = stream.read(&mut byte).await.map_err(lost)?;
-        if n == 0 || head.len() > MAX_ANSWER {
-            return Err(fail!("the server closed the connection before answering"));
-        }
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
-    let code: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| fail!("the server did not answer HTTP"))?;
-    if code == 101 {
-        return Ok(stream);
-    }
-    let length = head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.eq_ignore_ascii_case("content-length")
-            .then(|| v.trim().parse::<usize>().ok())?
-    });
-    let mut body = Vec::new();
-    let limit = length.unwrap_or(MAX_ANSWER).min(MAX_ANSWER) as u64;
-    let _ = (&mut stream).take(limit).read_to_end(&mut body).await;
-    match serde_json::from_slice::<Status>(&body) {
-        Ok(status) if status.message.is_some() => {
-            Err(CliError::from(ApiError::from_status(code, &status)))
-        }
-        _ => Err(fail!(
-            "the server answered {code}: {}",
-            String::from_utf8_lossy(&body).trim()
-        )),
     }
 }
 

@@ -167,7 +167,7 @@ pub struct Client {
 impl Client {
     fn new(flags: &ClientFlags) -> CliResult<Client> {
         let settings = flags.settings()?;
-        let api = HttpApi::new(&settings.server)
+        let api = HttpApi::trusting(&settings.server, &settings.trust)
             .map_err(|e| fail!("{e}"))?
             .with_token(settings.token.as_ref().map(|t| t.expose().to_owned()));
         Ok(Client { api, settings })

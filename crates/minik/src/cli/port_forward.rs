@@ -7,15 +7,12 @@
 use std::net::SocketAddr;
 
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::{fail, pick, CliResult, Client, ClientFlags};
 
 /// The `Upgrade` token of minik's raw tunnel.
 const PROTOCOL: &str = "minik-portforward";
-/// The most a refusal's head and body may take.
-const MAX_ANSWER: usize = 64 * 1024;
 
 #[derive(clap::Args, Debug)]
 pub struct PortForwardArgs {
@@ -142,9 +139,8 @@ pub async fn run(args: PortForwardArgs) -> CliResult {
         listeners.push((listener, local, remote));
     }
     let tunnel = Tunnel {
-        base: client.api.base().trim_end_matches('/').to_owned(),
+        api: client.api.clone(),
         path: format!("/api/v1/namespaces/{ns}/pods/{pod_name}/portforward"),
-        token: client.settings.token.clone(),
     };
     let mut tasks = tokio::task::JoinSet::new();
     for (listener, local, remote) in listeners {
@@ -160,12 +156,12 @@ pub async fn run(args: PortForwardArgs) -> CliResult {
     Ok(())
 }
 
-/// How to open one tunnel to the pod.
+/// How to open one tunnel to the pod: the API's connection settings (TLS, credentials) and
+/// the pod's portforward path.
 #[derive(Clone)]
 struct Tunnel {
-    base: String,
+    api: minik_client::HttpApi,
     path: String,
-    token: Option<minik_client::Secret>,
 }
 
 async fn serve(listener: TcpListener, local: SocketAddr, remote: u16, tunnel: Tunnel) -> CliResult {
@@ -189,86 +185,16 @@ async fn serve(listener: TcpListener, local: SocketAddr, remote: u16, tunnel: Tu
 
 /// Opens a tunnel to the pod's `remote` port and copies bytes between it and `conn`.
 async fn forward(mut conn: TcpStream, tunnel: &Tunnel, remote: u16) -> Result<(), String> {
-    let mut stream = open(tunnel, remote).await?;
+    let mut stream = tunnel
+        .api
+        .upgrade(&format!("{}?ports={remote}", tunnel.path), PROTOCOL)
+        .await
+        .map_err(|e| e.to_string())?;
     let _ = conn.set_nodelay(true);
     tokio::io::copy_bidirectional(&mut conn, &mut stream)
         .await
         .map(|_| ())
         .map_err(|e| e.to_string())
-}
-
-/// Sends the upgrade request and reads the answer's head; on `101` the stream is the tunnel,
-/// otherwise the server's `Status` message is the error.
-async fn open(tunnel: &Tunnel, remote: u16) -> Result<TcpStream, String> {
-    let authority = tunnel
-        .base
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("only http:// servers are supported, not {}", tunnel.base))?
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    let address = if authority
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        && !authority.ends_with(']')
-    {
-        authority.clone()
-    } else {
-        format!("{authority}:80")
-    };
-    let mut stream = TcpStream::connect(&address)
-        .await
-        .map_err(|e| format!("cannot reach the minik server at {}: {e}", tunnel.base))?;
-    let _ = stream.set_nodelay(true);
-    let authorization = tunnel
-        .token
-        .as_ref()
-        .map(|t| format!("Authorization: Bearer {}\r\n", t.expose()))
-        .unwrap_or_default();
-    let request = format!(
-        "POST {}?ports={remote} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: minik\r\nAccept: application/json\r\n{authorization}Connection: Upgrade\r\nUpgrade: {PROTOCOL}\r\nContent-Length: 0\r\n\r\n",
-        tunnel.path
-    );
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    // The head is read a byte at a time so that nothing of the tunnel is read with it.
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        let n = stream.read(&mut byte).await.map_err(|e| e.to_string())?;
-        if n == 0 || head.len() > MAX_ANSWER {
-            return Err("the server closed the connection before answering".into());
-        }
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
-    let code: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| "the server did not answer HTTP".to_owned())?;
-    if code == 101 {
-        return Ok(stream);
-    }
-    let length = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse::<usize>().ok())?
-        })
-        .unwrap_or(0)
-        .min(MAX_ANSWER);
-    let mut body = vec![0u8; length];
-    let _ = stream.read_exact(&mut body).await;
-    let message = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| v["message"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-    Err(format!("the server answered {code}: {message}"))
 }
 
 #[cfg(test)]

@@ -74,12 +74,21 @@ impl Cluster {
         self.dir.path()
     }
 
+    /// Points a client command at the server's CA (it serves HTTPS).
+    pub fn trust(&self, command: &mut std::process::Command) {
+        match minik_testkit::ca_for(&self.server.base) {
+            Some(ca) => command.env("MINIK_CERTIFICATE_AUTHORITY", ca),
+            None => command.env_remove("MINIK_CERTIFICATE_AUTHORITY"),
+        };
+    }
+
     pub fn minik(&self, args: &[&str]) -> Out {
         self.minik_in(args, None, &[])
     }
 
     pub fn minik_in(&self, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Out {
         let mut cmd = MINIK.command();
+        self.trust(&mut cmd);
         cmd.args(args)
             .env("MINIK_SERVER", &self.server.base)
             .env_remove("MINIK_NAMESPACE")
@@ -115,8 +124,9 @@ impl Cluster {
     /// Starts `minik ARGS` in the background (a watch, `logs -f`); its stdout arrives line by
     /// line on the receiver. The process is killed when the guard is dropped.
     pub fn spawn_lines(&self, args: &[&str]) -> (Running, std::sync::mpsc::Receiver<String>) {
-        let mut child = MINIK
-            .command()
+        let mut command = MINIK.command();
+        self.trust(&mut command);
+        let mut child = command
             .args(args)
             .env("MINIK_SERVER", &self.server.base)
             .env_remove("MINIK_NAMESPACE")
