@@ -12,6 +12,7 @@ pub mod generated;
 pub mod hostports;
 pub mod kinds;
 pub mod names;
+pub mod network;
 pub mod patch;
 pub mod printers;
 pub mod protobuf;

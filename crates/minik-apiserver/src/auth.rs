@@ -502,17 +502,22 @@ fn is_public(path: &str) -> bool {
 }
 
 /// Whether an identity that is not the administrator may reach a path outside `/api` and
-/// `/apis` resources: discovery and OpenAPI documents for nodes; the join for joiners.
+/// `/apis` resources: discovery and OpenAPI documents for nodes; the join for joiners; the
+/// cluster's network settings (`GET /minik/v1/network`) for everyone but joiners.
 fn may_reach(identity: &Identity, method: &axum::http::Method, path: &str) -> bool {
+    let network = path == minik_api::network::NETWORK_PATH && method == axum::http::Method::GET;
     match identity {
         Identity::Admin => true,
         Identity::Joiner => path == minik_client::JOIN_PATH && method == axum::http::Method::POST,
         Identity::Node(node) => {
             !path.starts_with("/minik/")
+                || network
                 || (path == crate::tokens::serving_certificate_path(node)
                     && method == axum::http::Method::POST)
         }
-        Identity::ServiceAccount { .. } | Identity::User { .. } => !path.starts_with("/minik/"),
+        Identity::ServiceAccount { .. } | Identity::User { .. } => {
+            !path.starts_with("/minik/") || network
+        }
     }
 }
 

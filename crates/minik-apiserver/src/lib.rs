@@ -44,6 +44,7 @@ pub use registry::{
     Deleted, Filter, ListError, ListOptions, ListResult, Registry, ScaleChange, Scope,
     EXPIRED_LIST, INCONSISTENT_CONTINUE, SYSTEM_NAMESPACES,
 };
+pub use services::{check_service_cidr, loopback_service_cidr};
 pub use tls::{ClusterTls, TlsSettings, DEFAULT_CERT_LIFETIME};
 pub use watch::{WatchFrame, WatchOptions, WatchStart};
 
@@ -69,6 +70,14 @@ pub struct Config {
     /// How many bytes of changes a watch may fall behind, counting what it has sent that its
     /// connection has not yet written, before it is cut as too slow.
     pub watch_buffer_bytes: usize,
+    /// The range ClusterIPs are allocated from (`--service-cidr`; checked with
+    /// [`check_service_cidr`]).
+    pub service_cidr: minik_api::cidr::Cidr,
+    /// The cluster CIDR nodes' pod CIDRs come from (`--cluster-cidr`; `None`: no node IPAM)
+    /// and the prefix length of each (`--node-cidr-mask-size`), as `/minik/v1/network`
+    /// publishes them; the controllers' node IPAM hands them out.
+    pub cluster_cidr: Option<minik_api::cidr::Cidr>,
+    pub node_cidr_mask_size: u8,
 }
 
 impl Default for Config {
@@ -82,6 +91,9 @@ impl Default for Config {
             body_read_timeout: Duration::from_secs(60),
             max_watches_per_client: 500,
             watch_buffer_bytes: minik_store::DEFAULT_WATCH_BUFFER_BYTES,
+            service_cidr: loopback_service_cidr(),
+            cluster_cidr: None,
+            node_cidr_mask_size: minik_api::cidr::DEFAULT_NODE_MASK,
         }
     }
 }
@@ -167,6 +179,7 @@ impl ApiServer {
         };
         Arc::new(ApiServer {
             registry: Registry::new(store)
+                .with_service_cidr(config.service_cidr)
                 .with_pod_toleration_seconds(config.default_toleration_seconds)
                 .with_watch_buffer_bytes(config.watch_buffer_bytes),
             config,
@@ -215,6 +228,7 @@ pub fn app(server: Arc<ApiServer>) -> Router {
         .route("/openapi/v3/{*path}", get(openapi::group_version))
         .route("/api/{*rest}", any(http::resource_handler))
         .route("/apis/{*rest}", any(http::resource_handler))
+        .route(minik_api::network::NETWORK_PATH, get(master::network))
         .merge(tokens::router())
         .fallback(discovery::not_found)
         .layer(axum::middleware::from_fn_with_state(

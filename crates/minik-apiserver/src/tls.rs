@@ -28,7 +28,8 @@ pub struct TlsSettings {
     pub dir: PathBuf,
     /// The DNS names the serving certificate carries (besides the built-in ones).
     pub dns_names: Vec<String>,
-    /// The addresses it carries.
+    /// The addresses it carries (`minik server` puts the `kubernetes` Service's ClusterIP
+    /// first: [`TlsSettings::naming_service_ip`]).
     pub ips: Vec<IpAddr>,
     /// How long the certificates the server issues are valid.
     pub lifetime: Duration,
@@ -38,8 +39,8 @@ pub struct TlsSettings {
 }
 
 /// The names every serving certificate of the API server carries: those in-cluster clients
-/// use for the `kubernetes` Service, and loopback (with the Service's ClusterIP, among the
-/// addresses).
+/// use for the `kubernetes` Service, and loopback (with the loopback addresses; the Service's
+/// ClusterIP is among the settings' addresses).
 pub const BUILT_IN_NAMES: [&str; 5] = [
     "localhost",
     "kubernetes",
@@ -47,6 +48,19 @@ pub const BUILT_IN_NAMES: [&str; 5] = [
     "kubernetes.default.svc",
     "kubernetes.default.svc.cluster.local",
 ];
+
+impl TlsSettings {
+    /// These settings with the `kubernetes` Service's usual ClusterIP (the first host address
+    /// of `service_cidr`, [`crate::master::service_ip`]) as the first of the addresses: the
+    /// address in-cluster clients connect to.
+    pub fn naming_service_ip(mut self, service_cidr: minik_api::cidr::Cidr) -> TlsSettings {
+        if let Some(ip) = crate::master::service_ip(service_cidr) {
+            self.ips.retain(|other| *other != ip);
+            self.ips.insert(0, ip);
+        }
+        self
+    }
+}
 
 /// Where the serving certificate comes from.
 enum Source {
@@ -261,8 +275,6 @@ fn server_leaf(settings: &TlsSettings) -> Leaf {
     let mut ips: Vec<IpAddr> = vec![
         IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
         IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
-        // The `kubernetes` Service's ClusterIP, which in-cluster clients connect to.
-        crate::master::service_ip(),
     ];
     for ip in &settings.ips {
         if !ips.contains(ip) {
@@ -394,6 +406,40 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600, "{key}");
         }
+    }
+
+    #[test]
+    fn the_certificate_names_the_kubernetes_service_of_the_service_cidr() {
+        let dir = tempfile::tempdir().unwrap();
+        let range: minik_api::cidr::Cidr = "10.96.0.0/12".parse().unwrap();
+        let named = settings(dir.path(), DEFAULT_CERT_LIFETIME).naming_service_ip(range);
+        assert_eq!(
+            named.ips,
+            [
+                "10.96.0.1".parse::<IpAddr>().unwrap(),
+                "10.1.2.3".parse().unwrap()
+            ]
+        );
+        // Asking again changes nothing: the certificate's names stay the same.
+        assert_eq!(named.clone().naming_service_ip(range).ips, named.ips);
+        let leaf = server_leaf(&named);
+        assert_eq!(
+            leaf.ips,
+            [
+                "127.0.0.1".parse::<IpAddr>().unwrap(),
+                "::1".parse().unwrap(),
+                "10.96.0.1".parse().unwrap(),
+                "10.1.2.3".parse().unwrap(),
+            ]
+        );
+        let loopback = settings(dir.path(), DEFAULT_CERT_LIFETIME)
+            .naming_service_ip(crate::loopback_service_cidr());
+        assert!(!server_leaf(&loopback)
+            .ips
+            .contains(&"10.96.0.1".parse().unwrap()));
+        assert!(server_leaf(&loopback)
+            .ips
+            .contains(&"127.96.0.1".parse().unwrap()));
     }
 
     #[test]

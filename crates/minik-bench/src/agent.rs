@@ -26,6 +26,8 @@ impl Agent {
         let child = Command::new(minik)
             .arg("node")
             .args(["--server", server, "--name", name, "--port", "0"])
+            // No benchmark sends a pod's packet beyond the machine.
+            .arg("--no-pod-egress")
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)

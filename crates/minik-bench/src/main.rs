@@ -11,6 +11,7 @@ mod machine;
 mod node;
 mod oci;
 mod parse;
+mod podnet;
 mod podwatch;
 mod proxy;
 mod report;
@@ -65,6 +66,9 @@ enum Command {
     /// What HTTPS costs the API: GETs/s and creates/s over HTTPS against plain HTTP in the same
     /// run, and the TLS handshake per new connection.
     Tls(tls::TlsArgs),
+    /// The pod network (issue 19): pod to pod across two nodes against loopback, a ClusterIP
+    /// against the pod IP, cluster DNS from a pod, and the pod network's setup per pod.
+    Podnet(podnet::PodnetArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -81,6 +85,7 @@ fn main() -> std::process::ExitCode {
         Command::Images(args) => images::run(args),
         Command::Oci(args) => oci::run(args),
         Command::Tls(args) => tls::run(args),
+        Command::Podnet(args) => podnet::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -152,8 +152,7 @@ impl Store {
         let entries =
             fs::read_dir(&tmp).map_err(ImageError::io(format!("reading {}", tmp.display())))?;
         for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !owner_alive(&name) {
+            if !owner_alive(&entry.path()) {
                 let _ = fs::remove_dir_all(entry.path());
             }
         }
@@ -164,6 +163,7 @@ impl Store {
         })?;
         let work = tmp.join(format!("{}-{}", std::process::id(), hex::encode(random)));
         fs::create_dir(&work).map_err(ImageError::io(format!("creating {}", work.display())))?;
+        live_work_dirs().insert(work.clone());
         Ok(Store {
             root: root.to_path_buf(),
             work,
@@ -536,7 +536,7 @@ impl Store {
             return leased;
         };
         for workdir in workdirs.flatten() {
-            if !owner_alive(&workdir.file_name().to_string_lossy()) {
+            if !owner_alive(&workdir.path()) {
                 continue;
             }
             let Ok(scratches) = fs::read_dir(workdir.path()) else {
@@ -596,8 +596,19 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
+        live_work_dirs().remove(&self.work);
         let _ = fs::remove_dir_all(&self.work);
     }
+}
+
+/// The work directories of the stores open in this process (`minik up` runs several agents,
+/// each with its store, in one process: one's work directory is not another's leftover).
+fn live_work_dirs() -> std::sync::MutexGuard<'static, HashSet<PathBuf>> {
+    static LIVE: std::sync::OnceLock<std::sync::Mutex<HashSet<PathBuf>>> =
+        std::sync::OnceLock::new();
+    LIVE.get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
 }
 
 /// A directory of work in progress, removed when dropped.
@@ -617,14 +628,18 @@ pub(crate) struct Lease {
 }
 
 /// Whether the process that made the work directory `PID-RAND` still runs.
-fn owner_alive(name: &str) -> bool {
+fn owner_alive(dir: &Path) -> bool {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let Some(pid) = name.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
         return false;
     };
     if pid as u32 == std::process::id() {
-        // Our own pid from an earlier life (pid reuse) or this process: only this process's
-        // current work directory is alive, and it is made after the clean-up.
-        return false;
+        // Our own pid from an earlier life (pid reuse) or this process: only the work
+        // directories of the stores this process has open are alive.
+        return live_work_dirs().contains(dir);
     }
     Path::new("/proc").join(pid.to_string()).exists()
 }
@@ -748,6 +763,27 @@ mod tests {
 
     fn digest(n: u8) -> Digest {
         Digest::of(&[n])
+    }
+
+    #[test]
+    fn stores_open_in_one_process_keep_each_others_work() {
+        // `minik up` runs an agent per node in one process, each opening the shared store.
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(dir.path()).unwrap();
+        let stale = dir
+            .path()
+            .join("tmp")
+            .join(format!("{}-dead", std::process::id()));
+        std::fs::create_dir(&stale).unwrap();
+        let second = Store::open(dir.path()).unwrap();
+        assert!(first.work.is_dir() && second.work.is_dir());
+        assert!(
+            !stale.exists(),
+            "a work directory of this pid that no store has is left over"
+        );
+        let first_work = first.work.clone();
+        drop(first);
+        assert!(!first_work.exists() && second.work.is_dir());
     }
 
     fn record(id: u8, layers: &[u8], last_used: u64) -> ImageRecord {

@@ -209,27 +209,56 @@ pub(crate) async fn exists(netns: Option<&Path>, table: &str) -> Result<bool, Er
     .await?
 }
 
-/// Runs `nft ARGS` with `input` on its stdin; its stderr is the error.
+/// Runs `nft ARGS` with `input` on its stdin, for the pod network's own uses.
 pub(crate) fn nft(args: &[&str], input: &str) -> Result<(), Error> {
+    Ok(run(args, Some(input))?)
+}
+
+/// A failed `nft` command: the command line, and nft's own words (its stderr) or why it could
+/// not run.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{command}` failed: {message}")]
+pub struct NftFailure {
+    pub command: String,
+    pub message: String,
+}
+
+impl From<NftFailure> for Error {
+    fn from(failure: NftFailure) -> Error {
+        Error::Nft {
+            command: failure.command,
+            message: failure.message,
+        }
+    }
+}
+
+/// Runs `nft ARGS`, with `input` on its stdin (nothing when `None`), in the calling thread's
+/// network namespace, and waits for it. Its stderr is the error. The one nft runner of the pod
+/// network and of the node's Service proxy.
+pub fn run(args: &[&str], input: Option<&str>) -> Result<(), NftFailure> {
     let command = format!("nft {}", args.join(" "));
-    let fail = |message: String| Error::Nft {
+    let fail = |message: String| NftFailure {
         command: command.clone(),
         message,
     };
     let mut child = Command::new("nft")
         .args(args)
-        .stdin(Stdio::piped())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| {
             fail(format!(
-                "cannot run nft: {e} (the pod network needs the nft command: install nftables)"
+                "cannot run nft: {e} (install nftables, which has it)"
             ))
         })?;
-    if let Some(mut stdin) = child.stdin.take() {
+    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
         // nft reads the whole input before it answers; a write error shows in its exit.
-        let _ = stdin.write_all(input.as_bytes());
+        let _ = stdin.write_all(text.as_bytes());
     }
     let output = child
         .wait_with_output()
@@ -237,7 +266,7 @@ pub(crate) fn nft(args: &[&str], input: &str) -> Result<(), Error> {
     if output.status.success() {
         return Ok(());
     }
-    let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
+    let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
     Err(fail(if stderr.is_empty() {
         format!("nft exited with {}", output.status)
     } else {

@@ -65,6 +65,9 @@ pub struct AgentConfig {
     pub proxy_mode: crate::proxy::ProxyMode,
     /// HTTPS for the agent's endpoint, when the API server serves HTTPS (`None`: plain HTTP).
     pub endpoint_tls: Option<EndpointTls>,
+    /// The pod network, for pods in network namespaces of their own (`None`: such pods have
+    /// loopback only).
+    pub pod_network: Option<crate::network::PodNetworkSettings>,
 }
 
 /// The certificate the agent's endpoint serves, and how it is renewed.
@@ -120,6 +123,8 @@ struct Agent {
     /// Whether the agent runs as root: it may mount (tmpfs volumes, the process runtime's
     /// private mount namespaces).
     root: bool,
+    /// The node's pod network, when it has one.
+    network: Option<Arc<crate::network::Network>>,
 }
 
 /// Runs the agent until `shutdown` resolves; then stops every pod's containers. With `images`,
@@ -161,6 +166,18 @@ pub async fn run(
         },
     );
     let classes = Informer::<RuntimeClass>::spawn(api.clone(), InformerConfig::default());
+    let nodes = config
+        .pod_network
+        .as_ref()
+        .map(|_| Informer::<Node>::spawn(api.clone(), InformerConfig::default()));
+    let network = match (&config.pod_network, &nodes) {
+        (Some(settings), Some(nodes)) => Some(Arc::new(
+            crate::network::Network::start(&config.name, nodes, &config.data_dir, settings.clone())
+                .await
+                .map_err(std::io::Error::other)?,
+        )),
+        _ => None,
+    };
     let (events, write_events) = Recorder::new(api.clone(), &config.name);
     // What an earlier run of the agent left: its pods' records (the runtime adopted their
     // processes already).
@@ -178,13 +195,52 @@ pub async fn run(
     if !records.is_empty() {
         tracing::info!(pods = records.len(), "found the pods of an earlier run");
     }
+    if let Some(network) = &network {
+        // The pods of an earlier run keep their addresses; what pods that are gone left (an
+        // agent killed with -9) is released.
+        let live: std::collections::BTreeSet<String> = records
+            .values()
+            .map(|r: &PodRecord| r.uid.clone())
+            .collect();
+        network.recall(&live).await;
+        network.reclaim(&live).await;
+    }
+    let local_dns = network
+        .as_ref()
+        .filter(|n| n.settings().cluster_dns.is_some())
+        .map(|n| std::net::SocketAddr::new(n.gateway().into(), 53));
     let (services, _proxy) = crate::proxy::start(
         api.clone(),
         &config.name,
         &config.address,
         config.proxy_mode,
         informer.cache(),
+        crate::proxy::ProxyOptions {
+            cluster_cidr: network.as_ref().map(|n| n.settings().cluster_cidr),
+            local_dns,
+        },
     );
+    // The node answers cluster DNS itself, on its bridge address, for its pods.
+    let _dns = match (&network, local_dns) {
+        (Some(network), Some(listen)) => {
+            let (services, endpoints) = _proxy.informers();
+            let settings = network.settings();
+            Some(
+                crate::dns::start(
+                    services,
+                    endpoints,
+                    crate::dns::DnsSettings {
+                        domain: settings.cluster_domain.clone(),
+                        listen: vec![listen],
+                        upstream: dns_upstream(settings.egress),
+                    },
+                )
+                .await
+                .map_err(std::io::Error::other)?,
+            )
+        }
+        _ => None,
+    };
     let queue: WorkQueue<String> = WorkQueue::new(
         config.backoff.initial.min(Duration::from_secs(1)),
         Duration::from_secs(30),
@@ -208,6 +264,7 @@ pub async fn run(
         configs,
         tokens: crate::tokens::Tokens::default(),
         root: nix::unistd::geteuid().is_root(),
+        network: network.clone(),
         config,
     });
     let mut tasks = Vec::new();
@@ -250,6 +307,13 @@ pub async fn run(
         tasks.push(tokio::spawn(work(agent.clone())));
     }
     tasks.push(tokio::spawn(adopt(agent.clone())));
+    if let (Some(network), Some(nodes)) = (&network, &nodes) {
+        tasks.push(tokio::spawn(crate::network::Network::follow_peers(
+            network.clone(),
+            nodes.cache(),
+            nodes.subscribe(),
+        )));
+    }
     tasks.push(tokio::spawn(crate::storage::clean_local_paths(
         api.clone(),
         agent.config.name.clone(),
@@ -269,16 +333,44 @@ pub async fn run(
     for task in &tasks {
         task.abort();
     }
+    // Until each has ended, an aborted task still holds what it was given (the agent, the
+    // pod network).
+    for task in tasks {
+        let _ = task.await;
+    }
     drop(informer);
     drop(classes);
+    drop(nodes);
     if agent.config.leave_running {
         tracing::info!("leaving the pods running for the next agent to adopt");
         // Stop the probes; the processes, their state and their records stay.
         agent.probes().clear();
     } else {
         agent.stop_everything().await;
+        drop(agent);
+        match network.map(Arc::try_unwrap) {
+            Some(Ok(network)) => network.stop().await,
+            Some(Err(_)) => tracing::warn!("the pod network is still in use; it is left in place"),
+            None => {}
+        }
     }
     Ok(())
+}
+
+/// Where the node's cluster DNS sends names outside the cluster: the host's resolvers when
+/// pods may reach beyond the cluster, nowhere (REFUSED) when they may not — a pod without
+/// egress does not reach the outside through DNS either.
+fn dns_upstream(egress: bool) -> crate::dns::Upstream {
+    if !egress {
+        return crate::dns::Upstream::none();
+    }
+    let host = std::fs::read_to_string("/run/systemd/resolve/resolv.conf")
+        .or_else(|_| std::fs::read_to_string("/etc/resolv.conf"))
+        .unwrap_or_default();
+    crate::dns::Upstream::new(
+        crate::dns::Upstream::parse_resolv_conf(&host),
+        crate::dns::DEFAULT_UPSTREAM_TIMEOUT,
+    )
 }
 
 /// Imports the image archives dropped in `dir` (k3s's `agent/images`), so that air-gapped nodes
@@ -681,6 +773,7 @@ impl Agent {
 
     /// The host ports of each container of a pod, given once and kept for the pod's life.
     fn ports_of(&self, key: &str, pod: &Pod) -> Vec<Vec<PortBinding>> {
+        let own_network = self.has_own_network(pod);
         let mut ports = self.ports.lock().unwrap_or_else(|p| p.into_inner());
         ports
             .entry(key.to_owned())
@@ -697,11 +790,15 @@ impl Agent {
                             .iter()
                             .flatten()
                             .map(|p| {
-                                let host = p
-                                    .host_port
-                                    .and_then(|h| u16::try_from(h).ok())
-                                    .or_else(|| free_port(&self.config.address))
-                                    .unwrap_or(0);
+                                let host = if own_network {
+                                    // Reached at its own address, on the port itself.
+                                    u16::try_from(p.container_port).ok()
+                                } else {
+                                    p.host_port
+                                        .and_then(|h| u16::try_from(h).ok())
+                                        .or_else(|| free_port(&self.config.address))
+                                }
+                                .unwrap_or(0);
                                 PortBinding {
                                     name: p.name.clone(),
                                     container_port: p.container_port,
@@ -869,7 +966,9 @@ impl Agent {
         self.records().insert(key.to_owned(), record.clone());
         self.send(pod, &events);
         let ports = self.ports_of(key, pod);
-        crate::proxy::publish_host_ports(self.api.as_ref(), pod, &ports).await?;
+        if !self.has_own_network(pod) {
+            crate::proxy::publish_host_ports(self.api.as_ref(), pod, &ports).await?;
+        }
         let spec = pod.spec.as_ref();
         let init_containers = spec
             .and_then(|s| s.init_containers.as_deref())
@@ -907,7 +1006,7 @@ impl Agent {
                 // A running instance adopted from an earlier agent gets its probes.
                 (Phase::Running, Some(instance)) if !self.probes().contains_key(&instance) => {
                     let binds = binds_of(index);
-                    let placement = self.placement(binds.clone(), Vec::new());
+                    let placement = self.placement(pod, binds.clone(), Vec::new());
                     let env =
                         spec::environment(pod, container, &placement, &spec::Sources::default())
                             .map(|e| e.vars)
@@ -930,13 +1029,14 @@ impl Agent {
         }
         self.refresh_volumes(key, pod, &record).await;
         let view = self.view(Some(pod), Some(&record), false);
+        let pod_ip = self.pod_ip(pod);
         let status = pod::status(
             pod,
             &record,
             &view,
             SystemTime::now(),
             &self.config.address,
-            &self.config.address,
+            &pod_ip,
         );
         self.save(key, &record, &ports);
         self.records().insert(key.to_owned(), record);
@@ -972,15 +1072,119 @@ impl Agent {
             .map(|_| ())
     }
 
-    /// Where a container runs on this node, as its environment sees it.
-    fn placement(&self, ports: Vec<PortBinding>, services: Vec<(String, String)>) -> Placement {
+    /// Where a container of `pod` runs on this node, as its environment sees it.
+    fn placement(
+        &self,
+        pod: &Pod,
+        ports: Vec<PortBinding>,
+        services: Vec<(String, String)>,
+    ) -> Placement {
         Placement {
             node_name: self.config.name.clone(),
             host_ip: self.config.address.clone(),
-            pod_ip: self.config.address.clone(),
+            pod_ip: self.pod_ip(pod),
             ports,
             services,
         }
+    }
+
+    /// The pod's address: its own on the pod network once connected, else the node's.
+    fn pod_ip(&self, pod: &Pod) -> String {
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        self.network
+            .as_ref()
+            .and_then(|n| n.address_of(uid))
+            .map_or_else(|| self.config.address.clone(), |ip| ip.to_string())
+    }
+
+    /// The pod's `/etc/resolv.conf` for its `dnsPolicy` (the kubelet's rules; the cluster DNS
+    /// when the node has a pod network) and its fully qualified name
+    /// (`hostname.subdomain.ns.svc.DOMAIN`, when it has a subdomain). What the kubelet warns
+    /// about is sent as Warning events; what cannot be written is the error.
+    fn pod_dns(&self, pod: &Pod) -> Result<(String, Option<String>), String> {
+        let settings = self.network.as_ref().map(|n| n.settings());
+        let cluster = settings.and_then(|s| {
+            s.cluster_dns.map(|ip| crate::resolv::ClusterDnsConfig {
+                nameserver: std::net::IpAddr::V4(ip),
+                domain: s.cluster_domain.clone(),
+            })
+        });
+        // Where systemd-resolved runs, /etc/resolv.conf names its stub on loopback, which a
+        // pod's own network namespace cannot reach: the upstream servers are in this file (as
+        // kubeadm points the kubelet at it).
+        let host = std::fs::read_to_string("/run/systemd/resolve/resolv.conf")
+            .or_else(|_| std::fs::read_to_string("/etc/resolv.conf"))
+            .unwrap_or_default();
+        let made = crate::resolv::resolv_conf(pod, cluster.as_ref(), &host)?;
+        for warning in made.warnings {
+            self.send(
+                pod,
+                &[plan::Event {
+                    container: None,
+                    kind: crate::events::Kind::Warning,
+                    reason: warning.reason,
+                    message: warning.message,
+                }],
+            );
+        }
+        let spec = pod.spec.as_ref();
+        let fqdn = match (spec.and_then(|s| s.subdomain.as_deref()), settings) {
+            (Some(subdomain), Some(settings)) if !subdomain.is_empty() => {
+                let hostname = crate::images::pod_sandbox(pod).hostname;
+                let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+                Some(format!(
+                    "{hostname}.{subdomain}.{ns}.svc.{}",
+                    settings.cluster_domain
+                ))
+            }
+            _ => None,
+        };
+        Ok((made.text, fqdn))
+    }
+
+    /// Whether `pod` is to get an address of its own on the pod network: the node has one,
+    /// the pod is not `hostNetwork`, and its runtime gives pods network namespaces.
+    fn has_own_network(&self, pod: &Pod) -> bool {
+        self.network.is_some()
+            && !pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.host_network)
+                .unwrap_or(false)
+            && self
+                .handler_of(pod)
+                .is_ok_and(|h| h.runtime.pod_network_namespaces())
+    }
+
+    /// Makes the pod's sandbox and connects it to the pod network, unless both are done:
+    /// before any container of the pod starts (the kubelet's `RunPodSandbox` and CNI ADD).
+    /// Answers the pod's address, `None` for a pod without a network of its own.
+    async fn connect_pod(
+        &self,
+        pod: &Pod,
+        handler: &crate::runtime::Handler,
+    ) -> Result<Option<std::net::Ipv4Addr>, String> {
+        let Some(network) = self.network.as_ref().filter(|_| self.has_own_network(pod)) else {
+            return Ok(None);
+        };
+        let sandbox = crate::images::pod_sandbox(pod);
+        let uid = sandbox.uid.clone();
+        let runtime = handler.runtime.clone();
+        let made = tokio::task::spawn_blocking(move || runtime.run_pod_sandbox(&sandbox))
+            .await
+            .map_err(|e| format!("making the pod sandbox failed: {e}"))??;
+        let Some((netns, fresh)) = made else {
+            return Ok(None);
+        };
+        let known = network.address_of(&uid).is_some();
+        let address = network
+            .attach(&uid, &netns, fresh)
+            .await
+            .map_err(|e| format!("plugin type=\"minik-net\" failed (add): {e}"))?;
+        if fresh || !known {
+            network.publish_host_ports(&self.pods.list()).await;
+        }
+        Ok(Some(address))
     }
 
     /// Starts one container of the pod, recording the attempt in `record`; when it cannot
@@ -997,25 +1201,12 @@ impl Agent {
         let name = container.name.as_str();
         let handler = match self.handler_of(pod) {
             Ok(handler) => handler,
-            Err(message) => {
-                self.send(
-                    pod,
-                    &[plan::Event {
-                        container: None,
-                        kind: crate::events::Kind::Warning,
-                        reason: "FailedCreatePodSandBox",
-                        message: format!("Failed to create pod sandbox: {message}"),
-                    }],
-                );
-                return Err(pod::start_failed(
-                    record,
-                    name,
-                    "ContainerCreating",
-                    &message,
-                    now,
-                    &self.config.backoff,
-                ));
-            }
+            Err(message) => return Err(self.sandbox_failed(pod, record, name, &message, now)),
+        };
+        // The pod's sandbox and its place on the pod network come first, as the kubelet's.
+        let pod_ip = match self.connect_pod(pod, handler).await {
+            Ok(ip) => ip,
+            Err(message) => return Err(self.sandbox_failed(pod, record, name, &message, now)),
         };
         // What the pod reads from the API, then its volumes (before any image is pulled, as the
         // kubelet mounts them first).
@@ -1072,7 +1263,26 @@ impl Agent {
             }
             None => None,
         };
-        let placement = self.placement(binds.clone(), self.services.env_for(pod).await);
+        let placement = self.placement(pod, binds.clone(), self.services.env_for(pod).await);
+        // The pod's /etc/resolv.conf and fully qualified name, for runtimes that write them.
+        let dns = if handler.runs_images {
+            match self.pod_dns(pod) {
+                Ok(dns) => Some(dns),
+                Err(message) => {
+                    self.send(pod, &[plan::start_failed(name, &message)]);
+                    return Err(pod::wait_for_config(
+                        record,
+                        name,
+                        "CreateContainerConfigError",
+                        &message,
+                        now,
+                        &self.config.backoff,
+                    ));
+                }
+            }
+        } else {
+            None
+        };
         let previous = record.containers.get(name).and_then(|c| c.instance.clone());
         let id = pod::begin_start(record, name, now);
         if let Some(c) = record.containers.get_mut(name) {
@@ -1117,8 +1327,14 @@ impl Agent {
                                 .map_err(|e| ("CreateContainerError", e))?
                                 .into_iter();
                         let program = argv.next().unwrap_or_default();
-                        let image_spec = crate::images::image_spec(pod, container, layers, config)
-                            .map_err(config_error)?;
+                        let mut image_spec =
+                            crate::images::image_spec(pod, container, layers, config)
+                                .map_err(config_error)?;
+                        image_spec.pod.pod_ip = pod_ip.map(std::net::IpAddr::V4);
+                        if let Some((resolv, fqdn)) = &dns {
+                            image_spec.pod.resolv_conf = Some(resolv.clone());
+                            image_spec.pod.fqdn = fqdn.clone();
+                        }
                         (program, argv.collect(), env, Some(image_spec))
                     }
                     _ => {
@@ -1207,6 +1423,36 @@ impl Agent {
         }
     }
 
+    /// A pod sandbox that cannot be made (no runtime for the pod, no place on the pod
+    /// network): the kubelet's `FailedCreatePodSandBox` event, and the container waits in
+    /// `ContainerCreating`; answers the back-off before the next try.
+    fn sandbox_failed(
+        &self,
+        pod: &Pod,
+        record: &mut PodRecord,
+        container: &str,
+        message: &str,
+        now: Instant,
+    ) -> Duration {
+        self.send(
+            pod,
+            &[plan::Event {
+                container: None,
+                kind: crate::events::Kind::Warning,
+                reason: "FailedCreatePodSandBox",
+                message: format!("Failed to create pod sandbox: {message}"),
+            }],
+        );
+        pod::start_failed(
+            record,
+            container,
+            "ContainerCreating",
+            message,
+            now,
+            &self.config.backoff,
+        )
+    }
+
     /// Where the probes of a container's instance reach it: a host process on the node's
     /// address and its host ports; a container of its own (a runtime that runs images) from
     /// the inside — exec in it, connections from its pod's network namespace to its ports.
@@ -1286,7 +1532,13 @@ impl Agent {
             });
         futures::future::join_all(stops).await;
         // Nothing of the pod runs any more: its sandbox (the oci runtime's namespaces) goes too,
-        // also when the agent stops; a pod started again gets a new one.
+        // also when the agent stops; a pod started again gets a new one (and a new address).
+        if let Some(network) = &self.network {
+            if network.address_of(&record.uid).is_some() {
+                network.detach(&record.uid).await;
+                network.publish_host_ports(&self.pods.list()).await;
+            }
+        }
         self.runtime.remove_pod_sandbox(&record.uid);
         if forget {
             self.saved
@@ -1705,7 +1957,7 @@ impl crate::endpoint::LogSource for Agent {
             let binds = index
                 .and_then(|i| self.ports_of(&key, &pod).get(i).cloned())
                 .unwrap_or_default();
-            let placement = self.placement(binds, self.services.env_for(&pod).await);
+            let placement = self.placement(&pod, binds, self.services.env_for(&pod).await);
             request.env = spec::environment(&pod, found, &placement, &spec::Sources::default())
                 .map(|e| e.vars)
                 .map_err(|e| (500, e))?;

@@ -341,6 +341,32 @@ impl ImageManager {
     }
 }
 
+/// The sandbox of `pod` as a runtime makes it (CRI's `PodSandboxConfig`); its address, DNS and
+/// fully qualified name are the agent's to fill in once it knows them.
+pub(crate) fn pod_sandbox(
+    pod: &minik_api::k8s_openapi::api::core::v1::Pod,
+) -> crate::runtime::PodSandbox {
+    let spec = pod.spec.as_ref();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let hostname = spec
+        .and_then(|s| s.hostname.clone())
+        .filter(|h| !h.is_empty())
+        .unwrap_or(name);
+    crate::runtime::PodSandbox {
+        uid: pod.metadata.uid.clone().unwrap_or_default(),
+        hostname,
+        host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
+        host_pid: spec.and_then(|s| s.host_pid).unwrap_or(false),
+        host_ipc: spec.and_then(|s| s.host_ipc).unwrap_or(false),
+        share_process_namespace: spec
+            .and_then(|s| s.share_process_namespace)
+            .unwrap_or(false),
+        pod_ip: None,
+        resolv_conf: None,
+        fqdn: None,
+    }
+}
+
 /// What a runtime that runs images needs of a container beyond its command line: its layers
 /// and image configuration, its pod's sandbox, its security context (the container's over the
 /// pod's, as Kubernetes merges them) and its CPU requests and limits.
@@ -350,16 +376,11 @@ pub(crate) fn image_spec(
     layers: Vec<std::path::PathBuf>,
     config: minik_image::ImageConfig,
 ) -> Result<crate::runtime::ImageSpec, String> {
-    use crate::runtime::{ImageSpec, PodSandbox, SecuritySpec};
+    use crate::runtime::{ImageSpec, SecuritySpec};
     let spec = pod.spec.as_ref();
     let pod_security = spec.and_then(|s| s.security_context.as_ref());
     let security = container.security_context.as_ref();
     let capabilities = security.and_then(|s| s.capabilities.as_ref());
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    let hostname = spec
-        .and_then(|s| s.hostname.clone())
-        .filter(|h| !h.is_empty())
-        .unwrap_or(name);
     let cpu = |which: &str| -> Result<Option<u64>, String> {
         let resources = container.resources.as_ref();
         let quantity = match which {
@@ -378,16 +399,7 @@ pub(crate) fn image_spec(
     Ok(ImageSpec {
         layers,
         config,
-        pod: PodSandbox {
-            uid: pod.metadata.uid.clone().unwrap_or_default(),
-            hostname,
-            host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
-            host_pid: spec.and_then(|s| s.host_pid).unwrap_or(false),
-            host_ipc: spec.and_then(|s| s.host_ipc).unwrap_or(false),
-            share_process_namespace: spec
-                .and_then(|s| s.share_process_namespace)
-                .unwrap_or(false),
-        },
+        pod: pod_sandbox(pod),
         security: SecuritySpec {
             run_as_user: security
                 .and_then(|s| s.run_as_user)

@@ -220,6 +220,7 @@ impl Minik {
                 "--port",
                 "0",
             ])
+            .args(network_flags(extra))
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -246,6 +247,7 @@ impl Minik {
                 "--data-dir",
             ])
             .arg(data)
+            .args(network_flags(extra))
             .args(extra)
             .env("HOME", home);
         let (mut running, lines) = spawn_reading(command, "minik up");
@@ -319,4 +321,17 @@ pub fn process_with(marker: &str) -> bool {
             })
         })
         .unwrap_or(false)
+}
+
+/// The pod-network flags every agent a test starts gets: pod egress is always off (no test
+/// sends a pod's packet beyond the machine), and the pod network itself only when the test
+/// asks for it with `--pod-network` — its bridge and nftables table are named after the node,
+/// so tests that run at once must not share node names or cluster CIDRs, which only the tests
+/// of the pod network itself take care of.
+fn network_flags(extra: &[&str]) -> Vec<&'static str> {
+    let mut flags = vec!["--no-pod-egress"];
+    if !extra.iter().any(|a| a.starts_with("--pod-network")) {
+        flags.extend(["--pod-network", "off"]);
+    }
+    flags
 }

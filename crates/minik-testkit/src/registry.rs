@@ -35,6 +35,7 @@ pub const BUSYBOX: &str = "/usr/bin/busybox";
 const APPLETS: &[&str] = &[
     "sh", "ash", "cat", "cp", "echo", "env", "false", "hostname", "id", "kill", "ls", "mkdir",
     "mv", "nc", "ps", "pwd", "rm", "sleep", "test", "touch", "true", "wget", "httpd", "grep",
+    "nslookup", "ip",
 ];
 
 /// Where `tool` is on `PATH`, if it is.

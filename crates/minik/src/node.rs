@@ -94,9 +94,26 @@ pub struct NodeArgs {
     no_memory_limits: bool,
     /// How Services are proxied: `userspace` (the agent listens on every Service address) or
     /// `nftables` (the agent programs its own nftables table, `ip minik-NAME`, to translate
-    /// connections in the kernel; needs root and the nft command). See docs/services.md.
-    #[arg(long, default_value = "userspace", value_parser = ["userspace", "nftables"])]
+    /// connections in the kernel; needs root and the nft command). `auto`: nftables when the
+    /// node has a pod network (pods in their own namespaces reach Services only that way),
+    /// else userspace. See docs/services.md.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "userspace", "nftables"])]
     proxy_mode: String,
+    /// The pod network, for pods in network namespaces of their own (the oci runtime's pods
+    /// that are not hostNetwork): each gets an address of the node's pod CIDR on a bridge, and
+    /// the node routes to every other node's pods. `auto`: on when the node offers the oci
+    /// runtime and the server has a cluster CIDR; `on`: the same, and the node refuses to start
+    /// without them; `off`: such pods have loopback only. See docs/networking.md.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "on", "off"])]
+    pod_network: String,
+    /// Pods may not reach anything beyond the cluster (the pod and service networks and the
+    /// nodes): their packets to other destinations are dropped instead of masqueraded. The
+    /// test suite runs every agent so.
+    #[arg(long)]
+    no_pod_egress: bool,
+    /// The MTU of the pod network's bridge and the pods' interfaces (576 to 65535).
+    #[arg(long, default_value_t = minik_net::DEFAULT_MTU)]
+    pod_mtu: u32,
     #[command(flatten)]
     images: ImageFlags,
     /// The most processes a container of the oci runtime may have (the kubelet's flag; minik
@@ -245,6 +262,90 @@ pub struct RuntimeSettings {
     pub memory_limits: bool,
     /// `--pod-max-pids` (oci), `None` for no limit.
     pub pids_limit: Option<i64>,
+    pub network: NetworkChoice,
+}
+
+/// The node's choices about the pod network (`--pod-network`, `--no-pod-egress`,
+/// `--pod-mtu`, and whether `--proxy-mode` was left to follow it).
+#[derive(Clone, Debug)]
+pub struct NetworkChoice {
+    /// `auto`, `on` or `off`.
+    pub mode: String,
+    pub egress: bool,
+    pub mtu: u32,
+    pub proxy_auto: bool,
+}
+
+impl Default for NetworkChoice {
+    fn default() -> Self {
+        NetworkChoice {
+            mode: "auto".into(),
+            egress: true,
+            mtu: minik_net::DEFAULT_MTU,
+            proxy_auto: true,
+        }
+    }
+}
+
+/// Decides the node's pod network from `choice`, whether a runtime of the node gives pods
+/// network namespaces of their own (`oci`), and the server's networks (`GET
+/// /minik/v1/network`), and sets it (and, with `--proxy-mode auto`, the proxy mode) in
+/// `config`. `--pod-network on` without what it needs is an error naming what is missing.
+pub async fn choose_pod_network(
+    choice: &NetworkChoice,
+    offers_oci: bool,
+    api: &HttpApi,
+    config: &mut AgentConfig,
+) -> anyhow::Result<()> {
+    let required = choice.mode == "on";
+    if choice.mode == "off" {
+        return Ok(());
+    }
+    if !offers_oci {
+        anyhow::ensure!(
+            !required,
+            "--pod-network on: only the oci runtime gives pods network namespaces of their own; this node offers {}",
+            config.runtime_name
+        );
+        return Ok(());
+    }
+    let answer = match api.get_path("/minik/v1/network").await {
+        Ok(answer) => answer,
+        Err(e) if e.is_not_found() && !required => {
+            tracing::warn!("the server does not publish its networks (GET /minik/v1/network): no pod network; pods have loopback only");
+            return Ok(());
+        }
+        Err(e) => {
+            bail!("cannot read the cluster's networks from the server (GET /minik/v1/network): {e}")
+        }
+    };
+    let network: minik_api::network::ClusterNetwork =
+        serde_json::from_value(answer).context("the server's answer to GET /minik/v1/network")?;
+    let Some(cluster_cidr) = network.cluster_cidr else {
+        anyhow::ensure!(
+            !required,
+            "--pod-network on: the server has no cluster CIDR (it was started with --cluster-cidr none)"
+        );
+        tracing::info!("the server has no cluster CIDR: no pod network; pods of the oci runtime have loopback only");
+        return Ok(());
+    };
+    if network.service_cidr.network().is_loopback() {
+        tracing::warn!(service_cidr = %network.service_cidr, "the server's service CIDR is on loopback: pods in their own network namespaces cannot reach ClusterIPs; start the server with --service-cidr 10.96.0.0/12");
+    }
+    match config.proxy_mode {
+        minik_node::proxy::ProxyMode::Nftables => {}
+        _ if choice.proxy_auto => config.proxy_mode = minik_node::proxy::ProxyMode::Nftables,
+        _ => bail!("--proxy-mode userspace: pods on the pod network reach Services only through the nftables mode (use --proxy-mode nftables, or --pod-network off)"),
+    }
+    config.pod_network = Some(minik_node::network::PodNetworkSettings {
+        cluster_cidr,
+        service_cidr: network.service_cidr,
+        cluster_dns: network.cluster_dns,
+        cluster_domain: network.cluster_domain,
+        egress: choice.egress,
+        mtu: choice.mtu,
+    });
+    Ok(())
 }
 
 fn parse_labels(s: &str) -> anyhow::Result<BTreeMap<String, String>> {
@@ -371,6 +472,11 @@ impl NodeArgs {
             self.container_log_max_files >= 2,
             "--container-log-max-files must be at least 2 (the current file and one rotated)"
         );
+        anyhow::ensure!(
+            (576..=65535).contains(&self.pod_mtu),
+            "--pod-mtu {} is not from 576 to 65535",
+            self.pod_mtu
+        );
         let settings = RuntimeSettings {
             logs: LogLimits {
                 max_bytes: max_size as u64,
@@ -378,6 +484,12 @@ impl NodeArgs {
             },
             memory_limits: !self.no_memory_limits,
             pids_limit: (self.pod_max_pids > 0).then_some(self.pod_max_pids),
+            network: NetworkChoice {
+                mode: self.pod_network.clone(),
+                egress: !self.no_pod_egress,
+                mtu: self.pod_mtu,
+                proxy_auto: self.proxy_mode == "auto",
+            },
         };
         Ok((
             AgentConfig {
@@ -404,7 +516,11 @@ impl NodeArgs {
                 leave_running: self.leave_running,
                 endpoint_key: None,
                 endpoint_tls: None,
-                proxy_mode: self.proxy_mode.parse().map_err(anyhow::Error::msg)?,
+                proxy_mode: match self.proxy_mode.as_str() {
+                    "auto" => minik_node::proxy::ProxyMode::default(),
+                    mode => mode.parse().map_err(anyhow::Error::msg)?,
+                },
+                pod_network: None,
                 name,
             },
             self.server,
@@ -460,6 +576,8 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             image_flags.pull_images,
         )?;
         let images = image_flags.manager(runtimes.any_runs_images(), &config.data_dir)?;
+        let offers_oci = runtimes.names().contains(&"oci");
+        choose_pod_network(&settings.network, offers_oci, &api, &mut config).await?;
         minik_node::run(Arc::new(api), Arc::new(runtimes), checker, images, config, crate::server::shutdown_signal())
             .await
             .context("the node agent failed")?;

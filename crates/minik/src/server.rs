@@ -104,9 +104,17 @@ pub struct ServerArgs {
     /// The cluster CIDR each node's `spec.podCIDR` is carved from (`none`: no node IPAM).
     #[arg(long, default_value = "10.244.0.0/16")]
     cluster_cidr: String,
-    /// The prefix length of each node's pod CIDR (a /24: 254 pod addresses per node).
+    /// The prefix length of each node's pod CIDR (a /24: 253 pod addresses per node, besides
+    /// its gateway).
     #[arg(long, default_value_t = minik_api::cidr::DEFAULT_NODE_MASK)]
     node_cidr_mask_size: u8,
+    /// The range ClusterIPs come from: IPv4, /12 to /28, apart from --cluster-cidr. The
+    /// default is loopback addresses, which every node can listen on (the user-space proxy,
+    /// nodes without root); pods in network namespaces of their own need a routable range, as
+    /// Kubernetes' 10.96.0.0/12. The `kubernetes` Service gets its first address, `kube-dns`
+    /// its 10th.
+    #[arg(long, default_value = "127.96.0.0/16", value_name = "CIDR")]
+    service_cidr: String,
     /// Serve plain HTTP instead of HTTPS: only on a loopback address, for curl on a laptop.
     /// Tokens and Secrets would cross the network in the clear anywhere else.
     #[arg(long)]
@@ -117,7 +125,11 @@ pub struct ServerArgs {
 pub struct Settings {
     pub listen: SocketAddr,
     pub store: StoreConfig,
+    /// The API server's; `api.service_cidr` is the service CIDR (the controllers' is set from
+    /// it when the server starts).
     pub api: Config,
+    /// The controllers'; `controllers.cluster_cidr` and `node_cidr_mask` are the node IPAM's
+    /// (the API publishes them from there when the server starts).
     pub controllers: minik_controllers::Config,
     /// How long events are kept after they were last seen.
     pub event_ttl: Duration,
@@ -197,9 +209,13 @@ impl Settings {
         Settings {
             listen,
             store: StoreConfig::new(data_dir.join("store")),
-            api: Config::default(),
+            api: Config {
+                cluster_cidr: Some(minik_api::cidr::DEFAULT_CLUSTER_CIDR),
+                ..Config::default()
+            },
             controllers: minik_controllers::Config {
                 cluster_cidr: Some(minik_api::cidr::DEFAULT_CLUSTER_CIDR),
+                service_cidr: Some(minik_apiserver::loopback_service_cidr()),
                 ..minik_controllers::Config::default()
             },
             event_ttl: DEFAULT_EVENT_TTL,
@@ -264,9 +280,13 @@ impl ServerArgs {
                     .map_err(|e| anyhow::anyhow!("--cluster-cidr {text:?}: {e}"))?,
             ),
         };
+        let service_cidr = parse_service_cidr(&self.service_cidr)?;
+        check_network(service_cidr, cluster_cidr)?;
         let controllers = minik_controllers::Config {
             cluster_cidr,
             node_cidr_mask: self.node_cidr_mask_size,
+            // Node IPAM never hands out the service CIDR.
+            service_cidr: Some(service_cidr),
             node_monitor_grace_period: self.node_monitor_grace_period,
             // Look often enough that a short grace period is noticed soon after it passes.
             node_monitor_period: (self.node_monitor_grace_period / 8)
@@ -330,6 +350,9 @@ impl ServerArgs {
                 max_body_bytes: self.max_request_bytes,
                 max_watches_per_client: self.max_watches_per_client,
                 watch_buffer_bytes: self.watch_buffer_bytes,
+                service_cidr,
+                cluster_cidr,
+                node_cidr_mask_size: self.node_cidr_mask_size,
                 ..Config::default()
             },
             controllers,
@@ -339,6 +362,32 @@ impl ServerArgs {
             data_dir: self.data_dir,
         })
     }
+}
+
+/// `--service-cidr`: an IPv4 CIDR of a size [`minik_apiserver::check_service_cidr`] accepts.
+fn parse_service_cidr(text: &str) -> anyhow::Result<minik_api::cidr::Cidr> {
+    anyhow::ensure!(
+        !text.contains(':'),
+        "--service-cidr {text:?}: minik's Services are IPv4 only; give an IPv4 CIDR (like 10.96.0.0/12)"
+    );
+    text.parse::<minik_api::cidr::Cidr>()
+        .map_err(|e| anyhow::anyhow!("--service-cidr {text:?}: {e}"))
+}
+
+/// Checks the network settings together: the service CIDR's size, and that it keeps clear of
+/// the cluster CIDR (pod addresses and ClusterIPs must never be mistaken for each other).
+fn check_network(
+    service: minik_api::cidr::Cidr,
+    cluster: Option<minik_api::cidr::Cidr>,
+) -> anyhow::Result<()> {
+    minik_apiserver::check_service_cidr(service)
+        .map_err(|e| anyhow::anyhow!("--service-cidr {service}: {e}"))?;
+    if let Some(cluster) = cluster {
+        minik_api::cidr::check_cluster(cluster, service).map_err(|e| {
+            anyhow::anyhow!("--service-cidr and --cluster-cidr must not overlap: {e}")
+        })?;
+    }
+    Ok(())
 }
 
 /// The encryption at rest the flags ask for: the given configuration file, or the data dir's
@@ -415,16 +464,24 @@ pub struct Ready {
 
 /// Serves until `shutdown` resolves; `on_ready` learns the address once it listens.
 pub async fn serve(
-    settings: Settings,
+    mut settings: Settings,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     on_ready: impl FnOnce(Ready),
 ) -> anyhow::Result<()> {
     minik_tls::install_crypto_provider();
+    // One source for each network setting: the service CIDR is the API server's, the cluster
+    // CIDR the node IPAM's.
+    settings.controllers.service_cidr = Some(settings.api.service_cidr);
+    settings.api.cluster_cidr = settings.controllers.cluster_cidr;
+    settings.api.node_cidr_mask_size = settings.controllers.node_cidr_mask;
+    check_network(settings.api.service_cidr, settings.api.cluster_cidr)?;
     // TLS and tokens before the store: a server that cannot secure its API does not start.
     let tls = match &settings.tls {
         Some(tls) => Some(Arc::new(
-            minik_apiserver::ClusterTls::open(tls.clone())
-                .context("cannot set up TLS (DATA_DIR/tls)")?,
+            minik_apiserver::ClusterTls::open(
+                tls.clone().naming_service_ip(settings.api.service_cidr),
+            )
+            .context("cannot set up TLS (DATA_DIR/tls)")?,
         )),
         None => None,
     };
@@ -466,9 +523,9 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let url = format!("{scheme}://{addr}");
-    // Pods find the API server through the `kubernetes` Service: kept up to date in the
-    // background, so that a server with many objects (whose controllers are loading them) is
-    // ready at once.
+    // Pods find the API server through the `kubernetes` Service and DNS through `kube-dns`:
+    // kept in the background, so that a server with many objects (whose controllers are
+    // loading them) is ready at once.
     let advertised = if addr.ip().is_unspecified() {
         host_addresses()
             .into_iter()
@@ -477,7 +534,7 @@ pub async fn serve(
     } else {
         addr.ip()
     };
-    components.push(tokio::spawn(keep_kubernetes_service(
+    components.push(tokio::spawn(keep_cluster_services(
         server.registry.clone(),
         advertised,
         addr.port(),
@@ -567,21 +624,50 @@ fn write_admin_kubeconfig(
     }
 }
 
-/// Makes the `kubernetes` Service point at this server, retrying until it is done.
-async fn keep_kubernetes_service(
+/// Makes the `kubernetes` Service point at this server and the `kube-dns` Service exist,
+/// retrying each until it is done; first warns of the Services whose ClusterIPs an earlier
+/// service CIDR gave (they keep them).
+async fn keep_cluster_services(
     registry: minik_apiserver::Registry,
     address: std::net::IpAddr,
     port: u16,
 ) {
+    let range = registry.service_cidr();
+    match minik_apiserver::master::services_outside_range(&registry).await {
+        Ok(outside) if !outside.is_empty() => tracing::warn!(
+            service_cidr = %range,
+            services = %outside.join(", "),
+            "these Services keep ClusterIPs outside the service CIDR, given before it changed; delete and recreate one to move it into the range (the kubernetes and kube-dns Services are made again at the next start)"
+        ),
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check the Services' ClusterIPs against the service CIDR")
+        }
+    }
+    let ip = retrying("update the kubernetes Service", || {
+        minik_apiserver::master::ensure(&registry, address, port)
+    })
+    .await;
+    tracing::info!(%ip, %address, port, "the kubernetes Service points at this server");
+    let ip = retrying("make the kube-dns Service", || {
+        minik_apiserver::master::ensure_dns(&registry)
+    })
+    .await;
+    tracing::info!(%ip, "the kube-dns Service is the cluster DNS address");
+}
+
+/// Runs `attempt` until it succeeds, backing off from 100 ms to 10 s; answers its result.
+async fn retrying<T, F, Fut>(what: &str, mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, minik_api::ApiError>>,
+{
     let mut delay = Duration::from_millis(100);
     loop {
-        match minik_apiserver::master::ensure(&registry, address, port).await {
-            Ok(ip) => {
-                tracing::info!(%ip, %address, port, "the kubernetes Service points at this server");
-                return;
-            }
+        match attempt().await {
+            Ok(done) => return done,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot update the kubernetes Service; retrying");
+                tracing::warn!(error = %e, "cannot {what}; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(10));
             }

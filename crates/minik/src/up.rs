@@ -17,6 +17,10 @@ use tokio::sync::watch;
 
 use crate::server::{self, Settings};
 
+/// The service CIDR of a `minik up` cluster whose pods have addresses of their own:
+/// Kubernetes' default.
+const POD_NETWORK_SERVICE_CIDR: &str = "10.96.0.0/12";
+
 /// Flags of `minik up`.
 #[derive(clap::Args, Debug)]
 pub struct UpArgs {
@@ -39,9 +43,18 @@ pub struct UpArgs {
     /// Manifests to apply once the cluster is up (files or directories, as `minik apply -f`).
     #[arg(short = 'f', long = "filename")]
     files: Vec<PathBuf>,
-    /// How the nodes proxy Services: `userspace` or `nftables` (as `minik node --proxy-mode`).
-    #[arg(long, default_value = "userspace", value_parser = ["userspace", "nftables"])]
+    /// How the nodes proxy Services: `userspace` or `nftables` (as `minik node --proxy-mode`);
+    /// `auto`: nftables when the nodes have a pod network, else userspace.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "userspace", "nftables"])]
     proxy_mode: String,
+    /// The nodes' pod network, as `minik node --pod-network`: with `--runtime oci` (and
+    /// `auto`, the default) every pod that is not hostNetwork gets an address of its own,
+    /// Services get ClusterIPs from 10.96.0.0/12 and names resolve through the cluster DNS.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "on", "off"])]
+    pod_network: String,
+    /// Pods may not reach anything beyond the cluster (as `minik node --no-pod-egress`).
+    #[arg(long)]
+    no_pod_egress: bool,
     /// The nodes' images; without --image-store, the nodes share DATA_DIR/image-store, and
     /// registries.yaml is read from DATA_DIR.
     #[command(flatten)]
@@ -79,6 +92,7 @@ fn agent_config(
         endpoint_key: None,
         endpoint_tls: None,
         proxy_mode,
+        pod_network: None,
     }
 }
 
@@ -186,6 +200,15 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let mut settings = Settings::new(args.listen, &args.data_dir);
     // Clients on this machine need no token; the nodes still join and act as nodes.
     settings.auth.anonymous_loopback = true;
+    if args.runtime == "oci" && args.pod_network != "off" {
+        // Pods in network namespaces of their own reach ClusterIPs of a routable range, as
+        // Kubernetes' (loopback addresses are each pod's own).
+        let service_cidr: minik_api::cidr::Cidr = POD_NETWORK_SERVICE_CIDR
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        settings.api.service_cidr = service_cidr;
+        settings.controllers.service_cidr = Some(service_cidr);
+    }
     let auth = settings.auth.clone();
     let server = tokio::spawn(server::serve(
         settings,
@@ -227,10 +250,19 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             .with_token(Some(admin_token.clone())),
     );
 
+    let network_choice = crate::node::NetworkChoice {
+        mode: args.pod_network.clone(),
+        egress: !args.no_pod_egress,
+        mtu: minik_net::DEFAULT_MTU,
+        proxy_auto: args.proxy_mode == "auto",
+    };
     let mut agents = Vec::new();
     let names: Vec<String> = (1..=args.nodes).map(|i| format!("node-{i}")).collect();
     for name in &names {
-        let mode = args.proxy_mode.parse().map_err(anyhow::Error::msg)?;
+        let mode = match args.proxy_mode.as_str() {
+            "auto" => minik_node::proxy::ProxyMode::default(),
+            mode => mode.parse().map_err(anyhow::Error::msg)?,
+        };
         let mut config = agent_config(name, &args.data_dir, &args.runtime, mode);
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
@@ -249,6 +281,13 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         .await?;
         config.endpoint_key = Some(joined.endpoint_key);
         config.endpoint_tls = joined.endpoint_tls;
+        crate::node::choose_pod_network(
+            &network_choice,
+            args.runtime == "oci",
+            &joined.api,
+            &mut config,
+        )
+        .await?;
         let node_api: Arc<dyn Api> = Arc::new(joined.api);
         // State under the node's data dir, as `minik node` keeps it: a `minik up` that was
         // killed finds and adopts (or stops) its pods' containers when restarted.
@@ -260,6 +299,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
                 logs: LogLimits::default(),
                 memory_limits: true,
                 pids_limit: None,
+                network: network_choice.clone(),
             },
             args.images.pull_images,
         )?;

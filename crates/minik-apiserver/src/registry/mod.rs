@@ -174,12 +174,27 @@ fn into_bytes(object: &Value) -> Result<Bytes, ApiError> {
 impl Registry {
     pub fn new(store: Arc<dyn Store>) -> Self {
         Registry {
-            services: Arc::new(Allocator::new(store.clone())),
+            services: Arc::new(Allocator::new(
+                store.clone(),
+                crate::services::loopback_service_cidr(),
+            )),
             quotas: Arc::new(Quotas::new(store.clone())),
             store,
             pod_toleration_seconds: minik_api::defaults::DEFAULT_TOLERATION_SECONDS,
             watch_buffer_bytes: minik_store::DEFAULT_WATCH_BUFFER_BYTES,
         }
+    }
+
+    /// ClusterIPs are allocated from `range` (`--service-cidr`; without it
+    /// `127.96.0.0/16`, [`crate::loopback_service_cidr`]).
+    pub fn with_service_cidr(mut self, range: minik_api::cidr::Cidr) -> Self {
+        self.services = Arc::new(Allocator::new(self.store.clone(), range));
+        self
+    }
+
+    /// The service CIDR ClusterIPs are allocated from.
+    pub fn service_cidr(&self) -> minik_api::cidr::Cidr {
+        self.services.range()
     }
 
     /// Pods that do not tolerate their node being not-ready or unreachable get tolerations

@@ -5,9 +5,11 @@
 //! being deleted and have not finished; ready ones as `addresses`, the others as
 //! `notReadyAddresses` (all ready with `publishNotReadyAddresses`); each Service port's
 //! `targetPort` resolved per pod, by number or by the name of a container port (a pod without
-//! that name is left out of that port). Under minik's process runtime a pod is reached on a
-//! host port: the one its node recorded in `minik.io/host-ports`, else a declared `hostPort`,
-//! else the port itself. Addresses with the same ports are grouped into one subset.
+//! that name is left out of that port). The address is the pod's `status.podIP`. A pod with
+//! an address of its own (the pod network) is reached there at the container port itself; under
+//! minik's process runtime a pod shares its node's address and is reached on a host port: the
+//! one its node recorded in `minik.io/host-ports`, else a declared `hostPort`, else the port
+//! itself ([`host_port_of`]). Addresses with the same ports are grouped into one subset.
 
 use std::collections::BTreeMap;
 
@@ -178,6 +180,19 @@ fn subsets(service: &Service, selector: &BTreeMap<String, String>, pods: &[&Pod]
         if let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
             address["nodeName"] = json!(node);
         }
+        // A pod whose subdomain is this Service is named by it in DNS
+        // (`hostname.subdomain.ns.svc.DOMAIN`), as upstream's controller records it.
+        let pod_spec = pod.spec.as_ref();
+        if let (Some(hostname), Some(subdomain)) = (
+            pod_spec
+                .and_then(|s| s.hostname.as_deref())
+                .filter(|h| !h.is_empty()),
+            pod_spec.and_then(|s| s.subdomain.as_deref()),
+        ) {
+            if Some(subdomain) == service.metadata.name.as_deref() {
+                address["hostname"] = json!(hostname);
+            }
+        }
         let key = Value::Array(ports.clone()).to_string();
         let group = groups
             .entry(key)
@@ -299,6 +314,67 @@ mod tests {
         assert_eq!(address["ip"], "127.0.0.2");
         assert_eq!(address["nodeName"], "n1");
         assert_eq!(address["targetRef"]["uid"], "uid-a");
+    }
+
+    #[test]
+    fn a_pod_whose_subdomain_is_the_service_is_named_by_its_hostname() {
+        let svc = service(json!({"selector": {"app": "web"}, "clusterIP": "None",
+                                 "ports": [{"name": "web", "port": 8080}]}));
+        let named = |name: &str, subdomain: &str| {
+            let mut p = pod(name, true, None);
+            let spec = p.spec.as_mut().unwrap();
+            spec.hostname = Some(name.to_owned());
+            spec.subdomain = Some(subdomain.to_owned());
+            p.status.as_mut().unwrap().pod_ip = Some(format!("10.244.0.{}", name.len()));
+            p
+        };
+        let (a, b) = (named("web-0", "web"), named("other-1", "elsewhere"));
+        let plan = plan("default", "web", Some(&svc), None, &[&a, &b]);
+        let Plan::Create(body) = &plan else {
+            panic!("{plan:?}")
+        };
+        let addresses = body["subsets"][0]["addresses"].as_array().unwrap();
+        let hostnames: Vec<(&str, &Value)> = addresses
+            .iter()
+            .map(|a| (a["targetRef"]["name"].as_str().unwrap(), &a["hostname"]))
+            .collect();
+        assert_eq!(
+            hostnames,
+            [("web-0", &json!("web-0")), ("other-1", &Value::Null)]
+        );
+    }
+
+    #[test]
+    fn pods_with_addresses_of_their_own_are_reached_at_their_ip_and_container_port() {
+        let svc = service(json!({"selector": {"app": "web"}, "ports": [
+            {"name": "web", "port": 80, "targetPort": "http", "protocol": "TCP"},
+            {"name": "metrics", "port": 9090, "targetPort": 9090, "protocol": "TCP"}
+        ]}));
+        // A recorded binding (left from a run on the host network) does not count once the
+        // pod has an address of its own.
+        let mut a = pod("a", true, Some(r#"{"8080":31000,"9090":31001}"#));
+        let status = a.status.as_mut().unwrap();
+        status.pod_ip = Some("10.244.1.5".into());
+        status.host_ip = Some("10.0.0.1".into());
+        // The process runtime's pod: the node's address, and its host ports.
+        let mut b = pod("b", true, Some(r#"{"8080":31002,"9090":31003}"#));
+        let status = b.status.as_mut().unwrap();
+        status.pod_ip = Some("10.0.0.1".into());
+        status.host_ip = Some("10.0.0.1".into());
+        let plan = plan("default", "web", Some(&svc), None, &[&a, &b]);
+        assert_eq!(
+            ips_and_ports(&plan),
+            json!([
+                {"ready": ["b"], "notReady": [], "ports": [["metrics", 31003], ["web", 31002]]},
+                {"ready": ["a"], "notReady": [], "ports": [["metrics", 9090], ["web", 8080]]},
+            ])
+        );
+        let Plan::Create(body) = &plan else {
+            unreachable!()
+        };
+        assert_eq!(body["subsets"][1]["addresses"][0]["ip"], "10.244.1.5");
+        assert_eq!(body["subsets"][1]["addresses"][0]["nodeName"], "n1");
+        assert_eq!(body["subsets"][0]["addresses"][0]["ip"], "10.0.0.1");
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //! Service's `clusterIP:port`, the node's address at each node port, and for LoadBalancer
 //! Services `port` on the node's address — to a ready endpoint.
 //!
-//! The `nftables` mode programs the kernel to translate the connections (see [`nft`]); the
-//! rest of this comment is about the `userspace` mode, the default, which listens on every
-//! Service address. Each new
+//! The `nftables` mode programs the kernel to translate the connections (see [`nft`]), for
+//! every protocol, with session affinity and the `Local` traffic policies; it is the mode of
+//! the pod network, where pods have addresses of their own ([`ProxyOptions`]). The rest of
+//! this comment is about the `userspace` mode, the default, which listens on every Service
+//! address (TCP only; affinity and traffic policies are not applied there). Each new
 //! connection goes to the next ready endpoint in turn (a refusing one is skipped) and bytes are
 //! copied with `copy_bidirectional`. An endpoint change swaps the backend list of a listener
 //! in place, so open connections are never cut; a listener whose Service went is closed.
@@ -34,6 +36,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
+use minik_api::cidr::Cidr;
 use minik_api::k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use minik_api::request::{Patch, PatchKind, WriteOptions};
 use minik_api::ApiError;
@@ -43,6 +46,8 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 
 use crate::spec::{self, PortBinding};
+
+pub use nft::Ruleset;
 
 /// How long a connection to one endpoint may take before the next one is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -97,6 +102,23 @@ impl std::fmt::Display for ProxyMode {
     }
 }
 
+/// What the proxy needs to know of the node's network besides its address. The default is a
+/// cluster without the pod network (the process runtime's): the proxy then works as it always
+/// has.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProxyOptions {
+    /// The cluster CIDR (`--cluster-cidr`) when the pod network is on and pods have addresses
+    /// of their own. In the nftables mode, connections to a ClusterIP from outside it (the node
+    /// itself, other hosts) are then masqueraded, so that the answers of an endpoint on another
+    /// node come back through this one, while pods keep their addresses; and pods' connections
+    /// to a node port or LoadBalancer address under `externalTrafficPolicy: Local` go to every
+    /// endpoint, as kube-proxy does with its cluster CIDR.
+    pub cluster_cidr: Option<Cidr>,
+    /// Where this node answers cluster DNS itself. When set, port 53 (UDP and TCP) of the
+    /// `kube-dns` Service of `kube-system` goes there, whatever its Endpoints say.
+    pub local_dns: Option<SocketAddr>,
+}
+
 /// The running proxy; dropping it stops every listener (open connections finish on their own)
 /// or, in nftables mode, deletes the agent's table (conntrack keeps open connections going).
 pub struct Proxy {
@@ -121,15 +143,25 @@ impl Drop for Proxy {
     }
 }
 
+impl Proxy {
+    /// The proxy's informers of Services and Endpoints, which the node's cluster DNS follows
+    /// too (one watch of each per node).
+    pub fn informers(&self) -> (&Informer<Service>, &Informer<Endpoints>) {
+        (&self._services, &self._endpoints)
+    }
+}
+
 /// Starts watching Services and Endpoints and proxying them, in `mode`, on the node `node`
-/// that advertises `node_address`. `pods` is the agent's cache of its own pods (for
-/// port-forward).
+/// that advertises `node_address`, with what `options` says of the node's network
+/// (`ProxyOptions::default()` without the pod network). `pods` is the agent's cache of its own
+/// pods (for port-forward).
 pub fn start(
     api: Arc<dyn Api>,
     node: &str,
     node_address: &str,
     mode: ProxyMode,
     pods: InformerCache<Pod>,
+    options: ProxyOptions,
 ) -> (Services, Proxy) {
     let config = InformerConfig::default();
     let services = Informer::<Service>::spawn(api.clone(), config.clone());
@@ -162,7 +194,9 @@ pub fn start(
     let run = Run {
         services: services.cache(),
         endpoints: endpoints.cache(),
+        node: node.to_owned(),
         node_address: address,
+        options,
         plane,
     };
     let task = tokio::spawn(run.run(services.subscribe(), endpoints.subscribe()));
@@ -397,7 +431,9 @@ impl Drop for Listening {
 struct Run {
     services: InformerCache<Service>,
     endpoints: InformerCache<Endpoints>,
+    node: String,
     node_address: IpAddr,
+    options: ProxyOptions,
     plane: Plane,
 }
 
@@ -413,7 +449,7 @@ enum Plane {
     Kernel {
         nft: Arc<nft::Nft>,
         /// The ruleset the table holds, once one was applied.
-        applied: Option<String>,
+        applied: Option<nft::Ruleset>,
         /// The error of the last attempt, if it failed (it is retried).
         failed: Option<String>,
         /// The addresses last warned about as not programmable (not IPv4).
@@ -448,7 +484,13 @@ impl Run {
             let refs: Vec<&Service> = services.iter().map(|s| s.as_ref()).collect();
             let endpoints = &self.endpoints;
             let lookup = |key: &str| endpoints.get(key);
-            let wanted = table::frontends(&refs, &lookup, self.node_address);
+            let wanted = table::frontends(
+                &refs,
+                &lookup,
+                &self.node,
+                self.node_address,
+                self.options.local_dns,
+            );
             match &mut self.plane {
                 Plane::Listeners { listening, failed } => listen_on(wanted, listening, failed),
                 Plane::Kernel {
@@ -456,19 +498,24 @@ impl Run {
                     applied,
                     failed,
                     unsupported,
-                } => program(wanted, nft, applied, failed, unsupported).await,
+                } => {
+                    let cluster_cidr = self.options.cluster_cidr;
+                    program(wanted, cluster_cidr, nft, applied, failed, unsupported).await
+                }
             }
         }
     }
 }
 
 /// Makes the table in the kernel translate `wanted`: renders it, and applies the ruleset if
-/// it is not the one applied last. A failure is logged (once per distinct error) and left in
-/// `failed` for the next retry.
+/// it is not the one applied last, as an update of that one (which keeps the clients of
+/// session affinity), or replacing the table if there is none or the update fails. A failure
+/// is logged (once per distinct error) and left in `failed` for the next retry.
 async fn program(
-    wanted: BTreeMap<SocketAddr, table::Frontend>,
+    wanted: table::Frontends,
+    cluster_cidr: Option<Cidr>,
     nft: &Arc<nft::Nft>,
-    applied: &mut Option<String>,
+    applied: &mut Option<nft::Ruleset>,
     failed: &mut Option<String>,
     unsupported: &mut Vec<SocketAddr>,
 ) {
@@ -480,21 +527,20 @@ async fn program(
         }
         *unsupported = skipped;
     }
-    let ruleset = nft::render(nft.table(), &wanted);
+    let ruleset = nft::render(nft.table(), &wanted, cluster_cidr);
     if applied.as_ref() == Some(&ruleset) {
         *failed = None;
         return;
     }
-    let worker = nft.clone();
-    let text = ruleset.clone();
-    let result = tokio::task::spawn_blocking(move || worker.apply(&text))
-        .await
-        .unwrap_or_else(|e| {
-            Err(nft::NftError {
-                command: "nft -f -".into(),
-                message: format!("the thread running it failed: {e}"),
-            })
-        });
+    let mut result = match applied.as_ref() {
+        Some(previous) => apply(nft, ruleset.updating(previous)).await,
+        None => apply(nft, ruleset.replacing()).await,
+    };
+    if let (Err(e), Some(_)) = (&result, applied.as_ref()) {
+        // The table is not what was applied last (someone changed it): start afresh.
+        tracing::debug!(table = nft.table(), error = %e, "cannot update the table; replacing it");
+        result = apply(nft, ruleset.replacing()).await;
+    }
     match result {
         Ok(()) => {
             tracing::info!(
@@ -510,17 +556,61 @@ async fn program(
             if failed.as_ref() != Some(&message) {
                 tracing::warn!(table = nft.table(), error = %message, "cannot program the Service addresses; retrying");
             }
+            // What the table holds is not known any more.
+            *applied = None;
             *failed = Some(message);
         }
     }
 }
 
-/// Makes the listeners match `wanted`.
+/// Applies the transaction `text` to the table on a blocking thread.
+async fn apply(nft: &Arc<nft::Nft>, text: String) -> Result<(), minik_net::nft::NftFailure> {
+    let worker = nft.clone();
+    tokio::task::spawn_blocking(move || worker.apply(&text))
+        .await
+        .unwrap_or_else(|e| {
+            Err(minik_net::nft::NftFailure {
+                command: "nft -f -".into(),
+                message: format!("the thread running it failed: {e}"),
+            })
+        })
+}
+
+/// The ruleset the nftables mode gives node `node` (advertising `node_address`) for
+/// `services` and their `endpoints`, with `options`: what its agent applies to its table
+/// `ip minik-NODE`. For tests that apply it in network namespaces of their own.
+pub fn nftables_ruleset(
+    node: &str,
+    node_address: IpAddr,
+    services: &[&Service],
+    endpoints: &[&Endpoints],
+    options: &ProxyOptions,
+) -> Ruleset {
+    let lookup = |key: &str| {
+        endpoints
+            .iter()
+            .find(|e| {
+                let namespace = e.metadata.namespace.as_deref().unwrap_or_default();
+                let name = e.metadata.name.as_deref().unwrap_or_default();
+                format!("{namespace}/{name}") == key
+            })
+            .map(|e| Arc::new((*e).clone()))
+    };
+    let wanted = table::frontends(services, &lookup, node, node_address, options.local_dns);
+    nft::render(&nft::table_name(node), &wanted, options.cluster_cidr)
+}
+
+/// Makes the listeners match the TCP frontends of `wanted`.
 fn listen_on(
-    wanted: BTreeMap<SocketAddr, table::Frontend>,
+    wanted: table::Frontends,
     listening: &mut HashMap<SocketAddr, Listening>,
     failed: &mut HashMap<SocketAddr, String>,
 ) {
+    let wanted: BTreeMap<SocketAddr, table::Frontend> = wanted
+        .into_iter()
+        .filter(|((protocol, _), _)| *protocol == table::Protocol::Tcp)
+        .map(|((_, addr), frontend)| (addr, frontend))
+        .collect();
     listening.retain(|addr, l| {
         let keep = wanted.get(addr).is_some_and(|f| f.service == l.service);
         if !keep {
@@ -530,12 +620,13 @@ fn listen_on(
     });
     failed.retain(|addr, _| wanted.contains_key(addr));
     for (addr, frontend) in wanted {
+        let backends: Vec<SocketAddr> = frontend.backends.iter().map(|b| b.addr).collect();
         if let Some(l) = listening.get(&addr) {
-            l.pool.set(frontend.backends);
+            l.pool.set(backends);
             continue;
         }
         let pool = Arc::new(Pool::default());
-        pool.set(frontend.backends);
+        pool.set(backends);
         match serve(addr, &pool) {
             Ok(tasks) => {
                 tracing::info!(address = %addr, service = %frontend.service, port = %frontend.port, "proxying");

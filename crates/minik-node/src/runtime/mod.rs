@@ -85,6 +85,14 @@ pub struct PodSandbox {
     pub host_ipc: bool,
     /// `shareProcessNamespace`: the pod's containers share one PID namespace.
     pub share_process_namespace: bool,
+    /// The pod's own address on the pod network (its `/etc/hosts` names it), when it has one.
+    pub pod_ip: Option<std::net::IpAddr>,
+    /// The pod's `/etc/resolv.conf` as the agent made it for its `dnsPolicy`; `None`: the
+    /// node's own.
+    pub resolv_conf: Option<String>,
+    /// `hostname.subdomain.namespace.svc.DOMAIN` when the pod has a `subdomain` and the node
+    /// knows the cluster domain: `/etc/hosts` names it beside the hostname, as the kubelet's.
+    pub fqdn: Option<String>,
 }
 
 /// A container's `securityContext` (merged with the pod's), as the runtime enforces it.
@@ -265,6 +273,21 @@ pub trait Runtime: Send + Sync + 'static {
     /// `RemovePodSandbox`: the oci runtime's pod namespaces), once every container of the pod
     /// is removed. Runtimes without sandboxes have nothing to do.
     fn remove_pod_sandbox(&self, _pod_uid: &str) {}
+
+    /// Whether pods of this runtime get network namespaces of their own (then the agent
+    /// connects them to the pod network through [`run_pod_sandbox`](Self::run_pod_sandbox)).
+    fn pod_network_namespaces(&self) -> bool {
+        false
+    }
+
+    /// Makes the pod's sandbox unless it is there (CRI's `RunPodSandbox`) and answers the
+    /// network namespace it pinned, for a pod with one of its own (so that the agent connects
+    /// it to the pod network before any container starts), and whether it was made just now
+    /// (a new namespace has no interface yet). Runtimes without sandboxes, and host-network
+    /// pods, answer `None`.
+    fn run_pod_sandbox(&self, _pod: &PodSandbox) -> Result<Option<(PathBuf, bool)>, String> {
+        Ok(None)
+    }
 
     /// The network namespace container `id` runs in, when it is not the host's (the oci
     /// runtime's pod sandboxes): probes connect from inside it.

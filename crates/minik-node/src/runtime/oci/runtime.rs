@@ -34,7 +34,9 @@ use super::{bundle, rootfs, user};
 use crate::logs::{LogLimits, LogWriter, Stream};
 use crate::runtime::process::{output_pipe, pump, wait_for_end, DRAIN_LIMIT};
 use crate::runtime::state::{self, file_stem};
-use crate::runtime::{ContainerSpec, Exit, ImageSpec, Runtime, StartError, Started, State};
+use crate::runtime::{
+    ContainerSpec, Exit, ImageSpec, PodSandbox, Runtime, StartError, Started, State,
+};
 use crate::BoxFuture;
 
 /// The smallest memory limit a container is started with: below it the runtime's own start
@@ -218,29 +220,29 @@ impl OciRuntime {
             .collect()
     }
 
-    /// Makes the pod's sandbox unless it exists.
-    fn sandbox(&self, image: &ImageSpec) -> Result<Sandbox, StartError> {
+    /// Makes the pod's sandbox unless it exists; answers it and whether it was made now.
+    fn sandbox(&self, pod: &PodSandbox) -> Result<(Sandbox, bool), String> {
         let sandbox = Sandbox::at(
-            &self.sandbox_dir(&image.pod.uid),
-            image.pod.host_network,
-            image.pod.share_process_namespace && !image.pod.host_pid,
+            &self.sandbox_dir(&pod.uid),
+            pod.host_network,
+            pod.share_process_namespace && !pod.host_pid,
         );
         if sandbox.exists() {
-            return Ok(sandbox);
+            return Ok((sandbox, false));
         }
         let _ = sandbox.remove();
         let out = std::process::Command::new(&self.inner.options.helper)
-            .args(sandbox.helper_args(&image.pod.hostname))
+            .args(sandbox.helper_args(&pod.hostname))
             .stdin(std::process::Stdio::null())
             .output()
-            .map_err(|e| StartError::Failed(format!("cannot start the sandbox helper: {e}")))?;
+            .map_err(|e| format!("cannot start the sandbox helper: {e}"))?;
         if !out.status.success() {
-            return Err(StartError::Failed(format!(
+            return Err(format!(
                 "cannot make the pod sandbox: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
-            )));
+            ));
         }
-        Ok(sandbox)
+        Ok((sandbox, true))
     }
 
     /// Removes a container's directory: its root is unmounted first.
@@ -273,7 +275,7 @@ impl OciRuntime {
         image: &ImageSpec,
         dir: &Path,
     ) -> Result<(), StartError> {
-        let sandbox = self.sandbox(image)?;
+        let (sandbox, _) = self.sandbox(&image.pod).map_err(StartError::Failed)?;
         let bundle_dir = dir.join("bundle");
         let root = bundle_dir.join("rootfs");
         for d in [
@@ -555,11 +557,12 @@ fn etc_files(dir: &Path, image: &ImageSpec) -> Result<Vec<(PathBuf, String, bool
     let hosts = if image.pod.host_network {
         std::fs::read_to_string("/etc/hosts").unwrap_or_default()
     } else {
-        format!(
-            "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n127.0.1.1\t{hostname}\n"
-        )
+        hosts_file(&image.pod)
     };
-    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let resolv = match &image.pod.resolv_conf {
+        Some(text) => text.clone(),
+        None => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+    };
     let node_hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let files = [
         ("hosts", hosts, "/etc/hosts"),
@@ -582,6 +585,22 @@ fn etc_files(dir: &Path, image: &ImageSpec) -> Result<Vec<(PathBuf, String, bool
         binds.push((path, target.to_owned(), false));
     }
     Ok(binds)
+}
+
+/// The `/etc/hosts` of a pod with a network namespace of its own, as the kubelet writes it:
+/// localhost, then the pod's address with its names (`127.0.1.1` until it has one).
+fn hosts_file(pod: &PodSandbox) -> String {
+    let mut text = String::from(
+        "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
+    );
+    let address = pod
+        .pod_ip
+        .map_or_else(|| "127.0.1.1".to_owned(), |ip| ip.to_string());
+    match &pod.fqdn {
+        Some(fqdn) => text.push_str(&format!("{address}\t{fqdn}\t{}\n", pod.hostname)),
+        None => text.push_str(&format!("{address}\t{}\n", pod.hostname)),
+    }
+    text
 }
 
 fn failed(what: &str, e: impl std::fmt::Display) -> StartError {
@@ -721,6 +740,15 @@ impl Runtime for OciRuntime {
         let pod_uid = id.split('/').next()?;
         let net = self.sandbox_dir(pod_uid).join("net");
         net.exists().then_some(net)
+    }
+
+    fn pod_network_namespaces(&self) -> bool {
+        true
+    }
+
+    fn run_pod_sandbox(&self, pod: &PodSandbox) -> Result<Option<(PathBuf, bool)>, String> {
+        let (sandbox, made) = blocking(|| self.sandbox(pod))?;
+        Ok(sandbox.net.map(|net| (net, made)))
     }
 
     fn remove_pod_sandbox(&self, pod_uid: &str) {
