@@ -414,7 +414,7 @@ fn node_object(config: &AgentConfig, port: u16) -> Value {
         "status": {
             "capacity": resources,
             "allocatable": resources,
-            "conditions": [ready_condition()],
+            "conditions": [ready_condition(config.pod_network.is_none())],
             "addresses": [
                 {"type": "InternalIP", "address": config.address},
                 {"type": "Hostname", "address": config.name},
@@ -456,8 +456,18 @@ fn now_rfc3339() -> String {
     minik_api::time::rfc3339(minik_api::time::from_system(SystemTime::now()))
 }
 
-fn ready_condition() -> Value {
+/// The node's Ready condition. A node with a pod network registers not ready, as the kubelet
+/// does until its network plugin is up; the first heartbeat after the network is built
+/// reports it ready.
+fn ready_condition(ready: bool) -> Value {
     let now = now_rfc3339();
+    if !ready {
+        return json!({
+            "type": "Ready", "status": "False", "reason": "KubeletNotReady",
+            "message": "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:the pod network is not set up yet",
+            "lastHeartbeatTime": now, "lastTransitionTime": now,
+        });
+    }
     json!({
         "type": "Ready", "status": "True", "reason": "KubeletReady",
         "message": "minik node agent is posting ready status",
@@ -1036,7 +1046,7 @@ impl Agent {
             &view,
             SystemTime::now(),
             &self.config.address,
-            &pod_ip,
+            pod_ip.as_deref(),
         );
         self.save(key, &record, &ports);
         self.records().insert(key.to_owned(), record);
@@ -1082,19 +1092,24 @@ impl Agent {
         Placement {
             node_name: self.config.name.clone(),
             host_ip: self.config.address.clone(),
-            pod_ip: self.pod_ip(pod),
+            pod_ip: self.pod_ip(pod).unwrap_or_default(),
             ports,
             services,
         }
     }
 
-    /// The pod's address: its own on the pod network once connected, else the node's.
-    fn pod_ip(&self, pod: &Pod) -> String {
+    /// The pod's address: the node's for a pod on the host's network; a pod that is to have
+    /// an address of its own has none until it is connected (never the node's: its
+    /// Endpoints would send traffic to the node).
+    fn pod_ip(&self, pod: &Pod) -> Option<String> {
+        if !self.has_own_network(pod) {
+            return Some(self.config.address.clone());
+        }
         let uid = pod.metadata.uid.as_deref().unwrap_or_default();
         self.network
             .as_ref()
             .and_then(|n| n.address_of(uid))
-            .map_or_else(|| self.config.address.clone(), |ip| ip.to_string())
+            .map(|ip| ip.to_string())
     }
 
     /// The pod's `/etc/resolv.conf` for its `dnsPolicy` (the kubelet's rules; the cluster DNS

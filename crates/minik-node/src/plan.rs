@@ -836,7 +836,7 @@ mod tests {
         assert!(starts(&r).is_empty() && r.stops.is_empty());
         assert!(r.events.is_empty(), "the failure is announced once");
         record = r.record;
-        let status = pod::status(&p, &record, &view, wall(82), "10.0.0.1", "10.0.0.1");
+        let status = pod::status(&p, &record, &view, wall(82), "10.0.0.1", Some("10.0.0.1"));
         assert_eq!(status.phase.as_deref(), Some("Failed"));
         assert_eq!(status.reason.as_deref(), Some("DeadlineExceeded"));
         assert_eq!(status.message.as_deref(), Some(DEADLINE_MESSAGE));
@@ -1579,7 +1579,7 @@ mod tests {
             &view_of(record, rt),
             SystemTime::now(),
             "127.0.0.1",
-            "127.0.0.1",
+            Some("127.0.0.1"),
         );
         (
             status.phase.unwrap(),

@@ -266,7 +266,7 @@ pub fn status(
     view: &View,
     now: SystemTime,
     host_ip: &str,
-    pod_ip: &str,
+    pod_ip: Option<&str>,
 ) -> PodStatus {
     let previous = pod.status.clone().unwrap_or_default();
     let spec = pod.spec.as_ref();
@@ -347,7 +347,9 @@ pub fn status(
         previous.conditions.as_deref().unwrap_or_default(),
         now,
         &[
-            ("PodReadyToStartContainers", "True", None),
+            // The sandbox (with its network) is made: the kubelet's condition. A pod that is
+            // to have an address of its own and has none yet is not ready to start.
+            ("PodReadyToStartContainers", flag(pod_ip.is_some()), None),
             (
                 "Initialized",
                 flag(initialized),
@@ -373,13 +375,12 @@ pub fn status(
         container_statuses: Some(statuses),
         init_container_statuses: (!init_statuses.is_empty()).then_some(init_statuses),
         host_ip: Some(host_ip.into()),
-        pod_ip: Some(pod_ip.into()),
+        pod_ip: pod_ip.map(str::to_owned),
         host_ips: Some(vec![minik_api::k8s_openapi::api::core::v1::HostIP {
             ip: host_ip.into(),
         }]),
-        pod_ips: Some(vec![minik_api::k8s_openapi::api::core::v1::PodIP {
-            ip: pod_ip.into(),
-        }]),
+        pod_ips: pod_ip
+            .map(|ip| vec![minik_api::k8s_openapi::api::core::v1::PodIP { ip: ip.to_owned() }]),
         start_time: Some(time(record.start_time)),
         qos_class: previous.qos_class,
         reason: record.failed.as_ref().map(|(reason, _)| reason.clone()),
@@ -633,7 +634,7 @@ pub(crate) mod tests {
                 &view,
                 wall(200),
                 "10.0.0.1",
-                "10.0.0.1",
+                Some("10.0.0.1"),
             );
             assert_eq!(
                 status.phase.as_deref(),
@@ -661,7 +662,14 @@ pub(crate) mod tests {
                     app.waiting = Some(("PodInitializing".into(), String::new()));
                 }
             }
-            status(&pod, &record, &view, wall(200), "10.0.0.1", "10.0.0.1")
+            status(
+                &pod,
+                &record,
+                &view,
+                wall(200),
+                "10.0.0.1",
+                Some("10.0.0.1"),
+            )
         };
         // `one` completed, `two` runs: Pending, not initialized, the app waits.
         let s = report(&[
@@ -726,7 +734,14 @@ pub(crate) mod tests {
                 ..Default::default()
             },
         );
-        let not_ready = status(&pod, &record, &view, wall(200), "10.0.0.1", "10.0.0.1");
+        let not_ready = status(
+            &pod,
+            &record,
+            &view,
+            wall(200),
+            "10.0.0.1",
+            Some("10.0.0.1"),
+        );
         assert_eq!(condition(&not_ready, "Ready").status, "False");
         assert_eq!(
             condition(&not_ready, "ContainersReady").message.as_deref(),
@@ -734,14 +749,33 @@ pub(crate) mod tests {
         );
         assert_eq!(not_ready.phase.as_deref(), Some("Running"));
         view.probes.clear();
-        let ready = status(&pod, &record, &view, wall(200), "10.0.0.1", "10.0.0.1");
+        let ready = status(
+            &pod,
+            &record,
+            &view,
+            wall(200),
+            "10.0.0.1",
+            Some("10.0.0.1"),
+        );
         assert_eq!(condition(&ready, "Ready").status, "True");
         assert_eq!(condition(&ready, "ContainersReady").status, "True");
         assert_eq!(ready.host_ip.as_deref(), Some("10.0.0.1"));
+        assert_eq!(
+            condition(&ready, "PodReadyToStartContainers").status,
+            "True"
+        );
         let s = &ready.container_statuses.unwrap()[0];
         assert_eq!(
             (s.ready, s.started, s.container_id.as_deref()),
             (true, Some(true), Some("minik://u1/c/1"))
+        );
+        // A pod still waiting for its place on the pod network has no address, and its
+        // sandbox is not ready: never the node's address in its stead.
+        let waiting = status(&pod, &record, &view, wall(200), "10.0.0.1", None);
+        assert_eq!((&waiting.pod_ip, &waiting.pod_ips), (&None, &None));
+        assert_eq!(
+            condition(&waiting, "PodReadyToStartContainers").status,
+            "False"
         );
     }
 
@@ -749,14 +783,14 @@ pub(crate) mod tests {
     fn a_condition_changes_at_now_and_keeps_its_time_otherwise() {
         let mut pod = pod("Always", &["c"]);
         let (record, view) = recorded(&[("c", Some(running()))]);
-        let first = status(&pod, &record, &view, wall(200), "h", "h");
+        let first = status(&pod, &record, &view, wall(200), "h", Some("h"));
         let ready = condition(&first, "Ready");
         assert_eq!(ready.status, "True");
         assert_eq!(ready.last_transition_time, Some(time(wall(200))));
         assert_eq!(first.start_time, Some(time(wall(50))));
 
         pod.status = Some(first);
-        let same = status(&pod, &record, &view, wall(300), "h", "h");
+        let same = status(&pod, &record, &view, wall(300), "h", Some("h"));
         assert_eq!(
             condition(&same, "Ready").last_transition_time,
             Some(time(wall(200))),
@@ -764,7 +798,7 @@ pub(crate) mod tests {
         );
 
         let (record, view) = recorded(&[("c", Some(exited(1)))]);
-        let changed = status(&pod, &record, &view, wall(400), "h", "h");
+        let changed = status(&pod, &record, &view, wall(400), "h", Some("h"));
         let ready = condition(&changed, "Ready");
         assert_eq!(ready.status, "False");
         assert_eq!(ready.last_transition_time, Some(time(wall(400))));

@@ -191,6 +191,28 @@ impl Minik {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Running {
+        let child = self
+            .node_command(server, name, data_dir, extra, env)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start minik node");
+        Running {
+            child,
+            base: server.to_owned(),
+        }
+    }
+
+    /// The command [`Minik::node_with_env`] runs, not yet started: for a test that starts the
+    /// agent its own way (inside a network namespace of its own, say).
+    pub fn node_command(
+        &self,
+        server: &str,
+        name: &str,
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Command {
         let mut command = self.command();
         // The agent verifies a server a test started with that server's CA, unless the test
         // says how it is to know the CA: a flag, or a K10 join token (which carries the CA's
@@ -206,7 +228,7 @@ impl Minik {
         } else {
             command.arg("node");
         }
-        let child = command
+        command
             .envs(env.iter().copied())
             .args(["--server", server, "--name", name, "--data-dir"])
             .arg(data_dir)
@@ -222,15 +244,8 @@ impl Minik {
             ])
             .args(network_flags(extra))
             .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start minik node");
-        Running {
-            child,
-            base: server.to_owned(),
-        }
+            .env("RUST_LOG", "warn");
+        command
     }
 
     /// Starts `minik up --nodes N --listen 127.0.0.1:0 --data-dir DATA` plus `extra` with `HOME`

@@ -6,14 +6,15 @@
 //! ([`push`], [`save_docker_archive`], [`save_oci_archive`]), and a bearer-token proxy in front
 //! of a registry that can also misbehave on purpose ([`TokenProxy`], [`Fault`]).
 //!
-//! Nothing here reaches anything but 127.0.0.1, but for the Debian mirror the nginx image is
-//! installed from (once: the build is cached). A test that needs a tool this host lacks asks
+//! Nothing here reaches anything but 127.0.0.1 (or the address of a link a test made, given to
+//! [`Registry::start_on`]), but for the Debian mirror the nginx image is installed from (once:
+//! the build is cached). A test that needs a tool this host lacks asks
 //! [`image_tools`] (or gets `None` from [`Registry::start`]), which calls
 //! [`cannot_run`](crate::cannot_run): the test returns, and fails under `CI=true`.
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -87,10 +88,15 @@ fn run(command: &mut Command) -> String {
 
 /// A free port on 127.0.0.1 at the time of asking (the caller retries if it was taken since).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+    free_port_on(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// A free port on `ip` (an address of this host) at the time of asking.
+fn free_port_on(ip: IpAddr) -> u16 {
+    TcpListener::bind((ip, 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("cannot bind 127.0.0.1:0: {e}"))
+        .unwrap_or_else(|e| panic!("cannot bind {ip}:0: {e}"))
 }
 
 /// A port on 127.0.0.1 where nothing listens: connections to it are refused.
@@ -123,13 +129,20 @@ impl Registry {
     /// An open registry (no authentication). `None` (after [`cannot_run`]) when
     /// `docker-registry` is not installed.
     pub fn start() -> Option<Registry> {
-        Registry::start_inner(None, false)
+        Registry::start_inner(None, false, IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+
+    /// An open registry on `ip:PORT` instead of loopback: for agents a test runs in network
+    /// namespaces of their own, which reach this host at an address of a link the test made
+    /// (never an address beyond the machine).
+    pub fn start_on(ip: IpAddr) -> Option<Registry> {
+        Registry::start_inner(None, false, ip)
     }
 
     /// A registry that serves HTTPS only, with a certificate for `127.0.0.1` and `localhost`
     /// signed by a CA made for it ([`Registry::ca_file`]).
     pub fn start_tls() -> Option<Registry> {
-        Registry::start_inner(None, true)
+        Registry::start_inner(None, true, IpAddr::V4(Ipv4Addr::LOCALHOST))
     }
 
     /// The PEM file of the CA that signed an HTTPS registry's certificate.
@@ -140,10 +153,14 @@ impl Registry {
     /// A registry that wants HTTP basic authentication as `user`/`pass` (htpasswd, bcrypt).
     /// `None` (after [`cannot_run`]) when `docker-registry` or `htpasswd` is not installed.
     pub fn start_with_htpasswd(user: &str, pass: &str) -> Option<Registry> {
-        Registry::start_inner(Some((user.to_string(), pass.to_string())), false)
+        Registry::start_inner(
+            Some((user.to_string(), pass.to_string())),
+            false,
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+        )
     }
 
-    /// `127.0.0.1:PORT`.
+    /// `127.0.0.1:PORT` (`IP:PORT` for [`Registry::start_on`]).
     pub fn addr(&self) -> String {
         self.addr.clone()
     }
@@ -160,7 +177,11 @@ impl Registry {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
 
-    fn start_inner(credentials: Option<(String, String)>, tls: bool) -> Option<Registry> {
+    fn start_inner(
+        credentials: Option<(String, String)>,
+        tls: bool,
+        ip: IpAddr,
+    ) -> Option<Registry> {
         if which("docker-registry").is_none() {
             cannot_run(
                 "docker-registry",
@@ -210,7 +231,7 @@ impl Registry {
         };
         let mut last_log = String::new();
         for _attempt in 0..5 {
-            let addr = format!("127.0.0.1:{}", free_port());
+            let addr = SocketAddr::new(ip, free_port_on(ip)).to_string();
             let config = dir.path().join("config.yml");
             std::fs::write(
                 &config,

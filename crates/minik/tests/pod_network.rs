@@ -344,6 +344,43 @@ async fn pods_reach_each_other_services_and_names_across_two_nodes() {
     );
     assert_ne!(web["status"]["hostIP"], web["status"]["podIP"]);
 
+    // A StatefulSet's pod is named under its headless Service (`db-0.db.default.svc...`).
+    c.create(
+        SERVICES,
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "db"},
+            "spec": {"clusterIP": "None", "selector": {"app": "db"},
+                     "ports": [{"name": "db", "port": 5432}]}
+        }),
+    )
+    .await;
+    c.create(
+        "/apis/apps/v1/namespaces/default/statefulsets",
+        json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "db"},
+            "spec": {
+                "serviceName": "db", "replicas": 1,
+                "selector": {"matchLabels": {"app": "db"}},
+                "template": {
+                    "metadata": {"labels": {"app": "db"}},
+                    "spec": {
+                        "nodeSelector": {"kubernetes.io/hostname": NODES[0]},
+                        "terminationGracePeriodSeconds": 1,
+                        "containers": [{"name": "db", "image": "busybox:1.36",
+                                        "command": ["/bin/sh", "-c", "exec sleep 3600"]}]
+                    }
+                }
+            }
+        }),
+    )
+    .await;
+    let db_ip = c.running("db-0").await["status"]["podIP"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
     // The client, on the other node.
     let client = format!(
         "cat /etc/resolv.conf | sed 's/^/resolv: /'; \
@@ -353,6 +390,7 @@ async fn pods_reach_each_other_services_and_names_across_two_nodes() {
          until nslookup web-headless.default.svc.cluster.local > /tmp/d 2>&1; do sleep 0.2; done; sed 's/^/ns-headless: /' /tmp/d; \
          until nslookup -type=srv _http._tcp.web-headless.default.svc.cluster.local > /tmp/e 2>&1; do sleep 0.2; done; sed 's/^/ns-srv: /' /tmp/e; \
          nslookup nothing-here.default.svc.cluster.local > /tmp/f 2>&1; sed 's/^/ns-missing: /' /tmp/f; \
+         until nslookup db-0.db.default.svc.cluster.local > /tmp/s 2>&1; do sleep 0.2; done; sed 's/^/ns-sts: /' /tmp/s; \
          until wget -qO- http://web/ > /tmp/g; do sleep 0.2; done; echo by-name=$(cat /tmp/g); \
          echo done; exec sleep 3600"
     );
@@ -415,6 +453,7 @@ async fn pods_reach_each_other_services_and_names_across_two_nodes() {
         "{srv}"
     );
     assert!(lines("ns-missing: ").contains("NXDOMAIN"), "{log}");
+    assert!(addresses(&lines("ns-sts: ")).contains(&db_ip), "{log}");
 
     // Hairpin: the web pod reached itself through its own Service.
     c.log_with("web", "self", &format!("hairpin={expected}"))
@@ -460,6 +499,20 @@ async fn pods_reach_each_other_services_and_names_across_two_nodes() {
     // Deleting the pods releases their addresses and veths.
     c.delete_pod("client").await;
     c.delete_pod("web").await;
+    let deleted = c
+        .http
+        .delete("/apis/apps/v1/namespaces/default/statefulsets/db")
+        .await;
+    assert!(deleted.is_success(), "{deleted:?}");
+    support::wait_for("pod db-0 to be gone", support::DEADLINE, || async {
+        let answer = c.http.get(&format!("{PODS}/db-0")).await;
+        if answer.code == 404 {
+            Ok(())
+        } else {
+            Err(answer.body["status"]["phase"].clone())
+        }
+    })
+    .await;
     for agent in &c.agents {
         let ipam = agent.dir.path().join("network/ipam");
         support::wait_for(
