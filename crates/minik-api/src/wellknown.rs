@@ -56,6 +56,16 @@ pub fn tolerated(tolerations: &[Toleration], taint: &Taint) -> bool {
     tolerations.iter().any(|t| tolerates(t, taint))
 }
 
+/// This machine's architecture as Go (and so Kubernetes' `kubernetes.io/arch` label and
+/// `nodeInfo.architecture`) spells it: `amd64`, `arm64`.
+pub fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

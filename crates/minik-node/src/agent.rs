@@ -396,7 +396,10 @@ fn node_object(config: &AgentConfig, port: u16) -> Value {
         config.name.clone(),
     );
     labels.insert("kubernetes.io/os".into(), std::env::consts::OS.into());
-    labels.insert("kubernetes.io/arch".into(), go_arch().into());
+    labels.insert(
+        "kubernetes.io/arch".into(),
+        minik_api::wellknown::go_arch().into(),
+    );
     let resources = json!({
         "cpu": config.cpu,
         "memory": format!("{}Ki", config.memory_bytes / 1024),
@@ -432,18 +435,10 @@ fn node_object(config: &AgentConfig, port: u16) -> Value {
                 "kubeletVersion": format!("v1.33.0-minik.{}", env!("CARGO_PKG_VERSION")),
                 "kubeProxyVersion": "",
                 "operatingSystem": std::env::consts::OS,
-                "architecture": go_arch(),
+                "architecture": minik_api::wellknown::go_arch(),
             },
         },
     })
-}
-
-fn go_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    }
 }
 
 fn kernel_version() -> String {

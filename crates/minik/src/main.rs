@@ -5,6 +5,7 @@ mod image;
 mod kubeconfig;
 mod node;
 mod server;
+mod simulate;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -36,6 +37,9 @@ enum Command {
     Up(up::UpArgs),
     /// The images on this node: ls, pull, rm, inspect, import.
     Image(image::ImageArgs),
+    /// Simulate N nodes in this one process (as kwok does): Nodes, Leases and pod status
+    /// against a server, for testing controllers and schedulers at scale. Nothing runs.
+    Simulate(simulate::SimulateArgs),
     /// Helpers the node agent starts (the oci runtime's container monitor and pod sandbox
     /// maker): `minik` started again as a small single-threaded process.
     #[command(hide = true)]
@@ -81,6 +85,7 @@ fn main() -> std::process::ExitCode {
         Command::Client(command) => return cli::run(command),
         Command::Up(args) => up::run(args),
         Command::Image(args) => image::run(args),
+        Command::Simulate(args) => simulate::run(args),
         Command::Internal { .. } => unreachable!("helpers ran above"),
     };
     match result {

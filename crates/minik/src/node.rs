@@ -348,7 +348,9 @@ pub async fn choose_pod_network(
     Ok(())
 }
 
-fn parse_labels(s: &str) -> anyhow::Result<BTreeMap<String, String>> {
+/// `--labels k=v,k2=v2` (of `minik node` and `minik simulate`), each checked as Kubernetes
+/// checks labels.
+pub(crate) fn parse_labels(s: &str) -> anyhow::Result<BTreeMap<String, String>> {
     let mut labels = BTreeMap::new();
     for item in s.split(',').filter(|i| !i.trim().is_empty()) {
         let (k, v) = item
@@ -366,7 +368,8 @@ fn parse_labels(s: &str) -> anyhow::Result<BTreeMap<String, String>> {
     Ok(labels)
 }
 
-fn parse_taints(s: &str) -> anyhow::Result<Vec<Value>> {
+/// `--taints key=value:Effect,key:Effect` (of `minik node` and `minik simulate`).
+pub(crate) fn parse_taints(s: &str) -> anyhow::Result<Vec<Value>> {
     let mut taints = Vec::new();
     for item in s.split(',').filter(|i| !i.trim().is_empty()) {
         let (kv, effect) = item
