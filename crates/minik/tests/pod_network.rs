@@ -13,7 +13,8 @@
 
 mod support;
 
-use std::path::Path;
+use support::podnet::{inside, network_leftovers, remove_network};
+
 use std::time::Duration;
 
 use minik_testkit::registry::{
@@ -57,40 +58,6 @@ impl Drop for Cluster {
             remove_network(node);
         }
     }
-}
-
-/// Removes node `node`'s bridge and nftables tables, if they are there.
-fn remove_network(node: &str) {
-    let _ = std::process::Command::new("ip")
-        .args(["link", "delete", &minik_net::bridge_name(node)])
-        .stderr(std::process::Stdio::null())
-        .status();
-    for table in [minik_net::table_name(node), format!("minik-{node}")] {
-        let _ = std::process::Command::new("nft")
-            .args(["delete", "table", "ip", &table])
-            .stderr(std::process::Stdio::null())
-            .status();
-    }
-}
-
-/// What node `node` has left on the host: its bridge, its tables.
-fn network_leftovers(node: &str) -> Vec<String> {
-    let mut left = Vec::new();
-    let bridge = minik_net::bridge_name(node);
-    if Path::new("/sys/class/net").join(&bridge).exists() {
-        left.push(format!("bridge {bridge}"));
-    }
-    for table in [minik_net::table_name(node), format!("minik-{node}")] {
-        let listed = std::process::Command::new("nft")
-            .args(["list", "table", "ip", &table])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status();
-        if listed.is_ok_and(|s| s.success()) {
-            left.push(format!("table {table}"));
-        }
-    }
-    left
 }
 
 impl Cluster {
@@ -260,12 +227,6 @@ fn addresses(output: &str) -> Vec<String> {
         .filter_map(|l| l.strip_prefix("Address:"))
         .map(|a| a.trim().to_owned())
         .collect()
-}
-
-/// Whether `ip` is inside `cidr` (`a.b.c.d/n`).
-fn inside(ip: &str, cidr: &str) -> bool {
-    let cidr: minik_net::Cidr = cidr.parse().unwrap();
-    ip.parse().is_ok_and(|ip| cidr.contains(ip))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -558,7 +519,7 @@ async fn stopping_the_agents_leaves_no_network_behind() {
     c.running("lone").await;
     for node in NODES {
         assert!(
-            !network_leftovers(node).is_empty(),
+            !network_leftovers(node, CLUSTER_CIDR).is_empty(),
             "{node} has no pod network"
         );
     }
@@ -567,7 +528,11 @@ async fn stopping_the_agents_leaves_no_network_behind() {
         running.terminate(Duration::from_secs(20));
     }
     for node in NODES {
-        assert_eq!(network_leftovers(node), Vec::<String>::new(), "{node}");
+        assert_eq!(
+            network_leftovers(node, CLUSTER_CIDR),
+            Vec::<String>::new(),
+            "{node}"
+        );
     }
     // No route into the cluster CIDR is left either.
     let routes = std::process::Command::new("ip")
@@ -601,7 +566,10 @@ async fn minik_up_with_the_oci_runtime_has_the_pod_network() {
     }
     let up_nodes = ["node-1", "node-2"];
     let leftovers_of = |nodes: &[&str]| -> Vec<String> {
-        nodes.iter().flat_map(|n| network_leftovers(n)).collect()
+        nodes
+            .iter()
+            .flat_map(|n| network_leftovers(n, "10.244.0.0/16"))
+            .collect()
     };
     for node in up_nodes {
         remove_network(node);

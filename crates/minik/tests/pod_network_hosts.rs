@@ -26,6 +26,8 @@
 
 mod support;
 
+use support::podnet::{inside, network_leftovers, remove_network};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -276,37 +278,6 @@ fn host_leftovers(host: &Host) -> Vec<String> {
     left
 }
 
-/// Removes node `node`'s bridge and nftables tables in this namespace, if they are there.
-fn remove_network(node: &str) {
-    run_quietly("ip", &["link", "delete", &minik_net::bridge_name(node)]);
-    for table in [minik_net::table_name(node), format!("minik-{node}")] {
-        run_quietly("nft", &["delete", "table", "ip", &table]);
-    }
-}
-
-/// What node `node` has left in this namespace: its bridge, its tables, routes into its
-/// cluster CIDR.
-fn network_leftovers(node: &str, cluster_cidr: &str) -> Vec<String> {
-    let mut left = Vec::new();
-    let bridge = minik_net::bridge_name(node);
-    if Path::new("/sys/class/net").join(&bridge).exists() {
-        left.push(format!("bridge {bridge}"));
-    }
-    for table in [minik_net::table_name(node), format!("minik-{node}")] {
-        let listed = Command::new("nft")
-            .args(["list", "table", "ip", &table])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        if listed.is_ok_and(|s| s.success()) {
-            left.push(format!("table {table}"));
-        }
-    }
-    let routes = run("ip", &["-4", "route", "show", "root", cluster_cidr]);
-    left.extend(routes.lines().map(|r| format!("route {r}")));
-    left
-}
-
 /// Whether the tools these tests need are here; if not, says which (failing under CI=true).
 fn can_run() -> bool {
     minik_testkit::oci_host()
@@ -449,12 +420,6 @@ async fn with_pod_cidr(http: &Http, name: &str) -> Value {
         |n| n["spec"]["podCIDR"].is_string(),
     )
     .await
-}
-
-/// Whether `ip` is inside `cidr` (`a.b.c.d/n`).
-fn inside(ip: &str, cidr: &str) -> bool {
-    let cidr: minik_net::Cidr = cidr.parse().unwrap();
-    ip.parse().is_ok_and(|ip| cidr.contains(ip))
 }
 
 /// An HTTP client of the server at `base` that trusts its CA and sends the administrator's

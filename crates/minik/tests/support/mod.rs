@@ -14,3 +14,6 @@ pub const MINIK: minik_testkit::Minik =
 
 /// The client's side: a cluster to run `minik` verbs against.
 pub mod client;
+
+/// The pod-network tests' host-side helpers.
+pub mod podnet;
