@@ -5,6 +5,7 @@ mod all;
 mod api;
 mod controllers;
 mod cpu;
+mod daemonsets;
 mod images;
 mod jobs;
 mod machine;
@@ -51,6 +52,9 @@ enum Command {
     /// The Job controller: a Job of 1,000 completions (parallelism 100) on fake nodes to
     /// Complete, against 1,000 bare pods to Succeeded.
     Jobs(jobs::JobsArgs),
+    /// The DaemonSet controller: a DaemonSet over 1,000 simulated nodes (`minik simulate`) to
+    /// all available, against as many pinned bare pods to Running.
+    Daemonsets(daemonsets::DaemonSetsArgs),
     /// `minik up`: cold start to nodes Ready, and `minik apply` of the example to pods Running.
     Up(up::UpArgs),
     /// The node agent: pod start latency one at a time and in a burst, agent memory.
@@ -79,6 +83,7 @@ fn main() -> std::process::ExitCode {
         Command::Scheduler(args) => scheduler::run(args),
         Command::Controllers(args) => controllers::run(args),
         Command::Jobs(args) => jobs::run(args),
+        Command::Daemonsets(args) => daemonsets::run(args),
         Command::Up(args) => up::run(args),
         Command::Node(args) => node::run(args),
         Command::Proxy(args) => proxy::run(args),

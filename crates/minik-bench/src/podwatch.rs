@@ -53,6 +53,20 @@ impl Seen {
     }
 }
 
+impl Seen {
+    /// How many pods whose names start with `prefix` were seen Running, and when the last of
+    /// them was first seen so.
+    pub(crate) fn running_with_prefix(&self, prefix: &str) -> (usize, Option<Instant>) {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let times: Vec<Instant> = running
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(_, at)| *at)
+            .collect();
+        (times.len(), times.into_iter().max())
+    }
+}
+
 /// Follows the pods of `default` and notes when each is first Running.
 pub(crate) async fn watch_pods(
     http: reqwest::Client,

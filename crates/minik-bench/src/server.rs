@@ -56,16 +56,17 @@ impl Server {
         data_dir: &Path,
         http: &reqwest::Client,
     ) -> anyhow::Result<Server> {
-        Server::start_with(minik, data_dir, Some(http), false).await
+        Server::start_with(minik, data_dir, Some(http), false, &[]).await
     }
 
     /// [`Server::start`], over HTTPS when `tls` (then `/healthz` is asked with a client that
-    /// trusts the server's CA, and `http` may be `None`).
+    /// trusts the server's CA, and `http` may be `None`), with `extra` flags.
     pub async fn start_with(
         minik: &Path,
         data_dir: &Path,
         http: Option<&reqwest::Client>,
         tls: bool,
+        extra: &[&str],
     ) -> anyhow::Result<Server> {
         let spawned = Instant::now();
         let mut command = Command::new(minik);
@@ -78,6 +79,7 @@ impl Server {
         if !tls {
             command.arg("--plain-http");
         }
+        command.args(extra);
         let mut child = command
             // The benchmark's own clients and agents come from loopback without tokens.
             .arg("--allow-anonymous-loopback")

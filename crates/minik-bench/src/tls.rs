@@ -87,7 +87,7 @@ async fn start(
     tls: bool,
 ) -> anyhow::Result<Measured> {
     let plain = reqwest::Client::new();
-    let server = Server::start_with(minik, dir, Some(&plain), tls).await?;
+    let server = Server::start_with(minik, dir, Some(&plain), tls, &[]).await?;
     let client = server
         .client_builder()?
         .pool_max_idle_per_host(1024)

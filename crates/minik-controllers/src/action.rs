@@ -67,8 +67,23 @@ pub(crate) enum Action {
         body: Value,
         status: bool,
     },
+    /// Apply JSON merge patches to many objects of one kind, all at once: writes that do not
+    /// depend on each other (a Job's finished pods letting go of its finalizer) wait for one
+    /// round trip, not one each. Each applies only to the version its body names, if any.
+    PatchEach {
+        kind: Kind,
+        patches: Vec<ObjectPatch>,
+    },
     /// Record an event; a failure to record is logged, never retried.
     Record(Note),
+}
+
+/// A merge patch to one object, as part of [`Action::PatchEach`].
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct ObjectPatch {
+    pub namespace: String,
+    pub name: String,
+    pub body: Value,
 }
 
 /// What one reconcile decided.
@@ -131,9 +146,13 @@ impl Plan {
                     body,
                     status: false,
                     ..
-                } if *k == kind => Some((name.as_str(), body)),
+                } if *k == kind => Some(vec![(name.as_str(), body)]),
+                Action::PatchEach { kind: k, patches } if *k == kind => {
+                    Some(patches.iter().map(|p| (p.name.as_str(), &p.body)).collect())
+                }
                 _ => None,
             })
+            .flatten()
             .collect()
     }
 

@@ -12,7 +12,7 @@ use minik_api::ApiError;
 use minik_client::{Api, EventNote, EventRecorder, EventType};
 use serde_json::Value;
 
-use crate::action::{Action, Announce, Note, Target};
+use crate::action::{Action, Announce, Note, ObjectPatch, Target};
 use crate::kinds::Kind;
 
 /// What a plan's execution did not do.
@@ -100,6 +100,7 @@ impl Executor {
                     body,
                     status,
                 } => self.patch(kind, &namespace, &name, body, status).await,
+                Action::PatchEach { kind, patches } => self.patch_each(kind, patches).await,
                 Action::Record(note) => {
                     self.record(note).await;
                     Ok(())
@@ -115,7 +116,7 @@ impl Executor {
                         Action::Delete { targets, .. } => report
                             .not_deleted
                             .extend(targets.into_iter().map(|t| t.uid)),
-                        Action::Patch { .. } | Action::Record(_) => {}
+                        Action::Patch { .. } | Action::PatchEach { .. } | Action::Record(_) => {}
                     }
                 }
                 break;
@@ -225,6 +226,17 @@ impl Executor {
         let ns = (!namespace.is_empty()).then_some(namespace);
         self.patch_resource(kind.info(), ns, name, body, status)
             .await
+    }
+
+    /// Applies independent patches concurrently; every one is tried, the first failure is
+    /// returned.
+    async fn patch_each(&self, kind: Kind, patches: Vec<ObjectPatch>) -> Result<(), ApiError> {
+        let results =
+            join_all(patches.into_iter().map(|p| async move {
+                self.patch(kind, &p.namespace, &p.name, p.body, false).await
+            }))
+            .await;
+        results.into_iter().collect()
     }
 
     /// Records the event `announce` describes for each of `names` (the objects an action wrote).
@@ -349,7 +361,7 @@ mod tests {
     #[derive(Default)]
     struct Scripted {
         calls: Mutex<Vec<String>>,
-        /// Creates in flight at once, per batch, as seen by the creates themselves.
+        /// Writes in flight at once, as seen by the creates and patches themselves.
         concurrent: Mutex<Vec<usize>>,
         in_flight: Mutex<usize>,
         fail: HashSet<String>,
@@ -363,6 +375,21 @@ mod tests {
         fn log(&self, call: String) {
             if let Ok(mut c) = self.calls.lock() {
                 c.push(call);
+            }
+        }
+        /// Counts this write in flight while letting every write started with it start before
+        /// any finishes, and notes how many were in flight together.
+        async fn count_in_flight(&self) {
+            if let Ok(mut n) = self.in_flight.lock() {
+                *n += 1;
+            }
+            tokio::task::yield_now().await;
+            if let (Ok(mut seen), Ok(n)) = (self.concurrent.lock(), self.in_flight.lock()) {
+                seen.push(*n);
+            }
+            tokio::task::yield_now().await;
+            if let Ok(mut n) = self.in_flight.lock() {
+                *n -= 1;
             }
         }
     }
@@ -413,18 +440,7 @@ mod tests {
                     ));
                     return Ok(object);
                 }
-                if let Ok(mut n) = self.in_flight.lock() {
-                    *n += 1;
-                }
-                // Let every create of the batch start before any finishes.
-                tokio::task::yield_now().await;
-                if let (Ok(mut seen), Ok(n)) = (self.concurrent.lock(), self.in_flight.lock()) {
-                    seen.push(*n);
-                }
-                tokio::task::yield_now().await;
-                if let Ok(mut n) = self.in_flight.lock() {
-                    *n -= 1;
-                }
+                self.count_in_flight().await;
                 self.log(format!("create {name}"));
                 if self.fail.contains(&name) {
                     return Err(ApiError::Forbidden(format!("{name} exceeds quota")));
@@ -457,8 +473,12 @@ mod tests {
                     "patch {name}{}",
                     if status { "/status" } else { "" }
                 ));
+                self.count_in_flight().await;
                 if self.missing.contains(name) {
                     return Err(ApiError::NotFound(ObjectRef::new("", "pods", name)));
+                }
+                if self.fail.contains(name) {
+                    return Err(ApiError::conflict(ObjectRef::new("", "pods", name)));
                 }
                 Ok(Value::Null)
             })
@@ -608,6 +628,43 @@ mod tests {
         assert_eq!(
             api.calls(),
             vec!["patch vanished/status", "patch next/status"]
+        );
+    }
+
+    #[tokio::test]
+    async fn independent_patches_go_at_once_and_every_one_is_tried() {
+        let api = Arc::new(Scripted {
+            missing: ["gone".to_owned()].into(),
+            fail: ["changed".to_owned()].into(),
+            ..Scripted::default()
+        });
+        let each = |names: &[&str]| Action::PatchEach {
+            kind: Kind::Pod,
+            patches: names
+                .iter()
+                .map(|n| ObjectPatch {
+                    namespace: "default".into(),
+                    name: (*n).into(),
+                    body: json!({}),
+                })
+                .collect(),
+        };
+        let report = Executor::new(api.clone())
+            .apply(vec![each(&["a", "gone", "b", "c"])])
+            .await;
+        assert!(report.error.is_none(), "{:?}", report.error);
+        let concurrent = api.concurrent.lock().map(|c| c.clone()).unwrap_or_default();
+        assert_eq!(concurrent.iter().max(), Some(&4), "{concurrent:?}");
+
+        let report = Executor::new(api.clone())
+            .apply(vec![each(&["changed", "d"]), patch("after")])
+            .await;
+        assert!(report.error.is_some_and(|e| e.is_conflict()));
+        let calls = api.calls();
+        assert!(calls.contains(&"patch d".to_owned()), "{calls:?}");
+        assert!(
+            !calls.contains(&"patch after/status".to_owned()),
+            "{calls:?}"
         );
     }
 }

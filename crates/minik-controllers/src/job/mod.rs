@@ -145,9 +145,8 @@ async fn sync(ctx: &Context, key: &str) -> Result<Option<Duration>, ApiError> {
         .map(Arc::as_ref)
         .partition(|p| controller_ref(&p.metadata).map(|r| r.uid.as_str()) == job_uid.as_deref());
     // Pods of a Job that is gone (or of an older Job of the same name) are let go.
-    let released = release_orphans(&orphans);
-    if !released.is_empty() {
-        if let Some(e) = ctx.executor.apply(released).await.error {
+    if let Some(released) = release_orphans(&orphans) {
+        if let Some(e) = ctx.executor.apply(vec![released]).await.error {
             return Err(e);
         }
     }

@@ -25,7 +25,7 @@ use minik_api::k8s_openapi::jiff::Timestamp;
 use minik_api::request::Propagation;
 use serde_json::{json, Value};
 
-use crate::action::{replace_keys, Action, Announce, Note, Plan, Target};
+use crate::action::{replace_keys, Action, Announce, Note, ObjectPatch, Plan, Target};
 use crate::kinds::{self, has_finalizer, is_deleting, Kind};
 use crate::names::generate_prefix;
 use crate::pods::{self, is_ready, phase};
@@ -345,7 +345,7 @@ fn seconds_until(now: Timestamp, at: Timestamp) -> Duration {
 }
 
 /// A merge patch removing the tracking finalizer from a pod, only from the version judged.
-fn remove_finalizer(pod: &Pod) -> Action {
+fn remove_finalizer(pod: &Pod) -> ObjectPatch {
     let rest: Vec<&String> = pod
         .metadata
         .finalizers
@@ -353,25 +353,33 @@ fn remove_finalizer(pod: &Pod) -> Action {
         .flatten()
         .filter(|f| *f != TRACKING_FINALIZER)
         .collect();
-    Action::Patch {
-        kind: Kind::Pod,
+    ObjectPatch {
         namespace: kinds::namespace(&pod.metadata).to_owned(),
         name: kinds::name(&pod.metadata).to_owned(),
         body: json!({"metadata": {
             "resourceVersion": kinds::resource_version(&pod.metadata),
             "finalizers": if rest.is_empty() { Value::Null } else { json!(rest) },
         }}),
-        status: false,
     }
 }
 
+/// One action removing the tracking finalizer from all of `pods` at once, if there are any.
+fn release(pods: Vec<ObjectPatch>) -> Option<Action> {
+    (!pods.is_empty()).then_some(Action::PatchEach {
+        kind: Kind::Pod,
+        patches: pods,
+    })
+}
+
 /// Removes the tracking finalizer from pods whose Job is gone (or is another Job now).
-pub(crate) fn release_orphans(orphans: &[&Pod]) -> Vec<Action> {
-    orphans
-        .iter()
-        .filter(|p| has_finalizer(&p.metadata, TRACKING_FINALIZER))
-        .map(|p| remove_finalizer(p))
-        .collect()
+pub(crate) fn release_orphans(orphans: &[&Pod]) -> Option<Action> {
+    release(
+        orphans
+            .iter()
+            .filter(|p| has_finalizer(&p.metadata, TRACKING_FINALIZER))
+            .map(|p| remove_finalizer(p))
+            .collect(),
+    )
 }
 
 /// A pod made from the Job's template, for `index` when the Job is Indexed.
@@ -534,10 +542,11 @@ pub(crate) fn reconcile(
         message: c["message"].as_str().unwrap_or_default().to_owned(),
     });
     let by_uid: BTreeMap<&str, &Classified<'_>> = pods.iter().map(|c| (c.uid, c)).collect();
+    let mut released = Vec::new();
     for c in pods.iter().filter(|c| c.tracked) {
         let listed = stored_succeeded.contains(c.uid) || stored_failed.contains(c.uid);
         if listed {
-            plan.actions.push(remove_finalizer(c.pod));
+            released.push(remove_finalizer(c.pod));
             continue;
         }
         if c.succeeded {
@@ -565,7 +574,7 @@ pub(crate) fn reconcile(
                 uncounted_failed.insert(c.uid.to_owned());
             } else {
                 // Not counted at all: nothing to record before letting it go.
-                plan.actions.push(remove_finalizer(c.pod));
+                released.push(remove_finalizer(c.pod));
             }
         }
     }
@@ -852,6 +861,8 @@ pub(crate) fn reconcile(
     if let Some(m) = manage {
         plan.actions.insert(usize::from(status_changed), m);
     }
+    // The finalizers last, all at once: each only releases a pod whose outcome is stored.
+    plan.actions.extend(release(released));
     if complete_now {
         ttl(job, &spec, &conds, now, &mut plan);
     }

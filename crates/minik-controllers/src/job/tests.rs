@@ -581,10 +581,13 @@ fn a_job_being_deleted_and_orphans_release_their_pods() {
     assert_eq!(finalizers_removed(&plan), vec!["pi-a"]);
     assert!(created(&plan).is_empty());
     let orphan = pod("pi-z", "Succeeded", true);
-    let actions = release_orphans(&[&orphan]);
-    assert_eq!(actions.len(), 1);
-    assert!(matches!(&actions[0], Action::Patch { body, .. }
-        if body["metadata"]["finalizers"].is_null() && body["metadata"]["resourceVersion"] == "3"));
+    let action = release_orphans(&[&orphan]).expect("the orphan is released");
+    assert!(
+        matches!(&action, Action::PatchEach { patches, .. } if patches.len() == 1
+        && patches[0].body["metadata"]["finalizers"].is_null()
+        && patches[0].body["metadata"]["resourceVersion"] == "3")
+    );
+    assert!(release_orphans(&[&pod("pi-y", "Succeeded", false)]).is_none());
 }
 
 #[test]
