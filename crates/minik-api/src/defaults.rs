@@ -16,8 +16,10 @@
 //! rewritten in Kubernetes' canonical form (`0.5` → `500m`, `1.5Gi` → `1536Mi`), as its
 //! serializer does; their values never change beyond rounding up to a thousandth.
 //!
-//! Not done, because minik serves no such objects: service-account defaulting (Kubernetes sets
-//! `serviceAccountName: default` and mounts a token) and resolving a `priorityClassName`.
+//! A pod's `serviceAccountName` is defaulted to `default` here; the token volume Kubernetes
+//! mounts is added by the ServiceAccount admission step
+//! ([`crate::kinds::service_account::admit_pod`]). Not done, because minik serves no such
+//! objects: resolving a `priorityClassName`.
 
 use std::collections::BTreeMap;
 

@@ -181,7 +181,8 @@ impl ApiServer {
             registry: Registry::new(store)
                 .with_service_cidr(config.service_cidr)
                 .with_pod_toleration_seconds(config.default_toleration_seconds)
-                .with_watch_buffer_bytes(config.watch_buffer_bytes),
+                .with_watch_buffer_bytes(config.watch_buffer_bytes)
+                .with_token_volumes(tls.is_some()),
             config,
             nodes,
             closing: tokio::sync::watch::channel(false).0,

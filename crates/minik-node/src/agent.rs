@@ -1550,24 +1550,30 @@ impl Agent {
             }
         }
         self.runtime.remove_pod_sandbox(&record.uid);
-        if forget {
-            self.saved
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(key);
-            self.configs.forget(key);
-            self.tokens.forget(&record.uid);
-            let dir = self.pod_dir(key, &record.uid);
-            // A volume that cannot be torn down (a busy mount) keeps the pod's directory:
-            // removing it would reach into the mount.
-            if let Err(e) = crate::volumes::tear_down(&dir) {
-                tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a pod's volumes");
-                return;
+        let dir = self.pod_dir(key, &record.uid);
+        if !forget {
+            // The agent is stopping its pods: their files stay for the next agent, their
+            // mounts do not outlive this one.
+            if let Err(e) = crate::volumes::unmount(&dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot unmount a pod's volumes");
             }
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a pod's files");
-                }
+            return;
+        }
+        self.saved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+        self.configs.forget(key);
+        self.tokens.forget(&record.uid);
+        // A volume that cannot be torn down (a busy mount) keeps the pod's directory:
+        // removing it would reach into the mount.
+        if let Err(e) = crate::volumes::tear_down(&dir) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a pod's volumes");
+            return;
+        }
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a pod's files");
             }
         }
     }

@@ -19,6 +19,9 @@ pub struct Running {
     /// The address it serves (`https://127.0.0.1:PORT`) or, for an agent, its server's; empty
     /// for a process that serves nothing.
     pub base: String,
+    /// For an agent: its data directory, under which whatever it left mounted (the tmpfs of
+    /// its pods' Secret and service account volumes) is unmounted once it is gone.
+    pub mounts: Option<PathBuf>,
 }
 
 impl Running {
@@ -27,6 +30,16 @@ impl Running {
         Running {
             child,
             base: String::new(),
+            mounts: None,
+        }
+    }
+
+    /// Guards an agent whose data directory is `data_dir` (see [`Running::mounts`]).
+    pub fn agent(child: Child, server: &str, data_dir: &Path) -> Running {
+        Running {
+            child,
+            base: server.to_owned(),
+            mounts: Some(data_dir.to_owned()),
         }
     }
 
@@ -81,6 +94,9 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         self.kill9();
+        if let Some(dir) = &self.mounts {
+            crate::unmount_under(dir);
+        }
     }
 }
 
@@ -197,10 +213,7 @@ impl Minik {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start minik node");
-        Running {
-            child,
-            base: server.to_owned(),
-        }
+        Running::agent(child, server, data_dir)
     }
 
     /// The command [`Minik::node_with_env`] runs, not yet started: for a test that starts the
@@ -266,6 +279,7 @@ impl Minik {
             .args(extra)
             .env("HOME", home);
         let (mut running, lines) = spawn_reading(command, "minik up");
+        running.mounts = Some(data.to_owned());
         // `https://127.0.0.1:PORT` and what follows it on the line.
         let rest = line_after(&lines, "minik is up at ", "minik up");
         let base = rest.split(':').take(3).collect::<Vec<_>>().join(":");

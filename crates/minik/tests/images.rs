@@ -395,7 +395,7 @@ async fn image_pull_secrets_authenticate_pulls() {
     assert_eq!(created.code, 201, "{}", created.body);
     let pulled = wait_event(&http, "private", "Pulled", "Successfully pulled image").await;
     assert!(pulled.contains("\"busybox:1.36\""), "{pulled}");
-    let pod = http
+    let running = http
         .wait_until("pod private running", &format!("{pods}/private"), |p| {
             p["status"]["containerStatuses"][0]["imageID"]
                 .as_str()
@@ -403,10 +403,31 @@ async fn image_pull_secrets_authenticate_pulls() {
         })
         .await;
     assert_eq!(
-        pod["status"]["containerStatuses"][0]["image"],
+        running["status"]["containerStatuses"][0]["image"],
         "docker.io/library/busybox:1.36"
     );
     // The pod without the Secret still cannot pull.
     let events = events(&http, "anonymous").await;
     assert!(!events.iter().any(|(r, _)| r == "Pulled"), "{events:?}");
+
+    // A ServiceAccount's pull secrets go to its pods that name none (ServiceAccount admission);
+    // `Always` asks the registry again, so the pull needs them.
+    let account = json!({
+        "apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "builder"},
+        "imagePullSecrets": [{"name": "regcred"}]
+    });
+    let created = http
+        .post("/api/v1/namespaces/default/serviceaccounts", &account)
+        .await;
+    assert_eq!(created.code, 201, "{}", created.body);
+    let mut by_account = pod("by-account", "busybox:1.36", Some("Always"));
+    by_account["spec"]["serviceAccountName"] = json!("builder");
+    let created = http.post(pods, &by_account).await;
+    assert_eq!(created.code, 201, "{}", created.body);
+    assert_eq!(
+        created.body["spec"]["imagePullSecrets"],
+        json!([{"name": "regcred"}])
+    );
+    wait_event(&http, "by-account", "Pulled", "Successfully pulled image").await;
 }

@@ -5,9 +5,12 @@
 //! projected service account token: it lists pods, and is refused Secrets (the service account
 //! policy, docs/service-accounts.md).
 //!
-//! The pod mounts the standard `kube-api-access` projected volume itself (minik does not inject
-//! it yet), on the process runtime, whose volumes need root: this test fails under `CI=true`
-//! without it, or without the Python client (`.ci/run` installs it).
+//! The pod declares no volume: the ServiceAccount admission gives it the `kube-api-access-*`
+//! projected volume at `/var/run/secrets/kubernetes.io/serviceaccount`, as Kubernetes does, and
+//! a pod that says `automountServiceAccountToken: false` gets none. On the process runtime,
+//! whose volumes need root: this test fails under `CI=true` without it, or without the Python
+//! client (`.ci/run` installs it). The process runtime leaves the mount point on the host
+//! (docs/process-runtime.md), so other tests' pods may be using it: it is not removed here.
 
 mod support;
 
@@ -31,18 +34,6 @@ except ApiException as e:
     print("secrets:", e.status)
 "#;
 
-/// Removes the service account directory a test made on the host (the process runtime makes
-/// a missing mount point on the host and leaves it there).
-struct MadeDir(Option<std::path::PathBuf>);
-
-impl Drop for MadeDir {
-    fn drop(&mut self) {
-        if let Some(top) = &self.0 {
-            let _ = std::fs::remove_dir_all(top);
-        }
-    }
-}
-
 #[test]
 fn a_pod_reaches_the_api_with_the_python_clients_in_cluster_config() {
     if !nix::unistd::geteuid().is_root() {
@@ -64,10 +55,6 @@ fn a_pod_reaches_the_api_with_the_python_clients_in_cluster_config() {
     };
     // The interpreter that has the client, by its full path (the pod's PATH is Kubernetes').
     let executable = String::from_utf8_lossy(&found.stdout).trim().to_owned();
-    let _made = MadeDir(
-        (!std::path::Path::new("/var/run/secrets").exists())
-            .then(|| std::path::PathBuf::from("/var/run/secrets")),
-    );
     let c = Cluster::with_node("process");
     let _unmounts = minik_testkit::Unmounts(c.home().to_path_buf());
     c.ok(&["create", "namespace", "apps"]);
@@ -95,32 +82,69 @@ fn a_pod_reaches_the_api_with_the_python_clients_in_cluster_config() {
             "containers": [{
                 "name": "client", "image": "python",
                 "command": [executable, "-c", CLIENT],
-                "volumeMounts": [{"name": "kube-api-access", "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": true}]
             }],
-            "volumes": [{"name": "kube-api-access", "projected": {"sources": [
-                {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
-                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
-                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}}
-            ]}}]
         }
     });
     c.apply("in-cluster.json", &manifest.to_string());
-    let log = wait_for("the in-cluster client to finish", DEADLINE, || {
-        let pod = c.json(&["get", "pod", "in-cluster", "-n", "apps"]);
+    let log = finished(&c, "in-cluster");
+    assert!(log.contains("pods: in-cluster"), "{log}");
+    assert!(log.contains("secrets: 403"), "{log}");
+    // What admission added, as Kubernetes adds it.
+    let pod = c.json(&["get", "pod", "in-cluster", "-n", "apps"]);
+    let volume = &pod["spec"]["volumes"][0];
+    let name = volume["name"].as_str().unwrap_or_default();
+    assert!(name.starts_with("kube-api-access-"), "{volume}");
+    assert_eq!(
+        pod["spec"]["containers"][0]["volumeMounts"][0],
+        serde_json::json!({"name": name, "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": true})
+    );
+
+    // A pod that opts out sees no token (the mount point on the host is empty).
+    let quiet = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "no-token", "namespace": "apps"},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": false,
+            "containers": [{
+                "name": "check", "image": "busybox",
+                "command": ["sh", "-c",
+                    format!("test -e {SERVICE_ACCOUNT_DIR}/token && echo token: present || echo token: absent")],
+            }],
+        }
+    });
+    c.apply("no-token.json", &quiet.to_string());
+    let log = finished(&c, "no-token");
+    assert!(log.contains("token: absent"), "{log}");
+    let pod = c.json(&["get", "pod", "no-token", "-n", "apps"]);
+    assert!(pod["spec"].get("volumes").is_none(), "{}", pod["spec"]);
+
+    // An agent that stops its pods (SIGTERM) leaves none of their tmpfs mounted.
+    let mut c = c;
+    let status = c.nodes[0].stop();
+    assert!(status.success(), "{status}");
+    let home = c.home().to_string_lossy().into_owned();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let left: Vec<&str> = mounts.lines().filter(|l| l.contains(&home)).collect();
+    assert!(left.is_empty(), "{left:#?}");
+    // The variables the client used, as every pod in every namespace gets them.
+    let env = c.json(&["get", "service", "kubernetes", "-n", "default"]);
+    assert_eq!(env["spec"]["clusterIP"], "127.96.0.1");
+    assert_eq!(env["spec"]["ports"][0]["port"], 443);
+}
+
+/// Waits until pod `name` of `apps` has finished; answers its log.
+fn finished(c: &Cluster, name: &str) -> String {
+    wait_for(&format!("pod {name} to finish"), DEADLINE, || {
+        let pod = c.json(&["get", "pod", name, "-n", "apps"]);
         let phase = pod["status"]["phase"]
             .as_str()
             .unwrap_or_default()
             .to_owned();
         if phase == "Succeeded" || phase == "Failed" {
-            Ok(c.minik(&["logs", "in-cluster", "-n", "apps"]).stdout)
+            Ok(c.minik(&["logs", name, "-n", "apps"]).stdout)
         } else {
             Err(pod["status"].to_string())
         }
-    });
-    assert!(log.contains("pods: in-cluster"), "{log}");
-    assert!(log.contains("secrets: 403"), "{log}");
-    // The variables the client used, as every pod in every namespace gets them.
-    let env = c.json(&["get", "service", "kubernetes", "-n", "default"]);
-    assert_eq!(env["spec"]["clusterIP"], "127.96.0.1");
-    assert_eq!(env["spec"]["ports"][0]["port"], 443);
+    })
 }

@@ -514,10 +514,7 @@ impl TwoHosts {
                 .expect("start minik node in its host");
             agents.push(Agent {
                 node: host.node,
-                running: Some(Running {
-                    child,
-                    base: server.base.clone(),
-                }),
+                running: Some(Running::agent(child, &server.base, dir.path())),
                 cleanup,
                 _dir: dir,
             });

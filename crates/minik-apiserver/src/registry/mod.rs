@@ -48,6 +48,9 @@ pub struct Registry {
     pod_toleration_seconds: i64,
     /// How many bytes of changes a watch may fall behind before it is cut (`--watch-buffer-bytes`).
     watch_buffer_bytes: usize,
+    /// Whether pods get the service account token volume at admission (not on a plain-HTTP
+    /// server, which has no cluster CA for its `ca.crt`).
+    token_volumes: bool,
 }
 
 /// Which part of an object a write may change.
@@ -182,7 +185,16 @@ impl Registry {
             store,
             pod_toleration_seconds: minik_api::defaults::DEFAULT_TOLERATION_SECONDS,
             watch_buffer_bytes: minik_store::DEFAULT_WATCH_BUFFER_BYTES,
+            token_volumes: true,
         }
+    }
+
+    /// Whether the ServiceAccount admission gives pods the `kube-api-access-*` volume (on by
+    /// default; a server without a cluster CA turns it off, as the volume's `ca.crt` comes from
+    /// the CA's `kube-root-ca.crt` ConfigMap).
+    pub fn with_token_volumes(mut self, on: bool) -> Self {
+        self.token_volumes = on;
+        self
     }
 
     /// ClusterIPs are allocated from `range` (`--service-cidr`; without it
@@ -575,7 +587,11 @@ impl Registry {
             Some(stored) => Some(parse_object(accounts, &name, &stored.value)?),
             None => None,
         };
-        service_account::admit_pod(pod, account.as_ref()).map_err(|why| forbidden(info, pod, &why))
+        let suffix = self
+            .token_volumes
+            .then(|| minik_api::generated::suffix(uuid::Uuid::new_v4().as_bytes()));
+        service_account::admit_pod(pod, account.as_ref(), suffix.as_deref())
+            .map_err(|why| forbidden(info, pod, &why))
     }
 
     /// For a write of the object itself (not its status) of a kind whose addresses the server

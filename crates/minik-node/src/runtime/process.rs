@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use minik_api::kinds::service_account;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use tokio::net::unix::pipe;
@@ -990,11 +991,32 @@ type Bind = (std::ffi::CString, std::ffi::CString, bool);
 /// which each volume is bound at its `mountPath` on the host's tree. A mount point the host
 /// lacks is made first — an empty directory, or an empty file for a file — and stays on the
 /// host (docs/runtimes.md says so). Returns the binds for [`private_mounts`].
+///
+/// Without root, the service account volume admission adds to every pod
+/// (`kube-api-access-*` at `/var/run/secrets/kubernetes.io/serviceaccount`) is left out with a
+/// warning in the agent's log rather than keeping every pod from starting; a pod that wants
+/// its token there runs with the oci runtime or a root agent (docs/process-runtime.md).
 fn mount_points(mounts: &[crate::volumes::Mount]) -> Result<Vec<Bind>, StartError> {
+    let root = nix::unistd::geteuid().is_root();
+    let (automatic, mounts): (Vec<_>, Vec<_>) = mounts.iter().partition(|m| {
+        !root
+            && m.destination == service_account::TOKEN_MOUNT_PATH
+            && m.source
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(service_account::TOKEN_VOLUME_PREFIX))
+    });
+    for m in automatic {
+        tracing::warn!(
+            volume = %m.source.display(),
+            "the process runtime needs root to mount the service account volume at {}; the container runs without it",
+            m.destination
+        );
+    }
     if mounts.is_empty() {
         return Ok(Vec::new());
     }
-    if !nix::unistd::geteuid().is_root() {
+    if !root {
         return Err(StartError::Config(format!(
             "the process runtime mounts volumes (here at {}) in a private mount namespace, which needs an agent running as root; run the pod with the oci runtime or the agent as root",
             mounts

@@ -105,6 +105,18 @@ pub fn teardown(dir: &Path) -> Result<(), String> {
     }
 }
 
+/// Unmounts everything mounted at or under `dir` (deepest first, lazily when busy) and keeps
+/// the files: what stays of a pod's volumes on the node when the agent stops its pods without
+/// forgetting them. A missing `dir` has nothing mounted.
+pub fn unmount_under(dir: &Path) -> Result<(), String> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(meta) if meta.is_dir() => unmount_all_under(&canonical(dir)?),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_error("lstat", dir, &e)),
+    }
+}
+
 /// The disk space used under `dir`, in bytes, counted like `du -x -s -B1`: allocated blocks of
 /// every file and directory, hard links once, symlinks not followed, other mounts not entered.
 /// This is what the kubelet compares with an emptyDir's sizeLimit.

@@ -265,6 +265,14 @@ pub fn tear_down(pod_dir: &Path) -> Result<(), String> {
     host::teardown(&volumes_dir(pod_dir))
 }
 
+/// Unmounts what the pod's volumes mounted on the node (the tmpfs of Secret, projected and
+/// memory emptyDir volumes) and keeps disk volumes' files: an agent that stops without
+/// deleting its pods leaves no mount behind, and the next agent sets the volumes up again
+/// from the API before their containers start.
+pub fn unmount(pod_dir: &Path) -> Result<(), String> {
+    host::unmount_under(&volumes_dir(pod_dir))
+}
+
 /// A quantity in bytes (`sizeLimit`).
 fn bytes(
     q: &minik_api::k8s_openapi::apimachinery::pkg::api::resource::Quantity,
