@@ -7,7 +7,9 @@ use minik_api::k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
 };
 use minik_api::k8s_openapi::api::batch::v1::{CronJob, Job};
-use minik_api::k8s_openapi::api::core::v1::{ObjectReference, Pod, ReplicationController};
+use minik_api::k8s_openapi::api::core::v1::{
+    ObjectReference, PersistentVolumeClaim, Pod, ReplicationController,
+};
 use minik_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use minik_api::k8s_openapi::jiff::Timestamp;
 use minik_api::resources::ResourceInfo;
@@ -26,11 +28,12 @@ pub(crate) enum Kind {
     DaemonSet,
     StatefulSet,
     ControllerRevision,
+    PersistentVolumeClaim,
 }
 
 impl Kind {
     /// The kinds the garbage collector follows, as owners and as dependents.
-    pub(crate) const WATCHED: [Kind; 9] = [
+    pub(crate) const WATCHED: [Kind; 10] = [
         Kind::Pod,
         Kind::ReplicaSet,
         Kind::ReplicationController,
@@ -40,6 +43,7 @@ impl Kind {
         Kind::DaemonSet,
         Kind::StatefulSet,
         Kind::ControllerRevision,
+        Kind::PersistentVolumeClaim,
     ];
 
     pub(crate) fn info(self) -> &'static ResourceInfo {
@@ -53,12 +57,13 @@ impl Kind {
             Kind::DaemonSet => resource_of::<DaemonSet>(),
             Kind::StatefulSet => resource_of::<StatefulSet>(),
             Kind::ControllerRevision => resource_of::<ControllerRevision>(),
+            Kind::PersistentVolumeClaim => resource_of::<PersistentVolumeClaim>(),
         }
     }
 
     pub(crate) fn api_version(self) -> &'static str {
         match self {
-            Kind::Pod | Kind::ReplicationController => "v1",
+            Kind::Pod | Kind::ReplicationController | Kind::PersistentVolumeClaim => "v1",
             Kind::ReplicaSet
             | Kind::Deployment
             | Kind::DaemonSet
@@ -79,6 +84,7 @@ impl Kind {
             Kind::DaemonSet => "DaemonSet",
             Kind::StatefulSet => "StatefulSet",
             Kind::ControllerRevision => "ControllerRevision",
+            Kind::PersistentVolumeClaim => "PersistentVolumeClaim",
         }
     }
 

@@ -10,7 +10,7 @@ use minik_api::k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use minik_api::k8s_openapi::api::core::v1::Pod;
 use minik_api::k8s_openapi::Metadata;
 use minik_api::request::Propagation;
-use minik_client::{Change, Informer, InformerConfig};
+use minik_client::{ApiExt, Change, Informer, InformerConfig, ListParams};
 use serde_json::json;
 
 use common::*;
@@ -178,6 +178,45 @@ async fn an_object_whose_owner_does_not_exist_is_collected() {
             .filter_map(|p| p.metadata.name)
             .collect();
         (names == ["kept"]).then_some(())
+    })
+    .await;
+}
+
+/// PersistentVolumeClaims are followed too (a StatefulSet's retention policy makes it their
+/// owner): a claim whose owner goes is deleted, one without owners stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_go_with_their_owner() {
+    let cluster = start().await;
+    let owner = cluster
+        .create(deployment_manifest("owner", 0, "nginx:1.25"))
+        .await;
+    let claim = |name: &str| {
+        json!({
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name},
+            "spec": {"accessModes": ["ReadWriteOnce"],
+                     "resources": {"requests": {"storage": "1Gi"}}}
+        })
+    };
+    let mut owned = claim("data-owned");
+    owned["metadata"]["ownerReferences"] = json!([{
+        "apiVersion": "apps/v1", "kind": "Deployment", "name": "owner",
+        "uid": owner["metadata"]["uid"],
+    }]);
+    cluster.create(owned).await;
+    cluster.create(claim("data-kept")).await;
+    cluster.delete::<Deployment>("owner", None).await;
+    wait_for("the owned claim to be collected", DEADLINE, || async {
+        let (claims, _) = cluster
+            .api
+            .list_as::<minik_api::k8s_openapi::api::core::v1::PersistentVolumeClaim>(
+                Some("default"),
+                &ListParams::default(),
+            )
+            .await
+            .ok()?;
+        let names: Vec<String> = claims.into_iter().filter_map(|c| c.metadata.name).collect();
+        (names == ["data-kept"]).then_some(())
     })
     .await;
 }

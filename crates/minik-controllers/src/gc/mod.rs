@@ -1,7 +1,8 @@
 //! The garbage collector: deletes objects whose owners (by uid) are gone, and carries out
 //! Foreground and Orphan deletions of owners (the `foregroundDeletion` and `orphan` finalizers
-//! the API server adds). It follows Pods, ReplicaSets, ReplicationControllers and Deployments
-//! as dependents and as owners; owners of other kinds are looked up through the API.
+//! the API server adds). It follows the kinds of [`Kind::WATCHED`] (the workloads, their pods
+//! and revisions, and PersistentVolumeClaims, which a StatefulSet's retention policy gives
+//! owners) as dependents and as owners; owners of other kinds are looked up through the API.
 
 mod reconcile;
 
@@ -46,6 +47,7 @@ pub(crate) fn controller(
     let daemon_sets = informers.daemon_sets.subscribe();
     let stateful_sets = informers.stateful_sets.subscribe();
     let revisions = informers.controller_revisions.subscribe();
+    let claims = informers.claims.subscribe();
     let ctx = Arc::new(Context {
         caches: informers.caches(),
         executor,
@@ -67,6 +69,7 @@ pub(crate) fn controller(
         tasks.spawn(watch(Kind::DaemonSet, daemon_sets, ctx.clone()));
         tasks.spawn(watch(Kind::StatefulSet, stateful_sets, ctx.clone()));
         tasks.spawn(watch(Kind::ControllerRevision, revisions, ctx.clone()));
+        tasks.spawn(watch(Kind::PersistentVolumeClaim, claims, ctx.clone()));
         run_controller(
             "garbage-collector",
             workers,
@@ -119,6 +122,7 @@ fn metas(caches: &Caches, kind: Kind, keep: &dyn Fn(&ObjectMeta) -> bool) -> Vec
         Kind::DaemonSet => of(&caches.daemon_sets, keep),
         Kind::StatefulSet => of(&caches.stateful_sets, keep),
         Kind::ControllerRevision => of(&caches.controller_revisions, keep),
+        Kind::PersistentVolumeClaim => of(&caches.claims, keep),
     }
 }
 
@@ -139,6 +143,7 @@ fn cached(caches: &Caches, kind: Kind, key: &str) -> Option<ObjectMeta> {
             .controller_revisions
             .get(key)
             .map(|o| o.metadata.clone()),
+        Kind::PersistentVolumeClaim => caches.claims.get(key).map(|o| o.metadata.clone()),
     }
 }
 

@@ -93,6 +93,9 @@ impl Cluster {
             "ReplicaSet" => resource_of::<ReplicaSet>(),
             "ReplicationController" => resource_of::<ReplicationController>(),
             "Deployment" => resource_of::<Deployment>(),
+            "PersistentVolumeClaim" => {
+                resource_of::<minik_api::k8s_openapi::api::core::v1::PersistentVolumeClaim>()
+            }
             _ => resource_of::<Pod>(),
         };
         self.api
