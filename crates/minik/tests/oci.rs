@@ -801,6 +801,49 @@ async fn port_forward_reaches_a_container_in_its_pod_network_namespace() {
     c.delete("web").await;
 }
 
+/// `minik exec -it` gets a terminal of the container's own `/dev/pts` (libcontainer opens it
+/// after joining the container's mount namespace): `tty` finds its name there. `script` gives
+/// `minik exec` a terminal for stdin, as a user's shell would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_with_a_tty_gets_a_terminal_of_the_container() {
+    let Some(c) = Oci::start().await else {
+        return;
+    };
+    if !Path::new("/usr/bin/script").exists() {
+        minik_testkit::cannot_run("script (bsdutils)", "it gives `minik exec -it` a terminal");
+        return;
+    }
+    c.create(&pod("term", "exec /bin/busybox sleep 3600", "Never"))
+        .await;
+    c.pod_until("term", "it to run", |p| p["status"]["phase"] == "Running")
+        .await;
+    let minik = support::MINIK.command().get_program().to_owned();
+    let inner = format!(
+        "{} exec -it --server {} term -- /bin/busybox tty",
+        Path::new(&minik).display(),
+        c.http.base
+    );
+    let run = tokio::process::Command::new("/usr/bin/script")
+        .args(["-qec", &inner, "/dev/null"])
+        .env(
+            "MINIK_CERTIFICATE_AUTHORITY",
+            minik_testkit::ca_for(&c.http.base).expect("the server's CA"),
+        )
+        .env("HOME", c.node_dir.path())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("minik exec -it ended")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("not a tty"), "{text:?}");
+    assert!(text.contains("/dev/pts/"), "{text:?}");
+    assert!(out.status.success(), "{:?}: {text:?}", out.status);
+    c.delete("term").await;
+}
+
 /// Bad input the runtime finds: a working directory that cannot be made (a file is in the way)
 /// and a memory limit below what a container needs; each a waiting reason with a message that
 /// says why, and nothing left on the host. (A user the image lacks: user.rs's tests.)

@@ -615,7 +615,7 @@ mod tests {
         json["process"]["capabilities"]["effective"] = json!("checked");
         json["process"]["capabilities"]["permitted"] = json!("checked");
         let expected = json!({
-            "ociVersion": "1.0.2",
+            "ociVersion": "1.1.0",
             "root": {"path": "/var/lib/minik/overlay/c1/merged", "readonly": false},
             "hostname": "web-1",
             "process": {
@@ -710,7 +710,9 @@ mod tests {
             assert_eq!(back, spec);
             // What libcontainer checks before creating the container.
             assert!(back.version().starts_with("1."));
-            libcontainer::utils::validate_spec_for_new_user_ns(&back).expect("user namespace");
+            let syscall = libcontainer::syscall::syscall::create_syscall();
+            libcontainer::utils::validate_spec_for_new_user_ns(&back, &*syscall)
+                .expect("user namespace");
             let linux = back.linux().as_ref().expect("linux");
             libcontainer::namespaces::Namespaces::try_from(linux.namespaces().as_ref())
                 .expect("namespaces");

@@ -11,9 +11,11 @@
 //! Without a tty the command inherits the helper's stdin, stdout and stderr (the agent's pipes).
 //! With one, libcontainer makes a pseudo-terminal for the command (its controlling terminal)
 //! and hands the master side to the helper over a console socket; the helper passes it on to
-//! the agent. libcontainer opens that terminal before it enters the container's mount
-//! namespace, so it is one of the node's: job control, `^C` and resizes work, but `tty` in the
-//! container says "not a tty" (the name is not in the container's own `/dev/pts`). File descriptor 3 is a Unix socket to the agent: the agent first writes the
+//! the agent. libcontainer (0.6 and later) opens that terminal after it joined the container's
+//! mount namespace, from the container's own `/dev/pts` (as runc does): `tty` names it, and job
+//! control, `^C` and resizes work.
+//!
+//! File descriptor 3 is a Unix socket to the agent: the agent first writes the
 //! environment to set (JSON `[[name, value], ...]`, then shuts its side down); the helper
 //! answers `ok PID\n` (with the terminal's master attached when there is one) once the command
 //! runs, or `error MESSAGE\n`.
