@@ -370,6 +370,21 @@ pub(crate) fn pod_sandbox(
 /// What a runtime that runs images needs of a container beyond its command line: its layers
 /// and image configuration, its pod's sandbox, its security context (the container's over the
 /// pod's, as Kubernetes merges them) and its CPU requests and limits.
+/// Whether a container runs with the default seccomp profile: its `seccompProfile` (or its
+/// pod's) says `RuntimeDefault`; `Unconfined` or none, not. `Localhost` profiles (files on the
+/// node) are not served: the container waits with `CreateContainerConfigError` saying so.
+fn runtime_default_seccomp(
+    profile: Option<&minik_api::k8s_openapi::api::core::v1::SeccompProfile>,
+) -> Result<bool, String> {
+    match profile.map(|p| p.type_.as_str()) {
+        None | Some("Unconfined") => Ok(false),
+        Some("RuntimeDefault") => Ok(true),
+        Some(other) => Err(format!(
+            "seccomp profile type {other:?} is not supported by minik (RuntimeDefault and Unconfined are)"
+        )),
+    }
+}
+
 pub(crate) fn image_spec(
     pod: &minik_api::k8s_openapi::api::core::v1::Pod,
     container: &Container,
@@ -421,6 +436,11 @@ pub(crate) fn image_spec(
             cap_drop: capabilities
                 .and_then(|c| c.drop.clone())
                 .unwrap_or_default(),
+            seccomp_default: runtime_default_seccomp(
+                security
+                    .and_then(|s| s.seccomp_profile.as_ref())
+                    .or(pod_security.and_then(|s| s.seccomp_profile.as_ref())),
+            )?,
         },
         cpu_request_millis: cpu("requests")?,
         cpu_limit_millis: cpu("limits")?,

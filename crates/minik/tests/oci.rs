@@ -342,8 +342,31 @@ async fn the_security_context_is_applied() {
     non_root["spec"]["securityContext"] = json!({"runAsNonRoot": true});
     c.create(&non_root).await;
 
+    // seccompProfile: a new user namespace is allowed unconfined, refused by RuntimeDefault
+    // (the pod's profile; a container's own would win); Localhost profiles are not served.
+    let unshare = "/bin/busybox unshare -U /bin/busybox true; echo unshare=$$?; echo done";
+    c.create(&pod("unconfined", unshare, "Never")).await;
+    let mut confined = pod("confined", unshare, "Never");
+    confined["spec"]["securityContext"] = json!({"seccompProfile": {"type": "RuntimeDefault"}});
+    c.create(&confined).await;
+    let mut localhost = pod("localhost", "echo should-not-run", "Never");
+    localhost["spec"]["containers"][0]["securityContext"] =
+        json!({"seccompProfile": {"type": "Localhost", "localhostProfile": "my.json"}});
+    c.create(&localhost).await;
+
     let log = c.log_with("uid", "main", "done").await;
     assert_eq!(value(&log, "uid"), Some("1000"), "{log}");
+
+    let log = c.log_with("unconfined", "main", "done").await;
+    assert_eq!(value(&log, "unshare"), Some("0"), "{log}");
+    let log = c.log_with("confined", "main", "done").await;
+    assert_ne!(value(&log, "unshare"), Some("0"), "{log}");
+    assert!(log.contains("Operation not permitted"), "{log}");
+    let message = c.waiting("localhost", "CreateContainerConfigError").await;
+    assert!(
+        message.contains("seccomp profile type \"Localhost\" is not supported"),
+        "{message}"
+    );
 
     let log = c.log_with("ro", "main", "done").await;
     assert_eq!(value(&log, "touch"), Some("1"), "{log}");

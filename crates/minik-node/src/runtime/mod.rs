@@ -106,6 +106,8 @@ pub struct SecuritySpec {
     pub allow_privilege_escalation: bool,
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
+    /// `seccompProfile.type: RuntimeDefault` (the container's, else the pod's).
+    pub seccomp_default: bool,
 }
 
 /// Why a container could not be started: each becomes a waiting reason and message.

@@ -20,9 +20,10 @@
 //! `/sys` and `/sys/fs/cgroup` read-write and no masked or read-only path. Unlike containerd it
 //! does not get the host's device nodes: the spec is built from its input alone.
 //!
-//! No seccomp profile is set (Kubernetes' `Unconfined`, which is also its default without
-//! `seccompProfile: RuntimeDefault`): libcontainer loads profiles only with its `libseccomp`
-//! feature, which links the C library.
+//! `linux.seccomp` is never set: libcontainer loads profiles only with its `libseccomp` feature,
+//! which links the C library. `seccompProfile: RuntimeDefault` is the [`ANNOTATION`] instead,
+//! with `no_new_privs` on, which minik's own executor acts on ([`super::seccomp`]); without it
+//! a container runs `Unconfined`, Kubernetes' default.
 //!
 //! Not in the spec because libcontainer does them for every container: the `/dev/fd`,
 //! `/dev/stdin`, `/dev/stdout`, `/dev/stderr` and `/dev/kcore` symbolic links, and `/dev/ptmx`
@@ -30,6 +31,8 @@
 //! device, `/dev/console`, `/dev/ptmx` and `/dev/net/tun` on top of the rules here.
 
 use std::collections::HashSet;
+
+use super::seccomp::{ANNOTATION, RUNTIME_DEFAULT};
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
@@ -191,7 +194,9 @@ pub(crate) fn spec_on(c: &OciContainer, cgroup_v2: bool) -> Result<Spec, String>
             .soft(c.nofile)
             .build()
             .map_err(err)?])
-        .no_new_privileges(c.security.no_new_privileges)
+        // The default seccomp profile is installed by the container's own process after its
+        // capabilities are dropped, which the kernel allows only with no_new_privs.
+        .no_new_privileges(c.security.no_new_privileges || c.security.seccomp_default)
         .build()
         .map_err(err)?;
 
@@ -228,7 +233,11 @@ pub(crate) fn spec_on(c: &OciContainer, cgroup_v2: bool) -> Result<Spec, String>
         .linux(linux)
         .build()
         .map_err(err)?;
-    spec.set_annotations(None);
+    spec.set_annotations(c.security.seccomp_default.then(|| {
+        [(ANNOTATION.to_owned(), RUNTIME_DEFAULT.to_owned())]
+            .into_iter()
+            .collect()
+    }));
     Ok(spec)
 }
 
@@ -833,6 +842,20 @@ mod tests {
         let json = to_json(&spec_on(&c, false).expect("spec"));
         assert_eq!(json["root"]["readonly"], true);
         assert_eq!(json["process"]["noNewPrivileges"], true);
+    }
+
+    #[test]
+    fn the_default_seccomp_profile_is_asked_for_with_no_new_privileges() {
+        let mut c = typical();
+        let json = to_json(&spec_on(&c, false).expect("spec"));
+        assert!(json.get("annotations").is_none(), "{json}");
+        assert_eq!(json["process"]["noNewPrivileges"], false);
+        assert!(json["linux"].get("seccomp").is_none());
+        c.security.seccomp_default = true;
+        let json = to_json(&spec_on(&c, false).expect("spec"));
+        assert_eq!(json["annotations"][ANNOTATION], RUNTIME_DEFAULT);
+        assert_eq!(json["process"]["noNewPrivileges"], true);
+        assert!(json["linux"].get("seccomp").is_none());
     }
 
     #[test]

@@ -87,4 +87,7 @@ pub struct Security {
     /// them, without `CAP_`; `ALL` allowed in drop).
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
+    /// `seccompProfile: RuntimeDefault` (of the container, else of its pod): minik's default
+    /// profile ([`super::seccomp`]); otherwise none (`Unconfined`).
+    pub seccomp_default: bool,
 }

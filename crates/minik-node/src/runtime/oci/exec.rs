@@ -223,7 +223,10 @@ fn join(args: &ExecArgs, env: Vec<(String, String)>) -> Result<(i32, Option<Owne
     };
     let built = ContainerBuilder::new(args.id.clone(), SyscallType::default())
         .with_root_path(&args.root)
-        .map(|b| b.with_console_socket(console.as_ref().map(|(_, path)| path.clone())))
+        .map(|b| {
+            b.with_console_socket(console.as_ref().map(|(_, path)| path.clone()))
+                .with_executor(super::seccomp::Executor)
+        })
         .and_then(|b| {
             b.as_tenant()
                 .with_container_args(args.command.clone())

@@ -17,6 +17,7 @@ pub(crate) mod monitor;
 pub(crate) mod rootfs;
 mod runtime;
 pub(crate) mod sandbox;
+pub(crate) mod seccomp;
 pub(crate) mod user;
 
 /// Shields a helper (the monitor, the exec helper) from the signals of the terminal or the agent

@@ -98,7 +98,8 @@ pub fn main(args: &[String]) -> i32 {
         .with_root_path(&args.root)
         .map(|b| b.with_stdout(stdout).with_stderr(stderr))
         .and_then(|b| {
-            b.as_init(&args.bundle)
+            b.with_executor(super::seccomp::Executor)
+                .as_init(&args.bundle)
                 .with_systemd(false)
                 .with_detach(true)
                 .build()

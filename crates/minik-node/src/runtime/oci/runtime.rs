@@ -369,6 +369,7 @@ impl OciRuntime {
                 no_new_privileges: !sec.allow_privilege_escalation,
                 cap_add: sec.cap_add.clone(),
                 cap_drop: sec.cap_drop.clone(),
+                seccomp_default: sec.seccomp_default,
             },
             binds,
             nofile: nofile_limit(),
