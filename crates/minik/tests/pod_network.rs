@@ -13,9 +13,10 @@
 
 mod support;
 
-use support::podnet::{inside, network_leftovers, remove_network};
-
+use std::collections::BTreeMap;
 use std::time::Duration;
+
+use support::podnet::{inside, network_leftovers, remove_network};
 
 use minik_testkit::registry::{
     build_busybox_layout, docker_io_mirror, image_tools, push, Registry,
@@ -41,6 +42,9 @@ struct Agent {
 struct Cluster {
     http: Http,
     agents: Vec<Agent>,
+    /// Each node's Ready condition (status, message) as it registered, seen by a watch opened
+    /// before the agents started.
+    registered: Registered,
     _server: support::Running,
     _registry: Registry,
     _dirs: [tempfile::TempDir; 2],
@@ -92,6 +96,7 @@ impl Cluster {
             ],
         );
         let http = Http::new(&server.base);
+        let registered = watch_registrations(&server.base).await;
         let mut agents = Vec::new();
         for node in NODES {
             let dir = tempfile::tempdir().unwrap();
@@ -119,6 +124,7 @@ impl Cluster {
         let cluster = Cluster {
             http,
             agents,
+            registered,
             _server: server,
             _registry: registry,
             _dirs: [build, server_dir],
@@ -189,6 +195,53 @@ impl Cluster {
         )
         .await;
     }
+}
+
+type Registered = std::sync::Arc<std::sync::Mutex<BTreeMap<String, (String, String)>>>;
+
+/// Opens a watch of the Nodes (answered before this returns) and notes, for each node, the
+/// Ready condition of the first version of it the watch sees.
+async fn watch_registrations(base: &str) -> Registered {
+    let registered = Registered::default();
+    let http = Http::without_timeout(base);
+    let mut response = http
+        .client
+        .get(http.url("/api/v1/nodes?watch=true"))
+        .send()
+        .await
+        .expect("watch nodes");
+    assert!(response.status().is_success(), "{}", response.status());
+    let sink = registered.clone();
+    tokio::spawn(async move {
+        let mut buffer = Vec::new();
+        while let Ok(Some(chunk)) = response.chunk().await {
+            buffer.extend_from_slice(&chunk);
+            while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buffer.drain(..=end).collect();
+                let Ok(event) = serde_json::from_slice::<Value>(&line) else {
+                    continue;
+                };
+                let node = &event["object"];
+                let Some(name) = node["metadata"]["name"].as_str() else {
+                    continue;
+                };
+                let ready = node["status"]["conditions"]
+                    .as_array()
+                    .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+                    .map(|c| {
+                        (
+                            c["status"].as_str().unwrap_or_default().to_owned(),
+                            c["message"].as_str().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .unwrap_or_default();
+                if let Ok(mut seen) = sink.lock() {
+                    seen.entry(name.to_owned()).or_insert(ready);
+                }
+            }
+        }
+    });
+    registered
 }
 
 /// A pod of busybox containers `(name, script)` on `node`.
@@ -505,6 +558,17 @@ async fn stopping_the_agents_leaves_no_network_behind() {
     let Some(mut c) = Cluster::start().await else {
         return;
     };
+    // A node with a pod network registers NotReady until the network is built (then Ready:
+    // Cluster::start waited for that), so that nothing is scheduled onto it before.
+    let registered = c.registered.lock().unwrap().clone();
+    for node in NODES {
+        let (status, message) = registered.get(node).cloned().unwrap_or_default();
+        assert_eq!(status, "False", "{node}: {registered:?}");
+        assert!(
+            message.contains("NetworkPluginNotReady"),
+            "{node}: {message}"
+        );
+    }
     c.create(
         PODS,
         pod(
