@@ -354,9 +354,11 @@ async fn image_pull_secrets_authenticate_pulls() {
     minik_testkit::wait_node_ready(&http.client, &http.base, "n1").await;
     let pods = "/api/v1/namespaces/default/pods";
 
-    // No credentials: the registry's refusal is the pull's failure.
+    // No credentials: the registry's refusal is the pull's failure. `Always`, so that it keeps
+    // asking the registry: with `IfNotPresent` it would use the image another pod pulls below
+    // (as the kubelet does), and its later tries would say "already present".
     let created = http
-        .post(pods, &pod("anonymous", "busybox:1.36", None))
+        .post(pods, &pod("anonymous", "busybox:1.36", Some("Always")))
         .await;
     assert_eq!(created.code, 201, "{}", created.body);
     let message = wait_waiting(&http, "anonymous", "ErrImagePull").await;
