@@ -227,11 +227,6 @@ async fn until_interrupted<T>(
     }
 }
 
-/// A progress line (stderr, so stdout holds the report).
-macro_rules! progress {
-    ($($arg:tt)*) => { eprintln!("[minik-bench] {}", format!($($arg)*)) };
-}
-
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
 ) -> anyhow::Result<T> {

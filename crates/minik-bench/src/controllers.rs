@@ -50,10 +50,6 @@ pub struct ControllersArgs {
     phase_seconds: f64,
 }
 
-macro_rules! progress {
-    ($($arg:tt)*) => { eprintln!("[minik-bench] {}", format!($($arg)*)) };
-}
-
 const NAMESPACE: &str = "default";
 /// How long an agent may take to stop its pods and exit.
 const AGENT_STOP: Duration = Duration::from_secs(30);
@@ -149,11 +145,11 @@ pub fn run(args: ControllersArgs) -> anyhow::Result<()> {
         args.replicas > 0 && args.fake_nodes > 0,
         "--replicas and --fake-nodes must be positive"
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let rows = runtime.block_on(measure(&minik, &args))?;
-    report::print_and_save("minik-bench controllers", &rows, args.json.as_deref())
+    report::run_suite(
+        "minik-bench controllers",
+        args.json.as_deref(),
+        measure(&minik, &args),
+    )
 }
 
 async fn measure(minik: &Path, args: &ControllersArgs) -> anyhow::Result<Vec<Row>> {

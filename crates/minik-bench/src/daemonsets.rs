@@ -46,10 +46,6 @@ pub struct DaemonSetsArgs {
     phase_seconds: f64,
 }
 
-macro_rules! progress {
-    ($($arg:tt)*) => { eprintln!("[minik-bench] {}", format!($($arg)*)) };
-}
-
 const PODS: &str = "/api/v1/namespaces/default/pods";
 const DAEMONSETS: &str = "/apis/apps/v1/namespaces/default/daemonsets";
 const DS_NAME: &str = "bench-ds";
@@ -107,15 +103,12 @@ pub fn run(args: DaemonSetsArgs) -> anyhow::Result<()> {
         args.nodes > 0 && args.clients > 0,
         "--nodes and --clients must be positive"
     );
-    ensure!(
-        args.phase_seconds.is_finite() && args.phase_seconds > 0.0,
-        "--phase-seconds must be a positive number"
-    );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let rows = runtime.block_on(measure(&minik, &args))?;
-    report::print_and_save("minik-bench daemonsets", &rows, args.json.as_deref())
+    report::check_phase_seconds(args.phase_seconds)?;
+    report::run_suite(
+        "minik-bench daemonsets",
+        args.json.as_deref(),
+        measure(&minik, &args),
+    )
 }
 
 /// `minik simulate`, sent SIGTERM (then killed) when dropped.

@@ -61,10 +61,6 @@ pub struct JobsArgs {
     timeline: Option<PathBuf>,
 }
 
-macro_rules! progress {
-    ($($arg:tt)*) => { eprintln!("[minik-bench] {}", format!($($arg)*)) };
-}
-
 const PODS: &str = "/api/v1/namespaces/default/pods";
 const JOBS: &str = "/apis/batch/v1/namespaces/default/jobs";
 const JOB_NAME: &str = "bench-job";
@@ -121,15 +117,12 @@ pub fn run(args: JobsArgs) -> anyhow::Result<()> {
         args.completions > 0 && args.parallelism > 0 && args.fake_nodes > 0 && args.clients > 0,
         "--completions, --parallelism, --fake-nodes and --clients must be positive"
     );
-    ensure!(
-        args.phase_seconds.is_finite() && args.phase_seconds > 0.0,
-        "--phase-seconds must be a positive number"
-    );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let rows = runtime.block_on(measure(&minik, &args))?;
-    report::print_and_save("minik-bench jobs", &rows, args.json.as_deref())
+    report::check_phase_seconds(args.phase_seconds)?;
+    report::run_suite(
+        "minik-bench jobs",
+        args.json.as_deref(),
+        measure(&minik, &args),
+    )
 }
 
 struct Ctx {

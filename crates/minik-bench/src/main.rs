@@ -1,5 +1,10 @@
 //! `minik-bench`: load tools that measure minik end to end against its release binary.
 
+/// A line of progress on stderr, `[minik-bench] ...`, for the suites that print their phases.
+macro_rules! progress {
+    ($($arg:tt)*) => { eprintln!("[minik-bench] {}", format!($($arg)*)) };
+}
+
 mod agent;
 mod all;
 mod api;

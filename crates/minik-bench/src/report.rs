@@ -241,6 +241,29 @@ pub fn print_and_save(
     Ok(())
 }
 
+/// Runs a suite's measurements on a multi-threaded runtime, then prints its rows and saves them
+/// as JSON to `json` when given.
+pub fn run_suite(
+    name: &str,
+    json: Option<&std::path::Path>,
+    measure: impl std::future::Future<Output = anyhow::Result<Vec<Row>>>,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let rows = runtime.block_on(measure)?;
+    print_and_save(name, &rows, json)
+}
+
+/// Checks a suite's `--phase-seconds`: a finite number above zero.
+pub fn check_phase_seconds(seconds: f64) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        seconds.is_finite() && seconds > 0.0,
+        "--phase-seconds must be a positive number"
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

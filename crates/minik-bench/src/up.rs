@@ -41,10 +41,6 @@ pub struct UpArgs {
     runs: usize,
 }
 
-macro_rules! progress {
-    ($($arg:tt)*) => { eprintln!("[minik-bench] {}", format!($($arg)*)) };
-}
-
 /// `minik up`, stopped with SIGTERM (then SIGKILL) when dropped, so its pods stop too.
 struct UpProcess {
     child: Child,
