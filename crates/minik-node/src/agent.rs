@@ -1552,9 +1552,9 @@ impl Agent {
         self.runtime.remove_pod_sandbox(&record.uid);
         let dir = self.pod_dir(key, &record.uid);
         if !forget {
-            // The agent is stopping its pods: their files stay for the next agent, their
-            // mounts do not outlive this one.
-            if let Err(e) = crate::volumes::unmount(&dir) {
+            // The agent is stopping its pods: their disk volumes stay for the next agent; their
+            // mounts and API-backed volumes do not outlive this one.
+            if let Err(e) = crate::volumes::release(&dir) {
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot unmount a pod's volumes");
             }
             return;

@@ -20,12 +20,26 @@ use support::client::Cluster;
 /// The standard service account directory of pods.
 const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
+/// The client. Its first request is retried for a while on a connection error (printed), as an
+/// in-cluster client's reflector would: on a loaded machine the pod can start before the node's
+/// proxy serves the `kubernetes` Service; TLS errors and refusals (401, 403) are not retried.
 const CLIENT: &str = r#"
+import time
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 config.load_incluster_config()
 api = client.CoreV1Api()
-names = sorted(p.metadata.name for p in api.list_namespaced_pod("apps").items)
+for attempt in range(40):
+    try:
+        pods = api.list_namespaced_pod("apps").items
+        break
+    except (urllib3.exceptions.MaxRetryError, urllib3.exceptions.ProtocolError) as e:
+        if isinstance(getattr(e, "reason", None), urllib3.exceptions.SSLError):
+            raise
+        print("retrying:", e)
+        time.sleep(0.5)
+names = sorted(p.metadata.name for p in pods)
 print("pods:", ",".join(names))
 try:
     api.list_namespaced_secret("apps")
@@ -127,6 +141,17 @@ fn a_pod_reaches_the_api_with_the_python_clients_in_cluster_config() {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let left: Vec<&str> = mounts.lines().filter(|l| l.contains(&home)).collect();
     assert!(left.is_empty(), "{left:#?}");
+    // Nor their API-backed volumes: the token is not left on the node's disk under the
+    // unmounted tmpfs (the next agent writes the volume again before the containers start).
+    let pods = c.home().join("node-n1").join("pods");
+    let entries = std::fs::read_dir(&pods).expect("the agent keeps its pods' directories");
+    let mut seen = 0;
+    for pod in entries.flatten() {
+        seen += 1;
+        let projected = pod.path().join("volumes/kubernetes.io~projected");
+        assert!(!projected.exists(), "{} is left", projected.display());
+    }
+    assert!(seen > 0, "no pod directory under {}", pods.display());
     // The variables the client used, as every pod in every namespace gets them.
     let env = c.json(&["get", "service", "kubernetes", "-n", "default"]);
     assert_eq!(env["spec"]["clusterIP"], "127.96.0.1");

@@ -265,12 +265,26 @@ pub fn tear_down(pod_dir: &Path) -> Result<(), String> {
     host::teardown(&volumes_dir(pod_dir))
 }
 
-/// Unmounts what the pod's volumes mounted on the node (the tmpfs of Secret, projected and
-/// memory emptyDir volumes) and keeps disk volumes' files: an agent that stops without
-/// deleting its pods leaves no mount behind, and the next agent sets the volumes up again
-/// from the API before their containers start.
-pub fn unmount(pod_dir: &Path) -> Result<(), String> {
-    host::unmount_under(&volumes_dir(pod_dir))
+/// The volume kinds whose files come from the API (rewritten from it whenever set up).
+const API_BACKED: &[&str] = &[
+    "kubernetes.io~configmap",
+    "kubernetes.io~secret",
+    "kubernetes.io~downward-api",
+    "kubernetes.io~projected",
+];
+
+/// What an agent that stops its pods without deleting them leaves of their volumes: nothing
+/// mounted (the tmpfs of Secret, projected and memory emptyDir volumes are unmounted), no
+/// API-backed volume at all (the next agent writes them again from the API before their
+/// containers start, on a tmpfs again: their files, secrets among them, never fall through to
+/// the node's disk), and the files of disk volumes kept.
+pub fn release(pod_dir: &Path) -> Result<(), String> {
+    let dir = volumes_dir(pod_dir);
+    host::unmount_under(&dir)?;
+    for plugin in API_BACKED {
+        host::teardown(&dir.join(plugin))?;
+    }
+    Ok(())
 }
 
 /// A quantity in bytes (`sizeLimit`).
