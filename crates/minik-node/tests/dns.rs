@@ -198,33 +198,32 @@ async fn ask_tcp(server: SocketAddr, name: &str, query_type: RecordType) -> Mess
     answer
 }
 
-/// The A and AAAA records of an answer, sorted.
-fn addresses(answer: &Message) -> Vec<String> {
+/// What `pick` makes of each record of an answer, sorted.
+fn records(answer: &Message, pick: impl Fn(&RData) -> Option<String>) -> Vec<String> {
     let mut out: Vec<String> = answer
         .answers
         .iter()
-        .filter_map(|record| match &record.data {
-            RData::A(a) => Some(a.0.to_string()),
-            RData::AAAA(aaaa) => Some(aaaa.0.to_string()),
-            _ => None,
-        })
+        .filter_map(|r| pick(&r.data))
         .collect();
     out.sort();
     out
 }
 
+/// The A and AAAA records of an answer, sorted.
+fn addresses(answer: &Message) -> Vec<String> {
+    records(answer, |data| match data {
+        RData::A(a) => Some(a.0.to_string()),
+        RData::AAAA(aaaa) => Some(aaaa.0.to_string()),
+        _ => None,
+    })
+}
+
 /// The SRV records of an answer as `port target`, sorted.
 fn services_of(answer: &Message) -> Vec<String> {
-    let mut out: Vec<String> = answer
-        .answers
-        .iter()
-        .filter_map(|record| match &record.data {
-            RData::SRV(srv) => Some(format!("{} {}", srv.port, srv.target)),
-            _ => None,
-        })
-        .collect();
-    out.sort();
-    out
+    records(answer, |data| match data {
+        RData::SRV(srv) => Some(format!("{} {}", srv.port, srv.target)),
+        _ => None,
+    })
 }
 
 #[tokio::test]

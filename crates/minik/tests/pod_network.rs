@@ -159,23 +159,7 @@ impl Cluster {
 
     /// Waits until the log of `name`/`container` holds `text`; answers the log.
     async fn log_with(&self, name: &str, container: &str, text: &str) -> String {
-        support::wait_for(
-            &format!("{text:?} in the log of {name}/{container}"),
-            support::DEADLINE,
-            || async {
-                let log = self
-                    .http
-                    .get_text(&format!("{PODS}/{name}/log?container={container}"))
-                    .await
-                    .unwrap_or_default();
-                if log.contains(text) {
-                    Ok(log)
-                } else {
-                    Err(log)
-                }
-            },
-        )
-        .await
+        support::podnet::log_with(&self.http, name, Some(container), text).await
     }
 
     async fn delete_pod(&self, name: &str) {

@@ -26,7 +26,7 @@
 
 mod support;
 
-use support::podnet::{inside, network_leftovers, remove_network};
+use support::podnet::{inside, log_with, network_leftovers, remove_network};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -378,26 +378,6 @@ async fn running(http: &Http, name: &str) -> Value {
     .await
 }
 
-/// Waits until the log of pod `name` holds `text`; answers the log.
-async fn log_with(http: &Http, name: &str, text: &str) -> String {
-    support::wait_for(
-        &format!("{text:?} in the log of {name}"),
-        support::DEADLINE,
-        || async {
-            let log = http
-                .get_text(&format!("{PODS}/{name}/log"))
-                .await
-                .unwrap_or_default();
-            if log.contains(text) {
-                Ok(log)
-            } else {
-                Err(log)
-            }
-        },
-    )
-    .await
-}
-
 /// The value of `key=` on a line of `log`.
 fn value_of<'a>(log: &'a str, key: &str) -> Option<&'a str> {
     log.lines()
@@ -657,7 +637,7 @@ async fn the_guestbook_shape_works_across_two_hosts() {
     let frontend_ip = frontend["status"]["podIP"].as_str().unwrap().to_owned();
     assert!(inside(&frontend_ip, &pod_cidrs[1]), "{frontend}");
     assert_eq!(frontend["status"]["hostIP"], HOSTS[1].address, "{frontend}");
-    let log = log_with(&c.http, "frontend", "done").await;
+    let log = log_with(&c.http, "frontend", None, "done").await;
     assert_eq!(value_of(&log, "found"), Some("i-am-the-leader"), "{log}");
     // No NAT: the backend sees the frontend's own pod IP, through the Service and directly.
     for key in ["by-name-seen", "by-pod-ip-seen"] {
@@ -684,7 +664,7 @@ async fn the_guestbook_shape_works_across_two_hosts() {
         .as_str()
         .unwrap()
         .to_owned();
-    let log = log_with(&c.http, "caller", "done").await;
+    let log = log_with(&c.http, "caller", None, "done").await;
     let seen = value_of(&log, "seen").unwrap_or_else(|| panic!("no seen= in {log}"));
     assert_eq!(peer(seen), caller_ip, "{log}");
 

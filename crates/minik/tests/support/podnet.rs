@@ -56,3 +56,36 @@ pub fn inside(ip: &str, cidr: &str) -> bool {
     let cidr: minik_net::Cidr = cidr.parse().unwrap();
     ip.parse().is_ok_and(|ip| cidr.contains(ip))
 }
+
+/// Waits until the log of pod `name` in `default` (of `container`, when given) holds `text`;
+/// answers the log.
+pub async fn log_with(
+    http: &minik_testkit::Http,
+    name: &str,
+    container: Option<&str>,
+    text: &str,
+) -> String {
+    let (path, what) = match container {
+        Some(c) => (
+            format!("/api/v1/namespaces/default/pods/{name}/log?container={c}"),
+            format!("{name}/{c}"),
+        ),
+        None => (
+            format!("/api/v1/namespaces/default/pods/{name}/log"),
+            name.to_owned(),
+        ),
+    };
+    super::wait_for(
+        &format!("{text:?} in the log of {what}"),
+        super::DEADLINE,
+        || async {
+            let log = http.get_text(&path).await.unwrap_or_default();
+            if log.contains(text) {
+                Ok(log)
+            } else {
+                Err(log)
+            }
+        },
+    )
+    .await
+}
