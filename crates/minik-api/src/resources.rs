@@ -199,7 +199,8 @@ pub static RESOURCES: &[ResourceInfo] = &[
             "eviction",
             "log",
             "portforward",
-            "exec"
+            "exec",
+            "attach"
         ],
         &["all"]
     ),

@@ -150,6 +150,7 @@ fn subresource_kind(
         "log" => ("Pod", None, &["get"]),
         "portforward" => ("PodPortForwardOptions", None, &["create", "get"]),
         "exec" => ("PodExecOptions", None, &["create", "get"]),
+        "attach" => ("PodAttachOptions", None, &["create", "get"]),
         "scale" => ("Scale", Some("autoscaling"), &["get", "patch", "update"]),
         "token" => ("TokenRequest", Some("authentication.k8s.io"), &["create"]),
         _ => (info.kind, None, &["get", "patch", "update"]),

@@ -43,9 +43,11 @@ const SPDY_PROTOCOL: &str = "SPDY/3.1";
 /// The header that names the stream protocol within SPDY.
 const STREAM_PROTOCOL_HEADER: &str = "X-Stream-Protocol-Version";
 
-/// What one exec asks for, from the request's query.
+/// What one exec or attach asks for, from the request's query.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ExecOptions {
+    /// An attach (`pods/{name}/attach`): to the container's own process, no command.
+    pub attach: bool,
     pub command: Vec<String>,
     pub container: Option<String>,
     pub stdin: bool,
@@ -64,8 +66,17 @@ fn flag(pairs: &[(String, String)], name: &str) -> bool {
 }
 
 impl ExecOptions {
-    /// The options of the query `raw` (`command` repeated), checked as Kubernetes does.
+    /// The options of an exec's query `raw` (`command` repeated), checked as Kubernetes does.
     pub fn parse(raw: Option<&str>) -> Result<ExecOptions, ApiError> {
+        Self::parse_as(raw, false)
+    }
+
+    /// The options of an attach's query `raw` (PodAttachOptions: no command).
+    pub fn parse_attach(raw: Option<&str>) -> Result<ExecOptions, ApiError> {
+        Self::parse_as(raw, true)
+    }
+
+    fn parse_as(raw: Option<&str>, attach: bool) -> Result<ExecOptions, ApiError> {
         let uri = format!("/?{}", raw.unwrap_or_default())
             .parse()
             .map_err(|_| ApiError::BadRequest("the query string is malformed".into()))?;
@@ -77,14 +88,15 @@ impl ExecOptions {
             .filter(|(k, _)| k == "command")
             .map(|(_, v)| v.clone())
             .collect();
-        if command.is_empty() {
+        if command.is_empty() && !attach {
             return Err(ApiError::BadRequest(
                 "you must specify at least one command for the container".into(),
             ));
         }
         let tty = flag(&pairs, "tty");
         let options = ExecOptions {
-            command,
+            attach,
+            command: if attach { Vec::new() } else { command },
             container: pairs
                 .iter()
                 .find(|(k, _)| k == "container")
@@ -207,8 +219,9 @@ impl Target {
             ("stderr", bool_text(options.stderr)),
             ("tty", bool_text(options.tty)),
         ]);
+        let path = if options.attach { "attach" } else { "exec" };
         let request = client
-            .post(format!("{base}/exec/{ns}/{pod}/{container}"))
+            .post(format!("{base}/{path}/{ns}/{pod}/{container}"))
             .query(&query)
             .header(header::CONNECTION, "Upgrade")
             .header(header::UPGRADE, RAW_PROTOCOL);
@@ -304,16 +317,16 @@ fn broken_status(node: &str, why: &str) -> Vec<u8> {
     )))
 }
 
-/// Checks the request and the pod, then switches the client to the protocol it asked for.
-pub async fn pod_exec(
+/// Checks the request and the pod, then switches the client to the protocol it asked for (an
+/// exec or, with `options.attach`, an attach).
+pub(crate) async fn pod_session(
     server: &ApiServer,
     ns: &str,
     name: &str,
-    raw_query: Option<&str>,
+    options: ExecOptions,
     headers: &HeaderMap,
     on_upgrade: Option<OnUpgrade>,
 ) -> Result<Response, ApiError> {
-    let options = ExecOptions::parse(raw_query)?;
     let pod = agent::pod(server, ns, name).await?;
     let container = agent::container_of(&pod, name, options.container.as_deref())?;
     let agent = agent::pod_agent(server, &pod, name).await?;
@@ -324,6 +337,11 @@ pub async fn pod_exec(
     match phase {
         "Running" => {}
         // kubectl's words, which it checks itself.
+        "Succeeded" | "Failed" if options.attach => {
+            return Err(ApiError::BadRequest(format!(
+                "cannot attach a container in a completed pod; current phase is {phase}"
+            )))
+        }
         "Succeeded" | "Failed" => {
             return Err(ApiError::BadRequest(format!(
                 "cannot exec into a container in a completed pod; current phase is {phase}"

@@ -722,10 +722,14 @@ async fn handle(
             crate::portforward::pod_port_forward(server, ns, name, &query.0, headers, on_upgrade)
                 .await
         }
-        (&Method::GET | &Method::POST, Some(name), Some("exec")) => {
+        (&Method::GET | &Method::POST, Some(name), Some(sub @ ("exec" | "attach"))) => {
             let on_upgrade = parts.extensions.get::<hyper::upgrade::OnUpgrade>().cloned();
             let ns = ns.unwrap_or_default();
-            crate::exec::pod_exec(server, ns, name, parts.uri.query(), headers, on_upgrade).await
+            let options = match sub {
+                "exec" => crate::exec::ExecOptions::parse(parts.uri.query())?,
+                _ => crate::exec::ExecOptions::parse_attach(parts.uri.query())?,
+            };
+            crate::exec::pod_session(server, ns, name, options, headers, on_upgrade).await
         }
         // A binding, or an eviction: Kubernetes answers an eviction with 201 and a bare Success,
         // the pod gone or only marked for a graceful deletion.

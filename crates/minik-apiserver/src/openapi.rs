@@ -445,6 +445,22 @@ fn resource_paths(info: &ResourceInfo, paths: &mut Map<String, Value>) {
                     "post": operation(Op { id: id("connectPost", &suffix), action: "connect", gvk: gvk("", "v1", "PodExecOptions"), params, body: &[] }),
                 })
             }
+            "attach" => {
+                let params: Vec<Value> = [
+                    ("container", "The container to attach to", "string"),
+                    ("stdin", "Pass stdin to the container", "boolean"),
+                    ("stdout", "Pass the container's stdout back", "boolean"),
+                    ("stderr", "Pass the container's stderr back", "boolean"),
+                    ("tty", "The container runs on a terminal", "boolean"),
+                ]
+                .iter()
+                .map(|(name, what, kind)| query_param(name, what, kind))
+                .collect();
+                json!({
+                    "get": operation(Op { id: id("connectGet", &suffix), action: "connect", gvk: gvk("", "v1", "PodAttachOptions"), params: params.clone(), body: &[] }),
+                    "post": operation(Op { id: id("connectPost", &suffix), action: "connect", gvk: gvk("", "v1", "PodAttachOptions"), params, body: &[] }),
+                })
+            }
             "portforward" => json!({
                 "get": operation(Op { id: id("connectGet", &suffix), action: "connect", gvk: gvk("", "v1", "PodPortForwardOptions"), params: vec![query_param("ports", "List of ports to forward", "integer")], body: &[] }),
                 "post": operation(Op { id: id("connectPost", &suffix), action: "connect", gvk: gvk("", "v1", "PodPortForwardOptions"), params: vec![query_param("ports", "List of ports to forward", "integer")], body: &[] }),

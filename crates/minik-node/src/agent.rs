@@ -1362,6 +1362,10 @@ impl Agent {
                         (program, args, env, None)
                     }
                 };
+                let mut env = env;
+                if container.tty == Some(true) {
+                    with_terminal_type(&mut env);
+                }
                 probe_problem(container, &self.config.address, &binds, &env)
                     .map_err(config_error)?;
                 Ok(ContainerSpec {
@@ -1377,6 +1381,7 @@ impl Agent {
                     image: image_spec,
                     handler: Some(handler.name.clone()),
                     mounts,
+                    stdio: crate::runtime::Stdio::of(container),
                 })
             });
         let started = match spec {
@@ -1873,6 +1878,48 @@ fn attempt_of(id: &str) -> &str {
     id.rsplit('/').next().unwrap_or("0")
 }
 
+impl Agent {
+    /// The pod `ns/name` on this node and the runtime id of its `container`'s current run,
+    /// when that runs; else why not, as the endpoint answers it (404 no such pod or
+    /// container here, 400 not running).
+    fn running(
+        &self,
+        ns: &str,
+        name: &str,
+        container: &str,
+    ) -> Result<(Arc<Pod>, String), (u16, String)> {
+        let key = format!("{ns}/{name}");
+        let pod = self.pods.get(&key).ok_or_else(|| {
+            (
+                404,
+                format!("pod {name:?} in namespace {ns:?} is not on this node"),
+            )
+        })?;
+        let spec = pod.spec.as_ref();
+        let declared = spec.is_some_and(|s| {
+            s.containers.iter().any(|c| c.name == container)
+                || s.init_containers
+                    .iter()
+                    .flatten()
+                    .any(|c| c.name == container)
+        });
+        if !declared {
+            return Err((
+                404,
+                format!("container {container} is not valid for pod {name}"),
+            ));
+        }
+        let instance = self
+            .records()
+            .get(&key)
+            .and_then(|r| r.containers.get(container))
+            .and_then(|c| c.instance.clone())
+            .filter(|i| crate::endpoint::LogSource::is_running(self, i))
+            .ok_or_else(|| (400, format!("container {container} is not running")))?;
+        Ok((pod, instance))
+    }
+}
+
 impl crate::endpoint::LogSource for Agent {
     fn locate(
         &self,
@@ -1942,34 +1989,19 @@ impl crate::endpoint::LogSource for Agent {
         let (ns, name, container) = (ns.to_owned(), name.to_owned(), container.to_owned());
         Box::pin(async move {
             let key = format!("{ns}/{name}");
-            let pod = self.pods.get(&key).ok_or_else(|| {
-                (
-                    404,
-                    format!("pod {name:?} in namespace {ns:?} is not on this node"),
-                )
-            })?;
+            let (pod, instance) = self.running(&ns, &name, &container)?;
             let spec = pod.spec.as_ref();
             let apps = spec.map(|s| s.containers.as_slice()).unwrap_or_default();
             let inits = spec
                 .and_then(|s| s.init_containers.as_deref())
                 .unwrap_or_default();
             let index = apps.iter().position(|c| c.name == container);
-            let found = index
+            let Some(found) = index
                 .map(|i| &apps[i])
                 .or_else(|| inits.iter().find(|c| c.name == container))
-                .ok_or_else(|| {
-                    (
-                        404,
-                        format!("container {container} is not valid for pod {name}"),
-                    )
-                })?;
-            let instance = self
-                .records()
-                .get(&key)
-                .and_then(|r| r.containers.get(&container))
-                .and_then(|c| c.instance.clone())
-                .filter(|i| self.is_running(i))
-                .ok_or_else(|| (400, format!("container {container} is not running")))?;
+            else {
+                return Err((500, format!("container {container} went from pod {name}")));
+            };
             let binds = index
                 .and_then(|i| self.ports_of(&key, &pod).get(i).cloned())
                 .unwrap_or_default();
@@ -1977,6 +2009,9 @@ impl crate::endpoint::LogSource for Agent {
             request.env = spec::environment(&pod, found, &placement, &spec::Sources::default())
                 .map(|e| e.vars)
                 .map_err(|e| (500, e))?;
+            if request.tty {
+                with_terminal_type(&mut request.env);
+            }
             request.working_dir = found.working_dir.as_ref().map(PathBuf::from);
             let runtime = self.runtime.clone();
             tokio::task::spawn_blocking(move || runtime.exec(&instance, &request))
@@ -1984,6 +2019,28 @@ impl crate::endpoint::LogSource for Agent {
                 .map_err(|e| (500, format!("the exec did not start: {e}")))?
                 .map_err(|e| (500, e))
         })
+    }
+
+    fn attach(
+        &self,
+        ns: &str,
+        name: &str,
+        container: &str,
+        stdin: bool,
+    ) -> crate::BoxFuture<'_, Result<crate::runtime::ExecProcess, (u16, String)>> {
+        let found = self.running(ns, name, container);
+        Box::pin(async move {
+            let (_, instance) = found?;
+            self.runtime.attach(&instance, stdin).map_err(|e| (500, e))
+        })
+    }
+}
+
+/// `TERM=xterm` for a process on a terminal, unless the container sets `TERM` (what containerd
+/// gives a container or an exec with a tty).
+fn with_terminal_type(env: &mut Vec<(String, String)>) {
+    if !env.iter().any(|(k, _)| k == "TERM") {
+        env.push(("TERM".into(), "xterm".into()));
     }
 }
 

@@ -55,6 +55,19 @@ pub trait LogSource: Send + Sync + 'static {
     ) -> crate::BoxFuture<'_, Result<ExecProcess, (u16, String)>> {
         Box::pin(async { Err((501, "this node does not run exec".to_owned())) })
     }
+
+    /// Attaches to the running `container` of a pod on this node (`kubectl attach`): its
+    /// output from now on and, with `stdin`, its stdin when it has one. Errors as
+    /// [`exec`](Self::exec)'s.
+    fn attach(
+        &self,
+        _ns: &str,
+        _pod: &str,
+        _container: &str,
+        _stdin: bool,
+    ) -> crate::BoxFuture<'_, Result<ExecProcess, (u16, String)>> {
+        Box::pin(async { Err((501, "this node does not run attach".to_owned())) })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -214,6 +227,10 @@ pub fn router(source: Arc<dyn LogSource>) -> Router {
         .route(
             "/exec/{ns}/{pod}/{container}",
             axum::routing::post(exec_command),
+        )
+        .route(
+            "/attach/{ns}/{pod}/{container}",
+            axum::routing::post(attach_container),
         )
         .route("/healthz", get(|| async { "ok" }))
         .with_state(source)
@@ -393,22 +410,11 @@ fn form_decode(s: &str) -> Result<String, String> {
 async fn exec_command(
     State(source): State<Arc<dyn LogSource>>,
     Path((ns, pod, container)): Path<(String, String, String)>,
-    mut request: axum::extract::Request,
+    request: axum::extract::Request,
 ) -> Response {
-    let upgrade = request
-        .headers()
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if !upgrade.eq_ignore_ascii_case(EXEC_PROTOCOL) {
-        return error(
-            400,
-            format!("exec needs `Connection: Upgrade` and `Upgrade: {EXEC_PROTOCOL}`"),
-        );
-    }
-    let query = match ExecQuery::parse(request.uri().query().unwrap_or_default()) {
+    let query = match tunnel_query(&request) {
         Ok(q) => q,
-        Err(e) => return error(400, e),
+        Err((code, message)) => return error(code, message),
     };
     if query.command.is_empty() {
         return error(
@@ -423,7 +429,61 @@ async fn exec_command(
         tty: query.tty,
         stdin: query.stdin,
     };
-    let process = match source.exec(&ns, &pod, &container, exec).await {
+    let started = source.exec(&ns, &pod, &container, exec).await;
+    switch(
+        request,
+        started,
+        query,
+        format!("exec in {pod}/{container}"),
+    )
+}
+
+/// `POST /attach/{ns}/{pod}/{container}?stdin&stdout&stderr&tty`, upgraded as exec is: joins
+/// the container's own process ([`LogSource::attach`]); the session ends with the container
+/// or the client, and never stops the container.
+async fn attach_container(
+    State(source): State<Arc<dyn LogSource>>,
+    Path((ns, pod, container)): Path<(String, String, String)>,
+    request: axum::extract::Request,
+) -> Response {
+    let query = match tunnel_query(&request) {
+        Ok(q) => q,
+        Err((code, message)) => return error(code, message),
+    };
+    let started = source.attach(&ns, &pod, &container, query.stdin).await;
+    switch(
+        request,
+        started,
+        query,
+        format!("attach to {pod}/{container}"),
+    )
+}
+
+/// The query of an exec or attach tunnel, once the request is one (`Upgrade: minik-exec`).
+fn tunnel_query(request: &axum::extract::Request) -> Result<ExecQuery, (u16, String)> {
+    let upgrade = request
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !upgrade.eq_ignore_ascii_case(EXEC_PROTOCOL) {
+        return Err((
+            400,
+            format!("exec and attach need `Connection: Upgrade` and `Upgrade: {EXEC_PROTOCOL}`"),
+        ));
+    }
+    ExecQuery::parse(request.uri().query().unwrap_or_default()).map_err(|e| (400, e))
+}
+
+/// Switches the request to the tunnel's frames and runs the session of the process that
+/// `started` over it; a process that did not start is an HTTP answer.
+fn switch(
+    mut request: axum::extract::Request,
+    started: Result<ExecProcess, (u16, String)>,
+    query: ExecQuery,
+    what: String,
+) -> Response {
+    let process = match started {
         Ok(p) => p,
         Err((code, message)) => return error(code, message),
     };
@@ -437,11 +497,11 @@ async fn exec_command(
             Ok(upgraded) => {
                 let stream = hyper_util::rt::TokioIo::new(upgraded);
                 let ended = crate::exec::run(stream, process, &query.command, wanted).await;
-                tracing::debug!(pod = %pod, container = %container, ?ended, "exec ended");
+                tracing::debug!(%what, ?ended, "session ended");
             }
             Err(e) => {
                 process.control.kill();
-                tracing::debug!(error = %e, "exec upgrade failed");
+                tracing::debug!(%what, error = %e, "upgrade failed");
             }
         }
     });
@@ -558,6 +618,7 @@ mod tests {
                 image: None,
                 handler: None,
                 mounts: Vec::new(),
+                stdio: Default::default(),
             })
             .unwrap();
         let source = Arc::new(OnePod {

@@ -510,6 +510,7 @@ mod tests {
             image: None,
             handler: None,
             mounts: Vec::new(),
+            stdio: Default::default(),
         };
         rt.start(&spec).unwrap();
         spec.id

@@ -29,4 +29,4 @@ pub use oci::{oci_host, unmount_under, Leftovers, OciCleanup, Unmounts};
 pub use pods::{kill_pods_recorded_in, KillPodsOnDrop};
 pub use server::{ca_pem, open_store, serve, start, start_tls, start_with, TestServer, HISTORY};
 pub use trust::{builder as client_builder, ca_for, client, remember_ca};
-pub use wait::{blocking, wait_for, Outcome, DEADLINE, POLL};
+pub use wait::{blocking, read_until, wait_for, Outcome, DEADLINE, POLL};

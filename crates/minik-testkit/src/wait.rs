@@ -35,6 +35,35 @@ impl<T, E: Debug> Outcome for Result<T, E> {
     }
 }
 
+/// Reads `reader` (a process's output, an attached session's stream) until what it gave
+/// contains `want`; answers all it read. Fails the test when the stream ends first or after
+/// `deadline`, showing what it read.
+pub async fn read_until<R>(reader: &mut R, want: &str, deadline: Duration) -> String
+where
+    R: tokio::io::AsyncRead + Unpin + ?Sized,
+{
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&seen).contains(want) {
+            let n = reader.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                return false;
+            }
+            seen.extend_from_slice(&buf[..n]);
+        }
+        true
+    };
+    let found = tokio::time::timeout(deadline, read).await;
+    let text = String::from_utf8_lossy(&seen).into_owned();
+    match found {
+        Ok(true) => text,
+        Ok(false) => panic!("the stream ended before {want:?}; it gave {text:?}"),
+        Err(_) => timed_out(&format!("{want:?} in a stream"), deadline, &text),
+    }
+}
+
 fn timed_out(what: &str, deadline: Duration, last: &str) -> ! {
     panic!("timed out after {deadline:?} waiting for {what}; last observed: {last}")
 }

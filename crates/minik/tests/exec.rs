@@ -1,6 +1,7 @@
 //! `exec` end to end against `minik up` (one node, the process runtime): the real kubectl over
 //! WebSocket (kubectl 1.30+'s first try) and over SPDY, `minik exec`, and the Python client's
-//! `stream()`. Output, error output, stdin, exit codes and the errors kubectl prints. The
+//! `stream()`. Output, error output, stdin, exit codes and the errors kubectl prints; `attach`
+//! and `kubectl run -i` to containers with `stdin`. The
 //! kubectl run is `$MINIK_KUBECTL` or `kubectl` on the PATH (`.ci/run` installs one); a
 //! missing kubectl fails the test rather than skipping it, as in tests/kubectl.rs.
 
@@ -10,7 +11,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
 use support::MINIK;
@@ -138,6 +139,22 @@ impl Cluster {
         let out = self.kubectl_with(args, None, &[]).await;
         assert_eq!(out.code, 0, "kubectl {args:?}: {out:?}");
         out.stdout
+    }
+
+    /// A pod `name` whose container answers the lines of its stdin ([`ANSWER`]), made by
+    /// `kubectl run --stdin --leave-stdin-open` (`stdin`, no `stdinOnce`), once it is Ready.
+    async fn answering_pod(&self, name: &str) {
+        let head = [
+            "run",
+            name,
+            "--stdin",
+            "--leave-stdin-open",
+            "--attach=false",
+        ];
+        self.kubectl_ok(&[&head[..], &RUN_ANSWER].concat()).await;
+        let pod = format!("pod/{name}");
+        self.kubectl_ok(&["wait", "--for=condition=Ready", &pod, "--timeout=60s"])
+            .await;
     }
 
     async fn minik(&self, args: &[&str], stdin: Option<&str>) -> Out {
@@ -299,6 +316,154 @@ sys.stdout.write(out)
     assert_eq!(
         (out.code, out.stdout.as_str()),
         (0, "from python\n"),
+        "{out:?}"
+    );
+}
+
+/// A loop that answers each line it reads, until the line `quit` or the end of its stdin.
+const ANSWER: &str =
+    "while read line; do echo \"got $line\"; [ \"$line\" = quit ] && break; done; echo bye";
+
+/// The end of a `run` command line whose pod runs [`ANSWER`] once.
+const RUN_ANSWER: [&str; 7] = [
+    "--restart=Never",
+    "--image=busybox",
+    "--command",
+    "--",
+    "sh",
+    "-c",
+    ANSWER,
+];
+
+/// `kubectl run -i` and `kubectl attach -i`, over both of kubectl's protocols, and `minik
+/// attach -i`: what the client writes reaches the container's own process (its stdin), its
+/// output comes back, and the session ends with the container.
+/// - `kubectl run -i` makes the pod with `stdin` and `stdinOnce` and attaches once it runs:
+///   the end of the client's input is the end of the container's.
+/// - A pod with `stdin` but not `stdinOnce` (`--leave-stdin-open`) keeps its stdin across
+///   clients: the first one leaves, the second one makes the container quit.
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_run_and_attach_reach_the_containers_stdin() {
+    let c = Cluster::start().await;
+    for (protocol, env) in PROTOCOLS {
+        let name = format!("run-{protocol}");
+        let out = c
+            .kubectl_with(
+                &[&["run", &name, "-i"][..], &RUN_ANSWER].concat(),
+                Some("hello\n"),
+                env,
+            )
+            .await;
+        assert_eq!(
+            (out.code, out.stdout.as_str()),
+            (0, "got hello\nbye\n"),
+            "{protocol}: {out:?}"
+        );
+        let pod: Value =
+            serde_json::from_str(&c.kubectl_ok(&["get", "pod", &name, "-o", "json"]).await)
+                .unwrap();
+        let container = &pod["spec"]["containers"][0];
+        assert_eq!(
+            (&container["stdin"], &container["stdinOnce"]),
+            (&json!(true), &json!(true)),
+            "{pod}"
+        );
+
+        let name = format!("attach-{protocol}");
+        c.answering_pod(&name).await;
+        // The first client's input ends; the container's does not (no stdinOnce). The client
+        // waits for the container, so it is stopped once its line was answered.
+        let mut first = tokio::process::Command::new(kubectl_binary());
+        first
+            .args(["attach", "-i", &name])
+            .env("KUBECONFIG", c.kubeconfig())
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        let mut first = first.spawn().unwrap();
+        let mut input = first.stdin.take().unwrap();
+        input.write_all(b"one\n").await.unwrap();
+        drop(input);
+        let mut stdout = first.stdout.take().unwrap();
+        let seen = minik_testkit::read_until(&mut stdout, "got one\n", COMMAND_DEADLINE).await;
+        assert_eq!(seen, "got one\n", "{protocol}");
+        first.kill().await.unwrap();
+        let out = c
+            .kubectl_with(&["attach", "-i", &name], Some("two\nquit\n"), env)
+            .await;
+        assert_eq!(
+            (out.code, out.stdout.as_str()),
+            (0, "got two\ngot quit\nbye\n"),
+            "{protocol}: {out:?}"
+        );
+        let log = c.kubectl_ok(&["logs", &name]).await;
+        assert_eq!(log, "got one\ngot two\ngot quit\nbye\n");
+    }
+
+    // minik's own attach, to a pod of its own.
+    c.answering_pod("mine").await;
+    let out = c
+        .minik(&["attach", "-i", "mine"], Some("three\nquit\n"))
+        .await;
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "got three\ngot quit\nbye\n"),
+        "{out:?}"
+    );
+    c.kubectl_ok(&[
+        "wait",
+        "--for=jsonpath={.status.phase}=Succeeded",
+        "pod/mine",
+        "--timeout=60s",
+    ])
+    .await;
+    let out = c.minik(&["attach", "mine"], None).await;
+    assert_eq!(
+        (out.code, out.stderr.trim()),
+        (
+            1,
+            "error: cannot attach a container in a completed pod; current phase is Succeeded"
+        ),
+        "{out:?}"
+    );
+
+    // minik's `run -i --rm`: attached as soon as it runs, removed when it ended.
+    let out = c
+        .minik(
+            &[&["run", "gone", "-i", "--rm"][..], &RUN_ANSWER].concat(),
+            Some("four\n"),
+        )
+        .await;
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "got four\nbye\npod \"gone\" deleted\n"),
+        "{out:?}"
+    );
+    let out = c.kubectl_with(&["get", "pod", "gone"], None, &[]).await;
+    assert_ne!(out.code, 0, "{out:?}");
+    // A pod that fails: its exit code is `run`'s, with kubectl's words.
+    let out = c
+        .minik(
+            &[
+                "run",
+                "fails",
+                "-i",
+                "--restart=Never",
+                "--image=busybox",
+                "--command",
+                "--",
+                "sh",
+                "-c",
+                "read x; exit 4",
+            ],
+            Some("x\n"),
+        )
+        .await;
+    assert_eq!(out.code, 4, "{out:?}");
+    assert!(
+        out.stderr.contains("pod default/fails terminated (Error)"),
         "{out:?}"
     );
 }

@@ -109,6 +109,26 @@ impl Oci {
 
     /// Builds another busybox image with this Entrypoint and Cmd and pushes it as `name`
     /// (`library/bare:1`); answers its digest.
+    /// Kills the agent with SIGKILL, runs `meanwhile` while none runs, and starts a new one;
+    /// returns once the new agent heartbeats.
+    async fn restart_node(&mut self, meanwhile: impl FnOnce()) {
+        let before = self.heartbeat().await;
+        if let Some(mut node) = self.node.take() {
+            node.kill9();
+        }
+        meanwhile();
+        self.start_node();
+        support::wait_for(
+            "a heartbeat from the new agent",
+            support::DEADLINE,
+            || async {
+                let now = self.heartbeat().await;
+                (now.is_some() && now != before).then_some(())
+            },
+        )
+        .await;
+    }
+
     fn push_busybox(&self, tag: &str, entrypoint: &[&str], cmd: &[&str], name: &str) -> String {
         let layout = build_busybox_layout(self.build.path(), tag, &[], entrypoint, cmd, &[]);
         push(&layout, tag, &self.registry.addr(), name)
@@ -519,23 +539,11 @@ async fn a_new_agent_adopts_a_container_after_sigkill() {
     assert_eq!(inits.len(), 1, "one container: {inits:?}");
     assert_eq!(monitors.len(), 1, "one monitor: {monitors:?}");
 
-    let before = c.heartbeat().await;
     let ticks = c.log("kept", "main").await.matches("tick").count();
-    if let Some(mut node) = c.node.take() {
-        node.kill9();
-    }
-    assert!(alive(inits[0]), "the container outlives its agent");
-    assert!(alive(monitors[0]), "so does its monitor");
-
-    c.start_node();
-    support::wait_for(
-        "a heartbeat from the new agent",
-        support::DEADLINE,
-        || async {
-            let now = c.heartbeat().await;
-            (now.is_some() && now != before).then_some(())
-        },
-    )
+    c.restart_node(|| {
+        assert!(alive(inits[0]), "the container outlives its agent");
+        assert!(alive(monitors[0]), "so does its monitor");
+    })
     .await;
     // A pod the new agent starts: it syncs pods (and has opened the runtime, adopting).
     c.create(&pod(
@@ -865,6 +873,141 @@ async fn exec_with_a_tty_gets_a_terminal_of_the_container() {
     assert!(text.contains("/dev/pts/"), "{text:?}");
     assert!(out.status.success(), "{:?}: {text:?}", out.status);
     c.delete("term").await;
+}
+
+/// `minik attach ARGS` against the test's server, its stdin, stdout and stderr pipes.
+fn attach(c: &Oci, args: &[&str]) -> tokio::process::Child {
+    let minik = support::MINIK.command().get_program().to_owned();
+    tokio::process::Command::new(minik)
+        .args(["attach", "--server", &c.http.base])
+        .args(args)
+        .env(
+            "MINIK_CERTIFICATE_AUTHORITY",
+            minik_testkit::ca_for(&c.http.base).expect("the server's CA"),
+        )
+        .env("HOME", c.node_dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("minik attach runs")
+}
+
+/// `attach` to an oci container's own process: what a client writes reaches the container's
+/// stdin and its answers come back. The stdin (`stdin: true`, not `stdinOnce`) outlives its
+/// clients and its agent, since the container's monitor holds it: after a SIGKILL of the
+/// agent, a client of the new agent makes the container quit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_writes_to_the_containers_stdin_across_agent_restarts() {
+    use tokio::io::AsyncWriteExt;
+    let Some(mut c) = Oci::start().await else {
+        return;
+    };
+    let mut talk = pod(
+        "talk",
+        "while read line; do echo \"got $line\"; [ \"$line\" = quit ] && exit 0; done; exit 9",
+        "Never",
+    );
+    talk["spec"]["containers"][0]["stdin"] = json!(true);
+    c.create(&talk).await;
+    c.pod_until("talk", "it to run", |p| p["status"]["phase"] == "Running")
+        .await;
+    let mut first = attach(&c, &["-i", "talk"]);
+    first
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"one\n")
+        .await
+        .unwrap();
+    minik_testkit::read_until(first.stdout.as_mut().unwrap(), "got one", support::DEADLINE).await;
+    // The client's stdin ended and the client goes: the container's stdin stays open.
+    first.kill().await.unwrap();
+
+    c.restart_node(|| {}).await;
+    // Until the new agent has adopted the container, attach is refused; then it works.
+    let out = support::wait_for(
+        "an attach through the new agent",
+        support::DEADLINE,
+        || async {
+            let mut second = attach(&c, &["-i", "talk"]);
+            let mut stdin = second.stdin.take().unwrap();
+            stdin.write_all(b"two\nquit\n").await.unwrap();
+            drop(stdin);
+            let out = tokio::time::timeout(Duration::from_secs(60), second.wait_with_output())
+                .await
+                .expect("the attach ended with the container")
+                .unwrap();
+            if out.status.success() {
+                Ok(out)
+            } else {
+                Err(String::from_utf8_lossy(&out.stderr).into_owned())
+            }
+        },
+    )
+    .await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "got two\ngot quit\n");
+    let done = c
+        .pod_until("talk", "it to end", |p| terminated(p).is_object())
+        .await;
+    assert_eq!(terminated(&done)["exitCode"], 0, "{done}");
+    let log = c.log("talk", "main").await;
+    assert_eq!(log, "got one\ngot two\ngot quit\n");
+    c.delete("talk").await;
+    c.cleanup.wait_clean().await;
+}
+
+/// A container with a terminal and `stdinOnce` (what `kubectl run -it` makes): the client's
+/// input goes to the terminal the container's monitor holds, the output comes back as a
+/// terminal's (echo, `\r\n`), and when the client's input ends the terminal hangs up, as
+/// containerd closes a console: the container ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_to_a_terminal_with_stdin_once() {
+    use tokio::io::AsyncWriteExt;
+    let Some(c) = Oci::start().await else {
+        return;
+    };
+    let mut term = pod(
+        "term",
+        "read line; echo \"got $line\"; /bin/busybox tty; read more; echo \"never $more\"",
+        "Never",
+    );
+    let container = &mut term["spec"]["containers"][0];
+    container["stdin"] = json!(true);
+    container["stdinOnce"] = json!(true);
+    container["tty"] = json!(true);
+    c.create(&term).await;
+    c.pod_until("term", "it to run", |p| p["status"]["phase"] == "Running")
+        .await;
+    // No -t: the client's stdin is no terminal. The container's is: the session is one.
+    let mut client = attach(&c, &["-i", "term"]);
+    let mut stdin = client.stdin.take().unwrap();
+    stdin.write_all(b"hello\n").await.unwrap();
+    let seen = minik_testkit::read_until(
+        client.stdout.as_mut().unwrap(),
+        "/dev/pts/",
+        support::DEADLINE,
+    )
+    .await;
+    assert!(seen.contains("got hello\r\n"), "{seen:?}");
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(60), client.wait_with_output())
+        .await
+        .expect("the attach ended with the container")
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let done = c
+        .pod_until("term", "it to end", |p| terminated(p).is_object())
+        .await;
+    let log = c.log("term", "main").await;
+    assert!(log.contains("got hello"), "{log:?}");
+    assert!(
+        !log.contains("never"),
+        "the terminal did not hang up: {log:?} {done}"
+    );
+    c.delete("term").await;
+    c.cleanup.wait_clean().await;
 }
 
 /// Bad input the runtime finds: a working directory that cannot be made (a file is in the way)

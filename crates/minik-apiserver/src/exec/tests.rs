@@ -60,6 +60,37 @@ fn the_query_is_read_as_kubernetes_reads_it() {
     assert_eq!(ExecOptions::parse(None).unwrap_err().code(), 400);
 }
 
+/// PodAttachOptions: the same streams, no command (one given is not run), and the agent's
+/// path is `attach`.
+#[tokio::test]
+async fn an_attach_needs_no_command_and_goes_to_the_agents_attach() {
+    let o = ExecOptions::parse_attach(Some(
+        "command=ls&stdin=true&stdout=true&stderr=true&tty=true",
+    ))
+    .unwrap();
+    assert!(o.attach && o.stdin && o.stdout && o.tty && !o.stderr);
+    assert!(o.command.is_empty());
+    assert_eq!(
+        ExecOptions::parse_attach(Some("container=main"))
+            .unwrap_err()
+            .to_string(),
+        "you must specify at least 1 of stdin, stdout, stderr"
+    );
+    let (base, agent) = fake_agent().await;
+    let options = ExecOptions::parse_attach(Some("stdin=true&stdout=true")).unwrap();
+    let target = Target::new(
+        &reqwest::Client::new(),
+        &base,
+        "n1",
+        ("default", "web", "main"),
+        options,
+    );
+    let _ = target.open().await;
+    let seen = agent.requests.lock().unwrap().clone();
+    assert_eq!(seen[0].0, "/attach/default/web/main");
+    assert_eq!(seen[0].1, "stdin=true&stdout=true&stderr=false&tty=false");
+}
+
 #[test]
 fn containers_are_checked_with_the_api_servers_words() {
     let pod = json!({"spec": {
@@ -188,7 +219,7 @@ const SUCCESS: &str = r#"{"metadata":{},"status":"Success"}"#;
 /// - `hang`: nothing until the tunnel closes.
 async fn exec_handler(
     axum::extract::State(agent): axum::extract::State<Agent>,
-    Path((ns, pod, container)): Path<(String, String, String)>,
+    Path((_ns, _pod, container)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
     mut request: Request,
 ) -> axum::response::Response {
@@ -197,7 +228,7 @@ async fn exec_handler(
         .requests
         .lock()
         .unwrap()
-        .push((format!("/exec/{ns}/{pod}/{container}"), query.clone()));
+        .push((request.uri().path().to_owned(), query.clone()));
     let upgrade = request
         .headers()
         .get(header::UPGRADE)
@@ -303,6 +334,10 @@ async fn fake_agent() -> (String, Agent) {
     let app = axum::Router::new()
         .route(
             "/exec/{ns}/{pod}/{container}",
+            axum::routing::post(exec_handler),
+        )
+        .route(
+            "/attach/{ns}/{pod}/{container}",
             axum::routing::post(exec_handler),
         )
         .with_state(agent.clone());

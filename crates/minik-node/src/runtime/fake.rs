@@ -224,6 +224,7 @@ impl ContainerSpec {
             image: None,
             handler: None,
             mounts: Vec::new(),
+            stdio: Default::default(),
         }
     }
 }

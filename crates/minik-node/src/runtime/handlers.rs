@@ -153,6 +153,13 @@ impl Runtime for Runtimes {
             None => Err("the container is not running".into()),
         }
     }
+
+    fn attach(&self, id: &str, stdin: bool) -> Result<ExecProcess, String> {
+        match self.owner(id) {
+            Some(runtime) => runtime.attach(id, stdin),
+            None => Err("the container is not running".into()),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! decisions — what to start, when to restart, what to report — live above it, in the agent's
 //! `plan.rs` and `pod.rs`, and are shared by both.
 
+pub(crate) mod attach;
 mod cgroup;
 mod fake;
 mod handlers;
@@ -57,6 +58,32 @@ pub struct ContainerSpec {
     pub handler: Option<String>,
     /// The container's volume mounts: host paths bound at paths inside the container.
     pub mounts: Vec<crate::volumes::Mount>,
+    /// Its standard input and terminal, as the pod asks for them.
+    pub stdio: Stdio,
+}
+
+/// A container's `stdin`, `stdinOnce` and `tty`, as Kubernetes defines them: with `stdin` the
+/// container reads a stdin that `kubectl attach -i` writes to and that never ends, unless
+/// `stdin_once`: then it ends when the first attached client leaves. With `tty` the container's
+/// stdin, stdout and stderr are one terminal (its output is all stdout).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Stdio {
+    pub stdin: bool,
+    pub stdin_once: bool,
+    pub tty: bool,
+}
+
+impl Stdio {
+    /// The container's fields.
+    pub fn of(container: &minik_api::k8s_openapi::api::core::v1::Container) -> Stdio {
+        let stdin = container.stdin.unwrap_or(false);
+        Stdio {
+            stdin,
+            stdin_once: stdin && container.stdin_once.unwrap_or(false),
+            tty: container.tty.unwrap_or(false),
+        }
+    }
 }
 
 /// A container's image and pod, as a runtime that runs images needs them.
@@ -303,5 +330,13 @@ pub trait Runtime: Send + Sync + 'static {
     /// workers).
     fn exec(&self, _id: &str, _request: &ExecRequest) -> Result<ExecProcess, String> {
         Err("exec is not supported by this runtime".into())
+    }
+
+    /// Attaches to the running container `id`'s own process (`kubectl attach`): its output
+    /// from now on, and, when `stdin` asks and the container was started with a stdin, a
+    /// writer to that stdin. The session's end leaves the container running; with
+    /// `stdinOnce`, it closes the container's stdin for good. Must be called inside Tokio.
+    fn attach(&self, _id: &str, _stdin: bool) -> Result<ExecProcess, String> {
+        Err("attach is not supported by this runtime".into())
     }
 }

@@ -29,6 +29,7 @@ use nix::unistd::Pid;
 use tokio::net::unix::pipe;
 use tokio::sync::watch;
 
+use super::attach::{self, Attachable, Input};
 use super::cgroup::{Cgroup, MemoryCgroups, Version};
 use super::state::{self, ContainerState, ExitState};
 use super::{
@@ -59,6 +60,8 @@ struct Process {
     /// Set once the process has exited.
     exit: watch::Receiver<Option<Exit>>,
     cgroup: Option<Cgroup>,
+    /// Its output for attached clients, and its input.
+    attach: Arc<Attachable>,
 }
 
 struct Inner {
@@ -167,6 +170,7 @@ impl ProcessRuntime {
                     started_at,
                     exit: rx,
                     cgroup,
+                    attach: Attachable::output_only(saved.stdio),
                 },
             );
             return;
@@ -199,6 +203,7 @@ impl ProcessRuntime {
                     started_at,
                     exit: rx,
                     cgroup,
+                    attach: Attachable::output_only(saved.stdio),
                 },
             );
             return;
@@ -210,6 +215,7 @@ impl ProcessRuntime {
             let _ = saved.save(self.state_dir());
         }
         let pgid = Pid::from_raw(pid);
+        let attach = self.adopted_input(&saved);
         let pumps = match LogWriter::open(&saved.log_path, self.inner.options.logs) {
             Ok(writer) => {
                 let writer = Arc::new(Mutex::new(writer));
@@ -220,7 +226,12 @@ impl ProcessRuntime {
                 .into_iter()
                 .filter_map(|(fifo, stream)| {
                     let rx = pipe::OpenOptions::new().open_receiver(fifo).ok()?;
-                    Some(tokio::spawn(pump(rx, stream, writer.clone())))
+                    Some(tokio::spawn(pump(
+                        rx,
+                        stream,
+                        writer.clone(),
+                        attach.tap.clone(),
+                    )))
                 })
                 .collect()
             }
@@ -252,8 +263,37 @@ impl ProcessRuntime {
                 started_at,
                 exit: exit_rx,
                 cgroup,
+                attach,
             },
         );
+    }
+
+    /// The input of a container an earlier agent started. Its stdin pipe goes on; the keeper
+    /// of a `stdinOnce` stdin and the master of a terminal went with that agent: such a stdin
+    /// is closed (its pipe removed), and a terminal's input and output cannot be reached.
+    fn adopted_input(&self, saved: &ContainerState) -> Arc<Attachable> {
+        let stdio = saved.stdio;
+        let path = self.stdin_fifo(&saved.id);
+        if !stdio.stdin || stdio.tty {
+            return Attachable::output_only(stdio);
+        }
+        if stdio.stdin_once {
+            let _ = std::fs::remove_file(&path);
+        }
+        Arc::new(Attachable {
+            tap: attach::tap(),
+            stdio,
+            input: Input::Pipe {
+                path,
+                keeper: Mutex::new(None),
+            },
+        })
+    }
+
+    /// The named pipe a container with `stdin` reads.
+    fn stdin_fifo(&self, id: &str) -> PathBuf {
+        self.state_dir()
+            .join(format!("{}.stdin", state::file_stem(id)))
     }
 }
 
@@ -340,8 +380,14 @@ fn exit_of(status: std::process::ExitStatus) -> Exit {
     )
 }
 
-/// Copies what a container writes on one stream into its log until no one writes any more.
-pub(crate) async fn pump(rx: pipe::Receiver, stream: Stream, writer: Arc<Mutex<LogWriter>>) {
+/// Copies what a container writes on one stream into its log, and to the clients attached to
+/// it through `tap`, until no one writes any more.
+pub(crate) async fn pump(
+    rx: pipe::Receiver,
+    stream: Stream,
+    writer: Arc<Mutex<LogWriter>>,
+    tap: super::attach::Tap,
+) {
     let mut failed = false;
     loop {
         if rx.readable().await.is_err() {
@@ -352,19 +398,45 @@ pub(crate) async fn pump(rx: pipe::Receiver, stream: Stream, writer: Arc<Mutex<L
         loop {
             match rx.try_read(&mut buffer) {
                 Ok(0) => return,
-                Ok(n) => {
-                    let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
-                    if let Err(e) = w.write(stream, &buffer[..n], SystemTime::now()) {
-                        if !failed {
-                            tracing::warn!(error = %e, "cannot write a container's log");
-                            failed = true;
-                        }
-                    }
-                }
+                Ok(n) => record(stream, &buffer[..n], &writer, &tap, &mut failed),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => return,
             }
+        }
+    }
+}
+
+/// Copies what a container writes on its terminal into its log (as stdout, the kubelet's way)
+/// and to the attached clients, until the terminal closes (the container and what it started
+/// are gone).
+async fn pump_terminal(pty: Arc<Pty>, writer: Arc<Mutex<LogWriter>>, tap: super::attach::Tap) {
+    use tokio::io::AsyncReadExt;
+    let mut reader = PtyReader(pty);
+    let mut buffer = vec![0u8; 8192];
+    let mut failed = false;
+    loop {
+        match reader.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => record(Stream::Stdout, &buffer[..n], &writer, &tap, &mut failed),
+        }
+    }
+}
+
+/// One chunk of a container's output: to the attached clients and into its log.
+fn record(
+    stream: Stream,
+    data: &[u8],
+    writer: &Mutex<LogWriter>,
+    tap: &super::attach::Tap,
+    failed: &mut bool,
+) {
+    super::attach::offer(tap, stream, data);
+    let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
+    if let Err(e) = w.write(stream, data, SystemTime::now()) {
+        if !*failed {
+            tracing::warn!(error = %e, "cannot write a container's log");
+            *failed = true;
         }
     }
 }
@@ -396,7 +468,7 @@ impl ProcessRuntime {
     fn remove_files(&self, id: &str) {
         let stem = state::file_stem(id);
         let dir = self.state_dir();
-        for suffix in ["json", "stdout", "stderr"] {
+        for suffix in ["json", "stdout", "stderr", "stdin"] {
             let _ = std::fs::remove_file(dir.join(format!("{stem}.{suffix}")));
         }
     }
@@ -457,10 +529,13 @@ impl Runtime for ProcessRuntime {
         })?;
         let stdout_fifo = dir.join(format!("{stem}.stdout"));
         let stderr_fifo = dir.join(format!("{stem}.stderr"));
-        let (out_rx, out_w) =
-            output_pipe(&stdout_fifo).map_err(|e| failed("cannot create the output pipe", e))?;
-        let (err_rx, err_w) =
-            output_pipe(&stderr_fifo).map_err(|e| failed("cannot create the output pipe", e))?;
+        let wiring = Wiring::make(
+            spec.stdio,
+            &stdout_fifo,
+            &stderr_fifo,
+            &self.stdin_fifo(&spec.id),
+        )
+        .map_err(|e| failed("cannot make the container's stdin and output", e))?;
         let (cgroup, limit_not_enforced) = match self.cgroup_for(spec) {
             Ok(c) => (c, None),
             Err(why) => (None, Some(why)),
@@ -476,6 +551,7 @@ impl Runtime for ProcessRuntime {
             cgroup: cgroup.as_ref().map(|c| c.path.clone()),
             cgroup_version: cgroup.as_ref().map(|c| c.version.name().to_owned()),
             exit: None,
+            stdio: spec.stdio,
         };
         let cleanup = |cgroup: &Option<Cgroup>| {
             if let Some(c) = cgroup {
@@ -492,11 +568,21 @@ impl Runtime for ProcessRuntime {
             .args(&spec.args)
             .env_clear()
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
-            .stdin(std::process::Stdio::null())
-            .stdout(out_w)
-            .stderr(err_w)
-            .process_group(0)
             .kill_on_drop(false);
+        let ends = wiring.container_ends().map_err(|e| {
+            cleanup(&cgroup);
+            failed("cannot open the container's stdin and output", e)
+        })?;
+        let [stdin, stdout, stderr] = ends;
+        command.stdin(stdin).stdout(stdout).stderr(stderr);
+        if spec.stdio.tty {
+            // SAFETY: between fork and exec only setsid(2) and ioctl(2).
+            unsafe {
+                command.pre_exec(take_terminal);
+            }
+        } else {
+            command.process_group(0);
+        }
         if let Some(dir) = &spec.working_dir {
             command.current_dir(dir);
         }
@@ -555,10 +641,7 @@ impl Runtime for ProcessRuntime {
         }
         let pgid = Pid::from_raw(pid);
         let writer = Arc::new(Mutex::new(writer));
-        let pumps = [
-            tokio::spawn(pump(out_rx, Stream::Stdout, writer.clone())),
-            tokio::spawn(pump(err_rx, Stream::Stderr, writer)),
-        ];
+        let (pumps, attach) = wiring.pumps(writer, pid);
         let (exit_tx, exit_rx) = watch::channel(None);
         let watched_cgroup = cgroup.clone();
         tokio::spawn(async move {
@@ -589,6 +672,7 @@ impl Runtime for ProcessRuntime {
                 started_at: SystemTime::now(),
                 exit: exit_rx,
                 cgroup,
+                attach,
             },
         );
         Ok(Started {
@@ -655,6 +739,140 @@ impl Runtime for ProcessRuntime {
             _ => return Err("the container is not running".into()),
         };
         exec_host(request, cgroup.as_ref())
+    }
+
+    fn attach(&self, id: &str, stdin: bool) -> Result<ExecProcess, String> {
+        let (attach, exit) = match self.lock().get(id) {
+            Some(p) if p.exit.borrow().is_none() => (p.attach.clone(), p.exit.clone()),
+            _ => return Err("the container is not running".into()),
+        };
+        attach.attach(exit, stdin)
+    }
+}
+
+/// Makes the calling process a session leader whose controlling terminal is its stdin (a
+/// pseudo-terminal's slave). For `pre_exec`: only setsid(2) and ioctl(2), both
+/// async-signal-safe.
+fn take_terminal() -> std::io::Result<()> {
+    // SAFETY: setsid and ioctl(TIOCSCTTY) take no pointers.
+    unsafe {
+        if nix::libc::setsid() < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 0) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// A container's standard streams, made before it starts: named pipes for its output (and
+/// for its stdin when it has one), or one pseudo-terminal for all three.
+enum Wiring {
+    Pipes {
+        out: (pipe::Receiver, std::fs::File),
+        err: (pipe::Receiver, std::fs::File),
+        /// The stdin pipe, the container's end and the keeper (`stdinOnce`).
+        stdin: Option<(PathBuf, std::fs::File, Option<std::fs::File>)>,
+        stdio: super::Stdio,
+    },
+    Terminal {
+        master: Arc<Pty>,
+        slave: std::fs::File,
+        stdio: super::Stdio,
+    },
+}
+
+impl Wiring {
+    fn make(stdio: super::Stdio, out: &Path, err: &Path, stdin: &Path) -> std::io::Result<Wiring> {
+        if stdio.tty {
+            let pair = nix::pty::openpty(None, None).map_err(std::io::Error::from)?;
+            return Ok(Wiring::Terminal {
+                master: Pty::new(pair.master)?,
+                slave: pair.slave.into(),
+                stdio,
+            });
+        }
+        let stdin = if stdio.stdin {
+            attach::make_pipe(stdin)?;
+            let (end, keeper) = attach::stdin_ends(stdin, stdio.stdin_once)?;
+            Some((stdin.to_owned(), end, keeper))
+        } else {
+            None
+        };
+        Ok(Wiring::Pipes {
+            out: output_pipe(out)?,
+            err: output_pipe(err)?,
+            stdin,
+            stdio,
+        })
+    }
+
+    /// The container's stdin, stdout and stderr.
+    fn container_ends(&self) -> std::io::Result<[std::process::Stdio; 3]> {
+        Ok(match self {
+            Wiring::Pipes {
+                out, err, stdin, ..
+            } => [
+                match stdin {
+                    Some((_, end, _)) => end.try_clone()?.into(),
+                    None => std::process::Stdio::null(),
+                },
+                out.1.try_clone()?.into(),
+                err.1.try_clone()?.into(),
+            ],
+            // The terminal is all three, as with runc.
+            Wiring::Terminal { slave, .. } => [
+                slave.try_clone()?.into(),
+                slave.try_clone()?.into(),
+                slave.try_clone()?.into(),
+            ],
+        })
+    }
+
+    /// Starts copying the started container's output into its log (`writer`); answers the
+    /// copies and what attach sessions need. The container's ends are closed here: the agent
+    /// keeps only its own.
+    fn pumps(
+        self,
+        writer: Arc<Mutex<LogWriter>>,
+        group: i32,
+    ) -> (Vec<tokio::task::JoinHandle<()>>, Arc<Attachable>) {
+        let tap = attach::tap();
+        match self {
+            Wiring::Pipes {
+                out,
+                err,
+                stdin,
+                stdio,
+            } => {
+                let pumps = vec![
+                    tokio::spawn(pump(out.0, Stream::Stdout, writer.clone(), tap.clone())),
+                    tokio::spawn(pump(err.0, Stream::Stderr, writer, tap.clone())),
+                ];
+                let input = match stdin {
+                    Some((path, _, keeper)) => Input::Pipe {
+                        path,
+                        keeper: Mutex::new(keeper),
+                    },
+                    None => Input::None,
+                };
+                (pumps, Arc::new(Attachable { tap, stdio, input }))
+            }
+            Wiring::Terminal { master, stdio, .. } => {
+                let pumps = vec![tokio::spawn(pump_terminal(
+                    master.clone(),
+                    writer,
+                    tap.clone(),
+                ))];
+                let input = Input::Terminal {
+                    pty: master,
+                    group,
+                    closed: AtomicBool::new(false),
+                };
+                (pumps, Arc::new(Attachable { tap, stdio, input }))
+            }
+        }
     }
 }
 
@@ -738,13 +956,7 @@ fn exec_host(request: &ExecRequest, cgroup: Option<&Cgroup>) -> Result<ExecProce
                 }
             }
             if tty {
-                if nix::libc::setsid() < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // The terminal becomes the session's.
-                if nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
+                take_terminal()?;
             }
             Ok(())
         });
@@ -872,23 +1084,8 @@ impl Pty {
 
     /// Sets the terminal's size; the command gets SIGWINCH.
     pub(crate) fn resize(&self, width: u16, height: u16) -> Result<(), String> {
-        let size = nix::libc::winsize {
-            ws_row: height,
-            ws_col: width,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: TIOCSWINSZ reads one winsize from the pointer, which lives for the call.
-        let r = unsafe {
-            nix::libc::ioctl(self.fd.get_ref().as_raw_fd(), nix::libc::TIOCSWINSZ, &size)
-        };
-        if r < 0 {
-            return Err(format!(
-                "cannot resize the terminal: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        Ok(())
+        use std::os::fd::AsFd;
+        super::attach::set_window_size(self.fd.get_ref().as_fd(), width, height)
     }
 }
 
@@ -1120,6 +1317,7 @@ mod tests {
             image: None,
             handler: None,
             mounts: Vec::new(),
+            stdio: Default::default(),
         }
     }
 
@@ -1501,5 +1699,125 @@ mod tests {
             Some("memory limits are turned off for this node")
         );
         assert_eq!(wait_exit(&rt, "u/c/1").await.code, 0);
+    }
+
+    fn with_stdio(
+        mut spec: ContainerSpec,
+        stdin: bool,
+        stdin_once: bool,
+        tty: bool,
+    ) -> ContainerSpec {
+        spec.stdio = super::super::Stdio {
+            stdin,
+            stdin_once,
+            tty,
+        };
+        spec
+    }
+
+    const ECHO_LINES: &str = "while read line; do echo \"got $line\"; done; echo eof";
+    const READ_LIMIT: Duration = Duration::from_secs(10);
+
+    /// `stdin: true`: every attached client writes to the one stdin, which never ends (the
+    /// container holds a writer of its own), and a client's output starts when it attached.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn attached_clients_share_a_stdin_that_never_ends() {
+        use tokio::io::AsyncWriteExt;
+        let dir = tempfile::tempdir().unwrap();
+        let rt = ProcessRuntime::open(options(dir.path())).unwrap();
+        let spec = with_stdio(
+            spec(dir.path(), "u/c/1", "/bin/sh", &["-c", ECHO_LINES]),
+            true,
+            false,
+            false,
+        );
+        rt.start(&spec).unwrap();
+        for word in ["one", "two"] {
+            let mut session = rt.attach("u/c/1", true).unwrap();
+            let mut stdin = session.stdin.take().expect("a stdin");
+            stdin
+                .write_all(format!("{word}\n").as_bytes())
+                .await
+                .unwrap();
+            let mut stdout = session.stdout.take().unwrap();
+            let seen =
+                minik_testkit::read_until(&mut stdout, &format!("got {word}"), READ_LIMIT).await;
+            assert!(!seen.contains("got one") || word == "one", "{seen:?}");
+            stdin.shutdown().await.unwrap();
+        }
+        // A client without -i gets no stdin; one that asks for it does.
+        assert!(rt.attach("u/c/1", false).unwrap().stdin.is_none());
+        assert!(
+            matches!(rt.state("u/c/1"), State::Running { .. }),
+            "the stdin ended"
+        );
+        rt.stop("u/c/1", Duration::from_secs(5)).await;
+        assert!(!output(&spec.log_path).contains("eof"));
+        rt.remove("u/c/1");
+        assert!(!rt.stdin_fifo("u/c/1").exists());
+    }
+
+    /// `stdinOnce`: the stdin waits for its first client and ends when that client leaves;
+    /// then no one can write to it any more.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stdin_once_ends_when_its_first_client_leaves() {
+        use tokio::io::AsyncWriteExt;
+        let dir = tempfile::tempdir().unwrap();
+        let rt = ProcessRuntime::open(options(dir.path())).unwrap();
+        let script = format!("{ECHO_LINES}; /bin/sleep 30");
+        let spec = with_stdio(
+            spec(dir.path(), "u/c/1", "/bin/sh", &["-c", &script]),
+            true,
+            true,
+            false,
+        );
+        rt.start(&spec).unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !output(&spec.log_path).contains("eof"),
+            "the stdin ended before a client came"
+        );
+        let mut watcher = rt.attach("u/c/1", false).unwrap();
+        let mut session = rt.attach("u/c/1", true).unwrap();
+        let mut stdin = session.stdin.take().expect("a stdin");
+        stdin.write_all(b"one\n").await.unwrap();
+        let mut stdout = session.stdout.take().unwrap();
+        minik_testkit::read_until(&mut stdout, "got one", READ_LIMIT).await;
+        stdin.shutdown().await.unwrap();
+        // Another client sees the container read the end of its stdin.
+        minik_testkit::read_until(watcher.stdout.as_mut().unwrap(), "eof", READ_LIMIT).await;
+        assert!(rt.attach("u/c/1", true).unwrap().stdin.is_none());
+        rt.stop("u/c/1", Duration::from_secs(5)).await;
+        rt.remove("u/c/1");
+    }
+
+    /// `tty`: the container's stdin, stdout and stderr are one terminal the agent holds; the
+    /// client types into it, resizes it, and everything comes back on stdout.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_container_with_a_tty_is_attached_to_its_terminal() {
+        use tokio::io::AsyncWriteExt;
+        let dir = tempfile::tempdir().unwrap();
+        let rt = ProcessRuntime::open(options(dir.path())).unwrap();
+        let script = "/usr/bin/tty; read line; echo \"got $line\" >&2; /bin/stty size; exit 3";
+        let spec = with_stdio(
+            spec(dir.path(), "u/c/1", "/bin/sh", &["-c", script]),
+            true,
+            false,
+            true,
+        );
+        rt.start(&spec).unwrap();
+        let mut session = rt.attach("u/c/1", true).unwrap();
+        assert!(session.stderr.is_none());
+        session.control.resize(100, 30).unwrap();
+        let mut stdin = session.stdin.take().expect("a stdin");
+        stdin.write_all(b"typed\n").await.unwrap();
+        let mut stdout = session.stdout.take().unwrap();
+        minik_testkit::read_until(&mut stdout, "30 100", READ_LIMIT).await;
+        assert_eq!(session.exit.await, Ok(0));
+        assert_eq!(wait_exit(&rt, "u/c/1").await.code, 3);
+        let log = output(&spec.log_path);
+        assert!(log.contains("/dev/pts/"), "{log:?}");
+        assert!(log.contains("got typed"), "{log:?}");
+        rt.remove("u/c/1");
     }
 }

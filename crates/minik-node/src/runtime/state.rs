@@ -26,6 +26,9 @@ pub struct ContainerState {
     /// `v1` or `v2`.
     pub cgroup_version: Option<String>,
     pub exit: Option<ExitState>,
+    /// Its `stdin`, `stdinOnce` and `tty` (absent in files of agents before attach: none).
+    #[serde(default)]
+    pub stdio: super::Stdio,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

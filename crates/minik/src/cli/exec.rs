@@ -1,4 +1,5 @@
-//! `exec`: runs a command in a container of a pod, as kubectl's `exec`. `POD` (or `pod/NAME`,
+//! `exec`: runs a command in a container of a pod, as kubectl's `exec`; `attach` joins the
+//! process a container runs, over the same protocol. `POD` (or `pod/NAME`,
 //! `deploy/NAME`, ... as `logs` takes them) names the pod; the container is `-c`, else the
 //! pod's `kubectl.kubernetes.io/default-container`, else its only one. The command's exit code
 //! becomes minik's.
@@ -31,27 +32,42 @@ const STDERR: u8 = 2;
 const ERROR: u8 = 3;
 const RESIZE: u8 = 4;
 
+/// What `exec` and `attach` share: the client, the session's streams, the pod and container.
 #[derive(clap::Args, Debug)]
-pub struct ExecArgs {
+pub struct SessionFlags {
     #[command(flatten)]
     client: ClientFlags,
-    /// Pass stdin to the command.
+    /// Pass stdin to the command (`exec`) or to the container's stdin (`attach`, when the pod
+    /// declares `stdin: true`).
     #[arg(short = 'i', long)]
     stdin: bool,
-    /// Run the command in a terminal (with -i, when stdin is one).
+    /// A terminal: `exec` runs the command in one (with -i, when stdin is one); `attach` uses
+    /// the container's (when it was started with `tty: true`).
     #[arg(short = 't', long)]
     tty: bool,
     /// The container (default: the pod's default-container annotation, else its only one).
     #[arg(short = 'c', long)]
     container: Option<String>,
-    /// No warnings (that -t cannot be used, say).
+    /// No warnings (that -t cannot be used, say) and no prompt hint.
     #[arg(short = 'q', long)]
     quiet: bool,
     /// POD, pod/NAME, or deploy|rs|rc|svc/NAME (a pod of the workload).
     target: String,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    session: SessionFlags,
     /// The command and its arguments, after `--`.
     #[arg(last = true)]
     command: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AttachArgs {
+    #[command(flatten)]
+    session: SessionFlags,
 }
 
 fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
@@ -102,7 +118,7 @@ fn escape(s: &str) -> String {
     out
 }
 
-/// The query of an exec.
+/// The query of an exec (or, without a command, an attach).
 fn query(command: &[String], container: &str, stdin: bool, tty: bool) -> String {
     let mut pairs: Vec<String> = command
         .iter()
@@ -118,7 +134,8 @@ fn query(command: &[String], container: &str, stdin: bool, tty: bool) -> String 
 }
 
 pub async fn run(args: ExecArgs) -> CliResult<ExitCode> {
-    if args.command.is_empty() {
+    let (command, args) = (args.command, args.session);
+    if command.is_empty() {
         return Err(fail!(
             "you must specify at least one command for the container"
         ));
@@ -145,7 +162,7 @@ pub async fn run(args: ExecArgs) -> CliResult<ExitCode> {
         "/api/v1/namespaces/{}/pods/{}/exec?{}",
         str_at(&pod, "/metadata/namespace"),
         str_at(&pod, "/metadata/name"),
-        query(&args.command, &container, args.stdin, tty)
+        query(&command, &container, args.stdin, tty)
     );
     // The size is known before the command starts, to go first: the command reads it as soon
     // as it runs.
@@ -164,8 +181,85 @@ pub async fn run(args: ExecArgs) -> CliResult<ExitCode> {
     exit_code(&status)
 }
 
+/// `attach`: joins the process a container runs, as kubectl's `attach`. The container's output
+/// from now on comes back; with `-i`, stdin goes to the container's stdin (when the pod
+/// declares one). The terminal follows the container: `-t` without one is dropped with
+/// kubectl's warning, and a container with a terminal is attached as one. Ends when the
+/// container does, or at ^C (the container goes on; with `stdinOnce`, its stdin closes).
+pub async fn attach(args: AttachArgs) -> CliResult<ExitCode> {
+    let args = args.session;
+    let client = Client::new(&args.client)?;
+    let picked = pick::pod_of_target(&client, &args.target, "attach to").await?;
+    let pod = picked.pod;
+    let phase = str_at(&pod, "/status/phase");
+    if matches!(phase, "Succeeded" | "Failed") {
+        return Err(fail!(
+            "cannot attach a container in a completed pod; current phase is {phase}"
+        ));
+    }
+    let container = container_of(&pod, args.container.as_deref())?;
+    let status = attach_to(
+        &client,
+        &pod,
+        &container,
+        (args.stdin, args.tty),
+        args.quiet,
+    )
+    .await?;
+    exit_code(&status)
+}
+
+/// Attaches to `container` of `pod` (`stdin`, `tty` as asked: `-i`, `-t`); answers the
+/// session's status.
+pub async fn attach_to(
+    client: &Client,
+    pod: &Value,
+    container: &str,
+    (stdin, asked_tty): (bool, bool),
+    quiet: bool,
+) -> CliResult<Value> {
+    let allocated = ["/spec/containers", "/spec/initContainers"]
+        .iter()
+        .filter_map(|p| pod.pointer(p).and_then(Value::as_array))
+        .flatten()
+        .find(|c| c["name"] == container)
+        .is_some_and(|c| c["tty"] == true);
+    let tty = match (asked_tty, allocated) {
+        (true, false) => {
+            if !quiet {
+                eprintln!(
+                    "error: Unable to use a TTY - container {container} did not allocate one"
+                );
+            }
+            false
+        }
+        // The container's output is a terminal's: it comes as one stream either way.
+        (_, allocated) => allocated,
+    };
+    let raw = tty && stdin && std::io::stdin().is_terminal();
+    let path = format!(
+        "/api/v1/namespaces/{}/pods/{}/attach?{}",
+        str_at(pod, "/metadata/namespace"),
+        str_at(pod, "/metadata/name"),
+        query(&[], container, stdin, tty)
+    );
+    let size = if raw { terminal_size() } else { None };
+    let stream = client.api.upgrade(&path, PROTOCOL).await?;
+    if raw && !quiet {
+        eprintln!("If you don't see a command prompt, try pressing enter.");
+    }
+    let terminal = if raw {
+        Some(RawTerminal::enter().map_err(|e| fail!("cannot use the terminal: {e}"))?)
+    } else {
+        None
+    };
+    let outcome = session(stream, stdin, raw.then_some(size)).await;
+    drop(terminal);
+    outcome
+}
+
 /// The exit status for how the command ended; kubectl's message for a non-zero exit code.
-fn exit_code(status: &Value) -> CliResult<ExitCode> {
+pub fn exit_code(status: &Value) -> CliResult<ExitCode> {
     if status["status"] == "Success" {
         return Ok(ExitCode::SUCCESS);
     }

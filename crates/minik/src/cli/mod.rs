@@ -51,6 +51,8 @@ pub enum ClientCommand {
     Logs(logs::LogsArgs),
     /// Run a command in a container of a pod: exec [-i] [-t] POD [-c CONTAINER] -- COMMAND [ARGS...].
     Exec(exec::ExecArgs),
+    /// Attach to the process a container runs: attach [-i] [-t] POD [-c CONTAINER].
+    Attach(exec::AttachArgs),
     /// Forward local ports to a pod (or a pod of a deployment or service) through the server.
     PortForward(port_forward::PortForwardArgs),
     /// Set the number of replicas of a deployment, replica set or replication controller.
@@ -245,6 +247,7 @@ async fn dispatch(command: ClientCommand) -> CliResult<ExitCode> {
         ClientCommand::Delete(args) => apply::delete(args).await,
         ClientCommand::Logs(args) => logs::run(args).await.map(|()| ExitCode::SUCCESS),
         ClientCommand::Exec(args) => exec::run(args).await,
+        ClientCommand::Attach(args) => exec::attach(args).await,
         ClientCommand::PortForward(args) => {
             port_forward::run(args).await.map(|()| ExitCode::SUCCESS)
         }

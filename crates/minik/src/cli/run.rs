@@ -56,6 +56,27 @@ pub struct RunArgs {
     /// Prints the created pod as yaml, json or name instead of a message.
     #[arg(short = 'o', long, value_parser = ["yaml", "json", "name"])]
     output: Option<String>,
+    /// Keep a stdin open on the container (`stdin: true`); attach to it unless --attach=false.
+    #[arg(short = 'i', long)]
+    stdin: bool,
+    /// Give the container a terminal (`tty: true`); needs -i.
+    #[arg(short = 't', long)]
+    tty: bool,
+    /// Wait for the pod to run, then attach to it (default: with -i).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    attach: Option<bool>,
+    /// Leave the container's stdin open after the first attach ends (no `stdinOnce`).
+    #[arg(long)]
+    leave_stdin_open: bool,
+    /// Delete the pod once the attached session ends.
+    #[arg(long)]
+    rm: bool,
+    /// How long to wait for the pod to run before attaching.
+    #[arg(long, default_value = "1m", value_parser = super::time::parse_duration)]
+    pod_running_timeout: std::time::Duration,
+    /// No hint or warning while attaching.
+    #[arg(short = 'q', long)]
+    quiet: bool,
     /// The command's arguments (or, with --command, the command).
     #[arg(last = true)]
     args: Vec<String>,
@@ -146,6 +167,16 @@ fn pod_of(args: &RunArgs) -> CliResult<Value> {
         let key = if args.command { "command" } else { "args" };
         container[key] = json!(args.args);
     }
+    // kubectl's: stdinOnce unless the stdin is to stay open.
+    if args.stdin {
+        container["stdin"] = json!(true);
+        if !args.leave_stdin_open {
+            container["stdinOnce"] = json!(true);
+        }
+    }
+    if args.tty {
+        container["tty"] = json!(true);
+    }
     let mut metadata = json!({"name": args.name, "labels": labels});
     for pair in &args.annotations {
         match pair.split_once('=') {
@@ -187,6 +218,18 @@ fn print_result(
 
 pub async fn run(args: RunArgs) -> CliResult<ExitCode> {
     let dry = dry_run(&args.dry_run)?;
+    let attach = args.attach.unwrap_or(args.stdin);
+    if args.tty && !args.stdin {
+        return Err(fail!(
+            "-i/--stdin is required for containers with -t/--tty=true"
+        ));
+    }
+    if args.rm && !attach {
+        return Err(fail!("--rm should only be used for attached containers"));
+    }
+    if attach && dry != DryRun::None {
+        return Err(fail!("--dry-run can't be used with attached containers options (--attach, --stdin, or --tty)"));
+    }
     let mut pod = pod_of(&args)?;
     let pods = super::resource("pods")?;
     let settings = args.client.settings()?;
@@ -204,8 +247,113 @@ pub async fn run(args: RunArgs) -> CliResult<ExitCode> {
         .api
         .create(pods, client.ns_for(pods), pod, opts)
         .await?;
-    print_result(pods, &created, args.output.as_deref(), "created", dry);
-    Ok(ExitCode::SUCCESS)
+    if !attach {
+        print_result(pods, &created, args.output.as_deref(), "created", dry);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let session = attach_to_new(&client, &args).await;
+    // Only a pod that ends by itself tells how it ended (kubectl's rule).
+    let ends = !args.leave_stdin_open && args.restart != "Always";
+    let ended = match &session {
+        Ok(()) if ends => Some(
+            wait_for_pod(
+                &client,
+                &args.name,
+                args.pod_running_timeout.max(MAX_RUN_WAIT),
+                |phase| matches!(phase, "Succeeded" | "Failed"),
+            )
+            .await,
+        ),
+        _ => None,
+    };
+    if args.rm {
+        let ns = client.ns_for(pods);
+        client
+            .api
+            .delete(pods, ns, &args.name, Default::default())
+            .await?;
+        println!("pod \"{}\" deleted", args.name);
+    }
+    session?;
+    match ended {
+        None => Ok(ExitCode::SUCCESS),
+        Some(pod) => exit_of(&pod?),
+    }
+}
+
+/// How long `run --attach` waits, after the session, for a pod to end.
+const MAX_RUN_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Waits for the new pod to run, then attaches to its container; prints its log instead when
+/// it ended first (kubectl's `run --attach`).
+async fn attach_to_new(client: &Client, args: &RunArgs) -> CliResult<()> {
+    let pod = wait_for_pod(client, &args.name, args.pod_running_timeout, |phase| {
+        phase != "Pending"
+    })
+    .await?;
+    if matches!(s(&pod, "/status/phase"), "Succeeded" | "Failed") {
+        let path = format!(
+            "/api/v1/namespaces/{}/pods/{}/log",
+            s(&pod, "/metadata/namespace"),
+            args.name
+        );
+        let log = client.api.get_stream(&path, &[]).await?;
+        futures::pin_mut!(log);
+        while let Some(chunk) = futures::StreamExt::next(&mut log).await {
+            std::io::Write::write_all(&mut std::io::stdout(), &chunk?)
+                .map_err(|e| fail!("cannot write the log: {e}"))?;
+        }
+        return Ok(());
+    }
+    let status =
+        super::exec::attach_to(client, &pod, &args.name, (args.stdin, args.tty), args.quiet)
+            .await?;
+    super::exec::exit_code(&status).map(drop)
+}
+
+/// Reads pod `name` until its phase is one `wanted` takes, for at most `timeout`.
+async fn wait_for_pod(
+    client: &Client,
+    name: &str,
+    timeout: std::time::Duration,
+    wanted: impl Fn(&str) -> bool,
+) -> CliResult<Value> {
+    let pods = super::resource("pods")?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let pod = client.api.get(pods, client.ns_for(pods), name).await?;
+        if wanted(s(&pod, "/status/phase")) {
+            return Ok(pod);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(fail!(
+                "timed out waiting for the condition on pods/{name}: its phase is {}",
+                s(&pod, "/status/phase")
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// The exit status of `run --attach` for a pod that ended: 0 when it succeeded; its first
+/// container's exit code, with kubectl's message, when it failed.
+fn exit_of(pod: &Value) -> CliResult<ExitCode> {
+    if s(pod, "/status/phase") == "Succeeded" {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let terminated = &pod["status"]["containerStatuses"][0]["state"]["terminated"];
+    let (ns, name) = (s(pod, "/metadata/namespace"), s(pod, "/metadata/name"));
+    let Some(code) = terminated["exitCode"].as_i64() else {
+        return Err(fail!("pod {ns}/{name} failed with unknown exit code"));
+    };
+    eprintln!(
+        "pod {ns}/{name} terminated ({})\n{}",
+        terminated["reason"].as_str().unwrap_or("Error"),
+        terminated["message"].as_str().unwrap_or_default()
+    );
+    Ok(ExitCode::from(
+        u8::try_from(code).ok().filter(|c| *c != 0).unwrap_or(1),
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -760,6 +908,34 @@ mod tests {
             "x --image a -l novalue",
         ] {
             assert!(pod_of(&run_args(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn run_dash_it_asks_for_a_stdin_and_a_terminal_as_kubectl_does() {
+        let container =
+            |line: &str| pod_of(&run_args(line)).unwrap()["spec"]["containers"][0].clone();
+        let c = container("sh --image busybox -i -t");
+        assert_eq!(
+            (&c["stdin"], &c["stdinOnce"], &c["tty"]),
+            (&json!(true), &json!(true), &json!(true))
+        );
+        let c = container("sh --image busybox -i --leave-stdin-open");
+        assert_eq!(
+            (&c["stdin"], &c["stdinOnce"], &c["tty"]),
+            (&json!(true), &Value::Null, &Value::Null)
+        );
+        let c = container("sh --image busybox");
+        assert_eq!((&c["stdin"], &c["tty"]), (&Value::Null, &Value::Null));
+        // What kubectl refuses before it sends anything.
+        for (line, message) in [
+            ("sh --image busybox -t", "-i/--stdin is required for containers with -t/--tty=true"),
+            ("sh --image busybox --rm", "--rm should only be used for attached containers"),
+            ("sh --image busybox -i --attach=false --rm", "--rm should only be used for attached containers"),
+            ("sh --image busybox -i --dry-run", "--dry-run can't be used with attached containers options (--attach, --stdin, or --tty)"),
+        ] {
+            let e = run(run_args(line)).await.unwrap_err();
+            assert_eq!(e.to_string(), format!("error: {message}"), "{line}");
         }
     }
 

@@ -161,7 +161,7 @@ pub(crate) fn spec_on(c: &OciContainer, cgroup_v2: bool) -> Result<Spec, String>
     let privileged = c.security.privileged;
     let caps = capabilities(&c.security)?;
     let process = ProcessBuilder::default()
-        .terminal(false)
+        .terminal(c.terminal)
         .user(
             UserBuilder::default()
                 .uid(c.user.uid)
@@ -556,6 +556,7 @@ mod tests {
             cgroup_path: "/minik/n1/uid-1/web".into(),
             resources: Resources::default(),
             security: Security::default(),
+            terminal: false,
             nofile: NOFILE,
             binds: vec![
                 (

@@ -27,6 +27,9 @@ pub struct OciContainer {
     /// Files bind-mounted into the container: (host path, container path, read-only). The agent
     /// writes `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` as the kubelet does.
     pub binds: Vec<(PathBuf, String, bool)>,
+    /// The process runs on a terminal (`tty: true`): libcontainer makes it one inside the
+    /// container and hands the master to the monitor.
+    pub terminal: bool,
     /// `RLIMIT_NOFILE` (soft and hard): containerd's 1048576, or less where the node's own hard
     /// limit is lower (raising it would need CAP_SYS_RESOURCE, which the node may not have).
     pub nofile: u64,

@@ -290,7 +290,7 @@ fn failure_of(program: &str, error: &str) -> Failure {
 }
 
 /// Accepts libcontainer's connection on the console socket and takes the terminal's master.
-fn receive_master(listener: &UnixListener) -> std::io::Result<OwnedFd> {
+pub(super) fn receive_master(listener: &UnixListener) -> std::io::Result<OwnedFd> {
     listener.set_nonblocking(true)?;
     let (stream, _) = listener.accept()?;
     stream.set_nonblocking(false)?;

@@ -14,6 +14,7 @@ pub(crate) mod command;
 pub(crate) mod container;
 pub(crate) mod exec;
 pub(crate) mod monitor;
+mod relay;
 pub(crate) mod rootfs;
 mod runtime;
 pub(crate) mod sandbox;

@@ -13,9 +13,14 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use std::os::unix::net::UnixListener;
+
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
 use serde::{Deserialize, Serialize};
+
+use crate::runtime::attach;
+use crate::runtime::Stdio;
 
 /// The descriptor the start is reported on.
 pub(crate) const STATUS_FD: i32 = 3;
@@ -37,11 +42,15 @@ pub(crate) struct MonitorArgs {
     /// The OCI container id.
     pub id: String,
     pub bundle: PathBuf,
-    /// Where the exit is recorded.
+    /// Where the exit is recorded; its directory holds the `stdin` and `control` pipes.
     pub exit_file: PathBuf,
     /// The container's memory cgroup directory, to tell an OOM kill.
     pub memory_cgroup: Option<PathBuf>,
+    /// The container's `stdin`, `stdinOnce` and `tty`.
+    pub stdio: Stdio,
 }
+
+const USAGE: &str = "usage: minik internal oci-monitor ROOT ID BUNDLE EXIT_FILE [--memory-cgroup DIR] [--stdin] [--stdin-once] [--tty]";
 
 impl MonitorArgs {
     pub(crate) fn to_args(&self) -> Vec<std::ffi::OsString> {
@@ -54,24 +63,51 @@ impl MonitorArgs {
             self.exit_file.clone().into(),
         ];
         if let Some(cgroup) = &self.memory_cgroup {
+            args.push("--memory-cgroup".into());
             args.push(cgroup.clone().into());
+        }
+        for (on, flag) in [
+            (self.stdio.stdin, "--stdin"),
+            (self.stdio.stdin_once, "--stdin-once"),
+            (self.stdio.tty, "--tty"),
+        ] {
+            if on {
+                args.push(flag.into());
+            }
         }
         args
     }
 
     fn parse(args: &[String]) -> Result<MonitorArgs, String> {
-        match args {
-            [root, id, bundle, exit_file, rest @ ..] if rest.len() <= 1 => Ok(MonitorArgs {
-                root: root.into(),
-                id: id.clone(),
-                bundle: bundle.into(),
-                exit_file: exit_file.into(),
-                memory_cgroup: rest.first().map(PathBuf::from),
-            }),
-            _ => Err(
-                "usage: minik internal oci-monitor ROOT ID BUNDLE EXIT_FILE [MEMORY_CGROUP]".into(),
-            ),
+        let [root, id, bundle, exit_file, rest @ ..] = args else {
+            return Err(USAGE.into());
+        };
+        let mut parsed = MonitorArgs {
+            root: root.into(),
+            id: id.clone(),
+            bundle: bundle.into(),
+            exit_file: exit_file.into(),
+            memory_cgroup: None,
+            stdio: Stdio::default(),
+        };
+        let mut rest = rest.iter();
+        while let Some(arg) = rest.next() {
+            match arg.as_str() {
+                "--memory-cgroup" => {
+                    parsed.memory_cgroup = Some(rest.next().ok_or(USAGE)?.into());
+                }
+                "--stdin" => parsed.stdio.stdin = true,
+                "--stdin-once" => parsed.stdio.stdin_once = true,
+                "--tty" => parsed.stdio.tty = true,
+                _ => return Err(USAGE.into()),
+            }
         }
+        Ok(parsed)
+    }
+
+    /// The container's directory: its pipes are there.
+    fn dir(&self) -> &Path {
+        self.exit_file.parent().unwrap_or(Path::new("."))
     }
 }
 
@@ -94,9 +130,34 @@ pub fn main(args: &[String]) -> i32 {
         report(&mut status, "error cannot duplicate the output descriptors");
         return 1;
     };
+    let wiring = match Wiring::open(&args) {
+        Ok(w) => w,
+        Err(e) => {
+            report(&mut status, &format!("error {e}"));
+            return 1;
+        }
+    };
+    // With a terminal the container's output is the terminal's, which the monitor copies to
+    // stdout; without, the container writes the output pipes itself.
+    let relayed_out = args.stdio.tty.then(|| stdout.try_clone().ok()).flatten();
     let built = ContainerBuilder::new(args.id.clone(), SyscallType::default())
         .with_root_path(&args.root)
-        .map(|b| b.with_stdout(stdout).with_stderr(stderr))
+        .map(|b| {
+            let b = b.with_console_socket(wiring.console.as_ref().map(|(_, path)| path.clone()));
+            let b = if args.stdio.tty {
+                b
+            } else {
+                b.with_stdout(stdout).with_stderr(stderr)
+            };
+            match wiring
+                .container_stdin
+                .as_ref()
+                .and_then(|f| f.try_clone().ok())
+            {
+                Some(stdin) => b.with_stdin(stdin),
+                None => b,
+            }
+        })
         .and_then(|b| {
             b.with_executor(super::seccomp::Executor)
                 .as_init(&args.bundle)
@@ -104,11 +165,29 @@ pub fn main(args: &[String]) -> i32 {
                 .with_detach(true)
                 .build()
         });
+    let master = match (&built, &wiring.console) {
+        (Ok(_), Some((listener, _))) => Some(super::exec::receive_master(listener)),
+        _ => None,
+    };
+    if let Some((_, path)) = &wiring.console {
+        let _ = std::fs::remove_file(path);
+    }
     let mut container = match built {
         Ok(c) => c,
         Err(e) => {
             report(&mut status, &format!("error {}", chain(&e)));
             clean_failed(&args);
+            return 1;
+        }
+    };
+    let master = match master.transpose() {
+        Ok(m) => m,
+        Err(e) => {
+            report(
+                &mut status,
+                &format!("error cannot get the container's terminal: {e}"),
+            );
+            let _ = container.delete(true);
             return 1;
         }
     };
@@ -127,7 +206,18 @@ pub fn main(args: &[String]) -> i32 {
     drop(status);
     // The container has its own descriptors; the monitor writes nothing more to its log.
     quiet_stdio();
-    let (code, signal) = wait_for(pid);
+    let (code, signal) = match wiring.control {
+        Some(control) => super::relay::run(super::relay::Relay {
+            pid,
+            master,
+            out: relayed_out.map(std::fs::File::from),
+            stdin: wiring.relayed_stdin,
+            control,
+            keeper: wiring.keeper,
+            reap_all: true,
+        }),
+        None => wait_for(pid),
+    };
     let oom_killed = args
         .memory_cgroup
         .as_deref()
@@ -145,6 +235,78 @@ pub fn main(args: &[String]) -> i32 {
     let _ = container.refresh_status();
     let _ = container.delete(true);
     0
+}
+
+/// The monitor's side of the container's stdin and terminal, opened before the container is
+/// made.
+struct Wiring {
+    /// The console socket libcontainer hands the terminal's master over (with a tty): bound in
+    /// the container's directory by a relative name, as absolute paths may be longer than a
+    /// socket address allows.
+    console: Option<(UnixListener, PathBuf)>,
+    /// What the container reads as stdin, without a tty.
+    container_stdin: Option<std::fs::File>,
+    /// Holds a `stdinOnce` stdin open until the agent says to close it.
+    keeper: Option<std::fs::File>,
+    /// The stdin pipe the monitor copies to the terminal (with a tty).
+    relayed_stdin: Option<std::fs::File>,
+    /// The agent's commands (with a tty or `stdinOnce`); without it the monitor only waits.
+    control: Option<std::fs::File>,
+}
+
+impl Wiring {
+    fn open(args: &MonitorArgs) -> Result<Wiring, String> {
+        let dir = args.dir();
+        let stdio = args.stdio;
+        let mut wiring = Wiring {
+            console: None,
+            container_stdin: None,
+            keeper: None,
+            relayed_stdin: None,
+            control: None,
+        };
+        let stdin_path = dir.join("stdin");
+        if stdio.tty {
+            std::env::set_current_dir(dir)
+                .map_err(|e| format!("cannot enter {}: {e}", dir.display()))?;
+            let name = "console.sock";
+            let _ = std::fs::remove_file(name);
+            let listener = UnixListener::bind(name)
+                .map_err(|e| format!("cannot make the console socket: {e}"))?;
+            let _ = std::env::set_current_dir("/");
+            wiring.console = Some((listener, dir.join(name)));
+            if stdio.stdin {
+                let (pipe, _) = attach::stdin_ends(&stdin_path, false)
+                    .map_err(|e| format!("cannot open the stdin pipe: {e}"))?;
+                set_nonblocking(&pipe)?;
+                wiring.relayed_stdin = Some(pipe);
+            }
+        } else if stdio.stdin {
+            let (end, keeper) = attach::stdin_ends(&stdin_path, stdio.stdin_once)
+                .map_err(|e| format!("cannot open the stdin pipe: {e}"))?;
+            wiring.container_stdin = Some(end);
+            wiring.keeper = keeper;
+        }
+        if stdio.tty || stdio.stdin_once {
+            let control = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(dir.join("control"))
+                .map_err(|e| format!("cannot open the control pipe: {e}"))?;
+            set_nonblocking(&control)?;
+            wiring.control = Some(control);
+        }
+        Ok(wiring)
+    }
+}
+
+pub(super) fn set_nonblocking(fd: &impl std::os::fd::AsFd) -> Result<(), String> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(|e| e.to_string())?;
+    let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+    fcntl(fd, FcntlArg::F_SETFL(flags))
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// The status pipe (fd 3), or a sink when the monitor was started without one.
@@ -197,18 +359,32 @@ fn quiet_stdio() {
 /// Reaps children (the container's and orphans handed to this subreaper) until `pid` ends;
 /// answers its exit code (128 + signal when killed) and signal.
 fn wait_for(pid: i32) -> (i32, Option<i32>) {
-    use nix::sys::wait::{waitpid, WaitStatus};
-    use nix::unistd::Pid;
     loop {
-        match waitpid(Pid::from_raw(-1), None) {
-            Ok(WaitStatus::Exited(p, code)) if p.as_raw() == pid => return (code, None),
+        match reap(pid, false) {
+            Some(end) => return end,
+            None => continue,
+        }
+    }
+}
+
+/// Reaps what has ended (waits for one child unless `nohang`); answers how `pid` ended once it
+/// has: its exit code (128 + signal when killed) and signal.
+pub(super) fn reap(pid: i32, nohang: bool) -> Option<(i32, Option<i32>)> {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    use nix::unistd::Pid;
+    let flags = nohang.then_some(WaitPidFlag::WNOHANG);
+    loop {
+        match waitpid(Pid::from_raw(-1), flags) {
+            Ok(WaitStatus::Exited(p, code)) if p.as_raw() == pid => return Some((code, None)),
             Ok(WaitStatus::Signaled(p, sig, _)) if p.as_raw() == pid => {
-                return (128 + sig as i32, Some(sig as i32))
+                return Some((128 + sig as i32, Some(sig as i32)))
             }
-            Ok(_) => continue,
+            Ok(WaitStatus::StillAlive) => return None,
+            Ok(_) if nohang => continue,
+            Ok(_) => return None,
             Err(nix::errno::Errno::EINTR) => continue,
             // No child left: the container is gone without a status we saw.
-            Err(_) => return (255, None),
+            Err(_) => return Some((255, None)),
         }
     }
 }
@@ -251,6 +427,11 @@ mod tests {
             bundle: "/b".into(),
             exit_file: "/b/exit.json".into(),
             memory_cgroup: Some("/sys/fs/cgroup/memory/x".into()),
+            stdio: Stdio {
+                stdin: true,
+                stdin_once: true,
+                tty: true,
+            },
         };
         let strings: Vec<String> = args
             .to_args()
@@ -259,7 +440,12 @@ mod tests {
             .map(|s| s.into_string().unwrap())
             .collect();
         assert_eq!(MonitorArgs::parse(&strings).unwrap(), args);
+        assert_eq!(
+            MonitorArgs::parse(&strings[..4]).unwrap().stdio,
+            Stdio::default()
+        );
         assert!(MonitorArgs::parse(&strings[..2]).is_err());
+        assert!(MonitorArgs::parse(&[&strings[..4], &["--what".to_owned()]].concat()).is_err());
     }
 
     #[test]

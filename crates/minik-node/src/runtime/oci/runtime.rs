@@ -8,6 +8,9 @@
 //! STATE/containers/STEM/etc/           hosts, hostname, resolv.conf bind-mounted into it
 //! STATE/containers/STEM/exit.json      written by the monitor when the container ended
 //! STATE/containers/STEM/stdout|stderr  the output pipes (as the process runtime's)
+//! STATE/containers/STEM/stdin           the stdin pipe of a container with `stdin` (gone once
+//!                                       a `stdinOnce` stdin is closed)
+//! STATE/containers/STEM/control         the monitor's commands (resize, close-stdin)
 //! STATE/sandboxes/POD_UID/             the pod's namespaces (sandbox.rs)
 //! STATE/libcontainer/                  libcontainer's own state
 //! ```
@@ -32,10 +35,11 @@ use super::monitor::{ExitRecord, MonitorArgs, STATUS_FD};
 use super::sandbox::Sandbox;
 use super::{bundle, rootfs, user};
 use crate::logs::{LogLimits, LogWriter, Stream};
+use crate::runtime::attach::{self, Attachable, Input, Tap};
 use crate::runtime::process::{output_pipe, pump, wait_for_end, DRAIN_LIMIT};
 use crate::runtime::state::{self, file_stem};
 use crate::runtime::{
-    ContainerSpec, Exit, ImageSpec, PodSandbox, Runtime, StartError, Started, State,
+    ContainerSpec, Exit, ImageSpec, PodSandbox, Runtime, StartError, Started, State, Stdio,
 };
 use crate::BoxFuture;
 
@@ -69,6 +73,9 @@ struct Record {
     started_at_ns: u64,
     log_path: PathBuf,
     stop_signal: Option<String>,
+    /// Its `stdin`, `stdinOnce` and `tty` (none in records of agents before attach).
+    #[serde(default)]
+    stdio: Stdio,
 }
 
 struct Container {
@@ -76,6 +83,7 @@ struct Container {
     started_at: SystemTime,
     exit: watch::Receiver<Option<Exit>>,
     stop_signal: Signal,
+    attach: Arc<Attachable>,
 }
 
 struct Inner {
@@ -173,6 +181,7 @@ impl OciRuntime {
         let dir = self.container_dir(&record.id);
         let started_at = state::from_nanos(record.started_at_ns);
         let stop_signal = stop_signal(record.stop_signal.as_deref());
+        let attach = attachable(&dir, record.stdio);
         let (tx, rx) = watch::channel(None);
         if let Some(exit) = read_exit(&dir) {
             tx.send_replace(Some(exit));
@@ -180,7 +189,7 @@ impl OciRuntime {
             && state::start_ticks(record.monitor_pid) == record.monitor_ticks
         {
             tracing::info!(container = %record.id, pid = record.container_pid, "adopted a running container");
-            let pumps = self.pumps(&dir, &record.log_path);
+            let pumps = self.pumps(&dir, &record.log_path, &attach.tap);
             let (pid, ticks) = (record.monitor_pid, record.monitor_ticks);
             tokio::spawn(async move {
                 wait_for_end(pid, ticks).await;
@@ -199,12 +208,13 @@ impl OciRuntime {
                 started_at,
                 exit: rx,
                 stop_signal,
+                attach,
             },
         );
     }
 
     /// Drains a container's output pipes into its log again (after an agent restart).
-    fn pumps(&self, dir: &Path, log_path: &Path) -> Vec<tokio::task::JoinHandle<()>> {
+    fn pumps(&self, dir: &Path, log_path: &Path, tap: &Tap) -> Vec<tokio::task::JoinHandle<()>> {
         let Ok(writer) = LogWriter::open(log_path, self.inner.options.logs) else {
             return Vec::new();
         };
@@ -215,7 +225,7 @@ impl OciRuntime {
                 let rx = tokio::net::unix::pipe::OpenOptions::new()
                     .open_receiver(dir.join(name))
                     .ok()?;
-                Some(tokio::spawn(pump(rx, stream, writer.clone())))
+                Some(tokio::spawn(pump(rx, stream, writer.clone(), tap.clone())))
             })
             .collect()
     }
@@ -372,6 +382,7 @@ impl OciRuntime {
                 seccomp_default: sec.seccomp_default,
             },
             binds,
+            terminal: spec.stdio.tty,
             nofile: nofile_limit(),
         };
         let config = bundle::spec(&container).map_err(StartError::Config)?;
@@ -390,6 +401,15 @@ impl OciRuntime {
             output_pipe(&dir.join("stdout")).map_err(|e| failed("creating the output pipe", e))?;
         let (err_rx, err_w) =
             output_pipe(&dir.join("stderr")).map_err(|e| failed("creating the output pipe", e))?;
+        let stdio = spec.stdio;
+        if stdio.stdin {
+            attach::make_pipe(&dir.join("stdin"))
+                .map_err(|e| failed("creating the stdin pipe", e))?;
+        }
+        if stdio.tty || stdio.stdin_once {
+            attach::make_pipe(&dir.join("control"))
+                .map_err(|e| failed("creating the monitor's control pipe", e))?;
+        }
         let (status_r, status_w) = nix::unistd::pipe().map_err(|e| failed("creating a pipe", e))?;
         let oci_id = file_stem(&spec.id);
         let args = MonitorArgs {
@@ -398,6 +418,7 @@ impl OciRuntime {
             bundle: dir.join("bundle"),
             exit_file: dir.join("exit.json"),
             memory_cgroup: memory_cgroup_dir(&format!("{}/{oci_id}", cgroup_parent())),
+            stdio,
         };
         let mut command = std::process::Command::new(&self.inner.options.helper);
         command
@@ -651,15 +672,17 @@ impl Runtime for OciRuntime {
             started_at_ns: state::nanos(SystemTime::now()),
             log_path: spec.log_path.clone(),
             stop_signal: image.config.stop_signal.clone(),
+            stdio: spec.stdio,
         };
         let json = serde_json::to_vec(&record).unwrap_or_default();
         if let Err(e) = write_atomically(&dir.join("state.json"), &json) {
             tracing::warn!(container = %spec.id, error = %e, "cannot record a container");
         }
         let writer = Arc::new(Mutex::new(writer));
+        let attach = attachable(&dir, spec.stdio);
         let pumps: Vec<_> = output
             .into_iter()
-            .map(|(rx, stream)| tokio::spawn(pump(rx, stream, writer.clone())))
+            .map(|(rx, stream)| tokio::spawn(pump(rx, stream, writer.clone(), attach.tap.clone())))
             .collect();
         let (tx, rx) = watch::channel(None);
         let watched = dir.clone();
@@ -675,6 +698,7 @@ impl Runtime for OciRuntime {
                 started_at: SystemTime::now(),
                 exit: rx,
                 stop_signal: stop_signal(image.config.stop_signal.as_deref()),
+                attach,
             },
         );
         Ok(Started {
@@ -770,6 +794,29 @@ impl Runtime for OciRuntime {
         let options = &self.inner.options;
         super::exec::start(&options.helper, &options.state_dir, id, request)
     }
+
+    fn attach(&self, id: &str, stdin: bool) -> Result<crate::runtime::ExecProcess, String> {
+        let (attach, exit) = match self.lock().get(id) {
+            Some(c) if c.exit.borrow().is_none() => (c.attach.clone(), c.exit.clone()),
+            _ => return Err("the container is not running".into()),
+        };
+        attach.attach(exit, stdin)
+    }
+}
+
+/// What attach sessions need of a container in `dir`: its monitor holds its stdin and
+/// terminal, whichever agent started it.
+fn attachable(dir: &Path, stdio: Stdio) -> Arc<Attachable> {
+    if !stdio.stdin && !stdio.tty {
+        return Attachable::output_only(stdio);
+    }
+    Arc::new(Attachable {
+        tap: attach::tap(),
+        stdio,
+        input: Input::Monitor {
+            dir: dir.to_owned(),
+        },
+    })
 }
 
 impl Drop for Inner {
