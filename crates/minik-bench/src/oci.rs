@@ -347,6 +347,8 @@ struct MinikFigures {
     with_pods_rss: u64,
     monitors: usize,
     monitor_memory: Rollup,
+    /// The monitors' spawner (one per agent).
+    spawner_memory: Rollup,
     sandbox_helpers: usize,
     deleted_in: Vec<Duration>,
     stop_in: Duration,
@@ -715,6 +717,7 @@ async fn drive(
     let with_pods_rss = memory_of(agent.pid())?.rss_bytes;
     let monitors = monitor_pids(data_dir);
     let monitor_memory = Rollup::of(&monitors);
+    let spawner_memory = Rollup::of(&helper_pids(data_dir, "oci-spawner"));
     let sandbox_helpers = helper_pids(data_dir, "oci-sandbox").len();
     deleted_in.push(delete_all(http, base, &serial_names, data_dir, limit).await?);
 
@@ -751,6 +754,7 @@ async fn drive(
         with_pods_rss,
         monitors: monitors.len(),
         monitor_memory,
+        spawner_memory,
         sandbox_helpers,
         deleted_in,
         stop_in: Duration::ZERO,
@@ -940,9 +944,18 @@ fn print_figures(
         mib_signed(growth),
         agent_per
     );
-    let total_per = per_monitor + agent_per.max(0.0);
+    let sp = &f.spawner_memory;
+    let spawner_per = mib(sp.pss) / n as f64;
     println!(
-        "  total per container (monitor PSS + agent growth): {:.3} MiB   goal <= {MIB_PER_CONTAINER_GOAL:.0} MiB: {}",
+        "  oci-spawner (one per agent, the monitors' parent): {} process(es): PSS {:.2} MiB, private {:.2} MiB = {:.3} MiB per container",
+        sp.processes,
+        mib(sp.pss),
+        mib(sp.private),
+        spawner_per
+    );
+    let total_per = per_monitor + spawner_per + agent_per.max(0.0);
+    println!(
+        "  total per container (monitor PSS + spawner PSS / {n} + agent growth): {:.3} MiB   goal <= {MIB_PER_CONTAINER_GOAL:.0} MiB: {}",
         total_per,
         met(total_per <= MIB_PER_CONTAINER_GOAL)
     );
@@ -973,6 +986,8 @@ fn print_figures(
             "monitor_pss_mib_per_container": per_monitor,
             "monitor_rss_mib_each": m.each(m.rss),
             "monitor_private_mib_each": m.each(m.private),
+            "spawner_pss_mib": mib(sp.pss),
+            "total_mib_per_container": total_per,
             "agent_rss_growth_mib_per_container": agent_per,
             "agent_idle_rss_mib": mib(f.idle_rss),
             "minik_version_run_ms": ms(version_run),

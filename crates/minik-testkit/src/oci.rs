@@ -4,7 +4,8 @@
 //! An agent stops its containers on SIGTERM, but one killed with SIGKILL leaves them running, by
 //! design (the next agent adopts them). What belongs to one agent is told by its data dir, whose
 //! path every piece names: the container monitors and sandbox helpers (`minik internal
-//! oci-monitor|oci-sandbox ...`) have it on their command line; the containers' processes run in
+//! oci-monitor|oci-sandbox ...`) have it on their command line (so does the monitors' spawner,
+//! which counts only once its agent is gone); the containers' processes run in
 //! a mount namespace of their own whose root is an overlay with its upper dir under it; the
 //! overlay roots and the sandboxes' namespace pins are mounts under it; and the containers'
 //! cgroups are named `POD_UID_CONTAINER_ATTEMPT` under `minik-oci` in the agent's cgroup, which
@@ -239,14 +240,34 @@ fn pids() -> Vec<i32> {
 }
 
 /// Live `minik internal ...` processes naming `dir` (monitors, sandbox helpers and their pause
-/// processes, which are forks of the helper).
+/// processes, which are forks of the helper), but the monitors' spawner while its agent runs:
+/// it is part of the agent (it ends with it). One whose agent is gone (adopted by init) counts.
 fn helper_pids(dir: &str) -> Vec<i32> {
     pids()
         .into_iter()
         .filter(|pid| {
-            cmdline(*pid).is_some_and(|c| c.contains("\0internal\0oci-") && c.contains(dir))
+            cmdline(*pid).is_some_and(|c| {
+                c.contains("\0internal\0oci-")
+                    && c.contains(dir)
+                    && !(c.contains("\0internal\0oci-spawner\0") && parent_of(*pid) > 1)
+            })
         })
         .collect()
+}
+
+/// The parent of `pid` (0 when unknown).
+fn parent_of(pid: i32) -> i32 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit(')')
+                .next()?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
 }
 
 /// Live processes in a mount namespace other than this process's whose mounts name `dir`: the

@@ -40,8 +40,8 @@ enum Command {
     /// Simulate N nodes in this one process (as kwok does): Nodes, Leases and pod status
     /// against a server, for testing controllers and schedulers at scale. Nothing runs.
     Simulate(simulate::SimulateArgs),
-    /// Helpers the node agent starts (the oci runtime's container monitor and pod sandbox
-    /// maker): `minik` started again as a small single-threaded process.
+    /// Helpers the node agent starts (the oci runtime's monitors' spawner, container monitor,
+    /// pod sandbox maker and exec): `minik` started again as a small single-threaded process.
     #[command(hide = true)]
     Internal {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -57,6 +57,9 @@ fn main() -> std::process::ExitCode {
         let code = match args.split_first() {
             Some((helper, rest)) if helper == "oci-monitor" => {
                 minik_node::runtime::oci_monitor_main(rest)
+            }
+            Some((helper, rest)) if helper == "oci-spawner" => {
+                minik_node::runtime::oci_spawner_main(rest)
             }
             Some((helper, rest)) if helper == "oci-sandbox" => {
                 minik_node::runtime::oci_sandbox_main(rest)

@@ -1052,6 +1052,25 @@ async fn pid_and_ipc_namespaces_follow_the_pod_spec() {
     assert_eq!(value(&log, "ipc"), own("ipc").to_str(), "{log}");
     assert_ne!(value(&log, "pid"), own("pid").to_str(), "{log}");
 
+    // hostPID: the host's PID namespace (its processes visible, this test's among them), and
+    // what the container leaves running when its process ends goes with it.
+    let script = format!(
+        "/bin/busybox sleep 3600 & echo pid=$$(/bin/busybox readlink /proc/self/ns/pid); \
+         test -d /proc/{} && echo sees-the-host; echo done",
+        std::process::id()
+    );
+    let mut host_pid = pod("host-pid", &script, "Never");
+    host_pid["spec"]["hostPID"] = json!(true);
+    c.create(&host_pid).await;
+    let log = c.log_with("host-pid", "main", "done").await;
+    assert_eq!(value(&log, "pid"), own("pid").to_str(), "{log}");
+    assert!(log.contains("sees-the-host"), "{log}");
+    c.pod_until("host-pid", "Succeeded", |p| {
+        p["status"]["phase"] == "Succeeded"
+    })
+    .await;
+    c.delete("host-pid").await;
+
     let shared = json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "shared"},

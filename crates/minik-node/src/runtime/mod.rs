@@ -23,7 +23,7 @@ pub use fake::{FakeRuntime, FakeScript};
 pub use handlers::{Handler, Runtimes};
 pub use oci::{
     check_host as check_oci_host, exec_main as oci_exec_main, monitor_main as oci_monitor_main,
-    sandbox_main as oci_sandbox_main, OciOptions, OciRuntime,
+    sandbox_main as oci_sandbox_main, spawner_main as oci_spawner_main, OciOptions, OciRuntime,
 };
 pub use process::{resolve_program, ProcessOptions, ProcessRuntime};
 pub(crate) use state::{from_nanos, nanos, ExitState};

@@ -201,7 +201,7 @@ pub(crate) fn spec_on(c: &OciContainer, cgroup_v2: bool) -> Result<Spec, String>
         .map_err(err)?;
 
     let mut linux = LinuxBuilder::default()
-        .namespaces(namespaces(c, cgroup_v2 && !privileged)?)
+        .namespaces(namespaces(c, cgroup_namespace(c, cgroup_v2))?)
         .devices(devices()?)
         .resources(resources(&c.resources, privileged)?)
         .cgroups_path(PathBuf::from(&c.cgroup_path))
@@ -414,6 +414,16 @@ fn namespace(typ: LinuxNamespaceType, path: Option<&Path>) -> Result<LinuxNamesp
     }
     .build()
     .map_err(err)
+}
+
+/// Whether the container gets a cgroup namespace of its own: on cgroup v2 unless privileged,
+/// as containerd gives; and with `hostPID` on v1 too. There libcontainer (0.6) would otherwise
+/// bind the container's cgroups into it by a path it miscomputes for a container without a PID
+/// namespace (it takes the parent's cgroup for the host's root: "failed to prepare rootfs");
+/// in a namespace it mounts the hierarchies themselves, which show the container the same
+/// cgroups.
+fn cgroup_namespace(c: &OciContainer, cgroup_v2: bool) -> bool {
+    (cgroup_v2 && !c.security.privileged) || c.namespaces.pid == PidNamespace::Host
 }
 
 fn namespaces(c: &OciContainer, cgroup_ns: bool) -> Result<Vec<LinuxNamespace>, String> {
@@ -883,9 +893,16 @@ mod tests {
             json!({"type": "pid", "path": "/run/minik/ns/pod-1/pid"})
         );
         c.namespaces.pid = PidNamespace::Host;
+        let host = types(&c, false);
         assert_eq!(
-            types(&c, false)[0],
+            host[0],
             json!({"type": "ipc", "path": "/run/minik/ns/pod-1/ipc"})
+        );
+        // ... and, on cgroup v1 too, a cgroup namespace (libcontainer's v1 bind mounts of a
+        // container without a PID namespace fail).
+        assert_eq!(
+            host.as_array().and_then(|a| a.last()),
+            Some(&json!({"type": "cgroup"}))
         );
         // cgroup v2: a cgroup namespace of its own.
         let all = types(&typical(), true);

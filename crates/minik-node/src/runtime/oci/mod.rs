@@ -19,6 +19,7 @@ pub(crate) mod rootfs;
 mod runtime;
 pub(crate) mod sandbox;
 pub(crate) mod seccomp;
+mod spawner;
 pub(crate) mod user;
 
 /// Shields a helper (the monitor, the exec helper) from the signals of the terminal or the agent
@@ -50,3 +51,4 @@ pub use exec::main as exec_main;
 pub use monitor::main as monitor_main;
 pub use runtime::{check_host, OciOptions, OciRuntime};
 pub use sandbox::main as sandbox_main;
+pub use spawner::main as spawner_main;

@@ -78,6 +78,15 @@ impl MonitorArgs {
         args
     }
 
+    /// The arguments after `minik internal oci-monitor` (as the spawner takes them).
+    pub(crate) fn to_strings(&self) -> Vec<String> {
+        self.to_args()
+            .into_iter()
+            .skip(2)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
     fn parse(args: &[String]) -> Result<MonitorArgs, String> {
         let [root, id, bundle, exit_file, rest @ ..] = args else {
             return Err(USAGE.into());
@@ -232,6 +241,11 @@ pub fn main(args: &[String]) -> i32 {
         &args.exit_file,
         &serde_json::to_vec(&record).unwrap_or_default(),
     );
+    // What the container's process left in its cgroup goes with it. In a PID namespace of its
+    // own the kernel has done so already; with `hostPID` nothing else would.
+    if let Ok(kill) = libcontainer::signal::Signal::try_from(nix::libc::SIGKILL) {
+        let _ = container.kill(kill, true);
+    }
     let _ = container.refresh_status();
     let _ = container.delete(true);
     0

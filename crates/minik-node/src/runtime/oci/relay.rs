@@ -113,7 +113,7 @@ pub(crate) fn run(mut relay: Relay) -> (i32, Option<i32>) {
 }
 
 /// SIGCHLD as a descriptor poll(2) can wait on (the signal is blocked for that).
-fn sigchld_fd() -> Option<SignalFd> {
+pub(super) fn sigchld_fd() -> Option<SignalFd> {
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGCHLD);
     mask.thread_block().ok()?;
@@ -197,7 +197,7 @@ impl Relay {
 
 /// Which of `fds` are readable (or closed), waiting until one is; with `forever` false, at
 /// most 100 ms.
-fn readable(fds: &[Option<BorrowedFd<'_>>], forever: bool) -> Vec<bool> {
+pub(super) fn readable(fds: &[Option<BorrowedFd<'_>>], forever: bool) -> Vec<bool> {
     let mut polled: Vec<PollFd<'_>> = Vec::with_capacity(fds.len());
     let mut slots = Vec::with_capacity(fds.len());
     for fd in fds {

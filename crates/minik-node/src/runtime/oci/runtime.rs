@@ -20,7 +20,6 @@
 
 use std::collections::HashMap;
 use std::io::BufRead;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -31,8 +30,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::container::{Namespaces, OciContainer, PidNamespace, Resources, Security};
-use super::monitor::{ExitRecord, MonitorArgs, STATUS_FD};
+use super::monitor::{ExitRecord, MonitorArgs};
 use super::sandbox::Sandbox;
+use super::spawner::Spawner;
 use super::{bundle, rootfs, user};
 use crate::logs::{LogLimits, LogWriter, Stream};
 use crate::runtime::attach::{self, Attachable, Input, Tap};
@@ -89,6 +89,8 @@ struct Container {
 struct Inner {
     options: OciOptions,
     containers: Mutex<HashMap<String, Container>>,
+    /// Forks the containers' monitors.
+    spawner: Spawner,
 }
 
 /// The oci runtime. Cheap to clone.
@@ -135,6 +137,7 @@ impl OciRuntime {
         options.state_dir = std::fs::canonicalize(&options.state_dir)?;
         let runtime = OciRuntime {
             inner: Arc::new(Inner {
+                spawner: Spawner::new(&options.helper, &options.state_dir),
                 options,
                 containers: Mutex::default(),
             }),
@@ -420,37 +423,25 @@ impl OciRuntime {
             memory_cgroup: memory_cgroup_dir(&format!("{}/{oci_id}", cgroup_parent())),
             stdio,
         };
-        let mut command = std::process::Command::new(&self.inner.options.helper);
-        command
-            .args(args.to_args())
-            .stdin(std::process::Stdio::null())
-            .stdout(out_w)
-            .stderr(err_w);
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&status_w);
-        // SAFETY: between fork and exec only dup2, which is async-signal-safe, on a descriptor
-        // opened before the fork.
-        unsafe {
-            command.pre_exec(move || {
-                if nix::libc::dup2(fd, STATUS_FD) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut command = tokio::process::Command::from(command);
-        command.kill_on_drop(false);
-        let child = command
-            .spawn()
-            .map_err(|e| failed("cannot start the container monitor", e))?;
-        drop(command);
-        drop(status_w);
+        use std::os::fd::AsFd;
+        let (monitor, monitor_ticks) = self
+            .inner
+            .spawner
+            .spawn(
+                &args.to_strings(),
+                [out_w.as_fd(), err_w.as_fd(), status_w.as_fd()],
+            )
+            .map_err(|e| StartError::Failed(format!("cannot start the container monitor: {e}")))?;
+        // The monitor has its own copies: its end of the status pipe is the only writer left.
+        drop((out_w, err_w, status_w));
         let line = read_status(status_r)?;
         match line.split_once(' ') {
             Some(("ok", pid)) => pid
                 .trim()
                 .parse()
                 .map(|pid| Launched {
-                    monitor: child,
+                    monitor,
+                    monitor_ticks,
                     pid,
                     output: [(out_rx, Stream::Stdout), (err_rx, Stream::Stderr)],
                 })
@@ -463,10 +454,12 @@ impl OciRuntime {
     }
 }
 
-/// A container the monitor started: the monitor (the agent's child), the container's pid, and
-/// the agent's ends of its output pipes.
+/// A container the monitor started: the monitor's pid, the container's, and the agent's ends
+/// of its output pipes.
 struct Launched {
-    monitor: tokio::process::Child,
+    monitor: i32,
+    /// The monitor's start time: with the pid, it names that process and no later one.
+    monitor_ticks: Option<u64>,
     pid: i32,
     output: [(tokio::net::unix::pipe::Receiver, Stream); 2],
 }
@@ -651,7 +644,8 @@ impl Runtime for OciRuntime {
         });
         let (
             Launched {
-                monitor: mut child,
+                monitor: monitor_pid,
+                monitor_ticks,
                 pid,
                 output,
             },
@@ -663,11 +657,10 @@ impl Runtime for OciRuntime {
                 return Err(e);
             }
         };
-        let monitor_pid = child.id().map(|p| p as i32).unwrap_or(0);
         let record = Record {
             id: spec.id.clone(),
             monitor_pid,
-            monitor_ticks: state::start_ticks(monitor_pid),
+            monitor_ticks,
             container_pid: pid,
             started_at_ns: state::nanos(SystemTime::now()),
             log_path: spec.log_path.clone(),
@@ -687,7 +680,10 @@ impl Runtime for OciRuntime {
         let (tx, rx) = watch::channel(None);
         let watched = dir.clone();
         tokio::spawn(async move {
-            let _ = child.wait().await;
+            // Without a start time the monitor was gone before the spawner looked.
+            if monitor_ticks.is_some() {
+                wait_for_end(monitor_pid, monitor_ticks).await;
+            }
             let _ = tokio::time::timeout(DRAIN_LIMIT, futures::future::join_all(pumps)).await;
             tx.send_replace(Some(read_exit(&watched).unwrap_or_else(lost_exit)));
         });
