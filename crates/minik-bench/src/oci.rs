@@ -85,6 +85,30 @@ fn pod(name: &str) -> Value {
 
 /// Deletes the pods (32 at a time) and waits until the API has none of them and no container
 /// monitor of the node runs.
+/// The events of pod `name` (default namespace), one line each: `REASON: MESSAGE`.
+async fn events_of(http: &reqwest::Client, base: &str, name: &str) -> Vec<String> {
+    let url = format!(
+        "{base}/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3D{name}"
+    );
+    let list: Value = match http.get(&url).send().await {
+        Ok(r) => r.json().await.unwrap_or_default(),
+        Err(_) => return Vec::new(),
+    };
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            format!(
+                "{} {}: {}",
+                e["count"].as_i64().unwrap_or(1),
+                e["reason"].as_str().unwrap_or_default(),
+                e["message"].as_str().unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
 async fn delete_all(
     http: &reqwest::Client,
     base: &str,
@@ -340,6 +364,8 @@ struct MinikFigures {
     serial: Vec<Duration>,
     stamps: Vec<Stamps>,
     burst_in: Duration,
+    /// The burst's slowest pod and its events.
+    slowest: (String, Vec<String>),
     burst_created_in: Duration,
     burst: Vec<Duration>,
     warmup: Duration,
@@ -741,12 +767,21 @@ async fn drive(
         .map(|t| t.saturating_duration_since(started))
         .collect();
     let burst_in = burst.iter().max().copied().unwrap_or_default();
+    // The slowest pod of the burst and what the agent said of it, to read an outlier by.
+    let slowest = burst
+        .iter()
+        .zip(&burst_names)
+        .max_by_key(|(took, _)| **took)
+        .map(|(_, name)| name.clone())
+        .unwrap_or_default();
+    let slowest_events = events_of(http, base, &slowest).await;
     deleted_in.push(delete_all(http, base, &burst_names, data_dir, limit).await?);
 
     Ok(MinikFigures {
         serial,
         stamps,
         burst_in,
+        slowest: (slowest, slowest_events),
         burst_created_in,
         burst,
         warmup: warmup_in,
@@ -906,6 +941,12 @@ fn print_figures(
         f.burst_created_in.as_secs_f64(),
         ms(b.p50),
         ms(b.p99)
+    );
+    println!(
+        "  slowest: {} ({:.2} s), its events: {}",
+        f.slowest.0,
+        f.burst_in.as_secs_f64(),
+        f.slowest.1.join("; ")
     );
     let runc_serial: Duration = runc_times.iter().sum();
     println!(
