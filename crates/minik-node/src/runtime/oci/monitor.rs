@@ -48,9 +48,19 @@ pub(crate) struct MonitorArgs {
     pub memory_cgroup: Option<PathBuf>,
     /// The container's `stdin`, `stdinOnce` and `tty`.
     pub stdio: Stdio,
+    /// The root to mount at `BUNDLE/rootfs`, in the monitor's own mount namespace.
+    pub overlay: Option<Overlay>,
 }
 
-const USAGE: &str = "usage: minik internal oci-monitor ROOT ID BUNDLE EXIT_FILE [--memory-cgroup DIR] [--stdin] [--stdin-once] [--tty]";
+/// A container's root: the image's layers (base first) under its writable layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Overlay {
+    pub lowers: Vec<PathBuf>,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+}
+
+const USAGE: &str = "usage: minik internal oci-monitor ROOT ID BUNDLE EXIT_FILE [--memory-cgroup DIR] [--stdin] [--stdin-once] [--tty] [--lower DIR]... [--upper DIR --work DIR]";
 
 impl MonitorArgs {
     pub(crate) fn to_args(&self) -> Vec<std::ffi::OsString> {
@@ -75,6 +85,16 @@ impl MonitorArgs {
                 args.push(flag.into());
             }
         }
+        if let Some(overlay) = &self.overlay {
+            for lower in &overlay.lowers {
+                args.push("--lower".into());
+                args.push(lower.clone().into());
+            }
+            args.push("--upper".into());
+            args.push(overlay.upper.clone().into());
+            args.push("--work".into());
+            args.push(overlay.work.clone().into());
+        }
         args
     }
 
@@ -98,19 +118,32 @@ impl MonitorArgs {
             exit_file: exit_file.into(),
             memory_cgroup: None,
             stdio: Stdio::default(),
+            overlay: None,
         };
+        let (mut lowers, mut upper, mut work) = (Vec::new(), None, None);
         let mut rest = rest.iter();
         while let Some(arg) = rest.next() {
+            let mut value = || rest.next().map(PathBuf::from).ok_or(USAGE);
             match arg.as_str() {
-                "--memory-cgroup" => {
-                    parsed.memory_cgroup = Some(rest.next().ok_or(USAGE)?.into());
-                }
+                "--memory-cgroup" => parsed.memory_cgroup = Some(value()?),
                 "--stdin" => parsed.stdio.stdin = true,
                 "--stdin-once" => parsed.stdio.stdin_once = true,
                 "--tty" => parsed.stdio.tty = true,
+                "--lower" => lowers.push(value()?),
+                "--upper" => upper = Some(value()?),
+                "--work" => work = Some(value()?),
                 _ => return Err(USAGE.into()),
             }
         }
+        parsed.overlay = match (lowers.is_empty(), upper, work) {
+            (true, None, None) => None,
+            (false, Some(upper), Some(work)) => Some(Overlay {
+                lowers,
+                upper,
+                work,
+            }),
+            _ => return Err(USAGE.into()),
+        };
         Ok(parsed)
     }
 
@@ -139,6 +172,12 @@ pub fn main(args: &[String]) -> i32 {
         report(&mut status, "error cannot duplicate the output descriptors");
         return 1;
     };
+    if let Some(overlay) = &args.overlay {
+        if let Err(e) = private_root(overlay, &args.bundle.join("rootfs")) {
+            report(&mut status, &format!("error {e}"));
+            return 1;
+        }
+    }
     let wiring = match Wiring::open(&args) {
         Ok(w) => w,
         Err(e) => {
@@ -249,6 +288,27 @@ pub fn main(args: &[String]) -> i32 {
     let _ = container.refresh_status();
     let _ = container.delete(true);
     0
+}
+
+/// Mounts the container's root at `target` in a mount namespace of the monitor's own, which
+/// the container's is then copied from: the node's mount table does not grow with its
+/// containers (libcontainer reads it many times for each container it creates, and each read
+/// costs in proportion to it). The mount goes with the namespace when the container and its
+/// monitor are gone.
+fn private_root(overlay: &Overlay, target: &Path) -> Result<(), String> {
+    use nix::mount::{mount, MsFlags};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .map_err(|e| format!("cannot make the monitor's mount namespace: {e}"))?;
+    // Nothing mounted here reaches the node; the node's mounts still reach here.
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("cannot make the monitor's mounts its own: {e}"))?;
+    super::rootfs::mount_overlay(&overlay.lowers, &overlay.upper, &overlay.work, target)
 }
 
 /// The monitor's side of the container's stdin and terminal, opened before the container is
@@ -446,6 +506,11 @@ mod tests {
                 stdin_once: true,
                 tty: true,
             },
+            overlay: Some(Overlay {
+                lowers: vec!["/l/1".into(), "/l/2".into()],
+                upper: "/c/upper".into(),
+                work: "/c/work".into(),
+            }),
         };
         let strings: Vec<String> = args
             .to_args()

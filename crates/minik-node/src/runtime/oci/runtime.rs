@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::container::{Namespaces, OciContainer, PidNamespace, Resources, Security};
-use super::monitor::{ExitRecord, MonitorArgs};
+use super::monitor::{ExitRecord, MonitorArgs, Overlay};
 use super::sandbox::Sandbox;
 use super::spawner::Spawner;
 use super::{bundle, rootfs, user};
@@ -393,6 +393,9 @@ impl OciRuntime {
             .map_err(|e| failed("writing the container's config.json", e))?;
         std::fs::write(bundle_dir.join("config.json"), json)
             .map_err(|e| failed("writing the container's config.json", e))?;
+        // The root was mounted here to read the image's users and directories; the monitor
+        // mounts it again in a mount namespace of its own, out of the node's mount table.
+        rootfs::unmount(&root);
         Ok(())
     }
 
@@ -422,6 +425,11 @@ impl OciRuntime {
             exit_file: dir.join("exit.json"),
             memory_cgroup: memory_cgroup_dir(&format!("{}/{oci_id}", cgroup_parent())),
             stdio,
+            overlay: spec.image.as_ref().map(|image| Overlay {
+                lowers: image.layers.clone(),
+                upper: dir.join("upper"),
+                work: dir.join("work"),
+            }),
         };
         use std::os::fd::AsFd;
         let (monitor, monitor_ticks) = self
