@@ -151,7 +151,8 @@ impl Cluster {
             "--leave-stdin-open",
             "--attach=false",
         ];
-        self.kubectl_ok(&[&head[..], &RUN_ANSWER].concat()).await;
+        self.kubectl_ok(&[&head[..], &run_once(ANSWER)].concat())
+            .await;
         let pod = format!("pod/{name}");
         self.kubectl_ok(&["wait", "--for=condition=Ready", &pod, "--timeout=60s"])
             .await;
@@ -324,16 +325,18 @@ sys.stdout.write(out)
 const ANSWER: &str =
     "while read line; do echo \"got $line\"; [ \"$line\" = quit ] && break; done; echo bye";
 
-/// The end of a `run` command line whose pod runs [`ANSWER`] once.
-const RUN_ANSWER: [&str; 7] = [
-    "--restart=Never",
-    "--image=busybox",
-    "--command",
-    "--",
-    "sh",
-    "-c",
-    ANSWER,
-];
+/// The end of a `run` command line whose pod runs `script` once.
+fn run_once(script: &str) -> [&str; 7] {
+    [
+        "--restart=Never",
+        "--image=busybox",
+        "--command",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]
+}
 
 /// `kubectl run -i` and `kubectl attach -i`, over both of kubectl's protocols, and `minik
 /// attach -i`: what the client writes reaches the container's own process (its stdin), its
@@ -349,7 +352,7 @@ async fn kubectl_run_and_attach_reach_the_containers_stdin() {
         let name = format!("run-{protocol}");
         let out = c
             .kubectl_with(
-                &[&["run", &name, "-i"][..], &RUN_ANSWER].concat(),
+                &[&["run", &name, "-i"][..], &run_once(ANSWER)].concat(),
                 Some("hello\n"),
                 env,
             )
@@ -432,7 +435,7 @@ async fn kubectl_run_and_attach_reach_the_containers_stdin() {
     // minik's `run -i --rm`: attached as soon as it runs, removed when it ended.
     let out = c
         .minik(
-            &[&["run", "gone", "-i", "--rm"][..], &RUN_ANSWER].concat(),
+            &[&["run", "gone", "-i", "--rm"][..], &run_once(ANSWER)].concat(),
             Some("four\n"),
         )
         .await;
@@ -446,18 +449,7 @@ async fn kubectl_run_and_attach_reach_the_containers_stdin() {
     // A pod that fails: its exit code is `run`'s, with kubectl's words.
     let out = c
         .minik(
-            &[
-                "run",
-                "fails",
-                "-i",
-                "--restart=Never",
-                "--image=busybox",
-                "--command",
-                "--",
-                "sh",
-                "-c",
-                "read x; exit 4",
-            ],
+            &[&["run", "fails", "-i"][..], &run_once("read x; exit 4")].concat(),
             Some("x\n"),
         )
         .await;
