@@ -512,7 +512,23 @@ async fn a_deleted_pod_leaves_nothing_behind() {
     assert_eq!(c.cleanup.pod_helpers(&uid).len(), 1, "one monitor");
     assert!(
         !c.cleanup.leftovers().mounts.is_empty(),
-        "its root is mounted"
+        "its sandbox's namespaces are pinned"
+    );
+    // Its root is mounted in its monitor's mount namespace, not in the node's table.
+    let dir = c.cleanup.data_dir().to_string_lossy().into_owned();
+    let node_table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let overlays: Vec<&str> = node_table
+        .lines()
+        .filter(|l| l.contains(" - overlay ") && l.contains(&dir))
+        .collect();
+    assert!(overlays.is_empty(), "{overlays:?}");
+    let monitor = c.cleanup.pod_helpers(&uid)[0];
+    let monitor_table = std::fs::read_to_string(format!("/proc/{monitor}/mountinfo")).unwrap();
+    assert!(
+        monitor_table
+            .lines()
+            .any(|l| l.contains(" - overlay ") && l.contains(&dir)),
+        "the monitor has the root: {monitor_table}"
     );
 
     c.delete("doomed").await;
