@@ -105,6 +105,22 @@ fn container_of(pod: &Value, asked: Option<&str>) -> CliResult<String> {
     }
 }
 
+/// The client, the pod and the container a session is for, refused as kubectl refuses a
+/// completed pod (`cannot {verb} a container in a completed pod`: "exec into", "attach").
+async fn target(args: &SessionFlags, verb: &str) -> CliResult<(Client, Value, String)> {
+    let client = Client::new(&args.client)?;
+    let what = if verb == "attach" { "attach to" } else { verb };
+    let pod = pick::pod_of_target(&client, &args.target, what).await?.pod;
+    let phase = str_at(&pod, "/status/phase");
+    if matches!(phase, "Succeeded" | "Failed") {
+        return Err(fail!(
+            "cannot {verb} a container in a completed pod; current phase is {phase}"
+        ));
+    }
+    let container = container_of(&pod, args.container.as_deref())?;
+    Ok((client, pod, container))
+}
+
 /// `s` escaped for a query string: everything but RFC 3986's unreserved characters.
 fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -140,16 +156,7 @@ pub async fn run(args: ExecArgs) -> CliResult<ExitCode> {
             "you must specify at least one command for the container"
         ));
     }
-    let client = Client::new(&args.client)?;
-    let picked = pick::pod_of_target(&client, &args.target, "exec into").await?;
-    let pod = picked.pod;
-    let phase = str_at(&pod, "/status/phase");
-    if matches!(phase, "Succeeded" | "Failed") {
-        return Err(fail!(
-            "cannot exec into a container in a completed pod; current phase is {phase}"
-        ));
-    }
-    let container = container_of(&pod, args.container.as_deref())?;
+    let (client, pod, container) = target(&args, "exec into").await?;
     // As kubectl: a terminal only for stdin, and only when stdin is one.
     let tty = args.tty && args.stdin && {
         let terminal = std::io::stdin().is_terminal();
@@ -188,16 +195,7 @@ pub async fn run(args: ExecArgs) -> CliResult<ExitCode> {
 /// container does, or at ^C (the container goes on; with `stdinOnce`, its stdin closes).
 pub async fn attach(args: AttachArgs) -> CliResult<ExitCode> {
     let args = args.session;
-    let client = Client::new(&args.client)?;
-    let picked = pick::pod_of_target(&client, &args.target, "attach to").await?;
-    let pod = picked.pod;
-    let phase = str_at(&pod, "/status/phase");
-    if matches!(phase, "Succeeded" | "Failed") {
-        return Err(fail!(
-            "cannot attach a container in a completed pod; current phase is {phase}"
-        ));
-    }
-    let container = container_of(&pod, args.container.as_deref())?;
+    let (client, pod, container) = target(&args, "attach").await?;
     let status = attach_to(
         &client,
         &pod,
