@@ -8,11 +8,11 @@ use futures::StreamExt;
 use minik_api::request::{DeleteOptions, Patch, WriteOptions};
 use minik_api::resources::ResourceInfo;
 use minik_api::ApiError;
-use minik_client::{Api, BoxFuture, EventStream, ListParams, ObjectList, WatchEvent};
+use minik_client::{Api, BoxFuture, ListParams, RawEventStream, RawObjectList};
 use serde_json::{json, Value};
 
 use crate::registry::{Filter, Registry, Scope};
-use crate::watch::{WatchOptions, WatchStart};
+use crate::watch::{WatchFrame, WatchOptions, WatchStart};
 
 /// How long an in-process watch lasts before its informer re-watches.
 const LOCAL_WATCH_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -49,28 +49,28 @@ impl Api for Registry {
         Box::pin(async move { parse(&Registry::get(self, info, ns, name).await?.value) })
     }
 
-    fn list<'a>(
+    fn list_raw<'a>(
         &'a self,
         info: &'static ResourceInfo,
         ns: Option<&'a str>,
         params: &'a ListParams,
-    ) -> BoxFuture<'a, Result<ObjectList, ApiError>> {
+    ) -> BoxFuture<'a, Result<RawObjectList, ApiError>> {
         Box::pin(async move {
             let listed = Registry::list(self, info, ns, &filter(info, params)?).await?;
-            Ok(ObjectList {
-                items: listed.items.iter().map(parse).collect::<Result<_, _>>()?,
+            Ok(RawObjectList {
+                items: listed.items,
                 resource_version: listed.revision.to_string(),
             })
         })
     }
 
-    fn watch<'a>(
+    fn watch_raw<'a>(
         &'a self,
         info: &'static ResourceInfo,
         ns: Option<&'a str>,
         params: &'a ListParams,
         resource_version: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<EventStream, ApiError>> {
+    ) -> BoxFuture<'a, Result<RawEventStream, ApiError>> {
         Box::pin(async move {
             let start = match resource_version {
                 None | Some("") | Some("0") => WatchStart::Now,
@@ -87,9 +87,7 @@ impl Api for Registry {
                 stalled: None,
             };
             let frames = Registry::watch(self, info, ns, opts).await?;
-            Ok(frames
-                .map(|frame| WatchEvent::from_line(&frame.line()))
-                .boxed())
+            Ok(frames.map(WatchFrame::into_raw).boxed())
         })
     }
 

@@ -60,7 +60,7 @@ enum FrameBytes {
     Line(Bytes),
     /// The line in three parts: the head that names the type, the object, the tail.
     Shared {
-        head: &'static [u8],
+        kind: EventType,
         object: Bytes,
     },
 }
@@ -71,20 +71,15 @@ impl WatchFrame {
         if object.len() < SHARED_OBJECT_BYTES {
             return WatchFrame(FrameBytes::Line(frame(kind.as_str(), &object)));
         }
-        let head: &'static [u8] = match kind {
-            EventType::Added => b"{\"type\":\"ADDED\",\"object\":",
-            EventType::Modified => b"{\"type\":\"MODIFIED\",\"object\":",
-            EventType::Deleted => b"{\"type\":\"DELETED\",\"object\":",
-        };
-        WatchFrame(FrameBytes::Shared { head, object })
+        WatchFrame(FrameBytes::Shared { kind, object })
     }
 
     /// The frame with its bytes counted against `stream`'s buffer until they are dropped.
     fn held_by(self, stream: &WatchStream) -> WatchFrame {
         WatchFrame(match self.0 {
             FrameBytes::Line(line) => FrameBytes::Line(stream.hold(line)),
-            FrameBytes::Shared { head, object } => FrameBytes::Shared {
-                head,
+            FrameBytes::Shared { kind, object } => FrameBytes::Shared {
+                kind,
                 object: stream.hold(object),
             },
         })
@@ -94,7 +89,8 @@ impl WatchFrame {
     pub fn line(&self) -> Bytes {
         match &self.0 {
             FrameBytes::Line(line) => line.clone(),
-            FrameBytes::Shared { head, object } => {
+            FrameBytes::Shared { kind, object } => {
+                let head = head(*kind);
                 let mut out = BytesMut::with_capacity(head.len() + object.len() + FRAME_TAIL.len());
                 out.put_slice(head);
                 out.put_slice(object);
@@ -104,12 +100,28 @@ impl WatchFrame {
         }
     }
 
+    /// The event for an in-process watcher: its type and the object's bytes, shared, not
+    /// copied; an ERROR event becomes its error.
+    pub fn into_raw(self) -> Result<minik_client::RawWatchEvent, ApiError> {
+        match self.0 {
+            FrameBytes::Line(line) => minik_client::RawWatchEvent::from_line(line),
+            FrameBytes::Shared { kind, object } => Ok(minik_client::RawWatchEvent {
+                kind: match kind {
+                    EventType::Added => minik_client::WatchEventType::Added,
+                    EventType::Modified => minik_client::WatchEventType::Modified,
+                    EventType::Deleted => minik_client::WatchEventType::Deleted,
+                },
+                object,
+            }),
+        }
+    }
+
     /// The line as the chunks of an HTTP body, without copying the object.
     pub fn into_chunks(self) -> impl Iterator<Item = Bytes> {
         let chunks = match self.0 {
             FrameBytes::Line(line) => [Some(line), None, None],
-            FrameBytes::Shared { head, object } => [
-                Some(Bytes::from_static(head)),
+            FrameBytes::Shared { kind, object } => [
+                Some(Bytes::from_static(head(kind))),
                 Some(object),
                 Some(Bytes::from_static(FRAME_TAIL)),
             ],
@@ -121,6 +133,15 @@ impl WatchFrame {
 impl From<Bytes> for WatchFrame {
     fn from(line: Bytes) -> Self {
         WatchFrame(FrameBytes::Line(line))
+    }
+}
+
+/// What starts the line of a shared object's event, up to the object.
+fn head(kind: EventType) -> &'static [u8] {
+    match kind {
+        EventType::Added => b"{\"type\":\"ADDED\",\"object\":",
+        EventType::Modified => b"{\"type\":\"MODIFIED\",\"object\":",
+        EventType::Deleted => b"{\"type\":\"DELETED\",\"object\":",
     }
 }
 

@@ -9,6 +9,7 @@ use minik_api::request::{DeleteOptions, Patch, PatchKind, WriteOptions};
 use minik_apiserver::Config;
 use minik_client::{
     resource_of, Api, ApiExt, Change, HttpApi, Informer, InformerConfig, ListParams,
+    SharedInformers,
 };
 use minik_testkit::manifest::pod;
 use minik_testkit::{start, start_with, wait_for, DEADLINE};
@@ -202,4 +203,97 @@ async fn an_informer_relists_when_its_revision_is_gone() {
     })
     .await;
     assert_eq!(cache.len(), 1);
+}
+
+#[tokio::test]
+async fn shared_informers_keep_one_cache_per_kind_and_a_queue_per_subscriber() {
+    let s = start().await;
+    let api: Arc<dyn Api> = Arc::new(minik_apiserver::Registry::new(Arc::new(s.store.clone())));
+    let shared = SharedInformers::new(
+        api.clone(),
+        InformerConfig {
+            resync: Duration::from_secs(3600),
+            buffer: 16,
+            ..InformerConfig::default()
+        },
+    );
+    let first = shared.get::<Pod>();
+    let second = shared.get::<Pod>();
+    assert!(Arc::ptr_eq(&first, &second), "one informer per kind");
+    first.cache().wait_synced().await;
+    let mut keeping_up = first.subscribe();
+    let mut falling_behind = second.subscribe();
+    let mut ticking = second.subscribe_every(Duration::from_millis(200));
+
+    let pods = resource_of::<Pod>();
+    api.create(pods, Some("default"), pod("one"), WriteOptions::default())
+        .await
+        .unwrap();
+    let change = tokio::time::timeout(DEADLINE, keeping_up.next())
+        .await
+        .unwrap();
+    assert!(
+        matches!(&change, Some(Change::Applied(p)) if p.metadata.name.as_deref() == Some("one")),
+        "{change:?}"
+    );
+    assert!(
+        second.cache().get("default/one").is_some(),
+        "the cache is shared"
+    );
+
+    // 20 changes, more than a subscriber may hold: `keeping_up`, which reads as they come,
+    // gets each in order; `falling_behind`, which does not read, is told to resync, once, in
+    // place of them, and nothing older is left for it.
+    let reader = tokio::spawn(async move {
+        let mut names = Vec::new();
+        while names.len() < 20 {
+            match keeping_up.next().await {
+                Some(Change::Applied(p)) => names.push(p.metadata.name.clone().unwrap_or_default()),
+                other => panic!("{other:?}"),
+            }
+        }
+        (names, keeping_up)
+    });
+    for i in 0..20 {
+        api.create(
+            pods,
+            Some("default"),
+            pod(&format!("p{i}")),
+            WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let (names, mut keeping_up) = tokio::time::timeout(DEADLINE, reader)
+        .await
+        .unwrap()
+        .unwrap();
+    let want: Vec<String> = (0..20).map(|i| format!("p{i}")).collect();
+    assert_eq!(names, want);
+    let change = tokio::time::timeout(DEADLINE, falling_behind.next())
+        .await
+        .unwrap();
+    assert!(matches!(change, Some(Change::Resync)), "{change:?}");
+    let after = tokio::time::timeout(Duration::from_millis(300), falling_behind.next()).await;
+    assert!(after.is_err(), "nothing queued after the resync: {after:?}");
+
+    // A subscriber's own period: a Resync with nothing changed.
+    loop {
+        match tokio::time::timeout(DEADLINE, ticking.next())
+            .await
+            .unwrap()
+        {
+            Some(Change::Resync) => break,
+            Some(Change::Applied(_)) => continue,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    // Dropping the last handle stops the informer and ends its subscriptions.
+    drop((first, second, shared));
+    let end = tokio::time::timeout(DEADLINE, async {
+        while keeping_up.next().await.is_some() {}
+    })
+    .await;
+    assert!(end.is_ok(), "the subscription did not end");
 }

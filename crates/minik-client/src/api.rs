@@ -4,13 +4,17 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use bytes::Bytes;
+
 use futures::stream::BoxStream;
+use futures::StreamExt;
 use minik_api::k8s_openapi::{self, Metadata};
 use minik_api::request::{DeleteOptions, Patch, WriteOptions};
 use minik_api::resources::{self, ResourceInfo};
 use minik_api::ApiError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -64,23 +68,49 @@ pub struct WatchEvent {
 impl WatchEvent {
     /// Parses one line of a watch stream; an ERROR event becomes the error it carries.
     pub fn from_line(line: &[u8]) -> Result<WatchEvent, ApiError> {
-        let mut event: Value = serde_json::from_slice(line).map_err(|e| {
+        RawWatchEvent::from_line(Bytes::copy_from_slice(line))?.parse()
+    }
+}
+
+/// One event of a watch with its object still the JSON text it came as, for callers that decode
+/// it straight into their own type (the informers) instead of through a [`Value`].
+#[derive(Clone, Debug)]
+pub struct RawWatchEvent {
+    pub kind: WatchEventType,
+    pub object: Bytes,
+}
+
+/// The two fields of a watch line, the object left unparsed (a slice of the line).
+#[derive(serde::Deserialize)]
+struct RawLine<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    object: Option<&'a RawValue>,
+}
+
+impl RawWatchEvent {
+    /// Splits one line of a watch stream into its type and the object's bytes (shared with
+    /// `line`, not copied); an ERROR event becomes the error it carries.
+    pub fn from_line(line: Bytes) -> Result<RawWatchEvent, ApiError> {
+        let parsed: RawLine<'_> = serde_json::from_slice(&line).map_err(|e| {
             ApiError::Internal(format!(
                 "the server sent a watch event that is not JSON: {e}"
             ))
         })?;
-        let object = event
-            .get_mut("object")
-            .map(Value::take)
-            .unwrap_or(Value::Null);
-        let kind = match event.get("type").and_then(Value::as_str) {
+        let object = parsed
+            .object
+            .map(|raw| line.slice_ref(raw.get().as_bytes()))
+            .unwrap_or_else(|| Bytes::from_static(b"null"));
+        let kind = match parsed.kind.as_deref() {
             Some("ADDED") => WatchEventType::Added,
             Some("MODIFIED") => WatchEventType::Modified,
             Some("DELETED") => WatchEventType::Deleted,
             Some("BOOKMARK") => WatchEventType::Bookmark,
             Some("ERROR") => {
-                let code = object.get("code").and_then(Value::as_u64).unwrap_or(500) as u16;
-                let status = serde_json::from_value(object).unwrap_or_default();
+                let status: Value = serde_json::from_slice(&object).unwrap_or(Value::Null);
+                let code = status.get("code").and_then(Value::as_u64).unwrap_or(500) as u16;
+                let status = serde_json::from_value(status).unwrap_or_default();
                 return Err(ApiError::from_status(code, &status));
             }
             other => {
@@ -89,9 +119,76 @@ impl WatchEvent {
                 )))
             }
         };
-        Ok(WatchEvent { kind, object })
+        Ok(RawWatchEvent { kind, object })
+    }
+
+    /// The event with its object parsed.
+    pub fn parse(self) -> Result<WatchEvent, ApiError> {
+        Ok(WatchEvent {
+            kind: self.kind,
+            object: parse_object(&self.object)?,
+        })
     }
 }
+
+fn parse_object(bytes: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::Internal(format!("the server sent an object that is not JSON: {e}")))
+}
+
+/// A list answer with each item still the JSON text it came as.
+#[derive(Clone, Debug)]
+pub struct RawObjectList {
+    pub items: Vec<Bytes>,
+    /// The revision the list is consistent with: where a watch continues.
+    pub resource_version: String,
+}
+
+impl RawObjectList {
+    /// Splits a list's JSON body into its items' bytes (shared with `body`, not copied).
+    pub fn from_body(body: Bytes) -> Result<RawObjectList, ApiError> {
+        #[derive(serde::Deserialize, Default)]
+        struct Meta {
+            #[serde(rename = "resourceVersion", default)]
+            resource_version: String,
+        }
+        #[derive(serde::Deserialize)]
+        struct List<'a> {
+            #[serde(default)]
+            metadata: Option<Meta>,
+            #[serde(borrow, default)]
+            items: Option<Vec<&'a RawValue>>,
+        }
+        let list: List<'_> = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::Internal(format!("the server sent a list that is not JSON: {e}"))
+        })?;
+        Ok(RawObjectList {
+            items: list
+                .items
+                .unwrap_or_default()
+                .into_iter()
+                .map(|raw| body.slice_ref(raw.get().as_bytes()))
+                .collect(),
+            resource_version: list.metadata.unwrap_or_default().resource_version,
+        })
+    }
+}
+
+impl RawObjectList {
+    /// The list with its items parsed.
+    pub fn parse(self) -> Result<ObjectList, ApiError> {
+        Ok(ObjectList {
+            items: self
+                .items
+                .iter()
+                .map(|item| parse_object(item))
+                .collect::<Result<_, _>>()?,
+            resource_version: self.resource_version,
+        })
+    }
+}
+
+pub type RawEventStream = BoxStream<'static, Result<RawWatchEvent, ApiError>>;
 
 pub type EventStream = BoxStream<'static, Result<WatchEvent, ApiError>>;
 
@@ -105,22 +202,50 @@ pub trait Api: Send + Sync + 'static {
         name: &'a str,
     ) -> BoxFuture<'a, Result<Value, ApiError>>;
 
+    /// The objects of a resource, each as the JSON text it came as: implementations that hold
+    /// the text (the HTTP client, the server's in-process API) hand it out without parsing it,
+    /// so that callers with a type of their own (the informers) decode it once.
+    fn list_raw<'a>(
+        &'a self,
+        info: &'static ResourceInfo,
+        ns: Option<&'a str>,
+        params: &'a ListParams,
+    ) -> BoxFuture<'a, Result<RawObjectList, ApiError>>;
+
+    /// Every change after `resource_version` (or, when it is `None`, the current objects as
+    /// ADDED and then every change), each object as its JSON text, as [`Api::list_raw`].
+    /// Bookmarks are asked for.
+    fn watch_raw<'a>(
+        &'a self,
+        info: &'static ResourceInfo,
+        ns: Option<&'a str>,
+        params: &'a ListParams,
+        resource_version: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<RawEventStream, ApiError>>;
+
+    /// [`Api::list_raw`] with the objects parsed.
     fn list<'a>(
         &'a self,
         info: &'static ResourceInfo,
         ns: Option<&'a str>,
         params: &'a ListParams,
-    ) -> BoxFuture<'a, Result<ObjectList, ApiError>>;
+    ) -> BoxFuture<'a, Result<ObjectList, ApiError>> {
+        Box::pin(async move { self.list_raw(info, ns, params).await?.parse() })
+    }
 
-    /// Every change after `resource_version` (or, when it is `None`, the current objects as
-    /// ADDED and then every change). Bookmarks are asked for.
+    /// [`Api::watch_raw`] with the objects parsed.
     fn watch<'a>(
         &'a self,
         info: &'static ResourceInfo,
         ns: Option<&'a str>,
         params: &'a ListParams,
         resource_version: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<EventStream, ApiError>>;
+    ) -> BoxFuture<'a, Result<EventStream, ApiError>> {
+        Box::pin(async move {
+            let events = self.watch_raw(info, ns, params, resource_version).await?;
+            Ok(events.map(|event| event?.parse()).boxed())
+        })
+    }
 
     fn create<'a>(
         &'a self,
@@ -329,5 +454,70 @@ mod tests {
         assert!(gone.is_gone());
         assert!(WatchEvent::from_line(b"{").is_err());
         assert!(WatchEvent::from_line(br#"{"type":"SOMETHING"}"#).is_err());
+    }
+
+    /// Whether `part` lies inside `whole`'s memory: shared, not copied.
+    fn within(part: &Bytes, whole: &Bytes) -> bool {
+        let range = whole.as_ptr_range();
+        range.contains(&part.as_ptr()) && part.len() <= whole.len()
+    }
+
+    #[test]
+    fn raw_watch_lines_share_the_object_bytes() {
+        let line = Bytes::from_static(
+            b"{\"type\":\"MODIFIED\",\"object\":{\"kind\":\"Pod\",\"metadata\":{\"name\":\"a\\\"b\"}}}\n",
+        );
+        let event = RawWatchEvent::from_line(line.clone()).unwrap();
+        assert_eq!(event.kind, WatchEventType::Modified);
+        assert_eq!(
+            &event.object[..],
+            br#"{"kind":"Pod","metadata":{"name":"a\"b"}}"#
+        );
+        assert!(within(&event.object, &line));
+        let parsed = event.parse().unwrap();
+        assert_eq!(parsed.object["metadata"]["name"], "a\"b");
+
+        // The type may come after the object, and may be escaped.
+        let event = RawWatchEvent::from_line(Bytes::from_static(
+            br#"{"object":{},"type":"BOOK\u004dARK"}"#,
+        ))
+        .unwrap();
+        assert_eq!(event.kind, WatchEventType::Bookmark);
+        let gone = RawWatchEvent::from_line(Bytes::from_static(
+            br#"{"type":"ERROR","object":{"kind":"Status","code":410,"reason":"Expired","message":"too old"}}"#,
+        ))
+        .unwrap_err();
+        assert!(gone.is_gone(), "{gone:?}");
+        for bad in [
+            &b"{"[..],
+            b"[]",
+            br#"{"type":"ADDED","object":{"a":}}"#,
+            br#"{"type":7}"#,
+        ] {
+            assert!(
+                RawWatchEvent::from_line(Bytes::from_static(bad)).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn raw_lists_share_the_items_bytes() {
+        let body = Bytes::from_static(
+            br#"{"kind":"PodList","items":[{"metadata":{"name":"a"}}, {"metadata":{"name":"b"}}],"metadata":{"resourceVersion":"42","continue":""}}"#,
+        );
+        let list = RawObjectList::from_body(body.clone()).unwrap();
+        assert_eq!(list.resource_version, "42");
+        assert_eq!(list.items.len(), 2);
+        assert_eq!(&list.items[1][..], br#"{"metadata":{"name":"b"}}"#);
+        assert!(list.items.iter().all(|item| within(item, &body)));
+        let parsed = list.parse().unwrap();
+        assert_eq!(parsed.items[0]["metadata"]["name"], "a");
+
+        let empty = RawObjectList::from_body(Bytes::from_static(br#"{"items":null}"#)).unwrap();
+        assert!(empty.items.is_empty());
+        assert_eq!(empty.resource_version, "");
+        assert!(RawObjectList::from_body(Bytes::from_static(br#"{"items":{}}"#)).is_err());
     }
 }

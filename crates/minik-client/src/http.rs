@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use minik_api::request::{DeleteOptions, Patch, WriteOptions};
@@ -9,7 +10,7 @@ use minik_api::resources::{FieldValidation, ResourceInfo};
 use minik_api::ApiError;
 use serde_json::{json, Value};
 
-use crate::api::{Api, BoxFuture, EventStream, ListParams, ObjectList, WatchEvent};
+use crate::api::{Api, BoxFuture, ListParams, RawEventStream, RawObjectList, RawWatchEvent};
 
 /// Whom an HTTPS client trusts and what it presents: the cluster CA (PEM) and, optionally, a
 /// client certificate and key (PEM). Without a CA, HTTPS servers are checked against the
@@ -197,14 +198,21 @@ impl HttpApi {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, ApiError> {
+        let body = self.send_for_bytes(request).await?;
+        Ok(serde_json::from_slice(&body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned())))
+    }
+
+    /// The body of a successful answer as it came; a failure as its error.
+    async fn send_for_bytes(&self, request: reqwest::RequestBuilder) -> Result<Bytes, ApiError> {
         let response = request.send().await.map_err(|e| self.unreachable(&e))?;
         let code = response.status().as_u16();
         let body = response.bytes().await.map_err(|e| self.unreachable(&e))?;
+        if (200..300).contains(&code) {
+            return Ok(body);
+        }
         let value: Value = serde_json::from_slice(&body)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
-        if (200..300).contains(&code) {
-            return Ok(value);
-        }
         Err(error_of(code, value))
     }
 
@@ -380,43 +388,31 @@ impl Api for HttpApi {
         })
     }
 
-    fn list<'a>(
+    fn list_raw<'a>(
         &'a self,
         info: &'static ResourceInfo,
         ns: Option<&'a str>,
         params: &'a ListParams,
-    ) -> BoxFuture<'a, Result<ObjectList, ApiError>> {
+    ) -> BoxFuture<'a, Result<RawObjectList, ApiError>> {
         Box::pin(async move {
             let url = self.path(info, ns, None, None);
-            let mut list = self
-                .send(
+            let body = self
+                .send_for_bytes(
                     self.request(&self.client, reqwest::Method::GET, &url)
                         .query(&list_query(params)),
                 )
                 .await?;
-            let resource_version = list
-                .pointer("/metadata/resourceVersion")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            let items = match list.get_mut("items").map(Value::take) {
-                Some(Value::Array(items)) => items,
-                _ => Vec::new(),
-            };
-            Ok(ObjectList {
-                items,
-                resource_version,
-            })
+            RawObjectList::from_body(body)
         })
     }
 
-    fn watch<'a>(
+    fn watch_raw<'a>(
         &'a self,
         info: &'static ResourceInfo,
         ns: Option<&'a str>,
         params: &'a ListParams,
         resource_version: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<EventStream, ApiError>> {
+    ) -> BoxFuture<'a, Result<RawEventStream, ApiError>> {
         Box::pin(async move {
             let url = self.path(info, ns, None, None);
             let mut query = list_query(params);
@@ -439,7 +435,7 @@ impl Api for HttpApi {
             }
             let base = self.base.clone();
             let lines = futures::stream::unfold(
-                (response.bytes_stream(), Vec::<u8>::new(), false),
+                (response.bytes_stream(), BytesMut::new(), false),
                 move |(mut body, mut buffer, mut done)| {
                     let base = base.clone();
                     async move {
@@ -448,11 +444,11 @@ impl Api for HttpApi {
                                 return None;
                             }
                             if let Some(pos) = buffer.iter().position(|b| *b == b'\n') {
-                                let line: Vec<u8> = buffer.drain(..=pos).collect();
+                                let line = buffer.split_to(pos + 1).freeze();
                                 if line.iter().all(u8::is_ascii_whitespace) {
                                     continue;
                                 }
-                                let event = WatchEvent::from_line(&line);
+                                let event = RawWatchEvent::from_line(line);
                                 done = event.is_err();
                                 return Some((event, (body, buffer, done)));
                             }

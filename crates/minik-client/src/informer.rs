@@ -3,19 +3,26 @@
 //! when the server says that revision is gone (410), and tells its subscribers what changed.
 //! Subscribers are level-triggered: a change is a hint to look again, and a subscriber that
 //! falls behind is told to resync rather than slowing the informer down.
+//!
+//! [`SharedInformers`] is the one informer per kind of a process (client-go's
+//! SharedInformerFactory): the scheduler and the controllers inside the server share its caches,
+//! so every object is decoded and kept once. Objects are decoded from the JSON text they come as
+//! (the store's own bytes, in the server), straight into their type.
 
-use std::collections::HashMap;
+use std::any::{Any, TypeId};
+use std::collections::{HashMap, VecDeque};
 use std::marker::PhantomData;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
+
+use bytes::Bytes;
 
 use futures::StreamExt;
 use minik_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use minik_api::k8s_openapi::{self, Metadata};
 use minik_api::resources::ResourceInfo;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{watch, Notify};
 
 use crate::api::{resource_of, Api, ListParams, WatchEventType};
 
@@ -107,14 +114,15 @@ impl<K> InformerCache<K> {
 /// A running informer of kind `K`. Dropping it stops it.
 pub struct Informer<K> {
     cache: InformerCache<K>,
-    changes: broadcast::Sender<Change<K>>,
+    fanout: Arc<Fanout<K>>,
+    resync: Duration,
     task: tokio::task::JoinHandle<()>,
-    _kind: PhantomData<K>,
 }
 
 impl<K> Drop for Informer<K> {
     fn drop(&mut self) {
         self.task.abort();
+        self.fanout.close();
     }
 }
 
@@ -124,9 +132,11 @@ pub struct InformerConfig {
     /// Only this namespace; `None` for all (and for cluster-scoped kinds).
     pub namespace: Option<String>,
     pub params: ListParams,
-    /// How often subscribers are told to look at everything again.
+    /// How often [`Informer::subscribe`]'s subscribers are told to look at everything again.
     pub resync: Duration,
     /// How many changes a subscriber may fall behind before it is told to resync instead.
+    /// Only the changes waiting are held, so a large limit costs nothing while subscribers
+    /// keep up.
     pub buffer: usize,
 }
 
@@ -149,13 +159,17 @@ where
     pub fn spawn(api: Arc<dyn Api>, config: InformerConfig) -> Informer<K> {
         let objects = Arc::new(RwLock::new(HashMap::new()));
         let (synced_tx, synced_rx) = watch::channel(false);
-        let (changes, _) = broadcast::channel(config.buffer.max(16));
+        let fanout = Arc::new(Fanout {
+            subscribers: Mutex::new(Vec::new()),
+            limit: config.buffer.max(16),
+        });
+        let resync = config.resync;
         let run = Run {
             api,
             info: resource_of::<K>(),
             config,
             objects: objects.clone(),
-            changes: changes.clone(),
+            fanout: fanout.clone(),
             synced: synced_tx,
             _kind: PhantomData::<K>,
         };
@@ -164,9 +178,9 @@ where
                 objects,
                 synced: synced_rx,
             },
-            changes,
+            fanout,
+            resync,
             task: tokio::spawn(run.run()),
-            _kind: PhantomData,
         }
     }
 
@@ -174,30 +188,168 @@ where
         self.cache.clone()
     }
 
-    /// A stream of changes from now on. A subscriber that lags gets `Change::Resync` (see
-    /// [`Subscription::next`]).
+    /// A stream of changes from now on, with a resync at the informer's period. A subscriber
+    /// that lags gets `Change::Resync` (see [`Subscription::next`]).
     pub fn subscribe(&self) -> Subscription<K> {
-        Subscription {
-            receiver: self.changes.subscribe(),
+        self.subscribe_every(self.resync)
+    }
+
+    /// [`Informer::subscribe`] with this subscriber's own resync period.
+    pub fn subscribe_every(&self, resync: Duration) -> Subscription<K> {
+        let queue = Arc::new(Queue {
+            state: Mutex::new(QueueState {
+                changes: VecDeque::new(),
+                resync: false,
+                closed: false,
+            }),
+            notify: Notify::new(),
+        });
+        self.fanout.add(&queue);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + resync, resync);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Subscription { queue, tick }
+    }
+}
+
+/// The informer's subscribers, each a queue of the changes it has not taken yet. A queue that
+/// reaches the limit is emptied and marked for a resync: the subscriber looks at everything
+/// again instead of the informer waiting for it, and nothing it would skip stays in memory.
+struct Fanout<K> {
+    subscribers: Mutex<Vec<Weak<Queue<K>>>>,
+    limit: usize,
+}
+
+struct Queue<K> {
+    state: Mutex<QueueState<K>>,
+    notify: Notify,
+}
+
+struct QueueState<K> {
+    changes: VecDeque<Change<K>>,
+    resync: bool,
+    closed: bool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every critical section leaves the data consistent, so a poisoned lock is still usable.
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl<K> Fanout<K> {
+    fn add(&self, queue: &Arc<Queue<K>>) {
+        lock(&self.subscribers).push(Arc::downgrade(queue));
+    }
+
+    fn send(&self, change: Change<K>) {
+        let mut subscribers = lock(&self.subscribers);
+        subscribers.retain(|weak| {
+            let Some(queue) = weak.upgrade() else {
+                return false;
+            };
+            {
+                let mut state = lock(&queue.state);
+                if state.changes.len() >= self.limit {
+                    state.changes.clear();
+                    state.resync = true;
+                } else if !state.resync {
+                    state.changes.push_back(change.clone());
+                }
+            }
+            queue.notify.notify_one();
+            true
+        });
+    }
+
+    fn close(&self) {
+        for queue in lock(&self.subscribers).drain(..) {
+            if let Some(queue) = queue.upgrade() {
+                lock(&queue.state).closed = true;
+                queue.notify.notify_one();
+            }
         }
     }
 }
 
 /// One subscriber's view of an informer's changes.
 pub struct Subscription<K> {
-    receiver: broadcast::Receiver<Change<K>>,
+    queue: Arc<Queue<K>>,
+    tick: tokio::time::Interval,
 }
 
 impl<K> Subscription<K> {
-    /// The next change; `None` once the informer is gone.
+    /// The next change; `None` once the informer is gone. A subscriber that fell behind gets
+    /// `Change::Resync` in place of what it missed, as it does at its resync period.
     pub async fn next(&mut self) -> Option<Change<K>>
     where
         K: Send + Sync,
     {
-        match self.receiver.recv().await {
-            Ok(change) => Some(change),
-            Err(broadcast::error::RecvError::Lagged(_)) => Some(Change::Resync),
-            Err(broadcast::error::RecvError::Closed) => None,
+        loop {
+            {
+                let mut state = lock(&self.queue.state);
+                if std::mem::take(&mut state.resync) {
+                    return Some(Change::Resync);
+                }
+                if let Some(change) = state.changes.pop_front() {
+                    return Some(change);
+                }
+                if state.closed {
+                    return None;
+                }
+            }
+            tokio::select! {
+                _ = self.queue.notify.notified() => {}
+                _ = self.tick.tick() => return Some(Change::Resync),
+            }
+        }
+    }
+}
+
+/// One informer per kind, started on first use and shared by every caller: client-go's
+/// SharedInformerFactory. Cheap to clone.
+#[derive(Clone)]
+pub struct SharedInformers {
+    api: Arc<dyn Api>,
+    config: InformerConfig,
+    informers: Arc<Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>>,
+}
+
+impl SharedInformers {
+    /// Informers of every namespace through `api`; `config.resync` is the period of
+    /// [`Informer::subscribe`], `config.buffer` how far any subscriber may fall behind.
+    pub fn new(api: Arc<dyn Api>, config: InformerConfig) -> SharedInformers {
+        SharedInformers {
+            api,
+            config: InformerConfig {
+                namespace: None,
+                params: ListParams::default(),
+                ..config
+            },
+            informers: Arc::default(),
+        }
+    }
+
+    /// The API the informers list and watch through.
+    pub fn api(&self) -> &Arc<dyn Api> {
+        &self.api
+    }
+
+    /// The informer of `K`, started now if nobody asked for it before.
+    pub fn get<K>(&self) -> Arc<Informer<K>>
+    where
+        K: k8s_openapi::Resource
+            + Metadata<Ty = ObjectMeta>
+            + DeserializeOwned
+            + Send
+            + Sync
+            + 'static,
+    {
+        let mut informers = lock(&self.informers);
+        let entry = informers.entry(TypeId::of::<K>()).or_insert_with(|| {
+            Arc::new(Informer::<K>::spawn(self.api.clone(), self.config.clone()))
+        });
+        match entry.clone().downcast::<Informer<K>>() {
+            Ok(informer) => informer,
+            Err(_) => unreachable!("the informers are keyed by their type"),
         }
     }
 }
@@ -207,7 +359,7 @@ struct Run<K> {
     info: &'static ResourceInfo,
     config: InformerConfig,
     objects: Arc<RwLock<HashMap<String, Arc<K>>>>,
-    changes: broadcast::Sender<Change<K>>,
+    fanout: Arc<Fanout<K>>,
     synced: watch::Sender<bool>,
     _kind: PhantomData<K>,
 }
@@ -215,19 +367,29 @@ struct Run<K> {
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-fn resource_version(object: &Value) -> Option<String> {
-    object
-        .pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
+/// The resourceVersion of a BOOKMARK's object, which holds little more.
+fn bookmark_revision(object: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        #[serde(rename = "resourceVersion")]
+        resource_version: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Bookmark {
+        metadata: Option<Meta>,
+    }
+    serde_json::from_slice::<Bookmark>(object)
+        .ok()?
+        .metadata?
+        .resource_version
 }
 
 impl<K> Run<K>
 where
     K: k8s_openapi::Resource + Metadata<Ty = ObjectMeta> + DeserializeOwned + Send + Sync + 'static,
 {
-    fn decode(&self, object: Value) -> Option<Arc<K>> {
-        match serde_json::from_value::<K>(object) {
+    fn decode(&self, object: &Bytes) -> Option<Arc<K>> {
+        match serde_json::from_slice::<K>(object) {
             Ok(k) => Some(Arc::new(k)),
             Err(e) => {
                 tracing::warn!(kind = self.info.kind, error = %e, "skipping an object that does not decode");
@@ -242,16 +404,19 @@ where
 
     fn notify(&self, change: Change<K>) {
         // No subscriber is not an error: the cache is still kept.
-        let _ = self.changes.send(change);
+        self.fanout.send(change);
     }
 
     /// Replaces the cache with a fresh list; returns the list's revision.
     async fn relist(&self) -> Result<String, minik_api::ApiError> {
         let ns = self.config.namespace.as_deref();
-        let list = self.api.list(self.info, ns, &self.config.params).await?;
+        let list = self
+            .api
+            .list_raw(self.info, ns, &self.config.params)
+            .await?;
         let fresh: HashMap<String, Arc<K>> = list
             .items
-            .into_iter()
+            .iter()
             .filter_map(|item| self.decode(item))
             .map(|k| (cache_key(k.metadata()), k))
             .collect();
@@ -279,9 +444,6 @@ where
     async fn run(self) {
         let mut revision: Option<String> = None;
         let mut backoff = MIN_BACKOFF;
-        let mut resync = tokio::time::interval(self.config.resync);
-        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        resync.tick().await;
         loop {
             if revision.is_none() {
                 match self.relist().await {
@@ -300,7 +462,7 @@ where
             let ns = self.config.namespace.as_deref();
             let stream = self
                 .api
-                .watch(self.info, ns, &self.config.params, revision.as_deref())
+                .watch_raw(self.info, ns, &self.config.params, revision.as_deref())
                 .await;
             let mut stream = match stream {
                 Ok(s) => s,
@@ -315,35 +477,29 @@ where
                     continue;
                 }
             };
-            loop {
-                let event = tokio::select! {
-                    event = stream.next() => event,
-                    _ = resync.tick() => {
-                        self.notify(Change::Resync);
-                        continue;
-                    }
-                };
-                let Some(event) = event else { break };
+            while let Some(event) = stream.next().await {
                 match event {
                     Ok(event) => {
                         backoff = MIN_BACKOFF;
-                        if let Some(rv) = resource_version(&event.object) {
+                        if event.kind == WatchEventType::Bookmark {
+                            if let Some(rv) = bookmark_revision(&event.object) {
+                                revision = Some(rv);
+                            }
+                            continue;
+                        }
+                        let Some(k) = self.decode(&event.object) else {
+                            continue;
+                        };
+                        if let Some(rv) = k.metadata().resource_version.clone() {
                             revision = Some(rv);
                         }
-                        match event.kind {
-                            WatchEventType::Bookmark => {}
-                            WatchEventType::Added | WatchEventType::Modified => {
-                                if let Some(k) = self.decode(event.object) {
-                                    self.write().insert(cache_key(k.metadata()), k.clone());
-                                    self.notify(Change::Applied(k));
-                                }
-                            }
-                            WatchEventType::Deleted => {
-                                if let Some(k) = self.decode(event.object) {
-                                    self.write().remove(&cache_key(k.metadata()));
-                                    self.notify(Change::Deleted(k));
-                                }
-                            }
+                        let key = cache_key(k.metadata());
+                        if event.kind == WatchEventType::Deleted {
+                            self.write().remove(&key);
+                            self.notify(Change::Deleted(k));
+                        } else {
+                            self.write().insert(key, k.clone());
+                            self.notify(Change::Applied(k));
                         }
                     }
                     Err(e) if e.is_gone() => {

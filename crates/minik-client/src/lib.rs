@@ -13,12 +13,14 @@ mod queue;
 mod ratelimit;
 
 pub use api::{
-    resource_of, Api, ApiExt, BoxFuture, EventStream, ListParams, ObjectList, WatchEvent,
-    WatchEventType,
+    resource_of, Api, ApiExt, BoxFuture, EventStream, ListParams, ObjectList, RawEventStream,
+    RawObjectList, RawWatchEvent, WatchEvent, WatchEventType,
 };
 pub use events::{object_reference, CorrelatorOptions, EventNote, EventRecorder, EventType};
 pub use http::{HttpApi, Trust};
-pub use informer::{cache_key, Change, Informer, InformerCache, InformerConfig, Subscription};
+pub use informer::{
+    cache_key, Change, Informer, InformerCache, InformerConfig, SharedInformers, Subscription,
+};
 pub use queue::WorkQueue;
 pub use ratelimit::RateLimit;
 

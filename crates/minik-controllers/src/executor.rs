@@ -351,7 +351,7 @@ mod tests {
     use std::sync::Mutex;
 
     use minik_api::ObjectRef;
-    use minik_client::{BoxFuture, EventStream, ListParams, ObjectList};
+    use minik_client::{BoxFuture, ListParams, RawEventStream, RawObjectList};
     use serde_json::json;
 
     use super::*;
@@ -407,21 +407,21 @@ mod tests {
         ) -> BoxFuture<'a, Result<Value, ApiError>> {
             Box::pin(async { unfaked() })
         }
-        fn list<'a>(
+        fn list_raw<'a>(
             &'a self,
             _: &'static ResourceInfo,
             _: Option<&'a str>,
             _: &'a ListParams,
-        ) -> BoxFuture<'a, Result<ObjectList, ApiError>> {
+        ) -> BoxFuture<'a, Result<RawObjectList, ApiError>> {
             Box::pin(async { unfaked() })
         }
-        fn watch<'a>(
+        fn watch_raw<'a>(
             &'a self,
             _: &'static ResourceInfo,
             _: Option<&'a str>,
             _: &'a ListParams,
             _: Option<&'a str>,
-        ) -> BoxFuture<'a, Result<EventStream, ApiError>> {
+        ) -> BoxFuture<'a, Result<RawEventStream, ApiError>> {
             Box::pin(async { unfaked() })
         }
         fn create<'a>(

@@ -32,7 +32,7 @@ mod volumes;
 use std::sync::Arc;
 use std::time::Duration;
 
-use minik_client::Api;
+use minik_client::{Api, InformerConfig, SharedInformers};
 use tokio::task::JoinSet;
 
 use crate::executor::Executor;
@@ -116,10 +116,24 @@ impl Default for Config {
     }
 }
 
-/// Runs every controller until the task is aborted (or dropped).
+/// Runs every controller until the task is aborted (or dropped), with informers of their own.
 pub async fn run(api: Arc<dyn Api>, config: Config) {
-    let informers = Informers::start(api.clone(), config.resync);
-    let executor = Executor::new(api);
+    let informers = SharedInformers::new(
+        api,
+        InformerConfig {
+            resync: config.resync,
+            ..InformerConfig::default()
+        },
+    );
+    run_shared(&informers, config).await
+}
+
+/// Runs every controller until the task is aborted (or dropped), on `shared`'s informers (and
+/// its API), which other components of the process may share: their subscriptions resync at
+/// `shared`'s period, not `config.resync`.
+pub async fn run_shared(shared: &SharedInformers, config: Config) {
+    let informers = Informers::start(shared);
+    let executor = Executor::new(shared.api().clone());
     let mut tasks = JoinSet::new();
     tasks.spawn(replicaset::controller(
         &informers,

@@ -25,7 +25,7 @@ use minik_api::k8s_openapi::api::core::v1::{
 use minik_api::k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use minik_api::k8s_openapi::api::storage::v1::StorageClass;
 use minik_api::ApiError;
-use minik_client::{Api, Informer, InformerCache, InformerConfig, RateLimit, WorkQueue};
+use minik_client::{Informer, InformerCache, RateLimit, SharedInformers, WorkQueue};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -38,27 +38,27 @@ use crate::Config;
 
 /// The informers of the kinds the controllers watch, each shared by all of them.
 pub(crate) struct Informers {
-    pub pods: Informer<Pod>,
-    pub replica_sets: Informer<ReplicaSet>,
-    pub replication_controllers: Informer<ReplicationController>,
-    pub deployments: Informer<Deployment>,
-    pub services: Informer<Service>,
-    pub endpoints: Informer<Endpoints>,
-    pub nodes: Informer<Node>,
-    pub namespaces: Informer<Namespace>,
-    pub resource_quotas: Informer<ResourceQuota>,
+    pub pods: Arc<Informer<Pod>>,
+    pub replica_sets: Arc<Informer<ReplicaSet>>,
+    pub replication_controllers: Arc<Informer<ReplicationController>>,
+    pub deployments: Arc<Informer<Deployment>>,
+    pub services: Arc<Informer<Service>>,
+    pub endpoints: Arc<Informer<Endpoints>>,
+    pub nodes: Arc<Informer<Node>>,
+    pub namespaces: Arc<Informer<Namespace>>,
+    pub resource_quotas: Arc<Informer<ResourceQuota>>,
     /// The nodes' heartbeats (`kube-node-lease`).
-    pub leases: Informer<Lease>,
-    pub service_accounts: Informer<ServiceAccount>,
-    pub claims: Informer<PersistentVolumeClaim>,
-    pub volumes: Informer<PersistentVolume>,
-    pub storage_classes: Informer<StorageClass>,
-    pub jobs: Informer<Job>,
-    pub cron_jobs: Informer<CronJob>,
-    pub daemon_sets: Informer<DaemonSet>,
-    pub stateful_sets: Informer<StatefulSet>,
-    pub controller_revisions: Informer<ControllerRevision>,
-    pub pod_disruption_budgets: Informer<PodDisruptionBudget>,
+    pub leases: Arc<Informer<Lease>>,
+    pub service_accounts: Arc<Informer<ServiceAccount>>,
+    pub claims: Arc<Informer<PersistentVolumeClaim>>,
+    pub volumes: Arc<Informer<PersistentVolume>>,
+    pub storage_classes: Arc<Informer<StorageClass>>,
+    pub jobs: Arc<Informer<Job>>,
+    pub cron_jobs: Arc<Informer<CronJob>>,
+    pub daemon_sets: Arc<Informer<DaemonSet>>,
+    pub stateful_sets: Arc<Informer<StatefulSet>>,
+    pub controller_revisions: Arc<Informer<ControllerRevision>>,
+    pub pod_disruption_budgets: Arc<Informer<PodDisruptionBudget>>,
 }
 
 /// Read-only views of the shared informers. Cheap to clone.
@@ -87,32 +87,28 @@ pub(crate) struct Caches {
 }
 
 impl Informers {
-    pub(crate) fn start(api: Arc<dyn Api>, resync: Duration) -> Informers {
-        let config = InformerConfig {
-            resync,
-            ..InformerConfig::default()
-        };
+    pub(crate) fn start(shared: &SharedInformers) -> Informers {
         Informers {
-            pods: Informer::spawn(api.clone(), config.clone()),
-            replica_sets: Informer::spawn(api.clone(), config.clone()),
-            replication_controllers: Informer::spawn(api.clone(), config.clone()),
-            deployments: Informer::spawn(api.clone(), config.clone()),
-            services: Informer::spawn(api.clone(), config.clone()),
-            endpoints: Informer::spawn(api.clone(), config.clone()),
-            nodes: Informer::spawn(api.clone(), config.clone()),
-            namespaces: Informer::spawn(api.clone(), config.clone()),
-            resource_quotas: Informer::spawn(api.clone(), config.clone()),
-            leases: Informer::spawn(api.clone(), config.clone()),
-            service_accounts: Informer::spawn(api.clone(), config.clone()),
-            claims: Informer::spawn(api.clone(), config.clone()),
-            volumes: Informer::spawn(api.clone(), config.clone()),
-            storage_classes: Informer::spawn(api.clone(), config.clone()),
-            jobs: Informer::spawn(api.clone(), config.clone()),
-            cron_jobs: Informer::spawn(api.clone(), config.clone()),
-            daemon_sets: Informer::spawn(api.clone(), config.clone()),
-            stateful_sets: Informer::spawn(api.clone(), config.clone()),
-            controller_revisions: Informer::spawn(api.clone(), config.clone()),
-            pod_disruption_budgets: Informer::spawn(api, config),
+            pods: shared.get(),
+            replica_sets: shared.get(),
+            replication_controllers: shared.get(),
+            deployments: shared.get(),
+            services: shared.get(),
+            endpoints: shared.get(),
+            nodes: shared.get(),
+            namespaces: shared.get(),
+            resource_quotas: shared.get(),
+            leases: shared.get(),
+            service_accounts: shared.get(),
+            claims: shared.get(),
+            volumes: shared.get(),
+            storage_classes: shared.get(),
+            jobs: shared.get(),
+            cron_jobs: shared.get(),
+            daemon_sets: shared.get(),
+            stateful_sets: shared.get(),
+            controller_revisions: shared.get(),
+            pod_disruption_budgets: shared.get(),
         }
     }
 

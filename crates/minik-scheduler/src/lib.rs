@@ -37,7 +37,7 @@ pub use filter::Reason;
 pub use pod::{HostPort, PodRequirements, Term};
 pub use queue::Backoff;
 pub use resources::Resources;
-pub use run::{run, Config};
+pub use run::{run, run_shared, Config};
 pub use score::Weights;
 pub use snapshot::{NodeFacts, NodeInfo, PlacedPod, Snapshot};
 pub use state::DEFAULT_SCHEDULER_NAME;

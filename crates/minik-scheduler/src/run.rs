@@ -18,7 +18,8 @@ use minik_api::k8s_openapi::jiff::Timestamp;
 use minik_api::request::{Patch, PatchKind, WriteOptions};
 use minik_api::ApiError;
 use minik_client::{
-    resource_of, Api, Change, Informer, InformerCache, InformerConfig, RateLimit, Subscription,
+    resource_of, Api, Change, InformerCache, InformerConfig, RateLimit, SharedInformers,
+    Subscription,
 };
 use minik_client::{EventNote, EventRecorder};
 use serde_json::Value;
@@ -166,22 +167,33 @@ fn clock() -> Clock {
 /// Runs the scheduler until the task is aborted. It never returns an error: API failures are
 /// retried (the informers relist and rewatch; failed bindings go back to the queue).
 pub async fn run(api: Arc<dyn Api>, config: Config) {
-    let informer_config = InformerConfig {
-        resync: config.resync,
-        buffer: config.informer_buffer,
-        ..InformerConfig::default()
-    };
-    let pods = Informer::<Pod>::spawn(api.clone(), informer_config.clone());
-    let nodes = Informer::<Node>::spawn(api.clone(), informer_config.clone());
-    let claims = Informer::<PersistentVolumeClaim>::spawn(api.clone(), informer_config.clone());
-    let volumes = Informer::<PersistentVolume>::spawn(api.clone(), informer_config.clone());
-    let classes = Informer::<StorageClass>::spawn(api.clone(), informer_config);
-    let mut pod_changes = pods.subscribe();
-    let mut node_changes = nodes.subscribe();
+    let informers = SharedInformers::new(
+        api,
+        InformerConfig {
+            resync: config.resync,
+            buffer: config.informer_buffer,
+            ..InformerConfig::default()
+        },
+    );
+    run_shared(&informers, config).await
+}
+
+/// Runs the scheduler on `shared`'s informers (and its API), which other components of the
+/// process may share; the scheduler resyncs at `config.resync`, and how far it may fall behind
+/// is `shared`'s buffer.
+pub async fn run_shared(shared: &SharedInformers, config: Config) {
+    let api = shared.api().clone();
+    let pods = shared.get::<Pod>();
+    let nodes = shared.get::<Node>();
+    let claims = shared.get::<PersistentVolumeClaim>();
+    let volumes = shared.get::<PersistentVolume>();
+    let classes = shared.get::<StorageClass>();
+    let mut pod_changes = pods.subscribe_every(config.resync);
+    let mut node_changes = nodes.subscribe_every(config.resync);
     let mut volume_changes = futures::stream::select_all([
-        changes_of(claims.subscribe(), VolumeChange::Claim),
-        changes_of(volumes.subscribe(), VolumeChange::Volume),
-        changes_of(classes.subscribe(), VolumeChange::Class),
+        changes_of(claims.subscribe_every(config.resync), VolumeChange::Claim),
+        changes_of(volumes.subscribe_every(config.resync), VolumeChange::Volume),
+        changes_of(classes.subscribe_every(config.resync), VolumeChange::Class),
     ]);
     let (writes, write_rx) = mpsc::channel(config.write_queue.max(1));
     let _writer = AbortOnDrop(tokio::spawn(write_all(

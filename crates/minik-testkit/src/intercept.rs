@@ -8,7 +8,7 @@ use minik_api::k8s_openapi::api::core::v1::{Namespace, Pod};
 use minik_api::request::{DeleteOptions, Patch, WriteOptions};
 use minik_api::resources::ResourceInfo;
 use minik_api::ApiError;
-use minik_client::{resource_of, Api, BoxFuture, EventStream, ListParams, ObjectList};
+use minik_client::{resource_of, Api, BoxFuture, ListParams, RawEventStream, RawObjectList};
 use serde_json::Value;
 
 /// One write, as the hook sees it before it is passed on.
@@ -91,23 +91,23 @@ where
         self.inner.get(info, ns, name)
     }
 
-    fn list<'a>(
+    fn list_raw<'a>(
         &'a self,
         info: &'static ResourceInfo,
         ns: Option<&'a str>,
         params: &'a ListParams,
-    ) -> BoxFuture<'a, Result<ObjectList, ApiError>> {
-        self.inner.list(info, ns, params)
+    ) -> BoxFuture<'a, Result<RawObjectList, ApiError>> {
+        self.inner.list_raw(info, ns, params)
     }
 
-    fn watch<'a>(
+    fn watch_raw<'a>(
         &'a self,
         info: &'static ResourceInfo,
         ns: Option<&'a str>,
         params: &'a ListParams,
         resource_version: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<EventStream, ApiError>> {
-        self.inner.watch(info, ns, params, resource_version)
+    ) -> BoxFuture<'a, Result<RawEventStream, ApiError>> {
+        self.inner.watch_raw(info, ns, params, resource_version)
     }
 
     fn create<'a>(

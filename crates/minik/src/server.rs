@@ -680,12 +680,20 @@ fn start_components(
     api: Arc<dyn minik_client::Api>,
     controllers: minik_controllers::Config,
 ) -> Vec<tokio::task::JoinHandle<()>> {
+    let scheduler = minik_scheduler::Config::default();
+    // One informer per kind for both: each object is decoded and cached once in the process.
+    let informers = minik_client::SharedInformers::new(
+        api,
+        minik_client::InformerConfig {
+            resync: controllers.resync,
+            buffer: scheduler.informer_buffer,
+            ..minik_client::InformerConfig::default()
+        },
+    );
+    let shared = informers.clone();
     vec![
-        tokio::spawn(minik_scheduler::run(
-            api.clone(),
-            minik_scheduler::Config::default(),
-        )),
-        tokio::spawn(minik_controllers::run(api, controllers)),
+        tokio::spawn(async move { minik_scheduler::run_shared(&shared, scheduler).await }),
+        tokio::spawn(async move { minik_controllers::run_shared(&informers, controllers).await }),
     ]
 }
 

@@ -530,7 +530,13 @@ async fn the_controller_runs_on_the_clock_it_is_given() {
         .checked_add(minik_api::k8s_openapi::jiff::SignedDuration::from_mins(10))
         .expect("time");
     let clock = Arc::new(TestClock(Mutex::new(start)));
-    let informers = Informers::start(api.clone(), config.resync);
+    let informers = Informers::start(&minik_client::SharedInformers::new(
+        api.clone(),
+        minik_client::InformerConfig {
+            resync: config.resync,
+            ..minik_client::InformerConfig::default()
+        },
+    ));
     let task = controller_with_clock(
         &informers,
         Executor::new(api.clone()),
