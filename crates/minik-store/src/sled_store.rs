@@ -568,15 +568,27 @@ impl Store for SledStore {
             let mut last = None;
             for _ in 0..READ_ATTEMPTS {
                 let epoch = durable.borrow().epoch;
-                let (scanned, wanted) = (shared.clone(), prefix.clone());
-                let scanned = tokio::task::spawn_blocking(move || scan(&scanned, &wanted))
-                    .await
-                    .map_err(|e| StoreError::Backend(format!("list task failed: {e}")))?;
+                // A short list (a namespace's quotas, its service accounts) is read right here;
+                // a hop to the blocking pool and back would cost more than the read.
+                let scanned = match scan(&shared, &prefix, Some(INLINE_LIST_KEYS)) {
+                    Ok(None) => {
+                        let (scanned, wanted) = (shared.clone(), prefix.clone());
+                        tokio::task::spawn_blocking(move || scan(&scanned, &wanted, None))
+                            .await
+                            .map_err(|e| StoreError::Backend(format!("list task failed: {e}")))?
+                    }
+                    done => done,
+                };
                 match scanned {
-                    Ok(listing) => {
+                    Ok(Some(listing)) => {
                         if wait_durable(&durable, listing.revision, epoch).await? {
                             return Ok(listing);
                         }
+                    }
+                    Ok(None) => {
+                        return Err(StoreError::Backend(format!(
+                            "the list of {prefix} stopped short without a limit"
+                        )))
                     }
                     Err(ReadError::Store(e)) => return Err(e),
                     Err(ReadError::Sled(e)) => {
@@ -649,13 +661,21 @@ impl Store for SledStore {
     }
 }
 
-fn scan(shared: &Shared, prefix: &str) -> Result<Listing, ReadError> {
+/// How many keys a list may have to be read on the caller's thread rather than the blocking
+/// pool's.
+const INLINE_LIST_KEYS: usize = 32;
+
+/// Every key under `prefix`, or `None` if there are more than `limit`.
+fn scan(shared: &Shared, prefix: &str, limit: Option<usize>) -> Result<Option<Listing>, ReadError> {
     let backend = shared.backend();
     let _whole_groups = shared.snapshot.read().unwrap_or_else(|p| p.into_inner());
     let db = backend.db()?;
     let revision = shared.applied.load(Ordering::Acquire);
     let mut items = Vec::new();
     for kv in db.scan_prefix(prefix) {
+        if limit.is_some_and(|limit| items.len() >= limit) {
+            return Ok(None);
+        }
         let (k, v) = kv?;
         let key = String::from_utf8_lossy(&k).into_owned();
         items.push(decode_stored(shared.encryption.as_deref(), &key, &v)?);
@@ -674,7 +694,7 @@ fn scan(shared: &Shared, prefix: &str) -> Result<Listing, ReadError> {
         }
         items = by_key.into_values().collect();
     }
-    Ok(Listing { items, revision })
+    Ok(Some(Listing { items, revision }))
 }
 
 /// What one scan of a page read found under the snapshot lock: sled's entries from its start

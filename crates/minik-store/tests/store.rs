@@ -192,6 +192,31 @@ async fn list_is_limited_to_its_prefix() {
 }
 
 #[tokio::test]
+async fn short_and_long_lists_are_whole_and_in_key_order() {
+    // Short lists are read on the caller's thread, long ones on the blocking pool: 31 to 33
+    // keys straddle where one becomes the other.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    for n in [31, 32, 33, 100] {
+        let prefix = format!("/registry/pods/n{n}/");
+        let mut want = Vec::new();
+        for i in (0..n).rev() {
+            let key = format!("{prefix}p{i:03}");
+            store
+                .create(&key, pod(&format!("p{i}"), "1"))
+                .await
+                .unwrap();
+            want.push(key);
+        }
+        want.sort();
+        let listing = store.list(&prefix).await.unwrap();
+        let keys: Vec<String> = listing.items.into_iter().map(|s| s.key).collect();
+        assert_eq!(keys, want, "{n} keys");
+        assert_eq!(listing.revision, store.revision());
+    }
+}
+
+#[tokio::test]
 async fn a_watch_resumed_from_the_last_seen_revision_misses_and_repeats_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
