@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context};
 use serde_json::{json, Value};
 
+use crate::args::Common;
 use crate::cpu::{CpuMeter, CpuUse};
 use crate::machine::{Machine, Memory};
 use crate::parse::{self, ParseResults};
@@ -35,15 +36,8 @@ const LIST_NAMESPACE: &str = "bench-list";
 /// Flags of `minik-bench api`.
 #[derive(clap::Args, Debug)]
 pub struct ApiArgs {
-    /// The minik binary to measure [default: `minik` next to this executable].
-    #[arg(long)]
-    minik: Option<PathBuf>,
-    /// Write every figure (and the raw details) as JSON to this file.
-    #[arg(long)]
-    json: Option<PathBuf>,
-    /// Where the scratch directories go (data dirs and sled baselines; removed afterwards).
-    #[arg(long)]
-    work_dir: Option<PathBuf>,
+    #[command(flatten)]
+    common: Common,
     /// Concurrent clients for creates and GETs.
     #[arg(long, default_value_t = 32)]
     clients: usize,
@@ -134,7 +128,7 @@ fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
 
 impl ApiArgs {
     pub fn config(self) -> anyhow::Result<ApiConfig> {
-        let minik = crate::up::minik_path(self.minik)?;
+        let minik = self.common.minik()?;
         for (name, value) in [
             ("clients", self.clients),
             ("creates", self.creates),
@@ -153,8 +147,8 @@ impl ApiArgs {
         }
         Ok(ApiConfig {
             minik,
-            json: self.json,
-            work_dir: self.work_dir.unwrap_or_else(std::env::temp_dir),
+            json: self.common.json,
+            work_dir: self.common.work_dir.unwrap_or_else(std::env::temp_dir),
             clients: self.clients,
             creates: self.creates,
             bound_pods: self.bound_pods,

@@ -10,7 +10,7 @@
 //! - 200 replicas of a `sleep` pod on one process-runtime node to all Running, against the raw
 //!   spawn of 200 `sleep` processes without minik.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::agent::Agent;
+use crate::args::Common;
 use crate::report::{self, Row, Target, Unit};
 use crate::server::Server;
 use crate::workload;
@@ -27,15 +28,8 @@ use crate::workload;
 /// Flags of `minik-bench controllers`.
 #[derive(clap::Args, Debug)]
 pub struct ControllersArgs {
-    /// The minik binary to measure [default: `minik` next to this executable].
-    #[arg(long)]
-    minik: Option<PathBuf>,
-    /// Write every figure as JSON to this file.
-    #[arg(long)]
-    json: Option<PathBuf>,
-    /// Where the scratch directories go (removed afterwards).
-    #[arg(long)]
-    work_dir: Option<PathBuf>,
+    #[command(flatten)]
+    common: Common,
     /// Replicas of the fake-runtime Deployment.
     #[arg(long, default_value_t = 1_000)]
     replicas: usize,
@@ -75,20 +69,7 @@ impl Ctx {
     }
 
     async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .with_context(|| format!("GET {path}"))?;
-        let status = response.status();
-        let body = response.bytes().await?;
-        ensure!(
-            status.is_success(),
-            "GET {path} answered {status}: {}",
-            String::from_utf8_lossy(&body)
-        );
-        Ok(serde_json::from_slice(&body)?)
+        crate::simulated::get_json(&self.http, &self.base, path).await
     }
 
     async fn send(
@@ -140,27 +121,20 @@ impl Ctx {
 }
 
 pub fn run(args: ControllersArgs) -> anyhow::Result<()> {
-    let minik = crate::up::minik_path(args.minik.clone())?;
+    let minik = args.common.minik()?;
     ensure!(
         args.replicas > 0 && args.fake_nodes > 0,
         "--replicas and --fake-nodes must be positive"
     );
     report::run_suite(
         "minik-bench controllers",
-        args.json.as_deref(),
+        args.common.json.as_deref(),
         measure(&minik, &args),
     )
 }
 
 async fn measure(minik: &Path, args: &ControllersArgs) -> anyhow::Result<Vec<Row>> {
-    let scratch = match &args.work_dir {
-        Some(dir) => tempfile::Builder::new()
-            .prefix("minik-bench-controllers-")
-            .tempdir_in(dir)?,
-        None => tempfile::Builder::new()
-            .prefix("minik-bench-controllers-")
-            .tempdir()?,
-    };
+    let scratch = args.common.scratch("minik-bench-controllers-")?;
     let http = workload::client(64, Some(Duration::from_secs(30)))?;
     let server = Server::start(minik, &scratch.path().join("server"), &http).await?;
     let ctx = Ctx {

@@ -9,32 +9,26 @@
 //! - a DaemonSet with the same pod template, from its create to its status saying every one
 //!   of the N nodes has an available pod (`numberAvailable`), and to its last pod seen Running.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context};
+use anyhow::{bail, ensure};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
+use crate::args::Common;
 use crate::podwatch::{self, Seen};
 use crate::report::{self, Row, Target, Unit};
 use crate::server::Server;
+use crate::simulated::{ready_nodes, Ctx, Simulator, CLUSTER_CIDR, NODE_PREFIX, SIMULATED_NODES};
 use crate::workload;
 
 /// Flags of `minik-bench daemonsets`.
 #[derive(clap::Args, Debug)]
 pub struct DaemonSetsArgs {
-    /// The minik binary to measure [default: `minik` next to this executable].
-    #[arg(long)]
-    minik: Option<PathBuf>,
-    /// Write every figure as JSON to this file.
-    #[arg(long)]
-    json: Option<PathBuf>,
-    /// Where the scratch directories go (removed afterwards).
-    #[arg(long)]
-    work_dir: Option<PathBuf>,
+    #[command(flatten)]
+    common: Common,
     /// Simulated nodes, each getting one pod of the DaemonSet (and one bare pod).
     #[arg(long, default_value_t = 1_000)]
     nodes: usize,
@@ -51,17 +45,10 @@ const DAEMONSETS: &str = "/apis/apps/v1/namespaces/default/daemonsets";
 const DS_NAME: &str = "bench-ds";
 /// The label key both phases' pods carry; its value tells the phases apart.
 const LABEL: &str = "bench";
-/// The prefix of the simulated nodes' names.
-const NODE_PREFIX: &str = "sim-";
 /// The goal: every node has an available daemon pod this long after the create.
 const GOAL: Duration = Duration::from_secs(5);
 /// How often the DaemonSet's status is read while waiting (the resolution of its figure).
 const POLL: Duration = Duration::from_millis(10);
-/// How long the simulator may take to exit on SIGTERM.
-const SIMULATOR_STOP: Duration = Duration::from_secs(30);
-/// The server's cluster CIDR: room for a /24 per node up to 16,384 nodes (the default
-/// 10.244.0.0/16 has 256).
-const CLUSTER_CIDR: &str = "10.0.0.0/10";
 
 fn container() -> Value {
     json!([{"name": "agent", "image": "bench:1"}])
@@ -98,7 +85,7 @@ fn daemon_set() -> Value {
 }
 
 pub fn run(args: DaemonSetsArgs) -> anyhow::Result<()> {
-    let minik = crate::up::minik_path(args.minik.clone())?;
+    let minik = args.common.minik()?;
     ensure!(
         args.nodes > 0 && args.clients > 0,
         "--nodes and --clients must be positive"
@@ -106,164 +93,13 @@ pub fn run(args: DaemonSetsArgs) -> anyhow::Result<()> {
     report::check_phase_seconds(args.phase_seconds)?;
     report::run_suite(
         "minik-bench daemonsets",
-        args.json.as_deref(),
+        args.common.json.as_deref(),
         measure(&minik, &args),
     )
 }
 
-/// `minik simulate`, sent SIGTERM (then killed) when dropped.
-struct Simulator(Child);
-
-impl Simulator {
-    /// Starts the simulator against `server` with a `HOME` of its own under `dir` (no user's
-    /// kubeconfig), and waits for its line that says every node is registered.
-    fn start(minik: &Path, server: &str, dir: &Path, nodes: usize) -> anyhow::Result<Simulator> {
-        std::fs::create_dir_all(dir)?;
-        let mut child = Command::new(minik)
-            .args(["simulate", "--server", server, "--nodes"])
-            .arg(nodes.to_string())
-            .args(["--name-prefix", NODE_PREFIX])
-            .env("HOME", dir)
-            .env_remove("MINIK_SERVER")
-            .env_remove("MINIK_TOKEN")
-            .env_remove("MINIK_CERTIFICATE_AUTHORITY")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("cannot start {} simulate", minik.display()))?;
-        let stdout = child.stdout.take();
-        let simulator = Simulator(child);
-        let registered = stdout.and_then(|out| {
-            use std::io::BufRead;
-            std::io::BufReader::new(out)
-                .lines()
-                .map_while(Result::ok)
-                .find(|line| line.contains("nodes registered"))
-        });
-        ensure!(
-            registered.is_some(),
-            "minik simulate ended before it registered its nodes"
-        );
-        Ok(simulator)
-    }
-
-    fn stop(mut self) -> anyhow::Result<()> {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.0.id())?);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
-        let asked = Instant::now();
-        loop {
-            if let Some(status) = self.0.try_wait()? {
-                ensure!(
-                    status.success(),
-                    "minik simulate exited with {status} on SIGTERM"
-                );
-                return Ok(());
-            }
-            ensure!(
-                asked.elapsed() < SIMULATOR_STOP,
-                "minik simulate did not exit within {SIMULATOR_STOP:?} of SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Simulator {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-        }
-        let _ = self.0.wait();
-    }
-}
-
-struct Ctx {
-    http: reqwest::Client,
-    base: String,
-    limit: Duration,
-}
-
-impl Ctx {
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .with_context(|| format!("GET {path}"))?;
-        let status = response.status();
-        let text = response.text().await?;
-        ensure!(status.is_success(), "GET {path} answered {status}: {text}");
-        serde_json::from_str(&text).with_context(|| format!("GET {path}: not JSON"))
-    }
-
-    async fn send(&self, method: reqwest::Method, path: &str, body: &Value) -> anyhow::Result<()> {
-        let response = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base))
-            .json(body)
-            .send()
-            .await
-            .with_context(|| format!("{method} {path}"))?;
-        let status = response.status();
-        ensure!(
-            status.is_success(),
-            "{method} {path} answered {status}: {}",
-            response.text().await.unwrap_or_default()
-        );
-        Ok(())
-    }
-
-    /// Waits until `done` holds of the answer to `GET path`, reading it every [`POLL`];
-    /// answers when it first held.
-    async fn poll(
-        &self,
-        what: &str,
-        path: &str,
-        mut done: impl FnMut(&Value) -> bool,
-    ) -> anyhow::Result<Instant> {
-        let deadline = Instant::now() + self.limit;
-        loop {
-            let answer = self.get(path).await?;
-            if done(&answer) {
-                return Ok(Instant::now());
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "{what} did not happen within {:?} (last: {})",
-                self.limit,
-                answer.get("status").unwrap_or(&answer)
-            );
-            tokio::time::sleep(POLL).await;
-        }
-    }
-}
-
-fn ready_nodes(list: &Value) -> usize {
-    list["items"].as_array().map_or(0, |nodes| {
-        nodes
-            .iter()
-            .filter(|n| {
-                n["status"]["conditions"].as_array().is_some_and(|cs| {
-                    cs.iter()
-                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                })
-            })
-            .count()
-    })
-}
-
 async fn measure(minik: &Path, args: &DaemonSetsArgs) -> anyhow::Result<Vec<Row>> {
-    let scratch = match &args.work_dir {
-        Some(dir) => tempfile::Builder::new()
-            .prefix("minik-bench-daemonsets-")
-            .tempdir_in(dir)?,
-        None => tempfile::Builder::new()
-            .prefix("minik-bench-daemonsets-")
-            .tempdir()?,
-    };
+    let scratch = args.common.scratch("minik-bench-daemonsets-")?;
     let http = workload::client(args.clients * 2, Some(Duration::from_secs(30)))?;
     let server = Server::start_with(
         minik,
@@ -277,13 +113,14 @@ async fn measure(minik: &Path, args: &DaemonSetsArgs) -> anyhow::Result<Vec<Row>
         http,
         base: server.base(),
         limit: Duration::from_secs_f64(args.phase_seconds),
+        poll: POLL,
     };
     progress!("registering {} simulated nodes", args.nodes);
     let simulator = Simulator::start(minik, &ctx.base, &scratch.path().join("sim"), args.nodes)?;
     let nodes = args.nodes;
     ctx.poll(
         &format!("{nodes} simulated nodes Ready"),
-        "/api/v1/nodes?labelSelector=minik.io%2Fsimulated%3Dtrue",
+        SIMULATED_NODES,
         |list| ready_nodes(list) == nodes,
     )
     .await?;

@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::agent::Agent;
+use crate::args::Common;
 use crate::podwatch;
 use crate::report::{self, Row, Target, Unit};
 use crate::server::Server;
@@ -30,15 +31,8 @@ use crate::workload;
 /// Flags of `minik-bench jobs`.
 #[derive(clap::Args, Debug)]
 pub struct JobsArgs {
-    /// The minik binary to measure [default: `minik` next to this executable].
-    #[arg(long)]
-    minik: Option<PathBuf>,
-    /// Write every figure as JSON to this file.
-    #[arg(long)]
-    json: Option<PathBuf>,
-    /// Where the scratch directories go (removed afterwards).
-    #[arg(long)]
-    work_dir: Option<PathBuf>,
+    #[command(flatten)]
+    common: Common,
     /// Completions of the Job, and bare pods of the baseline.
     #[arg(long, default_value_t = 1_000)]
     completions: usize,
@@ -112,7 +106,7 @@ fn job(completions: usize, parallelism: usize) -> Value {
 }
 
 pub fn run(args: JobsArgs) -> anyhow::Result<()> {
-    let minik = crate::up::minik_path(args.minik.clone())?;
+    let minik = args.common.minik()?;
     ensure!(
         args.completions > 0 && args.parallelism > 0 && args.fake_nodes > 0 && args.clients > 0,
         "--completions, --parallelism, --fake-nodes and --clients must be positive"
@@ -120,7 +114,7 @@ pub fn run(args: JobsArgs) -> anyhow::Result<()> {
     report::check_phase_seconds(args.phase_seconds)?;
     report::run_suite(
         "minik-bench jobs",
-        args.json.as_deref(),
+        args.common.json.as_deref(),
         measure(&minik, &args),
     )
 }
@@ -405,14 +399,7 @@ struct JobRun {
 }
 
 async fn measure(minik: &Path, args: &JobsArgs) -> anyhow::Result<Vec<Row>> {
-    let scratch = match &args.work_dir {
-        Some(dir) => tempfile::Builder::new()
-            .prefix("minik-bench-jobs-")
-            .tempdir_in(dir)?,
-        None => tempfile::Builder::new()
-            .prefix("minik-bench-jobs-")
-            .tempdir()?,
-    };
+    let scratch = args.common.scratch("minik-bench-jobs-")?;
     let http = workload::client(args.clients * 2, Some(Duration::from_secs(30)))?;
     let server = Server::start(minik, &scratch.path().join("server"), &http).await?;
     let ctx = Ctx {

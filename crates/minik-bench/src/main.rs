@@ -8,6 +8,7 @@ macro_rules! progress {
 mod agent;
 mod all;
 mod api;
+mod args;
 mod controllers;
 mod cpu;
 mod daemonsets;
@@ -21,8 +22,10 @@ mod podnet;
 mod podwatch;
 mod proxy;
 mod report;
+mod scale;
 mod scheduler;
 mod server;
+mod simulated;
 mod sled_baseline;
 mod stats;
 mod tls;
@@ -75,6 +78,10 @@ enum Command {
     /// What HTTPS costs the API: GETs/s and creates/s over HTTPS against plain HTTP in the same
     /// run, and the TLS handshake per new connection.
     Tls(tls::TlsArgs),
+    /// The control plane at scale (issue 22): 5,000 simulated nodes and 50,000 pods, mutating
+    /// calls and pod start under a steady background, memory per pod, start-up, and the data
+    /// dir through 100,000 create/delete cycles.
+    Scale(scale::ScaleArgs),
     /// The pod network (issue 19): pod to pod across two nodes against loopback, a ClusterIP
     /// against the pod IP, cluster DNS from a pod, and the pod network's setup per pod.
     Podnet(podnet::PodnetArgs),
@@ -96,6 +103,7 @@ fn main() -> std::process::ExitCode {
         Command::Oci(args) => oci::run(args),
         Command::Tls(args) => tls::run(args),
         Command::Podnet(args) => podnet::run(args),
+        Command::Scale(args) => scale::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -12,10 +12,11 @@ use tokio::sync::Notify;
 
 const PODS: &str = "/api/v1/namespaces/default/pods";
 
-/// When each pod was first seen Running by the watch.
+/// When each pod was first seen Running by the watch, and bound to a node.
 #[derive(Default)]
 pub(crate) struct Seen {
     running: Mutex<HashMap<String, Instant>>,
+    bound: Mutex<HashMap<String, Instant>>,
     changed: Notify,
 }
 
@@ -54,6 +55,22 @@ impl Seen {
 }
 
 impl Seen {
+    /// When each of `names` was first seen Running, in their order; the names not seen so
+    /// yet are left out.
+    pub(crate) fn running_times(&self, names: &[String]) -> Vec<Instant> {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        names
+            .iter()
+            .filter_map(|n| running.get(n).copied())
+            .collect()
+    }
+
+    /// When each of `names` was first seen bound to a node; those not seen so are left out.
+    pub(crate) fn bound_times(&self, names: &[String]) -> Vec<Instant> {
+        let bound = self.bound.lock().unwrap_or_else(|p| p.into_inner());
+        names.iter().filter_map(|n| bound.get(n).copied()).collect()
+    }
+
     /// How many pods whose names start with `prefix` were seen Running, and when the last of
     /// them was first seen so.
     pub(crate) fn running_with_prefix(&self, prefix: &str) -> (usize, Option<Instant>) {
@@ -99,6 +116,15 @@ pub(crate) async fn watch_pods(
                 continue;
             };
             let pod = &event["object"];
+            if event["type"] != "DELETED" && pod["spec"]["nodeName"].is_string() {
+                if let Some(name) = pod["metadata"]["name"].as_str() {
+                    seen.bound
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .entry(name.to_owned())
+                        .or_insert(at);
+                }
+            }
             if event["type"] != "DELETED" && pod["status"]["phase"] == "Running" {
                 if let Some(name) = pod["metadata"]["name"].as_str() {
                     seen.running
