@@ -68,6 +68,11 @@ pub fn from_value_strict<K: DeserializeOwned + Serialize>(value: &Value) -> Resu
 
 /// Decodes `value` into `K`, dropping unknown fields (`fieldValidation=Ignore`).
 pub fn from_value_lenient<K: DeserializeOwned>(value: &Value) -> Result<K, DecodeError> {
+    // Most objects decode: do it without tracking the path, which costs on every field, and
+    // decode again with it only to say where a refused one went wrong.
+    if let Ok(typed) = K::deserialize(value) {
+        return Ok(typed);
+    }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let message = e.into_inner().to_string();

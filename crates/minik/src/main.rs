@@ -13,6 +13,9 @@ use clap::{Parser, Subcommand};
 /// mimalloc instead of glibc malloc: allocation was a quarter of the server's CPU time under
 /// load (docs/benchmarks.md). Built with `no_thp` (the workspace Cargo.toml): mimalloc does
 /// not ask for transparent huge pages, which cost 40-100 MB of RSS for no CPU gain measured.
+/// The `system-allocator` feature leaves glibc's malloc in place, for heap profilers that see
+/// only malloc (heaptrack; docs/benchmarks.md).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

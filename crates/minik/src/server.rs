@@ -20,6 +20,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// The smallest watch buffer and history window, in bytes: less would cut every watcher of an
 /// object of a few hundred kilobytes at its first changes.
+/// The smallest page cache the store is given (sled's pages must fit).
+const MIN_STORE_CACHE: u64 = 1 << 20;
 const MIN_WATCH_BYTES: usize = 1 << 20;
 
 /// Flags of `minik server`.
@@ -67,6 +69,11 @@ pub struct ServerArgs {
     /// of them together hold at most this plus --watch-buffer-bytes.
     #[arg(long)]
     watch_history_bytes: Option<usize>,
+    /// The store's page cache in memory (sled's cache capacity), a quantity of bytes: what
+    /// GETs and LISTs read without going to the data dir's files. The server's RSS holds up to
+    /// this much of it.
+    #[arg(long, default_value = "64Mi", value_parser = parse_bytes)]
+    store_cache: u64,
     /// Let clients without a token in as the administrator when they connect from a loopback
     /// address (what `minik up` does). Everyone else always needs a token.
     #[arg(long)]
@@ -329,6 +336,11 @@ impl ServerArgs {
             self.allow_anonymous_loopback,
         );
         let mut store = StoreConfig::new(self.data_dir.join("store"));
+        anyhow::ensure!(
+            self.store_cache >= MIN_STORE_CACHE,
+            "--store-cache must be at least 1Mi"
+        );
+        store.cache_bytes = self.store_cache;
         store.history_size = self.watch_history;
         if let Some(bytes) = self.watch_history_bytes {
             store.history_bytes = bytes;
@@ -720,7 +732,31 @@ pub async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_bytes;
+    use super::{parse_bytes, ServerArgs};
+
+    fn settings(flags: &[&str]) -> anyhow::Result<super::Settings> {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            server: ServerArgs,
+        }
+        let dir = tempfile::tempdir()?;
+        let data = dir.path().to_str().unwrap_or_default().to_owned();
+        let mut argv = vec!["minik", "--data-dir", &data];
+        argv.extend_from_slice(flags);
+        let cli = <Cli as clap::Parser>::try_parse_from(argv)?;
+        cli.server.settings()
+    }
+
+    #[test]
+    fn the_store_cache_is_a_quantity_of_at_least_a_mebibyte() {
+        assert_eq!(settings(&[]).unwrap().store.cache_bytes, 64 << 20);
+        let small = settings(&["--store-cache", "16Mi"]).unwrap();
+        assert_eq!(small.store.cache_bytes, 16 << 20);
+        let err = settings(&["--store-cache", "512Ki"]).err().unwrap();
+        assert_eq!(err.to_string(), "--store-cache must be at least 1Mi");
+        assert!(settings(&["--store-cache", "lots"]).is_err());
+    }
 
     #[test]
     fn disk_reserves_are_quantities_of_bytes() {
