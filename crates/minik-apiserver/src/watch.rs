@@ -57,19 +57,20 @@ const SHARED_OBJECT_BYTES: usize = 16 << 10;
 pub struct WatchFrame(FrameBytes);
 
 enum FrameBytes {
+    /// A line that is not an object's change: a BOOKMARK or an ERROR.
     Line(Bytes),
+    /// A change of a small object, copied into its line after [`head`]`(kind)`.
+    Event { kind: EventType, line: Bytes },
     /// The line in three parts: the head that names the type, the object, the tail.
-    Shared {
-        kind: EventType,
-        object: Bytes,
-    },
+    Shared { kind: EventType, object: Bytes },
 }
 
 impl WatchFrame {
     /// The event of `kind` for `object`, whose bytes are shared when it is large.
     fn event(kind: EventType, object: Bytes) -> WatchFrame {
         if object.len() < SHARED_OBJECT_BYTES {
-            return WatchFrame(FrameBytes::Line(frame(kind.as_str(), &object)));
+            let line = event_line(kind, &object);
+            return WatchFrame(FrameBytes::Event { kind, line });
         }
         WatchFrame(FrameBytes::Shared { kind, object })
     }
@@ -78,6 +79,10 @@ impl WatchFrame {
     fn held_by(self, stream: &WatchStream) -> WatchFrame {
         WatchFrame(match self.0 {
             FrameBytes::Line(line) => FrameBytes::Line(stream.hold(line)),
+            FrameBytes::Event { kind, line } => FrameBytes::Event {
+                kind,
+                line: stream.hold(line),
+            },
             FrameBytes::Shared { kind, object } => FrameBytes::Shared {
                 kind,
                 object: stream.hold(object),
@@ -88,15 +93,8 @@ impl WatchFrame {
     /// The whole line in one buffer (a copy, if the object is shared).
     pub fn line(&self) -> Bytes {
         match &self.0 {
-            FrameBytes::Line(line) => line.clone(),
-            FrameBytes::Shared { kind, object } => {
-                let head = head(*kind);
-                let mut out = BytesMut::with_capacity(head.len() + object.len() + FRAME_TAIL.len());
-                out.put_slice(head);
-                out.put_slice(object);
-                out.put_slice(FRAME_TAIL);
-                out.freeze()
-            }
+            FrameBytes::Line(line) | FrameBytes::Event { line, .. } => line.clone(),
+            FrameBytes::Shared { kind, object } => event_line(*kind, object),
         }
     }
 
@@ -105,21 +103,18 @@ impl WatchFrame {
     pub fn into_raw(self) -> Result<minik_client::RawWatchEvent, ApiError> {
         match self.0 {
             FrameBytes::Line(line) => minik_client::RawWatchEvent::from_line(line),
-            FrameBytes::Shared { kind, object } => Ok(minik_client::RawWatchEvent {
-                kind: match kind {
-                    EventType::Added => minik_client::WatchEventType::Added,
-                    EventType::Modified => minik_client::WatchEventType::Modified,
-                    EventType::Deleted => minik_client::WatchEventType::Deleted,
-                },
-                object,
-            }),
+            FrameBytes::Event { kind, line } => {
+                let object = line.slice(head(kind).len()..line.len() - FRAME_TAIL.len());
+                Ok(raw_event(kind, object))
+            }
+            FrameBytes::Shared { kind, object } => Ok(raw_event(kind, object)),
         }
     }
 
     /// The line as the chunks of an HTTP body, without copying the object.
     pub fn into_chunks(self) -> impl Iterator<Item = Bytes> {
         let chunks = match self.0 {
-            FrameBytes::Line(line) => [Some(line), None, None],
+            FrameBytes::Line(line) | FrameBytes::Event { line, .. } => [Some(line), None, None],
             FrameBytes::Shared { kind, object } => [
                 Some(Bytes::from_static(head(kind))),
                 Some(object),
@@ -136,7 +131,26 @@ impl From<Bytes> for WatchFrame {
     }
 }
 
-/// What starts the line of a shared object's event, up to the object.
+/// The line of `kind`'s event for `object`, in one buffer.
+fn event_line(kind: EventType, object: &[u8]) -> Bytes {
+    let head = head(kind);
+    let mut line = BytesMut::with_capacity(head.len() + object.len() + FRAME_TAIL.len());
+    line.put_slice(head);
+    line.put_slice(object);
+    line.put_slice(FRAME_TAIL);
+    line.freeze()
+}
+
+fn raw_event(kind: EventType, object: Bytes) -> minik_client::RawWatchEvent {
+    let kind = match kind {
+        EventType::Added => minik_client::WatchEventType::Added,
+        EventType::Modified => minik_client::WatchEventType::Modified,
+        EventType::Deleted => minik_client::WatchEventType::Deleted,
+    };
+    minik_client::RawWatchEvent { kind, object }
+}
+
+/// What starts the line of an object's event, up to the object.
 fn head(kind: EventType) -> &'static [u8] {
     match kind {
         EventType::Added => b"{\"type\":\"ADDED\",\"object\":",
@@ -346,5 +360,44 @@ impl Registry {
             s.next_frame().await.map(|f| (f, s))
         })
         .boxed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_is_one_line_for_http_and_the_object_itself_in_process() {
+        let small = Bytes::from_static(br#"{"kind":"Pod","metadata":{"name":"a"}}"#);
+        let large = Bytes::from(format!(
+            r#"{{"kind":"Pod","metadata":{{"name":"{}"}}}}"#,
+            "b".repeat(SHARED_OBJECT_BYTES)
+        ));
+        for (kind, object) in [(EventType::Added, small), (EventType::Deleted, large)] {
+            let want = format!(
+                r#"{{"type":"{}","object":{}}}"#,
+                kind.as_str(),
+                String::from_utf8_lossy(&object)
+            ) + "\n";
+            let frame = WatchFrame::event(kind, object.clone());
+            assert_eq!(frame.line(), want.as_bytes());
+            let chunks: Vec<u8> = WatchFrame::event(kind, object.clone())
+                .into_chunks()
+                .flat_map(|c| c.to_vec())
+                .collect();
+            assert_eq!(chunks, want.as_bytes());
+            let raw = frame.into_raw().unwrap();
+            assert_eq!(raw.object, object);
+            assert_eq!(
+                raw.kind,
+                match kind {
+                    EventType::Added => minik_client::WatchEventType::Added,
+                    _ => minik_client::WatchEventType::Deleted,
+                }
+            );
+        }
+        let error = WatchFrame::from(error_frame(&ApiError::Gone("too old".into())));
+        assert!(error.into_raw().unwrap_err().is_gone());
     }
 }
