@@ -329,45 +329,25 @@ async fn envelope(minik: &Path, args: &ScaleArgs) -> anyhow::Result<Vec<Row>> {
         before = (s.pods, s.rss);
     }
     let rate = args.rate;
-    let mutating_summary = Summary::of(&o.mutating).context("no mutating call was timed")?;
-    let creates_summary = Summary::of(&o.creates).context("no create was timed")?;
-    let deletes_summary = Summary::of(&o.deletes).context("no delete was timed")?;
     let starts_summary = Summary::of(&o.starts).context("no steady pod was seen Running")?;
     rows.extend([
-        Row::new(
+        p99_row(
             format!(
                 "mutating calls p99, {rate} creates + {rate} deletes/s, {} pods",
                 args.pods
             ),
-            ms(mutating_summary.p99),
-            Unit::Millis,
-        )
-        .baseline("p50", ms(mutating_summary.p50))
+            &o.mutating,
+        )?
         .target(Target::AtMost(ms(MUTATING_P99))),
-        Row::new(
-            "creates p99 (steady)",
-            ms(creates_summary.p99),
-            Unit::Millis,
-        )
-        .baseline("p50", ms(creates_summary.p50)),
-        Row::new(
-            "deletes p99 (steady)",
-            ms(deletes_summary.p99),
-            Unit::Millis,
-        )
-        .baseline("p50", ms(deletes_summary.p50)),
+        p99_row("creates p99 (steady)", &o.creates)?,
+        p99_row("deletes p99 (steady)", &o.deletes)?,
         Row::new(
             "mutating calls refused or failed",
             o.errors as f64,
             Unit::Count,
         ),
-        Row::new(
-            "pod start p99, create to Running (steady)",
-            ms(starts_summary.p99),
-            Unit::Millis,
-        )
-        .baseline("p50", ms(starts_summary.p50))
-        .target(Target::AtMost(ms(POD_START_P99))),
+        p99_row("pod start p99, create to Running (steady)", &o.starts)?
+            .target(Target::AtMost(ms(POD_START_P99))),
         Row::new(
             "pods started in the steady phase",
             starts_summary.count as f64,
@@ -396,6 +376,13 @@ async fn envelope(minik: &Path, args: &ScaleArgs) -> anyhow::Result<Vec<Row>> {
         .target(Target::AtMost(ms(STARTUP_GOAL))),
     ]);
     Ok(rows)
+}
+
+/// The p99 of `samples`, beside their p50.
+fn p99_row(figure: impl Into<String>, samples: &[Duration]) -> anyhow::Result<Row> {
+    let figure = figure.into();
+    let summary = Summary::of(samples).with_context(|| format!("{figure}: nothing was timed"))?;
+    Ok(Row::new(figure, ms(summary.p99), Unit::Millis).baseline("p50", ms(summary.p50)))
 }
 
 /// How many objects the server holds: pods, nodes, leases and events of every namespace.
