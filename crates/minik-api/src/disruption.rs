@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::{
     PodDisruptionBudget, PodDisruptionBudgetSpec, PodDisruptionBudgetStatus,
 };
@@ -17,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
+use crate::podview::PodView;
 use crate::selector::Selector;
 use crate::status::ApiError;
 
@@ -99,7 +99,7 @@ pub fn pod_selector(pdb: &PodDisruptionBudget) -> Result<Selector, String> {
 
 /// Whether the budget covers the pod: same namespace and a selector that matches its labels. A
 /// budget whose selector does not parse covers nothing.
-pub fn selects(pdb: &PodDisruptionBudget, pod: &Pod) -> bool {
+pub fn selects(pdb: &PodDisruptionBudget, pod: &PodView) -> bool {
     if pdb.metadata.namespace != pod.metadata.namespace {
         return false;
     }
@@ -111,7 +111,7 @@ pub fn selects(pdb: &PodDisruptionBudget, pod: &Pod) -> bool {
 }
 
 /// Kubernetes' `IsPodReady`: the pod's `Ready` condition is `True`.
-pub fn is_pod_ready(pod: &Pod) -> bool {
+pub fn is_pod_ready(pod: &PodView) -> bool {
     pod.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
@@ -146,8 +146,8 @@ pub struct Expected {
 /// Errors read as Kubernetes' (`found no controllers for pod "web-1"`).
 pub fn expected(
     spec: &PodDisruptionBudgetSpec,
-    pods: &[&Pod],
-    mut owner_of: impl FnMut(&Pod) -> OwnerScale,
+    pods: &[&PodView],
+    mut owner_of: impl FnMut(&PodView) -> OwnerScale,
 ) -> Result<Expected, String> {
     let mut scale = || -> Result<(i32, Vec<String>), String> {
         let mut controllers: BTreeMap<String, i32> = BTreeMap::new();
@@ -213,7 +213,7 @@ pub struct Disrupted {
 /// Kubernetes' `buildDisruptedPodMap`: keeps the recorded evictions of selected pods that are
 /// not yet being deleted and not yet timed out. Gone pods and deleting pods are forgotten.
 pub fn disrupted_pods(
-    pods: &[&Pod],
+    pods: &[&PodView],
     recorded: Option<&BTreeMap<String, Time>>,
     now: Timestamp,
 ) -> Disrupted {
@@ -246,7 +246,11 @@ pub fn disrupted_pods(
 
 /// Kubernetes' `countHealthyPods`: ready pods that are neither being deleted nor recently
 /// evicted.
-pub fn current_healthy(pods: &[&Pod], disrupted: &BTreeMap<String, Time>, now: Timestamp) -> i32 {
+pub fn current_healthy(
+    pods: &[&PodView],
+    disrupted: &BTreeMap<String, Time>,
+    now: Timestamp,
+) -> i32 {
     let count = pods
         .iter()
         .filter(|pod| pod.metadata.deletion_timestamp.is_none())
@@ -389,7 +393,7 @@ pub fn failed_status(
 
 /// Kubernetes' `canIgnorePDB`: a pod that is finished, pending or already being deleted may be
 /// evicted whatever its budgets say (it disrupts nothing more).
-pub fn can_ignore_budget(pod: &Pod) -> bool {
+pub fn can_ignore_budget(pod: &PodView) -> bool {
     let phase = pod
         .status
         .as_ref()
@@ -402,7 +406,7 @@ pub fn can_ignore_budget(pod: &Pod) -> bool {
 /// Whether an unhealthy (not ready) pod may be evicted without spending the budget, as
 /// `spec.unhealthyPodEvictionPolicy` says: `AlwaysAllow` always; `IfHealthyBudget` (the
 /// default) only while the budget is met. A ready pod never may.
-pub fn unhealthy_may_go(pdb: &PodDisruptionBudget, pod: &Pod) -> bool {
+pub fn unhealthy_may_go(pdb: &PodDisruptionBudget, pod: &PodView) -> bool {
     if is_pod_ready(pod) {
         return false;
     }
@@ -491,22 +495,23 @@ pub fn check_and_decrement(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+    use crate::podview::PodStatusView;
+    use k8s_openapi::api::core::v1::PodCondition;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
     fn at(s: i64) -> Timestamp {
         Timestamp::from_second(1_700_000_000 + s).unwrap()
     }
 
-    fn pod(name: &str, ready: bool) -> Pod {
-        Pod {
+    fn pod(name: &str, ready: bool) -> PodView {
+        PodView {
             metadata: ObjectMeta {
                 name: Some(name.into()),
                 namespace: Some("default".into()),
                 labels: Some([("app".to_owned(), "web".to_owned())].into()),
                 ..Default::default()
             },
-            status: Some(PodStatus {
+            status: Some(PodStatusView {
                 phase: Some("Running".into()),
                 conditions: Some(vec![PodCondition {
                     type_: "Ready".into(),
@@ -594,7 +599,7 @@ mod tests {
     fn percentages_use_the_controllers_scale_and_round_up() {
         let (a, b) = (pod("a", true), pod("b", true));
         let pods = [&a, &b];
-        let owner = |_: &Pod| OwnerScale::Found {
+        let owner = |_: &PodView| OwnerScale::Found {
             uid: "d1".into(),
             replicas: 5,
         };
@@ -617,7 +622,7 @@ mod tests {
         let e = expected(
             &budget(Some(pct("100%")), None).spec.unwrap(),
             &pods,
-            |p: &Pod| OwnerScale::Found {
+            |p: &PodView| OwnerScale::Found {
                 uid: p.metadata.name.clone().unwrap(),
                 replicas: 2,
             },
@@ -630,7 +635,7 @@ mod tests {
     fn pods_without_a_known_controller_are_reported() {
         let (a, b) = (pod("a", true), pod("b", true));
         let spec = budget(Some(pct("50%")), None).spec.unwrap();
-        let e = expected(&spec, &[&a, &b], |p: &Pod| {
+        let e = expected(&spec, &[&a, &b], |p: &PodView| {
             if p.metadata.name.as_deref() == Some("a") {
                 OwnerScale::Unmanaged
             } else {
@@ -649,8 +654,8 @@ mod tests {
 
     #[test]
     fn disruptions_allowed_are_healthy_pods_beyond_the_desired_ones() {
-        let pods: Vec<Pod> = (0..4).map(|i| pod(&format!("p{i}"), true)).collect();
-        let refs: Vec<&Pod> = pods.iter().collect();
+        let pods: Vec<PodView> = (0..4).map(|i| pod(&format!("p{i}"), true)).collect();
+        let refs: Vec<&PodView> = pods.iter().collect();
         let e = Expected {
             expected_pods: 4,
             desired_healthy: 2,

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Pod;
+use crate::podview::PodView;
 
 /// The annotation in which a node agent records the host port of each declared container port.
 pub const HOST_PORTS_ANNOTATION: &str = "minik.io/host-ports";
@@ -17,7 +17,7 @@ pub const HOST_PORTS_ANNOTATION: &str = "minik.io/host-ports";
 /// an address of its own ([`has_own_address`]) is reached at the container port itself.
 /// Otherwise (a pod on the host's network) it is the host port: the recorded binding, else a
 /// declared `hostPort`, else the port itself (a pod that listens on a fixed port of the host).
-pub fn host_port_of(pod: &Pod, container_port: i32) -> i32 {
+pub fn host_port_of(pod: &PodView, container_port: i32) -> i32 {
     if has_own_address(pod) {
         return container_port;
     }
@@ -44,7 +44,7 @@ pub fn host_port_of(pod: &Pod, container_port: i32) -> i32 {
 /// `hostNetwork` pod and its `status.podIP` is known and differs from its node's
 /// (`status.hostIP`). The process runtime's pods, whose pod IP is the node's, do not; neither
 /// does a pod whose addresses are not reported yet.
-pub fn has_own_address(pod: &Pod) -> bool {
+pub fn has_own_address(pod: &PodView) -> bool {
     let host_network = pod
         .spec
         .as_ref()
@@ -71,7 +71,7 @@ mod tests {
 
     /// A pod declaring container ports 8080 (hostPort 8443) and 9090, with 8080 and 9090
     /// recorded at host ports 31000 and 31001.
-    fn pod(host_network: bool, pod_ip: Option<&str>, host_ip: Option<&str>) -> Pod {
+    fn pod(host_network: bool, pod_ip: Option<&str>, host_ip: Option<&str>) -> PodView {
         serde_json::from_value(json!({
             "metadata": {"name": "p", "annotations": {
                 HOST_PORTS_ANNOTATION: r#"{"8080":31000,"9090":31001}"#

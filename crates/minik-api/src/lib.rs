@@ -14,6 +14,7 @@ pub mod kinds;
 pub mod names;
 pub mod network;
 pub mod patch;
+pub mod podview;
 pub mod printers;
 pub mod protobuf;
 pub mod quantity;

@@ -6,9 +6,9 @@
 //! [`minik_api::disruption`]'s; this module does the reads and the write.
 
 use minik_api::disruption::{self, MORE_THAN_ONE_BUDGET};
-use minik_api::k8s_openapi::api::core::v1::Pod;
 use minik_api::k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use minik_api::k8s_openapi::jiff::Timestamp;
+use minik_api::podview::PodView;
 use minik_api::request::{DeleteOptions, WriteOptions};
 use minik_api::resources::{self, ResourceInfo};
 use minik_api::ApiError;
@@ -50,7 +50,7 @@ pub(crate) async fn check_eviction(
     delete: &mut DeleteOptions,
 ) -> Result<(), ApiError> {
     let stored = registry.get(pods(), Some(ns), name).await?;
-    let pod: Pod = typed(pods(), name, &stored.value)?;
+    let pod: PodView = typed(pods(), name, &stored.value)?;
     if disruption::can_ignore_budget(&pod) {
         return Ok(());
     }

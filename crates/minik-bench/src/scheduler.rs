@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures::StreamExt;
 use minik_api::k8s_openapi::api::core::v1::{Node, Pod};
+use minik_api::podview::PodView;
 use minik_api::request::WriteOptions;
 use minik_apiserver::{ApiServer, Config};
 use minik_client::{resource_of, Api};
@@ -97,7 +98,7 @@ fn bench_decisions(nodes: usize, decisions: usize) -> Result<f64, String> {
         snapshot.set_node(&node);
     }
     let shapes: Vec<PodRequirements> = (0..OWNERS * 3)
-        .map(|i| serde_json::from_value::<Pod>(pod_json(i)).map(|p| PodRequirements::of(&p)))
+        .map(|i| serde_json::from_value::<PodView>(pod_json(i)).map(|p| PodRequirements::of(&p)))
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
     let start = Instant::now();

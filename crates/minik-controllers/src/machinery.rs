@@ -19,11 +19,12 @@ use minik_api::k8s_openapi::api::apps::v1::{
 use minik_api::k8s_openapi::api::batch::v1::{CronJob, Job};
 use minik_api::k8s_openapi::api::coordination::v1::Lease;
 use minik_api::k8s_openapi::api::core::v1::{
-    Endpoints, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
-    ReplicationController, ResourceQuota, Service, ServiceAccount,
+    Endpoints, Namespace, Node, PersistentVolume, PersistentVolumeClaim, ReplicationController,
+    ResourceQuota, Service, ServiceAccount,
 };
 use minik_api::k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use minik_api::k8s_openapi::api::storage::v1::StorageClass;
+use minik_api::podview::PodView;
 use minik_api::ApiError;
 use minik_client::{Informer, InformerCache, RateLimit, SharedInformers, WorkQueue};
 use tokio::task::JoinSet;
@@ -38,7 +39,7 @@ use crate::Config;
 
 /// The informers of the kinds the controllers watch, each shared by all of them.
 pub(crate) struct Informers {
-    pub pods: Arc<Informer<Pod>>,
+    pub pods: Arc<Informer<PodView>>,
     pub replica_sets: Arc<Informer<ReplicaSet>>,
     pub replication_controllers: Arc<Informer<ReplicationController>>,
     pub deployments: Arc<Informer<Deployment>>,
@@ -64,7 +65,7 @@ pub(crate) struct Informers {
 /// Read-only views of the shared informers. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Caches {
-    pub pods: InformerCache<Pod>,
+    pub pods: InformerCache<PodView>,
     pub replica_sets: InformerCache<ReplicaSet>,
     pub replication_controllers: InformerCache<ReplicationController>,
     pub deployments: InformerCache<Deployment>,
@@ -167,7 +168,7 @@ impl Caches {
 
 /// Takes a pod the cache shows for the owner at `key` into account in its expectations: the
 /// pod's create is seen, and its delete too when it is `gone` or no longer active.
-pub(crate) fn observe(expectations: &Expectations, key: &str, pod: &Pod, gone: bool) {
+pub(crate) fn observe(expectations: &Expectations, key: &str, pod: &PodView, gone: bool) {
     expectations.created(key, kinds::name(&pod.metadata));
     if gone || !is_active(pod) {
         expectations.deleted(key, kinds::uid(&pod.metadata));
@@ -180,7 +181,7 @@ pub(crate) fn expectations_met(
     expectations: &Expectations,
     key: &str,
     now: Instant,
-    pods: &[&Pod],
+    pods: &[&PodView],
 ) -> bool {
     let names: HashSet<&str> = pods.iter().map(|p| kinds::name(&p.metadata)).collect();
     let active_uids: HashSet<&str> = pods

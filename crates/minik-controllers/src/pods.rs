@@ -6,22 +6,22 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use minik_api::k8s_openapi::api::core::v1::Pod;
 use minik_api::k8s_openapi::jiff::Timestamp;
+use minik_api::podview::PodView;
 
 use crate::kinds::{annotation, created_at, is_deleting};
 
 /// The annotation that lets users say which pods of a ReplicaSet go first (lower goes first).
 const DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
 
-pub(crate) fn phase(pod: &Pod) -> &str {
+pub(crate) fn phase(pod: &PodView) -> &str {
     pod.status
         .as_ref()
         .and_then(|s| s.phase.as_deref())
         .unwrap_or_default()
 }
 
-fn node_name(pod: &Pod) -> &str {
+fn node_name(pod: &PodView) -> &str {
     pod.spec
         .as_ref()
         .and_then(|s| s.node_name.as_deref())
@@ -29,12 +29,12 @@ fn node_name(pod: &Pod) -> &str {
 }
 
 /// Neither finished nor being deleted: a pod that counts towards a replica count.
-pub(crate) fn is_active(pod: &Pod) -> bool {
+pub(crate) fn is_active(pod: &PodView) -> bool {
     !matches!(phase(pod), "Succeeded" | "Failed") && !is_deleting(&pod.metadata)
 }
 
 /// When the pod became Ready, if it is Ready. `Some(None)` is ready with no recorded time.
-fn ready_since(pod: &Pod) -> Option<Option<Timestamp>> {
+fn ready_since(pod: &PodView) -> Option<Option<Timestamp>> {
     pod.status
         .as_ref()?
         .conditions
@@ -44,7 +44,7 @@ fn ready_since(pod: &Pod) -> Option<Option<Timestamp>> {
         .map(|c| c.last_transition_time.as_ref().map(|t| t.0))
 }
 
-pub(crate) fn is_ready(pod: &Pod) -> bool {
+pub(crate) fn is_ready(pod: &PodView) -> bool {
     ready_since(pod).is_some()
 }
 
@@ -58,7 +58,7 @@ pub(crate) enum Availability {
 }
 
 /// Kubernetes' `IsPodAvailable`: ready, and ready for longer than `min_ready_seconds`.
-pub(crate) fn availability(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> Availability {
+pub(crate) fn availability(pod: &PodView, min_ready_seconds: i32, now: Timestamp) -> Availability {
     let Some(since) = ready_since(pod) else {
         return Availability::NotReady;
     };
@@ -80,7 +80,7 @@ pub(crate) fn availability(pod: &Pod, min_ready_seconds: i32, now: Timestamp) ->
     }
 }
 
-fn phase_ordinal(pod: &Pod) -> u8 {
+fn phase_ordinal(pod: &PodView) -> u8 {
     match phase(pod) {
         "Unknown" => 1,
         "Running" => 2,
@@ -88,13 +88,13 @@ fn phase_ordinal(pod: &Pod) -> u8 {
     }
 }
 
-fn deletion_cost(pod: &Pod) -> i64 {
+fn deletion_cost(pod: &PodView) -> i64 {
     annotation(&pod.metadata, DELETION_COST)
         .and_then(|v| v.parse::<i32>().ok())
         .map_or(0, i64::from)
 }
 
-fn max_restarts(pod: &Pod) -> i32 {
+fn max_restarts(pod: &PodView) -> i32 {
     pod.status
         .as_ref()
         .and_then(|s| s.container_statuses.as_ref())
@@ -119,7 +119,7 @@ fn later_or_unknown_first(a: Option<Timestamp>, b: Option<Timestamp>) -> Orderin
 /// scheduled; Pending before Unknown before Running; not ready before ready; lower deletion
 /// cost first; pods doubled up on a node (higher `rank`) first; ready for less time first;
 /// more container restarts first; newer first.
-fn deletion_order(a: (&Pod, usize), b: (&Pod, usize)) -> Ordering {
+fn deletion_order(a: (&PodView, usize), b: (&PodView, usize)) -> Ordering {
     let ((a, rank_a), (b, rank_b)) = (a, b);
     let a_unscheduled = node_name(a).is_empty();
     let b_unscheduled = node_name(b).is_empty();
@@ -139,7 +139,11 @@ fn deletion_order(a: (&Pod, usize), b: (&Pod, usize)) -> Ordering {
 
 /// The `count` pods of `pods` to delete first. A pod's rank is how many of `related` (the pods
 /// of the same workload) share its node, so that scaling down evens pods out over nodes.
-pub(crate) fn to_delete<'a>(pods: &[&'a Pod], related: &[&Pod], count: usize) -> Vec<&'a Pod> {
+pub(crate) fn to_delete<'a>(
+    pods: &[&'a PodView],
+    related: &[&PodView],
+    count: usize,
+) -> Vec<&'a PodView> {
     if count >= pods.len() {
         return pods.to_vec();
     }
@@ -147,7 +151,7 @@ pub(crate) fn to_delete<'a>(pods: &[&'a Pod], related: &[&Pod], count: usize) ->
     for pod in related {
         *on_node.entry(node_name(pod)).or_default() += 1;
     }
-    let mut ranked: Vec<(&Pod, usize)> = pods
+    let mut ranked: Vec<(&PodView, usize)> = pods
         .iter()
         .map(|p| (*p, on_node.get(node_name(p)).copied().unwrap_or(0)))
         .collect();
@@ -159,19 +163,20 @@ pub(crate) fn to_delete<'a>(pods: &[&'a Pod], related: &[&Pod], count: usize) ->
 pub(crate) mod testing {
     //! Pods for tests, built the way the API server and a node would leave them.
 
-    use minik_api::k8s_openapi::api::core::v1::{Pod, PodCondition, PodSpec, PodStatus};
+    use minik_api::k8s_openapi::api::core::v1::PodCondition;
     use minik_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::{
         ObjectMeta, OwnerReference, Time,
     };
     use minik_api::k8s_openapi::jiff::Timestamp;
+    use minik_api::podview::{PodSpecView, PodStatusView, PodView};
 
     pub(crate) fn at(seconds: i64) -> Timestamp {
         Timestamp::from_second(1_700_000_000 + seconds).expect("valid time")
     }
 
     /// A pending, unscheduled pod labelled `app=web`, created at `at(created)`.
-    pub(crate) fn pod(name: &str, created: i64) -> Pod {
-        Pod {
+    pub(crate) fn pod(name: &str, created: i64) -> PodView {
+        PodView {
             metadata: ObjectMeta {
                 name: Some(name.into()),
                 namespace: Some("default".into()),
@@ -181,15 +186,15 @@ pub(crate) mod testing {
                 creation_timestamp: Some(Time(at(created))),
                 ..Default::default()
             },
-            spec: Some(PodSpec::default()),
-            status: Some(PodStatus {
+            spec: Some(PodSpecView::default()),
+            status: Some(PodStatusView {
                 phase: Some("Pending".into()),
                 ..Default::default()
             }),
         }
     }
 
-    pub(crate) fn on_node(mut pod: Pod, node: &str) -> Pod {
+    pub(crate) fn on_node(mut pod: PodView, node: &str) -> PodView {
         if let Some(spec) = pod.spec.as_mut() {
             spec.node_name = Some(node.into());
         }
@@ -197,8 +202,8 @@ pub(crate) mod testing {
     }
 
     /// Running and Ready since `at(since)`.
-    pub(crate) fn ready(mut pod: Pod, since: i64) -> Pod {
-        pod.status = Some(PodStatus {
+    pub(crate) fn ready(mut pod: PodView, since: i64) -> PodView {
+        pod.status = Some(PodStatusView {
             phase: Some("Running".into()),
             conditions: Some(vec![PodCondition {
                 type_: "Ready".into(),
@@ -211,15 +216,15 @@ pub(crate) mod testing {
         pod
     }
 
-    pub(crate) fn running(mut pod: Pod) -> Pod {
-        pod.status = Some(PodStatus {
+    pub(crate) fn running(mut pod: PodView) -> PodView {
+        pod.status = Some(PodStatusView {
             phase: Some("Running".into()),
             ..Default::default()
         });
         pod
     }
 
-    pub(crate) fn owned_by(mut pod: Pod, kind: &str, name: &str, uid: &str) -> Pod {
+    pub(crate) fn owned_by(mut pod: PodView, kind: &str, name: &str, uid: &str) -> PodView {
         pod.metadata.owner_references = Some(vec![OwnerReference {
             api_version: if kind == "ReplicationController" {
                 "v1"
@@ -236,7 +241,7 @@ pub(crate) mod testing {
         pod
     }
 
-    pub(crate) fn labelled(mut pod: Pod, key: &str, value: &str) -> Pod {
+    pub(crate) fn labelled(mut pod: PodView, key: &str, value: &str) -> PodView {
         pod.metadata
             .labels
             .get_or_insert_with(Default::default)
@@ -250,7 +255,7 @@ mod tests {
     use super::testing::*;
     use super::*;
 
-    fn names(pods: &[&Pod]) -> Vec<String> {
+    fn names(pods: &[&PodView]) -> Vec<String> {
         pods.iter()
             .map(|p| p.metadata.name.clone().unwrap_or_default())
             .collect()
@@ -258,7 +263,7 @@ mod tests {
 
     #[test]
     fn deletion_prefers_unscheduled_then_pending_then_not_ready_then_newest() {
-        let cases: Vec<(&str, Vec<Pod>, usize, Vec<&str>)> = vec![
+        let cases: Vec<(&str, Vec<PodView>, usize, Vec<&str>)> = vec![
             (
                 "unscheduled before scheduled",
                 vec![ready(on_node(pod("a", 0), "n1"), 1), pod("b", 0)],
@@ -321,7 +326,7 @@ mod tests {
             ),
         ];
         for (case, pods, count, expected) in cases {
-            let refs: Vec<&Pod> = pods.iter().collect();
+            let refs: Vec<&PodView> = pods.iter().collect();
             let chosen = to_delete(&refs, &refs, count);
             assert_eq!(names(&chosen), expected, "{case}");
         }
@@ -332,7 +337,7 @@ mod tests {
         let mut cheap = ready(on_node(pod("cheap", 0), "n1"), 1);
         cheap.metadata.annotations = Some([(DELETION_COST.to_owned(), "-5".to_owned())].into());
         let pods = [ready(on_node(pod("new", 9), "n2"), 9), cheap];
-        let refs: Vec<&Pod> = pods.iter().collect();
+        let refs: Vec<&PodView> = pods.iter().collect();
         assert_eq!(names(&to_delete(&refs, &refs, 1)), vec!["cheap"]);
     }
 

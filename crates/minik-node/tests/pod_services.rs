@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use minik_api::hostports::host_port_of;
 use minik_api::k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use minik_api::podview::PodView;
 use minik_net::{netns, Cidr, Config, PodNetwork};
 use minik_node::proxy::{nftables_ruleset, ProxyOptions, Ruleset};
 use serde_json::json;
@@ -212,7 +213,7 @@ fn service(
         .iter()
         .map(|p| json!({"ip": p.status.as_ref().unwrap().pod_ip, "nodeName": node}))
         .collect();
-    let port = host_port_of(pods[0], i32::from(POD_PORT));
+    let port = host_port_of(&PodView::from(pods[0]), i32::from(POD_PORT));
     let endpoints = serde_json::from_value(json!({
         "metadata": {"name": name, "namespace": "default"},
         "subsets": [{"addresses": addresses, "ports": [{"name": "tcp", "port": port}]}]

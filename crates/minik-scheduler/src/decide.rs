@@ -172,7 +172,8 @@ pub fn schedule(
 mod tests {
     use super::*;
     use crate::snapshot::PlacedPod;
-    use minik_api::k8s_openapi::api::core::v1::{Node, Pod};
+    use minik_api::k8s_openapi::api::core::v1::Node;
+    use minik_api::podview::PodView;
     use serde_json::{json, Value};
 
     fn node(name: &str, cpu: &str, memory: &str, extra: Value) -> Node {
@@ -196,7 +197,7 @@ mod tests {
         if let Some(uid) = owner {
             meta["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": uid, "controller": true}]);
         }
-        let pod: Pod =
+        let pod: PodView =
             serde_json::from_value(json!({"metadata": meta, "spec": spec})).expect("a pod");
         PodRequirements::of(&pod)
     }

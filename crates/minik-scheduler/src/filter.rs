@@ -294,7 +294,8 @@ mod tests {
     use crate::pod::HostPort;
     use crate::resources::Resources;
     use crate::snapshot::{PlacedPod, Snapshot};
-    use minik_api::k8s_openapi::api::core::v1::{Node, Pod};
+    use minik_api::k8s_openapi::api::core::v1::Node;
+    use minik_api::podview::PodView;
     use serde_json::{json, Value};
 
     fn node_json(extra: Value) -> Node {
@@ -314,7 +315,7 @@ mod tests {
         if spec.get("containers").is_none() {
             spec["containers"] = json!([{"name": "main"}]);
         }
-        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": spec}))
+        let pod: PodView = serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": spec}))
             .expect("a pod");
         PodRequirements::of(&pod)
     }

@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 
 use minik_api::k8s_openapi::api::core::v1::{
-    Container, NodeSelectorRequirement, NodeSelectorTerm, Pod, Toleration,
+    NodeSelectorRequirement, NodeSelectorTerm, Toleration,
 };
+use minik_api::podview::{ContainerView, PodView};
 use minik_api::selector::Selector;
 
 use crate::resources::{pod_non_zero_requests, pod_requests, Resources};
@@ -41,7 +42,7 @@ impl HostPort {
 }
 
 /// The host ports of a pod's containers and sidecars (`hostPort` > 0).
-pub fn host_ports(pod: &Pod) -> Vec<HostPort> {
+pub fn host_ports(pod: &PodView) -> Vec<HostPort> {
     let Some(spec) = pod.spec.as_ref() else {
         return Vec::new();
     };
@@ -53,7 +54,7 @@ pub fn host_ports(pod: &Pod) -> Vec<HostPort> {
     spec.containers
         .iter()
         .chain(sidecars)
-        .flat_map(|c: &Container| c.ports.iter().flatten())
+        .flat_map(|c: &ContainerView| c.ports.iter().flatten())
         .filter_map(|p| {
             let port = p.host_port.filter(|h| *h > 0)?;
             Some(HostPort::new(
@@ -67,7 +68,7 @@ pub fn host_ports(pod: &Pod) -> Vec<HostPort> {
 
 /// The uid of the controller that owns the pod (the `ownerReferences` entry with
 /// `controller: true`), if any.
-pub fn controller_uid(pod: &Pod) -> Option<String> {
+pub fn controller_uid(pod: &PodView) -> Option<String> {
     pod.metadata
         .owner_references
         .iter()
@@ -188,7 +189,7 @@ pub struct PodRequirements {
 }
 
 impl PodRequirements {
-    pub fn of(pod: &Pod) -> PodRequirements {
+    pub fn of(pod: &PodView) -> PodRequirements {
         let Some(spec) = pod.spec.as_ref() else {
             return PodRequirements::default();
         };
@@ -241,7 +242,7 @@ impl PodRequirements {
 }
 
 /// The claims of a pod's `persistentVolumeClaim` volumes, each once, in volume order.
-pub fn claim_names(pod: &Pod) -> Vec<String> {
+pub fn claim_names(pod: &PodView) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
     for v in volumes.into_iter().flatten() {
@@ -364,7 +365,7 @@ mod tests {
 
     #[test]
     fn host_ports_take_defaults_and_conflict_like_kubernetes() {
-        let pod: Pod = serde_json::from_value(json!({
+        let pod: PodView = serde_json::from_value(json!({
             "metadata": {"name": "p"},
             "spec": {
                 "initContainers": [
@@ -405,7 +406,7 @@ mod tests {
 
     #[test]
     fn the_controller_owner_is_the_one_marked_controller() {
-        let pod: Pod = serde_json::from_value(json!({
+        let pod: PodView = serde_json::from_value(json!({
             "metadata": {"name": "p", "ownerReferences": [
                 {"apiVersion": "v1", "kind": "ConfigMap", "name": "c", "uid": "u1"},
                 {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "u2", "controller": true}

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use minik_api::k8s_openapi::api::core::v1::{Container, PodSpec};
 use minik_api::k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
+use minik_api::podview::{ContainerView, PodSpecView};
 use minik_api::quantity::Quantity;
 
 /// What scoring assumes a container without a cpu request uses (Kubernetes'
@@ -78,7 +78,7 @@ fn amounts(list: Option<&BTreeMap<String, K8sQuantity>>) -> (Option<i64>, Option
 
 /// What one container asks for. `non_zero` fills in the scoring defaults for an amount the
 /// container does not name (an amount named as zero stays zero, as in Kubernetes).
-fn container_request(c: &Container, non_zero: bool) -> Resources {
+fn container_request(c: &ContainerView, non_zero: bool) -> Resources {
     let (cpu, memory) = amounts(c.resources.as_ref().and_then(|r| r.requests.as_ref()));
     if non_zero {
         Resources::new(
@@ -94,18 +94,18 @@ fn container_request(c: &Container, non_zero: bool) -> Resources {
 /// its containers and its sidecars (init containers with `restartPolicy: Always`, which keep
 /// running), or the largest init container plus the sidecars started before it, whichever is
 /// larger; plus the pod's `overhead`. Pods without requests ask for zero.
-pub fn pod_requests(spec: &PodSpec) -> Resources {
+pub fn pod_requests(spec: &PodSpecView) -> Resources {
     requests(spec, false)
 }
 
 /// The request scoring uses: as [`pod_requests`], but a container that names no cpu or memory
 /// request counts as 100m cpu and 200 MiB (Kubernetes' "non-zero" requests), so that pods
 /// without requests do not all pile onto one node.
-pub fn pod_non_zero_requests(spec: &PodSpec) -> Resources {
+pub fn pod_non_zero_requests(spec: &PodSpecView) -> Resources {
     requests(spec, true)
 }
 
-fn requests(spec: &PodSpec, non_zero: bool) -> Resources {
+fn requests(spec: &PodSpecView, non_zero: bool) -> Resources {
     let mut total = spec.containers.iter().fold(Resources::ZERO, |sum, c| {
         sum.plus(container_request(c, non_zero))
     });
@@ -150,7 +150,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn spec(value: serde_json::Value) -> PodSpec {
+    fn spec(value: serde_json::Value) -> PodSpecView {
         serde_json::from_value(value).expect("a pod spec")
     }
 

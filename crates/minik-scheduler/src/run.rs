@@ -15,6 +15,7 @@ use futures::StreamExt;
 use minik_api::k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use minik_api::k8s_openapi::api::storage::v1::StorageClass;
 use minik_api::k8s_openapi::jiff::Timestamp;
+use minik_api::podview::PodView;
 use minik_api::request::{Patch, PatchKind, WriteOptions};
 use minik_api::ApiError;
 use minik_client::{
@@ -123,7 +124,7 @@ fn changes_of<K: Send + Sync + 'static>(
 
 /// The caches of every informer the scheduler runs.
 struct Caches {
-    pods: InformerCache<Pod>,
+    pods: InformerCache<PodView>,
     nodes: InformerCache<Node>,
     claims: InformerCache<PersistentVolumeClaim>,
     volumes: InformerCache<PersistentVolume>,
@@ -183,7 +184,7 @@ pub async fn run(api: Arc<dyn Api>, config: Config) {
 /// is `shared`'s buffer.
 pub async fn run_shared(shared: &SharedInformers, config: Config) {
     let api = shared.api().clone();
-    let pods = shared.get::<Pod>();
+    let pods = shared.get::<PodView>();
     let nodes = shared.get::<Node>();
     let claims = shared.get::<PersistentVolumeClaim>();
     let volumes = shared.get::<PersistentVolume>();
@@ -342,7 +343,7 @@ impl Runner {
             .resync(&caches.pods.list(), &caches.nodes.list(), now);
     }
 
-    fn on_pod_change(&mut self, change: Change<Pod>, caches: &Caches) {
+    fn on_pod_change(&mut self, change: Change<PodView>, caches: &Caches) {
         match change {
             Change::Applied(pod) => self.state.on_pod(pod, clock().now),
             Change::Deleted(pod) => self.state.on_pod_deleted(&pod, clock().now),

@@ -282,7 +282,7 @@ mod tests {
 
     #[test]
     fn preferred_affinity_adds_matching_weights() {
-        let pod: minik_api::k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+        let pod: minik_api::podview::PodView = serde_json::from_value(json!({
             "metadata": {"name": "p"},
             "spec": {"containers": [{"name": "a"}], "affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
                 {"weight": 10, "preference": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}},

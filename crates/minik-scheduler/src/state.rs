@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use minik_api::k8s_openapi::api::core::v1::{
-    Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod,
+    Node, ObjectReference, PersistentVolume, PersistentVolumeClaim,
 };
 use minik_api::k8s_openapi::api::storage::v1::StorageClass;
+use minik_api::podview::PodView;
 use minik_api::ApiError;
 use minik_client::{cache_key, object_reference, EventNote, EventType};
 use serde_json::{json, Value};
@@ -68,14 +69,20 @@ pub enum Action {
 enum Tracked {
     /// Waiting to be placed (it is in the queue, or being tried).
     Pending {
-        pod: Arc<Pod>,
+        pod: Arc<PodView>,
         requirements: Arc<PodRequirements>,
     },
     /// Placed by this scheduler; the bind is in flight. Counted on its node.
-    Binding { pod: Arc<Pod>, placed: PlacedPod },
+    Binding {
+        pod: Arc<PodView>,
+        placed: PlacedPod,
+    },
     /// On a node: seen there by the watch, or bound by this scheduler and not seen yet. Either
     /// way a later view of the pod without a node is older than the binding and is ignored.
-    Placed { pod: Arc<Pod>, placed: PlacedPod },
+    Placed {
+        pod: Arc<PodView>,
+        placed: PlacedPod,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -114,7 +121,7 @@ pub struct State {
     turn: usize,
 }
 
-fn resource_version(pod: &Pod) -> u64 {
+fn resource_version(pod: &PodView) -> u64 {
     pod.metadata
         .resource_version
         .as_deref()
@@ -122,21 +129,21 @@ fn resource_version(pod: &Pod) -> u64 {
         .unwrap_or(0)
 }
 
-fn node_name(pod: &Pod) -> Option<&str> {
+fn node_name(pod: &PodView) -> Option<&str> {
     pod.spec
         .as_ref()
         .and_then(|s| s.node_name.as_deref())
         .filter(|n| !n.is_empty())
 }
 
-fn is_terminal(pod: &Pod) -> bool {
+fn is_terminal(pod: &PodView) -> bool {
     matches!(
         pod.status.as_ref().and_then(|s| s.phase.as_deref()),
         Some("Succeeded" | "Failed")
     )
 }
 
-fn pod_scheduled_condition(pod: &Pod) -> Option<(&str, &str, &str, Option<String>)> {
+fn pod_scheduled_condition(pod: &PodView) -> Option<(&str, &str, &str, Option<String>)> {
     let c = pod
         .status
         .as_ref()?
@@ -170,7 +177,7 @@ impl State {
 
     /// Whether this scheduler should place the pod: not on a node, not finished, not being
     /// deleted, and asking for this scheduler (an empty `schedulerName` means the default one).
-    fn is_ours(&self, pod: &Pod) -> bool {
+    fn is_ours(&self, pod: &PodView) -> bool {
         let name = pod
             .spec
             .as_ref()
@@ -197,7 +204,7 @@ impl State {
     }
 
     /// A pod was added or changed (or is in a fresh list).
-    pub fn on_pod(&mut self, pod: Arc<Pod>, now: Instant) {
+    pub fn on_pod(&mut self, pod: Arc<PodView>, now: Instant) {
         let key = cache_key(&pod.metadata);
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let rv = resource_version(&pod);
@@ -288,7 +295,7 @@ impl State {
     }
 
     /// A pod was deleted.
-    pub fn on_pod_deleted(&mut self, pod: &Pod, now: Instant) {
+    pub fn on_pod_deleted(&mut self, pod: &PodView, now: Instant) {
         let key = cache_key(&pod.metadata);
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         if self.pods.get(&key).is_some_and(|t| t.uid != uid) {
@@ -371,7 +378,7 @@ impl State {
     /// Takes in a complete, fresh view of the cluster (after a relist, a periodic resync, or
     /// falling behind the watch): whatever the view lacks is gone, everything else is applied,
     /// and the parked pods get another look.
-    pub fn resync(&mut self, pods: &[Arc<Pod>], nodes: &[Arc<Node>], now: Instant) {
+    pub fn resync(&mut self, pods: &[Arc<PodView>], nodes: &[Arc<Node>], now: Instant) {
         let node_names: HashSet<&str> = nodes
             .iter()
             .filter_map(|n| n.metadata.name.as_deref())
@@ -423,7 +430,7 @@ impl State {
     fn attempt(
         &mut self,
         key: &str,
-        pod: Arc<Pod>,
+        pod: Arc<PodView>,
         requirements: &PodRequirements,
         clock: &Clock,
     ) -> Vec<Action> {
@@ -464,7 +471,7 @@ impl State {
     }
 
     /// An event about `pod`, from this scheduler.
-    fn note(&self, pod: &Pod, type_: EventType, reason: &str, message: &str) -> EventNote {
+    fn note(&self, pod: &PodView, type_: EventType, reason: &str, message: &str) -> EventNote {
         EventNote {
             involved: ObjectReference {
                 resource_version: pod.metadata.resource_version.clone(),
@@ -484,7 +491,7 @@ impl State {
     fn report_unschedulable(
         &mut self,
         key: &str,
-        pod: &Pod,
+        pod: &PodView,
         message: &str,
         clock: &Clock,
     ) -> Vec<Action> {
@@ -651,7 +658,7 @@ impl State {
         }]
     }
 
-    fn scheduled_event(&self, pod: &Pod, node: &str) -> Action {
+    fn scheduled_event(&self, pod: &PodView, node: &str) -> Action {
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.as_deref().unwrap_or_default();
         let message = format!("Successfully assigned {namespace}/{name} to {node}");
@@ -690,7 +697,7 @@ mod tests {
         .expect("a node")
     }
 
-    fn pod(name: &str, rv: u64, cpu: &str, node: Option<&str>) -> Arc<Pod> {
+    fn pod(name: &str, rv: u64, cpu: &str, node: Option<&str>) -> Arc<PodView> {
         let mut spec = json!({
             "schedulerName": "default-scheduler",
             "containers": [{"name": "a", "resources": {"requests": {"cpu": cpu}}}]
@@ -934,7 +941,7 @@ mod tests {
         );
     }
 
-    fn with_claim(pod: Arc<Pod>, claim: &str) -> Arc<Pod> {
+    fn with_claim(pod: Arc<PodView>, claim: &str) -> Arc<PodView> {
         let mut pod = (*pod).clone();
         pod.spec.as_mut().expect("spec").volumes = Some(
             serde_json::from_value(

@@ -460,7 +460,8 @@ mod tests {
     use super::*;
     use crate::decide::schedule;
     use crate::snapshot::{PlacedPod, Snapshot};
-    use minik_api::k8s_openapi::api::core::v1::{Node, Pod};
+    use minik_api::k8s_openapi::api::core::v1::Node;
+    use minik_api::podview::PodView;
     use serde_json::{json, Value};
 
     fn node(name: &str, extra: Value) -> Node {
@@ -515,7 +516,7 @@ mod tests {
             .enumerate()
             .map(|(i, c)| json!({"name": format!("v{i}"), "persistentVolumeClaim": {"claimName": c}}))
             .collect();
-        let pod: Pod = serde_json::from_value(json!({
+        let pod: PodView = serde_json::from_value(json!({
             "metadata": {"name": "p", "namespace": "default"},
             "spec": {"containers": [{"name": "main"}], "volumes": volumes}
         }))

@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use minik_api::k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
-use minik_api::k8s_openapi::api::core::v1::{Node, Pod};
+use minik_api::k8s_openapi::api::core::v1::Node;
+use minik_api::podview::PodView;
 use minik_api::request::WriteOptions;
 use minik_api::ApiError;
 use minik_client::{resource_of, Change, Subscription};
@@ -104,7 +105,7 @@ async fn watch_sets(mut changes: Subscription<DaemonSet>, ctx: Arc<Context>) {
     }
 }
 
-async fn watch_pods(mut changes: Subscription<Pod>, ctx: Arc<Context>) {
+async fn watch_pods(mut changes: Subscription<PodView>, ctx: Arc<Context>) {
     while let Some(change) = changes.next().await {
         match change {
             Change::Applied(pod) => match kinds::controller_key(&pod.metadata, Kind::DaemonSet) {
@@ -292,11 +293,11 @@ async fn sync(ctx: &Context, key: &str) -> Result<Option<Duration>, ApiError> {
 
     let nodes: Vec<Arc<Node>> = ctx.caches.nodes.list();
     let node_refs: Vec<&Node> = nodes.iter().map(Arc::as_ref).collect();
-    let pods: Vec<Arc<Pod>> = ctx
+    let pods: Vec<Arc<PodView>> = ctx
         .caches
         .pods
         .filter(|p| p.metadata.namespace == namespace);
-    let pod_refs: Vec<&Pod> = pods.iter().map(Arc::as_ref).collect();
+    let pod_refs: Vec<&PodView> = pods.iter().map(Arc::as_ref).collect();
     let started = Instant::now();
     let may_manage = expectations_met(&ctx.expectations, key, started, &pod_refs);
     let inputs = Inputs {

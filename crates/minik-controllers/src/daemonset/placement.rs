@@ -7,9 +7,10 @@
 use std::collections::BTreeMap;
 
 use minik_api::k8s_openapi::api::core::v1::{
-    Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
-    PodSpec, PodTemplateSpec, Taint, Toleration,
+    Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PodSpec,
+    PodTemplateSpec, Taint, Toleration,
 };
+use minik_api::podview::PodView;
 use minik_api::selector::Selector;
 use minik_api::wellknown::{tolerated, TAINT_NOT_READY, TAINT_UNREACHABLE, TAINT_UNSCHEDULABLE};
 
@@ -184,8 +185,9 @@ pub(crate) fn fit(spec: &PodSpec, node: &Node) -> Fit {
 
 /// Kubernetes' `ReplaceDaemonSetPodNodeNameNodeAffinity`: the pod's required node affinity
 /// becomes the one term `metadata.name In [node]` (the controller has already checked the
-/// template's own terms against the node); preferred terms and other affinities stay.
-pub(crate) fn pin_to_node(spec: &mut PodSpec, node: &str) {
+/// template's own terms against the node); preferred terms and other affinities stay. Takes the
+/// pod's `affinity`.
+pub(crate) fn pin_to_node(affinity: &mut Option<Affinity>, node: &str) {
     let selector = NodeSelector {
         node_selector_terms: vec![NodeSelectorTerm {
             match_expressions: None,
@@ -196,7 +198,7 @@ pub(crate) fn pin_to_node(spec: &mut PodSpec, node: &str) {
             }]),
         }],
     };
-    let affinity = spec.affinity.get_or_insert_with(Affinity::default);
+    let affinity = affinity.get_or_insert_with(Affinity::default);
     let node_affinity = affinity
         .node_affinity
         .get_or_insert_with(NodeAffinity::default);
@@ -205,7 +207,7 @@ pub(crate) fn pin_to_node(spec: &mut PodSpec, node: &str) {
 
 /// Kubernetes' `GetTargetNodeName`: the node a daemon pod is bound to, or, before it is bound,
 /// the one its `metadata.name` node affinity names.
-pub(crate) fn target_node(pod: &Pod) -> Option<&str> {
+pub(crate) fn target_node(pod: &PodView) -> Option<&str> {
     let spec = pod.spec.as_ref()?;
     if let Some(name) = spec.node_name.as_deref().filter(|n| !n.is_empty()) {
         return Some(name);
@@ -379,7 +381,7 @@ mod tests {
                 {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}]},
             "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 1, "preference": {"matchExpressions": [{"key": "a", "operator": "Exists"}]}}]
         }}}));
-        pin_to_node(&mut s, "n7");
+        pin_to_node(&mut s.affinity, "n7");
         let affinity = s
             .affinity
             .clone()
@@ -395,15 +397,15 @@ mod tests {
             .preferred_during_scheduling_ignored_during_execution
             .is_some());
         assert_eq!(s.node_name, None);
-        let mut pod = Pod {
+        let mut pod = PodView::from(&minik_api::k8s_openapi::api::core::v1::Pod {
             spec: Some(s),
-            ..Pod::default()
-        };
+            ..Default::default()
+        });
         assert_eq!(target_node(&pod), Some("n7"));
         if let Some(spec) = pod.spec.as_mut() {
             spec.node_name = Some("n8".into());
         }
         assert_eq!(target_node(&pod), Some("n8"));
-        assert_eq!(target_node(&Pod::default()), None);
+        assert_eq!(target_node(&PodView::default()), None);
     }
 }

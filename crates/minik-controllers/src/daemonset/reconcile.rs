@@ -14,6 +14,7 @@ use minik_api::k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, PodSpec,
 use minik_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use minik_api::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use minik_api::k8s_openapi::jiff::Timestamp;
+use minik_api::podview::PodView;
 use minik_api::selector::Selector;
 use minik_api::wellknown::ANNOTATION_LAST_APPLIED;
 use serde_json::{json, Value};
@@ -234,7 +235,7 @@ pub(crate) fn history<'a>(
 pub(crate) struct Inputs<'a> {
     pub nodes: &'a [&'a Node],
     /// The pods of the DaemonSet's namespace.
-    pub pods: &'a [&'a Pod],
+    pub pods: &'a [&'a PodView],
     /// The old revisions ([`History::old`]), for the history limit.
     pub old_revisions: &'a [&'a ControllerRevision],
     /// No creates or deletes of earlier passes are still unobserved: pods may be made or
@@ -269,9 +270,9 @@ impl Decision {
 }
 
 /// Kubernetes' `podByCreationTimestampAndPhase`: bound pods first, then the oldest.
-fn by_age(pods: &mut [&Pod]) {
+fn by_age(pods: &mut [&PodView]) {
     pods.sort_by(|a, b| {
-        let bound = |p: &Pod| {
+        let bound = |p: &PodView| {
             p.spec
                 .as_ref()
                 .and_then(|s| s.node_name.as_deref())
@@ -284,17 +285,17 @@ fn by_age(pods: &mut [&Pod]) {
     });
 }
 
-fn is_available(daemon: &Daemon<'_>, pod: &Pod, now: Timestamp) -> bool {
+fn is_available(daemon: &Daemon<'_>, pod: &PodView, now: Timestamp) -> bool {
     availability(pod, daemon.min_ready_seconds(), now) == Availability::Available
 }
 
 /// Kubernetes' `IsPodUpdated`: the pod has the current hash.
-fn is_updated(pod: &Pod, hash: &str) -> bool {
+fn is_updated(pod: &PodView, hash: &str) -> bool {
     !hash.is_empty() && labels(&pod.metadata).get(HASH_LABEL).map(String::as_str) == Some(hash)
 }
 
 /// A patch that sets a pod's ownerReferences, only if the pod is still the version judged.
-fn set_owner_refs(pod: &Pod, refs: Vec<OwnerReference>) -> Action {
+fn set_owner_refs(pod: &PodView, refs: Vec<OwnerReference>) -> Action {
     Action::Patch {
         kind: Kind::Pod,
         namespace: kinds::namespace(&pod.metadata).to_owned(),
@@ -306,7 +307,7 @@ fn set_owner_refs(pod: &Pod, refs: Vec<OwnerReference>) -> Action {
 
 /// Kubernetes' `ClaimPods`: the pods the DaemonSet controls and still selects, with the
 /// adoptions of selected orphans and the releases of owned pods it no longer selects.
-fn claim<'p>(daemon: &Daemon<'_>, pods: &[&'p Pod], plan: &mut Decision) -> Vec<&'p Pod> {
+fn claim<'p>(daemon: &Daemon<'_>, pods: &[&'p PodView], plan: &mut Decision) -> Vec<&'p PodView> {
     let deleting = is_deleting(daemon.meta);
     let mut claimed = Vec::new();
     for pod in pods.iter().copied() {
@@ -340,8 +341,8 @@ fn claim<'p>(daemon: &Daemon<'_>, pods: &[&'p Pod], plan: &mut Decision) -> Vec<
 
 /// Kubernetes' `getNodesToDaemonPods`: the claimed pods by the node they are on or meant for,
 /// oldest first, leaving out finished pods being deleted.
-fn by_node<'p>(claimed: &[&'p Pod]) -> BTreeMap<String, Vec<&'p Pod>> {
-    let mut map: BTreeMap<String, Vec<&'p Pod>> = BTreeMap::new();
+fn by_node<'p>(claimed: &[&'p PodView]) -> BTreeMap<String, Vec<&'p PodView>> {
+    let mut map: BTreeMap<String, Vec<&'p PodView>> = BTreeMap::new();
     for pod in claimed {
         let finished = matches!(phase(pod), "Succeeded" | "Failed");
         if finished && is_deleting(&pod.metadata) {
@@ -361,11 +362,11 @@ fn by_node<'p>(claimed: &[&'p Pod]) -> BTreeMap<String, Vec<&'p Pod>> {
 #[derive(Default)]
 struct Changes<'p> {
     create_on: Vec<String>,
-    delete: Vec<&'p Pod>,
+    delete: Vec<&'p PodView>,
 }
 
 impl<'p> Changes<'p> {
-    fn delete(&mut self, pod: &'p Pod) {
+    fn delete(&mut self, pod: &'p PodView) {
         let uid = kinds::uid(&pod.metadata);
         if !self.delete.iter().any(|p| kinds::uid(&p.metadata) == uid) {
             self.delete.push(pod);
@@ -379,18 +380,18 @@ fn pods_on_node<'p>(
     daemon: &Daemon<'_>,
     node: &str,
     fits: Fit,
-    pods: Option<&Vec<&'p Pod>>,
+    pods: Option<&Vec<&'p PodView>>,
     hash: &str,
     now: Timestamp,
     changes: &mut Changes<'p>,
     notes: &mut Vec<Note>,
 ) {
     let exists = pods.is_some_and(|p| !p.is_empty());
-    let pods: &[&'p Pod] = pods.map(Vec::as_slice).unwrap_or_default();
+    let pods: &[&'p PodView] = pods.map(Vec::as_slice).unwrap_or_default();
     if fits.should_run && !exists {
         changes.create_on.push(node.to_owned());
     } else if fits.may_continue {
-        let mut running: Vec<&'p Pod> = Vec::new();
+        let mut running: Vec<&'p PodView> = Vec::new();
         for pod in pods.iter().copied() {
             if is_deleting(&pod.metadata) {
                 continue;
@@ -425,8 +426,8 @@ fn pods_on_node<'p>(
             return;
         }
         // With surge, an old and a new pod may overlap while the new one turns available.
-        let mut oldest_new: Option<&'p Pod> = None;
-        let mut oldest_old: Option<&'p Pod> = None;
+        let mut oldest_new: Option<&'p PodView> = None;
+        let mut oldest_old: Option<&'p PodView> = None;
         for pod in running {
             let slot = if is_updated(pod, hash) {
                 &mut oldest_new
@@ -455,7 +456,10 @@ fn pods_on_node<'p>(
 
 /// Kubernetes' `findUpdatedPodsOnNode`: the node's new and old pod, or `None` when it has more
 /// than one of either (manage deals with that first).
-fn updated_and_old<'p>(pods: &[&'p Pod], hash: &str) -> Option<(Option<&'p Pod>, Option<&'p Pod>)> {
+fn updated_and_old<'p>(
+    pods: &[&'p PodView],
+    hash: &str,
+) -> Option<(Option<&'p PodView>, Option<&'p PodView>)> {
     let mut new = None;
     let mut old = None;
     for pod in pods.iter().copied().filter(|p| !is_deleting(&p.metadata)) {
@@ -477,7 +481,7 @@ fn updated_and_old<'p>(pods: &[&'p Pod], hash: &str) -> Option<(Option<&'p Pod>,
 /// the new one is available).
 fn rolling_update<'p>(
     daemon: &Daemon<'_>,
-    nodes: &BTreeMap<String, (Fit, Option<Vec<&'p Pod>>)>,
+    nodes: &BTreeMap<String, (Fit, Option<Vec<&'p PodView>>)>,
     hash: &str,
     now: Timestamp,
     changes: &mut Changes<'p>,
@@ -489,15 +493,15 @@ fn rolling_update<'p>(
         max_unavailable = 1;
     }
     max_surge = max_surge.max(0);
-    let available = |p: &Pod| is_available(daemon, p, now);
+    let available = |p: &PodView| is_available(daemon, p, now);
     // Nodes that should run a pod and those that have some.
     let considered = nodes
         .iter()
         .filter(|(_, (f, pods))| f.should_run || pods.is_some());
     if max_surge == 0 {
         let mut unavailable = 0;
-        let mut replace: Vec<&'p Pod> = Vec::new();
-        let mut candidates: Vec<&'p Pod> = Vec::new();
+        let mut replace: Vec<&'p PodView> = Vec::new();
+        let mut candidates: Vec<&'p PodView> = Vec::new();
         for (_, (_, pods)) in considered {
             let pods = pods.as_deref().unwrap_or_default();
             let Some((new, old)) = updated_and_old(pods, hash) else {
@@ -527,8 +531,8 @@ fn rolling_update<'p>(
         }
         return;
     }
-    let mut to_delete: Vec<&'p Pod> = Vec::new();
-    let mut should_not_run: Vec<&'p Pod> = Vec::new();
+    let mut to_delete: Vec<&'p PodView> = Vec::new();
+    let mut should_not_run: Vec<&'p PodView> = Vec::new();
     let mut allowed: Vec<String> = Vec::new();
     let mut candidates: Vec<String> = Vec::new();
     let mut surging = 0;
@@ -598,7 +602,7 @@ fn daemon_pod(
         pod_labels.insert(GENERATION_LABEL.to_owned(), generation.to_string());
     }
     let mut spec = daemon.pod_spec.clone();
-    pin_to_node(&mut spec, node);
+    pin_to_node(&mut spec.affinity, node);
     let pod = Pod {
         metadata: ObjectMeta {
             name: Some(name.to_owned()),
@@ -626,7 +630,7 @@ fn daemon_pod(
 }
 
 /// The pod's `PodScheduled=False` message, when the scheduler cannot place it.
-fn unschedulable(pod: &Pod) -> Option<&str> {
+fn unschedulable(pod: &PodView) -> Option<&str> {
     pod.status
         .as_ref()?
         .conditions
@@ -661,13 +665,13 @@ pub(crate) fn reconcile(
     let mut on_node = by_node(&claimed);
 
     // Every node with how the DaemonSet fits it and its pods; then nodes that are gone.
-    let mut nodes: BTreeMap<String, (Fit, Option<Vec<&Pod>>)> = BTreeMap::new();
+    let mut nodes: BTreeMap<String, (Fit, Option<Vec<&PodView>>)> = BTreeMap::new();
     for node in inputs.nodes {
         let name = kinds::name(&node.metadata).to_owned();
         let pods = on_node.remove(&name);
         nodes.insert(name, (fit(&daemon.pod_spec, node), pods));
     }
-    let gone: Vec<&Pod> = on_node.into_values().flatten().collect();
+    let gone: Vec<&PodView> = on_node.into_values().flatten().collect();
 
     let mut changes = Changes::default();
     let deleting = is_deleting(daemon.meta);

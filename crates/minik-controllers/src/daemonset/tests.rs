@@ -2,7 +2,9 @@
 //! updates with maxUnavailable and maxSurge, OnDelete, status and history.
 
 use minik_api::k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
-use minik_api::k8s_openapi::api::core::v1::{Node, Pod};
+use minik_api::k8s_openapi::api::core::v1::Node;
+
+use minik_api::podview::PodView;
 use serde_json::{json, Value};
 
 use super::reconcile::{history, reconcile, Daemon, Decision, Inputs};
@@ -38,17 +40,17 @@ fn nodes(names: &[&str]) -> Vec<Node> {
 }
 
 /// A daemon pod of `agent` with revision `hash` on `node`, Ready since `at(0)`.
-fn daemon_pod(name: &str, node: &str, hash: &str) -> Pod {
+fn daemon_pod(name: &str, node: &str, hash: &str) -> PodView {
     let p = owned_by(pod(name, 0), "DaemonSet", "agent", "ds-uid");
     ready(labelled(on_node(p, node), HASH_LABEL, hash), 0)
 }
 
 const HASH: &str = "new";
 
-fn run_with(ds: &DaemonSet, nodes: &[Node], pods: &[Pod], may_manage: bool) -> Decision {
+fn run_with(ds: &DaemonSet, nodes: &[Node], pods: &[PodView], may_manage: bool) -> Decision {
     let daemon = Daemon::of(ds).expect("a daemon");
     let node_refs: Vec<&Node> = nodes.iter().collect();
-    let pod_refs: Vec<&Pod> = pods.iter().collect();
+    let pod_refs: Vec<&PodView> = pods.iter().collect();
     let inputs = Inputs {
         nodes: &node_refs,
         pods: &pod_refs,
@@ -64,7 +66,7 @@ fn run_with(ds: &DaemonSet, nodes: &[Node], pods: &[Pod], may_manage: bool) -> D
     })
 }
 
-fn run(ds: &DaemonSet, nodes: &[Node], pods: &[Pod]) -> Decision {
+fn run(ds: &DaemonSet, nodes: &[Node], pods: &[PodView]) -> Decision {
     run_with(ds, nodes, pods, true)
 }
 
@@ -223,7 +225,7 @@ fn nodes_that_change_keep_or_lose_their_pods() {
             {
                 let mut p = pod("pf", 0);
                 if let Some(spec) = p.spec.as_mut() {
-                    super::placement::pin_to_node(spec, "nowhere");
+                    super::placement::pin_to_node(&mut spec.affinity, "nowhere");
                 }
                 p
             },
@@ -324,7 +326,7 @@ fn unobserved_writes_hold_the_pass_back() {
 fn rolling_updates_stay_within_max_unavailable() {
     let ns = nodes(&["a", "b", "c", "d"]);
     let old = |n: &str| daemon_pod(&format!("p{n}"), n, "old");
-    let all_old: Vec<Pod> = ["a", "b", "c", "d"].iter().map(|n| old(n)).collect();
+    let all_old: Vec<PodView> = ["a", "b", "c", "d"].iter().map(|n| old(n)).collect();
     // One at a time.
     let ds = daemon_set(json!({}));
     assert_eq!(deleted(&run(&ds, &ns, &all_old)), ["pa"]);
@@ -351,7 +353,7 @@ fn rolling_updates_stay_within_max_unavailable() {
     assert_eq!(created_on(&d), ["a"]);
     assert!(deleted(&d).is_empty());
     // Once all are new, the status says so.
-    let done: Vec<Pod> = ["a", "b", "c", "d"]
+    let done: Vec<PodView> = ["a", "b", "c", "d"]
         .iter()
         .map(|n| daemon_pod(&format!("n{n}"), n, HASH))
         .collect();
@@ -368,7 +370,7 @@ fn rolling_updates_with_surge_make_the_new_pod_first() {
     );
     let ns = nodes(&["a", "b", "c"]);
     let old = |n: &str| daemon_pod(&format!("p{n}"), n, "old");
-    let all_old: Vec<Pod> = ["a", "b", "c"].iter().map(|n| old(n)).collect();
+    let all_old: Vec<PodView> = ["a", "b", "c"].iter().map(|n| old(n)).collect();
     let d = run(&ds, &ns, &all_old);
     assert_eq!(created_on(&d), ["a"]);
     assert!(deleted(&d).is_empty());
@@ -481,7 +483,7 @@ fn history_beyond_the_limit_goes_unless_pods_run_it() {
         .unwrap_or_default()
         .to_owned();
     let pods = [daemon_pod("pa", "a", &live)];
-    let pod_refs: Vec<&Pod> = pods.iter().collect();
+    let pod_refs: Vec<&PodView> = pods.iter().collect();
     let ns = nodes(&["a"]);
     let node_refs: Vec<&Node> = ns.iter().collect();
     let inputs = Inputs {
@@ -525,7 +527,7 @@ fn unschedulable_daemon_pods_are_reported() {
         "ds-uid",
     );
     if let Some(spec) = p.spec.as_mut() {
-        super::placement::pin_to_node(spec, "a");
+        super::placement::pin_to_node(&mut spec.affinity, "a");
     }
     p.status = serde_json::from_value(json!({"phase": "Pending", "conditions": [{"type": "PodScheduled",
         "status": "False", "reason": "Unschedulable", "message": "0/1 nodes are available: 1 Insufficient cpu."}]}))

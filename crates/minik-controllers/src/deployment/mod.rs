@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use minik_api::k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use minik_api::k8s_openapi::api::core::v1::Pod;
+use minik_api::podview::PodView;
 use minik_api::selector::Selector;
 use minik_api::ApiError;
 use minik_client::{Change, Subscription};
@@ -118,7 +118,7 @@ async fn watch_replica_sets(mut changes: Subscription<ReplicaSet>, ctx: Arc<Cont
 }
 
 /// A Recreate rollout waits for the old pods to go: their deletion is worth a look.
-async fn watch_pods(mut changes: Subscription<Pod>, ctx: Arc<Context>) {
+async fn watch_pods(mut changes: Subscription<PodView>, ctx: Arc<Context>) {
     while let Some(change) = changes.next().await {
         match change {
             Change::Deleted(pod) => {

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use minik_api::disruption::{self, OwnerScale};
-use minik_api::k8s_openapi::api::core::v1::Pod;
 use minik_api::k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use minik_api::podview::PodView;
 use minik_api::ApiError;
 use minik_client::{resource_of, Change, Subscription};
 use tokio::task::JoinSet;
@@ -82,7 +82,7 @@ async fn watch_budgets(
 }
 
 /// Queues the budgets that select a pod that changed or went.
-async fn watch_pods(mut changes: Subscription<Pod>, queue: Queue<String>, ctx: Arc<Context>) {
+async fn watch_pods(mut changes: Subscription<PodView>, queue: Queue<String>, ctx: Arc<Context>) {
     while let Some(change) = changes.next().await {
         let pod = match change {
             Change::Applied(pod) | Change::Deleted(pod) => pod,
@@ -100,7 +100,7 @@ async fn watch_pods(mut changes: Subscription<Pod>, queue: Queue<String>, ctx: A
 
 /// The scale of the controller that manages `pod`, as Kubernetes' disruption controller finds
 /// it: a pod of a ReplicaSet of a Deployment counts the Deployment's replicas.
-fn owner_scale(caches: &Caches, pod: &Pod) -> OwnerScale {
+fn owner_scale(caches: &Caches, pod: &PodView) -> OwnerScale {
     let Some(owner) = controller_ref(&pod.metadata) else {
         return OwnerScale::Unmanaged;
     };
@@ -164,8 +164,8 @@ async fn sync(ctx: &Context, key: &str) -> Result<Option<Duration>, ApiError> {
         return Ok(None);
     };
     let ns = pdb.metadata.namespace.clone();
-    let pods: Vec<Arc<Pod>> = ctx.caches.pods.filter(|p| p.metadata.namespace == ns);
-    let refs: Vec<&Pod> = pods.iter().map(Arc::as_ref).collect();
+    let pods: Vec<Arc<PodView>> = ctx.caches.pods.filter(|p| p.metadata.namespace == ns);
+    let refs: Vec<&PodView> = pods.iter().map(Arc::as_ref).collect();
     let decision = reconcile::reconcile(
         &pdb,
         &refs,

@@ -6,9 +6,10 @@
 use std::time::Duration;
 
 use minik_api::disruption::{self, OwnerScale};
-use minik_api::k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use minik_api::k8s_openapi::api::core::v1::ObjectReference;
 use minik_api::k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus};
 use minik_api::k8s_openapi::jiff::Timestamp;
+use minik_api::podview::PodView;
 
 use crate::action::Note;
 
@@ -37,7 +38,7 @@ pub(crate) fn reference(pdb: &PodDisruptionBudget) -> ObjectReference {
     }
 }
 
-fn pod_reference(pod: &Pod) -> ObjectReference {
+fn pod_reference(pod: &PodView) -> ObjectReference {
     ObjectReference {
         api_version: Some("v1".into()),
         kind: Some("Pod".into()),
@@ -78,8 +79,8 @@ fn selector_text(pdb: &PodDisruptionBudget) -> String {
 /// pod's controller.
 pub(crate) fn reconcile(
     pdb: &PodDisruptionBudget,
-    pods: &[&Pod],
-    owner_of: impl FnMut(&Pod) -> OwnerScale,
+    pods: &[&PodView],
+    owner_of: impl FnMut(&PodView) -> OwnerScale,
     now: Timestamp,
 ) -> Decision {
     let mut decision = Decision::default();
@@ -96,7 +97,7 @@ pub(crate) fn reconcile(
             return fail_safe(pdb, &e, decision, now);
         }
     };
-    let selected: Vec<&Pod> = pods
+    let selected: Vec<&PodView> = pods
         .iter()
         .copied()
         .filter(|p| p.metadata.namespace == pdb.metadata.namespace)
@@ -186,12 +187,14 @@ fn fail_safe(
 mod tests {
     use std::collections::BTreeMap;
 
-    use minik_api::k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+    use minik_api::k8s_openapi::api::core::v1::PodCondition;
+
     use minik_api::k8s_openapi::api::policy::v1::PodDisruptionBudgetSpec;
     use minik_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::{
         LabelSelector, ObjectMeta, Time,
     };
     use minik_api::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    use minik_api::podview::PodStatusView;
 
     use super::*;
 
@@ -199,15 +202,15 @@ mod tests {
         Timestamp::from_second(1_700_000_000 + s).unwrap()
     }
 
-    fn pod(name: &str, app: &str, ready: bool) -> Pod {
-        Pod {
+    fn pod(name: &str, app: &str, ready: bool) -> PodView {
+        PodView {
             metadata: ObjectMeta {
                 name: Some(name.into()),
                 namespace: Some("default".into()),
                 labels: Some([("app".to_owned(), app.to_owned())].into()),
                 ..Default::default()
             },
-            status: Some(PodStatus {
+            status: Some(PodStatusView {
                 phase: Some("Running".into()),
                 conditions: Some(vec![PodCondition {
                     type_: "Ready".into(),
@@ -240,7 +243,7 @@ mod tests {
         }
     }
 
-    fn scale(_: &Pod) -> OwnerScale {
+    fn scale(_: &PodView) -> OwnerScale {
         OwnerScale::Found {
             uid: "d".into(),
             replicas: 2,

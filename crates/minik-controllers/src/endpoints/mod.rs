@@ -19,7 +19,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use minik_api::k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use minik_api::k8s_openapi::api::core::v1::{Endpoints, Service};
+use minik_api::podview::PodView;
 use minik_api::request::{DeleteOptions, WriteOptions};
 use minik_api::ApiError;
 use minik_client::{resource_of, Api, Change, Subscription};
@@ -103,7 +104,7 @@ async fn watch_endpoints(mut changes: Subscription<Endpoints>, ctx: Arc<Context>
     }
 }
 
-async fn watch_pods(mut changes: Subscription<Pod>, ctx: Arc<Context>) {
+async fn watch_pods(mut changes: Subscription<PodView>, ctx: Arc<Context>) {
     while let Some(change) = changes.next().await {
         match change {
             Change::Applied(pod) | Change::Deleted(pod) => {
@@ -118,7 +119,7 @@ async fn watch_pods(mut changes: Subscription<Pod>, ctx: Arc<Context>) {
 
 /// The Services a change of `pod` may concern: those whose selector picks it now, and those
 /// whose Endpoints list it (it may have stopped matching).
-fn services_of(caches: &Caches, pod: &Pod) -> BTreeSet<String> {
+fn services_of(caches: &Caches, pod: &PodView) -> BTreeSet<String> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
     let name = pod.metadata.name.as_deref().unwrap_or_default();
     let labels = pod.metadata.labels.clone().unwrap_or_default();
@@ -159,7 +160,7 @@ async fn sync(ctx: &Context, key: &str) -> Result<Option<Duration>, ApiError> {
         .caches
         .pods
         .filter(|p| p.metadata.namespace.as_deref() == Some(ns));
-    let pods: Vec<&Pod> = pods.iter().map(|p| p.as_ref()).collect();
+    let pods: Vec<&PodView> = pods.iter().map(|p| p.as_ref()).collect();
     let info = resource_of::<Endpoints>();
     match reconcile::plan(ns, name, service.as_deref(), current.as_deref(), &pods) {
         Plan::Nothing => Ok(None),

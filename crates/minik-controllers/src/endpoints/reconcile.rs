@@ -13,8 +13,9 @@
 
 use std::collections::BTreeMap;
 
-use minik_api::k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use minik_api::k8s_openapi::api::core::v1::{Endpoints, Service};
 use minik_api::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use minik_api::podview::PodView;
 use serde_json::{json, Value};
 
 use crate::pods::is_ready;
@@ -38,7 +39,7 @@ pub(crate) fn plan(
     name: &str,
     service: Option<&Service>,
     current: Option<&Endpoints>,
-    pods: &[&Pod],
+    pods: &[&PodView],
 ) -> Plan {
     let Some(service) = service else {
         // The Service went; its Endpoints go too.
@@ -91,7 +92,7 @@ pub(crate) fn plan(
     }
 }
 
-fn selects(selector: &BTreeMap<String, String>, pod: &Pod) -> bool {
+fn selects(selector: &BTreeMap<String, String>, pod: &PodView) -> bool {
     let labels = pod.metadata.labels.as_ref();
     selector
         .iter()
@@ -100,7 +101,7 @@ fn selects(selector: &BTreeMap<String, String>, pod: &Pod) -> bool {
 
 /// Whether a pod belongs in Endpoints at all: it has an IP, is not being deleted and has not
 /// finished.
-fn eligible(pod: &Pod) -> bool {
+fn eligible(pod: &PodView) -> bool {
     let status = pod.status.as_ref();
     let has_ip = status
         .and_then(|s| s.pod_ip.as_deref())
@@ -111,7 +112,7 @@ fn eligible(pod: &Pod) -> bool {
 
 /// The container port a `targetPort` names in a pod: the number itself, or the port of the
 /// container port with that name (and protocol).
-fn container_port(pod: &Pod, target: &IntOrString, protocol: &str) -> Option<i32> {
+fn container_port(pod: &PodView, target: &IntOrString, protocol: &str) -> Option<i32> {
     match target {
         IntOrString::Int(n) => Some(*n),
         IntOrString::String(name) => pod
@@ -128,7 +129,11 @@ fn container_port(pod: &Pod, target: &IntOrString, protocol: &str) -> Option<i32
 }
 
 /// The subsets for a Service: one per distinct set of ports, addresses sorted.
-fn subsets(service: &Service, selector: &BTreeMap<String, String>, pods: &[&Pod]) -> Vec<Value> {
+fn subsets(
+    service: &Service,
+    selector: &BTreeMap<String, String>,
+    pods: &[&PodView],
+) -> Vec<Value> {
     let ns = service.metadata.namespace.as_deref().unwrap_or_default();
     let spec = service.spec.as_ref();
     let publish_not_ready = spec
@@ -234,7 +239,7 @@ mod tests {
         .unwrap()
     }
 
-    fn pod(name: &str, ready: bool, host_ports: Option<&str>) -> Pod {
+    fn pod(name: &str, ready: bool, host_ports: Option<&str>) -> PodView {
         let mut annotations = json!({});
         if let Some(h) = host_ports {
             annotations[HOST_PORTS_ANNOTATION] = json!(h);
@@ -288,7 +293,7 @@ mod tests {
             .creation_timestamp
             .clone()
             .or_else(|| serde_json::from_value(json!("2024-01-01T00:00:00Z")).ok());
-        let mut other: Pod = pod("other", true, None);
+        let mut other: PodView = pod("other", true, None);
         other.metadata.labels = Some([("app".to_owned(), "db".to_owned())].into());
         let mut no_ip = pod("no-ip", true, None);
         no_ip.status.as_mut().unwrap().pod_ip = None;

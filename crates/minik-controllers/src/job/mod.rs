@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use minik_api::k8s_openapi::api::batch::v1::Job;
-use minik_api::k8s_openapi::api::core::v1::Pod;
+use minik_api::podview::PodView;
 use minik_api::ApiError;
 use minik_client::{Change, Subscription};
 use tokio::task::JoinSet;
@@ -96,13 +96,13 @@ async fn watch_jobs(mut changes: Subscription<Job>, queue: Queue<String>, ctx: A
 }
 
 /// The key of the Job that controls `pod`, if any.
-fn job_key(pod: &Pod) -> Option<String> {
+fn job_key(pod: &PodView) -> Option<String> {
     let r = controller_ref(&pod.metadata)?;
     (r.kind == Kind::Job.name() && r.api_version.starts_with("batch/"))
         .then(|| format!("{}/{}", kinds::namespace(&pod.metadata), r.name))
 }
 
-async fn watch_pods(mut changes: Subscription<Pod>, queue: Queue<String>, ctx: Arc<Context>) {
+async fn watch_pods(mut changes: Subscription<PodView>, queue: Queue<String>, ctx: Arc<Context>) {
     while let Some(change) = changes.next().await {
         match change {
             Change::Applied(pod) => {
@@ -135,12 +135,12 @@ async fn sync(ctx: &Context, key: &str) -> Result<Option<Duration>, ApiError> {
     let (namespace, name) = key.split_once('/').unwrap_or(("", key));
     let job = ctx.caches.jobs.get(key);
     let job_uid = job.as_ref().map(|j| kinds::uid(&j.metadata).to_owned());
-    let pods: Vec<Arc<Pod>> = ctx.caches.pods.filter(|p| {
+    let pods: Vec<Arc<PodView>> = ctx.caches.pods.filter(|p| {
         kinds::namespace(&p.metadata) == namespace
             && controller_ref(&p.metadata)
                 .is_some_and(|r| r.kind == Kind::Job.name() && r.name == name)
     });
-    let (owned, orphans): (Vec<&Pod>, Vec<&Pod>) = pods
+    let (owned, orphans): (Vec<&PodView>, Vec<&PodView>) = pods
         .iter()
         .map(Arc::as_ref)
         .partition(|p| controller_ref(&p.metadata).map(|r| r.uid.as_str()) == job_uid.as_deref());

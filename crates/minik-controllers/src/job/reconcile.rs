@@ -22,6 +22,7 @@ use minik_api::k8s_openapi::api::core::v1::{
 };
 use minik_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use minik_api::k8s_openapi::jiff::Timestamp;
+use minik_api::podview::PodView;
 use minik_api::request::Propagation;
 use serde_json::{json, Value};
 
@@ -47,7 +48,7 @@ pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(6 * 60);
 /// What the reconciler is given besides the Job.
 pub(crate) struct Inputs<'a, 'p> {
     /// The pods the Job controls (controller reference with its uid).
-    pub pods: &'a [&'p Pod],
+    pub pods: &'a [&'p PodView],
     /// No creates or deletes of earlier passes are still unobserved.
     pub may_manage: bool,
     pub now: Timestamp,
@@ -64,7 +65,7 @@ struct Finish {
 
 /// A Job's pod as the reconciler classifies it.
 struct Classified<'p> {
-    pod: &'p Pod,
+    pod: &'p PodView,
     uid: &'p str,
     tracked: bool,
     succeeded: bool,
@@ -171,7 +172,7 @@ fn uid_list(status: &Value, key: &str) -> BTreeSet<String> {
 }
 
 /// The completion index of an Indexed Job's pod, from its annotation (or label).
-pub(crate) fn pod_index(pod: &Pod) -> Option<i32> {
+pub(crate) fn pod_index(pod: &PodView) -> Option<i32> {
     kinds::annotation(&pod.metadata, INDEX_KEY)
         .or_else(|| {
             kinds::labels(&pod.metadata)
@@ -221,7 +222,7 @@ pub(crate) fn format_indexes(indexes: &BTreeSet<i32>) -> String {
 
 /// When a finished pod finished: its containers' last finish, else when it stopped being
 /// ready, else its deletion, else its creation.
-fn finish_time(pod: &Pod) -> Option<Timestamp> {
+fn finish_time(pod: &PodView) -> Option<Timestamp> {
     let status = pod.status.as_ref();
     let from_containers = status
         .into_iter()
@@ -250,7 +251,7 @@ fn finish_time(pod: &Pod) -> Option<Timestamp> {
 /// The first rule of the pod failure policy that matches a failed pod, with its index.
 fn matching_rule<'r>(
     rules: &'r [PodFailurePolicyRule],
-    pod: &Pod,
+    pod: &PodView,
 ) -> Option<(usize, &'r PodFailurePolicyRule, String)> {
     let status = pod.status.as_ref()?;
     for (i, rule) in rules.iter().enumerate() {
@@ -345,7 +346,7 @@ fn seconds_until(now: Timestamp, at: Timestamp) -> Duration {
 }
 
 /// A merge patch removing the tracking finalizer from a pod, only from the version judged.
-fn remove_finalizer(pod: &Pod) -> ObjectPatch {
+fn remove_finalizer(pod: &PodView) -> ObjectPatch {
     let rest: Vec<&String> = pod
         .metadata
         .finalizers
@@ -372,7 +373,7 @@ fn release(pods: Vec<ObjectPatch>) -> Option<Action> {
 }
 
 /// Removes the tracking finalizer from pods whose Job is gone (or is another Job now).
-pub(crate) fn release_orphans(orphans: &[&Pod]) -> Option<Action> {
+pub(crate) fn release_orphans(orphans: &[&PodView]) -> Option<Action> {
     release(
         orphans
             .iter()
@@ -442,7 +443,7 @@ fn new_pod(job: &Job, spec: &JobSpec, index: Option<i32>, suffix: &str) -> Optio
     serde_json::to_value(pod).ok()
 }
 
-fn targets(pods: &[&Pod]) -> Vec<Target> {
+fn targets(pods: &[&PodView]) -> Vec<Target> {
     pods.iter()
         .map(|p| Target {
             name: kinds::name(&p.metadata).to_owned(),
@@ -452,7 +453,7 @@ fn targets(pods: &[&Pod]) -> Vec<Target> {
         .collect()
 }
 
-fn delete_pods(job: &Job, pods: &[&Pod]) -> Action {
+fn delete_pods(job: &Job, pods: &[&PodView]) -> Action {
     Action::Delete {
         kind: Kind::Pod,
         namespace: kinds::namespace(&job.metadata).to_owned(),
@@ -696,7 +697,7 @@ pub(crate) fn reconcile(
     if failure.is_some() || success_met {
         // Finishing: no more pods; the running ones go.
         if !active.is_empty() && inputs.may_manage {
-            let doomed: Vec<&Pod> = active.iter().map(|c| c.pod).collect();
+            let doomed: Vec<&PodView> = active.iter().map(|c| c.pod).collect();
             manage = Some(delete_pods(job, &doomed));
             active_after = 0;
         }
@@ -733,7 +734,7 @@ pub(crate) fn reconcile(
         }
     } else if suspended {
         if !active.is_empty() && inputs.may_manage {
-            let doomed: Vec<&Pod> = active.iter().map(|c| c.pod).collect();
+            let doomed: Vec<&PodView> = active.iter().map(|c| c.pod).collect();
             manage = Some(delete_pods(job, &doomed));
             active_after = 0;
         }
@@ -894,14 +895,14 @@ fn size(
     .max(0);
     let have = active.len() as i64;
     if have > want {
-        let all: Vec<&Pod> = active.iter().map(|c| c.pod).collect();
+        let all: Vec<&PodView> = active.iter().map(|c| c.pod).collect();
         let doomed = pods::to_delete(&all, &all, (have - want) as usize);
         return (Some(delete_pods(job, &doomed)), want as usize);
     }
     if indexed {
         // Duplicates of an index, and pods of indexes already done, go first.
         let mut seen = BTreeSet::new();
-        let extra: Vec<&Pod> = active
+        let extra: Vec<&PodView> = active
             .iter()
             .filter(|c| match c.index {
                 Some(i) => completed.contains(&i) || !seen.insert(i),

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use minik_api::k8s_openapi::api::batch::v1::Job;
-use minik_api::k8s_openapi::api::core::v1::Pod;
 use minik_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use minik_api::k8s_openapi::jiff::Timestamp;
+use minik_api::podview::PodView;
 use serde_json::{json, Value};
 
 use super::reconcile::{
@@ -49,7 +49,7 @@ fn job(spec: Value, status: Value) -> Job {
 }
 
 /// A pod of the Job in `phase`, with the tracking finalizer when `tracked`.
-fn pod(name: &str, phase: &str, tracked: bool) -> Pod {
+fn pod(name: &str, phase: &str, tracked: bool) -> PodView {
     let mut v = json!({
         "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}"),
             "resourceVersion": "3", "creationTimestamp": at(0).to_string(),
@@ -65,7 +65,7 @@ fn pod(name: &str, phase: &str, tracked: bool) -> Pod {
 }
 
 /// Finished at `at(seconds)` with `code`.
-fn exited(mut p: Pod, code: i32, seconds: i64) -> Pod {
+fn exited(mut p: PodView, code: i32, seconds: i64) -> PodView {
     let status = p.status.get_or_insert_with(Default::default);
     status.container_statuses = Some(vec![serde_json::from_value(json!({
         "name": "pi", "image": "perl", "imageID": "", "ready": false, "restartCount": 0,
@@ -75,12 +75,12 @@ fn exited(mut p: Pod, code: i32, seconds: i64) -> Pod {
     p
 }
 
-fn deleting(mut p: Pod, seconds: i64) -> Pod {
+fn deleting(mut p: PodView, seconds: i64) -> PodView {
     p.metadata.deletion_timestamp = Some(Time(at(seconds)));
     p
 }
 
-fn indexed(p: Pod, i: i32) -> Pod {
+fn indexed(p: PodView, i: i32) -> PodView {
     let mut p = p;
     p.metadata
         .annotations
@@ -89,8 +89,8 @@ fn indexed(p: Pod, i: i32) -> Pod {
     p
 }
 
-fn run(job: &Job, pods: &[Pod], now: Timestamp) -> Plan {
-    let refs: Vec<&Pod> = pods.iter().collect();
+fn run(job: &Job, pods: &[PodView], now: Timestamp) -> Plan {
+    let refs: Vec<&PodView> = pods.iter().collect();
     let inputs = Inputs {
         pods: &refs,
         may_manage: true,

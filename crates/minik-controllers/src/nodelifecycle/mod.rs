@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use minik_api::k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
 use minik_api::k8s_openapi::jiff::SignedDuration;
+use minik_api::podview::PodView;
 use minik_api::resources::NODE_LEASE_NAMESPACE;
 use minik_client::resource_of;
 use serde_json::json;
@@ -221,7 +222,7 @@ async fn monitor(
         if !has_no_execute(&taints) || all_down {
             continue;
         }
-        let pods: Vec<Arc<Pod>> = caches.pods.filter(|p| {
+        let pods: Vec<Arc<PodView>> = caches.pods.filter(|p| {
             p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name.as_str())
                 && !is_deleting(&p.metadata)
         });
@@ -237,7 +238,7 @@ async fn monitor(
     }
 }
 
-async fn evict(executor: &Executor, pod: &Pod) {
+async fn evict(executor: &Executor, pod: &PodView) {
     let ns = kinds::namespace(&pod.metadata);
     let name = kinds::name(&pod.metadata);
     tracing::info!(pod = %format!("{ns}/{name}"), "evicting a pod from an unhealthy node");

@@ -4,9 +4,10 @@
 //! eviction.
 
 use minik_api::k8s_openapi::api::coordination::v1::Lease;
-use minik_api::k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
+use minik_api::k8s_openapi::api::core::v1::{Node, Taint, Toleration};
 use minik_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use minik_api::k8s_openapi::jiff::{SignedDuration, Timestamp};
+use minik_api::podview::PodView;
 use serde_json::{json, Value};
 
 use minik_api::wellknown::tolerates;
@@ -244,7 +245,7 @@ pub(crate) fn has_no_execute(taints: &[Taint]) -> bool {
 /// toleration matches gives the default eviction timeout; a matching toleration's
 /// `tolerationSeconds` wins (Kubernetes' taint manager, `getMinTolerationTime`).
 pub(crate) fn eviction_time(
-    pod: &Pod,
+    pod: &PodView,
     taints: &[Taint],
     default_timeout: SignedDuration,
 ) -> Option<Timestamp> {
@@ -438,7 +439,7 @@ mod tests {
             taint(TAINT_UNREACHABLE, "NoExecute", "2024-01-01T00:00:00Z"),
         ];
         let timeout = SignedDuration::from_secs(300);
-        let pod = |tolerations: Value| -> Pod {
+        let pod = |tolerations: Value| -> PodView {
             serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": [], "tolerations": tolerations}})).unwrap()
         };
         assert_eq!(

@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use minik_api::k8s_openapi::api::apps::v1::ReplicaSet;
-use minik_api::k8s_openapi::api::core::v1::{Pod, ReplicationController, ResourceQuota};
+use minik_api::k8s_openapi::api::core::v1::{ReplicationController, ResourceQuota};
 use minik_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use minik_api::k8s_openapi::{self, Metadata};
+use minik_api::podview::PodView;
 use minik_api::ApiError;
 use minik_client::{Change, Informer, InformerCache, Subscription};
 use serde::de::DeserializeOwned;
@@ -159,12 +160,12 @@ async fn watch_quotas<M: Managed>(
 }
 
 /// The key of the owner of kind `M` that controls `pod`, if any.
-fn owner_key<M: Managed>(pod: &Pod) -> Option<String> {
+fn owner_key<M: Managed>(pod: &PodView) -> Option<String> {
     kinds::controller_key(&pod.metadata, M::OWNER_KIND)
 }
 
 async fn watch_pods<M: Managed>(
-    mut changes: Subscription<Pod>,
+    mut changes: Subscription<PodView>,
     queue: Queue<String>,
     ctx: Arc<Context>,
 ) {
@@ -219,11 +220,11 @@ async fn sync<M: Managed>(ctx: &Context, key: &str) -> Result<Option<Duration>, 
         }
     };
     let namespace = owner.meta.namespace.clone();
-    let pods: Vec<Arc<Pod>> = ctx
+    let pods: Vec<Arc<PodView>> = ctx
         .caches
         .pods
         .filter(|p| p.metadata.namespace == namespace);
-    let pod_refs: Vec<&Pod> = pods.iter().map(Arc::as_ref).collect();
+    let pod_refs: Vec<&PodView> = pods.iter().map(Arc::as_ref).collect();
     let started = Instant::now();
     let may_size = expectations_met(&ctx.expectations, key, started, &pod_refs);
     let inputs = Inputs {

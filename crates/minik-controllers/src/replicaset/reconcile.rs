@@ -12,6 +12,7 @@ use minik_api::k8s_openapi::api::core::v1::{
 };
 use minik_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use minik_api::k8s_openapi::jiff::Timestamp;
+use minik_api::podview::PodView;
 use minik_api::selector::Selector;
 use serde_json::{json, Value};
 
@@ -118,7 +119,7 @@ impl<'a> Owner<'a> {
 /// What the reconciler is given besides the owner.
 pub(crate) struct Inputs<'a, 'p> {
     /// The pods of the owner's namespace.
-    pub pods: &'a [&'p Pod],
+    pub pods: &'a [&'p PodView],
     /// No creates or deletes of earlier passes are still unobserved: the pods can be counted.
     pub may_size: bool,
     pub now: Timestamp,
@@ -165,7 +166,7 @@ pub(crate) fn reconcile(
     let namespace = kinds::namespace(owner.meta).to_owned();
 
     // Claim: keep the owned pods that still match, release the rest, adopt matching orphans.
-    let mut claimed: Vec<&Pod> = Vec::new();
+    let mut claimed: Vec<&PodView> = Vec::new();
     for pod in inputs.pods.iter().copied().filter(|p| is_active(p)) {
         let matches = owner.selector.matches(labels(&pod.metadata));
         match controller_ref(&pod.metadata) {
@@ -334,7 +335,7 @@ fn status_patch(old: &Value, counts: &Counts) -> Value {
 }
 
 /// A patch that sets a pod's ownerReferences, only if the pod is still the version judged.
-fn set_owner_refs(pod: &Pod, refs: Vec<OwnerReference>) -> Action {
+fn set_owner_refs(pod: &PodView, refs: Vec<OwnerReference>) -> Action {
     let refs = if refs.is_empty() {
         Value::Null
     } else {

@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use minik_api::k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec, ReplicaSetStatus};
 use minik_api::k8s_openapi::api::core::v1::{
-    Container, Pod, PodSpec, PodTemplateSpec, ReplicationController, ReplicationControllerSpec,
+    Container, PodSpec, PodTemplateSpec, ReplicationController, ReplicationControllerSpec,
 };
+
 use minik_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
+use minik_api::podview::PodView;
 use serde_json::json;
 
 use super::reconcile::{reconcile, status_update, Decision, Failure, Inputs, Owner};
@@ -53,7 +55,7 @@ fn replica_set(replicas: i32) -> ReplicaSet {
     }
 }
 
-fn mine(pod: Pod) -> Pod {
+fn mine(pod: PodView) -> PodView {
     owned_by(pod, "ReplicaSet", "web", "uid-web")
 }
 
@@ -69,8 +71,8 @@ fn plan_of(owner: &Owner<'_>, decision: Decision, now: i64) -> Plan {
     }
 }
 
-fn decide(owner: &Owner<'_>, pods: &[Pod], may_size: bool, now: i64) -> Decision {
-    let refs: Vec<&Pod> = pods.iter().collect();
+fn decide(owner: &Owner<'_>, pods: &[PodView], may_size: bool, now: i64) -> Decision {
+    let refs: Vec<&PodView> = pods.iter().collect();
     let inputs = Inputs {
         pods: &refs,
         may_size,
@@ -84,7 +86,7 @@ fn decide(owner: &Owner<'_>, pods: &[Pod], may_size: bool, now: i64) -> Decision
     })
 }
 
-fn run(rs: &ReplicaSet, pods: &[Pod], may_size: bool, now: i64) -> Plan {
+fn run(rs: &ReplicaSet, pods: &[PodView], may_size: bool, now: i64) -> Plan {
     let owner = Owner::of_replica_set(rs).expect("a valid ReplicaSet");
     plan_of(&owner, decide(&owner, pods, may_size, now), now)
 }
@@ -118,7 +120,7 @@ fn sizing_creates_and_deletes_the_difference() {
     struct Case {
         name: &'static str,
         replicas: i32,
-        pods: Vec<Pod>,
+        pods: Vec<PodView>,
         may_size: bool,
         creates: usize,
         deletes: Vec<&'static str>,
@@ -246,7 +248,7 @@ fn burst_limits_one_pass() {
 fn orphans_are_adopted_and_strays_released() {
     type Case = (
         &'static str,
-        Vec<Pod>,
+        Vec<PodView>,
         Vec<(&'static str, Vec<&'static str>)>,
         usize,
     );
@@ -386,7 +388,7 @@ fn replication_controllers_use_their_equality_selector() {
     };
     let owner = Owner::of_replication_controller(&rc).expect("valid");
     let pods = [pod("orphan", 0), labelled(pod("db", 0), "app", "db")];
-    let refs: Vec<&Pod> = pods.iter().collect();
+    let refs: Vec<&PodView> = pods.iter().collect();
     let inputs = Inputs {
         pods: &refs,
         may_size: true,

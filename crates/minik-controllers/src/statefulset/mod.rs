@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use minik_api::k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use minik_api::k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use minik_api::podview::PodView;
 use minik_api::request::{DeleteOptions, Patch, PatchKind, WriteOptions};
 use minik_api::resources::ResourceInfo;
 use minik_api::ApiError;
@@ -91,7 +92,7 @@ async fn watch_sets(mut changes: Subscription<StatefulSet>, ctx: Arc<Context>) {
     }
 }
 
-async fn watch_pods(mut changes: Subscription<Pod>, ctx: Arc<Context>) {
+async fn watch_pods(mut changes: Subscription<PodView>, ctx: Arc<Context>) {
     while let Some(change) = changes.next().await {
         match change {
             Change::Applied(pod) | Change::Deleted(pod) => {
@@ -243,11 +244,11 @@ async fn sync(ctx: &Context, key: &str) -> Result<Option<Duration>, ApiError> {
         return Ok(None);
     };
     let namespace = set.metadata.namespace.clone();
-    let pods: Vec<Arc<Pod>> = ctx
+    let pods: Vec<Arc<PodView>> = ctx
         .caches
         .pods
         .filter(|p| p.metadata.namespace == namespace);
-    let pod_refs: Vec<&Pod> = pods.iter().map(Arc::as_ref).collect();
+    let pod_refs: Vec<&PodView> = pods.iter().map(Arc::as_ref).collect();
     let claims: Vec<Arc<PersistentVolumeClaim>> = ctx
         .caches
         .claims

@@ -15,6 +15,7 @@ use minik_api::k8s_openapi::api::core::v1::{
 };
 use minik_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use minik_api::k8s_openapi::jiff::Timestamp;
+use minik_api::podview::PodView;
 use minik_api::selector::Selector;
 use serde_json::{json, Value};
 
@@ -75,7 +76,7 @@ impl Decision {
 /// What the reconciler is given besides the set.
 pub(crate) struct Inputs<'a> {
     /// The pods of the set's namespace.
-    pub pods: &'a [&'a Pod],
+    pub pods: &'a [&'a PodView],
     /// The claims of the set's namespace, by name.
     pub claims: &'a BTreeMap<String, &'a PersistentVolumeClaim>,
     /// The revisions of the set's namespace.
@@ -177,17 +178,17 @@ pub(crate) fn reference(set: &StatefulSet) -> ObjectReference {
     kinds::object_reference(Kind::StatefulSet, &set.metadata)
 }
 
-fn is_terminating(pod: &Pod) -> bool {
+fn is_terminating(pod: &PodView) -> bool {
     is_deleting(&pod.metadata)
 }
 
-fn is_running_and_ready(pod: &Pod) -> bool {
+fn is_running_and_ready(pod: &PodView) -> bool {
     phase(pod) == "Running" && is_ready(pod)
 }
 
 /// The pod's revision: its `controller-revision-hash` label, which for StatefulSets holds the
 /// revision's name.
-fn revision_of(pod: &Pod) -> &str {
+fn revision_of(pod: &PodView) -> &str {
     labels(&pod.metadata)
         .get(HASH_LABEL)
         .map(String::as_str)
@@ -301,7 +302,7 @@ pub(crate) fn reconcile(set: &StatefulSet, inputs: &Inputs<'_>) -> Decision {
 
     // Claim the pods: keep owned pods the selector still matches, release the others, adopt
     // matching orphans named as this set's pods.
-    let mut mine: Vec<&Pod> = Vec::new();
+    let mut mine: Vec<&PodView> = Vec::new();
     for pod in inputs.pods.iter().copied() {
         let matches = spec.selector.matches(labels(&pod.metadata));
         match controller_ref(&pod.metadata) {
@@ -331,8 +332,9 @@ pub(crate) fn reconcile(set: &StatefulSet, inputs: &Inputs<'_>) -> Decision {
     }
 
     // Slots in ordinal order, and the condemned (out of range or misnamed), highest first.
-    let mut replicas: Vec<Option<&Pod>> = vec![None; usize::try_from(spec.replicas).unwrap_or(0)];
-    let mut condemned: Vec<(i32, &Pod)> = Vec::new();
+    let mut replicas: Vec<Option<&PodView>> =
+        vec![None; usize::try_from(spec.replicas).unwrap_or(0)];
+    let mut condemned: Vec<(i32, &PodView)> = Vec::new();
     for pod in &mine {
         match spec.ordinal_of(kinds::name(&pod.metadata)) {
             Some(ordinal) if spec.in_range(ordinal) => {
@@ -406,13 +408,13 @@ pub(crate) fn reconcile(set: &StatefulSet, inputs: &Inputs<'_>) -> Decision {
 /// condemned, then the rolling update. Returns where a pass must wait.
 fn manage_pods(
     spec: &Spec<'_>,
-    replicas: &[Option<&Pod>],
-    condemned: &[(i32, &Pod)],
+    replicas: &[Option<&PodView>],
+    condemned: &[(i32, &PodView)],
     revisions: &Revisions,
     inputs: &Inputs<'_>,
     plan: &mut Decision,
 ) {
-    let healthy = |pod: &Pod| {
+    let healthy = |pod: &PodView| {
         is_running_and_ready(pod)
             && !is_terminating(pod)
             && match availability(pod, spec.min_ready_seconds, inputs.now) {
@@ -564,7 +566,7 @@ pub(crate) fn orphaned(claim: &ObjectMeta, gone: impl Fn(&OwnerReference) -> boo
 }
 
 /// A patch that sets a pod's ownerReferences, only if the pod is still the version judged.
-fn patch_pod_refs(pod: &Pod, refs: Vec<OwnerReference>) -> Step {
+fn patch_pod_refs(pod: &PodView, refs: Vec<OwnerReference>) -> Step {
     Step::PatchPod {
         name: kinds::name(&pod.metadata).to_owned(),
         body: kinds::owner_refs_patch(&pod.metadata, refs),
@@ -572,7 +574,7 @@ fn patch_pod_refs(pod: &Pod, refs: Vec<OwnerReference>) -> Step {
 }
 
 /// The identity labels a live pod lacks, as a patch.
-fn identity_patch(spec: &Spec<'_>, pod: &Pod, ordinal: i32) -> Option<Value> {
+fn identity_patch(spec: &Spec<'_>, pod: &PodView, ordinal: i32) -> Option<Value> {
     let have = labels(&pod.metadata);
     let want = [
         (POD_NAME_LABEL, spec.pod_name(ordinal)),
@@ -591,7 +593,7 @@ fn identity_patch(spec: &Spec<'_>, pod: &Pod, ordinal: i32) -> Option<Value> {
 fn ensure_claims(
     spec: &Spec<'_>,
     ordinal: i32,
-    pod: Option<&Pod>,
+    pod: Option<&PodView>,
     inputs: &Inputs<'_>,
     plan: &mut Decision,
 ) -> bool {
@@ -639,7 +641,7 @@ fn ensure_claims(
 fn wanted_claim_refs(
     spec: &Spec<'_>,
     ordinal: i32,
-    pod: Option<&Pod>,
+    pod: Option<&PodView>,
     existing: &[OwnerReference],
 ) -> Vec<OwnerReference> {
     let pod_uid = pod.map(|p| kinds::uid(&p.metadata)).unwrap_or_default();
@@ -680,7 +682,7 @@ fn wanted_claim_refs(
 fn claim_owners(
     spec: &Spec<'_>,
     ordinal: i32,
-    pod: &Pod,
+    pod: &PodView,
     inputs: &Inputs<'_>,
     plan: &mut Decision,
 ) {
@@ -772,7 +774,7 @@ fn new_pod(
 fn status_patch(
     set: &StatefulSet,
     spec: &Spec<'_>,
-    pods: &[&Pod],
+    pods: &[&PodView],
     revisions: &Revisions,
     now: Timestamp,
     plan: &mut Decision,

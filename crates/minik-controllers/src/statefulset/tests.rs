@@ -5,8 +5,10 @@
 use std::collections::BTreeMap;
 
 use minik_api::k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
-use minik_api::k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, PodStatus};
+use minik_api::k8s_openapi::api::core::v1::PersistentVolumeClaim;
+
 use minik_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use minik_api::podview::{PodStatusView, PodView};
 use serde_json::{json, Value};
 
 use super::reconcile::{reconcile, Decision, Inputs, Step};
@@ -59,7 +61,7 @@ fn update_revision(set: &StatefulSet) -> String {
 }
 
 /// A pod of the set at `ordinal`, at revision `revision`, Running and Ready.
-fn member(ordinal: i32, revision: &str) -> Pod {
+fn member(ordinal: i32, revision: &str) -> PodView {
     let mut p = ready(
         owned_by(
             pod(&format!("web-{ordinal}"), ordinal.into()),
@@ -86,15 +88,15 @@ fn member(ordinal: i32, revision: &str) -> Pod {
     p
 }
 
-fn pending(mut p: Pod) -> Pod {
-    p.status = Some(PodStatus {
+fn pending(mut p: PodView) -> PodView {
+    p.status = Some(PodStatusView {
         phase: Some("Pending".into()),
         ..Default::default()
     });
     p
 }
 
-fn terminating(mut p: Pod) -> Pod {
+fn terminating(mut p: PodView) -> PodView {
     p.metadata.deletion_timestamp = Some(Time(at(100)));
     p
 }
@@ -122,11 +124,11 @@ fn revision_of(set: &StatefulSet, number: i64) -> ControllerRevision {
 
 fn run(
     set: &StatefulSet,
-    pods: &[Pod],
+    pods: &[PodView],
     claims: &[PersistentVolumeClaim],
     revisions: &[ControllerRevision],
 ) -> Decision {
-    let pods: Vec<&Pod> = pods.iter().collect();
+    let pods: Vec<&PodView> = pods.iter().collect();
     let claims: BTreeMap<String, &PersistentVolumeClaim> = claims
         .iter()
         .map(|c| (c.metadata.name.clone().unwrap_or_default(), c))
@@ -353,7 +355,7 @@ fn failed_pods_are_deleted_to_be_made_again() {
     let s = set(2);
     let name = update_revision(&s);
     let mut web0 = member(0, &name);
-    web0.status = Some(PodStatus {
+    web0.status = Some(PodStatusView {
         phase: Some("Failed".into()),
         ..Default::default()
     });

@@ -38,6 +38,7 @@ use std::time::Duration;
 
 use minik_api::cidr::Cidr;
 use minik_api::k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use minik_api::podview::PodView;
 use minik_api::request::{Patch, PatchKind, WriteOptions};
 use minik_api::ApiError;
 use minik_client::{resource_of, Api, Informer, InformerCache, InformerConfig};
@@ -274,7 +275,7 @@ impl crate::endpoint::ForwardTarget for Services {
             .unwrap_or(&self.node_address)
             .parse::<IpAddr>()
             .map_err(|e| (500, format!("pod {pod:?} has no usable IP: {e}")))?;
-        let host_port = spec::host_port_of(&found, i32::from(port));
+        let host_port = spec::host_port_of(&PodView::from(&*found), i32::from(port));
         let host_port = u16::try_from(host_port)
             .map_err(|_| (500, format!("pod {pod:?} records host port {host_port}")))?;
         Ok((SocketAddr::new(ip, host_port), None))
