@@ -14,7 +14,7 @@
 //! replays from the window (counted as if published when it subscribed). However many watchers
 //! there are, the hub holds at most the window plus one limit of events.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -162,14 +162,63 @@ impl Queue {
 
 struct Inner {
     history: VecDeque<Arc<WatchEvent>>,
-    /// Bytes held by `history` (objects and previous objects).
+    /// Bytes held by `history` (objects and previous objects; a previous object that is also
+    /// an older event's object is counted twice, though it is held once).
     history_bytes: usize,
+    /// The newest object of each key that has a change in `history`, with its revision: a
+    /// change's previous object, read back from the disk by the writer, is the same as the
+    /// object of the key's last change when that change is still in the window, and the
+    /// window then holds that one copy instead of two.
+    latest: HashMap<String, (Revision, Bytes)>,
     /// Bytes of every change published since the hub started: the clock lag is measured on.
     published: u64,
     next_id: u64,
     /// The revision of the newest published change.
     last: Revision,
     watchers: Vec<Watcher>,
+}
+
+impl Inner {
+    /// Makes `event`'s previous object the window's copy of it, if the window has one, and
+    /// records `event`'s object as its key's newest.
+    fn share_previous(&mut self, event: &mut Arc<WatchEvent>) {
+        if let Some(e) = Arc::get_mut(event) {
+            let held = self
+                .latest
+                .get(&e.key)
+                .filter(|(revision, _)| *revision == e.prev_revision)
+                .map(|(_, bytes)| bytes);
+            if let (Some(prev), Some(held)) = (e.prev.as_mut(), held) {
+                // The same key at the same revision is the same object; the comparison only
+                // guards that assumption.
+                if prev[..] == held[..] {
+                    *prev = held.clone();
+                }
+            }
+        }
+        if event.kind == EventType::Deleted {
+            self.latest.remove(&event.key);
+        } else {
+            let newest = (event.revision, event.object.clone());
+            match self.latest.get_mut(&event.key) {
+                Some(entry) => *entry = newest,
+                None => {
+                    self.latest.insert(event.key.clone(), newest);
+                }
+            }
+        }
+    }
+
+    /// Forgets `old`'s object as its key's newest when it leaves the window.
+    fn forget(&mut self, old: &WatchEvent) {
+        if self
+            .latest
+            .get(&old.key)
+            .is_some_and(|(revision, _)| *revision == old.revision)
+        {
+            self.latest.remove(&old.key);
+        }
+    }
 }
 
 pub(crate) struct Hub {
@@ -199,6 +248,7 @@ impl Hub {
             inner: Arc::new(Mutex::new(Inner {
                 history: VecDeque::with_capacity(history_size.min(4096)),
                 history_bytes: 0,
+                latest: HashMap::new(),
                 published: 0,
                 next_id: 0,
                 last,
@@ -218,8 +268,9 @@ impl Hub {
     /// Publishes durable changes, in revision order.
     pub(crate) fn publish(&self, events: Vec<Arc<WatchEvent>>) {
         let mut inner = self.lock();
-        for event in events {
+        for mut event in events {
             debug_assert!(event.revision > inner.last);
+            inner.share_previous(&mut event);
             inner.last = event.revision;
             let size = event_bytes(&event);
             inner.published += size as u64;
@@ -239,6 +290,7 @@ impl Hub {
             {
                 if let Some(old) = inner.history.pop_front() {
                     inner.history_bytes -= event_bytes(&old);
+                    inner.forget(&old);
                 }
             }
         }
@@ -566,6 +618,83 @@ mod tests {
             Some(2),
             "changes elsewhere advance the bookmark"
         );
+    }
+
+    /// A change of `key` at `revision` whose previous object is `prev` (a copy, as the writer
+    /// reads it back from the disk) at `prev_revision`.
+    fn changed(revision: Revision, key: &str, prev: Option<(Revision, &Bytes)>) -> Arc<WatchEvent> {
+        Arc::new(WatchEvent {
+            kind: if prev.is_some() {
+                EventType::Modified
+            } else {
+                EventType::Added
+            },
+            key: key.into(),
+            revision,
+            object: Bytes::from(format!("{key}@{revision}")),
+            prev: prev.map(|(_, p)| Bytes::copy_from_slice(p)),
+            prev_revision: prev.map_or(0, |(r, _)| r),
+        })
+    }
+
+    fn window(hub: &Hub) -> Vec<Arc<WatchEvent>> {
+        hub.lock().history.iter().cloned().collect()
+    }
+
+    #[test]
+    fn a_previous_object_still_in_the_window_is_held_once() {
+        let hub = Hub::new(0, 3, usize::MAX, 100);
+        hub.publish(vec![changed(1, "/a/x", None)]);
+        let first = window(&hub)[0].object.clone();
+        hub.publish(vec![changed(2, "/a/x", Some((1, &first)))]);
+        let w = window(&hub);
+        let prev = w[1].prev.as_ref().unwrap();
+        assert_eq!(prev, &first);
+        assert_eq!(
+            prev.as_ptr(),
+            first.as_ptr(),
+            "the window's copy, not the disk's"
+        );
+        // A previous object at another revision than the key's newest is left alone.
+        let other = Bytes::from_static(b"/a/y@0");
+        hub.publish(vec![changed(3, "/a/y", Some((0, &other)))]);
+        assert_ne!(
+            window(&hub)[2].prev.as_ref().unwrap().as_ptr(),
+            other.as_ptr()
+        );
+        let second = window(&hub)[1].object.clone();
+        // Once the key's newest change has left the window, nothing is shared with it.
+        hub.publish(vec![
+            changed(4, "/a/z", None),
+            changed(5, "/a/w", None),
+            changed(6, "/a/u", None),
+        ]);
+        assert!(window(&hub).iter().all(|e| e.key != "/a/x"));
+        hub.publish(vec![changed(7, "/a/x", Some((2, &second)))]);
+        let w = window(&hub);
+        let last = w.last().unwrap();
+        assert_eq!(last.prev.as_ref().unwrap(), &second);
+        assert_ne!(last.prev.as_ref().unwrap().as_ptr(), second.as_ptr());
+        assert_eq!(
+            hub.lock().latest.len(),
+            3,
+            "only keys with a change in the window"
+        );
+    }
+
+    #[test]
+    fn a_deleted_key_has_no_newest_object() {
+        let hub = Hub::new(0, 10, usize::MAX, 100);
+        hub.publish(vec![changed(1, "/a/x", None)]);
+        let first = window(&hub)[0].object.clone();
+        let mut deletion = changed(2, "/a/x", Some((1, &first)));
+        Arc::get_mut(&mut deletion).unwrap().kind = EventType::Deleted;
+        hub.publish(vec![deletion]);
+        assert_eq!(
+            window(&hub)[1].prev.as_ref().unwrap().as_ptr(),
+            first.as_ptr()
+        );
+        assert!(hub.lock().latest.is_empty());
     }
 
     #[tokio::test]
