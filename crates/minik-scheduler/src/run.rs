@@ -136,9 +136,11 @@ enum Write {
     Status {
         namespace: String,
         name: String,
-        patch: Value,
+        /// The patch as JSON text: a burst of pods that fit nowhere queues one status write
+        /// each (drained at `write_rate`), and the text is a seventh of the `Value`'s heap.
+        patch: Box<str>,
     },
-    Event(EventNote),
+    Event(Box<EventNote>),
 }
 
 /// Aborts a task when dropped, so that aborting the scheduler stops everything it started.
@@ -453,7 +455,7 @@ impl Runner {
                     let write = Write::Status {
                         namespace,
                         name,
-                        patch,
+                        patch: patch.to_string().into_boxed_str(),
                     };
                     if self.writes.try_send(write).is_err() {
                         tracing::warn!(pod = key, "too many writes outstanding; the pod's status is written on its next attempt");
@@ -463,11 +465,11 @@ impl Runner {
                 Action::Event {
                     note,
                     deferrable: true,
-                } => self.defer_event(Write::Event(note)),
+                } => self.defer_event(Write::Event(Box::new(note))),
                 Action::Event {
                     note,
                     deferrable: false,
-                } => self.send_event(Write::Event(note)),
+                } => self.send_event(Write::Event(Box::new(note))),
             }
         }
     }
@@ -590,6 +592,14 @@ async fn write_one(api: &dyn Api, events: &EventRecorder, write: Write) {
             if let Err(e) = events.record(&note).await {
                 tracing::warn!(error = %e, "a scheduler event write failed");
             }
+            return;
+        }
+    };
+    let patch: Value = match serde_json::from_str(&patch) {
+        Ok(patch) => patch,
+        Err(e) => {
+            // It is the text of a Value, so this cannot happen.
+            tracing::error!(error = %e, "a queued status patch does not parse");
             return;
         }
     };
