@@ -22,10 +22,7 @@ pub fn host_port_of(pod: &PodView, container_port: i32) -> i32 {
         return container_port;
     }
     let recorded = pod
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(HOST_PORTS_ANNOTATION))
+        .annotation(HOST_PORTS_ANNOTATION)
         .and_then(|v| serde_json::from_str::<BTreeMap<String, i32>>(v).ok())
         .and_then(|m| m.get(&container_port.to_string()).copied());
     let declared = || {

@@ -20,13 +20,24 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::wellknown::ANNOTATION_LAST_APPLIED;
+use crate::hostports::HOST_PORTS_ANNOTATION;
+use crate::wellknown::{ANNOTATION_POD_DELETION_COST, JOB_COMPLETION_INDEX};
+
+/// The annotations of a pod that a view keeps, the only ones the server's consumers read: the
+/// deletion cost (ReplicaSets), the completion index (Jobs), and the host ports a node bound
+/// (Endpoints). Others (kubectl's last-applied copy, tools' notes, which can be kilobytes) are
+/// dropped. Read them through [`PodView::annotation`], which checks the key is kept.
+pub const KEPT_ANNOTATIONS: [&str; 3] = [
+    ANNOTATION_POD_DELETION_COST,
+    JOB_COMPLETION_INDEX,
+    HOST_PORTS_ANNOTATION,
+];
 
 /// A pod as the control plane's caches hold it. See the module's documentation.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PodView {
-    /// The pod's metadata, without `managedFields` and kubectl's last-applied copy of the
-    /// manifest, which no consumer reads.
+    /// The pod's metadata, without `managedFields` and with only the [`KEPT_ANNOTATIONS`]:
+    /// read annotations through [`PodView::annotation`].
     #[serde(default, deserialize_with = "lean_metadata")]
     pub metadata: ObjectMeta,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -200,19 +211,34 @@ fn tight_list<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 fn lean_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
     let mut meta = ObjectMeta::deserialize(d)?;
     meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.retain(|key, _| KEPT_ANNOTATIONS.contains(&key.as_str()));
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
     if let Some(owners) = meta.owner_references.as_mut() {
         owners.shrink_to_fit();
     }
     if let Some(finalizers) = meta.finalizers.as_mut() {
         finalizers.shrink_to_fit();
     }
-    if let Some(annotations) = meta.annotations.as_mut() {
-        annotations.remove(ANNOTATION_LAST_APPLIED);
-        if annotations.is_empty() {
-            meta.annotations = None;
-        }
-    }
     Ok(meta)
+}
+
+impl PodView {
+    /// The annotation `key`, one of the [`KEPT_ANNOTATIONS`] (a view holds no other).
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        debug_assert!(
+            KEPT_ANNOTATIONS.contains(&key),
+            "a PodView does not keep the annotation {key:?}; add it to KEPT_ANNOTATIONS"
+        );
+        self.metadata
+            .annotations
+            .as_ref()?
+            .get(key)
+            .map(String::as_str)
+    }
 }
 
 impl From<&Pod> for PodView {
@@ -248,6 +274,7 @@ impl k8s_openapi::Metadata for PodView {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wellknown::ANNOTATION_LAST_APPLIED;
     use serde_json::json;
 
     fn running_pod() -> serde_json::Value {
@@ -259,7 +286,9 @@ mod tests {
                 "labels": {"app": "web"},
                 "annotations": {
                     ANNOTATION_LAST_APPLIED: "{\"a\":1}",
-                    "controller.kubernetes.io/pod-deletion-cost": "5"
+                    "controller.kubernetes.io/pod-deletion-cost": "5",
+                    "minik.io/host-ports": "{\"80\":31000}",
+                    "example.com/notes": "x".repeat(1000)
                 },
                 "managedFields": [{"manager": "kubectl", "operation": "Apply"}],
                 "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web",
@@ -390,5 +419,12 @@ mod tests {
         assert_eq!(serde_json::to_value(&view).unwrap(), full);
         let pod: Pod = serde_json::from_value(full).unwrap();
         assert_eq!(PodView::from(&pod), view);
+    }
+
+    #[test]
+    #[should_panic(expected = "does not keep the annotation")]
+    #[cfg(debug_assertions)]
+    fn reading_an_annotation_a_view_does_not_keep_is_a_bug() {
+        PodView::default().annotation(ANNOTATION_LAST_APPLIED);
     }
 }

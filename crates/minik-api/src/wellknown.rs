@@ -18,6 +18,10 @@ pub const LABEL_HOSTNAME: &str = "kubernetes.io/hostname";
 pub const ANNOTATION_LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// The annotation `kubectl rollout restart` sets on a pod template.
 pub const ANNOTATION_RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+/// Which of a ReplicaSet's pods go first when it scales down (lower first).
+pub const ANNOTATION_POD_DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
+/// An Indexed Job's pod's completion index (an annotation, and a label too).
+pub const JOB_COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
 /// The revision of a Deployment and of each of its ReplicaSets.
 pub const ANNOTATION_DEPLOYMENT_REVISION: &str = "deployment.kubernetes.io/revision";
 

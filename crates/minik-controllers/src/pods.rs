@@ -9,10 +9,9 @@ use std::time::Duration;
 use minik_api::k8s_openapi::jiff::Timestamp;
 use minik_api::podview::PodView;
 
-use crate::kinds::{annotation, created_at, is_deleting};
+use minik_api::wellknown::ANNOTATION_POD_DELETION_COST;
 
-/// The annotation that lets users say which pods of a ReplicaSet go first (lower goes first).
-const DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
+use crate::kinds::{created_at, is_deleting};
 
 pub(crate) fn phase(pod: &PodView) -> &str {
     pod.status
@@ -89,7 +88,7 @@ fn phase_ordinal(pod: &PodView) -> u8 {
 }
 
 fn deletion_cost(pod: &PodView) -> i64 {
-    annotation(&pod.metadata, DELETION_COST)
+    pod.annotation(ANNOTATION_POD_DELETION_COST)
         .and_then(|v| v.parse::<i32>().ok())
         .map_or(0, i64::from)
 }
@@ -335,7 +334,8 @@ mod tests {
     #[test]
     fn deletion_cost_is_honoured() {
         let mut cheap = ready(on_node(pod("cheap", 0), "n1"), 1);
-        cheap.metadata.annotations = Some([(DELETION_COST.to_owned(), "-5".to_owned())].into());
+        cheap.metadata.annotations =
+            Some([(ANNOTATION_POD_DELETION_COST.to_owned(), "-5".to_owned())].into());
         let pods = [ready(on_node(pod("new", 9), "n2"), 9), cheap];
         let refs: Vec<&PodView> = pods.iter().collect();
         assert_eq!(names(&to_delete(&refs, &refs, 1)), vec!["cheap"]);

@@ -34,7 +34,7 @@ use crate::pods::{self, is_ready, phase};
 /// The finalizer that keeps a Job's pod until its outcome is counted.
 pub(crate) const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
 /// The annotation and label of an Indexed Job's pod holding its completion index.
-pub(crate) const INDEX_KEY: &str = "batch.kubernetes.io/job-completion-index";
+pub(crate) const INDEX_KEY: &str = minik_api::wellknown::JOB_COMPLETION_INDEX;
 /// The environment variable an Indexed Job's containers read their index from.
 const INDEX_ENV: &str = "JOB_COMPLETION_INDEX";
 /// The component that reports the Job controller's events.
@@ -173,7 +173,7 @@ fn uid_list(status: &Value, key: &str) -> BTreeSet<String> {
 
 /// The completion index of an Indexed Job's pod, from its annotation (or label).
 pub(crate) fn pod_index(pod: &PodView) -> Option<i32> {
-    kinds::annotation(&pod.metadata, INDEX_KEY)
+    pod.annotation(INDEX_KEY)
         .or_else(|| {
             kinds::labels(&pod.metadata)
                 .get(INDEX_KEY)
