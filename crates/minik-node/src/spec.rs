@@ -698,6 +698,8 @@ mod tests {
 
     #[test]
     fn host_ports_are_recorded_and_read_back() {
+        // The agent's pods are whole; the shared helper reads the server's cached view.
+        let port_of = |pod: &Pod, port| host_port_of(&minik_api::podview::PodView::from(pod), port);
         let bindings = vec![
             vec![
                 PortBinding {
@@ -722,28 +724,16 @@ mod tests {
         assert_eq!(host_ports_annotation(&[vec![]]), None);
         let mut pod = pod();
         pod.metadata.annotations = Some([(HOST_PORTS_ANNOTATION.to_owned(), value)].into());
-        assert_eq!(
-            host_port_of(&minik_api::podview::PodView::from(&pod), 8000),
-            31000
-        );
-        assert_eq!(
-            host_port_of(&minik_api::podview::PodView::from(&pod), 9090),
-            31001
-        );
+        assert_eq!(port_of(&pod, 8000), 31000);
+        assert_eq!(port_of(&pod, 9090), 31001);
         // Not recorded: a declared hostPort, else the port itself.
-        assert_eq!(
-            host_port_of(&minik_api::podview::PodView::from(&pod), 7000),
-            7000
-        );
+        assert_eq!(port_of(&pod, 7000), 7000);
         pod.metadata.annotations = None;
         pod.spec.as_mut().unwrap().containers[0].ports = Some(vec![serde_json::from_value(
             json!({"containerPort": 8000, "hostPort": 8443}),
         )
         .unwrap()]);
-        assert_eq!(
-            host_port_of(&minik_api::podview::PodView::from(&pod), 8000),
-            8443
-        );
+        assert_eq!(port_of(&pod, 8000), 8443);
     }
 
     fn sources() -> Sources {
