@@ -473,7 +473,7 @@ fn read_key(shared: &Shared, key: &str) -> Result<(Option<Stored>, Revision), Re
     let encryption = shared.encryption.as_deref();
     let found = db
         .get(key)?
-        .map(|v| decode_stored(encryption, key, &v))
+        .map(|v| decode_stored(encryption, key, v))
         .transpose()?;
     let needed = found.as_ref().map_or(applied, |s| s.revision);
     Ok((found, needed))
@@ -678,7 +678,7 @@ fn scan(shared: &Shared, prefix: &str, limit: Option<usize>) -> Result<Option<Li
         }
         let (k, v) = kv?;
         let key = String::from_utf8_lossy(&k).into_owned();
-        items.push(decode_stored(shared.encryption.as_deref(), &key, &v)?);
+        items.push(decode_stored(shared.encryption.as_deref(), &key, v)?);
     }
     if let Some(group) = backend.failed_group() {
         // The failed group's keys as they were before it.
@@ -768,7 +768,7 @@ impl Entry {
     fn decode(self, encryption: Option<&Encryption>) -> Result<Stored> {
         match self {
             Entry::Sled(key, value) => {
-                decode_stored(encryption, &String::from_utf8_lossy(&key), &value)
+                decode_stored(encryption, &String::from_utf8_lossy(&key), value)
             }
             Entry::Kept(stored) => Ok(stored),
         }
@@ -946,12 +946,19 @@ fn encode_value(
 
 /// A sled value as the store hands it out: its JSON decrypted if it was encrypted, an error
 /// naming the key if it cannot be.
-fn decode_stored(encryption: Option<&Encryption>, key: &str, v: &[u8]) -> Result<Stored> {
-    let revision = decode_revision(v)
+/// Plaintext is not copied: the bytes handed out are a view into sled's own value, so an object
+/// read, listed or kept in the watch window is in memory once, in sled's cache.
+fn decode_stored(encryption: Option<&Encryption>, key: &str, v: sled::IVec) -> Result<Stored> {
+    let revision = decode_revision(&v)
         .ok_or_else(|| StoreError::Backend(format!("the value of {key} is corrupt")))?;
-    let value = match decode_json(encryption, key, v.get(8..).unwrap_or_default())? {
-        std::borrow::Cow::Borrowed(json) => Bytes::copy_from_slice(json),
-        std::borrow::Cow::Owned(json) => Bytes::from(json),
+    let decrypted = match decode_json(encryption, key, v.get(8..).unwrap_or_default())? {
+        std::borrow::Cow::Borrowed(_) => None,
+        std::borrow::Cow::Owned(json) => Some(json),
+    };
+    let value = match decrypted {
+        Some(json) => Bytes::from(json),
+        // `decode_revision` found the eight bytes of the revision.
+        None => Bytes::from_owner(v).slice(8..),
     };
     Ok(Stored {
         key: key.to_owned(),
@@ -991,7 +998,7 @@ fn reencrypt(
                     )));
                 }
             }
-            let stored = match decode_stored(Some(encryption), &key, &v) {
+            let stored = match decode_stored(Some(encryption), &key, v) {
                 Ok(stored) => stored,
                 Err(e) => {
                     tracing::error!(error = %e, "a value cannot be re-encrypted; it is left as it is");
@@ -1257,7 +1264,7 @@ impl Writer<'_> {
                 None => match db.get(&request.key) {
                     Ok(v) => {
                         let current = v
-                            .map(|v| decode_stored(encryption, &request.key, &v))
+                            .map(|v| decode_stored(encryption, &request.key, v))
                             .transpose();
                         if let Ok(current) = &current {
                             before.insert(request.key.clone(), current.clone());
@@ -1281,7 +1288,7 @@ impl Writer<'_> {
                     .map(|encoded| (stored, event_kind, prev, Some(encoded))),
             });
             let outcome = match outcome {
-                Ok((stored, event_kind, prev, encoded)) => {
+                Ok((mut stored, event_kind, prev, encoded)) => {
                     revision += 1;
                     match encoded {
                         None => {
@@ -1291,6 +1298,12 @@ impl Writer<'_> {
                         }
                         Some(encoded) => {
                             bytes += (request.key.len() + encoded.len()) as u64;
+                            let encoded = sled::IVec::from(encoded);
+                            if encoded.get(8..) == Some(&stored.value[..]) {
+                                // Plaintext: the answer, the watch window and sled's cache
+                                // share sled's copy (sled keeps the value it is given).
+                                stored.value = Bytes::from_owner(encoded.clone()).slice(8..);
+                            }
                             batch.insert(request.key.as_bytes(), encoded);
                             overlay.insert(request.key.clone(), Some(stored.clone()));
                         }

@@ -46,6 +46,41 @@ async fn writes_take_consecutive_revisions_stamped_into_the_object() {
     assert_eq!(store.revision(), 2);
 }
 
+/// An object is in memory once: the write's answer, reads, lists and the watch window's replay
+/// are all views of the value sled keeps (the memory of a server with many objects depends on
+/// it), while a later write leaves what was handed out before unchanged.
+#[tokio::test]
+async fn answers_reads_lists_and_the_watch_window_share_the_stored_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let key = "/registry/pods/default/a";
+    let created = store.create(key, pod("a", "v1")).await.unwrap();
+    let got = store.get(key).await.unwrap().unwrap();
+    let listed = store.list("/registry/pods/").await.unwrap();
+    let mut watch = store.watch("/registry/pods/", 0).unwrap();
+    let replayed = watch.next().await.unwrap().unwrap();
+    assert_eq!(got.value, created.value);
+    let at = created.value.as_ptr();
+    assert_eq!(got.value.as_ptr(), at, "a get copied the value");
+    assert_eq!(
+        listed.items[0].value.as_ptr(),
+        at,
+        "a list copied the value"
+    );
+    assert_eq!(replayed.object.as_ptr(), at, "the window holds a copy");
+
+    let updated = store
+        .update(key, pod("a", "v2"), Some(created.revision))
+        .await
+        .unwrap();
+    assert_eq!(rv(&created.value), "1");
+    assert_eq!(rv(&updated.value), "2");
+    let modified = watch.next().await.unwrap().unwrap();
+    assert_eq!(modified.object.as_ptr(), updated.value.as_ptr());
+    // The previous object is read back from sled: it is the first write's bytes again.
+    assert_eq!(modified.prev.as_ref().map(|p| p.as_ptr()), Some(at));
+}
+
 #[tokio::test]
 async fn compare_and_swap_refuses_stale_writes() {
     let dir = tempfile::tempdir().unwrap();
