@@ -46,7 +46,12 @@ impl IntoResponse for HttpError {
 }
 
 pub(crate) fn json_response(code: StatusCode, body: Bytes) -> Response {
-    let mut response = Response::new(Body::from(body));
+    json_response_body(code, Body::from(body))
+}
+
+/// A JSON answer whose body is made as it is sent.
+pub(crate) fn json_response_body(code: StatusCode, body: Body) -> Response {
+    let mut response = Response::new(body);
     *response.status_mut() = code;
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use crate::answer::{content_type, encode, negotiate, success_status, Encoding, HttpError};
 use crate::identity::Identity;
+use crate::listbody::ListBody;
 use crate::registry::{Filter, ListError, ListOptions, ListResult, ScaleChange, Scope};
 use crate::watch::{WatchOptions, WatchStart};
 use crate::ApiServer;
@@ -327,28 +328,27 @@ fn patch_kind(headers: &HeaderMap) -> Result<PatchKind, ApiError> {
 
 /// `{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"N"},"items":[...]}`,
 /// assembled from the stored bytes without decoding them; `metadata` also has `continue` and
-/// `remainingItemCount` when the list is a page that others follow.
-fn list_body(info: &ResourceInfo, list: &ListResult) -> Bytes {
-    let items = &list.items;
-    let size: usize = items.iter().map(|i| i.len() + 1).sum::<usize>() + 256;
-    let mut out = Vec::with_capacity(size);
-    out.extend_from_slice(
-        format!(
-            "{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{},\"items\":[",
-            info.kind,
-            info.api_version(),
-            list_meta(list)
-        )
-        .as_bytes(),
+/// `remainingItemCount` when the list is a page that others follow. In JSON the answer is
+/// written out a chunk at a time ([`ListBody`]), so the list is never held twice.
+fn list_answer(
+    encoding: Encoding,
+    info: &ResourceInfo,
+    list: ListResult,
+) -> Result<Response, ApiError> {
+    let head = format!(
+        "{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{},\"items\":[",
+        info.kind,
+        info.api_version(),
+        list_meta(&list)
     );
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(item);
+    let body = ListBody::new(Bytes::from(head), list.items);
+    match encoding {
+        Encoding::Json => Ok(crate::answer::json_response_body(
+            StatusCode::OK,
+            Body::new(body),
+        )),
+        Encoding::Yaml => encode(encoding, StatusCode::OK, body.whole()),
     }
-    out.extend_from_slice(b"]}");
-    Bytes::from(out)
 }
 
 /// A list's `metadata` (Kubernetes' ListMeta): its resourceVersion, and where it goes on.
@@ -584,7 +584,7 @@ async fn handle(
             if let Some(t) = table {
                 return crate::table::list(info, &listed, t, &query.0);
             }
-            encode(encoding, StatusCode::OK, list_body(info, &listed))
+            list_answer(encoding, info, listed)
         }
         (&Method::GET, Some(name), None) if watch => {
             let selector = format!("metadata.name={name}");
@@ -691,7 +691,7 @@ async fn handle(
                 continue_token: None,
                 remaining: None,
             };
-            encode(encoding, StatusCode::OK, list_body(info, &deleted))
+            list_answer(encoding, info, deleted)
         }
         (&Method::GET, Some(name), Some("scale")) => encode(
             encoding,

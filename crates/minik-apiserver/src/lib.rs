@@ -14,6 +14,7 @@ mod exec;
 mod http;
 mod identity;
 mod limits;
+mod listbody;
 mod local;
 mod logs;
 pub mod master;
