@@ -1,5 +1,6 @@
 //! The `minik` binary: parses the command line and runs one role (server, ...).
 
+mod allocator;
 mod cli;
 mod image;
 mod kubeconfig;
@@ -53,6 +54,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    allocator::configure();
     let cli = Cli::parse();
     // Before anything starts a thread: the helpers fork into containers and namespaces. Their
     // stdout and stderr are the container's log, so they log nothing.

@@ -551,7 +551,13 @@ pub async fn serve(
         advertised,
         addr.port(),
     )));
-    tracing::info!(%addr, data = %path.display(), revision = store_revision(&store), "minik server is serving");
+    tracing::info!(
+        %addr,
+        data = %path.display(),
+        revision = store_revision(&store),
+        allocator_purge_delay_ms = crate::allocator::purge_delay_ms(),
+        "minik server is serving"
+    );
     tracing::info!(
         admin = %settings.auth.admin_file().display(),
         join = %settings.auth.join_file().display(),
