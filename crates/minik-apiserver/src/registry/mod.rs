@@ -491,8 +491,13 @@ impl Registry {
         }
         let attempts = if generate_name.is_some() { 8 } else { 1 };
         let mut last_err = None;
-        for _ in 0..attempts {
-            let mut object = body.clone();
+        for attempt in 1..=attempts {
+            // The last attempt (the only one, without generateName) takes the body itself.
+            let mut object = if attempt == attempts {
+                std::mem::take(&mut body)
+            } else {
+                body.clone()
+            };
             if let Some(prefix) = &generate_name {
                 meta_mut(&mut object)?.insert(
                     "name".into(),
