@@ -215,6 +215,34 @@ async fn yaml_bodies_and_yaml_answers() {
         text.contains("flag: 'on'") || text.contains("flag: \"on\""),
         "{text}"
     );
+    // A list in YAML is made from the whole JSON list, which JSON answers write out a chunk at
+    // a time.
+    let response = s
+        .client
+        .get(s.url(PODS))
+        .header("accept", "application/yaml")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "application/yaml");
+    let text = response.text().await.unwrap();
+    let list: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    assert_eq!(list["kind"].as_str(), Some("PodList"), "{text}");
+    let items = list["items"].as_sequence().unwrap();
+    assert_eq!(items.len(), 1, "{text}");
+    assert_eq!(items[0]["metadata"]["name"].as_str(), Some("y"));
+    // The JSON list goes out a chunk at a time, still with its exact length.
+    let response = s.client.get(s.url(PODS)).send().await.unwrap();
+    let length: usize = response.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(response.headers().get("transfer-encoding").is_none());
+    let body = response.bytes().await.unwrap();
+    assert_eq!(body.len(), length);
+    let list: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(list["items"][0]["metadata"]["name"], "y");
     let response = s
         .client
         .get(s.url(PODS))
