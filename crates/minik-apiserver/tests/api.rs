@@ -199,13 +199,8 @@ async fn yaml_bodies_and_yaml_answers() {
         .send("POST", PODS, "application/yaml", Some(yaml.into()))
         .await;
     assert_eq!(created.code, 201, "{:#}", created.body);
-    let response = s
-        .client
-        .get(s.url(&format!("{PODS}/y")))
-        .header("accept", "application/yaml")
-        .send()
-        .await
-        .unwrap();
+    let get = |path: &str, accept: &str| s.client.get(s.url(path)).header("accept", accept).send();
+    let response = get(&format!("{PODS}/y"), "application/yaml").await.unwrap();
     assert_eq!(response.headers()["content-type"], "application/yaml");
     let text = response.text().await.unwrap();
     // `y` is a boolean to YAML 1.1 readers, so it is quoted as kubectl quotes it.
@@ -217,13 +212,7 @@ async fn yaml_bodies_and_yaml_answers() {
     );
     // A list in YAML is made from the whole JSON list, which JSON answers write out a chunk at
     // a time.
-    let response = s
-        .client
-        .get(s.url(PODS))
-        .header("accept", "application/yaml")
-        .send()
-        .await
-        .unwrap();
+    let response = get(PODS, "application/yaml").await.unwrap();
     assert_eq!(response.headers()["content-type"], "application/yaml");
     let text = response.text().await.unwrap();
     let list: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
@@ -232,7 +221,7 @@ async fn yaml_bodies_and_yaml_answers() {
     assert_eq!(items.len(), 1, "{text}");
     assert_eq!(items[0]["metadata"]["name"].as_str(), Some("y"));
     // The JSON list goes out a chunk at a time, still with its exact length.
-    let response = s.client.get(s.url(PODS)).send().await.unwrap();
+    let response = get(PODS, "application/json").await.unwrap();
     let length: usize = response.headers()["content-length"]
         .to_str()
         .unwrap()
@@ -243,11 +232,7 @@ async fn yaml_bodies_and_yaml_answers() {
     assert_eq!(body.len(), length);
     let list: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(list["items"][0]["metadata"]["name"], "y");
-    let response = s
-        .client
-        .get(s.url(PODS))
-        .header("accept", "application/vnd.kubernetes.protobuf")
-        .send()
+    let response = get(PODS, "application/vnd.kubernetes.protobuf")
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 406);
